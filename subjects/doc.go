@@ -1,0 +1,3 @@
+// Package subjects builds, parses and validates every NATS subject of the codi2
+// wire contract, and escapes arbitrary strings into subject tokens.
+package subjects
