@@ -1,0 +1,54 @@
+package kv
+
+import "fmt"
+
+// CheckKey returns nil if key can be read and written by every backend, or an
+// error matching ErrInvalidKey (empty, or in the 0xFF system keyspace) or
+// ErrKeyTooLarge. Backends call it before touching storage; callers may call
+// it to reject bad input early. It is safe for concurrent use.
+func CheckKey(key []byte) error {
+	switch {
+	case len(key) == 0:
+		return fmt.Errorf("empty key: %w", ErrInvalidKey)
+	case len(key) > MaxKeySize:
+		return fmt.Errorf("key of %d bytes, limit %d: %w", len(key), MaxKeySize, ErrKeyTooLarge)
+	case key[0] == 0xFF:
+		return fmt.Errorf("key %s is in the system keyspace (0xFF prefix): %w", printable(key), ErrInvalidKey)
+	}
+	return nil
+}
+
+// CheckValue returns nil if value fits MaxValueSize, or an error matching
+// ErrValueTooLarge. It is safe for concurrent use.
+func CheckValue(value []byte) error {
+	if len(value) > MaxValueSize {
+		return fmt.Errorf("value of %d bytes, limit %d: %w", len(value), MaxValueSize, ErrValueTooLarge)
+	}
+	return nil
+}
+
+// CheckRange returns nil if begin and end are valid bounds for GetRange and
+// ClearRange: each may be empty, at most MaxKeySize+1 bytes (room for a
+// maximal key followed by 0x00), and at most {0xFF}, the end of the user
+// keyspace. An empty range (begin >= end) is valid and selects nothing. It is
+// safe for concurrent use.
+func CheckRange(begin, end []byte) error {
+	for _, k := range [2][]byte{begin, end} {
+		if len(k) > MaxKeySize+1 {
+			return fmt.Errorf("range bound of %d bytes, limit %d: %w", len(k), MaxKeySize+1, ErrKeyTooLarge)
+		}
+		if len(k) > 1 && k[0] == 0xFF {
+			return fmt.Errorf("range bound %s is past the user keyspace (0xFF): %w", printable(k), ErrInvalidKey)
+		}
+	}
+	return nil
+}
+
+// printable quotes at most 32 bytes of k for an error message.
+func printable(k []byte) string {
+	const max = 32
+	if len(k) > max {
+		return fmt.Sprintf("%q... (%d bytes)", k[:max], len(k))
+	}
+	return fmt.Sprintf("%q", k)
+}
