@@ -1,0 +1,190 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Bus is a running message bus: the embedded server (unless Config.URL was
+// given), one connection for the process's own services, and the streams.
+// Its methods are safe for concurrent use.
+type Bus struct {
+	cfg Config
+	log zerolog.Logger
+	srv *server.Server // nil when connected to an external NATS
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	// ncClosed is closed when nc has finished draining.
+	ncClosed chan struct{}
+}
+
+// Start runs the bus described by cfg and creates or updates the streams. It
+// fails with an error wrapping ErrConfig or ErrStart, naming the cause: an
+// address in use, a data directory that cannot be written, a NATS URL that
+// does not answer.
+func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Bus, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	b := &Bus{cfg: cfg, log: log.With().Str("component", "bus").Logger()}
+	if cfg.URL == "" {
+		if err := b.startServer(); err != nil {
+			return nil, err
+		}
+	}
+	b.ncClosed = make(chan struct{})
+	nc, err := b.Connect("codi2-server", nats.ClosedHandler(func(*nats.Conn) { close(b.ncClosed) }))
+	if err != nil {
+		b.shutdownServer()
+		return nil, fmt.Errorf("%w: connect: %v", ErrStart, err)
+	}
+	b.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("%w: jetstream: %v", ErrStart, err)
+	}
+	b.js = js
+	sctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
+	defer cancel()
+	if err := EnsureStreams(sctx, js, cfg); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("%w: %v", ErrStart, err)
+	}
+	return b, nil
+}
+
+func (b *Bus) startServer() error {
+	cfg := b.cfg
+	host, port, _ := splitHostPort(cfg.Listen)
+	storeDir := filepath.Join(cfg.DataDir, "jetstream")
+	if err := checkWritable(storeDir); err != nil {
+		return fmt.Errorf("%w: data directory: %v", ErrStart, err)
+	}
+	opts := &server.Options{
+		ServerName: cfg.ServerName,
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   storeDir,
+		MaxPayload: cfg.MaxPayload,
+		NoSigs:     true,
+		SyncAlways: cfg.SyncAlways,
+		Debug:      cfg.Debug,
+		Trace:      cfg.Trace,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrStart, err)
+	}
+	sl := &serverLogger{log: b.log.With().Str("component", "nats").Logger()}
+	srv.SetLoggerV2(sl, cfg.Debug, cfg.Trace, false)
+	srv.Start()
+	deadline := time.Now().Add(cfg.StartTimeout)
+	for !srv.ReadyForConnections(20 * time.Millisecond) {
+		if err := sl.fatalErr(); err != nil {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			return fmt.Errorf("%w: %v", ErrStart, err)
+		}
+		if time.Now().After(deadline) {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			return fmt.Errorf("%w: not ready for connections on %s after %s", ErrStart, cfg.Listen, cfg.StartTimeout)
+		}
+	}
+	b.srv = srv
+	return nil
+}
+
+// checkWritable creates dir and proves a file can be written in it, so that a
+// read-only data directory fails at start with a clear error rather than at
+// the first publish.
+func checkWritable(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	return errors.Join(f.Close(), os.Remove(name))
+}
+
+// Connect opens a new client connection to the bus: in-process (no TCP) to
+// the embedded server, or to Config.URL. Async errors are logged. The caller
+// owns and closes the connection. Safe for concurrent use.
+func (b *Bus) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
+	base := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			ev := b.log.Error().Err(err).Str("conn", name)
+			if sub != nil {
+				ev = ev.Str("subject", sub.Subject)
+			}
+			ev.Msg("nats async error")
+		}),
+	}
+	url := b.cfg.URL
+	if b.srv != nil {
+		base = append(base, nats.InProcessServer(b.srv))
+		url = b.srv.ClientURL()
+	}
+	return nats.Connect(url, append(base, opts...)...)
+}
+
+// ClientURL is the URL agents connect to over TCP: the embedded server's
+// listen address, or Config.URL.
+func (b *Bus) ClientURL() string {
+	if b.srv != nil {
+		return b.srv.ClientURL()
+	}
+	return b.cfg.URL
+}
+
+// Embedded reports whether the bus runs its own NATS server.
+func (b *Bus) Embedded() bool { return b.srv != nil }
+
+// Server is the embedded nats-server, or nil with Config.URL. It is exposed
+// for tests and benchmarks; services use Conn and JetStream.
+func (b *Bus) Server() *server.Server { return b.srv }
+
+// Conn is the bus's own connection, shared by the process's services.
+func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// JetStream is the JetStream context over Conn.
+func (b *Bus) JetStream() jetstream.JetStream { return b.js }
+
+// Config is the validated configuration the bus runs with.
+func (b *Bus) Config() Config { return b.cfg }
+
+// Close drains the bus's own connection, then shuts the embedded server down
+// and waits for its goroutines to exit. Connections opened with Connect are
+// the caller's to close first. Close is idempotent.
+func (b *Bus) Close() {
+	if b.nc != nil && !b.nc.IsClosed() {
+		if err := b.nc.Drain(); err != nil {
+			b.nc.Close()
+		}
+		<-b.ncClosed
+	}
+	b.shutdownServer()
+}
+
+func (b *Bus) shutdownServer() {
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+	}
+}

@@ -1,0 +1,49 @@
+// Package bustest starts a real codi2 bus for tests: the production embedded
+// NATS server with JetStream on a random port in a temporary directory.
+package bustest
+
+import (
+	"context"
+	"testing"
+
+	"github.com/codi2/codi2/bus"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+)
+
+// Run starts a bus on 127.0.0.1 with a random port and a data directory in
+// t.TempDir(), and closes it when the test ends. cfg may set any field; Listen
+// and DataDir are filled in when empty.
+func Run(t testing.TB, cfg ...bus.Config) *bus.Bus {
+	t.Helper()
+	var c bus.Config
+	if len(cfg) > 0 {
+		c = cfg[0]
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:-1"
+	}
+	if c.DataDir == "" && c.URL == "" {
+		c.DataDir = t.TempDir()
+	}
+	b, err := bus.Start(context.Background(), c, Logger(t))
+	require.NoError(t, err)
+	t.Cleanup(b.Close)
+	return b
+}
+
+// Connect opens a TCP client connection to b, closed when the test ends.
+func Connect(t testing.TB, b *bus.Bus, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(b.ClientURL(), opts...)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// Logger returns a logger that writes through t.Log at warn level and above,
+// so that a failing test shows what the server said.
+func Logger(t testing.TB) zerolog.Logger {
+	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+}

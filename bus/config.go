@@ -1,0 +1,120 @@
+package bus
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Defaults applied by Config.Validate to zero fields.
+const (
+	DefaultListen          = "127.0.0.1:4222"
+	DefaultMaxPayload      = 1 << 20
+	DefaultStartTimeout    = 10 * time.Second
+	DefaultDuplicateWindow = 2 * time.Minute
+	DefaultMsgMaxAge       = 7 * 24 * time.Hour
+	DefaultStateMaxAge     = 7 * 24 * time.Hour
+	DefaultAuditMaxAge     = 7 * 24 * time.Hour
+	DefaultStreamMaxBytes  = 10 << 30
+)
+
+// Config configures Start. The zero value plus a DataDir runs an embedded
+// server on DefaultListen.
+type Config struct {
+	// DataDir holds JetStream's files (under DataDir/jetstream). Required for
+	// the embedded server; unused with URL.
+	DataDir string
+	// Listen is the embedded server's client address, HOST:PORT. Port -1
+	// picks a free port. Default DefaultListen.
+	Listen string
+	// URL, when set, connects to an existing NATS server or cluster instead
+	// of running one.
+	URL string
+	// ServerName names the embedded server. Default "codi2".
+	ServerName string
+	// MaxPayload is the largest message in bytes. Default DefaultMaxPayload.
+	MaxPayload int32
+	// StartTimeout bounds the wait for the server to accept connections and
+	// for the streams to be created. Default DefaultStartTimeout.
+	StartTimeout time.Duration
+	// SyncAlways fsyncs every JetStream write before its PubAck. Off by
+	// default: see the package documentation.
+	SyncAlways bool
+	// Replicas is the replica count of the streams; 0 means 1. Use 3 with a
+	// three-node cluster (URL).
+	Replicas int
+	// DuplicateWindow is how long a Nats-Msg-Id is remembered for dedupe.
+	DuplicateWindow time.Duration
+	// MsgMaxAge, StateMaxAge and AuditMaxAge bound how long each stream keeps
+	// messages. The state and audit services copy what they consume into the
+	// store, so their streams are buffers; CODI_MSG is mail.
+	MsgMaxAge, StateMaxAge, AuditMaxAge time.Duration
+	// StreamMaxBytes bounds each stream's size; the oldest messages go first.
+	StreamMaxBytes int64
+	// Debug and Trace turn on nats-server's debug and protocol trace logs.
+	Debug, Trace bool
+}
+
+// Validate fills defaults and reports an invalid configuration with an error
+// wrapping ErrConfig.
+func (c *Config) Validate() error {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.ServerName == "" {
+		c.ServerName = "codi2"
+	}
+	if c.MaxPayload == 0 {
+		c.MaxPayload = DefaultMaxPayload
+	}
+	if c.StartTimeout == 0 {
+		c.StartTimeout = DefaultStartTimeout
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if c.MsgMaxAge == 0 {
+		c.MsgMaxAge = DefaultMsgMaxAge
+	}
+	if c.StateMaxAge == 0 {
+		c.StateMaxAge = DefaultStateMaxAge
+	}
+	if c.AuditMaxAge == 0 {
+		c.AuditMaxAge = DefaultAuditMaxAge
+	}
+	if c.StreamMaxBytes == 0 {
+		c.StreamMaxBytes = DefaultStreamMaxBytes
+	}
+	switch {
+	case c.URL == "" && c.DataDir == "":
+		return fmt.Errorf("%w: a data directory is required for the embedded server", ErrConfig)
+	case c.MaxPayload < 0 || c.MaxPayload > 64<<20:
+		return fmt.Errorf("%w: max payload %d outside 1..64 MiB", ErrConfig, c.MaxPayload)
+	case c.Replicas < 1 || c.Replicas > 5:
+		return fmt.Errorf("%w: replicas %d outside 1..5", ErrConfig, c.Replicas)
+	case c.StartTimeout < 0 || c.DuplicateWindow < 0 || c.MsgMaxAge < 0 || c.StateMaxAge < 0 || c.AuditMaxAge < 0 || c.StreamMaxBytes < 0:
+		return fmt.Errorf("%w: durations and sizes must be positive", ErrConfig)
+	}
+	if c.URL == "" {
+		if _, _, err := splitHostPort(c.Listen); err != nil {
+			return fmt.Errorf("%w: listen %q: %v", ErrConfig, c.Listen, err)
+		}
+	}
+	return nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < -1 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q is not a number in -1..65535", p)
+	}
+	return host, port, nil
+}

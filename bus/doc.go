@@ -1,0 +1,33 @@
+// Package bus runs codi2's message bus: an embedded NATS server with
+// JetStream, the three contract streams, and the client agents use to talk
+// to each other.
+//
+// # Basics
+//
+// Start runs the embedded server (or, with Config.URL, connects to an
+// existing NATS deployment), creates or updates the streams CODI_MSG,
+// CODI_STATE and CODI_AUDIT, and returns a *Bus. Services take the
+// jetstream.JetStream and *nats.Conn it exposes; nats.go is not wrapped.
+//
+// Agent is the agent-facing client: Send a durable message (JetStream, a
+// PubAck means stored), Subscribe to the live inbox (core NATS), Receive to
+// catch up through a durable consumer named after the agent, and Call and
+// Serve for live request/reply on codi.rpc.
+//
+// # Caveats
+//
+// A PubAck means the message was written to the stream's files before the ack
+// was sent (the file store flushes in place for single-replica streams), so it
+// survives kill -9 of the server. JetStream fsyncs every SyncInterval (two
+// minutes by default), not per message, so a PubAck alone does not survive
+// power loss: the state and audit services fsync their own store on commit and
+// publish a watermark for that. Config.SyncAlways trades about 20x throughput
+// for per-message fsync.
+//
+// # Goroutines
+//
+// The embedded server runs its own goroutines; Close stops the server and
+// waits for them. Receive runs until its context is cancelled and returns only
+// after its consumer has stopped. Subscriptions returned by Subscribe and
+// Serve belong to the caller, who unsubscribes them.
+package bus

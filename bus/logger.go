@@ -1,0 +1,40 @@
+package bus
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/rs/zerolog"
+)
+
+// serverLogger adapts nats-server's Logger interface onto zerolog. It keeps
+// the first fatal message so that Start can report why the server stopped.
+type serverLogger struct {
+	log   zerolog.Logger
+	mu    sync.Mutex
+	fatal error
+}
+
+func (l *serverLogger) Noticef(format string, v ...any) { l.log.Info().Msgf(format, v...) }
+func (l *serverLogger) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
+func (l *serverLogger) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
+func (l *serverLogger) Debugf(format string, v ...any)  { l.log.Debug().Msgf(format, v...) }
+func (l *serverLogger) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }
+
+// Fatalf logs at error level and records the error: the embedded server must
+// never exit the process, so Start turns it into an error instead.
+func (l *serverLogger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error().Bool("fatal", true).Msg(msg)
+	l.mu.Lock()
+	if l.fatal == nil {
+		l.fatal = fmt.Errorf("%s", msg)
+	}
+	l.mu.Unlock()
+}
+
+func (l *serverLogger) fatalErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fatal
+}
