@@ -19,10 +19,12 @@ import (
 // Its methods are safe for concurrent use.
 type Bus struct {
 	cfg Config
-	log zerolog.Logger
-	srv *server.Server // nil when connected to an external NATS
-	nc  *nats.Conn
-	js  jetstream.JetStream
+	log zerolog.Logger // component=bus
+	// root is the caller's logger, from which the nats component derives.
+	root zerolog.Logger
+	srv  *server.Server // nil when connected to an external NATS
+	nc   *nats.Conn
+	js   jetstream.JetStream
 	// ncClosed is closed when nc has finished draining.
 	ncClosed chan struct{}
 }
@@ -35,7 +37,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Bus, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Bus{cfg: cfg, log: log.With().Str("component", "bus").Logger()}
+	b := &Bus{cfg: cfg, root: log, log: log.With().Str("component", "bus").Logger()}
 	if cfg.URL == "" {
 		if err := b.startServer(); err != nil {
 			return nil, err
@@ -66,8 +68,9 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Bus, error) {
 func (b *Bus) startServer() error {
 	cfg := b.cfg
 	host, port, _ := splitHostPort(cfg.Listen)
-	storeDir := filepath.Join(cfg.DataDir, "jetstream")
-	if err := checkWritable(storeDir); err != nil {
+	// nats-server keeps its files under StoreDir/jetstream.
+	storeDir := cfg.DataDir
+	if err := checkWritable(filepath.Join(storeDir, "jetstream")); err != nil {
 		return fmt.Errorf("%w: data directory: %v", ErrStart, err)
 	}
 	opts := &server.Options{
@@ -86,7 +89,7 @@ func (b *Bus) startServer() error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrStart, err)
 	}
-	sl := &serverLogger{log: b.log.With().Str("component", "nats").Logger()}
+	sl := &serverLogger{log: b.root.With().Str("component", "nats").Logger()}
 	srv.SetLoggerV2(sl, cfg.Debug, cfg.Trace, false)
 	srv.Start()
 	deadline := time.Now().Add(cfg.StartTimeout)

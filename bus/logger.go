@@ -15,7 +15,9 @@ type serverLogger struct {
 	fatal error
 }
 
-func (l *serverLogger) Noticef(format string, v ...any) { l.log.Info().Msgf(format, v...) }
+// Noticef logs at debug level: nats-server's notices are its start banner and
+// routine events; codi2 logs its own summary line at info.
+func (l *serverLogger) Noticef(format string, v ...any) { l.log.Debug().Msgf(format, v...) }
 func (l *serverLogger) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
 func (l *serverLogger) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
 func (l *serverLogger) Debugf(format string, v ...any)  { l.log.Debug().Msgf(format, v...) }

@@ -1,0 +1,30 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/codi2/codi2/internal/kv/boltkv"
+	"github.com/rs/zerolog"
+)
+
+// openStores opens the state and audit stores named by cfg.Store.
+func openStores(cfg serveConfig, dataDir string, log zerolog.Logger) (stores, error) {
+	if cfg.Store == "fdb" {
+		st, err := openFDB(cfg.FDBClusterFile)
+		if err != nil {
+			return stores{}, err
+		}
+		return stores{state: st, audit: st}, nil
+	}
+	st, err := boltkv.Open(filepath.Join(dataDir, "state.db"), boltkv.Options{})
+	if err != nil {
+		return stores{}, fmt.Errorf("state store: %w", err)
+	}
+	au, err := boltkv.Open(filepath.Join(dataDir, "audit.db"), boltkv.Options{})
+	if err != nil {
+		_ = st.Close()
+		return stores{}, fmt.Errorf("audit store: %w", err)
+	}
+	return stores{state: st, audit: au}, nil
+}
