@@ -1,0 +1,461 @@
+package boltkv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/codi2/codi2/internal/kv"
+)
+
+// bucket holds every key. One bucket keeps the layout identical to a
+// FoundationDB keyspace: namespaces are tuple prefixes, not buckets.
+var bucket = []byte("kv")
+
+// Default option values.
+const (
+	DefaultTimeout = time.Second
+)
+
+// Options configures Open. The zero value is ready to use.
+type Options struct {
+	// Timeout is how long Open waits for the file lock when another process
+	// has the file open. Zero means DefaultTimeout. Past it Open fails with
+	// ErrLocked.
+	Timeout time.Duration
+
+	// TxnTimeout bounds every transaction, from its start, including the
+	// wait for the writer slot. Zero means kv.MaxTxnDuration, FoundationDB's
+	// limit, so that work which fits here also fits a cluster.
+	TxnTimeout time.Duration
+
+	// NoSync skips the fsync of each commit. Commits are then lost, never
+	// half-applied, on power loss or an OS crash (a killed process loses
+	// nothing). For tests and bulk loads only.
+	NoSync bool
+
+	// InitialMmapSize is the size, in bytes, of the initial memory map.
+	// bbolt must remap to grow the file, and a remap waits for every open
+	// View; a map larger than the file avoids those stalls. It reserves
+	// address space, not memory or disk. Zero uses bbolt's default (small).
+	InitialMmapSize int
+}
+
+// Validate reports options that can never work.
+func (o Options) Validate() error {
+	switch {
+	case o.Timeout < 0:
+		return fmt.Errorf("boltkv: negative Timeout %v", o.Timeout)
+	case o.TxnTimeout < 0:
+		return fmt.Errorf("boltkv: negative TxnTimeout %v", o.TxnTimeout)
+	case o.InitialMmapSize < 0:
+		return fmt.Errorf("boltkv: negative InitialMmapSize %d", o.InitialMmapSize)
+	}
+	return nil
+}
+
+// withDefaults returns o with zero fields set to their defaults.
+func (o Options) withDefaults() Options {
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.TxnTimeout == 0 {
+		o.TxnTimeout = kv.MaxTxnDuration
+	}
+	return o
+}
+
+// Store is a kv.Store backed by one bbolt file. It is safe for concurrent
+// use: Updates run one at a time, in the order they get the writer slot, and
+// Views run concurrently with each other and with the Update.
+type Store struct {
+	db         *bolt.DB
+	path       string
+	txnTimeout time.Duration
+
+	// writer is the single writer slot. Holding it before bbolt's own writer
+	// lock lets a waiting Update give up on ctx, timeout or Close.
+	writer chan struct{}
+
+	mu      sync.Mutex
+	closed  bool
+	closing chan struct{} // closed by Close; wakes Updates waiting for writer
+	running sync.WaitGroup
+}
+
+var _ kv.Store = (*Store)(nil)
+
+// Open opens or creates the database file at path; its directory must exist.
+// Only one process may have a file open: Open fails with an error matching
+// ErrLocked if another process keeps it locked for Options.Timeout. The
+// caller must Close the Store.
+func Open(path string, opts Options) (*Store, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:         opts.Timeout,
+		NoSync:          opts.NoSync,
+		InitialMmapSize: opts.InitialMmapSize,
+		FreelistType:    bolt.FreelistMapType,
+	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("boltkv: open %s: no file lock after %v: %w", path, opts.Timeout, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("boltkv: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucket)
+		return err
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("boltkv: open %s: create bucket: %w", path, err)
+	}
+	return &Store{
+		db:         db,
+		path:       path,
+		txnTimeout: opts.TxnTimeout,
+		writer:     make(chan struct{}, 1),
+		closing:    make(chan struct{}),
+	}, nil
+}
+
+// Path returns the file the Store was opened on. Safe for concurrent use.
+func (s *Store) Path() string { return s.path }
+
+// Update runs fn in the single read-write transaction and commits it, with an
+// fsync unless Options.NoSync, before returning nil. It waits for the writer
+// slot (bounded by ctx and the transaction timeout). An error from fn is
+// returned unchanged after rolling back; a write error fn ignored fails the
+// commit. fn runs once here, but kv.Store allows retries: keep fn free of
+// outside effects. Safe for concurrent use.
+func (s *Store) Update(ctx context.Context, fn func(tx kv.Txn) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.running.Done()
+	t, err := s.newTxn(ctx, true)
+	if err != nil {
+		return err
+	}
+	if err := s.acquireWriter(t); err != nil {
+		return err
+	}
+	defer func() { <-s.writer }()
+
+	btx, err := s.db.Begin(true)
+	if err != nil {
+		return fmt.Errorf("boltkv: begin update: %w", err)
+	}
+	t.tx, t.b = btx, btx.Bucket(bucket)
+	committed := false
+	defer func() {
+		t.done = true
+		if !committed {
+			// Also runs when fn panics, so the writer slot is not leaked.
+			_ = btx.Rollback()
+		}
+	}()
+
+	if err := fn(t); err != nil {
+		return err
+	}
+	if t.err != nil {
+		return t.err
+	}
+	if err := t.alive("commit"); err != nil {
+		return err
+	}
+	if err := btx.Commit(); err != nil {
+		committed = true // bbolt rolled back already
+		return fmt.Errorf("boltkv: commit: %w", err)
+	}
+	committed = true
+	return nil
+}
+
+// View runs fn in a read-only transaction over the snapshot current when it
+// starts; commits made while fn runs are invisible to it. fn's error is
+// returned unchanged. Views never wait for Update, but while a View is open
+// an Update that must grow the file waits for it (see
+// Options.InitialMmapSize), so keep Views short. Safe for concurrent use.
+func (s *Store) View(ctx context.Context, fn func(tx kv.ReadTxn) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.running.Done()
+	t, err := s.newTxn(ctx, false)
+	if err != nil {
+		return err
+	}
+	btx, err := s.db.Begin(false)
+	if err != nil {
+		return fmt.Errorf("boltkv: begin view: %w", err)
+	}
+	t.tx, t.b = btx, btx.Bucket(bucket)
+	defer func() {
+		t.done = true
+		_ = btx.Rollback()
+	}()
+	return fn(t)
+}
+
+// Close waits for running transactions to return, fails Updates still
+// waiting for the writer slot with kv.ErrClosed, and closes the file. Calls
+// after Close, including a second Close, return kv.ErrClosed. Safe for
+// concurrent use.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("boltkv: close %s: %w", s.path, kv.ErrClosed)
+	}
+	s.closed = true
+	close(s.closing)
+	s.mu.Unlock()
+
+	s.running.Wait()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("boltkv: close %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// enter registers a transaction with Close, or fails if the store is closed.
+func (s *Store) enter() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("boltkv: %s: %w", s.path, kv.ErrClosed)
+	}
+	s.running.Add(1)
+	return nil
+}
+
+// newTxn starts the clock of a transaction: its deadline is the earlier of
+// ctx's deadline and the store's transaction timeout.
+func (s *Store) newTxn(ctx context.Context, writable bool) (*txn, error) {
+	t := &txn{
+		ctx:      ctx,
+		writable: writable,
+		timeout:  s.txnTimeout,
+		deadline: time.Now().Add(s.txnTimeout),
+	}
+	if d, ok := ctx.Deadline(); ok && d.Before(t.deadline) {
+		t.deadline, t.ctxDeadline = d, true
+	}
+	if err := t.alive("begin"); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// acquireWriter takes the writer slot, giving up when t runs out of time or
+// the store closes.
+func (s *Store) acquireWriter(t *txn) error {
+	select {
+	case s.writer <- struct{}{}:
+		return nil
+	default:
+	}
+	timer := time.NewTimer(time.Until(t.deadline))
+	defer timer.Stop()
+	select {
+	case s.writer <- struct{}{}:
+		return nil
+	case <-t.ctx.Done():
+		return t.alive("wait for writer")
+	case <-timer.C:
+		return t.alive("wait for writer")
+	case <-s.closing:
+		return fmt.Errorf("boltkv: %s: wait for writer: %w", s.path, kv.ErrClosed)
+	}
+}
+
+// txn implements kv.Txn (and so kv.ReadTxn) on a bbolt transaction. Writes
+// are refused in a View's txn.
+type txn struct {
+	tx *bolt.Tx
+	b  *bolt.Bucket
+
+	ctx         context.Context
+	deadline    time.Time
+	ctxDeadline bool // deadline came from ctx, not the store's timeout
+	timeout     time.Duration
+	writable    bool
+	done        bool
+
+	written int   // bytes counted against kv.MaxTxnWriteBytes
+	err     error // first write error; fails the commit
+}
+
+// alive reports whether t may still run: not returned, ctx not cancelled,
+// deadline not passed.
+func (t *txn) alive(op string) error {
+	if t.done {
+		return fmt.Errorf("boltkv: %s: %w", op, ErrTxnDone)
+	}
+	if err := t.ctx.Err(); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("boltkv: %s: %w: %w", op, kv.ErrTimeout, err)
+		}
+		return fmt.Errorf("boltkv: %s: %w", op, err)
+	}
+	if !time.Now().Before(t.deadline) {
+		if t.ctxDeadline {
+			return fmt.Errorf("boltkv: %s: %w: %w", op, kv.ErrTimeout, context.DeadlineExceeded)
+		}
+		return fmt.Errorf("boltkv: %s: transaction older than %v: %w", op, t.timeout, kv.ErrTimeout)
+	}
+	return nil
+}
+
+// Get implements kv.ReadTxn. A missing key returns kv.ErrNotFound itself,
+// unwrapped, because misses are common and the caller knows the key.
+func (t *txn) Get(key []byte) ([]byte, error) {
+	if err := t.alive("get"); err != nil {
+		return nil, err
+	}
+	if err := kv.CheckKey(key); err != nil {
+		return nil, fmt.Errorf("boltkv: get: %w", err)
+	}
+	v := t.b.Get(key)
+	if v == nil {
+		return nil, kv.ErrNotFound
+	}
+	// bbolt memory is valid only inside the transaction.
+	return append(make([]byte, 0, len(v)), v...), nil
+}
+
+// GetRange implements kv.ReadTxn.
+func (t *txn) GetRange(begin, end []byte, opts kv.RangeOptions) ([]kv.KeyValue, error) {
+	if err := t.alive("get range"); err != nil {
+		return nil, err
+	}
+	if err := kv.CheckRange(begin, end); err != nil {
+		return nil, fmt.Errorf("boltkv: get range: %w", err)
+	}
+	if bytes.Compare(begin, end) >= 0 {
+		return nil, nil
+	}
+	var out []kv.KeyValue
+	size := 0
+	full := func() bool { return opts.Limit > 0 && len(out) >= opts.Limit }
+	c := t.b.Cursor()
+	if opts.Reverse {
+		k, v := c.Seek(end)
+		if k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+		for ; k != nil && bytes.Compare(k, begin) >= 0 && !full(); k, v = c.Prev() {
+			out = append(out, kv.KeyValue{Key: k, Value: v})
+			size += len(k) + len(v)
+		}
+	} else {
+		for k, v := c.Seek(begin); k != nil && bytes.Compare(k, end) < 0 && !full(); k, v = c.Next() {
+			out = append(out, kv.KeyValue{Key: k, Value: v})
+			size += len(k) + len(v)
+		}
+	}
+	// Copy out of bbolt's memory into one allocation.
+	buf := make([]byte, 0, size)
+	for i, p := range out {
+		n := len(buf)
+		buf = append(buf, p.Key...)
+		out[i].Key = buf[n:len(buf):len(buf)]
+		n = len(buf)
+		buf = append(buf, p.Value...)
+		out[i].Value = buf[n:len(buf):len(buf)]
+	}
+	return out, nil
+}
+
+// write runs the checks every write shares and records a failure so that
+// the commit fails even if fn ignores the error.
+func (t *txn) write(op string, n int, check error) error {
+	err := t.alive(op)
+	if err == nil && !t.writable {
+		err = fmt.Errorf("boltkv: %s: %w", op, kv.ErrReadOnly)
+	}
+	if err == nil && check != nil {
+		err = fmt.Errorf("boltkv: %s: %w", op, check)
+	}
+	if err == nil && t.written+n > kv.MaxTxnWriteBytes {
+		err = fmt.Errorf("boltkv: %s: transaction writes %d bytes, limit %d: %w",
+			op, t.written+n, kv.MaxTxnWriteBytes, kv.ErrTxnTooLarge)
+	}
+	if err != nil {
+		if t.err == nil && t.writable && !t.done {
+			t.err = err
+		}
+		return err
+	}
+	t.written += n
+	return nil
+}
+
+// Set implements kv.Txn.
+func (t *txn) Set(key, value []byte) error {
+	check := kv.CheckKey(key)
+	if check == nil {
+		check = kv.CheckValue(value)
+	}
+	if err := t.write("set", len(key)+len(value), check); err != nil {
+		return err
+	}
+	// bbolt copies the key but keeps value until commit; the caller may
+	// reuse it as soon as Set returns. The copy is never nil, so an empty
+	// value stays distinct from a missing key.
+	if err := t.b.Put(key, append(make([]byte, 0, len(value)), value...)); err != nil {
+		return t.fail(fmt.Errorf("boltkv: set: %w", err))
+	}
+	return nil
+}
+
+// Clear implements kv.Txn.
+func (t *txn) Clear(key []byte) error {
+	if err := t.write("clear", len(key), kv.CheckKey(key)); err != nil {
+		return err
+	}
+	if err := t.b.Delete(key); err != nil {
+		return t.fail(fmt.Errorf("boltkv: clear: %w", err))
+	}
+	return nil
+}
+
+// ClearRange implements kv.Txn. Unlike FoundationDB, where a range clear
+// costs the same whatever it covers, bbolt deletes key by key: its cost grows
+// with the number of keys removed.
+func (t *txn) ClearRange(begin, end []byte) error {
+	if err := t.write("clear range", len(begin)+len(end), kv.CheckRange(begin, end)); err != nil {
+		return err
+	}
+	c := t.b.Cursor()
+	// Seek again after each delete: a bbolt cursor skips a key when Next
+	// follows Delete.
+	for k, _ := c.Seek(begin); k != nil && bytes.Compare(k, end) < 0; k, _ = c.Seek(begin) {
+		if err := c.Delete(); err != nil {
+			return t.fail(fmt.Errorf("boltkv: clear range: %w", err))
+		}
+	}
+	return nil
+}
+
+// fail records a storage error so that the commit fails too.
+func (t *txn) fail(err error) error {
+	if t.err == nil {
+		t.err = err
+	}
+	return err
+}
