@@ -29,6 +29,10 @@ var (
 	// by View.
 	ErrReadOnly = errors.New("kv: read-only transaction")
 
+	// ErrTxnDone is returned by a transaction used after the function it was
+	// passed to has returned, which is a bug in the caller.
+	ErrTxnDone = errors.New("kv: transaction used after its function returned")
+
 	// ErrInvalidKey is returned for a key that no backend can store: an empty
 	// key, or a key in FoundationDB's system keyspace (starting with 0xFF).
 	// Range bounds may be empty, and an end bound may be exactly {0xFF}.

@@ -302,7 +302,7 @@ type txn struct {
 // deadline not passed.
 func (t *txn) alive(op string) error {
 	if t.done {
-		return fmt.Errorf("boltkv: %s: %w", op, ErrTxnDone)
+		return fmt.Errorf("boltkv: %s: %w", op, kv.ErrTxnDone)
 	}
 	if err := t.ctx.Err(); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {

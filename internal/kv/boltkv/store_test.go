@@ -250,6 +250,6 @@ func TestStore_Txn_UsedAfterReturn(t *testing.T) {
 	s := openTemp(t, boltkv.Options{})
 	var saved kv.Txn
 	require.NoError(t, s.Update(t.Context(), func(tx kv.Txn) error { saved = tx; return nil }))
-	assert.ErrorIs(t, saved.Set([]byte("a"), []byte("1")), boltkv.ErrTxnDone)
-	assert.ErrorIs(t, saved.ClearRange(nil, []byte{0xff}), boltkv.ErrTxnDone)
+	assert.ErrorIs(t, saved.Set([]byte("a"), []byte("1")), kv.ErrTxnDone)
+	assert.ErrorIs(t, saved.ClearRange(nil, []byte{0xff}), kv.ErrTxnDone)
 }

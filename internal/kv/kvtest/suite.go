@@ -444,9 +444,9 @@ func testTxnUsedAfterReturn(t *testing.T, s kv.Store) {
 		saved = tx
 		return tx.Set([]byte("a"), []byte("1"))
 	}))
-	assert.Error(t, saved.Set([]byte("b"), []byte("2")))
+	assert.ErrorIs(t, saved.Set([]byte("b"), []byte("2")), kv.ErrTxnDone)
 	_, err := saved.Get([]byte("a"))
-	assert.Error(t, err)
+	assert.ErrorIs(t, err, kv.ErrTxnDone)
 	assert.Equal(t, []string{"a"}, keys(t, s))
 
 	var savedRead kv.ReadTxn
@@ -455,7 +455,7 @@ func testTxnUsedAfterReturn(t *testing.T, s kv.Store) {
 		return nil
 	}))
 	_, err = savedRead.GetRange(nil, []byte{0xff}, kv.RangeOptions{})
-	assert.Error(t, err)
+	assert.ErrorIs(t, err, kv.ErrTxnDone)
 }
 
 func testClose(t *testing.T, s kv.Store) {
