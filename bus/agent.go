@@ -137,7 +137,8 @@ func (i *Inbox) Unsubscribe() error {
 }
 
 // Subscribe delivers, live, every message sent to this agent or to all from
-// now on, calling h from the connection's delivery goroutine, one message at
+// now on (the subscription is registered on the server when Subscribe
+// returns), calling h from the connection's delivery goroutine, one message at
 // a time. Live delivery is at most once: use Receive to catch up on what was
 // sent while the agent was away.
 func (a *Agent) Subscribe(h func(Message)) (*Inbox, error) {
@@ -155,6 +156,11 @@ func (a *Agent) Subscribe(h func(Message)) (*Inbox, error) {
 			return nil, fmt.Errorf("bus: subscribe %s: %w", subj, err)
 		}
 		in.subs = append(in.subs, sub)
+	}
+	// Round trip to the server so that the inbox is live when we return.
+	if err := a.nc.Flush(); err != nil {
+		_ = in.Unsubscribe()
+		return nil, fmt.Errorf("bus: subscribe: %w", err)
 	}
 	return in, nil
 }

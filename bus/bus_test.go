@@ -2,10 +2,19 @@ package bus_test
 
 import (
 	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -13,9 +22,168 @@ import (
 func TestStart_CreatesStreams(t *testing.T) {
 	b := bustest.Run(t)
 	ctx := context.Background()
-	for _, name := range []string{bus.StreamMsg, bus.StreamState, bus.StreamAudit} {
+	want := map[string]string{bus.StreamMsg: "codi.msg.>", bus.StreamState: "codi.state.cmd.>", bus.StreamAudit: "codi.audit.log.>"}
+	for name, subj := range want {
 		s, err := b.JetStream().Stream(ctx, name)
 		require.NoError(t, err, name)
-		assert.Equal(t, name, s.CachedInfo().Config.Name)
+		cfg := s.CachedInfo().Config
+		assert.Equal(t, []string{subj}, cfg.Subjects)
+		assert.Equal(t, jetstream.FileStorage, cfg.Storage)
+		assert.Equal(t, bus.DefaultDuplicateWindow, cfg.Duplicates)
+		assert.Equal(t, int32(bus.DefaultMaxPayload), cfg.MaxMsgSize)
 	}
+	assert.True(t, b.Embedded())
+	assert.NotNil(t, b.Server())
+	assert.Equal(t, "codi2", b.Config().ServerName)
+}
+
+func TestEnsureStreams_Idempotent(t *testing.T) {
+	b := bustest.Run(t)
+	ctx := context.Background()
+	cfg := b.Config()
+	require.NoError(t, bus.EnsureStreams(ctx, b.JetStream(), cfg))
+	cfg.MsgMaxAge = time.Hour
+	require.NoError(t, bus.EnsureStreams(ctx, b.JetStream(), cfg), "an update to the limits applies")
+	s, err := b.JetStream().Stream(ctx, bus.StreamMsg)
+	require.NoError(t, err)
+	assert.Equal(t, time.Hour, s.CachedInfo().Config.MaxAge)
+
+	ctx, cancel := context.WithCancel(ctx)
+	cancel()
+	require.Error(t, bus.EnsureStreams(ctx, b.JetStream(), cfg))
+}
+
+func TestConfig_Validate(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     bus.Config
+		wantErr error
+	}{
+		{"defaults", bus.Config{DataDir: "x"}, nil},
+		{"url needs no dir", bus.Config{URL: "nats://127.0.0.1:4222"}, nil},
+		{"no dir", bus.Config{}, bus.ErrConfig},
+		{"bad listen", bus.Config{DataDir: "x", Listen: "nohost"}, bus.ErrConfig},
+		{"bad port", bus.Config{DataDir: "x", Listen: "127.0.0.1:http"}, bus.ErrConfig},
+		{"port range", bus.Config{DataDir: "x", Listen: "127.0.0.1:70000"}, bus.ErrConfig},
+		{"payload", bus.Config{DataDir: "x", MaxPayload: -1}, bus.ErrConfig},
+		{"replicas", bus.Config{DataDir: "x", Replicas: 7}, bus.ErrConfig},
+		{"negative age", bus.Config{DataDir: "x", MsgMaxAge: -time.Second}, bus.ErrConfig},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if tt.wantErr != nil {
+				require.ErrorIs(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, bus.DefaultListen, tt.cfg.Listen)
+			assert.Equal(t, 1, tt.cfg.Replicas)
+		})
+	}
+}
+
+func TestStart_PortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	_, err = bus.Start(context.Background(), bus.Config{DataDir: t.TempDir(), Listen: ln.Addr().String(), StartTimeout: 5 * time.Second}, bustest.Logger(t))
+	require.ErrorIs(t, err, bus.ErrStart)
+	assert.Contains(t, err.Error(), "address already in use")
+}
+
+func TestStart_UnwritableDataDir(t *testing.T) {
+	if os.Getuid() == 0 {
+		// root ignores permission bits: use a path below a regular file instead.
+		file := filepath.Join(t.TempDir(), "file")
+		require.NoError(t, os.WriteFile(file, nil, 0o600))
+		_, err := bus.Start(context.Background(), bus.Config{DataDir: filepath.Join(file, "data"), Listen: "127.0.0.1:-1"}, bustest.Logger(t))
+		require.ErrorIs(t, err, bus.ErrStart)
+		assert.Contains(t, err.Error(), "data directory")
+		return
+	}
+	dir := t.TempDir()
+	require.NoError(t, os.Chmod(dir, 0o500))
+	_, err := bus.Start(context.Background(), bus.Config{DataDir: dir, Listen: "127.0.0.1:-1"}, bustest.Logger(t))
+	require.ErrorIs(t, err, bus.ErrStart)
+}
+
+func TestStart_InvalidConfig(t *testing.T) {
+	_, err := bus.Start(context.Background(), bus.Config{}, bustest.Logger(t))
+	require.ErrorIs(t, err, bus.ErrConfig)
+}
+
+func TestStart_ExternalURL(t *testing.T) {
+	embedded := bustest.Run(t)
+	b, err := bus.Start(context.Background(), bus.Config{URL: embedded.ClientURL()}, bustest.Logger(t))
+	require.NoError(t, err)
+	defer b.Close()
+	assert.False(t, b.Embedded())
+	assert.Nil(t, b.Server())
+	assert.Equal(t, embedded.ClientURL(), b.ClientURL())
+
+	// Both see the same streams: a message stored through one is in the other.
+	a, err := bus.NewAgent("agent-1", b.Conn())
+	require.NoError(t, err)
+	ack, err := a.Send(context.Background(), "agent-2", "hello", []byte("x"))
+	require.NoError(t, err)
+	s, err := embedded.JetStream().Stream(context.Background(), bus.StreamMsg)
+	require.NoError(t, err)
+	m, err := s.GetMsg(context.Background(), ack.Sequence)
+	require.NoError(t, err)
+	assert.Equal(t, "codi.msg.agent-2.agent-1.hello", m.Subject)
+}
+
+func TestStart_ExternalURLDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	_, err = bus.Start(context.Background(), bus.Config{URL: "nats://" + addr}, bustest.Logger(t))
+	require.ErrorIs(t, err, bus.ErrStart)
+}
+
+func TestBus_Connect_LogsAsyncErrors(t *testing.T) {
+	var logs syncBuf
+	b, err := bus.Start(context.Background(), bus.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"}, zerolog.New(&logs))
+	require.NoError(t, err)
+	defer b.Close()
+	nc, err := b.Connect("slow")
+	require.NoError(t, err)
+	defer nc.Close()
+	sub, err := nc.Subscribe("codi.test", func(*nats.Msg) { time.Sleep(time.Second) })
+	require.NoError(t, err)
+	require.NoError(t, sub.SetPendingLimits(1, 1024))
+	for range 10 {
+		require.NoError(t, nc.Publish("codi.test", []byte("x")))
+	}
+	require.NoError(t, nc.Flush())
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "slow consumer") }, 5*time.Second, 10*time.Millisecond)
+	assert.Contains(t, logs.String(), `"subject":"codi.test"`)
+}
+
+func TestBus_Close_NoGoroutinesLeft(t *testing.T) {
+	before := runtime.NumGoroutine()
+	b, err := bus.Start(context.Background(), bus.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"}, zerolog.Nop())
+	require.NoError(t, err)
+	nc, err := nats.Connect(b.ClientURL())
+	require.NoError(t, err)
+	a, err := bus.NewAgent("agent-1", nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	got := make(chan bus.Message, 1)
+	_, err = a.Send(ctx, "agent-1", "ping", []byte("x"))
+	require.NoError(t, err)
+	go func() {
+		done <- a.Receive(ctx, bus.ReceiveConfig{}, func(_ context.Context, m bus.Message) error { got <- m; return nil })
+	}()
+	require.Equal(t, "ping", (<-got).Type)
+	cancel()
+	require.NoError(t, <-done)
+	nc.Close()
+	b.Close()
+	b.Close() // idempotent
+	require.Eventually(t, func() bool { return runtime.NumGoroutine() <= before }, 10*time.Second, 20*time.Millisecond,
+		"goroutines before %d, now %d", before, runtime.NumGoroutine())
 }

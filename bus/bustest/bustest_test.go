@@ -1,0 +1,23 @@
+package bustest_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/bus/bustest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRun(t *testing.T) {
+	b := bustest.Run(t)
+	nc := bustest.Connect(t, b)
+	assert.True(t, nc.IsConnected())
+	assert.NotEqual(t, bus.DefaultListen, nc.ConnectedAddr(), "a random port, never the default")
+	_, err := b.JetStream().Stream(context.Background(), bus.StreamAudit)
+	require.NoError(t, err)
+
+	small := bustest.Run(t, bus.Config{MaxPayload: 1024})
+	assert.Equal(t, int64(1024), bustest.Connect(t, small).MaxPayload())
+}
