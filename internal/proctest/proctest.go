@@ -1,0 +1,137 @@
+// Package proctest builds the codi2 binary and runs it as a child process, so
+// that crash tests can kill -9 a real server and restart it on its data.
+package proctest
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Build compiles ./cmd/codi2 of this module into a temporary directory and
+// returns the binary's path. The Go build cache makes repeated calls cheap.
+func Build(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	require.NoError(t, err)
+	root := filepath.Dir(strings.TrimSpace(string(out)))
+	bin := filepath.Join(t.TempDir(), "codi2")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/codi2")
+	cmd.Dir = root
+	b, err := cmd.CombinedOutput()
+	require.NoError(t, err, "go build: %s", b)
+	return bin
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Server is a running `codi2 serve` child process.
+type Server struct {
+	// URL is the NATS client URL of the server.
+	URL string
+	// DataDir is the server's --data directory.
+	DataDir string
+
+	cmd    *exec.Cmd
+	logs   *syncBuf
+	exited chan struct{}
+	err    error
+}
+
+// Start runs `bin serve` on dataDir with the NATS listener on port (0 picks
+// one) and extra flags, waits until it logs that it is ready, and kills it
+// when the test ends if it still runs.
+func Start(t testing.TB, bin, dataDir string, port int, extra ...string) *Server {
+	t.Helper()
+	if port == 0 {
+		port = FreePort(t)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	args := append([]string{"serve", "--data", dataDir, "--nats-listen", addr,
+		"--http-listen", "127.0.0.1:0", "--log-format", "json"}, extra...)
+	s := &Server{URL: "nats://" + addr, DataDir: dataDir, logs: &syncBuf{}, exited: make(chan struct{})}
+	s.cmd = exec.Command(bin, args...)
+	s.cmd.Stdout = s.logs
+	s.cmd.Stderr = s.logs
+	require.NoError(t, s.cmd.Start())
+	go func() {
+		s.err = s.cmd.Wait()
+		close(s.exited)
+	}()
+	t.Cleanup(s.Kill)
+	deadline := time.After(30 * time.Second)
+	for !strings.Contains(s.logs.String(), `"message":"codi2 ready"`) {
+		select {
+		case <-s.exited:
+			t.Fatalf("codi2 serve exited before it was ready: %v\n%s", s.err, s.logs.String())
+		case <-deadline:
+			t.Fatalf("codi2 serve not ready after 30s:\n%s", s.logs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return s
+}
+
+// Kill sends SIGKILL and waits for the process to exit. It is a no-op on an
+// exited process.
+func (s *Server) Kill() {
+	select {
+	case <-s.exited:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+}
+
+// Stop sends SIGTERM and waits up to timeout for the process to exit, then
+// returns its exit code (-1 if it had to be killed).
+func (s *Server) Stop(timeout time.Duration) int {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	select {
+	case <-s.exited:
+		return s.cmd.ProcessState.ExitCode()
+	case <-ctx.Done():
+		s.Kill()
+		return -1
+	}
+}
+
+// Logs returns everything the process has written so far.
+func (s *Server) Logs() string { return s.logs.String() }
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncBuf) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuf) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
