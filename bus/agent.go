@@ -265,12 +265,13 @@ func (a *Agent) Call(ctx context.Context, to, method string, data []byte) ([]byt
 
 // Serve answers live calls made to this agent, calling h on the connection's
 // delivery goroutine. Instances of one agent serving at once share the calls
-// (queue group named after the agent). A handler error is returned to the
+// (queue group named after the agent). Calls reach h once Serve has
+// returned. A handler error is returned to the
 // caller in the NATS micro convention (Nats-Service-Error, code 500). The
 // caller owns the returned subscription.
 func (a *Agent) Serve(h func(RPCRequest) ([]byte, error)) (*nats.Subscription, error) {
 	inbox, _ := subjects.RPCInbox(a.id)
-	return a.nc.QueueSubscribe(inbox, ConsumerName(a.id), func(m *nats.Msg) {
+	sub, err := a.nc.QueueSubscribe(inbox, ConsumerName(a.id), func(m *nats.Msg) {
 		p, err := subjects.Parse(m.Subject)
 		if err != nil {
 			return
@@ -285,4 +286,13 @@ func (a *Agent) Serve(h func(RPCRequest) ([]byte, error)) (*nats.Subscription, e
 		}
 		_ = m.RespondMsg(reply)
 	})
+	if err != nil {
+		return nil, fmt.Errorf("bus: serve %s: %w", inbox, err)
+	}
+	// Round trip to the server so that calls reach us when we return.
+	if err := a.nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("bus: serve %s: %w", inbox, err)
+	}
+	return sub, nil
 }
