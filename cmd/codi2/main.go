@@ -2,6 +2,7 @@
 // bus, the state service and the audit log, in one process.
 //
 //	codi2 serve      run the server (flags below, or CODI2_* variables)
+//	codi2 bench      measure codi2 against the design targets and CODI v1
 //	codi2 version    print the version
 package main
 
@@ -31,6 +32,7 @@ const usage = `codi2: the event platform AI coding agents coordinate on.
 
 Usage:
   codi2 serve [flags]     run the server (codi2 serve -h for flags)
+  codi2 bench [flags]     measure codi2 against the design targets and CODI v1
   codi2 version           print the version
 `
 
@@ -45,6 +47,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		err = runServe(ctx, args[1:], stderr)
+	case "bench":
+		err = runBench(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "--help":
