@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *syncBuf) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuf) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+func TestRun_Commands(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{"no args", nil, 2, "", "Usage:"},
+		{"version", []string{"version"}, 0, "codi2 ", ""},
+		{"help", []string{"help"}, 0, "Usage:", ""},
+		{"unknown", []string{"frobnicate"}, 1, "", `unknown command "frobnicate"`},
+		{"serve help", []string{"serve", "-h"}, 0, "", "-nats-listen"},
+		{"bad flag", []string{"serve", "--no-such-flag"}, 1, "", "flag provided but not defined"},
+		{"extra args", []string{"serve", "now"}, 1, "", "unexpected arguments: now"},
+		{"bad store", []string{"serve", "--store", "mysql"}, 1, "", `--store "mysql": want bolt or fdb`},
+		{"bad http", []string{"serve", "--http-listen", "nope"}, 1, "", "--http-listen"},
+		{"bad level", []string{"serve", "--log-level", "loud"}, 1, "", "--log-level"},
+		{"bad format", []string{"serve", "--log-format", "xml"}, 1, "", "--log-format"},
+		{"bad nats listen", []string{"serve", "--data", "DIR", "--nats-listen", "127.0.0.1:x", "--http-listen", "127.0.0.1:0"}, 1, "", "listen"},
+		{"fdb without tag", []string{"serve", "--data", "DIR", "--store", "fdb", "--nats-listen", "127.0.0.1:-1", "--http-listen", "127.0.0.1:0"}, 1, "", "built without FoundationDB support"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for i, a := range tt.args {
+				if a == "DIR" {
+					tt.args[i] = t.TempDir()
+				}
+			}
+			var stdout, stderr syncBuf
+			code := run(context.Background(), tt.args, &stdout, &stderr)
+			assert.Equal(t, tt.wantCode, code, "stderr: %s", stderr.String())
+			assert.Contains(t, stdout.String(), tt.wantStdout)
+			assert.Contains(t, stderr.String(), tt.wantStderr)
+		})
+	}
+}
+
+func TestRun_ServeEnvError(t *testing.T) {
+	t.Setenv("CODI2_NATS_SYNC_ALWAYS", "maybe")
+	var stderr syncBuf
+	assert.Equal(t, 1, run(context.Background(), []string{"serve"}, &syncBuf{}, &stderr))
+	assert.Contains(t, stderr.String(), "CODI2_NATS_SYNC_ALWAYS")
+}
+
+func TestRun_ServePortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	var stderr syncBuf
+	code := run(context.Background(), []string{"serve", "--data", t.TempDir(), "--nats-listen", ln.Addr().String(), "--http-listen", "127.0.0.1:0"}, &syncBuf{}, &stderr)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr.String(), "address already in use")
+
+	code = run(context.Background(), []string{"serve", "--data", t.TempDir(), "--nats-listen", "127.0.0.1:-1", "--http-listen", ln.Addr().String()}, &syncBuf{}, &stderr)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr.String(), "http listen")
+}
+
+func TestRun_ServeUnwritableData(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o600))
+	var stderr syncBuf
+	code := run(context.Background(), []string{"serve", "--data", filepath.Join(file, "data"), "--nats-listen", "127.0.0.1:-1", "--http-listen", "127.0.0.1:0"}, &syncBuf{}, &stderr)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr.String(), "data directory")
+}
+
+// readyLine waits for the "codi2 ready" log line and returns its fields.
+func readyLine(t *testing.T, logs *syncBuf, done <-chan int) map[string]any {
+	t.Helper()
+	var ready map[string]any
+	require.Eventually(t, func() bool {
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited with %d: %s", code, logs.String())
+		default:
+		}
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, `"codi2 ready"`) {
+				require.NoError(t, json.Unmarshal([]byte(line), &ready))
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second, 10*time.Millisecond)
+	return ready
+}
+
+func TestRun_ServeAndShutdown(t *testing.T) {
+	dir := t.TempDir()
+	// The data directory comes from the environment, the rest from flags.
+	t.Setenv("CODI2_DATA", dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs syncBuf
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--nats-listen", "127.0.0.1:-1", "--http-listen", "127.0.0.1:0", "--log-format", "json"}, &syncBuf{}, &logs)
+	}()
+	ready := readyLine(t, &logs, done)
+	assert.Equal(t, dir, ready["data"])
+	assert.Equal(t, "bolt", ready["store"])
+	assert.Equal(t, true, ready["embedded"])
+
+	resp, err := http.Get(ready["http"].(string) + "/healthz")
+	require.NoError(t, err)
+	var health map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&health))
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "ok", health["status"])
+
+	nc, err := nats.Connect(ready["nats"].(string))
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	var names []string
+	for name := range js.StreamNames(ctx).Name() {
+		names = append(names, name)
+	}
+	assert.ElementsMatch(t, []string{"CODI_MSG", "CODI_STATE", "CODI_AUDIT"}, names)
+	assert.FileExists(t, filepath.Join(dir, "state.db"))
+	assert.FileExists(t, filepath.Join(dir, "audit.db"))
+	assert.DirExists(t, filepath.Join(dir, "jetstream"))
+
+	cancel()
+	select {
+	case code := <-done:
+		assert.Equal(t, 0, code, logs.String())
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	assert.Contains(t, logs.String(), `"codi2 stopped"`)
+}
+
+func TestNewLogger(t *testing.T) {
+	var buf syncBuf
+	log, err := newLogger(&buf, "warn", "console")
+	require.NoError(t, err)
+	log.Info().Msg("hidden")
+	log.Warn().Msg("shown")
+	assert.NotContains(t, buf.String(), "hidden")
+	assert.Contains(t, buf.String(), "shown")
+	assert.False(t, isTerminal(&buf))
+	assert.False(t, isTerminal(os.NewFile(^uintptr(0), "bad")))
+	_, err = newLogger(os.Stderr, "info", "auto")
+	require.NoError(t, err)
+	_, err = newLogger(&buf, "", "json")
+	require.Error(t, err)
+}
+
+func TestEnvName(t *testing.T) {
+	assert.Equal(t, "CODI2_NATS_LISTEN", envName("nats-listen"))
+	assert.Equal(t, "CODI2_FDB_CLUSTER_FILE", envName("fdb-cluster-file"))
+}
