@@ -55,7 +55,6 @@ func TestRun_Commands(t *testing.T) {
 		{"bad level", []string{"serve", "--log-level", "loud"}, 1, "", "--log-level"},
 		{"bad format", []string{"serve", "--log-format", "xml"}, 1, "", "--log-format"},
 		{"bad nats listen", []string{"serve", "--data", "DIR", "--nats-listen", "127.0.0.1:x", "--http-listen", "127.0.0.1:0"}, 1, "", "listen"},
-		{"fdb without tag", []string{"serve", "--data", "DIR", "--store", "fdb", "--nats-listen", "127.0.0.1:-1", "--http-listen", "127.0.0.1:0"}, 1, "", "built without FoundationDB support"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
