@@ -12,6 +12,7 @@ import (
 	"github.com/codi2/codi2/subjects"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -371,4 +372,71 @@ func TestBus_Restart_KeepsUnacked(t *testing.T) {
 	got := r.got()
 	assert.Equal(t, "b", string(got[0].Data))
 	assert.Equal(t, "c", string(got[1].Data))
+}
+
+// A message on an agent's inbox whose subject breaks the contract (here the
+// reserved "all" as sender) reaches no handler and is not redelivered.
+func TestAgent_Receive_SkipsNonContractSubjects(t *testing.T) {
+	b := bustest.Run(t)
+	ctx := context.Background()
+	nc := bustest.Connect(t, b)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	a2 := newAgent(t, b, "agent-2")
+	live := make(chan bus.Message, 10)
+	in, err := a2.Subscribe(func(m bus.Message) { live <- m })
+	require.NoError(t, err)
+	defer in.Unsubscribe()
+	for _, subj := range []string{"codi.msg.agent-2.all.x", "codi.msg.agent-2.agent-1"} {
+		_, err = js.Publish(ctx, subj, []byte("bad"))
+		require.NoError(t, err)
+	}
+	_, err = newAgent(t, b, "agent-1").Send(ctx, "agent-2", "good", []byte("ok"))
+	require.NoError(t, err)
+
+	r := startReceiver(t, a2, bus.ReceiveConfig{}, nil)
+	require.Eventually(t, func() bool { return len(r.got()) == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.NoError(t, r.stop())
+	assert.Equal(t, "ok", string(r.got()[0].Data))
+	cons, err := js.Consumer(ctx, bus.StreamMsg, "agent-2")
+	require.NoError(t, err)
+	ci, err := cons.Info(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, ci.NumAckPending, "terminated, not pending")
+	assert.Zero(t, ci.NumPending)
+	require.Eventually(t, func() bool { return len(live) == 1 }, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, "good", (<-live).Type, "the live inbox dropped the two bad subjects")
+}
+
+func TestAgent_Serve_IgnoresNonContractSubjects(t *testing.T) {
+	b := bustest.Run(t)
+	sub, err := newAgent(t, b, "agent-2").Serve(func(bus.RPCRequest) ([]byte, error) { return []byte("answered"), nil })
+	require.NoError(t, err)
+	defer sub.Unsubscribe()
+	nc := bustest.Connect(t, b)
+	_, err = nc.Request("codi.rpc.agent-2.all.ping", nil, 200*time.Millisecond)
+	require.ErrorIs(t, err, nats.ErrTimeout, "a call claiming to come from all is not answered")
+	m, err := nc.Request("codi.rpc.agent-2.agent-1.ping", nil, 2*time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, "answered", string(m.Data))
+
+	nc.Close()
+	a, err := bus.NewAgent("agent-3", nc)
+	require.NoError(t, err)
+	_, err = a.Serve(func(bus.RPCRequest) ([]byte, error) { return nil, nil })
+	require.ErrorIs(t, err, nats.ErrConnectionClosed)
+}
+
+func TestStart_DebugAndTrace(t *testing.T) {
+	var logs syncBuf
+	b, err := bus.Start(context.Background(), bus.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:-1", Debug: true, Trace: true},
+		zerolog.New(&logs).Level(zerolog.TraceLevel))
+	require.NoError(t, err)
+	nc := bustest.Connect(t, b)
+	require.NoError(t, nc.Publish("codi.trace.me", []byte("x")))
+	require.NoError(t, nc.Flush())
+	nc.Close()
+	b.Close()
+	assert.Contains(t, logs.String(), `"level":"trace"`)
+	assert.Contains(t, logs.String(), "codi.trace.me")
 }
