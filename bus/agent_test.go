@@ -9,6 +9,7 @@ import (
 
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
+	"github.com/codi2/codi2/internal/proctest"
 	"github.com/codi2/codi2/subjects"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -428,7 +429,7 @@ func TestAgent_Serve_IgnoresNonContractSubjects(t *testing.T) {
 }
 
 func TestStart_DebugAndTrace(t *testing.T) {
-	var logs syncBuf
+	var logs proctest.Buffer
 	b, err := bus.Start(context.Background(), bus.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:-1", Debug: true, Trace: true},
 		zerolog.New(&logs).Level(zerolog.TraceLevel))
 	require.NoError(t, err)

@@ -20,7 +20,20 @@ import (
 // median and 99th percentile of per-message latency:
 //
 //	go test -run XXX -bench . -benchtime 20000x ./bus
-func reportLatency(b *testing.B, rec *latency.Recorder) {
+//
+// measure runs op b.N times, one at a time, and reports the median and 99th
+// percentile of the latencies it returns.
+func measure(b *testing.B, op func() (time.Duration, error)) {
+	rec := latency.NewRecorder(b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		d, err := op()
+		if err != nil {
+			b.Fatal(err)
+		}
+		rec.Record(d)
+	}
 	s := rec.Summary()
 	b.ReportMetric(float64(s.P50.Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(s.P99.Nanoseconds()), "p99-ns")
@@ -65,16 +78,12 @@ func BenchmarkOneWay(b *testing.B) {
 			require.NoError(b, err)
 			defer s.Unsubscribe()
 			require.NoError(b, sub.Flush())
-			rec := latency.NewRecorder(b.N)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
+			measure(b, func() (time.Duration, error) {
 				if err := pub.Publish("bench.oneway", stamp()); err != nil {
-					b.Fatal(err)
+					return 0, err
 				}
-				rec.Record(<-got)
-			}
-			reportLatency(b, rec)
+				return <-got, nil
+			})
 		})
 		for _, withID := range []bool{false, true} {
 			name := "raw-jetstream/"
@@ -91,20 +100,16 @@ func BenchmarkOneWay(b *testing.B) {
 				require.NoError(b, err)
 				defer s.Unsubscribe()
 				require.NoError(b, sub.Flush())
-				rec := latency.NewRecorder(b.N)
-				b.ReportAllocs()
-				b.ResetTimer()
-				for range b.N {
+				measure(b, func() (time.Duration, error) {
 					var opts []jetstream.PublishOpt
 					if withID {
 						opts = append(opts, jetstream.WithMsgID(nuid.Next()))
 					}
 					if _, err := js.Publish(ctx, "codi.msg.agent-2.agent-1.bench", stamp(), opts...); err != nil {
-						b.Fatal(err)
+						return 0, err
 					}
-					rec.Record(<-got)
-				}
-				reportLatency(b, rec)
+					return <-got, nil
+				})
 			})
 		}
 		b.Run("codi2/"+tr.name, func(b *testing.B) {
@@ -116,16 +121,12 @@ func BenchmarkOneWay(b *testing.B) {
 			in, err := rcv.Subscribe(func(m bus.Message) { got <- sinceStamp(m.Data) })
 			require.NoError(b, err)
 			defer in.Unsubscribe()
-			rec := latency.NewRecorder(b.N)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
+			measure(b, func() (time.Duration, error) {
 				if _, err := sender.Send(ctx, "agent-2", "bench", stamp()); err != nil {
-					b.Fatal(err)
+					return 0, err
 				}
-				rec.Record(<-got)
-			}
-			reportLatency(b, rec)
+				return <-got, nil
+			})
 		})
 	}
 }
@@ -139,32 +140,20 @@ func BenchmarkSend(b *testing.B) {
 		b.Run("raw-jetstream/"+tr.name, func(b *testing.B) {
 			js, err := jetstream.New(tr.connect(b))
 			require.NoError(b, err)
-			rec := latency.NewRecorder(b.N)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
+			measure(b, func() (time.Duration, error) {
 				start := time.Now()
-				if _, err := js.Publish(ctx, "codi.msg.agent-2.agent-1.bench", []byte("x")); err != nil {
-					b.Fatal(err)
-				}
-				rec.Record(time.Since(start))
-			}
-			reportLatency(b, rec)
+				_, err := js.Publish(ctx, "codi.msg.agent-2.agent-1.bench", []byte("x"))
+				return time.Since(start), err
+			})
 		})
 		b.Run("codi2/"+tr.name, func(b *testing.B) {
 			a, err := bus.NewAgent("agent-1", tr.connect(b))
 			require.NoError(b, err)
-			rec := latency.NewRecorder(b.N)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
+			measure(b, func() (time.Duration, error) {
 				start := time.Now()
-				if _, err := a.Send(ctx, "agent-2", "bench", []byte("x")); err != nil {
-					b.Fatal(err)
-				}
-				rec.Record(time.Since(start))
-			}
-			reportLatency(b, rec)
+				_, err := a.Send(ctx, "agent-2", "bench", []byte("x"))
+				return time.Since(start), err
+			})
 		})
 	}
 }
@@ -181,17 +170,11 @@ func BenchmarkRPC(b *testing.B) {
 			require.NoError(b, err)
 			defer s.Unsubscribe()
 			require.NoError(b, server.Flush())
-			rec := latency.NewRecorder(b.N)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
+			measure(b, func() (time.Duration, error) {
 				start := time.Now()
-				if _, err := caller.RequestWithContext(ctx, "codi.rpc.agent-2.agent-1.ping", []byte("x")); err != nil {
-					b.Fatal(err)
-				}
-				rec.Record(time.Since(start))
-			}
-			reportLatency(b, rec)
+				_, err := caller.RequestWithContext(ctx, "codi.rpc.agent-2.agent-1.ping", []byte("x"))
+				return time.Since(start), err
+			})
 		})
 		b.Run("codi2/"+tr.name, func(b *testing.B) {
 			caller, err := bus.NewAgent("agent-1", tr.connect(b))
@@ -201,17 +184,11 @@ func BenchmarkRPC(b *testing.B) {
 			s, err := server.Serve(func(r bus.RPCRequest) ([]byte, error) { return r.Data, nil })
 			require.NoError(b, err)
 			defer s.Unsubscribe()
-			rec := latency.NewRecorder(b.N)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
+			measure(b, func() (time.Duration, error) {
 				start := time.Now()
-				if _, err := caller.Call(ctx, "agent-2", "ping", []byte("x")); err != nil {
-					b.Fatal(err)
-				}
-				rec.Record(time.Since(start))
-			}
-			reportLatency(b, rec)
+				_, err := caller.Call(ctx, "agent-2", "ping", []byte("x"))
+				return time.Since(start), err
+			})
 		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
+	"github.com/codi2/codi2/internal/proctest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -144,7 +145,7 @@ func TestStart_ExternalURLDown(t *testing.T) {
 }
 
 func TestBus_Connect_LogsAsyncErrors(t *testing.T) {
-	var logs syncBuf
+	var logs proctest.Buffer
 	b, err := bus.Start(context.Background(), bus.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"}, zerolog.New(&logs))
 	require.NoError(t, err)
 	defer b.Close()

@@ -8,32 +8,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/codi2/codi2/internal/proctest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *syncBuf) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuf) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
 
 func TestRun_Commands(t *testing.T) {
 	tests := []struct {
@@ -63,7 +46,7 @@ func TestRun_Commands(t *testing.T) {
 					tt.args[i] = t.TempDir()
 				}
 			}
-			var stdout, stderr syncBuf
+			var stdout, stderr proctest.Buffer
 			code := run(context.Background(), tt.args, &stdout, &stderr)
 			assert.Equal(t, tt.wantCode, code, "stderr: %s", stderr.String())
 			assert.Contains(t, stdout.String(), tt.wantStdout)
@@ -74,8 +57,8 @@ func TestRun_Commands(t *testing.T) {
 
 func TestRun_ServeEnvError(t *testing.T) {
 	t.Setenv("CODI2_NATS_SYNC_ALWAYS", "maybe")
-	var stderr syncBuf
-	assert.Equal(t, 1, run(context.Background(), []string{"serve"}, &syncBuf{}, &stderr))
+	var stderr proctest.Buffer
+	assert.Equal(t, 1, run(context.Background(), []string{"serve"}, &proctest.Buffer{}, &stderr))
 	assert.Contains(t, stderr.String(), "CODI2_NATS_SYNC_ALWAYS")
 }
 
@@ -83,12 +66,12 @@ func TestRun_ServePortInUse(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
-	var stderr syncBuf
-	code := run(context.Background(), []string{"serve", "--data", t.TempDir(), "--nats-listen", ln.Addr().String(), "--http-listen", "127.0.0.1:0"}, &syncBuf{}, &stderr)
+	var stderr proctest.Buffer
+	code := run(context.Background(), []string{"serve", "--data", t.TempDir(), "--nats-listen", ln.Addr().String(), "--http-listen", "127.0.0.1:0"}, &proctest.Buffer{}, &stderr)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr.String(), "address already in use")
 
-	code = run(context.Background(), []string{"serve", "--data", t.TempDir(), "--nats-listen", "127.0.0.1:-1", "--http-listen", ln.Addr().String()}, &syncBuf{}, &stderr)
+	code = run(context.Background(), []string{"serve", "--data", t.TempDir(), "--nats-listen", "127.0.0.1:-1", "--http-listen", ln.Addr().String()}, &proctest.Buffer{}, &stderr)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr.String(), "http listen")
 }
@@ -96,14 +79,14 @@ func TestRun_ServePortInUse(t *testing.T) {
 func TestRun_ServeUnwritableData(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "file")
 	require.NoError(t, os.WriteFile(file, nil, 0o600))
-	var stderr syncBuf
-	code := run(context.Background(), []string{"serve", "--data", filepath.Join(file, "data"), "--nats-listen", "127.0.0.1:-1", "--http-listen", "127.0.0.1:0"}, &syncBuf{}, &stderr)
+	var stderr proctest.Buffer
+	code := run(context.Background(), []string{"serve", "--data", filepath.Join(file, "data"), "--nats-listen", "127.0.0.1:-1", "--http-listen", "127.0.0.1:0"}, &proctest.Buffer{}, &stderr)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr.String(), "data directory")
 }
 
 // readyLine waits for the "codi2 ready" log line and returns its fields.
-func readyLine(t *testing.T, logs *syncBuf, done <-chan int) map[string]any {
+func readyLine(t *testing.T, logs *proctest.Buffer, done <-chan int) map[string]any {
 	t.Helper()
 	var ready map[string]any
 	require.Eventually(t, func() bool {
@@ -129,10 +112,10 @@ func TestRun_ServeAndShutdown(t *testing.T) {
 	t.Setenv("CODI2_DATA", dir)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var logs syncBuf
+	var logs proctest.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "--nats-listen", "127.0.0.1:-1", "--http-listen", "127.0.0.1:0", "--log-format", "json"}, &syncBuf{}, &logs)
+		done <- run(ctx, []string{"serve", "--nats-listen", "127.0.0.1:-1", "--http-listen", "127.0.0.1:0", "--log-format", "json"}, &proctest.Buffer{}, &logs)
 	}()
 	ready := readyLine(t, &logs, done)
 	assert.Equal(t, dir, ready["data"])
@@ -172,7 +155,7 @@ func TestRun_ServeAndShutdown(t *testing.T) {
 }
 
 func TestNewLogger(t *testing.T) {
-	var buf syncBuf
+	var buf proctest.Buffer
 	log, err := newLogger(&buf, "warn", "console")
 	require.NoError(t, err)
 	log.Info().Msg("hidden")

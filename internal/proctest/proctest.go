@@ -50,7 +50,7 @@ type Server struct {
 	DataDir string
 
 	cmd    *exec.Cmd
-	logs   *syncBuf
+	logs   *Buffer
 	exited chan struct{}
 	err    error
 }
@@ -66,7 +66,7 @@ func Start(t testing.TB, bin, dataDir string, port int, extra ...string) *Server
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	args := append([]string{"serve", "--data", dataDir, "--nats-listen", addr,
 		"--http-listen", "127.0.0.1:0", "--log-format", "json"}, extra...)
-	s := &Server{URL: "nats://" + addr, DataDir: dataDir, logs: &syncBuf{}, exited: make(chan struct{})}
+	s := &Server{URL: "nats://" + addr, DataDir: dataDir, logs: &Buffer{}, exited: make(chan struct{})}
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout = s.logs
 	s.cmd.Stderr = s.logs
@@ -119,18 +119,22 @@ func (s *Server) Stop(timeout time.Duration) int {
 // Logs returns everything the process has written so far.
 func (s *Server) Logs() string { return s.logs.String() }
 
-type syncBuf struct {
+// Buffer is a bytes.Buffer that a process, a logger and a test can share:
+// Write and String are safe for concurrent use.
+type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (w *syncBuf) Write(p []byte) (int, error) {
+// Write appends p.
+func (w *Buffer) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.Write(p)
 }
 
-func (w *syncBuf) String() string {
+// String returns everything written so far.
+func (w *Buffer) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
