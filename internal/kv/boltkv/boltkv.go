@@ -294,13 +294,62 @@ type txn struct {
 	writable    bool
 	done        bool
 
-	written int   // bytes counted against kv.MaxTxnWriteBytes
-	err     error // first write error; fails the commit
+	written int    // bytes counted against kv.MaxTxnWriteBytes
+	err     error  // first write error; fails the commit
+	arena   []byte // copies of values given to bbolt; see copyValue
 }
 
-// alive reports whether t may still run: not returned, ctx not cancelled,
-// deadline not passed.
+// Values are copied into blocks that start at minArena bytes and double up
+// to maxArena; values larger than a quarter of maxArena get their own copy.
+const (
+	minArena = 1 << 10
+	maxArena = 64 << 10
+)
+
+// copyValue returns a copy of v that stays valid until the commit, when
+// bbolt writes it out. Copies are carved from shared blocks rather than
+// allocated one by one, because a batch of small values would otherwise cost
+// an allocation each. A block is never grown in place, so earlier copies stay
+// put. The copy is never nil, so an empty value stays distinct from a
+// missing key.
+func (t *txn) copyValue(v []byte) []byte {
+	switch {
+	case len(v) == 0:
+		return []byte{}
+	case len(v) > maxArena/4:
+		return append(make([]byte, 0, len(v)), v...)
+	case len(v) > cap(t.arena)-len(t.arena):
+		size := min(max(2*cap(t.arena), minArena), maxArena)
+		for size < len(v) {
+			size *= 2
+		}
+		t.arena = make([]byte, 0, size)
+	}
+	n := len(t.arena)
+	t.arena = append(t.arena, v...)
+	return t.arena[n:len(t.arena):len(t.arena)]
+}
+
+// alive reports whether t may still run: fn has not returned, ctx is not
+// done and the deadline has not passed. Reads and the commit call it; writes
+// call live, which skips the clock: they are buffered until the commit, which
+// fails past the deadline anyway (as in FoundationDB, where Set returns no
+// error and the commit reports the timeout).
 func (t *txn) alive(op string) error {
+	if err := t.live(op); err != nil {
+		return err
+	}
+	if !time.Now().Before(t.deadline) {
+		if t.ctxDeadline {
+			return fmt.Errorf("boltkv: %s: %w: %w", op, kv.ErrTimeout, context.DeadlineExceeded)
+		}
+		return fmt.Errorf("boltkv: %s: transaction older than %v: %w", op, t.timeout, kv.ErrTimeout)
+	}
+	return nil
+}
+
+// live reports whether fn has returned or ctx is done.
+func (t *txn) live(op string) error {
 	if t.done {
 		return fmt.Errorf("boltkv: %s: %w", op, kv.ErrTxnDone)
 	}
@@ -309,12 +358,6 @@ func (t *txn) alive(op string) error {
 			return fmt.Errorf("boltkv: %s: %w: %w", op, kv.ErrTimeout, err)
 		}
 		return fmt.Errorf("boltkv: %s: %w", op, err)
-	}
-	if !time.Now().Before(t.deadline) {
-		if t.ctxDeadline {
-			return fmt.Errorf("boltkv: %s: %w: %w", op, kv.ErrTimeout, context.DeadlineExceeded)
-		}
-		return fmt.Errorf("boltkv: %s: transaction older than %v: %w", op, t.timeout, kv.ErrTimeout)
 	}
 	return nil
 }
@@ -384,7 +427,7 @@ func (t *txn) GetRange(begin, end []byte, opts kv.RangeOptions) ([]kv.KeyValue, 
 // write runs the checks every write shares and records a failure so that
 // the commit fails even if fn ignores the error.
 func (t *txn) write(op string, n int, check error) error {
-	err := t.alive(op)
+	err := t.live(op)
 	if err == nil && !t.writable {
 		err = fmt.Errorf("boltkv: %s: %w", op, kv.ErrReadOnly)
 	}
@@ -415,9 +458,8 @@ func (t *txn) Set(key, value []byte) error {
 		return err
 	}
 	// bbolt copies the key but keeps value until commit; the caller may
-	// reuse it as soon as Set returns. The copy is never nil, so an empty
-	// value stays distinct from a missing key.
-	if err := t.b.Put(key, append(make([]byte, 0, len(value)), value...)); err != nil {
+	// reuse it as soon as Set returns.
+	if err := t.b.Put(key, t.copyValue(value)); err != nil {
 		return t.fail(fmt.Errorf("boltkv: set: %w", err))
 	}
 	return nil
