@@ -1,0 +1,279 @@
+package audit
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/subjects"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// event is a CODI_AUDIT message prepared for appending: everything that does
+// not depend on the log's state is computed before the transaction.
+type event struct {
+	streamSeq uint64
+	t         int64 // JetStream stored time, Unix nanoseconds
+	source    string
+	category  string
+	msgID     string
+	body      []byte // encodeBody's members
+	size      int    // estimate, for MaxBatchBytes
+}
+
+func newEvent(streamSeq uint64, t time.Time, subject string, hdr nats.Header, data []byte) event {
+	source, category := splitSubject(subject)
+	msgID := hdr.Get(jetstream.MsgIDHeader)
+	return event{
+		streamSeq: streamSeq,
+		t:         t.UnixNano(),
+		source:    source,
+		category:  category,
+		msgID:     msgID,
+		body:      encodeBody(subject, source, category, msgID, data),
+		size:      estimate(subject, len(data)),
+	}
+}
+
+// splitSubject returns the source and category tokens of an audit subject.
+// A subject the contract does not allow (the stream takes any subject under
+// codi.audit.log.>) is still recorded, with the tokens where they would be.
+func splitSubject(subject string) (source, category string) {
+	if p, err := subjects.Parse(subject); err == nil && p.Type == subjects.TypeAuditLog {
+		return p.Source, p.Category
+	}
+	toks := strings.SplitN(subject, ".", 6)
+	if len(toks) > 3 {
+		source = toks[3]
+	}
+	if len(toks) > 4 {
+		category = toks[4]
+	}
+	return source, category
+}
+
+// commit appends a delivered batch and acks it. Events are applied in stream
+// order; a delivery at or below the applied seq is a redelivery and only
+// acked; a hole in the stream sequence (a message the client never got) is
+// filled by reading the message from the stream, so that nothing stored is
+// skipped. It returns an error only when the writer must stop.
+func (s *Service) commit(ctx context.Context, msgs []jetstream.Msg) error {
+	evs := make([]event, 0, len(msgs))
+	for _, m := range msgs {
+		md, err := m.Metadata()
+		if err != nil {
+			// Not a stream delivery; nothing to record, and redelivery
+			// would not help.
+			s.log.Error().Err(err).Str("subject", m.Subject()).Msg("delivery without metadata")
+			_ = m.Term()
+			continue
+		}
+		evs = append(evs, newEvent(md.Sequence.Stream, md.Timestamp, m.Subject(), m.Headers(), m.Data()))
+	}
+	slices.SortStableFunc(evs, func(a, b event) int { return cmp.Compare(a.streamSeq, b.streamSeq) })
+	if err := s.retry(ctx, func() error { return s.appendEvents(ctx, evs) }); err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		_ = m.Ack()
+	}
+	return nil
+}
+
+// retry runs fn until it succeeds, backing off on failure. It gives up
+// when the store is closed, or when ctx is done (the batch stays unacked and
+// is redelivered).
+func (s *Service) retry(ctx context.Context, fn func() error) error {
+	backoff := 50 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, kv.ErrClosed) {
+			return err
+		}
+		s.log.Error().Err(err).Dur("retry_in", backoff).Msg("append")
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("audit: gave up appending: %w", err)
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// appendEvents commits evs (sorted by stream seq) in transactions of at
+// most MaxBatchEvents events and MaxBatchBytes bytes, filling holes in the
+// stream sequence from the stream.
+func (s *Service) appendEvents(ctx context.Context, evs []event) error {
+	applied := s.committed().applied
+	next := applied + 1
+	var firstSeq uint64 // the stream's first seq, read at the first hole
+	for i := 0; i < len(evs); {
+		var chunk []event
+		size := 0
+		for i < len(evs) && len(chunk) < s.cfg.MaxBatchEvents {
+			e := evs[i]
+			if e.streamSeq < next {
+				i++ // a redelivery, or a duplicate within the batch
+				continue
+			}
+			delivered := e.streamSeq == next
+			if !delivered {
+				if firstSeq == 0 {
+					info, err := s.stream.Info(ctx)
+					if err != nil {
+						return fmt.Errorf("audit: stream info: %w", err)
+					}
+					firstSeq = max(info.State.FirstSeq, 1)
+				}
+				if next < firstSeq {
+					next = min(firstSeq, e.streamSeq)
+					continue
+				}
+				raw, err := s.stream.GetMsg(ctx, next)
+				if errors.Is(err, jetstream.ErrMsgNotFound) {
+					next++ // deleted from the stream: nothing to record
+					continue
+				}
+				if err != nil {
+					return fmt.Errorf("audit: get stream message %d: %w", next, err)
+				}
+				s.log.Warn().Uint64("stream_seq", next).Msg("filling a hole in the delivered sequence from the stream")
+				e = newEvent(raw.Sequence, raw.Time, raw.Subject, raw.Header, raw.Data)
+			}
+			if len(chunk) > 0 && size+e.size > s.cfg.MaxBatchBytes {
+				break
+			}
+			if delivered {
+				i++
+			}
+			chunk = append(chunk, e)
+			size += e.size
+			next = e.streamSeq + 1
+		}
+		if next-1 <= applied {
+			continue
+		}
+		m, err := s.apply(chunk, next-1)
+		if err != nil {
+			return err
+		}
+		applied = m.applied
+		s.setMeta(m)
+		s.publishWatermark(m)
+	}
+	return nil
+}
+
+// applyResult is what one append transaction did, reset on every run of the
+// transaction function.
+type applyResult struct {
+	meta       meta
+	appended   int
+	duplicates int
+	recorded   bool // the pending retention event was appended
+}
+
+// apply appends chunk in one transaction and records appliedTo as the last
+// applied stream seq. An event at or below the stored applied seq, or whose
+// Nats-Msg-Id is already in the log, is not appended again.
+func (s *Service) apply(chunk []event, appliedTo uint64) (meta, error) {
+	var res applyResult
+	err := s.store.Update(context.Background(), func(tx kv.Txn) error {
+		res = applyResult{}
+		m, err := readMeta(tx)
+		if err != nil {
+			return err
+		}
+		pending, err := getOptional(tx, keyRetention)
+		if err != nil {
+			return err
+		}
+		var pendingID string
+		if pending != nil {
+			pendingID = retentionMsgID(pending)
+		}
+		for _, e := range chunk {
+			if e.streamSeq <= m.applied {
+				continue
+			}
+			seq := m.head.Seq + 1
+			if e.msgID != "" {
+				k := msgIDKey(e.msgID)
+				v, err := getOptional(tx, k)
+				if err != nil {
+					return err
+				}
+				if v != nil {
+					res.duplicates++
+					continue
+				}
+				if err := tx.Set(k, strconv.AppendUint(nil, seq, 10)); err != nil {
+					return err
+				}
+				if e.msgID == pendingID {
+					if err := tx.Clear(keyRetention); err != nil {
+						return err
+					}
+					res.recorded = true
+				}
+			}
+			t := max(e.t, m.head.Time)
+			stored, hash := encodeRecord(seq, t, e.body, m.head.Hash)
+			if err := putRecord(tx, seq, stored); err != nil {
+				return err
+			}
+			for _, k := range indexKeys(e.source, e.category, t, seq) {
+				if err := tx.Set(k, nil); err != nil {
+					return err
+				}
+			}
+			m.head = head{Seq: seq, Hash: hash, Time: t, Bytes: m.head.Bytes + uint64(len(stored))}
+			res.appended++
+		}
+		m.applied = max(m.applied, appliedTo)
+		if err := tx.Set(keyApplied, strconv.AppendUint(nil, m.applied, 10)); err != nil {
+			return err
+		}
+		if err := setJSON(tx, keyHead, m.head); err != nil {
+			return err
+		}
+		res.meta = m
+		return nil
+	})
+	if err != nil {
+		return meta{}, fmt.Errorf("audit: append stream_seq<=%d: %w", appliedTo, err)
+	}
+	if res.recorded {
+		s.retention = nil
+	}
+	s.log.Debug().Int("batch", res.appended).Int("duplicates", res.duplicates).
+		Uint64("seq", res.meta.head.Seq).Uint64("stream_seq", res.meta.applied).Msg("committed")
+	return res.meta, nil
+}
+
+// putRecord stores a record under ("audit", seq), continuing into
+// ("audit", seq, 1...) when it is longer than one value may be.
+func putRecord(tx kv.Txn, seq uint64, stored []byte) error {
+	first := stored[:min(len(stored), chunkSize)]
+	if err := tx.Set(recordKey(seq), first); err != nil {
+		return err
+	}
+	for part, off := 1, chunkSize; off < len(stored); part, off = part+1, off+chunkSize {
+		if err := tx.Set(chunkKey(seq, part), stored[off:min(len(stored), off+chunkSize)]); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,151 @@
+package audit
+
+import (
+	"fmt"
+	"time"
+)
+
+// Defaults applied by Config.Validate to zero fields.
+const (
+	DefaultMaxBatchEvents   = 1000
+	DefaultMaxBatchBytes    = 1 << 20
+	DefaultMaxBatchWait     = time.Millisecond
+	DefaultMaxAckPending    = 20_000
+	DefaultAckWait          = 30 * time.Second
+	DefaultRequestTimeout   = time.Minute
+	DefaultRetentionCheck   = time.Minute
+	DefaultRetentionBatch   = 1000
+	DefaultVerifyBatch      = 10_000
+	DefaultQueryLimit       = 1000
+	MaxQueryLimit           = 10_000
+	maxBatchBytesLimit      = 4 << 20
+	maxBatchEventsLimit     = 10_000
+	maxRetentionBatchLimit  = 10_000
+	maxVerifyBatchLimit     = 100_000
+	minAckWait              = time.Second
+	maxBatchWaitLimit       = time.Second
+	minRetentionCheckPeriod = time.Millisecond
+)
+
+// Config tunes a Service. The zero value gives the defaults; Validate fills
+// them in. A Config is a plain value, copied by New.
+type Config struct {
+	// MaxBatchEvents bounds the events appended in one store transaction.
+	// Default DefaultMaxBatchEvents, at most 10,000.
+	MaxBatchEvents int
+
+	// MaxBatchBytes bounds the payload bytes appended in one transaction,
+	// so that a batch stays well inside kv.MaxTxnWriteBytes (records,
+	// indexes and base64 included). An event larger than this is committed
+	// in a batch of its own: nothing that got a PubAck is refused. Default
+	// DefaultMaxBatchBytes, at most 4 MiB.
+	MaxBatchBytes int
+
+	// MaxBatchWait is how long the first event of a batch waits for more
+	// before the batch is committed; a quiet system commits an event within
+	// this plus one fsync. Events that arrive while a commit runs form the
+	// next batch, so under load batches grow without waiting. A negative
+	// value commits as soon as no event is waiting. Default
+	// DefaultMaxBatchWait, at most one second.
+	MaxBatchWait time.Duration
+
+	// MaxAckPending is the codi-audit consumer's limit of delivered,
+	// unacknowledged events. Default DefaultMaxAckPending; at least
+	// MaxBatchEvents.
+	MaxAckPending int
+
+	// AckWait is how long JetStream waits for an ack before redelivering.
+	// Redeliveries are harmless (they are skipped), so this only bounds
+	// recovery after a lost ack. Default DefaultAckWait, at least a second.
+	AckWait time.Duration
+
+	// RequestTimeout bounds the work of one query, verify or status
+	// request. Default DefaultRequestTimeout.
+	RequestTimeout time.Duration
+
+	// VerifyBatch is the number of records verify reads per read
+	// transaction, so that verifying a large log never holds one long read.
+	// Default DefaultVerifyBatch.
+	VerifyBatch int
+
+	// Retention removes old records. The zero value keeps every record.
+	Retention Retention
+}
+
+// Retention says which records the service removes from the start of the
+// log. A record goes when it is older than MaxAge or when more than MaxCount
+// records are kept; each run of removals is itself recorded as an event
+// (source codi-audit, category retention).
+type Retention struct {
+	// MaxAge removes records whose time is older than this. Zero keeps
+	// records of any age.
+	MaxAge time.Duration
+	// MaxCount keeps at most this many records, counting the retention
+	// event that reports the removal. Zero keeps any number.
+	MaxCount uint64
+	// CheckInterval is how often retention looks for records to remove.
+	// Default DefaultRetentionCheck.
+	CheckInterval time.Duration
+	// Batch is the number of records removed per store transaction, so
+	// that removing a million records never writes one huge transaction.
+	// Default DefaultRetentionBatch, at most 10,000.
+	Batch int
+}
+
+// enabled reports whether retention removes anything.
+func (r Retention) enabled() bool { return r.MaxAge > 0 || r.MaxCount > 0 }
+
+// Validate fills defaults into zero fields and reports an invalid
+// configuration with an error wrapping ErrConfig.
+func (c *Config) Validate() error {
+	if c.MaxBatchEvents == 0 {
+		c.MaxBatchEvents = DefaultMaxBatchEvents
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if c.MaxBatchWait == 0 {
+		c.MaxBatchWait = DefaultMaxBatchWait
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = max(DefaultMaxAckPending, c.MaxBatchEvents)
+	}
+	if c.AckWait == 0 {
+		c.AckWait = DefaultAckWait
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.VerifyBatch == 0 {
+		c.VerifyBatch = DefaultVerifyBatch
+	}
+	if c.Retention.CheckInterval == 0 {
+		c.Retention.CheckInterval = DefaultRetentionCheck
+	}
+	if c.Retention.Batch == 0 {
+		c.Retention.Batch = DefaultRetentionBatch
+	}
+	switch {
+	case c.MaxBatchEvents < 1 || c.MaxBatchEvents > maxBatchEventsLimit:
+		return fmt.Errorf("%w: MaxBatchEvents %d outside 1..%d", ErrConfig, c.MaxBatchEvents, maxBatchEventsLimit)
+	case c.MaxBatchBytes < 1 || c.MaxBatchBytes > maxBatchBytesLimit:
+		return fmt.Errorf("%w: MaxBatchBytes %d outside 1..%d", ErrConfig, c.MaxBatchBytes, maxBatchBytesLimit)
+	case c.MaxBatchWait > maxBatchWaitLimit:
+		return fmt.Errorf("%w: MaxBatchWait %v above %v", ErrConfig, c.MaxBatchWait, maxBatchWaitLimit)
+	case c.MaxAckPending < c.MaxBatchEvents:
+		return fmt.Errorf("%w: MaxAckPending %d below MaxBatchEvents %d", ErrConfig, c.MaxAckPending, c.MaxBatchEvents)
+	case c.AckWait < minAckWait:
+		return fmt.Errorf("%w: AckWait %v below %v", ErrConfig, c.AckWait, minAckWait)
+	case c.RequestTimeout < 0:
+		return fmt.Errorf("%w: negative RequestTimeout %v", ErrConfig, c.RequestTimeout)
+	case c.VerifyBatch < 1 || c.VerifyBatch > maxVerifyBatchLimit:
+		return fmt.Errorf("%w: VerifyBatch %d outside 1..%d", ErrConfig, c.VerifyBatch, maxVerifyBatchLimit)
+	case c.Retention.MaxAge < 0:
+		return fmt.Errorf("%w: negative Retention.MaxAge %v", ErrConfig, c.Retention.MaxAge)
+	case c.Retention.CheckInterval < minRetentionCheckPeriod:
+		return fmt.Errorf("%w: Retention.CheckInterval %v below %v", ErrConfig, c.Retention.CheckInterval, minRetentionCheckPeriod)
+	case c.Retention.Batch < 1 || c.Retention.Batch > maxRetentionBatchLimit:
+		return fmt.Errorf("%w: Retention.Batch %d outside 1..%d", ErrConfig, c.Retention.Batch, maxRetentionBatchLimit)
+	}
+	return nil
+}

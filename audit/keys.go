@@ -1,0 +1,148 @@
+package audit
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/internal/kv"
+)
+
+// The key layout, every key a packed kv.Tuple (see the package
+// documentation). Index values are empty: the key says everything, and the
+// record is one Get away.
+const (
+	nsRecord     = "audit"             // ("audit", seq) -> record; ("audit", seq, i) -> its part i >= 1
+	nsByTime     = "audit-by-time"     // ("audit-by-time", t, seq)
+	nsBySource   = "audit-by-source"   // ("audit-by-source", source, t, seq)
+	nsByCategory = "audit-by-category" // ("audit-by-category", category, t, seq)
+	nsBySC       = "audit-by-sc"       // ("audit-by-sc", source, category, t, seq)
+	nsMsgID      = "audit-msgid"       // ("audit-msgid", id) -> seq
+)
+
+// chunkSize is the largest part of a record stored under one key. A record
+// longer than this is split over ("audit", seq) and ("audit", seq, 1...).
+const chunkSize = kv.MaxValueSize
+
+// maxMsgIDKey is the longest Nats-Msg-Id used as a key as is; longer ids are
+// keyed by their SHA-256, a []byte element that cannot collide with a string.
+const maxMsgIDKey = 1024
+
+var (
+	keyApplied   = kv.Tuple{"meta", "applied", bus.StreamAudit}.Pack()
+	keyHead      = kv.Tuple{"meta", "audit", "head"}.Pack()
+	keyAnchor    = kv.Tuple{"meta", "audit", "anchor"}.Pack()
+	keyRetention = kv.Tuple{"meta", "audit", "retention"}.Pack()
+)
+
+func recordKey(seq uint64) []byte { return kv.Tuple{nsRecord, seq}.Pack() }
+
+func chunkKey(seq uint64, part int) []byte { return kv.Tuple{nsRecord, seq, part}.Pack() }
+
+// recordRange bounds the keys of records lo..hi-1, parts included.
+func recordRange(lo, hi uint64) (begin, end []byte) { return recordKey(lo), recordKey(hi) }
+
+func msgIDKey(id string) []byte {
+	if len(id) > maxMsgIDKey {
+		sum := sha256.Sum256([]byte(id))
+		return kv.Tuple{nsMsgID, sum[:]}.Pack()
+	}
+	return kv.Tuple{nsMsgID, id}.Pack()
+}
+
+// indexKeys returns the four index keys of a record.
+func indexKeys(source, category string, t int64, seq uint64) [4][]byte {
+	return [4][]byte{
+		kv.Tuple{nsByTime, t, seq}.Pack(),
+		kv.Tuple{nsBySource, source, t, seq}.Pack(),
+		kv.Tuple{nsByCategory, category, t, seq}.Pack(),
+		kv.Tuple{nsBySC, source, category, t, seq}.Pack(),
+	}
+}
+
+// head is the end of the log, ("meta","audit","head").
+type head struct {
+	// Seq and Hash are the last record's (0 and the anchor's prev when
+	// the log is empty).
+	Seq  uint64 `json:"seq"`
+	Hash string `json:"hash"`
+	// Time is the last record's time in Unix nanoseconds; a new record's
+	// time is never earlier.
+	Time int64 `json:"time"`
+	// Bytes is the stored size of the records kept.
+	Bytes uint64 `json:"bytes"`
+}
+
+// anchor is the start of the log after retention, ("meta","audit","anchor"):
+// the first kept seq and the hash of the record before it, so that the kept
+// log verifies on its own.
+type anchor struct {
+	FirstSeq uint64 `json:"first_seq"`
+	Prev     string `json:"prev"`
+}
+
+// meta is the committed state the writer carries between transactions.
+type meta struct {
+	applied uint64 // last CODI_AUDIT stream seq applied
+	head    head
+	anchor  anchor
+}
+
+func (m meta) count() uint64 {
+	if m.head.Seq < m.anchor.FirstSeq {
+		return 0
+	}
+	return m.head.Seq - m.anchor.FirstSeq + 1
+}
+
+// readMeta reads the applied seq, head and anchor; a new store gives an
+// empty log starting at seq 1 after GenesisPrev.
+func readMeta(tx kv.ReadTxn) (meta, error) {
+	m := meta{head: head{Hash: GenesisPrev}, anchor: anchor{FirstSeq: 1, Prev: GenesisPrev}}
+	v, err := getOptional(tx, keyApplied)
+	if err != nil {
+		return m, err
+	}
+	if v != nil {
+		if m.applied, err = strconv.ParseUint(string(v), 10, 64); err != nil {
+			return m, fmt.Errorf("audit: applied seq %q: %w", v, err)
+		}
+	}
+	if err := getJSON(tx, keyHead, &m.head); err != nil {
+		return m, err
+	}
+	if err := getJSON(tx, keyAnchor, &m.anchor); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+func getOptional(tx kv.ReadTxn, key []byte) ([]byte, error) {
+	v, err := tx.Get(key)
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil, nil
+	}
+	return v, err
+}
+
+func getJSON(tx kv.ReadTxn, key []byte, into any) error {
+	v, err := getOptional(tx, key)
+	if err != nil || v == nil {
+		return err
+	}
+	if err := json.Unmarshal(v, into); err != nil {
+		return fmt.Errorf("audit: meta %q: %w", key, err)
+	}
+	return nil
+}
+
+func setJSON(tx kv.Txn, key []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return tx.Set(key, b)
+}

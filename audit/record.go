@@ -1,0 +1,309 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// GenesisPrev is the prev of the first record of a log: 64 zeros, the same
+// length as every other prev.
+const GenesisPrev = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// EncodingBase64 is the value of a record's "encoding" field when its payload
+// was not JSON: "data" is then the payload in standard base64 (RFC 4648,
+// with padding).
+const EncodingBase64 = "base64"
+
+// Record is one entry of the audit log as stored, answered by
+// codi.audit.query and written by Export, one per line. Raw holds the exact
+// stored bytes, which the hash covers; the other fields are decoded from it.
+//
+// A Record is a plain value: safe to share for reading, not for concurrent
+// modification.
+type Record struct {
+	// Seq is the record's position in the log: dense, from 1, never reused.
+	Seq uint64 `json:"seq"`
+	// Time is when JetStream stored the event (never earlier than the
+	// previous record's time; see the package documentation).
+	Time time.Time `json:"time"`
+	// Subject is the subject the event was published on.
+	Subject string `json:"subject"`
+	// Source and Category are the subject's source and category tokens, as
+	// they appear in the subject (still escaped).
+	Source   string `json:"source"`
+	Category string `json:"category"`
+	// MsgID is the event's Nats-Msg-Id, if it had one.
+	MsgID string `json:"msg_id,omitempty"`
+	// Encoding is EncodingBase64 when the payload was not JSON, else empty.
+	Encoding string `json:"encoding,omitempty"`
+	// Data is the payload: embedded JSON, or a base64 JSON string when
+	// Encoding is EncodingBase64. Payload decodes it.
+	Data json.RawMessage `json:"data"`
+	// Prev is the hash of the previous record (GenesisPrev for seq 1).
+	Prev string `json:"prev"`
+	// Hash is hex(SHA-256(Prev || canonical bytes)); see Canonical.
+	Hash string `json:"hash"`
+	// Raw is the record exactly as stored. It is set by ParseRecord and by
+	// the client and is what Export writes.
+	Raw []byte `json:"-"`
+}
+
+// Payload returns the event's payload: the base64-decoded bytes for a
+// non-JSON payload (byte-exact as published), or the JSON value as stored
+// (compacted: insignificant whitespace removed, nothing else changed).
+func (r *Record) Payload() ([]byte, error) {
+	if r.Encoding != EncodingBase64 {
+		return r.Data, nil
+	}
+	var s string
+	if err := json.Unmarshal(r.Data, &s); err != nil {
+		return nil, fmt.Errorf("audit: record %d: base64 data: %w", r.Seq, err)
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("audit: record %d: base64 data: %w", r.Seq, err)
+	}
+	return b, nil
+}
+
+// ParseRecord decodes a stored record. It checks the shape of the record
+// (the JSON decodes, the hash member is last), not the hash itself: use
+// CheckRecordHash for that. The returned Record's Raw aliases raw.
+func ParseRecord(raw []byte) (Record, error) {
+	var r Record
+	if _, _, err := splitStored(raw); err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return r, fmt.Errorf("%w: %v", ErrBadRecord, err)
+	}
+	r.Raw = raw
+	return r, nil
+}
+
+// hashSuffixLen is the length of `,"hash":"<64 hex>"}`, the end of every
+// stored record.
+const hashSuffixLen = len(`,"hash":"`) + 64 + len(`"}`)
+
+// prevSuffixLen is the length of `,"prev":"<64 hex>"`, which comes right
+// before the hash member.
+const prevSuffixLen = len(`,"prev":"`) + 64 + len(`"`)
+
+// splitStored splits a stored record into its canonical bytes (the record
+// without the hash member) and the hash it claims. The canonical bytes are a
+// new slice.
+func splitStored(raw []byte) (canonical []byte, hash string, err error) {
+	n := len(raw)
+	if n < len(`{"seq":1`)+prevSuffixLen+hashSuffixLen ||
+		!bytes.HasPrefix(raw, []byte(`{"seq":`)) ||
+		!bytes.HasPrefix(raw[n-hashSuffixLen:], []byte(`,"hash":"`)) ||
+		!bytes.HasSuffix(raw, []byte(`"}`)) {
+		return nil, "", fmt.Errorf("%w: does not end with the hash member", ErrBadRecord)
+	}
+	hash = string(raw[n-hashSuffixLen+len(`,"hash":"`) : n-2])
+	if !isHex64(hash) {
+		return nil, "", fmt.Errorf("%w: hash %q is not 64 lower-case hex digits", ErrBadRecord, hash)
+	}
+	canonical = make([]byte, 0, n-hashSuffixLen+1)
+	canonical = append(canonical, raw[:n-hashSuffixLen]...)
+	canonical = append(canonical, '}')
+	return canonical, hash, nil
+}
+
+// recordPrev returns the prev member of a stored record whose shape
+// splitStored accepted.
+func recordPrev(raw []byte) (string, bool) {
+	end := len(raw) - hashSuffixLen
+	start := end - prevSuffixLen
+	if start < 0 || !bytes.HasPrefix(raw[start:], []byte(`,"prev":"`)) || raw[end-1] != '"' {
+		return "", false
+	}
+	prev := string(raw[start+len(`,"prev":"`) : end-1])
+	return prev, isHex64(prev)
+}
+
+// recordSeq returns the seq member that every stored record starts with.
+func recordSeq(raw []byte) (uint64, bool) {
+	rest, ok := bytes.CutPrefix(raw, []byte(`{"seq":`))
+	if !ok {
+		return 0, false
+	}
+	i := bytes.IndexByte(rest, ',')
+	if i <= 0 {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(string(rest[:i]), 10, 64)
+	return seq, err == nil && seq > 0
+}
+
+// recordTime returns the time member, which follows seq in every stored
+// record, in Unix nanoseconds. Only the first bytes of raw are needed.
+func recordTime(raw []byte) (int64, bool) {
+	i := bytes.Index(raw, []byte(`,"time":"`))
+	if i < 0 || i > 32 {
+		return 0, false
+	}
+	rest := raw[i+len(`,"time":"`):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return 0, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(rest[:j]))
+	if err != nil {
+		return 0, false
+	}
+	return t.UnixNano(), true
+}
+
+// CheckRecordHash reports whether raw, a stored record, hashes to the hash it
+// claims, and returns that hash and the prev it names. This is the check a
+// verifier repeats for every record: strip the final `,"hash":"<hex>"` member
+// to get the canonical bytes, hash prev followed by them, compare.
+func CheckRecordHash(raw []byte) (prev, hash string, ok bool, err error) {
+	canonical, hash, err := splitStored(raw)
+	if err != nil {
+		return "", "", false, err
+	}
+	prev, okPrev := recordPrev(raw)
+	if !okPrev {
+		return "", hash, false, fmt.Errorf("%w: no prev member before the hash", ErrBadRecord)
+	}
+	return prev, hash, chainHash(prev, canonical) == hash, nil
+}
+
+// chainHash is hex(SHA-256(prev || canonical)).
+func chainHash(prev string, canonical []byte) string {
+	h := sha256.New()
+	h.Write([]byte(prev))
+	h.Write(canonical)
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0]))
+}
+
+func isHex64(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// encodeBody returns the members of a record that do not depend on its place
+// in the log, in canonical order and form:
+//
+//	"subject":S,"source":S,"category":S[,"msg_id":S][,"encoding":"base64"],"data":D
+//
+// D is the payload compacted when it is UTF-8 JSON, else its base64 string.
+// It runs outside the store transaction.
+func encodeBody(subject, source, category, msgID string, payload []byte) []byte {
+	b := make([]byte, 0, 128+len(subject)+len(msgID)+len(payload)*4/3)
+	b = append(b, `"subject":`...)
+	b = appendString(b, subject)
+	b = append(b, `,"source":`...)
+	b = appendString(b, source)
+	b = append(b, `,"category":`...)
+	b = appendString(b, category)
+	if msgID != "" {
+		b = append(b, `,"msg_id":`...)
+		b = appendString(b, msgID)
+	}
+	if isJSON(payload) {
+		b = append(b, `,"data":`...)
+		var buf bytes.Buffer
+		buf.Grow(len(payload))
+		// Valid JSON always compacts; Compact does not escape HTML.
+		_ = json.Compact(&buf, payload)
+		return append(b, buf.Bytes()...)
+	}
+	b = append(b, `,"encoding":"base64","data":"`...)
+	b = base64.StdEncoding.AppendEncode(b, payload)
+	return append(b, '"')
+}
+
+// isJSON reports whether a payload is stored as embedded JSON: a valid JSON
+// text that is also valid UTF-8, so that every JSON parser reads it back.
+func isJSON(p []byte) bool {
+	return len(p) > 0 && utf8.Valid(p) && json.Valid(p)
+}
+
+// encodeRecord returns the stored bytes and hash of the record at seq with
+// the given time and prev, whose other members are body (from encodeBody):
+//
+//	canonical = {"seq":N,"time":"T",<body>,"prev":"P"}
+//	hash      = hex(SHA-256(P || canonical))
+//	stored    = canonical without its final '}' + ,"hash":"H"}
+func encodeRecord(seq uint64, t int64, body []byte, prev string) (stored []byte, hash string) {
+	b := make([]byte, 0, len(body)+64+prevSuffixLen+hashSuffixLen)
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, `,"time":"`...)
+	b = time.Unix(0, t).UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `",`...)
+	b = append(b, body...)
+	b = append(b, `,"prev":"`...)
+	b = append(b, prev...)
+	b = append(b, `"}`...)
+	hash = chainHash(prev, b)
+	b = b[:len(b)-1]
+	b = append(b, `,"hash":"`...)
+	b = append(b, hash...)
+	b = append(b, `"}`...)
+	return b, hash
+}
+
+// appendString appends s as a JSON string: '"' and '\\' escaped, control
+// characters as \n, \r, \t or \u00XX, invalid UTF-8 as \ufffd, everything
+// else as is (no HTML escaping).
+func appendString(b []byte, s string) []byte {
+	const hexd = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r != utf8.RuneError || size != 1 {
+				i += size
+				continue
+			}
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hexd[c>>4], hexd[c&0xF])
+		}
+		i++
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

@@ -1,0 +1,416 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/subjects"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Names of the contract.
+const (
+	// ServiceName is the NATS micro service name, shown by `nats micro ls`.
+	ServiceName = "codi-audit"
+	// ConsumerName is the durable CODI_AUDIT consumer the service reads.
+	ConsumerName = "codi-audit"
+	// ServiceVersion is the micro service version.
+	ServiceVersion = "1.0.0"
+	// RetentionSource and RetentionCategory name the events the service
+	// records about its own retention runs.
+	RetentionSource   = "codi-audit"
+	RetentionCategory = "retention"
+)
+
+// maxEventSize is the largest CODI_AUDIT message the service can commit in
+// one transaction: base64 grows it by a third, and the record, its parts
+// and its index keys must stay inside kv.MaxTxnWriteBytes.
+const maxEventSize = 4 << 20
+
+// Service consumes CODI_AUDIT into the hash-chained log in its store and
+// answers codi.audit.query, codi.audit.verify and codi.audit.status. Create
+// it with New and run it once with Run. Its methods are safe for concurrent
+// use.
+type Service struct {
+	cfg   Config
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	store kv.Store
+	log   zerolog.Logger
+
+	ran   atomic.Bool
+	ready chan struct{}
+
+	// in carries delivered messages from the consumer callback to the
+	// writer; intakeDone is closed when the writer stops reading it.
+	in         chan jetstream.Msg
+	intakeDone chan struct{}
+	carry      jetstream.Msg // read from in but left for the next batch
+
+	stream jetstream.Stream
+	timer  *time.Timer // the writer's batch timer
+
+	mu   sync.Mutex
+	meta meta // the committed state, for status and watermarks
+
+	// retention is the unfinished or unrecorded retention run; writer only.
+	retention *retentionRun
+
+	// hmu guards handler admission so that Run can wait for handlers that
+	// started before it stopped the micro service.
+	hmu      sync.Mutex
+	hstopped bool
+	hwg      sync.WaitGroup
+	hctx     context.Context
+}
+
+// New returns a Service that appends CODI_AUDIT events to store, talking
+// to NATS over nc. cfg is validated (defaults filled in); nc and store
+// belong to the caller, who closes them after Run has returned.
+func New(cfg Config, nc *nats.Conn, store kv.Store, log zerolog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if nc == nil || store == nil {
+		return nil, fmt.Errorf("%w: a NATS connection and a store are required", ErrConfig)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("audit: jetstream: %w", err)
+	}
+	return &Service{
+		cfg:        cfg,
+		nc:         nc,
+		js:         js,
+		store:      store,
+		log:        log.With().Str("component", "audit").Logger(),
+		ready:      make(chan struct{}),
+		in:         make(chan jetstream.Msg, 2*cfg.MaxBatchEvents),
+		intakeDone: make(chan struct{}),
+		hctx:       context.Background(),
+	}, nil
+}
+
+// Ready is closed once Run has loaded the log, registered the micro service
+// and started consuming. Safe for concurrent use.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// Status returns the committed watermark and log size, as codi.audit.status
+// answers it. Safe for concurrent use.
+func (s *Service) Status() Status {
+	s.mu.Lock()
+	m := s.meta
+	s.mu.Unlock()
+	return statusOf(m)
+}
+
+func statusOf(m meta) Status {
+	return Status{
+		StreamSeq: m.applied,
+		Seq:       m.head.Seq,
+		FirstSeq:  m.anchor.FirstSeq,
+		Count:     m.count(),
+		Bytes:     m.head.Bytes,
+		Head:      m.head.Hash,
+	}
+}
+
+func (s *Service) setMeta(m meta) {
+	s.mu.Lock()
+	s.meta = m
+	s.mu.Unlock()
+}
+
+func (s *Service) committed() meta {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.meta
+}
+
+// Run loads the log's state, creates or updates the durable consumer
+// codi-audit on CODI_AUDIT, registers the micro service codi-audit and
+// appends events until ctx is done. Then it stops fetching, commits and acks
+// what it has, stops the micro service, waits for its handlers and returns
+// nil. It returns early with an error when it cannot start or when the store
+// is closed under it. Run may be called once.
+func (s *Service) Run(ctx context.Context) error {
+	if !s.ran.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer close(s.intakeDone)
+	if err := s.load(ctx); err != nil {
+		return err
+	}
+	cons, err := s.consumer(ctx)
+	if err != nil {
+		return err
+	}
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	s.hctx = hctx
+	svc, err := s.addService()
+	if err != nil {
+		return err
+	}
+	defer s.stopService(svc)
+
+	cc, err := cons.Consume(s.intake,
+		jetstream.PullMaxMessagesWithBytesLimit(s.cfg.MaxBatchEvents, 32<<20),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			s.log.Warn().Err(err).Msg("consume")
+		}))
+	if err != nil {
+		return fmt.Errorf("audit: consume %s: %w", bus.StreamAudit, err)
+	}
+	s.timer = time.NewTimer(time.Hour)
+	s.timer.Stop()
+	m := s.committed()
+	s.log.Info().Uint64("seq", m.head.Seq).Uint64("stream_seq", m.applied).Uint64("first_seq", m.anchor.FirstSeq).Msg("audit ready")
+	close(s.ready)
+	return s.writeLoop(ctx, cc)
+}
+
+// load reads the committed state and any unfinished retention run.
+func (s *Service) load(ctx context.Context) error {
+	var (
+		m   meta
+		run *retentionRun
+	)
+	err := s.store.View(ctx, func(tx kv.ReadTxn) error {
+		var err error
+		if m, err = readMeta(tx); err != nil {
+			return err
+		}
+		run = nil
+		v, err := getOptional(tx, keyRetention)
+		if err != nil || v == nil {
+			return err
+		}
+		run = new(retentionRun)
+		return json.Unmarshal(v, run)
+	})
+	if err != nil {
+		return fmt.Errorf("audit: load: %w", err)
+	}
+	s.setMeta(m)
+	s.retention = run
+	return nil
+}
+
+// consumer checks the stream and creates or updates the durable consumer.
+func (s *Service) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	stream, err := s.js.Stream(ctx, bus.StreamAudit)
+	if err != nil {
+		return nil, fmt.Errorf("audit: stream %s: %w", bus.StreamAudit, err)
+	}
+	limit := int64(stream.CachedInfo().Config.MaxMsgSize)
+	if limit <= 0 {
+		limit = s.nc.MaxPayload()
+	}
+	if limit > maxEventSize {
+		return nil, fmt.Errorf("%w: stream %s accepts messages of %d bytes; the audit log commits at most %d bytes per event",
+			ErrConfig, bus.StreamAudit, limit, maxEventSize)
+	}
+	s.stream = stream
+	cons, err := s.js.CreateOrUpdateConsumer(ctx, bus.StreamAudit, jetstream.ConsumerConfig{
+		Durable:       ConsumerName,
+		Description:   "codi2 audit log writer",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.cfg.AckWait,
+		MaxAckPending: s.cfg.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit: consumer %s: %w", ConsumerName, err)
+	}
+	return cons, nil
+}
+
+// intake is the consumer callback: it hands the message to the writer.
+// Once the writer has stopped, the message is left unacked and JetStream
+// redelivers it to the next run.
+func (s *Service) intake(m jetstream.Msg) {
+	select {
+	case s.in <- m:
+	case <-s.intakeDone:
+	}
+}
+
+// writeLoop is the single writer: it batches deliveries into store
+// transactions and runs retention between batches, so that appends and
+// removals are ordered.
+func (s *Service) writeLoop(ctx context.Context, cc jetstream.ConsumeContext) error {
+	ret := time.NewTimer(0)
+	defer ret.Stop()
+	if !s.cfg.Retention.enabled() && s.retention == nil {
+		ret.Stop()
+	}
+	for {
+		if m := s.carry; m != nil {
+			s.carry = nil
+			if err := s.commit(ctx, s.collect(ctx, m, true)); err != nil {
+				return err
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return s.shutdown(cc)
+		case m := <-s.in:
+			if err := s.commit(ctx, s.collect(ctx, m, true)); err != nil {
+				return err
+			}
+		case <-ret.C:
+			more, err := s.retentionStep(ctx)
+			switch {
+			case errors.Is(err, kv.ErrClosed):
+				return err
+			case err != nil && ctx.Err() == nil:
+				s.log.Error().Err(err).Msg("retention")
+			}
+			if more {
+				ret.Reset(0)
+			} else if s.cfg.Retention.enabled() || s.retention != nil {
+				ret.Reset(s.cfg.Retention.CheckInterval)
+			}
+		}
+	}
+}
+
+// shutdown stops the consumer, commits and acks every message it had
+// delivered, and returns.
+func (s *Service) shutdown(cc jetstream.ConsumeContext) error {
+	cc.Drain()
+	closed := cc.Closed()
+	// A drain that never completes (a broken connection) must not keep the
+	// process from stopping: what is not acked is redelivered next run.
+	deadline := time.NewTimer(5 * time.Second)
+	defer deadline.Stop()
+	ctx := context.Background()
+	for {
+		if m := s.carry; m != nil {
+			s.carry = nil
+			if err := s.commit(ctx, s.collect(ctx, m, false)); err != nil {
+				return err
+			}
+			continue
+		}
+		select {
+		case m := <-s.in:
+			if err := s.commit(ctx, s.collect(ctx, m, false)); err != nil {
+				return err
+			}
+		case <-closed:
+			closed = nil
+			select {
+			case m := <-s.in:
+				s.carry = m
+				continue
+			default:
+			}
+			s.flushAcks()
+			s.log.Info().Uint64("seq", s.committed().head.Seq).Msg("audit stopped")
+			return nil
+		case <-deadline.C:
+			s.log.Warn().Msg("consumer did not drain in time; unacked events are redelivered on restart")
+			s.flushAcks()
+			return nil
+		}
+	}
+}
+
+// flushAcks pushes buffered acks to the server before Run returns; the
+// connection belongs to the caller, who may close it next.
+func (s *Service) flushAcks() {
+	if err := s.nc.FlushTimeout(2 * time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		s.log.Warn().Err(err).Msg("flush acks")
+	}
+}
+
+// collect gathers a batch starting with first: whatever is waiting, up to
+// the size limits, waiting up to MaxBatchWait for more when wait is set.
+// A message that would overflow the byte limit is carried to the next batch.
+func (s *Service) collect(ctx context.Context, first jetstream.Msg, wait bool) []jetstream.Msg {
+	batch := []jetstream.Msg{first}
+	size := estimate(first.Subject(), len(first.Data()))
+	waiting := false
+	defer func() {
+		if waiting {
+			s.timer.Stop()
+		}
+	}()
+	for len(batch) < s.cfg.MaxBatchEvents {
+		var m jetstream.Msg
+		select {
+		case m = <-s.in:
+		default:
+			if !wait || s.cfg.MaxBatchWait <= 0 {
+				return batch
+			}
+			if !waiting {
+				waiting = true
+				s.timer.Reset(s.cfg.MaxBatchWait)
+			}
+			select {
+			case m = <-s.in:
+			case <-s.timer.C:
+				waiting = false
+				return batch
+			case <-ctx.Done():
+				return batch
+			}
+		}
+		n := estimate(m.Subject(), len(m.Data()))
+		if size+n > s.cfg.MaxBatchBytes {
+			s.carry = m
+			return batch
+		}
+		batch = append(batch, m)
+		size += n
+	}
+	return batch
+}
+
+// estimate is the share of MaxBatchBytes an event takes: its payload as
+// base64 plus a record's and its index keys' overhead.
+func estimate(subject string, n int) int { return n*4/3 + 4*len(subject) + 512 }
+
+// Status is the answer of codi.audit.status and the payload of
+// codi.audit.committed (which carries the first two fields). It is a plain
+// value.
+type Status struct {
+	// StreamSeq is the commit watermark: every CODI_AUDIT event up to this
+	// stream sequence is in the log, durably.
+	StreamSeq uint64 `json:"stream_seq"`
+	// Seq is the last record's seq.
+	Seq uint64 `json:"seq"`
+	// FirstSeq is the first kept record's seq (1 until retention removes
+	// records); Count the number of records kept; Bytes their stored size.
+	FirstSeq uint64 `json:"first_seq"`
+	Count    uint64 `json:"count"`
+	Bytes    uint64 `json:"bytes"`
+	// Head is the last record's hash (GenesisPrev for an empty log).
+	Head string `json:"head"`
+}
+
+// Watermark is the payload of codi.audit.committed.
+type Watermark struct {
+	StreamSeq uint64 `json:"stream_seq"`
+	Seq       uint64 `json:"seq"`
+}
+
+func (s *Service) publishWatermark(m meta) {
+	b, _ := json.Marshal(Watermark{StreamSeq: m.applied, Seq: m.head.Seq})
+	if err := s.nc.Publish(subjects.AuditCommitted, b); err != nil {
+		s.log.Warn().Err(err).Msg("publish watermark")
+	}
+}
