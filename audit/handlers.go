@@ -27,7 +27,7 @@ func (s *Service) addService() (micro.Service, error) {
 	}
 	endpoints := []struct {
 		name, subject string
-		h            func(micro.Request)
+		h             func(micro.Request)
 	}{
 		{"query", subjects.AuditQuery, s.handleQuery},
 		{"verify", subjects.AuditVerify, s.handleVerify},
