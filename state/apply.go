@@ -1,0 +1,288 @@
+package state
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"strings"
+	"time"
+
+	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/subjects"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// auditCategory is the audit category of every state audit event.
+const auditCategory = "state"
+
+// maxDetail bounds the detail string of a rejection.
+const maxDetail = 512
+
+// inMsg is one delivered command and the metadata the loop needs of it.
+type inMsg struct {
+	msg     jetstream.Msg
+	seq     uint64    // CODI_STATE stream sequence
+	cseq    uint64    // consumer (delivery) sequence
+	time    time.Time // when JetStream stored it, UTC
+	subject string
+	data    []byte
+}
+
+// write is one store mutation planned by a command.
+type write struct {
+	key, value []byte
+	clear      bool
+}
+
+func (w write) size() int { return len(w.key) + len(w.value) }
+
+// outcome is what one command or expiry produced: an event for
+// codi.state.evt.<kind>.<id> (when evtSubject is set) and an audit record
+// (always), already encoded.
+type outcome struct {
+	seq        uint64
+	evtSubject string
+	evt        []byte
+	audit      outboxEntry
+	// For logging only.
+	status Status
+	reason Reason
+	detail string
+	actor  string
+}
+
+// outboxEntry is one audit event waiting to be published and acknowledged.
+type outboxEntry struct {
+	key     []byte
+	subject string
+	msgID   string
+	data    []byte
+}
+
+// plan is the result of applying one command against a transaction: the
+// writes to make and the outcomes to report. It has no effects of its own.
+type plan struct {
+	writes   []write
+	outcomes []outcome
+}
+
+func (p *plan) size() int {
+	n := 0
+	for _, w := range p.writes {
+		n += w.size()
+	}
+	for _, o := range p.outcomes {
+		n += len(o.audit.key) + len(o.audit.data) + len(o.audit.subject) + len(o.audit.msgID) + 8
+	}
+	return n
+}
+
+// planCommand decides the outcome of im against the state read through tx.
+// watermark is the last sequence applied before im. It only reads; the
+// caller makes the writes. An error is a store failure, never a bad command:
+// bad commands are rejected with an outcome.
+func planCommand(tx kv.ReadTxn, im *inMsg, watermark uint64) (plan, error) {
+	var p plan
+	subj, err := subjects.Parse(im.subject)
+	if err == nil && subj.Type != subjects.TypeStateCmd {
+		err = fmt.Errorf("%q is not a state command subject", im.subject)
+	}
+	if err != nil {
+		kind, id := salvageKindID(im.subject)
+		p.outcomes = append(p.outcomes, reject(im, kind, id, "", "", ReasonBadRequest, 0, "subject: "+err.Error()))
+		return p, nil
+	}
+	kind, id, actor := subj.Kind, subj.ID, subj.Actor
+	cmd, err := decodeCommand(im.data)
+	if err != nil {
+		p.outcomes = append(p.outcomes, reject(im, kind, id, actor, rawOp(im.data), ReasonBadRequest, 0, err.Error()))
+		return p, nil
+	}
+	st, exists, err := getStored(tx, kind, id)
+	if err != nil {
+		return plan{}, fmt.Errorf("state: read %s/%s: %w", kind, id, err)
+	}
+	// A lease that ended before this command was stored expires first, so
+	// the command sees what an agent would expect at its own time.
+	if exists && !st.tombstone && st.ExpiresAt != nil && !st.ExpiresAt.After(im.time) {
+		w, o, tomb, err := planExpiry(st.Record, watermark)
+		if err != nil {
+			return plan{}, err
+		}
+		p.writes = append(p.writes, w...)
+		p.outcomes = append(p.outcomes, o)
+		st = stored{Record: tomb, tombstone: true}
+	}
+	live := exists && !st.tombstone
+	var curRev uint64
+	if live {
+		curRev = st.Rev
+	}
+	if cmd.expectRev != nil && *cmd.expectRev != curRev {
+		p.outcomes = append(p.outcomes, reject(im, kind, id, actor, cmd.op, ReasonConflict, curRev,
+			fmt.Sprintf("expected rev %d, current rev %d", *cmd.expectRev, curRev)))
+		return p, nil
+	}
+	if cmd.op == OpDelete && !live {
+		p.outcomes = append(p.outcomes, reject(im, kind, id, actor, cmd.op, ReasonConflict, 0, "record does not exist"))
+		return p, nil
+	}
+
+	rec := Record{Kind: kind, ID: id, Rev: st.Rev + 1, UpdatedBy: actor, UpdatedAt: im.time, Seq: im.seq}
+	switch cmd.op {
+	case OpPut:
+		rec.Fields = make(map[string]json.RawMessage, len(cmd.fields))
+		for k, v := range cmd.fields {
+			if !isNull(v) {
+				rec.Fields[k] = v
+			}
+		}
+		rec.ExpiresAt = expiry(im.time, cmd.ttl, nil)
+	case OpMerge:
+		rec.Fields = make(map[string]json.RawMessage, len(st.Fields)+len(cmd.fields))
+		var keep *time.Time
+		if live {
+			maps.Copy(rec.Fields, st.Fields)
+			keep = st.ExpiresAt
+		}
+		for k, v := range cmd.fields {
+			if isNull(v) {
+				delete(rec.Fields, k)
+			} else {
+				rec.Fields[k] = v
+			}
+		}
+		rec.ExpiresAt = expiry(im.time, cmd.ttl, keep)
+	}
+	tombstone := cmd.op == OpDelete
+	val, err := encodeStored(rec, tombstone)
+	if err != nil {
+		p.outcomes = append(p.outcomes, reject(im, kind, id, actor, cmd.op, ReasonBadRequest, 0, "fields: "+err.Error()))
+		return p, nil
+	}
+	if err := kv.CheckValue(val); err != nil {
+		p.outcomes = append(p.outcomes, reject(im, kind, id, actor, cmd.op, ReasonBadRequest, 0,
+			fmt.Sprintf("record of %d bytes is above the limit of %d", len(val), kv.MaxValueSize)))
+		return p, nil
+	}
+	if live && st.ExpiresAt != nil {
+		p.writes = append(p.writes, write{key: leaseKey(*st.ExpiresAt, kind, id), clear: true})
+	}
+	p.writes = append(p.writes, write{key: stateKey(kind, id), value: val})
+	if rec.ExpiresAt != nil && !tombstone {
+		p.writes = append(p.writes, write{key: leaseKey(*rec.ExpiresAt, kind, id), value: []byte{}})
+	}
+	ev := Event{Seq: im.seq, Status: StatusApplied, Rev: rec.Rev, Actor: actor, Op: cmd.op}
+	if !tombstone {
+		ev.Record = &rec
+	}
+	p.outcomes = append(p.outcomes, newOutcome(im.seq, kind, id, ev, fmt.Sprintf("state-%d", im.seq)))
+	return p, nil
+}
+
+// expiry returns the expiry of a record written at t by a command with ttl:
+// nil ttl keeps keep, 0 removes the lease, a positive ttl sets t+ttl.
+func expiry(t time.Time, ttl *time.Duration, keep *time.Time) *time.Time {
+	switch {
+	case ttl == nil:
+		return keep
+	case *ttl == 0:
+		return nil
+	}
+	e := t.Add(*ttl).UTC()
+	return &e
+}
+
+// planExpiry turns the live, leased record r into its tombstone: the writes,
+// the expiry's outcome and the tombstone itself.
+func planExpiry(r Record, watermark uint64) ([]write, outcome, Record, error) {
+	tomb := Record{Kind: r.Kind, ID: r.ID, Rev: r.Rev + 1, UpdatedBy: Actor, UpdatedAt: *r.ExpiresAt, Seq: watermark}
+	val, err := encodeStored(tomb, true)
+	if err != nil {
+		return nil, outcome{}, Record{}, err
+	}
+	w := []write{
+		{key: leaseKey(*r.ExpiresAt, r.Kind, r.ID), clear: true},
+		{key: stateKey(r.Kind, r.ID), value: val},
+	}
+	ev := Event{Seq: watermark, Status: StatusApplied, Rev: tomb.Rev, Actor: Actor, Op: OpExpire}
+	msgID := fmt.Sprintf("state-expire-%s-%s-%d", r.Kind, r.ID, tomb.Rev)
+	return w, newOutcome(watermark, r.Kind, r.ID, ev, msgID), tomb, nil
+}
+
+// reject builds the outcome of a rejected command. kind and id may be empty
+// (or invalid) when the subject did not parse: then there is no event, only
+// the audit record.
+func reject(im *inMsg, kind, id, actor string, op Op, reason Reason, curRev uint64, detail string) outcome {
+	ev := Event{Seq: im.seq, Status: StatusRejected, Reason: reason, Actor: actor, Op: op, CurrentRev: curRev}
+	if reason == ReasonBadRequest {
+		ev.Detail = truncate(detail, maxDetail)
+	}
+	o := newOutcome(im.seq, kind, id, ev, fmt.Sprintf("state-%d", im.seq))
+	o.detail = truncate(detail, maxDetail)
+	o.audit.data = mustJSON(auditRecord{Seq: im.seq, Status: StatusRejected, Kind: kind, ID: id, Actor: actor,
+		Op: op, Rev: curRev, Reason: reason, Detail: o.detail})
+	return o
+}
+
+// newOutcome encodes ev for kind/id and its audit record under msgID.
+func newOutcome(seq uint64, kind, id string, ev Event, msgID string) outcome {
+	o := outcome{seq: seq, status: ev.Status, reason: ev.Reason, actor: ev.Actor}
+	if s, err := subjects.StateEvt(kind, id); err == nil {
+		o.evtSubject = s
+		o.evt = mustJSON(ev)
+	}
+	auditSubj, err := subjects.AuditLog(Actor, auditCategory, kind)
+	if err != nil {
+		auditSubj, _ = subjects.AuditLog(Actor, auditCategory)
+	}
+	rev := ev.Rev
+	if ev.Status == StatusRejected {
+		rev = ev.CurrentRev
+	}
+	o.audit = outboxEntry{
+		key:     outboxKey(seq, msgID),
+		subject: auditSubj,
+		msgID:   msgID,
+		data: mustJSON(auditRecord{Seq: seq, Status: ev.Status, Kind: kind, ID: id, Actor: ev.Actor, Op: ev.Op,
+			Rev: rev, Reason: ev.Reason, Detail: ev.Detail}),
+	}
+	return o
+}
+
+// salvageKindID returns the kind and id tokens of a command subject that did
+// not parse (say, with a bad actor), when they are valid, so that the
+// rejection still reaches codi.state.evt.<kind>.<id>.
+func salvageKindID(subject string) (kind, id string) {
+	toks := strings.Split(subject, ".")
+	if len(toks) < 5 {
+		return "", ""
+	}
+	if _, err := subjects.StateEvt(toks[3], toks[4]); err != nil {
+		return "", ""
+	}
+	return toks[3], toks[4]
+}
+
+// rawOp returns the op of a payload that failed validation, if it has one,
+// for the rejection event.
+func rawOp(data []byte) Op {
+	var w struct {
+		Op string `json:"op"`
+	}
+	if json.Unmarshal(data, &w) != nil {
+		return ""
+	}
+	return Op(truncate(w.Op, 64))
+}
+
+// mustJSON encodes values whose encoding cannot fail (plain structs and
+// fields that were decoded from JSON). Should it fail anyway, the error
+// becomes the payload rather than a panic in the apply loop.
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		b, _ = json.Marshal(map[string]string{"error": err.Error()})
+	}
+	return b
+}

@@ -1,0 +1,227 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nuid"
+
+	"github.com/codi2/codi2/subjects"
+)
+
+// DefaultTimeout bounds a Client call whose context has no deadline.
+const DefaultTimeout = 10 * time.Second
+
+// Client is an agent's client of the state service: it sends commands as
+// that agent (the actor token of the command subject) and reads records.
+// It needs only a NATS connection. A Client is safe for concurrent use; it
+// does not own the connection.
+//
+// Kinds and ids are subject tokens as on the wire: turn a path or URL into
+// an id with subjects.Escape first; records carry the escaped id.
+type Client struct {
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	agent string
+}
+
+// NewClient returns the client of agent over nc. agent must be a valid agent
+// id (a subject token other than "all"); the error then wraps ErrConfig.
+func NewClient(nc *nats.Conn, agent string) (*Client, error) {
+	if nc == nil {
+		return nil, fmt.Errorf("%w: a NATS connection is required", ErrConfig)
+	}
+	if err := subjects.ValidAgent(agent); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("state: jetstream: %w", err)
+	}
+	return &Client{nc: nc, js: js, agent: agent}, nil
+}
+
+// Agent is the agent id the client sends commands as.
+func (c *Client) Agent() string { return c.agent }
+
+func withDefault(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, DefaultTimeout)
+}
+
+// Err returns nil for an applied event, and for a rejected one an error
+// wrapping ErrConflict or ErrBadRequest with the details.
+func (e Event) Err() error {
+	switch {
+	case e.Status == StatusApplied:
+		return nil
+	case e.Reason == ReasonConflict:
+		return fmt.Errorf("%w: seq %d: current rev %d", ErrConflict, e.Seq, e.CurrentRev)
+	case e.Reason == ReasonBadRequest:
+		return fmt.Errorf("%w: seq %d: %s", ErrBadRequest, e.Seq, e.Detail)
+	}
+	return fmt.Errorf("%w: seq %d: status %q reason %q", ErrRemote, e.Seq, e.Status, e.Reason)
+}
+
+// Apply sends cmd for kind/id to CODI_STATE and waits for its outcome
+// event. It subscribes to codi.state.evt.<kind>.<id> before publishing, so
+// the event cannot be missed, and matches it by the PubAck sequence. It
+// returns the event and, for a rejection, an error wrapping ErrConflict or
+// ErrBadRequest. When the context ends after the PubAck but before the
+// event, the command is stored and will be applied: the error wraps
+// ErrTimeout and names the sequence, and Get with that min_seq reads the
+// result. Each call publishes with a fresh Nats-Msg-Id, so JetStream's own
+// publish retries store the command once.
+func (c *Client) Apply(ctx context.Context, kind, id string, cmd Command) (Event, error) {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	subj, err := subjects.StateCmd(kind, id, c.agent)
+	if err != nil {
+		return Event{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	evtSubj, _ := subjects.StateEvt(kind, id)
+	data, err := json.Marshal(cmd)
+	if err != nil {
+		return Event{}, fmt.Errorf("%w: %s: %w", ErrBadRequest, subj, err)
+	}
+	sub, err := c.nc.SubscribeSync(evtSubj)
+	if err != nil {
+		return Event{}, fmt.Errorf("state: subscribe %s: %w", evtSubj, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	msg := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, nuid.Next())
+	ack, err := c.js.PublishMsg(ctx, msg)
+	if err != nil {
+		return Event{}, fmt.Errorf("state: publish %s: %w", subj, err)
+	}
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return Event{}, fmt.Errorf("%w: no outcome for %s seq %d: %w", ErrTimeout, subj, ack.Sequence, err)
+		}
+		var ev Event
+		if json.Unmarshal(m.Data, &ev) != nil || ev.Seq != ack.Sequence || ev.Op == OpExpire {
+			continue
+		}
+		return ev, ev.Err()
+	}
+}
+
+// Claim creates kind/id only if it does not exist (expect_rev 0), with
+// fields and a lease of ttl (0: no lease). It returns the new record, whose
+// Rev is the fencing token for Refresh and Release, or an error wrapping
+// ErrConflict when someone else holds it.
+func (c *Client) Claim(ctx context.Context, kind, id string, ttl time.Duration, fields map[string]any) (Record, error) {
+	if ttl < 0 {
+		return Record{}, fmt.Errorf("%w: negative ttl %v", ErrBadRequest, ttl)
+	}
+	return c.applyRecord(ctx, kind, id, Command{Op: OpPut, Fields: fields, ExpectRev: Expect(0), TTL: ttl})
+}
+
+// Refresh extends the lease on kind/id to ttl from now, if the record is
+// still at rev (the caller's claim has not expired or been taken). It
+// returns the record with its new Rev, or an error wrapping ErrConflict.
+func (c *Client) Refresh(ctx context.Context, kind, id string, rev uint64, ttl time.Duration) (Record, error) {
+	if ttl <= 0 {
+		return Record{}, fmt.Errorf("%w: refresh needs a positive ttl, got %v", ErrBadRequest, ttl)
+	}
+	return c.applyRecord(ctx, kind, id, Command{Op: OpMerge, ExpectRev: Expect(rev), TTL: ttl})
+}
+
+// Release deletes kind/id if it is still at rev. It fails with ErrConflict
+// when the record moved on (or is gone).
+func (c *Client) Release(ctx context.Context, kind, id string, rev uint64) error {
+	_, err := c.Apply(ctx, kind, id, Command{Op: OpDelete, ExpectRev: Expect(rev)})
+	return err
+}
+
+func (c *Client) applyRecord(ctx context.Context, kind, id string, cmd Command) (Record, error) {
+	ev, err := c.Apply(ctx, kind, id, cmd)
+	if err != nil {
+		return Record{}, err
+	}
+	if ev.Record == nil {
+		return Record{}, fmt.Errorf("%w: applied event without a record", ErrRemote)
+	}
+	return *ev.Record, nil
+}
+
+// Get reads kind/id. With minSeq > 0 the service first waits until it has
+// applied CODI_STATE up to minSeq (pass a PubAck sequence to read your own
+// write). It fails with ErrNotFound, or ErrTimeout when the watermark did
+// not get there in time.
+func (c *Client) Get(ctx context.Context, kind, id string, minSeq uint64) (Record, error) {
+	subj, err := subjects.StateGet(kind, id)
+	if err != nil {
+		return Record{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	var body []byte
+	if minSeq > 0 {
+		body = mustJSON(getRequest{MinSeq: minSeq})
+	}
+	var rec Record
+	return rec, c.request(ctx, subj, body, &rec)
+}
+
+// List reads a page of kind's records in id order. Pass NextAfter as
+// opts.After to read the next page.
+func (c *Client) List(ctx context.Context, kind string, opts ListOptions) (ListResult, error) {
+	subj, err := subjects.StateList(kind)
+	if err != nil {
+		return ListResult{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	var res ListResult
+	return res, c.request(ctx, subj, mustJSON(opts), &res)
+}
+
+// Status returns the service's watermark: every command up to this
+// CODI_STATE sequence is applied and durable in the store.
+func (c *Client) Status(ctx context.Context) (uint64, error) {
+	var w watermark
+	err := c.request(ctx, subjects.StateStatus, nil, &w)
+	return w.StreamSeq, err
+}
+
+// request makes a request to the service and decodes its JSON reply into v,
+// mapping micro error replies onto the package's errors.
+func (c *Client) request(ctx context.Context, subj string, body []byte, v any) error {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	resp, err := c.nc.RequestWithContext(ctx, subj, body)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return fmt.Errorf("%w: %s: %w", ErrUnavailable, subj, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: %s: %w", ErrTimeout, subj, err)
+	case err != nil:
+		return fmt.Errorf("state: request %s: %w", subj, err)
+	}
+	if code := resp.Header.Get(micro.ErrorCodeHeader); code != "" {
+		msg := resp.Header.Get(micro.ErrorHeader)
+		sentinel := ErrRemote
+		switch code {
+		case codeNotFound:
+			sentinel = ErrNotFound
+		case codeBadRequest:
+			sentinel = ErrBadRequest
+		case codeTimeout:
+			sentinel = ErrTimeout
+		case codeUnavailable:
+			sentinel = ErrUnavailable
+		}
+		return fmt.Errorf("%w: %s: %s %s", sentinel, subj, code, msg)
+	}
+	if err := json.Unmarshal(resp.Data, v); err != nil {
+		return fmt.Errorf("%w: %s: bad reply: %w", ErrRemote, subj, err)
+	}
+	return nil
+}

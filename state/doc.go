@@ -1,0 +1,55 @@
+/*
+Package state is codi2's state service: it turns the commands agents publish
+on CODI_STATE into records in the transactional store, answers reads as the
+NATS micro service codi-state, and carries leases (task claims, file
+reservations, presence) that expire on their own.
+
+# Basics
+
+An agent publishes a command on codi.state.cmd.<kind>.<id>.<actor> (JSON:
+op put, merge or delete, optional expect_rev and ttl_ms). JetStream stores it
+and answers with a PubAck. The Service consumes the stream with the durable
+pull consumer codi-state, applies commands in stream order, many per store
+transaction, and after each commit publishes one event per command on
+codi.state.evt.<kind>.<id> (applied with the record, or rejected with reason
+conflict or bad_request), the watermark on codi.state.committed, and an audit
+event on CODI_AUDIT. A writer holding PubAck sequence N reads its own write
+with a get whose min_seq is N.
+
+Client is the agent-side API: Apply sends a command and waits for its event;
+Claim, Refresh and Release are the lease idioms (expect_rev 0 plus ttl, merge
+with expect_rev plus ttl, delete with expect_rev); Get, List and Status read.
+
+# Exactly once
+
+The effects of a batch, the last applied stream sequence
+("meta", "applied", "CODI_STATE") and the batch's audit events (the outbox)
+commit in one transaction; acks, events and publishes happen only after the
+commit. A command at or below the applied sequence is acked and skipped, so a
+redelivery (a crash between commit and ack, a consumer reset) never applies
+twice. Audit events leave the outbox only after their PubAck, and carry
+Nats-Msg-Id state-<seq>, so a crash between commit and publish neither loses
+nor duplicates them.
+
+Revisions are fencing tokens: rev grows by one per applied change of a
+kind/id, including deletes and expiries, and a deleted or expired record keeps
+a tombstone with its last rev, so that a re-created record continues from it.
+For expect_rev, a tombstone does not exist (current rev 0).
+
+# Goroutines
+
+Run does all writing on its own goroutine, the single writer, so expiries are
+ordered with commands. Request handlers run on the NATS connection's
+goroutines; a get that waits for min_seq waits on a goroutine owned by the
+Service. Run returns only after the consumer is stopped, every handler has
+answered and every wait has ended.
+
+# Caveats
+
+Events and the watermark are core NATS: at most once. A client that missed
+its event reads the outcome with Get and min_seq. Tombstones are kept forever
+(one small value per deleted id). Expiry uses the JetStream stored time of
+commands and the wall clock for idle sweeps, so clocks of the NATS server and
+the service host should agree.
+*/
+package state

@@ -1,0 +1,279 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/subjects"
+)
+
+// Error codes of the micro convention used by the endpoints.
+const (
+	codeBadRequest  = "400"
+	codeNotFound    = "404"
+	codeInternal    = "500"
+	codeUnavailable = "503"
+	codeTimeout     = "504"
+)
+
+// readTimeout bounds one store read of a request.
+const readTimeout = 5 * time.Second
+
+// startMicro registers the codi-state micro service and its endpoints.
+func (s *Service) startMicro() (micro.Service, error) {
+	svc, err := micro.AddService(s.nc, micro.Config{
+		Name:        ServiceName,
+		Version:     Version,
+		Description: "codi2 state store: records by kind and id, leases, commit watermark",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state: micro service: %w", err)
+	}
+	endpoints := []struct {
+		name, subject string
+		h             micro.HandlerFunc
+	}{
+		{"get", getWildcard, s.handleGet},
+		{"list", listWildcard, s.handleList},
+		{"status", subjects.StateStatus, s.handleStatus},
+	}
+	for _, e := range endpoints {
+		if err := svc.AddEndpoint(e.name, e.h, micro.WithEndpointSubject(e.subject)); err != nil {
+			_ = svc.Stop()
+			return nil, fmt.Errorf("state: micro endpoint %s: %w", e.name, err)
+		}
+	}
+	return svc, nil
+}
+
+// enter admits a request unless Run is stopping; the caller then calls
+// s.reqs.Done when the request (and any wait it started) is answered.
+func (s *Service) enter(req micro.Request) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		respondError(req, codeUnavailable, "state service is stopping")
+		return false
+	}
+	s.reqs.Add(1)
+	return true
+}
+
+func respondError(req micro.Request, code, msg string) {
+	_ = req.Error(code, msg, nil)
+}
+
+// decodeBody decodes an optional JSON request body strictly.
+func decodeBody(data []byte, v any) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("data after the request object")
+	}
+	return nil
+}
+
+// handleGet answers codi.state.get.<kind>.<id>. A request whose min_seq is
+// ahead of the watermark waits on a goroutine of its own, owned by the
+// Service, so that the endpoint keeps answering other requests meanwhile.
+func (s *Service) handleGet(req micro.Request) {
+	if !s.enter(req) {
+		return
+	}
+	p, err := subjects.Parse(req.Subject())
+	var body getRequest
+	if err == nil {
+		err = decodeBody(req.Data(), &body)
+	}
+	if err != nil {
+		respondError(req, codeBadRequest, "bad get request: "+err.Error())
+		s.reqs.Done()
+		return
+	}
+	if body.MinSeq <= s.Watermark() {
+		s.serveGet(req, p.Kind, p.ID)
+		s.reqs.Done()
+		return
+	}
+	go func() {
+		defer s.reqs.Done()
+		switch err := s.waitFor(body.MinSeq); {
+		case errors.Is(err, ErrTimeout):
+			respondError(req, codeTimeout, fmt.Sprintf("watermark %d did not reach min_seq %d within %v", s.Watermark(), body.MinSeq, s.cfg.MaxGetWait))
+		case err != nil:
+			respondError(req, codeUnavailable, "state service is stopping")
+		default:
+			s.serveGet(req, p.Kind, p.ID)
+		}
+	}()
+}
+
+// waitFor waits until the watermark reaches seq, MaxGetWait passes
+// (ErrTimeout) or Run stops (ErrUnavailable).
+func (s *Service) waitFor(seq uint64) error {
+	timer := time.NewTimer(s.cfg.MaxGetWait)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		ch := s.advanced
+		s.mu.Unlock()
+		if s.watermark.Load() >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return ErrTimeout
+		case <-s.stop:
+			return ErrUnavailable
+		}
+	}
+}
+
+func (s *Service) serveGet(req micro.Request, kind, id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+	defer cancel()
+	var val []byte
+	err := s.store.View(ctx, func(tx kv.ReadTxn) error {
+		v, err := tx.Get(stateKey(kind, id))
+		val = v
+		return err
+	})
+	switch {
+	case errors.Is(err, kv.ErrNotFound) || (err == nil && (len(val) < 2 || val[0] != tagLive)):
+		respondError(req, codeNotFound, fmt.Sprintf("%s %s not found", kind, id))
+	case err != nil:
+		s.log.Error().Err(err).Str("subject", req.Subject()).Msg("get")
+		respondError(req, codeInternal, "store read failed")
+	default:
+		_ = req.Respond(val[1:])
+	}
+}
+
+// handleList answers codi.state.list.<kind>.
+func (s *Service) handleList(req micro.Request) {
+	if !s.enter(req) {
+		return
+	}
+	defer s.reqs.Done()
+	p, err := subjects.Parse(req.Subject())
+	var o ListOptions
+	if err == nil {
+		err = decodeBody(req.Data(), &o)
+	}
+	if err == nil && o.Limit < 0 {
+		err = fmt.Errorf("limit %d is negative", o.Limit)
+	}
+	if err != nil {
+		respondError(req, codeBadRequest, "bad list request: "+err.Error())
+		return
+	}
+	body, err := s.list(p.Kind, o)
+	if err != nil {
+		s.log.Error().Err(err).Str("subject", req.Subject()).Msg("list")
+		respondError(req, codeInternal, "store read failed")
+		return
+	}
+	_ = req.Respond(body)
+}
+
+// list reads a page of live records of kind and encodes the reply, keeping
+// it within the connection's maximum payload.
+func (s *Service) list(kind string, o ListOptions) ([]byte, error) {
+	limit := o.Limit
+	if limit == 0 {
+		limit = DefaultListLimit
+	}
+	limit = min(limit, s.cfg.MaxListLimit)
+	begin, end := kv.Tuple{prefixState, kind}.Range()
+	if o.Prefix != "" {
+		pk := kv.Tuple{prefixState, kind, o.Prefix}.Pack()
+		begin = pk[:len(pk)-1] // the id without its terminator: a raw prefix
+		end = kv.PrefixEnd(begin)
+	}
+	if o.After != "" {
+		if ak := append(kv.Tuple{prefixState, kind, o.After}.Pack(), 0x00); bytes.Compare(ak, begin) > 0 {
+			begin = ak
+		}
+	}
+	maxBytes := int(s.nc.MaxPayload()) - 1024
+	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+	defer cancel()
+	var (
+		recs   [][]byte
+		lastID string
+		more   bool
+	)
+	err := s.store.View(ctx, func(tx kv.ReadTxn) error {
+		recs, lastID, more = recs[:0], "", false
+		from, size := begin, 0
+		for {
+			kvs, err := tx.GetRange(from, end, kv.RangeOptions{Limit: limit + 1})
+			if err != nil {
+				return err
+			}
+			for _, p := range kvs {
+				from = append(p.Key, 0x00)
+				if len(p.Value) < 2 || p.Value[0] != tagLive {
+					continue
+				}
+				if len(recs) == limit || size+len(p.Value) > maxBytes {
+					more = true
+					return nil
+				}
+				t, err := kv.Unpack(p.Key)
+				if err != nil || len(t) != 3 {
+					return fmt.Errorf("state: corrupt record key: %v", err)
+				}
+				lastID, _ = t[2].(string)
+				recs = append(recs, p.Value[1:])
+				size += len(p.Value)
+			}
+			if len(kvs) <= limit {
+				return nil
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	b.WriteString(`{"records":[`)
+	for i, r := range recs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(r)
+	}
+	b.WriteString(`],"next_after":`)
+	next := ""
+	if more {
+		next = lastID
+	}
+	b.Write(mustJSON(next))
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// handleStatus answers codi.state.status with the watermark.
+func (s *Service) handleStatus(req micro.Request) {
+	if !s.enter(req) {
+		return
+	}
+	defer s.reqs.Done()
+	_ = req.Respond(mustJSON(watermark{StreamSeq: s.Watermark()}))
+}

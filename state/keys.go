@@ -1,0 +1,123 @@
+package state
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/codi2/codi2/internal/kv"
+)
+
+// Key layout (kv.Tuple, so the bytes are the same on bbolt and FoundationDB):
+//
+//	("state", kind, id)                  -> tag byte + record JSON (live or tombstone)
+//	("lease", expires_unix_nano, kind, id) -> empty; one per record with a lease
+//	("outbox", seq, msg_id)              -> Tuple{subject, msg_id, audit JSON}
+//	("meta", "applied", stream)          -> last applied stream sequence, 8 bytes big endian
+//
+// Every index entry is written in the same transaction as the record it
+// points to. Tombstones keep the last revision of a deleted or expired
+// record so that revisions keep growing when it is created again.
+const (
+	prefixState  = "state"
+	prefixLease  = "lease"
+	prefixOutbox = "outbox"
+	prefixMeta   = "meta"
+)
+
+// Tags of a stored record value.
+const (
+	tagLive      byte = 1
+	tagTombstone byte = 2
+)
+
+func stateKey(kind, id string) []byte { return kv.Tuple{prefixState, kind, id}.Pack() }
+
+func leaseKey(expires time.Time, kind, id string) []byte {
+	return kv.Tuple{prefixLease, expires.UnixNano(), kind, id}.Pack()
+}
+
+func outboxKey(seq uint64, msgID string) []byte {
+	return kv.Tuple{prefixOutbox, int64(seq), msgID}.Pack()
+}
+
+func appliedKey(stream string) []byte { return kv.Tuple{prefixMeta, "applied", stream}.Pack() }
+
+// stored is a record as kept in the store: the record and whether it is a
+// tombstone.
+type stored struct {
+	Record
+	tombstone bool
+}
+
+func encodeStored(r Record, tombstone bool) ([]byte, error) {
+	tag := tagLive
+	if tombstone {
+		tag = tagTombstone
+		r.Fields = nil
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{tag}, b...), nil
+}
+
+// getStored reads the record at kind/id. ok is false when there is neither a
+// record nor a tombstone.
+func getStored(tx kv.ReadTxn, kind, id string) (st stored, ok bool, err error) {
+	v, err := tx.Get(stateKey(kind, id))
+	if errors.Is(err, kv.ErrNotFound) {
+		return stored{}, false, nil
+	}
+	if err != nil {
+		return stored{}, false, err
+	}
+	st, err = decodeStored(v)
+	return st, err == nil, err
+}
+
+func decodeStored(v []byte) (stored, error) {
+	if len(v) < 2 || (v[0] != tagLive && v[0] != tagTombstone) {
+		return stored{}, fmt.Errorf("state: corrupt record value (%d bytes)", len(v))
+	}
+	var st stored
+	if err := json.Unmarshal(v[1:], &st.Record); err != nil {
+		return stored{}, fmt.Errorf("state: corrupt record: %w", err)
+	}
+	st.tombstone = v[0] == tagTombstone
+	return st, nil
+}
+
+func getApplied(tx kv.ReadTxn, stream string) (uint64, error) {
+	v, err := tx.Get(appliedKey(stream))
+	if errors.Is(err, kv.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("state: corrupt applied sequence (%d bytes)", len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+func encodeSeq(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+
+// firstLease returns the expiry time of the earliest lease, or the zero time.
+func firstLease(tx kv.ReadTxn) (time.Time, error) {
+	begin, end := kv.Tuple{prefixLease}.Range()
+	kvs, err := tx.GetRange(begin, end, kv.RangeOptions{Limit: 1})
+	if err != nil || len(kvs) == 0 {
+		return time.Time{}, err
+	}
+	t, err := kv.Unpack(kvs[0].Key)
+	if err != nil || len(t) != 4 {
+		return time.Time{}, fmt.Errorf("state: corrupt lease key: %v", err)
+	}
+	ns, _ := t[1].(int64)
+	return time.Unix(0, ns).UTC(), nil
+}

@@ -1,0 +1,136 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/codi2/codi2/internal/kv"
+)
+
+// Leases. A record written with ttl_ms has an expiry time (the command's
+// stored time plus the ttl) and an entry ("lease", expires, kind, id) in the
+// lease index. Expiry happens in the apply loop, so it is ordered with the
+// commands:
+//
+//   - a command that finds a record whose lease ended before the command was
+//     stored expires it first (same transaction), then applies;
+//   - otherwise a sweep expires due leases between batches, but only up to a
+//     time before which every stored command is applied: a refresh that
+//     JetStream stored before the lease's end is applied first, even if the
+//     loop is behind.
+
+// sweepRetry is how long a due sweep waits for the commands stored before
+// the lease's end to be applied, when the loop is behind.
+const sweepRetry = 10 * time.Millisecond
+
+// sweep expires the leases that are due at now.
+func (l *loop) sweep(ctx context.Context, now time.Time) error {
+	for !l.nextLease.IsZero() && !l.nextLease.After(now) && !now.Before(l.sweepAfter) {
+		// Every command stored up to lastTime is applied; if the stream
+		// holds nothing newer, every command stored up to now is.
+		cutoff := l.lastTime
+		if cutoff.After(now) {
+			cutoff = now
+		}
+		if cutoff.Before(l.nextLease) {
+			caught, err := l.caughtUp(ctx)
+			if err != nil {
+				l.log.Warn().Err(err).Str("stream", l.cfg.Stream).Msg("stream info for lease sweep")
+				l.sweepAfter = now.Add(l.cfg.LeaseSweepInterval)
+				return nil
+			}
+			if caught {
+				cutoff = now
+			}
+		}
+		if cutoff.Before(l.nextLease) {
+			l.sweepAfter = now.Add(sweepRetry)
+			return nil
+		}
+		if err := l.expireDue(ctx, cutoff); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// caughtUp reports whether every command in the stream is applied.
+func (l *loop) caughtUp(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return false, err
+	}
+	return info.State.LastSeq <= l.applied, nil
+}
+
+// expireDue expires, in one transaction, up to MaxBatch leases that end at
+// or before cutoff, and reports them.
+func (l *loop) expireDue(ctx context.Context, cutoff time.Time) error {
+	clears := l.takeDone()
+	var res batchResult
+	err := l.update(ctx, func(tx kv.Txn) error {
+		res = batchResult{outcomes: res.outcomes[:0]}
+		for _, it := range clears {
+			if err := tx.Clear(it.key); err != nil {
+				return err
+			}
+		}
+		applied, err := getApplied(tx, l.cfg.Stream)
+		if err != nil {
+			return err
+		}
+		begin, _ := kv.Tuple{prefixLease}.Range()
+		end := kv.Tuple{prefixLease, cutoff.UnixNano() + 1}.Pack()
+		kvs, err := tx.GetRange(begin, end, kv.RangeOptions{Limit: l.cfg.MaxBatch})
+		if err != nil {
+			return err
+		}
+		for _, p := range kvs {
+			t, err := kv.Unpack(p.Key)
+			if err != nil || len(t) != 4 {
+				return fmt.Errorf("state: corrupt lease key: %v", err)
+			}
+			ns, _ := t[1].(int64)
+			kind, _ := t[2].(string)
+			id, _ := t[3].(string)
+			st, ok, err := getStored(tx, kind, id)
+			if err != nil {
+				return err
+			}
+			if !ok || st.tombstone || st.ExpiresAt == nil || st.ExpiresAt.UnixNano() != ns {
+				// An index entry without its lease: drop it.
+				if err := tx.Clear(p.Key); err != nil {
+					return err
+				}
+				continue
+			}
+			w, o, _, err := planExpiry(st.Record, applied)
+			if err != nil {
+				return err
+			}
+			pl := plan{writes: w, outcomes: []outcome{o}}
+			if err := applyPlan(tx, &pl); err != nil {
+				return err
+			}
+			res.outcomes = append(res.outcomes, o)
+		}
+		res.applied = applied
+		res.nextLease, err = firstLease(tx)
+		return err
+	})
+	if err != nil {
+		l.untakeDone(clears)
+		return fmt.Errorf("state: expire leases up to %s: %w", cutoff.Format(time.RFC3339Nano), err)
+	}
+	l.dropCleared(clears)
+	l.nextLease = res.nextLease
+	l.report(res.outcomes)
+	if len(res.outcomes) > 0 {
+		l.lastActive = time.Now()
+		l.log.Debug().Str("stream", l.cfg.Stream).Int("batch", len(res.outcomes)).Uint64("seq", res.applied).Msg("leases expired")
+	}
+	return l.pumpAudits(ctx)
+}

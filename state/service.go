@@ -1,0 +1,695 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+
+	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/subjects"
+)
+
+// Subjects the micro endpoints listen on. The subjects package builds
+// concrete subjects only; these wildcards are the contract's get and list
+// subjects with their variable tokens open.
+const (
+	getWildcard  = "codi.state.get.*.*"
+	listWildcard = "codi.state.list.*"
+)
+
+// maxAuditInflight bounds audit publishes awaiting their PubAck.
+const maxAuditInflight = 8192
+
+// maxAuditMemory bounds the audit outbox entries held in memory; beyond it
+// they stay only in the store and are read back once the backlog drains.
+const maxAuditMemory = 100_000
+
+// Service is the state service: it applies CODI_STATE commands to the store
+// in stream order and answers get, list and status as the NATS micro service
+// codi-state. Build it with New and start it with Run, once. Its methods are
+// safe for concurrent use.
+type Service struct {
+	cfg   Config
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	store kv.Store
+	log   zerolog.Logger
+
+	ran       atomic.Bool
+	watermark atomic.Uint64
+
+	mu       sync.Mutex
+	advanced chan struct{} // closed and replaced whenever watermark grows
+	stopping bool
+	stop     chan struct{} // closed when Run stops serving requests
+	reqs     sync.WaitGroup
+}
+
+// New returns a state service over the connection nc (in-process or TCP)
+// and store, configured by cfg (validated, defaults filled in). It does no
+// I/O: Run connects the consumer and the micro service. New and the returned
+// Service are safe for concurrent use.
+func New(cfg Config, nc *nats.Conn, store kv.Store, log zerolog.Logger) (*Service, error) {
+	if nc == nil || store == nil {
+		return nil, fmt.Errorf("%w: a NATS connection and a store are required", ErrConfig)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(maxAuditInflight),
+		jetstream.WithPublishAsyncTimeout(10*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("state: jetstream: %w", err)
+	}
+	return &Service{
+		cfg:      cfg,
+		nc:       nc,
+		js:       js,
+		store:    store,
+		log:      log.With().Str("component", "state").Logger(),
+		advanced: make(chan struct{}),
+		stop:     make(chan struct{}),
+	}, nil
+}
+
+// Watermark is the last CODI_STATE sequence applied (or rejected) and
+// committed to the store. Safe for concurrent use.
+func (s *Service) Watermark() uint64 { return s.watermark.Load() }
+
+func (s *Service) setWatermark(seq uint64) {
+	s.watermark.Store(seq)
+	s.mu.Lock()
+	close(s.advanced)
+	s.advanced = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// Run consumes CODI_STATE until ctx is done. It creates or updates the
+// durable consumer, re-publishes audit events left in the outbox by a
+// previous run, registers the micro service and applies commands in batches.
+// When ctx is done it stops intake, commits and acks what it holds, flushes
+// the audit outbox (bounded by Config.ShutdownTimeout), stops the micro
+// service and returns nil once every goroutine it started has exited. It
+// returns an error if the store or the stream fail. Run may be called once.
+func (s *Service) Run(ctx context.Context) error {
+	if !s.ran.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	l := &loop{s: s, cfg: s.cfg, log: s.log, spilled: true}
+	err := l.start(ctx)
+	if err == nil {
+		s.log.Info().Str("stream", s.cfg.Stream).Uint64("seq", l.applied).Msg("state service running")
+		var svc micro.Service
+		svc, err = s.startMicro()
+		if err == nil {
+			err = l.run(ctx)
+			if serr := svc.Stop(); serr != nil && !errors.Is(serr, nats.ErrConnectionClosed) {
+				s.log.Warn().Err(serr).Msg("stop micro service")
+			}
+		}
+		if l.sess != nil {
+			l.sess.stop()
+		}
+	}
+	s.stopRequests()
+	if err != nil {
+		s.log.Error().Err(err).Msg("state service failed")
+		return err
+	}
+	s.log.Info().Uint64("seq", l.applied).Msg("state service stopped")
+	return nil
+}
+
+// stopRequests makes request handlers answer 503 and waits for the running
+// ones and their waits.
+func (s *Service) stopRequests() {
+	s.mu.Lock()
+	if !s.stopping {
+		s.stopping = true
+		close(s.stop)
+	}
+	s.mu.Unlock()
+	s.reqs.Wait()
+}
+
+// loop is the single writer: it owns the consumer session, the watermark and
+// the audit outbox. Only Run's goroutine touches it.
+type loop struct {
+	s      *Service
+	cfg    Config
+	log    zerolog.Logger
+	stream jetstream.Stream
+	sess   *session
+
+	applied   uint64    // committed watermark
+	lastTime  time.Time // stored time of the last applied command
+	nextLease time.Time // earliest lease in the index; zero for none
+	// sweepAfter delays a due sweep that waits for commands stored before
+	// the lease's end.
+	sweepAfter time.Time
+
+	audits     []*auditItem
+	inflight   int
+	spilled    bool      // the store's outbox holds entries missing from audits
+	auditRetry time.Time // no publish attempts before this
+	lastActive time.Time
+}
+
+// auditItem is an outbox entry and the state of its publish.
+type auditItem struct {
+	outboxEntry
+	fut      jetstream.PubAckFuture
+	done     bool // PubAck received
+	clearing bool // handed to a transaction that clears its outbox key
+}
+
+// session is one Consume of the durable consumer.
+type session struct {
+	cc       jetstream.ConsumeContext
+	in       chan jetstream.Msg
+	quit     chan struct{}
+	lastCSeq uint64 // last consumer (delivery) sequence seen
+	stopped  bool
+}
+
+func (ss *session) stop() {
+	if ss.stopped {
+		return
+	}
+	ss.stopped = true
+	close(ss.quit)
+	ss.cc.Stop()
+	select {
+	case <-ss.cc.Closed():
+	case <-time.After(5 * time.Second):
+	}
+}
+
+// start loads the watermark and outbox from the store and opens the
+// consumer.
+func (l *loop) start(ctx context.Context) error {
+	err := l.s.store.View(ctx, func(tx kv.ReadTxn) error {
+		applied, err := getApplied(tx, l.cfg.Stream)
+		if err != nil {
+			return err
+		}
+		next, err := firstLease(tx)
+		if err != nil {
+			return err
+		}
+		l.applied, l.nextLease = applied, next
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("state: load: %w", err)
+	}
+	l.s.setWatermark(l.applied)
+	if err := l.pumpAudits(ctx); err != nil {
+		return err
+	}
+	l.stream, err = l.s.js.Stream(ctx, l.cfg.Stream)
+	if err != nil {
+		return fmt.Errorf("state: stream %s: %w", l.cfg.Stream, err)
+	}
+	cons, err := l.ensureConsumer(ctx)
+	if err != nil {
+		return err
+	}
+	l.sess, err = l.consume(cons)
+	return err
+}
+
+func (l *loop) consumerConfig(startSeq uint64) jetstream.ConsumerConfig {
+	c := jetstream.ConsumerConfig{
+		Durable:       l.cfg.Consumer,
+		Description:   "codi2 state service",
+		FilterSubject: subjects.StateCmdWildcard,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       l.cfg.AckWait,
+		MaxAckPending: 5 * l.cfg.MaxBatch,
+		MaxDeliver:    -1,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if startSeq > 1 {
+		c.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		c.OptStartSeq = startSeq
+	}
+	return c
+}
+
+// ensureConsumer creates the durable consumer, or updates it when its
+// position agrees with the store. A consumer that delivered past the store's
+// watermark, or holds unacknowledged messages (a crash, or a shutdown whose
+// last pull raced it), would hand the next commands out of order, so it is
+// recreated to start right after the watermark.
+func (l *loop) ensureConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	cons, err := l.stream.Consumer(ctx, l.cfg.Consumer)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return l.createConsumer(ctx, false)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: consumer %s: %w", l.cfg.Consumer, err)
+	}
+	info := cons.CachedInfo()
+	if info.NumAckPending > 0 || info.Delivered.Stream > l.applied {
+		l.log.Info().Str("stream", l.cfg.Stream).Uint64("seq", l.applied).
+			Uint64("delivered", info.Delivered.Stream).Int("ack_pending", info.NumAckPending).
+			Msg("consumer is ahead of the store; recreating it after the watermark")
+		return l.createConsumer(ctx, true)
+	}
+	cc := l.consumerConfig(0)
+	cc.DeliverPolicy, cc.OptStartSeq, cc.OptStartTime = info.Config.DeliverPolicy, info.Config.OptStartSeq, info.Config.OptStartTime
+	cons, err = l.stream.CreateOrUpdateConsumer(ctx, cc)
+	if err != nil {
+		return nil, fmt.Errorf("state: update consumer %s: %w", l.cfg.Consumer, err)
+	}
+	return cons, nil
+}
+
+func (l *loop) createConsumer(ctx context.Context, replace bool) (jetstream.Consumer, error) {
+	if replace {
+		if err := l.stream.DeleteConsumer(ctx, l.cfg.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("state: delete consumer %s: %w", l.cfg.Consumer, err)
+		}
+	}
+	cons, err := l.stream.CreateConsumer(ctx, l.consumerConfig(l.applied+1))
+	if err != nil {
+		return nil, fmt.Errorf("state: create consumer %s: %w", l.cfg.Consumer, err)
+	}
+	return cons, nil
+}
+
+func (l *loop) consume(cons jetstream.Consumer) (*session, error) {
+	ss := &session{in: make(chan jetstream.Msg, l.cfg.MaxBatch), quit: make(chan struct{})}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case ss.in <- m:
+		case <-ss.quit:
+		}
+	},
+		jetstream.PullMaxMessages(2*l.cfg.MaxBatch),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			l.log.Warn().Err(err).Str("stream", l.cfg.Stream).Msg("consumer")
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("state: consume %s: %w", l.cfg.Consumer, err)
+	}
+	ss.cc = cc
+	return ss, nil
+}
+
+// reposition replaces the consumer session after a delivery gap: commands
+// after the watermark are delivered again, in order.
+func (l *loop) reposition(ctx context.Context) error {
+	l.log.Warn().Str("stream", l.cfg.Stream).Uint64("seq", l.applied).Msg("delivery gap; restarting the consumer after the watermark")
+	l.sess.stop()
+	cons, err := l.createConsumer(ctx, true)
+	if err != nil {
+		return err
+	}
+	l.sess, err = l.consume(cons)
+	return err
+}
+
+// run is the apply loop: wait for a command or a timer, gather a batch,
+// commit it, report it, look after leases and the outbox.
+func (l *loop) run(ctx context.Context) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		timer.Reset(l.nextWake(time.Now()))
+		var first jetstream.Msg
+		select {
+		case first = <-l.sess.in:
+		case <-timer.C:
+			if err := l.housekeep(ctx, true); err != nil {
+				return err
+			}
+			continue
+		case <-l.auditsAcked():
+			if err := l.pumpAudits(ctx); err != nil {
+				return err
+			}
+			continue
+		case <-ctx.Done():
+			return l.shutdown()
+		}
+		batch, gap := l.gather(ctx, first, l.cfg.MaxBatchWait)
+		if err := l.process(ctx, batch); err != nil {
+			return err
+		}
+		if gap {
+			if err := l.reposition(ctx); err != nil {
+				return err
+			}
+		}
+		if err := l.housekeep(ctx, false); err != nil {
+			return err
+		}
+	}
+}
+
+// nextWake is how long the loop may sleep: until the earliest lease, a due
+// outbox flush or publish retry, and at most LeaseSweepInterval.
+func (l *loop) nextWake(now time.Time) time.Duration {
+	at := now.Add(l.cfg.LeaseSweepInterval)
+	earlier := func(t time.Time) {
+		if !t.IsZero() && t.Before(at) {
+			at = t
+		}
+	}
+	if !l.nextLease.IsZero() {
+		if l.sweepAfter.After(l.nextLease) {
+			earlier(l.sweepAfter)
+		} else {
+			earlier(l.nextLease)
+		}
+	}
+	if l.hasDone() {
+		earlier(l.lastActive.Add(l.cfg.OutboxIdleFlush))
+	}
+	if l.hasUnpublished() {
+		earlier(l.auditRetry)
+	}
+	if d := at.Sub(now); d > 0 {
+		return d
+	}
+	return 0
+}
+
+// gather collects a batch that starts with first: whatever else is ready,
+// up to MaxBatch commands, waiting up to wait for more. Commands at or below
+// the watermark (replays) are acked and dropped. gap reports a hole in the
+// delivery sequence: the batch ends before it, and the caller repositions.
+func (l *loop) gather(ctx context.Context, first jetstream.Msg, wait time.Duration) (batch []*inMsg, gap bool) {
+	size := 0
+	add := func(m jetstream.Msg) {
+		md, err := m.Metadata()
+		if err != nil {
+			l.log.Error().Err(err).Str("subject", m.Subject()).Msg("message without JetStream metadata")
+			_ = m.Term()
+			return
+		}
+		if l.sess.lastCSeq != 0 && md.Sequence.Consumer != l.sess.lastCSeq+1 {
+			gap = true
+			return
+		}
+		l.sess.lastCSeq = md.Sequence.Consumer
+		seq := md.Sequence.Stream
+		last := l.applied
+		if n := len(batch); n > 0 {
+			last = batch[n-1].seq
+		}
+		switch {
+		case seq <= l.applied:
+			// A replay of a committed command: its effect is in the store.
+			_ = m.Ack()
+			return
+		case seq <= last:
+			// Out of order within this batch: only a redelivery can do
+			// that; start again from the watermark.
+			gap = true
+			return
+		}
+		batch = append(batch, &inMsg{msg: m, seq: seq, cseq: md.Sequence.Consumer, time: md.Timestamp.UTC(), subject: m.Subject(), data: m.Data()})
+		size += len(m.Data())
+	}
+	add(first)
+	var timeout <-chan time.Time
+	for !gap && len(batch) < l.cfg.MaxBatch && size < l.cfg.MaxBatchBytes {
+		select {
+		case m := <-l.sess.in:
+			add(m)
+			continue
+		default:
+		}
+		if wait <= 0 {
+			break
+		}
+		if timeout == nil {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case m := <-l.sess.in:
+			add(m)
+			continue
+		case <-timeout:
+		case <-ctx.Done():
+		}
+		break
+	}
+	return batch, gap
+}
+
+// process commits batch in as many transactions as its size needs and
+// reports each one.
+func (l *loop) process(ctx context.Context, batch []*inMsg) error {
+	for len(batch) > 0 {
+		clears := l.takeDone()
+		res, err := l.commit(ctx, batch, clears)
+		if err != nil {
+			l.untakeDone(clears)
+			return err
+		}
+		l.committed(ctx, res, batch[:res.n], clears)
+		batch = batch[res.n:]
+	}
+	return nil
+}
+
+// batchResult is what a committed batch transaction computed. The Update
+// closure resets it on every run, so a retried closure leaves no trace of
+// the failed attempt.
+type batchResult struct {
+	n         int // commands of the batch this transaction covered
+	applied   uint64
+	lastTime  time.Time
+	nextLease time.Time
+	outcomes  []outcome
+	bytes     int
+}
+
+// update runs fn in a store transaction, retrying conflicts and timeouts a
+// few times: fn is pure, so a retry is safe.
+func (l *loop) update(ctx context.Context, fn func(tx kv.Txn) error) error {
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if err = l.s.store.Update(ctx, fn); err == nil || !(errors.Is(err, kv.ErrConflict) || errors.Is(err, kv.ErrTimeout)) || ctx.Err() != nil {
+			return err
+		}
+		l.log.Warn().Err(err).Int("attempt", attempt+1).Msg("store transaction failed; retrying")
+		time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
+	}
+	return err
+}
+
+// commit applies a prefix of batch (all of it unless MaxBatchBytes cuts it)
+// and the watermark in one transaction, together with clearing the outbox
+// keys of acknowledged audit events.
+func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) (batchResult, error) {
+	var res batchResult
+	err := l.update(ctx, func(tx kv.Txn) error {
+		res = batchResult{n: len(batch), outcomes: res.outcomes[:0]}
+		for _, it := range clears {
+			if err := tx.Clear(it.key); err != nil {
+				return err
+			}
+		}
+		applied, err := getApplied(tx, l.cfg.Stream)
+		if err != nil {
+			return err
+		}
+		start, count := applied, 0
+		for i, im := range batch {
+			if im.seq <= applied {
+				continue
+			}
+			p, err := planCommand(tx, im, applied)
+			if err != nil {
+				return err
+			}
+			size := p.size()
+			if count > 0 && res.bytes+size > l.cfg.MaxBatchBytes {
+				res.n = i
+				break
+			}
+			if err := applyPlan(tx, &p); err != nil {
+				return fmt.Errorf("state: apply %s seq=%d: %w", im.subject, im.seq, err)
+			}
+			res.bytes += size
+			res.outcomes = append(res.outcomes, p.outcomes...)
+			applied, res.lastTime = im.seq, im.time
+			count++
+		}
+		if applied != start {
+			if err := tx.Set(appliedKey(l.cfg.Stream), encodeSeq(applied)); err != nil {
+				return err
+			}
+		}
+		res.applied = applied
+		res.nextLease, err = firstLease(tx)
+		return err
+	})
+	if err != nil {
+		return batchResult{}, fmt.Errorf("state: commit batch of %d at seq %d: %w", len(batch), batch[0].seq, err)
+	}
+	return res, nil
+}
+
+// applyPlan makes p's writes and stores its audit events in the outbox.
+func applyPlan(tx kv.Txn, p *plan) error {
+	for _, w := range p.writes {
+		var err error
+		if w.clear {
+			err = tx.Clear(w.key)
+		} else {
+			err = tx.Set(w.key, w.value)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, o := range p.outcomes {
+		if err := tx.Set(o.audit.key, encodeOutbox(o.audit)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// committed reports a committed batch: watermark, events, acks, audit.
+func (l *loop) committed(ctx context.Context, res batchResult, msgs []*inMsg, clears []*auditItem) {
+	l.dropCleared(clears)
+	advanced := res.applied > l.applied
+	l.applied, l.nextLease = res.applied, res.nextLease
+	if !res.lastTime.IsZero() {
+		l.lastTime = res.lastTime
+	}
+	if advanced {
+		l.s.setWatermark(res.applied)
+	}
+	l.report(res.outcomes)
+	if advanced {
+		if err := l.s.nc.Publish(subjects.StateCommitted, mustJSON(watermark{StreamSeq: res.applied})); err != nil {
+			l.log.Warn().Err(err).Msg("publish watermark")
+		}
+	}
+	for _, im := range msgs {
+		if err := im.msg.Ack(); err != nil {
+			l.log.Warn().Err(err).Str("subject", im.subject).Uint64("seq", im.seq).Msg("ack")
+		}
+	}
+	l.lastActive = time.Now()
+	if e := l.log.Debug(); e.Enabled() {
+		e.Str("stream", l.cfg.Stream).Int("batch", len(msgs)).Uint64("seq", res.applied).Int("bytes", res.bytes).Msg("batch committed")
+	}
+	_ = l.pumpAudits(ctx)
+}
+
+// report publishes the events of outcomes and queues their audit events.
+func (l *loop) report(outcomes []outcome) {
+	for i := range outcomes {
+		o := &outcomes[i]
+		if o.evtSubject != "" {
+			if err := l.s.nc.Publish(o.evtSubject, o.evt); err != nil {
+				l.log.Warn().Err(err).Str("subject", o.evtSubject).Uint64("seq", o.seq).Msg("publish event")
+			}
+		}
+		if o.status == StatusRejected {
+			l.log.Debug().Str("subject", o.evtSubject).Uint64("seq", o.seq).Str("agent", o.actor).
+				Str("reason", string(o.reason)).Str("detail", o.detail).Msg("command rejected")
+		}
+		if len(l.audits) >= maxAuditMemory {
+			l.spilled = true
+			continue
+		}
+		l.audits = append(l.audits, &auditItem{outboxEntry: o.audit})
+	}
+}
+
+// housekeep runs after every batch and on the loop's timer: it publishes
+// pending audit events, expires due leases and, when idle, clears the
+// outbox.
+func (l *loop) housekeep(ctx context.Context, idle bool) error {
+	if err := l.pumpAudits(ctx); err != nil {
+		return err
+	}
+	now := time.Now()
+	if err := l.sweep(ctx, now); err != nil {
+		return err
+	}
+	if idle && l.hasDone() && !now.Before(l.lastActive.Add(l.cfg.OutboxIdleFlush)) && len(l.sess.in) == 0 {
+		return l.flushOutbox(ctx)
+	}
+	return nil
+}
+
+// shutdown stops intake, applies and acks what was delivered, and flushes
+// the audit outbox, all bounded by ShutdownTimeout.
+func (l *loop) shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.ShutdownTimeout)
+	defer cancel()
+	l.sess.cc.Drain()
+	closed := l.sess.cc.Closed()
+	var err error
+drain:
+	for err == nil {
+		select {
+		case m := <-l.sess.in:
+			batch, gap := l.gather(ctx, m, 0)
+			err = l.process(ctx, batch)
+			if gap {
+				// The rest comes again, in order, on the next start.
+				break drain
+			}
+		case <-closed:
+			for err == nil && len(l.sess.in) > 0 {
+				batch, gap := l.gather(ctx, <-l.sess.in, 0)
+				err = l.process(ctx, batch)
+				if gap {
+					break
+				}
+			}
+			break drain
+		case <-ctx.Done():
+			l.log.Warn().Msg("shutdown timeout: commands left unapplied are redelivered on the next start")
+			break drain
+		}
+	}
+	l.sess.stop()
+	if err != nil {
+		return err
+	}
+	// Wait for the audit PubAcks, then clear what they cover.
+	for {
+		if err := l.pumpAudits(ctx); err != nil {
+			return err
+		}
+		if l.inflight == 0 {
+			break
+		}
+		select {
+		case <-l.s.js.PublishAsyncComplete():
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	l.pollAudits()
+	if l.hasDone() {
+		return l.flushOutbox(ctx)
+	}
+	return nil
+}

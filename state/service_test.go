@@ -1,0 +1,181 @@
+package state_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/codi2/codi2/state"
+)
+
+func TestClient_Apply_Put(t *testing.T) {
+	e := newEnv(t)
+	e.start(fastConfig())
+	c := e.client("agent-1")
+	ctx := ctxT(t)
+
+	ev, err := c.Apply(ctx, "task", "ADR-028", state.Command{Op: state.OpPut, Fields: map[string]any{"status": "open", "n": 1}})
+	require.NoError(t, err)
+	assert.Equal(t, state.StatusApplied, ev.Status)
+	assert.Equal(t, uint64(1), ev.Rev)
+	assert.Equal(t, "agent-1", ev.Actor)
+	assert.Equal(t, state.OpPut, ev.Op)
+	require.NotNil(t, ev.Record)
+	assert.Equal(t, "task", ev.Record.Kind)
+	assert.Equal(t, "ADR-028", ev.Record.ID)
+	assert.Equal(t, ev.Seq, ev.Record.Seq)
+	assert.Nil(t, ev.Record.ExpiresAt)
+	assert.JSONEq(t, `"open"`, string(ev.Record.Fields["status"]))
+
+	// put replaces every field.
+	ev, err = c.Apply(ctx, "task", "ADR-028", state.Command{Op: state.OpPut, Fields: map[string]any{"status": "done"}})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), ev.Rev)
+
+	rec, err := c.Get(ctx, "task", "ADR-028", ev.Seq)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), rec.Rev)
+	assert.Equal(t, map[string]json.RawMessage{"status": json.RawMessage(`"done"`)}, rec.Fields)
+	assert.Equal(t, "agent-1", rec.UpdatedBy)
+	assert.Equal(t, ev.Seq, rec.Seq)
+	assert.WithinDuration(t, time.Now(), rec.UpdatedAt, 10*time.Second)
+	assert.Equal(t, time.UTC, rec.UpdatedAt.Location())
+}
+
+func TestClient_Apply_Merge(t *testing.T) {
+	e := newEnv(t)
+	e.start(fastConfig())
+	c := e.client("agent-1")
+	ctx := ctxT(t)
+
+	// merge on a missing record creates it.
+	ev, err := c.Apply(ctx, "task", "t1", state.Command{Op: state.OpMerge, Fields: map[string]any{"a": 1, "b": "x"}})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), ev.Rev)
+
+	// null removes a field, others are kept or set.
+	ev, err = c.Apply(ctx, "task", "t1", state.Command{Op: state.OpMerge, Fields: map[string]any{"b": nil, "c": []int{1, 2}}})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), ev.Rev)
+	assert.Equal(t, map[string]json.RawMessage{"a": json.RawMessage(`1`), "c": json.RawMessage(`[1,2]`)}, ev.Record.Fields)
+
+	var n int
+	require.NoError(t, ev.Record.Field("a", &n))
+	assert.Equal(t, 1, n)
+	assert.ErrorIs(t, ev.Record.Field("b", &n), state.ErrNotFound)
+}
+
+func TestClient_Apply_Delete(t *testing.T) {
+	e := newEnv(t)
+	e.start(fastConfig())
+	c := e.client("agent-1")
+	ctx := ctxT(t)
+
+	_, err := c.Apply(ctx, "file", "src/main%2Ego", state.Command{Op: state.OpPut, Fields: map[string]any{"owner": "agent-1"}})
+	require.NoError(t, err)
+	ev, err := c.Apply(ctx, "file", "src/main%2Ego", state.Command{Op: state.OpDelete})
+	require.NoError(t, err)
+	assert.Equal(t, state.StatusApplied, ev.Status)
+	assert.Equal(t, uint64(2), ev.Rev)
+	assert.Nil(t, ev.Record)
+
+	_, err = c.Get(ctx, "file", "src/main%2Ego", ev.Seq)
+	require.ErrorIs(t, err, state.ErrNotFound)
+
+	// Deleting what does not exist is a conflict with current_rev 0.
+	ev, err = c.Apply(ctx, "file", "src/main%2Ego", state.Command{Op: state.OpDelete})
+	require.ErrorIs(t, err, state.ErrConflict)
+	assert.Equal(t, state.ReasonConflict, ev.Reason)
+	assert.Equal(t, uint64(0), ev.CurrentRev)
+}
+
+func TestClient_Apply_ExpectRevConflict(t *testing.T) {
+	e := newEnv(t)
+	w := e.watchEvents()
+	e.start(fastConfig())
+	c := e.client("agent-1")
+	ctx := ctxT(t)
+
+	_, err := c.Apply(ctx, "task", "t1", state.Command{Op: state.OpPut, ExpectRev: state.Expect(0)})
+	require.NoError(t, err)
+	_, err = c.Apply(ctx, "task", "t1", state.Command{Op: state.OpMerge, Fields: map[string]any{"x": 1}, ExpectRev: state.Expect(1)})
+	require.NoError(t, err)
+
+	tests := []struct {
+		name    string
+		cmd     state.Command
+		wantErr error
+		wantCur uint64
+	}{
+		{"stale rev", state.Command{Op: state.OpMerge, ExpectRev: state.Expect(1)}, state.ErrConflict, 2},
+		{"exists", state.Command{Op: state.OpPut, ExpectRev: state.Expect(0)}, state.ErrConflict, 2},
+		{"future rev", state.Command{Op: state.OpDelete, ExpectRev: state.Expect(9)}, state.ErrConflict, 2},
+		{"current rev", state.Command{Op: state.OpMerge, Fields: map[string]any{"y": 2}, ExpectRev: state.Expect(2)}, nil, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev, err := c.Apply(ctx, "task", "t1", tt.cmd)
+			if tt.wantErr != nil {
+				require.ErrorIs(t, err, tt.wantErr)
+				assert.Equal(t, state.StatusRejected, ev.Status)
+				assert.Equal(t, tt.wantCur, ev.CurrentRev)
+				// The wire event has current_rev and no record.
+				got := w.waitSeq(t, ev.Seq)
+				assert.Equal(t, float64(tt.wantCur), got.raw["current_rev"])
+				assert.Equal(t, "conflict", got.raw["reason"])
+				assert.NotContains(t, got.raw, "record")
+				return
+			}
+			require.NoError(t, err)
+		})
+	}
+	rec, err := c.Get(ctx, "task", "t1", 0)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), rec.Rev)
+}
+
+// Five agents race to claim one task with expect_rev 0: exactly one wins.
+func TestClient_Claim_Race(t *testing.T) {
+	e := newEnv(t)
+	e.start(fastConfig())
+	const agents, rounds = 5, 60
+	clients := make([]*state.Client, agents)
+	for i := range clients {
+		clients[i] = e.client(fmt.Sprintf("agent-%d", i))
+	}
+	ctx := ctxT(t)
+	for r := 0; r < rounds; r++ {
+		id := fmt.Sprintf("task-%d", r)
+		errs := make(chan error, agents)
+		revs := make(chan uint64, agents)
+		start := make(chan struct{})
+		for _, c := range clients {
+			go func() {
+				<-start
+				rec, err := c.Claim(ctx, "task", id, time.Minute, map[string]any{"owner": c.Agent()})
+				errs <- err
+				revs <- rec.Rev
+			}()
+		}
+		close(start)
+		won, lost := 0, 0
+		for range agents {
+			err := <-errs
+			switch {
+			case err == nil:
+				won++
+			case assert.ErrorIs(t, err, state.ErrConflict):
+				lost++
+			}
+			if rev := <-revs; rev != 0 {
+				assert.Equal(t, uint64(1), rev)
+			}
+		}
+		require.Equal(t, 1, won, "round %d", r)
+		require.Equal(t, agents-1, lost, "round %d", r)
+	}
+}

@@ -1,0 +1,301 @@
+package state
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Op is a command's operation, as in the "op" field of a command and of an
+// event.
+type Op string
+
+// The operations of the contract. OpExpire appears only in events and audit
+// records: the service expires a lease on its own.
+const (
+	// OpPut replaces all fields of a record, creating it if needed.
+	OpPut Op = "put"
+	// OpMerge sets the given fields and removes those given as null; on a
+	// missing record it creates it.
+	OpMerge Op = "merge"
+	// OpDelete removes a record.
+	OpDelete Op = "delete"
+	// OpExpire is a lease expiry made by the service (actor "codi-state").
+	OpExpire Op = "expire"
+)
+
+// Status is an event's outcome.
+type Status string
+
+// Event statuses.
+const (
+	StatusApplied  Status = "applied"
+	StatusRejected Status = "rejected"
+)
+
+// Reason says why a command was rejected.
+type Reason string
+
+// Rejection reasons of the contract.
+const (
+	// ReasonConflict: expect_rev did not match the record's revision, or a
+	// delete found no record. The event's current_rev is the expect_rev that
+	// would have matched (0 when the record does not exist).
+	ReasonConflict Reason = "conflict"
+	// ReasonBadRequest: the command was malformed; the event's detail says how.
+	ReasonBadRequest Reason = "bad_request"
+)
+
+// Actor is the actor of changes the service makes on its own (expiries).
+const Actor = "codi-state"
+
+// maxTTL bounds ttl_ms, so that an expiry time always fits the lease index.
+const maxTTL = 100 * 365 * 24 * time.Hour
+
+// Record is one state record, as answered by get and list and carried by
+// applied events. Kind and ID are subject tokens as on the wire (IDs stay
+// escaped). A Record is a plain value, safe to share once no goroutine
+// modifies it.
+type Record struct {
+	Kind string `json:"kind"`
+	ID   string `json:"id"`
+	// Rev starts at 1 and grows by one per applied change of this kind/id,
+	// across deletes, expiries and re-creation: a fencing token.
+	Rev uint64 `json:"rev"`
+	// Fields are the record's fields, each as its exact (compacted) JSON.
+	Fields map[string]json.RawMessage `json:"fields"`
+	// UpdatedBy is the actor of the command that made this revision.
+	UpdatedBy string `json:"updated_by"`
+	// UpdatedAt is when JetStream stored that command, so replays give the
+	// same value.
+	UpdatedAt time.Time `json:"updated_at"`
+	// ExpiresAt is when the record's lease ends; nil for no lease.
+	ExpiresAt *time.Time `json:"expires_at"`
+	// Seq is the CODI_STATE sequence of the command that made this revision.
+	Seq uint64 `json:"seq"`
+}
+
+// Field decodes the field name into dst. It fails with ErrNotFound when the
+// record has no such field.
+func (r Record) Field(name string, dst any) error {
+	raw, ok := r.Fields[name]
+	if !ok {
+		return fmt.Errorf("%w: field %q", ErrNotFound, name)
+	}
+	return json.Unmarshal(raw, dst)
+}
+
+// Event is the outcome of one command (or expiry), published on
+// codi.state.evt.<kind>.<id> after commit. It is a plain value.
+type Event struct {
+	// Seq is the CODI_STATE sequence of the command. For an expiry it is the
+	// watermark when the expiry was committed: the last command applied
+	// before it.
+	Seq    uint64 `json:"seq"`
+	Status Status `json:"status"`
+	// Rev is the record's new revision (applied events only).
+	Rev   uint64 `json:"rev,omitempty"`
+	Actor string `json:"actor"`
+	Op    Op     `json:"op"`
+	// Record is the new record of an applied put or merge; nil for a delete
+	// or an expiry.
+	Record *Record `json:"record,omitempty"`
+	// Reason, CurrentRev and Detail describe a rejection.
+	Reason     Reason `json:"reason,omitempty"`
+	CurrentRev uint64 `json:"current_rev,omitempty"`
+	Detail     string `json:"detail,omitempty"`
+}
+
+// MarshalJSON writes the event in the contract's shape: an applied event has
+// rev and record, a rejected one has reason and, for a conflict, current_rev
+// (also when it is 0).
+func (e Event) MarshalJSON() ([]byte, error) {
+	if e.Status == StatusRejected {
+		type rejected struct {
+			Seq        uint64  `json:"seq"`
+			Status     Status  `json:"status"`
+			Reason     Reason  `json:"reason"`
+			Actor      string  `json:"actor"`
+			Op         Op      `json:"op"`
+			CurrentRev *uint64 `json:"current_rev,omitempty"`
+			Detail     string  `json:"detail,omitempty"`
+		}
+		r := rejected{Seq: e.Seq, Status: e.Status, Reason: e.Reason, Actor: e.Actor, Op: e.Op, Detail: e.Detail}
+		if e.Reason == ReasonConflict {
+			r.CurrentRev = &e.CurrentRev
+		}
+		return json.Marshal(r)
+	}
+	type applied struct {
+		Seq    uint64  `json:"seq"`
+		Status Status  `json:"status"`
+		Rev    uint64  `json:"rev"`
+		Actor  string  `json:"actor"`
+		Op     Op      `json:"op"`
+		Record *Record `json:"record,omitempty"`
+	}
+	return json.Marshal(applied{Seq: e.Seq, Status: e.Status, Rev: e.Rev, Actor: e.Actor, Op: e.Op, Record: e.Record})
+}
+
+// Command is a state change command as an agent sends it; Client.Apply
+// encodes it as the contract's JSON. It is a plain value.
+type Command struct {
+	Op Op
+	// Fields are the fields to put or merge; each value is encoded with
+	// encoding/json. In a merge a nil value removes the field.
+	Fields map[string]any
+	// ExpectRev, when set, applies the command only if the record's
+	// revision equals *ExpectRev; 0 means "only if it does not exist". Use
+	// Expect to set it.
+	ExpectRev *uint64
+	// TTL, when positive, makes the record expire that long after the
+	// command is stored unless refreshed. Sent as whole milliseconds.
+	TTL time.Duration
+}
+
+// Expect returns a pointer to rev, for Command.ExpectRev.
+func Expect(rev uint64) *uint64 { return &rev }
+
+// MarshalJSON encodes the command as the contract's payload.
+func (c Command) MarshalJSON() ([]byte, error) {
+	type wire struct {
+		Op        Op             `json:"op"`
+		Fields    map[string]any `json:"fields,omitempty"`
+		ExpectRev *uint64        `json:"expect_rev,omitempty"`
+		TTLms     int64          `json:"ttl_ms,omitempty"`
+	}
+	w := wire{Op: c.Op, Fields: c.Fields, ExpectRev: c.ExpectRev}
+	if c.TTL > 0 {
+		w.TTLms = (c.TTL + time.Millisecond - 1).Milliseconds()
+	}
+	return json.Marshal(w)
+}
+
+// command is a decoded, validated command payload.
+type command struct {
+	op        Op
+	fields    map[string]json.RawMessage // nil when absent; null values kept (merge removes)
+	expectRev *uint64
+	// ttl is nil when ttl_ms is absent; 0 means "no expiry".
+	ttl *time.Duration
+}
+
+// decodeCommand parses and validates a command payload. Its errors become
+// the detail of a bad_request rejection.
+func decodeCommand(data []byte) (command, error) {
+	var w struct {
+		Op        *string         `json:"op"`
+		Fields    json.RawMessage `json:"fields"`
+		ExpectRev *int64          `json:"expect_rev"`
+		TTLms     *int64          `json:"ttl_ms"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return command{}, fmt.Errorf("invalid JSON: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return command{}, errors.New("invalid JSON: data after the command object")
+	}
+	var c command
+	if w.Op == nil {
+		return command{}, errors.New("op is required")
+	}
+	switch op := Op(*w.Op); op {
+	case OpPut, OpMerge, OpDelete:
+		c.op = op
+	default:
+		return command{}, fmt.Errorf("unknown op %q", truncate(*w.Op, 64))
+	}
+	if f := bytes.TrimSpace(w.Fields); len(f) > 0 && !bytes.Equal(f, []byte("null")) {
+		if f[0] != '{' {
+			return command{}, errors.New("fields must be an object")
+		}
+		if err := json.Unmarshal(f, &c.fields); err != nil {
+			return command{}, fmt.Errorf("fields: %v", err)
+		}
+		if c.fields == nil {
+			c.fields = map[string]json.RawMessage{}
+		}
+	}
+	if w.ExpectRev != nil {
+		if *w.ExpectRev < 0 {
+			return command{}, fmt.Errorf("expect_rev %d is negative", *w.ExpectRev)
+		}
+		r := uint64(*w.ExpectRev)
+		c.expectRev = &r
+	}
+	if w.TTLms != nil {
+		ttl := time.Duration(*w.TTLms) * time.Millisecond
+		switch {
+		case *w.TTLms < 0:
+			return command{}, fmt.Errorf("ttl_ms %d is negative", *w.TTLms)
+		case *w.TTLms > maxTTL.Milliseconds():
+			return command{}, fmt.Errorf("ttl_ms %d is above %d", *w.TTLms, maxTTL.Milliseconds())
+		}
+		c.ttl = &ttl
+	}
+	if c.op == OpDelete && (c.fields != nil || c.ttl != nil) {
+		return command{}, errors.New("delete takes no fields and no ttl_ms")
+	}
+	return c, nil
+}
+
+func isNull(raw json.RawMessage) bool {
+	return bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
+}
+
+// truncate shortens s to at most n bytes for an error detail.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// auditRecord is the payload of the audit event of every command outcome and
+// expiry, published to codi.audit.log.codi-state.state[.<kind>].
+type auditRecord struct {
+	Seq    uint64 `json:"seq"`
+	Status Status `json:"status"`
+	Kind   string `json:"kind"`
+	ID     string `json:"id"`
+	Actor  string `json:"actor"`
+	Op     Op     `json:"op"`
+	Rev    uint64 `json:"rev"`
+	Reason Reason `json:"reason"`
+	Detail string `json:"detail"`
+}
+
+// watermark is the body of codi.state.committed and of the status reply.
+type watermark struct {
+	StreamSeq uint64 `json:"stream_seq"`
+}
+
+// getRequest is the body of a get request.
+type getRequest struct {
+	MinSeq uint64 `json:"min_seq"`
+}
+
+// ListOptions is the body of a list request. Prefix and After apply to ids
+// (escaped, as on the wire). It is a plain value.
+type ListOptions struct {
+	// Prefix selects ids starting with it.
+	Prefix string `json:"prefix"`
+	// After starts the page after this id: pass the previous NextAfter.
+	After string `json:"after"`
+	// Limit is the page size: 0 means DefaultListLimit; the service lowers
+	// it to its MaxListLimit.
+	Limit int `json:"limit"`
+}
+
+// ListResult is a page of records in id order. It is a plain value.
+type ListResult struct {
+	Records []Record `json:"records"`
+	// NextAfter is the id to pass as After for the next page; empty on the
+	// last page.
+	NextAfter string `json:"next_after"`
+}
