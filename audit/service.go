@@ -162,6 +162,11 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	defer s.stopService(svc)
+	// Make sure the server has the endpoints' subscriptions before anyone
+	// is told the service is ready.
+	if err := s.nc.FlushTimeout(5 * time.Second); err != nil {
+		return fmt.Errorf("audit: flush: %w", err)
+	}
 
 	cc, err := cons.Consume(s.intake,
 		jetstream.PullMaxMessagesWithBytesLimit(s.cfg.MaxBatchEvents, 32<<20),

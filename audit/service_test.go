@@ -2,8 +2,19 @@ package audit
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/bus/bustest"
+	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/internal/kv/kvtest"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -18,7 +29,9 @@ func TestService_Run_AppendsChain(t *testing.T) {
 	assertChain(t, recs, 1, GenesisPrev)
 	assert.Equal(t, "agent-1", recs[0].Source)
 	assert.Equal(t, "file", recs[0].Category)
+	assert.Equal(t, "codi.audit.log.agent-1.file", recs[0].Subject)
 	assert.JSONEq(t, `{"i":0}`, string(recs[0].Data))
+	assert.NotEmpty(t, recs[0].MsgID, "Log sets a Nats-Msg-Id")
 
 	res := h.verify(VerifyRequest{})
 	assert.True(t, res.OK, "%+v", res)
@@ -27,6 +40,318 @@ func TestService_Run_AppendsChain(t *testing.T) {
 
 	st, err := h.client.Status(context.Background())
 	require.NoError(t, err)
-	assert.Equal(t, uint64(50), st.Seq)
-	assert.Equal(t, uint64(50), st.Count)
+	assert.Equal(t, Status{StreamSeq: 50, Seq: 50, FirstSeq: 1, Count: 50, Bytes: st.Bytes, Head: recs[49].Hash}, st)
+	var size int
+	for _, r := range recs {
+		size += len(r.Raw)
+	}
+	assert.Equal(t, uint64(size), st.Bytes)
+}
+
+// TestService_Run_StreamOrder publishes from five concurrent publishers and
+// checks that the log holds every event once, in stream order.
+func TestService_Run_StreamOrder(t *testing.T) {
+	h := newHarness(t, Config{MaxBatchEvents: 7}) // many batches
+	const publishers, each = 5, 60
+	var (
+		mu    sync.Mutex
+		seqOf = map[string]uint64{}
+		wg    sync.WaitGroup
+		errs  = make(chan error, publishers)
+	)
+	for p := range publishers {
+		wg.Go(func() {
+			for i := range each {
+				id := fmt.Sprintf("p%d-%d", p, i)
+				ack, err := h.client.Log(context.Background(), fmt.Sprintf("agent-%d", p), "op", []byte(`{}`), WithMsgID(id))
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				seqOf[id] = ack.Sequence
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	h.waitCommitted(publishers * each)
+
+	recs := h.all(Query{Limit: 100})
+	require.Len(t, recs, publishers*each)
+	assertChain(t, recs, 1, GenesisPrev)
+	seen := map[string]bool{}
+	var last uint64
+	for _, r := range recs {
+		assert.False(t, seen[r.MsgID], "%s twice", r.MsgID)
+		seen[r.MsgID] = true
+		assert.Greater(t, seqOf[r.MsgID], last, "record %d out of stream order", r.Seq)
+		last = seqOf[r.MsgID]
+		assert.False(t, r.Time.Before(recs[0].Time))
+	}
+}
+
+func TestService_Run_PayloadEncodings(t *testing.T) {
+	h := newHarness(t, Config{})
+	tests := []struct {
+		name     string
+		payload  []byte
+		wantData string // for JSON payloads: the stored data
+	}{
+		{name: "binary", payload: []byte{0xff, 0x00, 0x01, '\n', 0xfe}},
+		{name: "empty", payload: []byte{}},
+		{name: "text", payload: []byte("not json {")},
+		{name: "invalid UTF-8 inside JSON", payload: []byte("\"\xff\"")},
+		{name: "JSON with whitespace", payload: []byte("  {\"a\" : [1, 2],\n \"b\":\"x y\" }\n"), wantData: `{"a":[1,2],"b":"x y"}`},
+		{name: "JSON kept as sent", payload: []byte(`{"b":1,"a":1.50,"h":"<&>","u":"\u00e9","b":2}`), wantData: `{"b":1,"a":1.50,"h":"<&>","u":"\u00e9","b":2}`},
+		{name: "JSON scalar", payload: []byte(`42`), wantData: `42`},
+	}
+	ids := map[string]string{}
+	var last uint64
+	for _, tt := range tests {
+		ack, err := h.client.Log(context.Background(), "agent-1", "blob", tt.payload, WithMsgID(tt.name))
+		require.NoError(t, err)
+		ids[tt.name] = tt.name
+		last = ack.Sequence
+	}
+	h.waitCommitted(last)
+	byID := map[string]Record{}
+	for _, r := range h.all(Query{}) {
+		byID[r.MsgID] = r
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, ok := byID[tt.name]
+			require.True(t, ok)
+			got, err := r.Payload()
+			require.NoError(t, err)
+			if tt.wantData == "" {
+				assert.Equal(t, EncodingBase64, r.Encoding)
+				assert.Equal(t, tt.payload, got, "byte-exact")
+			} else {
+				assert.Empty(t, r.Encoding)
+				assert.Equal(t, tt.wantData, string(r.Data))
+				assert.Equal(t, tt.wantData, string(got))
+			}
+		})
+	}
+	assert.True(t, h.verify(VerifyRequest{}).OK)
+}
+
+func TestService_Run_LargePayloads(t *testing.T) {
+	// Verify reads records split over several values in views of one
+	// record, and still joins their parts.
+	h := newHarness(t, Config{VerifyBatch: 1})
+	big := make([]byte, 300_000) // > 3 kv values once base64-encoded
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	// Near the 1 MiB max payload: its record does not fit in one reply.
+	huge := make([]byte, 1<<20-4096)
+	for i := range huge {
+		huge[i] = byte(i * 13)
+	}
+	bigJSON := []byte(`{"text":"` + string(slices.Repeat([]byte("abcdefgh"), 40_000)) + `"}`)
+	h.logN(2, "agent-1", "small")
+	var last uint64
+	for i, p := range [][]byte{big, huge, bigJSON} {
+		ack, err := h.client.Log(context.Background(), "agent-1", "large", p, WithMsgID(fmt.Sprint("large-", i)))
+		require.NoError(t, err)
+		last = ack.Sequence
+	}
+	h.logN(2, "agent-1", "small")
+	h.waitCommitted(last + 2)
+
+	recs := h.all(Query{})
+	require.Len(t, recs, 7)
+	assertChain(t, recs, 1, GenesisPrev)
+	for i, want := range [][]byte{big, huge, bigJSON} {
+		r := recs[2+i]
+		got, err := r.Payload()
+		require.NoError(t, err)
+		assert.Equal(t, want, got, "payload %d stored whole", i)
+	}
+	large := h.all(Query{Category: "large"})
+	require.Len(t, large, 3)
+	assert.Equal(t, recs[3].Raw, large[1].Raw)
+	res := h.verify(VerifyRequest{})
+	assert.True(t, res.OK, "%+v", res)
+	assert.Equal(t, uint64(7), res.Count)
+}
+
+// TestService_Run_MsgIDDedupe republishes a Nats-Msg-Id after JetStream's
+// duplicate window has passed, as the state service may after a crash: the
+// stream stores it twice, the log once.
+func TestService_Run_MsgIDDedupe(t *testing.T) {
+	h := newHarness(t, Config{}, bus.Config{DuplicateWindow: 100 * time.Millisecond})
+	first, err := h.client.Log(context.Background(), "codi-state", "state", []byte(`{"seq":7}`), WithMsgID("state-7"))
+	require.NoError(t, err)
+	h.logN(3, "agent-1", "x")
+	var again *jetstream.PubAck
+	require.Eventually(t, func() bool {
+		ack, err := h.client.Log(context.Background(), "codi-state", "state", []byte(`{"seq":7}`), WithMsgID("state-7"))
+		if err != nil || ack.Duplicate {
+			return false
+		}
+		again = ack
+		return true
+	}, 5*time.Second, 20*time.Millisecond, "the duplicate window never passed")
+	require.Greater(t, again.Sequence, first.Sequence, "stored twice in the stream")
+	h.waitCommitted(again.Sequence)
+
+	recs := h.all(Query{Source: "codi-state"})
+	require.Len(t, recs, 1)
+	assert.Equal(t, "state-7", recs[0].MsgID)
+	assert.Equal(t, uint64(1), recs[0].Seq)
+	st := h.svc.Status()
+	assert.Equal(t, uint64(4), st.Seq)
+	assert.Equal(t, again.Sequence, st.StreamSeq)
+	assert.True(t, h.verify(VerifyRequest{}).OK)
+}
+
+// TestService_Run_RedeliveryAfterRestart replays the whole stream into a
+// restarted service, as after a crash between commit and ack: nothing is
+// appended twice.
+func TestService_Run_RedeliveryAfterRestart(t *testing.T) {
+	h := newHarness(t, Config{})
+	acks := h.logN(20, "agent-1", "x")
+	h.waitCommitted(acks[19].Sequence)
+	before := h.all(Query{})
+	require.NoError(t, h.stop())
+
+	// A new consumer starts from the first stream message again.
+	require.NoError(t, h.js.DeleteConsumer(context.Background(), bus.StreamAudit, ConsumerName))
+	h.start()
+	cons, err := h.js.Consumer(context.Background(), bus.StreamAudit, ConsumerName)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		info, err := cons.Info(context.Background())
+		return err == nil && info.AckFloor.Stream >= 20 && info.NumAckPending == 0
+	}, 10*time.Second, 5*time.Millisecond, "redelivered events not acked")
+
+	more := h.logN(1, "agent-1", "x")
+	h.waitCommitted(more[0].Sequence)
+	after := h.all(Query{})
+	require.Len(t, after, 21)
+	for i := range before {
+		assert.Equal(t, before[i].Raw, after[i].Raw)
+	}
+	assertChain(t, after, 1, GenesisPrev)
+}
+
+// TestService_Run_FillsHoles starts the service on a consumer whose
+// deliveries have a hole (acked elsewhere, as if a delivery was lost after
+// the server counted it) and a message deleted from the stream: the hole is
+// read from the stream, the deleted message is skipped.
+func TestService_Run_FillsHoles(t *testing.T) {
+	h := newHarness(t, Config{})
+	require.NoError(t, h.stop())
+	acks := h.logN(10, "agent-1", "x")
+	ctx := context.Background()
+	cons, err := h.js.CreateOrUpdateConsumer(ctx, bus.StreamAudit, jetstream.ConsumerConfig{
+		Durable: ConsumerName, AckPolicy: jetstream.AckExplicitPolicy, AckWait: DefaultAckWait,
+		MaxAckPending: DefaultMaxAckPending, DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	require.NoError(t, err)
+	batch, err := cons.Fetch(5, jetstream.FetchMaxWait(time.Second))
+	require.NoError(t, err)
+	for m := range batch.Messages() {
+		md, err := m.Metadata()
+		require.NoError(t, err)
+		if md.Sequence.Stream == 3 || md.Sequence.Stream == 4 {
+			require.NoError(t, m.DoubleAck(ctx))
+		} else {
+			require.NoError(t, m.Nak())
+		}
+	}
+	stream, err := h.js.Stream(ctx, bus.StreamAudit)
+	require.NoError(t, err)
+	require.NoError(t, stream.DeleteMsg(ctx, 6))
+
+	h.start()
+	h.waitCommitted(acks[9].Sequence)
+	recs := h.all(Query{})
+	require.Len(t, recs, 9)
+	assertChain(t, recs, 1, GenesisPrev)
+	var got []string
+	for _, r := range recs {
+		got = append(got, string(r.Data))
+	}
+	assert.Equal(t, []string{`{"i":0}`, `{"i":1}`, `{"i":2}`, `{"i":3}`, `{"i":4}`, `{"i":6}`, `{"i":7}`, `{"i":8}`, `{"i":9}`}, got)
+}
+
+// TestService_Run_Shutdown cancels the service under load: Run returns nil,
+// and after a restart every acknowledged event is in the log once.
+func TestService_Run_Shutdown(t *testing.T) {
+	h := newHarness(t, Config{})
+	acks := h.logN(100, "agent-1", "x")
+	require.NoError(t, h.stop())
+	h.start()
+	h.waitCommitted(acks[99].Sequence)
+	recs := h.all(Query{})
+	require.Len(t, recs, 100)
+	assertChain(t, recs, 1, GenesisPrev)
+}
+
+func TestService_Run_Twice(t *testing.T) {
+	h := newHarness(t, Config{})
+	assert.ErrorIs(t, h.svc.Run(context.Background()), ErrRunning)
+}
+
+func TestService_Run_StreamTooLarge(t *testing.T) {
+	b := bustest.Run(t, bus.Config{MaxPayload: 8 << 20})
+	svc, err := New(Config{}, bustest.Connect(t, b), kvtest.NewBolt(t), bustest.Logger(t))
+	require.NoError(t, err)
+	assert.ErrorIs(t, svc.Run(context.Background()), ErrConfig)
+}
+
+func TestNew_Errors(t *testing.T) {
+	b := bustest.Run(t)
+	nc := bustest.Connect(t, b)
+	store := kvtest.NewBolt(t)
+	tests := []struct {
+		name  string
+		cfg   Config
+		nc    *nats.Conn
+		store kv.Store
+	}{
+		{name: "nil conn", store: store},
+		{name: "nil store", nc: nc},
+		{name: "bad config", nc: nc, store: store, cfg: Config{MaxBatchEvents: -1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.cfg, tt.nc, tt.store, bustest.Logger(t))
+			assert.ErrorIs(t, err, ErrConfig)
+		})
+	}
+}
+
+func TestService_Run_MicroService(t *testing.T) {
+	h := newHarness(t, Config{})
+	subj, err := micro.ControlSubject(micro.InfoVerb, ServiceName, "")
+	require.NoError(t, err)
+	resp, err := h.nc.Request(subj, nil, 5*time.Second)
+	require.NoError(t, err)
+	assert.Contains(t, string(resp.Data), `"name":"codi-audit"`)
+	for _, s := range []string{"codi.audit.query", "codi.audit.verify", "codi.audit.status"} {
+		assert.Contains(t, string(resp.Data), `"subject":"`+s+`"`)
+	}
+}
+
+func TestService_Run_StoreClosed(t *testing.T) {
+	h := newHarness(t, Config{})
+	require.NoError(t, h.store.Close())
+	h.logN(1, "agent-1", "x")
+	select {
+	case err := <-h.done:
+		assert.ErrorIs(t, err, kv.ErrClosed)
+		h.cancel = nil
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not stop when its store closed")
+	}
 }
