@@ -250,12 +250,12 @@ func newOutcome(seq uint64, kind, id string, ev Event, msgID string) outcome {
 	return o
 }
 
-// salvageKindID returns the kind and id tokens of a command subject that did
-// not parse (say, with a bad actor), when they are valid, so that the
-// rejection still reaches codi.state.evt.<kind>.<id>.
+// salvageKindID returns the kind and id tokens of a command subject that has
+// the right shape but did not parse (say, its actor is "all"), when they are
+// valid, so that the rejection still reaches codi.state.evt.<kind>.<id>.
 func salvageKindID(subject string) (kind, id string) {
 	toks := strings.Split(subject, ".")
-	if len(toks) < 5 {
+	if len(toks) != 6 {
 		return "", ""
 	}
 	if _, err := subjects.StateEvt(toks[3], toks[4]); err != nil {

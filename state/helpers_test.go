@@ -232,3 +232,13 @@ func ctxT(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// mustField returns the raw JSON of one top-level field of data.
+func mustField(t *testing.T, data []byte, name string) json.RawMessage {
+	t.Helper()
+	var m map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(data, &m), string(data))
+	v, ok := m[name]
+	require.True(t, ok, "no field %q in %s", name, data)
+	return v
+}

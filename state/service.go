@@ -323,6 +323,9 @@ func (l *loop) reposition(ctx context.Context) error {
 // run is the apply loop: wait for a command or a timer, gather a batch,
 // commit it, report it, look after leases and the outbox.
 func (l *loop) run(ctx context.Context) error {
+	// ctx only says when to stop: a gathered batch is committed and reported
+	// even if ctx ends meanwhile, so store work runs under work.
+	work := context.WithoutCancel(ctx)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -331,12 +334,12 @@ func (l *loop) run(ctx context.Context) error {
 		select {
 		case first = <-l.sess.in:
 		case <-timer.C:
-			if err := l.housekeep(ctx, true); err != nil {
+			if err := l.housekeep(work, true); err != nil {
 				return err
 			}
 			continue
 		case <-l.auditsAcked():
-			if err := l.pumpAudits(ctx); err != nil {
+			if err := l.pumpAudits(work); err != nil {
 				return err
 			}
 			continue
@@ -344,15 +347,15 @@ func (l *loop) run(ctx context.Context) error {
 			return l.shutdown()
 		}
 		batch, gap := l.gather(ctx, first, l.cfg.MaxBatchWait)
-		if err := l.process(ctx, batch); err != nil {
+		if err := l.process(work, batch); err != nil {
 			return err
 		}
 		if gap {
-			if err := l.reposition(ctx); err != nil {
+			if err := l.reposition(work); err != nil {
 				return err
 			}
 		}
-		if err := l.housekeep(ctx, false); err != nil {
+		if err := l.housekeep(work, false); err != nil {
 			return err
 		}
 	}

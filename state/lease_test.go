@@ -1,0 +1,179 @@
+package state_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/codi2/codi2/state"
+)
+
+func TestService_Lease_Expires(t *testing.T) {
+	e := newEnv(t)
+	w := e.watchEvents()
+	e.start(fastConfig())
+	c := e.client("agent-1")
+	ctx := ctxT(t)
+
+	rec, err := c.Claim(ctx, "task", "t1", 100*time.Millisecond, map[string]any{"owner": "agent-1"})
+	require.NoError(t, err)
+	require.NotNil(t, rec.ExpiresAt)
+	assert.Equal(t, rec.UpdatedAt.Add(100*time.Millisecond), *rec.ExpiresAt)
+
+	require.Eventually(t, func() bool {
+		_, err := c.Get(ctx, "task", "t1", 0)
+		return err != nil
+	}, 5*time.Second, 5*time.Millisecond)
+	_, err = c.Get(ctx, "task", "t1", 0)
+	require.ErrorIs(t, err, state.ErrNotFound)
+
+	var exp recvEvent
+	require.Eventually(t, func() bool {
+		for _, ev := range w.all() {
+			if ev.ev.Op == state.OpExpire {
+				exp = ev
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, time.Millisecond)
+	assert.Equal(t, "codi.state.evt.task.t1", exp.subject)
+	assert.Equal(t, state.StatusApplied, exp.ev.Status)
+	assert.Equal(t, state.Actor, exp.ev.Actor)
+	assert.Equal(t, uint64(2), exp.ev.Rev)
+
+	// The expiry is audited once, with its own Msg-Id.
+	require.Eventually(t, func() bool {
+		_, ok := e.auditByID()["state-expire-task-t1-2"]
+		return ok
+	}, 5*time.Second, 10*time.Millisecond)
+	a := e.auditByID()["state-expire-task-t1-2"]
+	assert.Equal(t, "expire", a.body["op"])
+	assert.Equal(t, "codi-state", a.body["actor"])
+	assert.Equal(t, "codi.audit.log.codi-state.state.task", a.subject)
+
+	// A new claim after the expiry continues the revisions.
+	rec, err = c.Claim(ctx, "task", "t1", time.Minute, nil)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), rec.Rev)
+}
+
+func TestClient_Refresh_KeepsLease(t *testing.T) {
+	e := newEnv(t)
+	e.start(fastConfig())
+	c := e.client("agent-1")
+	ctx := ctxT(t)
+
+	held, err := c.Claim(ctx, "task", "held", 100*time.Millisecond, map[string]any{"owner": "agent-1"})
+	require.NoError(t, err)
+	refreshed, err := c.Refresh(ctx, "task", "held", held.Rev, time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, held.Rev+1, refreshed.Rev)
+	assert.Equal(t, held.Fields, refreshed.Fields)
+	require.NotNil(t, refreshed.ExpiresAt)
+	assert.True(t, refreshed.ExpiresAt.After(held.ExpiresAt.Add(30*time.Minute)))
+
+	// A lease claimed later with a short ttl expires; the refreshed one stays.
+	_, err = c.Claim(ctx, "task", "control", 150*time.Millisecond, nil)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := c.Get(ctx, "task", "control", 0)
+		return err != nil
+	}, 5*time.Second, 5*time.Millisecond)
+	got, err := c.Get(ctx, "task", "held", 0)
+	require.NoError(t, err)
+	assert.Equal(t, refreshed.Rev, got.Rev)
+
+	// Refresh with a stale rev fails: the holder lost it.
+	_, err = c.Refresh(ctx, "task", "held", held.Rev, time.Hour)
+	require.ErrorIs(t, err, state.ErrConflict)
+	_, err = c.Refresh(ctx, "task", "held", got.Rev, 0)
+	require.ErrorIs(t, err, state.ErrBadRequest)
+
+	// Release with the current rev deletes it; a second release conflicts.
+	require.NoError(t, c.Release(ctx, "task", "held", got.Rev))
+	require.ErrorIs(t, c.Release(ctx, "task", "held", got.Rev), state.ErrConflict)
+}
+
+func TestClient_Apply_RevGrowsAcrossDeleteAndRecreate(t *testing.T) {
+	e := newEnv(t)
+	e.start(fastConfig())
+	c := e.client("agent-1")
+	ctx := ctxT(t)
+
+	var revs []uint64
+	for i := 0; i < 3; i++ {
+		rec, err := c.Claim(ctx, "task", "t1", 0, map[string]any{"round": i})
+		require.NoError(t, err)
+		revs = append(revs, rec.Rev)
+		require.NoError(t, c.Release(ctx, "task", "t1", rec.Rev))
+	}
+	assert.Equal(t, []uint64{1, 3, 5}, revs)
+
+	// A put without expect_rev on a tombstone also continues.
+	ev, err := c.Apply(ctx, "task", "t1", state.Command{Op: state.OpPut})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(7), ev.Rev)
+	assert.Empty(t, ev.Record.Fields)
+}
+
+// A merge without ttl_ms keeps the lease; ttl_ms 0 removes it; a put
+// without ttl_ms has none.
+func TestClient_Apply_LeaseFields(t *testing.T) {
+	e := newEnv(t)
+	e.start(fastConfig())
+	c := e.client("agent-1")
+	ctx := ctxT(t)
+
+	rec, err := c.Claim(ctx, "task", "t1", time.Hour, nil)
+	require.NoError(t, err)
+	ev, err := c.Apply(ctx, "task", "t1", state.Command{Op: state.OpMerge, Fields: map[string]any{"a": 1}})
+	require.NoError(t, err)
+	assert.Equal(t, rec.ExpiresAt, ev.Record.ExpiresAt)
+
+	seq := e.publish(cmdSubject(t, "task", "t1", "agent-1"), `{"op":"merge","ttl_ms":0}`)
+	got, err := c.Get(ctx, "task", "t1", seq)
+	require.NoError(t, err)
+	assert.Nil(t, got.ExpiresAt)
+
+	_, err = c.Claim(ctx, "task", "t2", time.Hour, nil)
+	require.NoError(t, err)
+	ev, err = c.Apply(ctx, "task", "t2", state.Command{Op: state.OpPut})
+	require.NoError(t, err)
+	assert.Nil(t, ev.Record.ExpiresAt)
+}
+
+// A command stored after a lease ended sees the record expired, even if the
+// service had not swept it yet (here: it was not running).
+func TestService_Lease_ExpiresBeforeLaterCommand(t *testing.T) {
+	e := newEnv(t)
+	w := e.watchEvents()
+	subj := cmdSubject(t, "task", "t1", "agent-1")
+	first := e.publish(subj, `{"op":"put","expect_rev":0,"ttl_ms":20}`)
+	// Let the lease end between the two stored times.
+	time.Sleep(40 * time.Millisecond)
+	second := e.publish(cmdSubject(t, "task", "t1", "agent-2"), `{"op":"put","expect_rev":0,"fields":{"owner":"agent-2"}}`)
+	e.start(fastConfig())
+	e.waitApplied(second)
+
+	assert.Equal(t, uint64(1), w.waitSeq(t, first).ev.Rev)
+	got := w.waitSeq(t, second)
+	assert.Equal(t, state.StatusApplied, got.ev.Status)
+	assert.Equal(t, uint64(3), got.ev.Rev)
+	var expired []recvEvent
+	for _, ev := range w.all() {
+		if ev.ev.Op == state.OpExpire {
+			expired = append(expired, ev)
+		}
+	}
+	require.Len(t, expired, 1)
+	assert.Equal(t, uint64(2), expired[0].ev.Rev)
+	assert.Equal(t, first, expired[0].ev.Seq)
+
+	rec, err := e.client("x").Get(context.Background(), "task", "t1", 0)
+	require.NoError(t, err)
+	assert.Equal(t, "agent-2", rec.UpdatedBy)
+}

@@ -1,0 +1,318 @@
+package state_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/bus/bustest"
+	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/internal/kv/kvtest"
+	"github.com/codi2/codi2/state"
+	"github.com/codi2/codi2/subjects"
+)
+
+// merges publishes n merges on kind/id, the k-th expecting rev k-1, so that
+// a command applied twice or out of order is rejected and shows.
+func (e *env) merges(kind, id string, from, n int) uint64 {
+	e.t.Helper()
+	subj := cmdSubject(e.t, kind, id, "agent-1")
+	var last uint64
+	for k := from; k < from+n; k++ {
+		last = e.publish(subj, fmt.Sprintf(`{"op":"merge","fields":{"k":%d},"expect_rev":%d}`, k, k-1))
+	}
+	return last
+}
+
+func (e *env) rev(kind, id string) uint64 {
+	e.t.Helper()
+	rec, err := e.client("observer").Get(context.Background(), kind, id, 0)
+	require.NoError(e.t, err)
+	return rec.Rev
+}
+
+// A second Service on the same store, whose consumer replays the stream from
+// the start, acks the replay and applies nothing twice.
+func TestService_Run_ReplayDoesNotDoubleApply(t *testing.T) {
+	e := newEnv(t)
+	r := e.start(fastConfig())
+	last := e.merges("task", "t1", 1, 10)
+	last2 := e.merges("task", "t2", 1, 5)
+	e.waitApplied(max(last, last2))
+	r.stop(t)
+
+	// Reset the consumer to deliver everything again.
+	ctx := ctxT(t)
+	stream, err := e.js.Stream(ctx, bus.StreamState)
+	require.NoError(t, err)
+	require.NoError(t, stream.DeleteConsumer(ctx, state.DefaultConsumer))
+	_, err = stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       state.DefaultConsumer,
+		FilterSubject: subjects.StateCmdWildcard,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	require.NoError(t, err)
+
+	w := e.watchEvents()
+	e.start(fastConfig())
+	require.Eventually(t, func() bool {
+		cons, err := stream.Consumer(ctx, state.DefaultConsumer)
+		if err != nil {
+			return false
+		}
+		info := cons.CachedInfo()
+		return info.AckFloor.Stream == max(last, last2) && info.NumAckPending == 0
+	}, 10*time.Second, 5*time.Millisecond)
+	assert.Equal(t, uint64(10), e.rev("task", "t1"))
+	assert.Equal(t, uint64(5), e.rev("task", "t2"))
+	assert.Empty(t, w.all(), "a replay publishes no events")
+
+	// New commands continue.
+	next := e.merges("task", "t1", 11, 1)
+	assert.Equal(t, state.StatusApplied, w.waitSeq(t, next).ev.Status)
+	assert.Equal(t, uint64(11), e.rev("task", "t1"))
+}
+
+// A consumer ahead of the store (here: a new, empty store) is recreated to
+// start after the store's watermark, so the commands are applied again.
+func TestService_Run_ConsumerAheadOfStore(t *testing.T) {
+	e := newEnv(t)
+	r := e.start(fastConfig())
+	last := e.merges("task", "t1", 1, 7)
+	e.waitApplied(last)
+	r.stop(t)
+
+	fresh := kvtest.NewBolt(t)
+	e.startOn(fresh, fastConfig())
+	e.waitApplied(last)
+	assert.Equal(t, uint64(7), e.rev("task", "t1"))
+}
+
+// Another puller on the codi-state consumer takes a command: the service
+// sees the hole in its delivery sequence, restarts the consumer after its
+// watermark and still applies every command once, in order.
+func TestService_Run_DeliveryGapRepositions(t *testing.T) {
+	e := newEnv(t)
+	cfg := fastConfig()
+	e.start(cfg)
+	e.waitApplied(e.merges("task", "t1", 1, 5))
+
+	ctx := ctxT(t)
+	cons, err := e.js.Consumer(ctx, bus.StreamState, state.DefaultConsumer)
+	require.NoError(t, err)
+	stolen := make(chan uint64, 1)
+	go func() {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			stolen <- 0
+			return
+		}
+		for m := range batch.Messages() {
+			md, _ := m.Metadata()
+			stolen <- md.Sequence.Stream
+			return
+		}
+		stolen <- 0
+	}()
+	// Let the fetch's pull request reach the server before publishing.
+	require.Eventually(t, func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumWaiting >= 2
+	}, 5*time.Second, time.Millisecond)
+	last := uint64(0)
+	for k := 6; k <= 40; k++ {
+		last = e.merges("task", "t1", k, 1)
+	}
+	e.waitApplied(last)
+	assert.Equal(t, uint64(40), e.rev("task", "t1"))
+	got := <-stolen
+	t.Logf("stolen seq %d", got)
+	assert.NotZero(t, got, "the other puller got a command")
+}
+
+// Batches are cut to MaxBatchBytes of writes; every command still applies.
+func TestService_Run_BatchBytesCut(t *testing.T) {
+	e := newEnv(t)
+	big := strings.Repeat("y", 90_000)
+	subj := cmdSubject(t, "doc", "d1", "agent-1")
+	var last uint64
+	for k := 1; k <= 12; k++ {
+		last = e.publish(subj, fmt.Sprintf(`{"op":"merge","fields":{"f":%q,"k":%d},"expect_rev":%d}`, big, k, k-1))
+	}
+	cfg := fastConfig()
+	cfg.MaxBatchBytes = 4 * kv.MaxValueSize
+	e.start(cfg)
+	e.waitApplied(last)
+	assert.Equal(t, uint64(12), e.rev("doc", "d1"))
+}
+
+// Cancelling Run under load commits and acks what it holds; the rest is
+// applied after a restart, each command exactly once.
+func TestService_Run_ShutdownUnderLoad(t *testing.T) {
+	e := newEnv(t)
+	const n = 3000
+	subj := cmdSubject(t, "task", "t1", "agent-1")
+	for k := 1; k <= n; k++ {
+		_, err := e.js.PublishAsync(subj, fmt.Appendf(nil, `{"op":"merge","fields":{"k":%d},"expect_rev":%d}`, k, k-1))
+		require.NoError(t, err)
+	}
+	select {
+	case <-e.js.PublishAsyncComplete():
+	case <-time.After(10 * time.Second):
+		t.Fatal("publishes not acknowledged")
+	}
+	cfg := fastConfig()
+	cfg.MaxBatch = 100
+	r := e.start(cfg)
+	r.stop(t)
+	stopped := r.svc.Watermark()
+	t.Logf("watermark at stop: %d of %d", stopped, n)
+
+	e.start(cfg)
+	e.waitApplied(n)
+	assert.Equal(t, uint64(n), e.rev("task", "t1"))
+}
+
+// Run returns only after every goroutine it started has exited, including
+// a get still waiting for its min_seq, which is answered 503.
+func TestService_Run_NoGoroutinesLeft(t *testing.T) {
+	e := newEnv(t)
+	r := e.start(fastConfig())
+	c := e.client("agent-1")
+	ctx := ctxT(t)
+	_, err := c.Claim(ctx, "task", "t1", 50*time.Millisecond, nil)
+	require.NoError(t, err)
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := c.Get(ctx, "task", "t1", 1_000_000)
+		waiting <- err
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(stacks(), "state.(*Service).waitFor") }, 5*time.Second, time.Millisecond)
+
+	r.stop(t)
+	assert.ErrorIs(t, <-waiting, state.ErrUnavailable)
+	assert.NotContains(t, stacks(), "codi2/state.")
+	assert.NotContains(t, stacks(), "created by github.com/codi2/codi2/state.")
+
+	// A Service runs once.
+	assert.ErrorIs(t, r.svc.Run(context.Background()), state.ErrRunning)
+}
+
+func stacks() string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return string(buf[:n])
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// Audit events whose publish failed stay in the outbox and are published by
+// the next run, once each.
+func TestService_Run_RepublishesOutbox(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	require.NoError(t, e.js.DeleteStream(ctx, bus.StreamAudit))
+	cfg := fastConfig()
+	cfg.ShutdownTimeout = 500 * time.Millisecond
+	r := e.start(cfg)
+	last := e.merges("task", "t1", 1, 5)
+	e.waitApplied(last)
+	r.stop(t)
+	assert.Equal(t, 5, outboxLen(t, e.store), "unpublished audit events wait in the outbox")
+
+	require.NoError(t, bus.EnsureStreams(ctx, e.js, e.b.Config()))
+	r = e.start(cfg)
+	require.Eventually(t, func() bool { return len(e.audits()) == 5 }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return outboxLen(t, e.store) == 0 }, 10*time.Second, 10*time.Millisecond)
+	ids := e.auditByID()
+	for seq := last - 4; seq <= last; seq++ {
+		assert.Contains(t, ids, fmt.Sprintf("state-%d", seq))
+	}
+
+	// Published once more (a crash before the outbox was cleared): the
+	// stream keeps one copy.
+	r.stop(t)
+	data := []byte(`{"seq":1}`)
+	subj, _ := subjects.AuditLog(state.Actor, "state", "task")
+	require.NoError(t, e.store.Update(ctx, func(tx kv.Txn) error {
+		return tx.Set(kv.Tuple{"outbox", int64(last), fmt.Sprintf("state-%d", last)}.Pack(),
+			kv.Tuple{subj, fmt.Sprintf("state-%d", last), data}.Pack())
+	}))
+	e.start(cfg)
+	require.Eventually(t, func() bool { return outboxLen(t, e.store) == 0 }, 10*time.Second, 10*time.Millisecond)
+	assert.Len(t, e.audits(), 5)
+}
+
+func outboxLen(t *testing.T, store kv.Store) int {
+	t.Helper()
+	n := 0
+	require.NoError(t, store.View(context.Background(), func(tx kv.ReadTxn) error {
+		b, e := kv.Tuple{"outbox"}.Range()
+		kvs, err := tx.GetRange(b, e, kv.RangeOptions{})
+		n = len(kvs)
+		return err
+	}))
+	return n
+}
+
+func TestNew_Errors(t *testing.T) {
+	b := bustest.Run(t)
+	store := kvtest.NewBolt(t)
+	_, err := state.New(state.Config{}, nil, store, bustest.Logger(t))
+	require.ErrorIs(t, err, state.ErrConfig)
+	_, err = state.New(state.Config{}, b.Conn(), nil, bustest.Logger(t))
+	require.ErrorIs(t, err, state.ErrConfig)
+	_, err = state.New(state.Config{MaxBatch: -1}, b.Conn(), store, bustest.Logger(t))
+	require.ErrorIs(t, err, state.ErrConfig)
+
+	// A stream that does not exist fails Run.
+	svc, err := state.New(state.Config{Stream: "NOPE"}, b.Conn(), store, bustest.Logger(t))
+	require.NoError(t, err)
+	require.Error(t, svc.Run(ctxT(t)))
+}
+
+func TestConfig_Validate(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     state.Config
+		wantErr bool
+	}{
+		{"zero is defaults", state.Config{}, false},
+		{"batch too big", state.Config{MaxBatch: 1_000_000}, true},
+		{"bytes too small", state.Config{MaxBatchBytes: 1000}, true},
+		{"bytes too big", state.Config{MaxBatchBytes: kv.MaxTxnWriteBytes}, true},
+		{"negative wait", state.Config{MaxBatchWait: -1}, true},
+		{"long wait", state.Config{MaxBatchWait: time.Minute}, true},
+		{"sweep too fine", state.Config{LeaseSweepInterval: time.Microsecond}, true},
+		{"short ack wait", state.Config{AckWait: time.Millisecond}, true},
+		{"negative get wait", state.Config{MaxGetWait: -1}, true},
+		{"negative list limit", state.Config{MaxListLimit: -1}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.cfg
+			err := cfg.Validate()
+			if tt.wantErr {
+				require.ErrorIs(t, err, state.ErrConfig)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, bus.StreamState, cfg.Stream)
+			assert.Equal(t, "codi-state", cfg.Consumer)
+			assert.Equal(t, state.DefaultMaxBatch, cfg.MaxBatch)
+			assert.Equal(t, state.DefaultMaxBatchBytes, cfg.MaxBatchBytes)
+		})
+	}
+}
