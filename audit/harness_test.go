@@ -150,3 +150,16 @@ func assertChain(t testing.TB, recs []Record, firstSeq uint64, firstPrev string)
 		prev = r.Hash
 	}
 }
+
+// retentionIdle reports whether no retention run is in progress or waiting
+// for its event to be appended. It reads the store, so it sees
+// what the writer has committed.
+func (s *Service) retentionIdle() bool {
+	idle := true
+	_ = s.store.View(context.Background(), func(tx kv.ReadTxn) error {
+		v, err := getOptional(tx, keyRetention)
+		idle = err == nil && v == nil
+		return nil
+	})
+	return idle
+}

@@ -1,0 +1,132 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/codi2/codi2/internal/kv"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func retentionEvents(t *testing.T, h *harness) []retentionRun {
+	t.Helper()
+	var runs []retentionRun
+	for _, r := range h.all(Query{Source: RetentionSource, Category: RetentionCategory}) {
+		var run retentionRun
+		require.NoError(t, json.Unmarshal(r.Data, &run))
+		assert.Equal(t, "codi-audit-retention-"+itoa(run.ToSeq), r.MsgID)
+		runs = append(runs, run)
+	}
+	return runs
+}
+
+func itoa(u uint64) string { b, _ := json.Marshal(u); return string(b) }
+
+// TestService_Retention_MaxCount removes the oldest records in small
+// transactions, records the run, and keeps verify green.
+func TestService_Retention_MaxCount(t *testing.T) {
+	h := newHarness(t, Config{Retention: Retention{MaxCount: 10, CheckInterval: 10 * time.Millisecond, Batch: 7}})
+	acks := h.logN(40, "agent-1", "x")
+	h.waitCommitted(acks[39].Sequence)
+	require.Eventually(t, func() bool {
+		st := h.svc.Status()
+		return st.Count <= 10 && st.Seq > 40 && h.svc.retentionIdle()
+	}, 10*time.Second, 5*time.Millisecond, "retention did not settle: %+v", h.svc.Status())
+
+	st := h.svc.Status()
+	recs := h.all(Query{})
+	require.Len(t, recs, int(st.Count))
+	assert.Equal(t, st.FirstSeq, recs[0].Seq)
+	assertChain(t, recs, st.FirstSeq, recs[0].Prev)
+	res := h.verify(VerifyRequest{})
+	assert.True(t, res.OK, "%+v", res)
+	assert.Equal(t, st.Count, res.Count)
+	assert.Equal(t, st.Head, res.Head)
+	assert.Equal(t, res, h.verify(VerifyRequest{FromSeq: 1}), "from before the first kept record")
+
+	runs := retentionEvents(t, h)
+	require.NotEmpty(t, runs)
+	last := runs[len(runs)-1]
+	assert.Equal(t, uint64(10), last.MaxCount)
+	assert.Equal(t, last.ToSeq+1, last.FirstSeq)
+	assert.LessOrEqual(t, last.FirstSeq, st.FirstSeq)
+	var removed uint64
+	for _, r := range runs {
+		removed += r.Removed
+	}
+	assert.Equal(t, st.FirstSeq-1, removed, "every removed record is reported once")
+
+	// The removed records' index and msg-id entries are gone with them.
+	require.NoError(t, h.store.View(context.Background(), func(tx kv.ReadTxn) error {
+		for _, ns := range []string{nsByTime, nsBySource, nsByCategory, nsBySC, nsMsgID} {
+			b, e := kv.Tuple{ns}.Range()
+			kvs, err := tx.GetRange(b, e, kv.RangeOptions{})
+			require.NoError(t, err)
+			assert.Len(t, kvs, int(st.Count), ns)
+		}
+		return nil
+	}))
+	// Queries by time still start at the first kept record.
+	assert.Len(t, h.all(Query{From: time.Unix(0, 0)}), int(st.Count))
+}
+
+// TestService_Retention_MaxAge removes every record older than MaxAge.
+func TestService_Retention_MaxAge(t *testing.T) {
+	h := newHarness(t, Config{Retention: Retention{MaxAge: 200 * time.Millisecond, CheckInterval: 10 * time.Millisecond}})
+	acks := h.logN(5, "agent-1", "x")
+	h.waitCommitted(acks[4].Sequence)
+	require.Eventually(t, func() bool {
+		st := h.svc.Status()
+		return st.FirstSeq > 5 && st.Seq > 5 && h.svc.retentionIdle()
+	}, 10*time.Second, 5*time.Millisecond, "records not removed: %+v", h.svc.Status())
+	// Stop, so that the retention event itself does not age out while we
+	// look.
+	require.NoError(t, h.stop())
+	svcStatus := h.svc.Status()
+	h.cfg.Retention = Retention{}
+	h.start()
+	for _, r := range h.all(Query{}) {
+		assert.Equal(t, RetentionCategory, r.Category, "only retention events are left")
+	}
+	res := h.verify(VerifyRequest{})
+	assert.True(t, res.OK, "%+v", res)
+	assert.Equal(t, svcStatus.Head, res.Head)
+	runs := retentionEvents(t, h)
+	require.NotEmpty(t, runs)
+	assert.Equal(t, "200ms", runs[0].MaxAge)
+	assert.Equal(t, uint64(1), runs[0].FromSeq)
+}
+
+// TestService_Retention_ResumesAfterRestart leaves a finished run whose
+// event was never appended, as after a crash right after the removal: the
+// next run publishes it, and it is recorded once.
+func TestService_Retention_ResumesAfterRestart(t *testing.T) {
+	h := newHarness(t, Config{})
+	acks := h.logN(5, "agent-1", "x")
+	h.waitCommitted(acks[4].Sequence)
+	require.NoError(t, h.stop())
+	// A run that removed nothing yet and has its target at 3.
+	run := retentionRun{FromSeq: 1, Prev: GenesisPrev, Target: 3}
+	require.NoError(t, h.store.Update(context.Background(), func(tx kv.Txn) error { return setJSON(tx, keyRetention, run) }))
+	h.start()
+	require.Eventually(t, func() bool {
+		st := h.svc.Status()
+		return st.FirstSeq == 3 && st.Seq == 6
+	}, 10*time.Second, 5*time.Millisecond, "run not resumed: %+v", h.svc.Status())
+	runs := retentionEvents(t, h)
+	require.Len(t, runs, 1)
+	assert.Equal(t, uint64(2), runs[0].Removed)
+	assert.True(t, h.verify(VerifyRequest{}).OK)
+}
+
+func TestRetention_Target(t *testing.T) {
+	h := newHarness(t, Config{Retention: Retention{MaxCount: 3, CheckInterval: time.Hour}})
+	acks := h.logN(5, "agent-1", "x")
+	h.waitCommitted(acks[4].Sequence)
+	got, err := h.svc.retentionTarget(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, uint64(4), got, "keep 2 records, the event makes 3")
+}
