@@ -62,7 +62,9 @@ func TestService_Verify_Tampering(t *testing.T) {
 		{name: "record removed", seq: 4, wantBad: 4, reason: "missing"},
 		{name: "last record removed", seq: 10, wantBad: 10, reason: "missing"},
 		{name: "seq changed", seq: 7, wantBad: 7, reason: "seq",
-			tamper: func(raw []byte) []byte { return rehash(bytes.Replace(raw, []byte(`{"seq":7,`), []byte(`{"seq":8,`), 1)) }},
+			tamper: func(raw []byte) []byte {
+				return rehash(bytes.Replace(raw, []byte(`{"seq":7,`), []byte(`{"seq":8,`), 1))
+			}},
 		{name: "not a record", seq: 3, wantBad: 3, reason: "hash member",
 			tamper: func(raw []byte) []byte { return append(raw[:len(raw)-1:len(raw)-1], ',', '}') }},
 	}
