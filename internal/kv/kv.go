@@ -31,9 +31,10 @@ const (
 // one writer at a time).
 //
 // Every call bounds its transaction by ctx and by the backend's transaction
-// timeout (MaxTxnDuration by default): past either, operations and the commit
-// fail with an error matching ErrTimeout and the transaction is rolled back.
-// A cancelled ctx gives an error matching context.Canceled.
+// timeout (MaxTxnDuration by default): past either, reads and the commit fail
+// with an error matching ErrTimeout and the transaction is rolled back (writes
+// are buffered, so a late write fails at the latest at commit). A cancelled
+// ctx fails the next operation with an error matching context.Canceled.
 type Store interface {
 	// Update runs fn in a read-write transaction and commits it if fn returns
 	// nil. If fn returns an error the transaction is rolled back and the error

@@ -18,10 +18,9 @@ import (
 // FoundationDB keyspace: namespaces are tuple prefixes, not buckets.
 var bucket = []byte("kv")
 
-// Default option values.
-const (
-	DefaultTimeout = time.Second
-)
+// DefaultTimeout is how long Open waits for the file lock when
+// Options.Timeout is zero.
+const DefaultTimeout = time.Second
 
 // Options configures Open. The zero value is ready to use.
 type Options struct {
