@@ -1,0 +1,60 @@
+package bench
+
+import (
+	"fmt"
+)
+
+// assemble judges the codi2 results against the design document's targets,
+// attaches the v1 equivalents and returns the rows in table order.
+func assemble(res results, v1 v1Results, m Machine, cfg Config) []Metric {
+	cpus := fmt.Sprintf("%d CPUs", m.CPUs)
+	disk := fmt.Sprintf("this disk's fsync p50 is %s and p99 %s", fmtDur(m.FsyncP50), fmtDur(m.FsyncP99))
+	lockedNote := "durable and never torn: the only v1 mode that loses nothing"
+	locked := fmt.Sprintf("append: flock + write + fsync (%d writers)", cfg.Writers)
+
+	msg := res.message
+	msg.judge(targetMessage, "the message goes through the NATS server, which also stores it in CODI_MSG before the PubAck; on "+
+		cpus+" shared by the server, the services and the bench, the tail is scheduling and GC pauses")
+	msg.compare(locked, v1.locked.Latency, v1.locked.Throughput, lockedNote)
+	msg.compare(fmt.Sprintf("append: 4 KiB buffered write (%d writers)", cfg.Writers), v1.log.Latency, v1.log.Throughput,
+		"a copy into a buffer: not in the file yet, never fsynced, not delivered to anyone, and it tears lines (see integrity)")
+
+	rpc := res.rpc
+	rpc.judge(targetRPC, "two trips through the NATS server; on "+cpus+" the tail is scheduling and GC pauses")
+
+	su := res.stateUpdate
+	su.judge(targetState, "each commit is a bbolt transaction that ends in fsync, and "+disk)
+	su.compare(locked, v1.locked.Latency, v1.locked.Throughput, "")
+
+	sr := res.stateRead
+	sr.compare(fmt.Sprintf("ScanState: parse a %d-line log", v1.stateInteg.Lines), v1.stateScan, 0,
+		"v1 read current state by parsing the whole log; a torn line can hide the last update")
+
+	aw := res.auditWrite
+	aw.judge(targetAudit, "events are committed in batches, each ending in fsync, and "+disk)
+	aw.compare(locked, v1.locked.Latency, v1.locked.Throughput,
+		fmt.Sprintf("v1 writes as fast as its lock allows, %s; it could not carry codi2's offered %s at all", fmtRate(v1.locked.Throughput), fmtRate(float64(cfg.AuditRate))))
+
+	af := res.auditFill
+	af.compare(locked, v1.locked.Latency, v1.locked.Throughput, "")
+
+	q := res.query
+	q.judge(targetQuery, "each query reads the time index and up to a page of records from bbolt and sends them as one JSON reply")
+	q.compare(fmt.Sprintf("QueryTimeRange: parse a %d-line log", v1.logInteg.Lines), v1.query, v1.queryThroughput, "")
+
+	rs := res.restart
+	if rs.Result != Skipped {
+		rs.judge(targetRestart, "JetStream recovers every stream file at start, so the time grows with the streams' size")
+		rs.compare(fmt.Sprintf("rebuild state: parse the %d-line log", v1.logInteg.Lines), v1.recovery, 0,
+			"a v1 reader learned current state at start by parsing the whole log")
+	}
+
+	lost := Metric{Key: KeyEventsLost, Name: "events lost (published → acked → committed → queried)",
+		Count: res.loss.AuditAcked + res.loss.StateAcked, Result: Info}
+	lost.judgeLoss(res.loss)
+	in := v1.logInteg
+	lost.Note = fmt.Sprintf("v1 with %d buffered writers lost %d of %d events (%.2f%%): %d lines corrupted, %d more spliced into wrong but parseable events",
+		cfg.Writers, in.Lost, in.Expected, 100*in.LossRate(), in.Corrupted, in.Spliced)
+
+	return []Metric{msg, rpc, su, sr, aw, af, q, rs, lost}
+}
