@@ -2,12 +2,14 @@ package state_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/state"
 )
 
@@ -176,4 +178,30 @@ func TestService_Lease_ExpiresBeforeLaterCommand(t *testing.T) {
 	rec, err := e.client("x").Get(context.Background(), "task", "t1", 0)
 	require.NoError(t, err)
 	assert.Equal(t, "agent-2", rec.UpdatedBy)
+}
+
+// While a refresh stored before the lease's end is still in the stream (the
+// consumer is paused), the sweep does not expire the lease; once delivered,
+// the refresh applies.
+func TestService_Lease_SweepWaitsForStoredCommands(t *testing.T) {
+	e := newEnv(t)
+	w := e.watchEvents()
+	e.start(fastConfig())
+	c := e.client("agent-1")
+	ctx := ctxT(t)
+	rec, err := c.Claim(ctx, "task", "t1", 200*time.Millisecond, nil)
+	require.NoError(t, err)
+
+	// Deliveries stop until well after the lease's end, while sweeps are due.
+	_, err = e.js.PauseConsumer(ctx, bus.StreamState, state.DefaultConsumer, rec.ExpiresAt.Add(300*time.Millisecond))
+	require.NoError(t, err)
+	refresh := e.publish(cmdSubject(t, "task", "t1", "agent-1"), fmt.Sprintf(`{"op":"merge","expect_rev":%d,"ttl_ms":3600000}`, rec.Rev))
+	require.True(t, time.Now().Before(*rec.ExpiresAt), "the refresh was stored in time")
+
+	got := w.waitSeq(t, refresh)
+	assert.Equal(t, state.StatusApplied, got.ev.Status)
+	assert.Equal(t, rec.Rev+1, got.ev.Rev)
+	for _, ev := range w.all() {
+		assert.NotEqual(t, state.OpExpire, ev.ev.Op)
+	}
 }

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -314,5 +316,156 @@ func TestConfig_Validate(t *testing.T) {
 			assert.Equal(t, state.DefaultMaxBatch, cfg.MaxBatch)
 			assert.Equal(t, state.DefaultMaxBatchBytes, cfg.MaxBatchBytes)
 		})
+	}
+}
+
+// When the store fails, reads answer 500 and Run returns the error.
+func TestService_Run_StoreFails(t *testing.T) {
+	e := newEnv(t)
+	store := kvtest.NewBolt(t)
+	nc, err := e.b.Connect("codi-state")
+	require.NoError(t, err)
+	defer nc.Close()
+	svc, err := state.New(fastConfig(), nc, store, bustest.Logger(t))
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(context.Background()) }()
+	c := e.client("agent-1")
+	ctx := ctxT(t)
+	_, err = c.Claim(ctx, "task", "t1", time.Hour, nil)
+	require.NoError(t, err)
+
+	require.NoError(t, store.Close())
+	_, err = c.Get(ctx, "task", "t1", 0)
+	require.ErrorIs(t, err, state.ErrRemote)
+	_, err = c.List(ctx, "task", state.ListOptions{})
+	require.ErrorIs(t, err, state.ErrRemote)
+
+	e.publish(cmdSubject(t, "task", "t2", "agent-1"), `{"op":"put"}`)
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, kv.ErrClosed)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not fail")
+	}
+}
+
+// A refresh that JetStream stored before the lease ended wins, even when the
+// service only sees it after the end (here: it was down meanwhile).
+func TestService_Lease_RefreshStoredInTimeWins(t *testing.T) {
+	e := newEnv(t)
+	cfg := fastConfig()
+	cfg.MaxBatchWait = time.Millisecond
+	r := e.start(cfg)
+	c := e.client("agent-1")
+	ctx := ctxT(t)
+	rec, err := c.Claim(ctx, "task", "t1", 150*time.Millisecond, nil)
+	require.NoError(t, err)
+	r.stop(t)
+
+	refresh := e.publish(cmdSubject(t, "task", "t1", "agent-1"), fmt.Sprintf(`{"op":"merge","expect_rev":%d,"ttl_ms":3600000}`, rec.Rev))
+	// Let the lease's end pass while the refresh waits in the stream.
+	time.Sleep(time.Until(rec.ExpiresAt.Add(50 * time.Millisecond)))
+	w := e.watchEvents()
+	e.start(cfg)
+	got := w.waitSeq(t, refresh)
+	assert.Equal(t, state.StatusApplied, got.ev.Status)
+	assert.Equal(t, rec.Rev+1, got.ev.Rev)
+	for _, ev := range w.all() {
+		assert.NotEqual(t, state.OpExpire, ev.ev.Op)
+	}
+}
+
+// A lease index entry that does not match its record is dropped by the
+// sweep without an expiry.
+func TestService_Lease_StaleIndexEntry(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	past := time.Now().Add(-time.Minute).UnixNano()
+	require.NoError(t, e.store.Update(ctx, func(tx kv.Txn) error {
+		return tx.Set(kv.Tuple{"lease", past, "task", "ghost"}.Pack(), []byte{})
+	}))
+	w := e.watchEvents()
+	e.start(fastConfig())
+	require.Eventually(t, func() bool {
+		n := 0
+		_ = e.store.View(ctx, func(tx kv.ReadTxn) error {
+			b, end := kv.Tuple{"lease"}.Range()
+			kvs, err := tx.GetRange(b, end, kv.RangeOptions{})
+			n = len(kvs)
+			return err
+		})
+		return n == 0
+	}, 5*time.Second, 5*time.Millisecond)
+	assert.Empty(t, w.all())
+}
+
+// logBuffer is a concurrency-safe log sink for tests that look for a line.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// While the audit stream is missing, audit events wait in the outbox and are
+// retried; once it is back they are published and the outbox empties.
+func TestService_Run_RetriesAuditPublish(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	require.NoError(t, e.js.DeleteStream(ctx, bus.StreamAudit))
+	logs := &logBuffer{}
+	nc, err := e.b.Connect("codi-state")
+	require.NoError(t, err)
+	defer nc.Close()
+	svc, err := state.New(fastConfig(), nc, e.store, zerolog.New(logs).Level(zerolog.WarnLevel))
+	require.NoError(t, err)
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(runCtx) }()
+	defer func() {
+		cancel()
+		assert.NoError(t, <-done)
+	}()
+
+	last := e.merges("task", "t1", 1, 3)
+	e.waitApplied(last)
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "retrying") }, 10*time.Second, 10*time.Millisecond)
+	assert.Equal(t, 3, outboxLen(t, e.store))
+
+	require.NoError(t, bus.EnsureStreams(ctx, e.js, e.b.Config()))
+	require.Eventually(t, func() bool { return len(e.audits()) == 3 }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return outboxLen(t, e.store) == 0 }, 10*time.Second, 10*time.Millisecond)
+}
+
+// A store that fails while a lease is due stops Run with the error.
+func TestService_Lease_SweepStoreFails(t *testing.T) {
+	e := newEnv(t)
+	store := kvtest.NewBolt(t)
+	nc, err := e.b.Connect("codi-state")
+	require.NoError(t, err)
+	defer nc.Close()
+	svc, err := state.New(fastConfig(), nc, store, bustest.Logger(t))
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(context.Background()) }()
+	_, err = e.client("agent-1").Claim(ctxT(t), "task", "t1", 100*time.Millisecond, nil)
+	require.NoError(t, err)
+	require.NoError(t, store.Close())
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, kv.ErrClosed)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not fail")
 	}
 }

@@ -1,0 +1,116 @@
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// FuzzDecodeCommand checks that the command decoder never panics, that what
+// it accepts is a consistent command, and that a Command the client encodes
+// decodes to the same values.
+func FuzzDecodeCommand(f *testing.F) {
+	for _, s := range []string{
+		`{"op":"put","fields":{"a":1}}`, `{"op":"merge","fields":{"a":null},"expect_rev":3,"ttl_ms":100}`,
+		`{"op":"delete","expect_rev":0}`, `{"op":"x"}`, `{"op":"put","fields":[]}`, `{`, `null`, `{"op":"put"} {}`,
+		`{"op":"put","ttl_ms":-1}`, `{"op":"merge","fields":null}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := decodeCommand(data)
+		if err != nil {
+			if c.op != "" {
+				t.Fatalf("error %v with a command %+v", err, c)
+			}
+			return
+		}
+		switch c.op {
+		case OpPut, OpMerge:
+		case OpDelete:
+			if c.fields != nil || c.ttl != nil {
+				t.Fatalf("delete with fields or ttl accepted: %q", data)
+			}
+		default:
+			t.Fatalf("op %q accepted", c.op)
+		}
+		if c.ttl != nil && (*c.ttl < 0 || *c.ttl > maxTTL) {
+			t.Fatalf("ttl %v accepted", *c.ttl)
+		}
+		for k, v := range c.fields {
+			if !json.Valid(v) {
+				t.Fatalf("field %q holds invalid JSON %q", k, v)
+			}
+		}
+	})
+}
+
+func TestCommand_MarshalJSON_RoundTrip(t *testing.T) {
+	cmd := Command{Op: OpMerge, Fields: map[string]any{"a": 1, "gone": nil}, ExpectRev: Expect(0), TTL: 1500 * time.Microsecond}
+	data, err := json.Marshal(cmd)
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"op":"merge","fields":{"a":1,"gone":null},"expect_rev":0,"ttl_ms":2}`, string(data))
+	c, err := decodeCommand(data)
+	require.NoError(t, err)
+	assert.Equal(t, OpMerge, c.op)
+	require.NotNil(t, c.expectRev)
+	assert.Equal(t, uint64(0), *c.expectRev)
+	require.NotNil(t, c.ttl)
+	assert.Equal(t, 2*time.Millisecond, *c.ttl)
+	assert.True(t, isNull(c.fields["gone"]))
+}
+
+func TestEvent_MarshalJSON(t *testing.T) {
+	tests := []struct {
+		name string
+		ev   Event
+		want string
+	}{
+		{"applied", Event{Seq: 4, Status: StatusApplied, Rev: 2, Actor: "a", Op: OpDelete},
+			`{"seq":4,"status":"applied","rev":2,"actor":"a","op":"delete"}`},
+		{"conflict at 0", Event{Seq: 5, Status: StatusRejected, Reason: ReasonConflict, Actor: "a", Op: OpPut},
+			`{"seq":5,"status":"rejected","reason":"conflict","actor":"a","op":"put","current_rev":0}`},
+		{"bad request", Event{Seq: 6, Status: StatusRejected, Reason: ReasonBadRequest, Actor: "a", Op: "x", Detail: "unknown op"},
+			`{"seq":6,"status":"rejected","reason":"bad_request","actor":"a","op":"x","detail":"unknown op"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data, err := json.Marshal(tt.ev)
+			require.NoError(t, err)
+			assert.JSONEq(t, tt.want, string(data))
+		})
+	}
+}
+
+func TestEvent_Err(t *testing.T) {
+	assert.NoError(t, Event{Status: StatusApplied}.Err())
+	assert.ErrorIs(t, Event{Status: StatusRejected, Reason: ReasonConflict}.Err(), ErrConflict)
+	assert.ErrorIs(t, Event{Status: StatusRejected, Reason: ReasonBadRequest}.Err(), ErrBadRequest)
+	assert.ErrorIs(t, Event{Status: "odd"}.Err(), ErrRemote)
+}
+
+func TestTruncate(t *testing.T) {
+	assert.Equal(t, "abc", truncate("abc", 3))
+	assert.Equal(t, "ab…", truncate("abc", 2))
+	c, err := decodeCommand([]byte(`{"op":"` + strings.Repeat("z", 100) + `"}`))
+	require.Error(t, err)
+	assert.Less(t, len(err.Error()), 100)
+	assert.Equal(t, command{}, c)
+}
+
+func TestDecodeStored_Corrupt(t *testing.T) {
+	for _, v := range [][]byte{nil, {1}, {9, '{', '}'}, {1, 'x', 'y'}} {
+		_, err := decodeStored(v)
+		assert.Error(t, err)
+	}
+	_, err := decodeOutbox([]byte("k"), []byte{0xff})
+	assert.Error(t, err)
+	_, err = decodeOutbox([]byte("k"), []byte{0x02, 'a', 0x00, 0x02, 'b', 0x00, 0x02, 'c', 0x00})
+	assert.Error(t, err, "data must be bytes")
+	assert.True(t, errors.Is(ErrTimeout, ErrTimeout))
+}
