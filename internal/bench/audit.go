@@ -83,17 +83,22 @@ func (r *runner) publishAudit(ctx context.Context, category string, n, rate int)
 	// once.
 	errs, ackErrs := make([]error, w), make([]error, w)
 	var wg sync.WaitGroup
-	start := time.Now()
+	// Connect every publisher before starting any, so that a failure leaves
+	// no goroutine behind.
+	jss := make([]jetstream.JetStream, w)
 	for p := range w {
 		nc, err := r.connect("bench-audit-" + category + "-" + strconv.Itoa(p+1))
 		if err != nil {
 			return nil, err
 		}
-		js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxPending),
-			jetstream.WithPublishAsyncTimeout(r.cfg.OpTimeout))
-		if err != nil {
+		if jss[p], err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxPending),
+			jetstream.WithPublishAsyncTimeout(r.cfg.OpTimeout)); err != nil {
 			return nil, err
 		}
+	}
+	start := time.Now()
+	for p := range w {
+		js := jss[p]
 		type future struct {
 			i int
 			f jetstream.PubAckFuture

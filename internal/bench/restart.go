@@ -62,6 +62,9 @@ func (r *runner) measureRestarts(ctx context.Context) (Metric, error) {
 	if err := r.openClients(); err != nil {
 		return Metric{}, err
 	}
+	if err := r.seedWatermarks(ctx); err != nil {
+		return Metric{}, err
+	}
 	s := rec.Summary()
 	m := newMetric(KeyRestart, "restart → ready", s, 0)
 	m.Note = "embedded NATS with JetStream recovery of the streams, both stores opened, state and audit services answering status at their pre-stop watermarks"

@@ -49,7 +49,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (rep Report, err e
 		return Report{}, err
 	}
 	r := &runner{cfg: cfg, log: log.With().Str("component", "bench").Logger(), p: newProgress(cfg.Progress),
-		runID: nuid.Next()[:10]}
+		runID: nuid.Next()}
 	rep = Report{Started: time.Now(), Config: cfg, Mode: "embedded"}
 	if cfg.NATSURL != "" {
 		rep.Mode = "external"
@@ -88,6 +88,9 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (rep Report, err e
 		return rep, err
 	}
 	if err := r.waitServices(ctx); err != nil {
+		return rep, err
+	}
+	if err := r.seedWatermarks(ctx); err != nil {
 		return rep, err
 	}
 
@@ -180,6 +183,20 @@ func (r *runner) openClients() error {
 	}
 	r.auditWM, err = followWatermarks(nc, subjects.AuditCommitted)
 	return err
+}
+
+// seedWatermarks starts both watermark trackers at the services' current
+// watermarks, so that a wait for anything committed before the bench
+// subscribed returns at once.
+func (r *runner) seedWatermarks(ctx context.Context) error {
+	for subj, w := range map[string]*watermarks{subjects.StateStatus: r.stateWM, subjects.AuditStatus: r.auditWM} {
+		wm, err := status(ctx, r.nc, subj, r.cfg.OpTimeout)
+		if err != nil {
+			return err
+		}
+		w.advance(wm.StreamSeq, time.Now())
+	}
+	return nil
 }
 
 // closeClients closes every connection the bench opened.

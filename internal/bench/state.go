@@ -86,22 +86,26 @@ func (r *runner) measureStateUpdates(ctx context.Context) (Metric, *stateRun, er
 	var done atomic.Int64
 	stop := r.p.watch("state commands", r.cfg.StateCommands, func() int { return int(done.Load()) })
 	defer stop()
-	errs := make([]error, w)
-	var wg sync.WaitGroup
-	start := time.Now()
+	// Connect every agent before starting any, so that a failure leaves no
+	// goroutine behind.
+	subjs, jss := make([]string, w), make([]jetstream.JetStream, w)
 	for i := range w {
 		nc, err := r.connect("bench-state-" + strconv.Itoa(i+1))
 		if err != nil {
 			return Metric{}, nil, err
 		}
-		subj, err := subjects.StateCmd(stateKind, run.ids[i], r.agentID("agent-"+strconv.Itoa(i+1)))
-		if err != nil {
+		if subjs[i], err = subjects.StateCmd(stateKind, run.ids[i], r.agentID("agent-"+strconv.Itoa(i+1))); err != nil {
 			return Metric{}, nil, err
 		}
-		js, err := jetstream.New(nc)
-		if err != nil {
+		if jss[i], err = jetstream.New(nc); err != nil {
 			return Metric{}, nil, err
 		}
+	}
+	errs := make([]error, w)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range w {
+		subj, js := subjs[i], jss[i]
 		wg.Go(func() {
 			// The first commands warm the connection and are not timed.
 			untimed := min(10, run.commands[i]/10)
@@ -171,14 +175,18 @@ func (r *runner) measureStateReads(ctx context.Context, run *stateRun) (Metric, 
 	var done atomic.Int64
 	stop := r.p.watch("state reads", r.cfg.StateReads, func() int { return int(done.Load()) })
 	defer stop()
+	ncs := make([]*nats.Conn, w)
+	for i := range w {
+		var err error
+		if ncs[i], err = r.connect("bench-state-reader-" + strconv.Itoa(i+1)); err != nil {
+			return Metric{}, err
+		}
+	}
 	errs := make([]error, w)
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := range w {
-		nc, err := r.connect("bench-state-reader-" + strconv.Itoa(i+1))
-		if err != nil {
-			return Metric{}, err
-		}
+		nc := ncs[i]
 		n := r.cfg.StateReads / w
 		if i < r.cfg.StateReads%w {
 			n++
