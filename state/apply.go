@@ -206,7 +206,8 @@ func planExpiry(r Record, watermark uint64) ([]write, outcome, Record, error) {
 		{key: stateKey(r.Kind, r.ID), value: val},
 	}
 	ev := Event{Seq: watermark, Status: StatusApplied, Rev: tomb.Rev, Actor: Actor, Op: OpExpire}
-	msgID := fmt.Sprintf("state-expire-%s-%s-%d", r.Kind, r.ID, tomb.Rev)
+	// Kinds and ids hold no '.', so the id is unique per expiry.
+	msgID := fmt.Sprintf("state-expire-%s.%s.%d", r.Kind, r.ID, tomb.Rev)
 	return w, newOutcome(watermark, r.Kind, r.ID, ev, msgID), tomb, nil
 }
 

@@ -112,6 +112,9 @@ func (s *Service) Run(ctx context.Context) error {
 		svc, err = s.startMicro()
 		if err == nil {
 			err = l.run(ctx)
+			// Answer the waiting gets (the final batch is committed), then
+			// stop the endpoints; until they are gone requests get 503.
+			s.stopRequests()
 			if serr := svc.Stop(); serr != nil && !errors.Is(serr, nats.ErrConnectionClosed) {
 				s.log.Warn().Err(serr).Msg("stop micro service")
 			}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/state"
 	"github.com/rs/zerolog"
 )
 
@@ -104,7 +105,18 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var g group
-	// state: the state service is wired here once package state lands.
+	// state: the state service applies CODI_STATE to the state store, on a
+	// connection of its own (closed by the defer, after g.Wait).
+	stateNC, err := b.Connect("codi-state")
+	if err != nil {
+		return fmt.Errorf("state: connect: %w", err)
+	}
+	defer stateNC.Close()
+	stateSvc, err := state.New(state.Config{}, stateNC, stores.state, log)
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return stateSvc.Run(runCtx) })
 	// audit: the audit service is wired here once package audit lands.
 	_ = runCtx
 
