@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/internal/kv/kvtest"
+	"github.com/codi2/codi2/internal/proctest"
 	"github.com/codi2/codi2/state"
 	"github.com/codi2/codi2/subjects"
 )
@@ -400,31 +400,13 @@ func TestService_Lease_StaleIndexEntry(t *testing.T) {
 	assert.Empty(t, w.all())
 }
 
-// logBuffer is a concurrency-safe log sink for tests that look for a line.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // While the audit stream is missing, audit events wait in the outbox and are
 // retried; once it is back they are published and the outbox empties.
 func TestService_Run_RetriesAuditPublish(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxT(t)
 	require.NoError(t, e.js.DeleteStream(ctx, bus.StreamAudit))
-	logs := &logBuffer{}
+	logs := &proctest.Buffer{}
 	nc, err := e.b.Connect("codi-state")
 	require.NoError(t, err)
 	defer nc.Close()
