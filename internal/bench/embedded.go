@@ -12,15 +12,17 @@ import (
 	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/internal/kv/boltkv"
 	"github.com/codi2/codi2/state"
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 )
 
 // embedded is a codi2 server running inside the bench process, wired as
 // `codi2 serve` wires it: the bus with its embedded NATS server, one bbolt
-// store each for state and audit, and the two services on the bus's own
-// connection. It is used by one goroutine.
+// store each for state and audit, and the two services, each on an
+// in-process connection of its own. It is used by one goroutine.
 type embedded struct {
 	b      *bus.Bus
+	conns  []*nats.Conn
 	stores []kv.Store
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -52,11 +54,27 @@ func startEmbedded(ctx context.Context, dir, listen string, log zerolog.Logger) 
 	}
 	e.stores = append(e.stores, au)
 
-	ss, err := state.New(state.Config{}, b.Conn(), st, log)
+	conn := func(name string) (*nats.Conn, error) {
+		nc, err := b.Connect(name)
+		if err != nil {
+			return nil, fmt.Errorf("bench: connect %s: %w", name, err)
+		}
+		e.conns = append(e.conns, nc)
+		return nc, nil
+	}
+	snc, err := conn(state.ServiceName)
 	if err != nil {
 		return fail(err)
 	}
-	as, err := audit.New(audit.Config{}, b.Conn(), au, log)
+	ss, err := state.New(state.Config{}, snc, st, log)
+	if err != nil {
+		return fail(err)
+	}
+	anc, err := conn(audit.ServiceName)
+	if err != nil {
+		return fail(err)
+	}
+	as, err := audit.New(audit.Config{}, anc, au, log)
 	if err != nil {
 		return fail(err)
 	}
@@ -80,8 +98,8 @@ func startEmbedded(ctx context.Context, dir, listen string, log zerolog.Logger) 
 func (e *embedded) url() string { return e.b.ClientURL() }
 
 // stop shuts the server down in serve's order: stop the services (each
-// commits what it holds), drain the bus and shut NATS down, close the
-// stores. It returns the services' errors, if any.
+// commits what it holds), close their connections, drain the bus and shut
+// NATS down, close the stores. It returns the services' errors, if any.
 func (e *embedded) stop() error {
 	if e.cancel != nil {
 		e.cancel()
@@ -93,8 +111,13 @@ func (e *embedded) stop() error {
 	return errors.Join(e.errs...)
 }
 
-// close shuts the bus down and closes the stores.
+// close closes the services' connections, shuts the bus down and closes
+// the stores.
 func (e *embedded) close() {
+	for _, nc := range e.conns {
+		nc.Close()
+	}
+	e.conns = nil
 	e.b.Close()
 	for _, s := range e.stores {
 		_ = s.Close()
