@@ -204,6 +204,7 @@ func (s *Service) apply(chunk []event, appliedTo uint64) (meta, error) {
 		if pending != nil {
 			pendingID = retentionMsgID(pending)
 		}
+		w := writer{tx: tx}
 		for _, e := range chunk {
 			if e.streamSeq <= m.applied {
 				continue
@@ -215,42 +216,32 @@ func (s *Service) apply(chunk []event, appliedTo uint64) (meta, error) {
 				if err != nil {
 					return err
 				}
+				if e.msgID == pendingID {
+					// The pending retention event is in the log now (or
+					// already was): the run is over.
+					w.clear(keyRetention)
+					res.recorded = true
+				}
 				if v != nil {
 					res.duplicates++
 					continue
 				}
-				if err := tx.Set(k, strconv.AppendUint(nil, seq, 10)); err != nil {
-					return err
-				}
-				if e.msgID == pendingID {
-					if err := tx.Clear(keyRetention); err != nil {
-						return err
-					}
-					res.recorded = true
-				}
+				w.set(k, strconv.AppendUint(nil, seq, 10))
 			}
 			t := max(e.t, m.head.Time)
 			stored, hash := encodeRecord(seq, t, e.body, m.head.Hash)
-			if err := putRecord(tx, seq, stored); err != nil {
-				return err
-			}
+			putRecord(&w, seq, stored)
 			for _, k := range indexKeys(e.source, e.category, t, seq) {
-				if err := tx.Set(k, nil); err != nil {
-					return err
-				}
+				w.set(k, nil)
 			}
 			m.head = head{Seq: seq, Hash: hash, Time: t, Bytes: m.head.Bytes + uint64(len(stored))}
 			res.appended++
 		}
 		m.applied = max(m.applied, appliedTo)
-		if err := tx.Set(keyApplied, strconv.AppendUint(nil, m.applied, 10)); err != nil {
-			return err
-		}
-		if err := setJSON(tx, keyHead, m.head); err != nil {
-			return err
-		}
+		w.set(keyApplied, strconv.AppendUint(nil, m.applied, 10))
+		w.setJSON(keyHead, m.head)
 		res.meta = m
-		return nil
+		return w.err
 	})
 	if err != nil {
 		return meta{}, fmt.Errorf("audit: append stream_seq<=%d: %w", appliedTo, err)
@@ -265,15 +256,9 @@ func (s *Service) apply(chunk []event, appliedTo uint64) (meta, error) {
 
 // putRecord stores a record under ("audit", seq), continuing into
 // ("audit", seq, 1...) when it is longer than one value may be.
-func putRecord(tx kv.Txn, seq uint64, stored []byte) error {
-	first := stored[:min(len(stored), chunkSize)]
-	if err := tx.Set(recordKey(seq), first); err != nil {
-		return err
-	}
+func putRecord(w *writer, seq uint64, stored []byte) {
+	w.set(recordKey(seq), stored[:min(len(stored), chunkSize)])
 	for part, off := 1, chunkSize; off < len(stored); part, off = part+1, off+chunkSize {
-		if err := tx.Set(chunkKey(seq, part), stored[off:min(len(stored), off+chunkSize)]); err != nil {
-			return err
-		}
+		w.set(chunkKey(seq, part), stored[off:min(len(stored), off+chunkSize)])
 	}
-	return nil
 }

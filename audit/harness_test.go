@@ -12,6 +12,7 @@ import (
 	"github.com/codi2/codi2/internal/kv/kvtest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -23,6 +24,7 @@ type harness struct {
 	bus    *bus.Bus
 	store  kv.Store
 	cfg    Config
+	log    zerolog.Logger
 	svc    *Service
 	client *Client
 	nc     *nats.Conn // the client's connection
@@ -33,7 +35,13 @@ type harness struct {
 
 func newHarness(t testing.TB, cfg Config, busCfg ...bus.Config) *harness {
 	t.Helper()
-	h := &harness{t: t, bus: bustest.Run(t, busCfg...), store: kvtest.NewBolt(t), cfg: cfg}
+	return newHarnessWith(t, cfg, kvtest.NewBolt(t), bustest.Logger(t), busCfg...)
+}
+
+// newHarnessWith is newHarness with the service's store and logger.
+func newHarnessWith(t testing.TB, cfg Config, store kv.Store, log zerolog.Logger, busCfg ...bus.Config) *harness {
+	t.Helper()
+	h := &harness{t: t, bus: bustest.Run(t, busCfg...), store: store, cfg: cfg, log: log}
 	h.nc = bustest.Connect(t, h.bus)
 	var err error
 	h.client, err = NewClient(h.nc)
@@ -50,7 +58,7 @@ func newHarness(t testing.TB, cfg Config, busCfg ...bus.Config) *harness {
 func (h *harness) start() {
 	h.t.Helper()
 	nc := bustest.Connect(h.t, h.bus)
-	svc, err := New(h.cfg, nc, h.store, bustest.Logger(h.t))
+	svc, err := New(h.cfg, nc, h.store, h.log)
 	require.NoError(h.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

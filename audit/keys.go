@@ -139,10 +139,39 @@ func getJSON(tx kv.ReadTxn, key []byte, into any) error {
 	return nil
 }
 
-func setJSON(tx kv.Txn, key []byte, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
+// writer applies writes to a transaction and keeps the first error, like
+// bufio.Writer: a transaction function writes many keys and checks once.
+// kv fails the commit on a failed write anyway; this makes the error the
+// one the function returns.
+type writer struct {
+	tx  kv.Txn
+	err error
+}
+
+func (w *writer) set(key, value []byte) {
+	if w.err == nil {
+		w.err = w.tx.Set(key, value)
 	}
-	return tx.Set(key, b)
+}
+
+func (w *writer) clear(key []byte) {
+	if w.err == nil {
+		w.err = w.tx.Clear(key)
+	}
+}
+
+func (w *writer) clearRange(begin, end []byte) {
+	if w.err == nil {
+		w.err = w.tx.ClearRange(begin, end)
+	}
+}
+
+// setJSON stores v as JSON; v is one of this package's meta types, which
+// always marshal.
+func (w *writer) setJSON(key []byte, v any) {
+	b, err := json.Marshal(v)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	w.set(key, b)
 }

@@ -133,6 +133,7 @@ func (s *Service) remove(target uint64) (*retentionRun, meta, error) {
 		if err := getJSON(tx, keyRetention, run); err != nil {
 			return err
 		}
+		w := writer{tx: tx}
 		lo := m.anchor.FirstSeq
 		hi := min(run.Target, lo+uint64(s.cfg.Retention.Batch), m.head.Seq+1)
 		read := 0
@@ -153,9 +154,7 @@ func (s *Service) remove(target uint64) (*retentionRun, meta, error) {
 				return fmt.Errorf("audit: retention: record %d: %w", seq, err)
 			}
 			for _, k := range indexKeys(r.Source, r.Category, r.Time.UnixNano(), seq) {
-				if err := tx.Clear(k); err != nil {
-					return err
-				}
+				w.clear(k)
 			}
 			if r.MsgID != "" {
 				k := msgIDKey(r.MsgID)
@@ -164,14 +163,10 @@ func (s *Service) remove(target uint64) (*retentionRun, meta, error) {
 					return err
 				}
 				if bytes.Equal(v, strconv.AppendUint(nil, seq, 10)) {
-					if err := tx.Clear(k); err != nil {
-						return err
-					}
+					w.clear(k)
 				}
 			}
-			if err := tx.ClearRange(begin, end); err != nil {
-				return err
-			}
+			w.clearRange(begin, end)
 			run.Removed++
 			run.Bytes += uint64(len(raw))
 			run.ToSeq = seq
@@ -184,13 +179,10 @@ func (s *Service) remove(target uint64) (*retentionRun, meta, error) {
 			run.Done = true
 			run.MsgID = "codi-audit-retention-" + strconv.FormatUint(run.ToSeq, 10)
 		}
-		if err := setJSON(tx, keyAnchor, m.anchor); err != nil {
-			return err
-		}
-		if err := setJSON(tx, keyHead, m.head); err != nil {
-			return err
-		}
-		return setJSON(tx, keyRetention, run)
+		w.setJSON(keyAnchor, m.anchor)
+		w.setJSON(keyHead, m.head)
+		w.setJSON(keyRetention, run)
+		return w.err
 	})
 	if err != nil {
 		return nil, meta{}, fmt.Errorf("audit: retention: %w", err)
@@ -199,7 +191,9 @@ func (s *Service) remove(target uint64) (*retentionRun, meta, error) {
 }
 
 // publishRetention records a finished run as an audit event. Its Nats-Msg-Id
-// makes a repeat after a crash or a failed publish harmless.
+// makes a repeat after a crash or a failed publish harmless. When the
+// stream answers that it already holds the event at a sequence the log has
+// applied, the event is in the log and the run is closed here.
 func (s *Service) publishRetention(ctx context.Context, run *retentionRun) error {
 	subj, err := subjects.AuditLog(RetentionSource, RetentionCategory)
 	if err != nil {
@@ -211,9 +205,24 @@ func (s *Service) publishRetention(ctx context.Context, run *retentionRun) error
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := s.js.Publish(pctx, subj, data, jetstream.WithMsgID(run.MsgID)); err != nil {
+	ack, err := s.js.Publish(pctx, subj, data, jetstream.WithMsgID(run.MsgID))
+	if err != nil {
 		return fmt.Errorf("audit: publish retention event: %w", err)
 	}
+	if !ack.Duplicate || ack.Sequence > s.committed().applied {
+		return nil // the writer clears the run when it appends the event
+	}
+	err = s.store.Update(ctx, func(tx kv.Txn) error {
+		v, err := getOptional(tx, keyRetention)
+		if err != nil || v == nil || retentionMsgID(v) != run.MsgID {
+			return err
+		}
+		return tx.Clear(keyRetention)
+	})
+	if err != nil {
+		return fmt.Errorf("audit: close retention run: %w", err)
+	}
+	s.retention = nil
 	return nil
 }
 

@@ -110,7 +110,11 @@ func TestService_Retention_ResumesAfterRestart(t *testing.T) {
 	require.NoError(t, h.stop())
 	// A run that removed nothing yet and has its target at 3.
 	run := retentionRun{FromSeq: 1, Prev: GenesisPrev, Target: 3}
-	require.NoError(t, h.store.Update(context.Background(), func(tx kv.Txn) error { return setJSON(tx, keyRetention, run) }))
+	require.NoError(t, h.store.Update(context.Background(), func(tx kv.Txn) error {
+		w := writer{tx: tx}
+		w.setJSON(keyRetention, run)
+		return w.err
+	}))
 	h.start()
 	require.Eventually(t, func() bool {
 		st := h.svc.Status()
@@ -120,6 +124,20 @@ func TestService_Retention_ResumesAfterRestart(t *testing.T) {
 	require.Len(t, runs, 1)
 	assert.Equal(t, uint64(2), runs[0].Removed)
 	assert.True(t, h.verify(VerifyRequest{}).OK)
+
+	// A finished run whose event was never published: the next start
+	// publishes it, and it is appended once.
+	require.NoError(t, h.stop())
+	done := retentionRun{Removed: 0, FromSeq: 3, ToSeq: 2, FirstSeq: 3, Prev: runs[0].Prev, Target: 3, Done: true, MsgID: "codi-audit-retention-2"}
+	require.NoError(t, h.store.Update(context.Background(), func(tx kv.Txn) error {
+		w := writer{tx: tx}
+		w.setJSON(keyRetention, done)
+		return w.err
+	}))
+	h.start()
+	require.Eventually(t, h.svc.retentionIdle, 10*time.Second, 5*time.Millisecond)
+	assert.Len(t, retentionEvents(t, h), 1, "same Nats-Msg-Id: recorded once")
+	assert.Equal(t, "", retentionMsgID([]byte("{")))
 }
 
 func TestRetention_Target(t *testing.T) {

@@ -309,13 +309,8 @@ func (s *Service) shutdown(cc jetstream.ConsumeContext) error {
 			}
 			continue
 		}
-		select {
-		case m := <-s.in:
-			if err := s.commit(ctx, s.collect(ctx, m, false)); err != nil {
-				return err
-			}
-		case <-closed:
-			closed = nil
+		if closed == nil {
+			// The consumer has stopped: commit what is left, then return.
 			select {
 			case m := <-s.in:
 				s.carry = m
@@ -325,6 +320,14 @@ func (s *Service) shutdown(cc jetstream.ConsumeContext) error {
 			s.flushAcks()
 			s.log.Info().Uint64("seq", s.committed().head.Seq).Msg("audit stopped")
 			return nil
+		}
+		select {
+		case m := <-s.in:
+			if err := s.commit(ctx, s.collect(ctx, m, false)); err != nil {
+				return err
+			}
+		case <-closed:
+			closed = nil
 		case <-deadline.C:
 			s.log.Warn().Msg("consumer did not drain in time; unacked events are redelivered on restart")
 			s.flushAcks()

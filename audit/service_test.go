@@ -1,9 +1,12 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,10 +14,12 @@ import (
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/internal/kv/boltkv"
 	"github.com/codi2/codi2/internal/kv/kvtest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -248,7 +253,8 @@ func TestService_Run_RedeliveryAfterRestart(t *testing.T) {
 // the server counted it) and a message deleted from the stream: the hole is
 // read from the stream, the deleted message is skipped.
 func TestService_Run_FillsHoles(t *testing.T) {
-	h := newHarness(t, Config{})
+	// One event per transaction: filled events and deliveries split chunks.
+	h := newHarness(t, Config{MaxBatchBytes: 600})
 	require.NoError(t, h.stop())
 	acks := h.logN(10, "agent-1", "x")
 	ctx := context.Background()
@@ -353,5 +359,154 @@ func TestService_Run_StoreClosed(t *testing.T) {
 		h.cancel = nil
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not stop when its store closed")
+	}
+}
+
+// TestService_Run_NonContractSubjects records events whose subjects the
+// stream takes but the contract does not allow: nothing with a PubAck is
+// dropped.
+func TestService_Run_NonContractSubjects(t *testing.T) {
+	h := newHarness(t, Config{})
+	long := strings.Repeat("s", 300) // longer than a token may be
+	var last uint64
+	for _, subj := range []string{"codi.audit.log.only-source", "codi.audit.log." + long + ".cat.more", "codi.audit.log.a.b.c.d.e.f"} {
+		ack, err := h.js.Publish(context.Background(), subj, []byte(`{}`))
+		require.NoError(t, err)
+		last = ack.Sequence
+	}
+	longID := strings.Repeat("i", 2000)
+	ack, err := h.client.Log(context.Background(), "agent-1", "x", nil, WithMsgID(longID))
+	require.NoError(t, err)
+	h.waitCommitted(max(last, ack.Sequence))
+	recs := h.all(Query{})
+	require.Len(t, recs, 4)
+	assert.Equal(t, []string{"only-source", ""}, []string{recs[0].Source, recs[0].Category})
+	assert.Equal(t, []string{long, "cat"}, []string{recs[1].Source, recs[1].Category})
+	assert.Equal(t, []string{"a", "b"}, []string{recs[2].Source, recs[2].Category})
+	assert.Equal(t, longID, recs[3].MsgID)
+	assert.Len(t, h.all(Query{Source: long}), 1)
+	assert.True(t, h.verify(VerifyRequest{}).OK)
+}
+
+// syncBuffer is a log sink tests can read while the service writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestService_Run_RetriesFailedCommit holds the store's single writer so
+// that the service's commits time out, then lets go: the batch is retried,
+// not acked meanwhile, and committed once.
+func TestService_Run_RetriesFailedCommit(t *testing.T) {
+	store, err := boltkv.Open(filepath.Join(t.TempDir(), "audit.db"), boltkv.Options{TxnTimeout: 50 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	var logs syncBuffer
+	h := newHarnessWith(t, Config{}, store, zerolog.New(&logs))
+
+	release := make(chan struct{})
+	held := make(chan struct{})
+	go func() {
+		_ = store.Update(context.Background(), func(kv.Txn) error {
+			close(held)
+			<-release
+			return nil
+		})
+	}()
+	<-held
+	acks := h.logN(3, "agent-1", "x")
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), `"message":"append"`) },
+		10*time.Second, time.Millisecond, "no failed commit")
+	assert.Zero(t, h.svc.Status().StreamSeq)
+	close(release)
+	h.waitCommitted(acks[2].Sequence)
+	recs := h.all(Query{})
+	require.Len(t, recs, 3)
+	assertChain(t, recs, 1, GenesisPrev)
+}
+
+// TestService_Run_ShutdownUnderLoad stops the service while events stream
+// in: whatever it had is committed and acked, the rest is delivered to the
+// next run, and every event is in the log once.
+func TestService_Run_ShutdownUnderLoad(t *testing.T) {
+	h := newHarness(t, Config{MaxBatchEvents: 50})
+	const n = 3000
+	for i := range n {
+		_, err := h.js.PublishAsync("codi.audit.log.agent-1.x", []byte(`{}`), jetstream.WithMsgID(fmt.Sprint("e-", i)))
+		require.NoError(t, err)
+		if i == n/3 {
+			require.Eventually(t, func() bool { return h.svc.Status().StreamSeq > 0 }, 10*time.Second, time.Millisecond)
+			require.NoError(t, h.stop())
+		}
+	}
+	select {
+	case <-h.js.PublishAsyncComplete():
+	case <-time.After(10 * time.Second):
+		t.Fatal("async publishes not acked")
+	}
+	h.start()
+	h.waitCommitted(n)
+	recs := h.all(Query{Limit: MaxQueryLimit})
+	require.Len(t, recs, n)
+	assertChain(t, recs, 1, GenesisPrev)
+	seen := map[string]bool{}
+	for _, r := range recs {
+		assert.False(t, seen[r.MsgID])
+		seen[r.MsgID] = true
+	}
+}
+
+// TestService_Run_PurgedStream starts a fresh log on a stream whose first
+// messages were purged by an operator: the log starts at the stream's first
+// message.
+func TestService_Run_PurgedStream(t *testing.T) {
+	h := newHarness(t, Config{})
+	require.NoError(t, h.stop())
+	h.logN(5, "agent-1", "gone")
+	stream, err := h.js.Stream(context.Background(), bus.StreamAudit)
+	require.NoError(t, err)
+	require.NoError(t, stream.Purge(context.Background()))
+	acks := h.logN(3, "agent-1", "kept")
+	h.start()
+	h.waitCommitted(acks[2].Sequence)
+	recs := h.all(Query{})
+	require.Len(t, recs, 3)
+	assert.Equal(t, "kept", recs[0].Category)
+	assertChain(t, recs, 1, GenesisPrev)
+}
+
+// TestService_Run_CorruptMeta refuses to start on a store whose meta keys
+// do not decode, rather than guess.
+func TestService_Run_CorruptMeta(t *testing.T) {
+	tests := []struct {
+		name string
+		key  []byte
+	}{
+		{name: "applied", key: keyApplied},
+		{name: "head", key: keyHead},
+		{name: "anchor", key: keyAnchor},
+		{name: "retention", key: keyRetention},
+	}
+	b := bustest.Run(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			store := kvtest.NewBolt(t)
+			require.NoError(t, store.Update(context.Background(), func(tx kv.Txn) error { return tx.Set(tt.key, []byte("{x")) }))
+			svc, err := New(Config{}, bustest.Connect(t, b), store, bustest.Logger(t))
+			require.NoError(t, err)
+			assert.Error(t, svc.Run(context.Background()))
+		})
 	}
 }

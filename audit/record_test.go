@@ -1,0 +1,146 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRecord_Encode_Canonical(t *testing.T) {
+	body := encodeBody("codi.audit.log.agent-1.file.write", "agent-1", "file", "m-1", []byte(` {"path": "README.md"} `))
+	raw, hash := encodeRecord(1, 1_795_000_000_123_456_789, body, GenesisPrev)
+	canonical := `{"seq":1,"time":"2026-11-18T11:06:40.123456789Z","subject":"codi.audit.log.agent-1.file.write",` +
+		`"source":"agent-1","category":"file","msg_id":"m-1","data":{"path":"README.md"},"prev":"` + GenesisPrev + `"}`
+	assert.Equal(t, canonical[:len(canonical)-1]+`,"hash":"`+hash+`"}`, string(raw))
+	assert.Equal(t, chainHash(GenesisPrev, []byte(canonical)), hash)
+
+	prev, got, ok, err := CheckRecordHash(raw)
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Equal(t, GenesisPrev, prev)
+	assert.Equal(t, hash, got)
+
+	r, err := ParseRecord(raw)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), r.Seq)
+	assert.Equal(t, "m-1", r.MsgID)
+	assert.Equal(t, int64(1_795_000_000_123_456_789), r.Time.UnixNano())
+	seq, ok := recordSeq(raw)
+	assert.True(t, ok)
+	assert.Equal(t, uint64(1), seq)
+	ts, ok := recordTime(raw)
+	assert.True(t, ok)
+	assert.Equal(t, r.Time.UnixNano(), ts)
+}
+
+func TestRecord_Parse_Errors(t *testing.T) {
+	raw, _ := encodeRecord(3, 0, encodeBody("s", "a", "b", "", []byte("x")), GenesisPrev)
+	tests := []struct {
+		name string
+		raw  string
+	}{
+		{name: "empty", raw: ""},
+		{name: "no hash", raw: `{"seq":1}`},
+		{name: "hash not last", raw: strings.Replace(string(raw), `"}`, `","x":1}`, 1)},
+		{name: "not JSON inside", raw: strings.Replace(string(raw), `"source":"a"`, `"source":a`, 1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseRecord([]byte(tt.raw))
+			assert.ErrorIs(t, err, ErrBadRecord)
+		})
+	}
+	_, ok := recordTime([]byte(`{"seq":1,"time":"bad"}`))
+	assert.False(t, ok)
+	_, ok = recordTime([]byte(`{"seq":1}`))
+	assert.False(t, ok)
+	for _, in := range []string{`{"seq":x,`, `{"seq":,`, `{"seq":0,`, `{"sq":1,`} {
+		_, ok = recordSeq([]byte(in))
+		assert.False(t, ok, in)
+	}
+	_, ok = recordTime([]byte(`{"seq":1,"time":"2026`))
+	assert.False(t, ok)
+	assert.False(t, isHex64("abc"))
+	assert.False(t, isHex64(strings.Repeat("A", 64)))
+	_, _, _, err := CheckRecordHash(bytes.Replace(raw, []byte(`,"prev":"`), []byte(`,"prex":"`), 1))
+	assert.ErrorIs(t, err, ErrBadRecord)
+	bad := Record{Encoding: EncodingBase64, Data: json.RawMessage(`"!!"`)}
+	_, err = bad.Payload()
+	assert.Error(t, err)
+	bad.Data = json.RawMessage(`1`)
+	_, err = bad.Payload()
+	assert.Error(t, err)
+}
+
+func TestRecord_AppendString(t *testing.T) {
+	for _, s := range []string{"", "plain", `q"b\`, "\n\r\t\x00\x1f", "<&>", "é✓", "\xff\xfe", "a\u2028b"} {
+		b := appendString(nil, s)
+		assert.True(t, json.Valid(b), "%q -> %s", s, b)
+		var back string
+		require.NoError(t, json.Unmarshal(b, &back))
+		assert.Equal(t, string([]rune(s)), back)
+	}
+	assert.Equal(t, `"<&>"`, string(appendString(nil, "<&>")), "no HTML escaping")
+}
+
+// FuzzEncodeBody checks that any payload, subject and msg id give a record
+// that parses, hashes, and returns the payload: byte-exact when it is not
+// JSON, compacted when it is.
+func FuzzEncodeBody(f *testing.F) {
+	for _, s := range []string{"", "{}", ` [1, "a" ] `, "\xff", `"\xff"`, "null", "<&>", "1e999"} {
+		f.Add([]byte(s), "codi.audit.log.a.b", "id")
+	}
+	f.Fuzz(func(t *testing.T, payload []byte, subject, msgID string) {
+		raw, hash := encodeRecord(9, 1, encodeBody(subject, "s", "c", msgID, payload), GenesisPrev)
+		r, err := ParseRecord(raw)
+		if err != nil {
+			t.Fatalf("ParseRecord(%q): %v", raw, err)
+		}
+		if r.Hash != hash || r.Seq != 9 || r.Subject != string([]rune(subject)) {
+			t.Fatalf("decoded %+v", r)
+		}
+		if _, _, ok, err := CheckRecordHash(raw); !ok || err != nil {
+			t.Fatalf("hash check: %v %v", ok, err)
+		}
+		got, err := r.Payload()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if isJSON(payload) {
+			var want bytes.Buffer
+			_ = json.Compact(&want, payload)
+			if !bytes.Equal(got, want.Bytes()) {
+				t.Fatalf("JSON payload %q stored as %q", payload, got)
+			}
+		} else if !bytes.Equal(got, payload) {
+			t.Fatalf("payload %q came back as %q", payload, got)
+		}
+		if !utf8.Valid(raw) || !json.Valid(raw) {
+			t.Fatalf("record is not valid UTF-8 JSON: %q", raw)
+		}
+	})
+}
+
+// FuzzVerifyExport feeds arbitrary bytes to the export checker and the
+// query decoder: they must answer, not panic.
+func FuzzVerifyExport(f *testing.F) {
+	raw, _ := encodeRecord(1, 0, encodeBody("s", "a", "b", "", []byte("x")), GenesisPrev)
+	for _, s := range []string{"", "\n", string(raw), string(raw) + "\n" + string(raw), `{"seq":1,`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		res, err := VerifyExport(bytes.NewReader(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.OK && res.Line == 0 {
+			t.Fatalf("failure without a line: %+v", res)
+		}
+		_, _ = parseQuery(in)
+	})
+}
