@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/state"
@@ -117,8 +118,18 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		return err
 	}
 	g.Go(func() error { return stateSvc.Run(runCtx) })
-	// audit: the audit service is wired here once package audit lands.
-	_ = runCtx
+	// audit: the audit service appends CODI_AUDIT to the audit store, on a
+	// connection of its own (closed by the defer, after g.Wait).
+	auditNC, err := b.Connect("codi-audit")
+	if err != nil {
+		return fmt.Errorf("audit: connect: %w", err)
+	}
+	defer auditNC.Close()
+	auditSvc, err := audit.New(audit.Config{}, auditNC, stores.audit, log)
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return auditSvc.Run(runCtx) })
 
 	hs := &http.Server{Handler: healthHandler(b), ReadHeaderTimeout: 5 * time.Second}
 	g.Go(func() error {
