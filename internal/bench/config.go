@@ -10,9 +10,9 @@ import (
 // a default run finishes in well under a minute on a 2-core machine.
 const (
 	DefaultMessages      = 20_000
-	DefaultStateCommands = 5_000
+	DefaultStateCommands = 2_000
 	DefaultStateReads    = 5_000
-	DefaultAuditEvents   = 50_000
+	DefaultAuditEvents   = 30_000
 	DefaultAuditRate     = 10_000
 	DefaultQueryLogSize  = 100_000
 	DefaultQueries       = 200
@@ -20,7 +20,7 @@ const (
 	DefaultRestarts      = 3
 	DefaultWriters       = 5
 	DefaultV1FsyncEvents = 1_000
-	DefaultV1Queries     = 10
+	DefaultV1Queries     = 5
 	DefaultPayloadBytes  = 100
 	DefaultOpTimeout     = 10 * time.Second
 )

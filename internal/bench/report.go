@@ -100,7 +100,8 @@ type V1Compare struct {
 	P99        time.Duration `json:"p99_ns"`
 	P999       time.Duration `json:"p999_ns"`
 	Throughput float64       `json:"throughput_per_s,omitempty"`
-	// SpeedupP99 is v1's p99 over codi2's: above 1, codi2 is faster.
+	// SpeedupP99 is v1's p99 over codi2's: above 1, codi2 is faster. Zero
+	// when the latencies are not comparable (codi2 saturated on purpose).
 	SpeedupP99 float64 `json:"speedup_p99"`
 	// SpeedupThroughput is codi2's throughput over v1's, when both have one.
 	SpeedupThroughput float64 `json:"speedup_throughput,omitempty"`
@@ -308,7 +309,7 @@ func (r Report) Table(w io.Writer) error {
 		}
 		for _, v := range x.V1 {
 			if v.Note != "" {
-				notes = append(notes, fmt.Sprintf("v1 %s: %s", v.What, v.Note))
+				notes = append(notes, fmt.Sprintf("%s, v1 %s: %s", x.Name, v.What, v.Note))
 			}
 		}
 	}
