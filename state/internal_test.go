@@ -1,6 +1,7 @@
 package state
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -9,6 +10,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/codi2/codi2/bus/bustest"
+	"github.com/codi2/codi2/internal/kv/kvtest"
 )
 
 // FuzzDecodeCommand checks that the command decoder never panics, that what
@@ -113,4 +117,27 @@ func TestDecodeStored_Corrupt(t *testing.T) {
 	_, err = decodeOutbox([]byte("k"), []byte{0x02, 'a', 0x00, 0x02, 'b', 0x00, 0x02, 'c', 0x00})
 	assert.Error(t, err, "data must be bytes")
 	assert.True(t, errors.Is(ErrTimeout, ErrTimeout))
+}
+
+// Requests that arrive while Run is stopping are answered 503, which the
+// client reports as ErrUnavailable.
+func TestService_Handlers_Stopping(t *testing.T) {
+	b := bustest.Run(t)
+	svc, err := New(Config{}, b.Conn(), kvtest.NewBolt(t), bustest.Logger(t))
+	require.NoError(t, err)
+	ms, err := svc.startMicro()
+	require.NoError(t, err)
+	defer func() { _ = ms.Stop() }()
+	svc.stopRequests()
+
+	c, err := NewClient(bustest.Connect(t, b), "agent-1")
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = c.Status(ctx)
+	assert.ErrorIs(t, err, ErrUnavailable)
+	_, err = c.Get(ctx, "task", "t1", 0)
+	assert.ErrorIs(t, err, ErrUnavailable)
+	_, err = c.List(ctx, "task", ListOptions{})
+	assert.ErrorIs(t, err, ErrUnavailable)
 }

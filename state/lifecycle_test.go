@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
@@ -450,4 +451,76 @@ func TestService_Lease_SweepStoreFails(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not fail")
 	}
+}
+
+// An operator deleting the codi-state consumer does not stop the service:
+// it recreates the consumer after its watermark and carries on.
+func TestService_Run_ConsumerDeletedRecreated(t *testing.T) {
+	e := newEnv(t)
+	e.start(fastConfig())
+	e.waitApplied(e.merges("task", "t1", 1, 5))
+	ctx := ctxT(t)
+	require.NoError(t, e.js.DeleteConsumer(ctx, bus.StreamState, state.DefaultConsumer))
+	e.waitApplied(e.merges("task", "t1", 6, 5))
+	assert.Equal(t, uint64(10), e.rev("task", "t1"))
+}
+
+// Without its stream the service cannot go on: Run returns the error.
+func TestService_Run_StreamDeleted(t *testing.T) {
+	e := newEnv(t)
+	nc, err := e.b.Connect("codi-state")
+	require.NoError(t, err)
+	defer nc.Close()
+	svc, err := state.New(fastConfig(), nc, e.store, bustest.Logger(t))
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(context.Background()) }()
+	e.waitApplied(e.merges("task", "t1", 1, 3))
+	require.NoError(t, e.js.DeleteStream(ctxT(t), bus.StreamState))
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, jetstream.ErrStreamNotFound)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not fail")
+	}
+}
+
+// A store whose state keys are corrupt fails Run at start, naming the
+// problem, rather than applying commands on top of it.
+func TestService_Run_CorruptStore(t *testing.T) {
+	tests := []struct {
+		name       string
+		key, value []byte
+		wantErr    string
+	}{
+		{"applied sequence", kv.Tuple{"meta", "applied", bus.StreamState}.Pack(), []byte{1, 2, 3}, "corrupt applied sequence"},
+		{"lease key", kv.Tuple{"lease", "soon"}.Pack(), []byte{}, "corrupt lease key"},
+		{"outbox entry", kv.Tuple{"outbox", int64(1), "state-1"}.Pack(), []byte("junk"), "outbox"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := bustest.Run(t)
+			store := kvtest.NewBolt(t)
+			require.NoError(t, store.Update(context.Background(), func(tx kv.Txn) error { return tx.Set(tt.key, tt.value) }))
+			svc, err := state.New(state.Config{}, b.Conn(), store, bustest.Logger(t))
+			require.NoError(t, err)
+			err = svc.Run(ctxT(t))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.wantErr)
+		})
+	}
+}
+
+// A client whose connection is closed fails with the connection's error.
+func TestClient_ClosedConnection(t *testing.T) {
+	e := newEnv(t)
+	nc := bustest.Connect(t, e.b)
+	c, err := state.NewClient(nc, "agent-1")
+	require.NoError(t, err)
+	nc.Close()
+	ctx := ctxT(t)
+	_, err = c.Status(ctx)
+	require.ErrorIs(t, err, nats.ErrConnectionClosed)
+	_, err = c.Apply(ctx, "task", "t1", state.Command{Op: state.OpPut})
+	require.ErrorIs(t, err, nats.ErrConnectionClosed)
 }

@@ -180,6 +180,8 @@ type session struct {
 	cc       jetstream.ConsumeContext
 	in       chan jetstream.Msg
 	quit     chan struct{}
+	lost     chan struct{} // closed when the server deleted the consumer
+	lostOnce sync.Once
 	lastCSeq uint64 // last consumer (delivery) sequence seen
 	stopped  bool
 }
@@ -292,7 +294,7 @@ func (l *loop) createConsumer(ctx context.Context, replace bool) (jetstream.Cons
 }
 
 func (l *loop) consume(cons jetstream.Consumer) (*session, error) {
-	ss := &session{in: make(chan jetstream.Msg, l.cfg.MaxBatch), quit: make(chan struct{})}
+	ss := &session{in: make(chan jetstream.Msg, l.cfg.MaxBatch), quit: make(chan struct{}), lost: make(chan struct{})}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		select {
 		case ss.in <- m:
@@ -302,6 +304,9 @@ func (l *loop) consume(cons jetstream.Consumer) (*session, error) {
 		jetstream.PullMaxMessages(2*l.cfg.MaxBatch),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			l.log.Warn().Err(err).Str("stream", l.cfg.Stream).Msg("consumer")
+			if errors.Is(err, jetstream.ErrConsumerDeleted) {
+				ss.lostOnce.Do(func() { close(ss.lost) })
+			}
 		}))
 	if err != nil {
 		return nil, fmt.Errorf("state: consume %s: %w", l.cfg.Consumer, err)
@@ -310,10 +315,11 @@ func (l *loop) consume(cons jetstream.Consumer) (*session, error) {
 	return ss, nil
 }
 
-// reposition replaces the consumer session after a delivery gap: commands
-// after the watermark are delivered again, in order.
-func (l *loop) reposition(ctx context.Context) error {
-	l.log.Warn().Str("stream", l.cfg.Stream).Uint64("seq", l.applied).Msg("delivery gap; restarting the consumer after the watermark")
+// reposition replaces the consumer session after a delivery gap, or after
+// the consumer was deleted under it: commands after the watermark are
+// delivered again, in order. It fails when the stream is gone.
+func (l *loop) reposition(ctx context.Context, why string) error {
+	l.log.Warn().Str("stream", l.cfg.Stream).Uint64("seq", l.applied).Msg(why + "; restarting the consumer after the watermark")
 	l.sess.stop()
 	cons, err := l.createConsumer(ctx, true)
 	if err != nil {
@@ -346,6 +352,11 @@ func (l *loop) run(ctx context.Context) error {
 				return err
 			}
 			continue
+		case <-l.sess.lost:
+			if err := l.reposition(work, "consumer deleted"); err != nil {
+				return err
+			}
+			continue
 		case <-ctx.Done():
 			return l.shutdown()
 		}
@@ -354,7 +365,7 @@ func (l *loop) run(ctx context.Context) error {
 			return err
 		}
 		if gap {
-			if err := l.reposition(work); err != nil {
+			if err := l.reposition(work, "delivery gap"); err != nil {
 				return err
 			}
 		}

@@ -141,7 +141,9 @@ func TestClient_Apply_ExpectRevConflict(t *testing.T) {
 // Five agents race to claim one task with expect_rev 0: exactly one wins.
 func TestClient_Claim_Race(t *testing.T) {
 	e := newEnv(t)
-	e.start(fastConfig())
+	cfg := fastConfig()
+	cfg.MaxBatchWait = 2 * time.Millisecond // claims arriving together share a batch
+	e.start(cfg)
 	const agents, rounds = 5, 60
 	clients := make([]*state.Client, agents)
 	for i := range clients {

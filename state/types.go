@@ -217,9 +217,6 @@ func decodeCommand(data []byte) (command, error) {
 		if err := json.Unmarshal(f, &c.fields); err != nil {
 			return command{}, fmt.Errorf("fields: %v", err)
 		}
-		if c.fields == nil {
-			c.fields = map[string]json.RawMessage{}
-		}
 	}
 	if w.ExpectRev != nil {
 		if *w.ExpectRev < 0 {
