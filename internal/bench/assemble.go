@@ -9,23 +9,26 @@ import (
 // assemble judges the codi2 results against the design document's targets,
 // attaches the v1 equivalents and returns the rows in table order.
 func assemble(res results, v1 v1Results, m Machine, cfg Config) []Metric {
-	cpus := fmt.Sprintf("%d CPUs", m.CPUs)
+	shared := fmt.Sprintf("%d CPUs shared by the NATS server, both services and the bench", m.CPUs)
+	if m.LoadAvg != "" {
+		shared += fmt.Sprintf(" (1-minute load %s when the run started)", m.LoadAvg)
+	}
 	disk := fmt.Sprintf("this disk's fsync p50 is %s and p99 %s", fmtDur(m.FsyncP50), fmtDur(m.FsyncP99))
 	lockedNote := "durable and never torn: the only v1 mode that loses nothing"
 	locked := fmt.Sprintf("append: flock + write + fsync (%d writers)", cfg.Writers)
 
 	msg := res.message
-	msg.judge(targetMessage, "the message goes through the NATS server, which also stores it in CODI_MSG before the PubAck; on "+
-		cpus+" shared by the server, the services and the bench, the tail is scheduling and GC pauses")
+	msg.judge(targetMessage, "every message crosses the NATS server over TCP loopback (p50 "+fmtDur(msg.P50)+"); the tail is scheduling and GC on "+shared)
 	msg.compare(locked, v1.locked.Latency, v1.locked.Throughput, lockedNote)
 	msg.compare(fmt.Sprintf("append: 4 KiB buffered write (%d writers)", cfg.Writers), v1.log.Latency, v1.log.Throughput,
 		"a copy into a buffer: not in the file yet, never fsynced, not delivered to anyone, and it tears lines (see integrity)")
 
 	rpc := res.rpc
-	rpc.judge(targetRPC, "two trips through the NATS server; on "+cpus+" the tail is scheduling and GC pauses")
+	rpc.judge(targetRPC, "two trips through the NATS server; the tail is scheduling and GC on "+shared)
 
 	su := res.stateUpdate
-	su.judge(targetState, "each commit is a bbolt transaction that ends in fsync, and "+disk)
+	su.judge(targetState, "a command that arrives while a batch commits waits for that commit and then its own, each a bbolt transaction ending in fsync ("+
+		disk+"), and the rest of the tail is CPU contention on "+shared)
 	su.compare(locked, v1.locked.Latency, v1.locked.Throughput, "")
 
 	sr := res.stateRead
@@ -33,8 +36,8 @@ func assemble(res results, v1 v1Results, m Machine, cfg Config) []Metric {
 		"v1 read current state by parsing the whole log; a torn line can hide the last update")
 
 	aw := res.auditWrite
-	aw.judge(targetAudit, fmt.Sprintf("the audit service commits in batches: a batch waits up to %s for more events, then one bbolt transaction writes the records, their indexes and the chain head and ends in fsync, and %s; the consumer, the publishers and the NATS server share %s",
-		fmtDur(audit.DefaultMaxBatchWait), disk, cpus))
+	aw.judge(targetAudit, fmt.Sprintf("the audit service commits in batches: a batch waits up to %s for more events, then one bbolt transaction writes the records, their indexes and the chain head and ends in fsync (%s); at this rate the publishers, the NATS server and the consumer compete for %s",
+		fmtDur(audit.DefaultMaxBatchWait), disk, shared))
 	aw.compare(locked, v1.locked.Latency, v1.locked.Throughput,
 		fmt.Sprintf("v1 writes as fast as its lock allows, %s; it could not carry codi2's offered %s at all", fmtRate(v1.locked.Throughput), fmtRate(float64(cfg.AuditRate))))
 
