@@ -15,7 +15,8 @@ import (
 	"github.com/codi2/codi2/subjects"
 )
 
-// DefaultTimeout bounds a Client call whose context has no deadline.
+// DefaultTimeout bounds a Client call whose context has no deadline. A
+// constant, safe everywhere.
 const DefaultTimeout = 10 * time.Second
 
 // Client is an agent's client of the state service: it sends commands as
@@ -33,6 +34,7 @@ type Client struct {
 
 // NewClient returns the client of agent over nc. agent must be a valid agent
 // id (a subject token other than "all"); the error then wraps ErrConfig.
+// NewClient does no I/O and is safe for concurrent use.
 func NewClient(nc *nats.Conn, agent string) (*Client, error) {
 	if nc == nil {
 		return nil, fmt.Errorf("%w: a NATS connection is required", ErrConfig)
@@ -47,7 +49,8 @@ func NewClient(nc *nats.Conn, agent string) (*Client, error) {
 	return &Client{nc: nc, js: js, agent: agent}, nil
 }
 
-// Agent is the agent id the client sends commands as.
+// Agent is the agent id the client sends commands as. Safe for concurrent
+// use.
 func (c *Client) Agent() string { return c.agent }
 
 func withDefault(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -58,7 +61,8 @@ func withDefault(ctx context.Context) (context.Context, context.CancelFunc) {
 }
 
 // Err returns nil for an applied event, and for a rejected one an error
-// wrapping ErrConflict or ErrBadRequest with the details.
+// wrapping ErrConflict or ErrBadRequest with the details. It only reads e;
+// safe for concurrent use.
 func (e Event) Err() error {
 	switch {
 	case e.Status == StatusApplied:
@@ -79,7 +83,10 @@ func (e Event) Err() error {
 // event, the command is stored and will be applied: the error wraps
 // ErrTimeout and names the sequence, and Get with that min_seq reads the
 // result. Each call publishes with a fresh Nats-Msg-Id, so JetStream's own
-// publish retries store the command once.
+// publish retries store the command once; a caller that retries Apply after
+// ErrTimeout sends a second command (use expect_rev to make that safe). Safe
+// for concurrent use, also on one kind/id: each call has its own
+// subscription and matches its own sequence.
 func (c *Client) Apply(ctx context.Context, kind, id string, cmd Command) (Event, error) {
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
@@ -119,7 +126,8 @@ func (c *Client) Apply(ctx context.Context, kind, id string, cmd Command) (Event
 // Claim creates kind/id only if it does not exist (expect_rev 0), with
 // fields and a lease of ttl (0: no lease). It returns the new record, whose
 // Rev is the fencing token for Refresh and Release, or an error wrapping
-// ErrConflict when someone else holds it.
+// ErrConflict when someone else holds it. Safe for concurrent use: of
+// concurrent claims on one kind/id exactly one wins.
 func (c *Client) Claim(ctx context.Context, kind, id string, ttl time.Duration, fields map[string]any) (Record, error) {
 	if ttl < 0 {
 		return Record{}, fmt.Errorf("%w: negative ttl %v", ErrBadRequest, ttl)
@@ -130,6 +138,7 @@ func (c *Client) Claim(ctx context.Context, kind, id string, ttl time.Duration, 
 // Refresh extends the lease on kind/id to ttl from now, if the record is
 // still at rev (the caller's claim has not expired or been taken). It
 // returns the record with its new Rev, or an error wrapping ErrConflict.
+// Safe for concurrent use; expect_rev makes a retried refresh harmless.
 func (c *Client) Refresh(ctx context.Context, kind, id string, rev uint64, ttl time.Duration) (Record, error) {
 	if ttl <= 0 {
 		return Record{}, fmt.Errorf("%w: refresh needs a positive ttl, got %v", ErrBadRequest, ttl)
@@ -138,7 +147,7 @@ func (c *Client) Refresh(ctx context.Context, kind, id string, rev uint64, ttl t
 }
 
 // Release deletes kind/id if it is still at rev. It fails with ErrConflict
-// when the record moved on (or is gone).
+// when the record moved on (or is gone). Safe for concurrent use.
 func (c *Client) Release(ctx context.Context, kind, id string, rev uint64) error {
 	_, err := c.Apply(ctx, kind, id, Command{Op: OpDelete, ExpectRev: Expect(rev)})
 	return err
@@ -158,7 +167,8 @@ func (c *Client) applyRecord(ctx context.Context, kind, id string, cmd Command) 
 // Get reads kind/id. With minSeq > 0 the service first waits until it has
 // applied CODI_STATE up to minSeq (pass a PubAck sequence to read your own
 // write). It fails with ErrNotFound, or ErrTimeout when the watermark did
-// not get there in time.
+// not get there in time. Reads have no effects, so Get may be retried
+// freely; safe for concurrent use.
 func (c *Client) Get(ctx context.Context, kind, id string, minSeq uint64) (Record, error) {
 	subj, err := subjects.StateGet(kind, id)
 	if err != nil {
@@ -173,7 +183,8 @@ func (c *Client) Get(ctx context.Context, kind, id string, minSeq uint64) (Recor
 }
 
 // List reads a page of kind's records in id order. Pass NextAfter as
-// opts.After to read the next page.
+// opts.After to read the next page; pages are separate reads, so a record
+// written between two of them may or may not show. Safe for concurrent use.
 func (c *Client) List(ctx context.Context, kind string, opts ListOptions) (ListResult, error) {
 	subj, err := subjects.StateList(kind)
 	if err != nil {
@@ -184,7 +195,8 @@ func (c *Client) List(ctx context.Context, kind string, opts ListOptions) (ListR
 }
 
 // Status returns the service's watermark: every command up to this
-// CODI_STATE sequence is applied and durable in the store.
+// CODI_STATE sequence is applied and durable in the store. Safe for
+// concurrent use.
 func (c *Client) Status(ctx context.Context) (uint64, error) {
 	var w watermark
 	err := c.request(ctx, subjects.StateStatus, nil, &w)

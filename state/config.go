@@ -8,7 +8,8 @@ import (
 	"github.com/codi2/codi2/internal/kv"
 )
 
-// Defaults applied by Config.Validate to zero fields.
+// Defaults applied by Config.Validate to zero fields. Constants, safe
+// everywhere.
 const (
 	// DefaultConsumer is the durable CODI_STATE consumer of the contract.
 	DefaultConsumer = "codi-state"
@@ -39,10 +40,11 @@ const (
 )
 
 // ServiceName is the NATS micro service name of the state service, shown by
-// `nats micro ls`.
+// `nats micro ls`. Several instances share its endpoints' queue group.
 const ServiceName = "codi-state"
 
-// Version is the version the micro service announces.
+// Version is the version the micro service announces (the wire contract's
+// v1).
 const Version = "1.0.0"
 
 // Config configures the state service. The zero value is ready to use: New
@@ -95,7 +97,9 @@ type Config struct {
 }
 
 // Validate fills defaults into zero fields and reports a configuration that
-// cannot work with an error wrapping ErrConfig.
+// cannot work with an error wrapping ErrConfig. It writes to c, so it must
+// not run concurrently with other uses of the same Config; calling it again
+// is harmless.
 func (c *Config) Validate() error {
 	if c.Stream == "" {
 		c.Stream = bus.StreamState

@@ -25,9 +25,14 @@ with expect_rev plus ttl, delete with expect_rev); Get, List and Status read.
 The effects of a batch, the last applied stream sequence
 ("meta", "applied", "CODI_STATE") and the batch's audit events (the outbox)
 commit in one transaction; acks, events and publishes happen only after the
-commit. A command at or below the applied sequence is acked and skipped, so a
-redelivery (a crash between commit and ack, a consumer reset) never applies
-twice. Audit events leave the outbox only after their PubAck, and carry
+commit. Each command is acked on its own (AckExplicit), right after the
+transaction that applied it committed. A command at or below the applied
+sequence is acked and skipped, so a redelivery (a crash between commit and
+ack, a consumer reset) never applies twice. Commands are applied strictly in
+stream order: a hole in the consumer's delivery sequence (a message handed to
+another puller, or lost with a connection) restarts the consumer right after
+the applied sequence, and so does a consumer found ahead of the store at
+start. Audit events leave the outbox only after their PubAck, and carry
 Nats-Msg-Id state-<seq>, so a crash between commit and publish neither loses
 nor duplicates them.
 

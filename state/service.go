@@ -82,7 +82,7 @@ func New(cfg Config, nc *nats.Conn, store kv.Store, log zerolog.Logger) (*Servic
 }
 
 // Watermark is the last CODI_STATE sequence applied (or rejected) and
-// committed to the store. Safe for concurrent use.
+// committed to the store. Safe for concurrent use (an atomic read).
 func (s *Service) Watermark() uint64 { return s.watermark.Load() }
 
 func (s *Service) setWatermark(seq uint64) {
@@ -99,7 +99,10 @@ func (s *Service) setWatermark(seq uint64) {
 // When ctx is done it stops intake, commits and acks what it holds, flushes
 // the audit outbox (bounded by Config.ShutdownTimeout), stops the micro
 // service and returns nil once every goroutine it started has exited. It
-// returns an error if the store or the stream fail. Run may be called once.
+// returns an error if the store or the stream fail (store transactions are
+// retried a few times on conflicts and timeouts first); a deleted consumer
+// is recreated. Run may be called once: later calls return ErrRunning, so
+// concurrent calls are safe and only one runs.
 func (s *Service) Run(ctx context.Context) error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return ErrRunning

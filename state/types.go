@@ -10,7 +10,7 @@ import (
 )
 
 // Op is a command's operation, as in the "op" field of a command and of an
-// event.
+// event. It is a plain string value, safe to share between goroutines.
 type Op string
 
 // The operations of the contract. OpExpire appears only in events and audit
@@ -27,7 +27,7 @@ const (
 	OpExpire Op = "expire"
 )
 
-// Status is an event's outcome.
+// Status is an event's outcome; a plain value, safe to share.
 type Status string
 
 // Event statuses.
@@ -36,7 +36,7 @@ const (
 	StatusRejected Status = "rejected"
 )
 
-// Reason says why a command was rejected.
+// Reason says why a command was rejected; a plain value, safe to share.
 type Reason string
 
 // Rejection reasons of the contract.
@@ -49,7 +49,8 @@ const (
 	ReasonBadRequest Reason = "bad_request"
 )
 
-// Actor is the actor of changes the service makes on its own (expiries).
+// Actor is the actor of changes the service makes on its own (expiries),
+// and the source token of its audit events. A constant, safe everywhere.
 const Actor = "codi-state"
 
 // maxTTL bounds ttl_ms, so that an expiry time always fits the lease index.
@@ -79,7 +80,7 @@ type Record struct {
 }
 
 // Field decodes the field name into dst. It fails with ErrNotFound when the
-// record has no such field.
+// record has no such field. It only reads r, so concurrent calls are safe.
 func (r Record) Field(name string, dst any) error {
 	raw, ok := r.Fields[name]
 	if !ok {
@@ -89,7 +90,8 @@ func (r Record) Field(name string, dst any) error {
 }
 
 // Event is the outcome of one command (or expiry), published on
-// codi.state.evt.<kind>.<id> after commit. It is a plain value.
+// codi.state.evt.<kind>.<id> after commit. It is a plain value, safe to
+// share once no goroutine modifies it.
 type Event struct {
 	// Seq is the CODI_STATE sequence of the command. For an expiry it is the
 	// watermark when the expiry was committed: the last command applied
@@ -111,7 +113,7 @@ type Event struct {
 
 // MarshalJSON writes the event in the contract's shape: an applied event has
 // rev and record, a rejected one has reason and, for a conflict, current_rev
-// (also when it is 0).
+// (also when it is 0). It only reads e; safe for concurrent use.
 func (e Event) MarshalJSON() ([]byte, error) {
 	if e.Status == StatusRejected {
 		type rejected struct {
@@ -141,7 +143,8 @@ func (e Event) MarshalJSON() ([]byte, error) {
 }
 
 // Command is a state change command as an agent sends it; Client.Apply
-// encodes it as the contract's JSON. It is a plain value.
+// encodes it as the contract's JSON. It is a plain value, safe to share
+// once no goroutine modifies it.
 type Command struct {
 	Op Op
 	// Fields are the fields to put or merge; each value is encoded with
@@ -156,10 +159,12 @@ type Command struct {
 	TTL time.Duration
 }
 
-// Expect returns a pointer to rev, for Command.ExpectRev.
+// Expect returns a pointer to a new copy of rev, for Command.ExpectRev.
+// Safe for concurrent use.
 func Expect(rev uint64) *uint64 { return &rev }
 
-// MarshalJSON encodes the command as the contract's payload.
+// MarshalJSON encodes the command as the contract's payload. It only reads
+// c; safe for concurrent use as long as nobody modifies c.Fields meanwhile.
 func (c Command) MarshalJSON() ([]byte, error) {
 	type wire struct {
 		Op        Op             `json:"op"`
@@ -278,7 +283,7 @@ type getRequest struct {
 }
 
 // ListOptions is the body of a list request. Prefix and After apply to ids
-// (escaped, as on the wire). It is a plain value.
+// (escaped, as on the wire). It is a plain value, safe to share.
 type ListOptions struct {
 	// Prefix selects ids starting with it.
 	Prefix string `json:"prefix"`
@@ -289,7 +294,8 @@ type ListOptions struct {
 	Limit int `json:"limit"`
 }
 
-// ListResult is a page of records in id order. It is a plain value.
+// ListResult is a page of records in id order. It is a plain value, safe
+// to share once no goroutine modifies it.
 type ListResult struct {
 	Records []Record `json:"records"`
 	// NextAfter is the id to pass as After for the next page; empty on the
