@@ -205,6 +205,8 @@ func TestService_Run_NoGoroutinesLeft(t *testing.T) {
 	assert.ErrorIs(t, <-waiting, state.ErrUnavailable)
 	assert.NotContains(t, stacks(), "codi2/state.")
 	assert.NotContains(t, stacks(), "created by github.com/codi2/codi2/state.")
+	// The consumer's own goroutines (nats.go) are gone too.
+	assert.NotContains(t, stacks(), "jetstream.(*pullConsumer).Consume")
 
 	// A Service runs once.
 	assert.ErrorIs(t, r.svc.Run(context.Background()), state.ErrRunning)
