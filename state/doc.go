@@ -51,6 +51,11 @@ answered and every wait has ended.
 
 # Caveats
 
+Run one Service per stream and consumer: two services sharing the
+codi-state consumer would each see holes in their delivery and keep
+restarting it. Replicas need commands partitioned by key, each partition with
+its own consumer and store keyspace (a later wave).
+
 Events and the watermark are core NATS: at most once. A client that missed
 its event reads the outcome with Get and min_seq. Tombstones are kept forever
 (one small value per deleted id). Expiry uses the JetStream stored time of
