@@ -24,14 +24,16 @@ type event struct {
 	source    string
 	category  string
 	msgID     string
-	body      []byte // encodeBody's members
-	size      int    // estimate, for MaxBatchBytes
+	body      []byte    // encodeBody's members
+	size      int       // estimate, for MaxBatchBytes
+	prefixes  [4][]byte // packed index prefixes (indexPrefixes)
+	msgKey    []byte    // msgIDKey(msgID), nil without an id
 }
 
 func newEvent(streamSeq uint64, t time.Time, subject string, hdr nats.Header, data []byte) event {
 	source, category := splitSubject(subject)
 	msgID := hdr.Get(jetstream.MsgIDHeader)
-	return event{
+	e := event{
 		streamSeq: streamSeq,
 		t:         t.UnixNano(),
 		source:    source,
@@ -39,7 +41,12 @@ func newEvent(streamSeq uint64, t time.Time, subject string, hdr nats.Header, da
 		msgID:     msgID,
 		body:      encodeBody(subject, source, category, msgID, data),
 		size:      estimate(subject, len(data)),
+		prefixes:  indexPrefixes(source, category),
 	}
+	if msgID != "" {
+		e.msgKey = msgIDKey(msgID)
+	}
+	return e
 }
 
 // splitSubject returns the source and category tokens of an audit subject.
@@ -64,25 +71,26 @@ func splitSubject(subject string) (source, category string) {
 // acked; a hole in the stream sequence (a message the client never got) is
 // filled by reading the message from the stream, so that nothing stored is
 // skipped. It returns an error only when the writer must stop.
-func (s *Service) commit(ctx context.Context, msgs []jetstream.Msg) error {
-	evs := make([]event, 0, len(msgs))
-	for _, m := range msgs {
-		md, err := m.Metadata()
-		if err != nil {
+func (s *Service) commit(ctx context.Context, batch []*delivery) error {
+	evs := make([]event, 0, len(batch))
+	for _, d := range batch {
+		if !d.ok {
 			// Not a stream delivery; nothing to record, and redelivery
 			// would not help.
-			s.log.Error().Err(err).Str("subject", m.Subject()).Msg("delivery without metadata")
-			_ = m.Term()
+			s.log.Error().Str("subject", d.msg.Subject()).Msg("delivery without metadata")
+			_ = d.msg.Term()
 			continue
 		}
-		evs = append(evs, newEvent(md.Sequence.Stream, md.Timestamp, m.Subject(), m.Headers(), m.Data()))
+		evs = append(evs, d.ev)
 	}
 	slices.SortStableFunc(evs, func(a, b event) int { return cmp.Compare(a.streamSeq, b.streamSeq) })
 	if err := s.retry(ctx, func() error { return s.appendEvents(ctx, evs) }); err != nil {
 		return err
 	}
-	for _, m := range msgs {
-		_ = m.Ack()
+	for _, d := range batch {
+		if d.ok {
+			_ = d.msg.Ack()
+		}
 	}
 	return nil
 }
@@ -205,14 +213,16 @@ func (s *Service) apply(chunk []event, appliedTo uint64) (meta, error) {
 			pendingID = retentionMsgID(pending)
 		}
 		w := writer{tx: tx}
+		// Set keeps no reference to its arguments: one buffer each for
+		// records, keys and numbers serves every event.
+		var rec, key, num []byte
 		for _, e := range chunk {
 			if e.streamSeq <= m.applied {
 				continue
 			}
 			seq := m.head.Seq + 1
-			if e.msgID != "" {
-				k := msgIDKey(e.msgID)
-				v, err := getOptional(tx, k)
+			if e.msgKey != nil {
+				v, err := getOptional(tx, e.msgKey)
 				if err != nil {
 					return err
 				}
@@ -226,15 +236,19 @@ func (s *Service) apply(chunk []event, appliedTo uint64) (meta, error) {
 					res.duplicates++
 					continue
 				}
-				w.set(k, strconv.AppendUint(nil, seq, 10))
+				num = strconv.AppendUint(num[:0], seq, 10)
+				w.set(e.msgKey, num)
 			}
 			t := max(e.t, m.head.Time)
-			stored, hash := encodeRecord(seq, t, e.body, m.head.Hash)
-			putRecord(&w, seq, stored)
-			for _, k := range indexKeys(e.source, e.category, t, seq) {
-				w.set(k, nil)
+			var hash string
+			rec, hash = appendRecord(rec[:0], seq, t, e.body, m.head.Hash)
+			putRecord(&w, seq, rec)
+			suffix := kv.Tuple{t, seq}.Pack()
+			for _, p := range e.prefixes {
+				key = append(append(key[:0], p...), suffix...)
+				w.set(key, nil)
 			}
-			m.head = head{Seq: seq, Hash: hash, Time: t, Bytes: m.head.Bytes + uint64(len(stored))}
+			m.head = head{Seq: seq, Hash: hash, Time: t, Bytes: m.head.Bytes + uint64(len(rec))}
 			res.appended++
 		}
 		m.applied = max(m.applied, appliedTo)

@@ -55,11 +55,23 @@ func msgIDKey(id string) []byte {
 
 // indexKeys returns the four index keys of a record.
 func indexKeys(source, category string, t int64, seq uint64) [4][]byte {
+	suffix := kv.Tuple{t, seq}.Pack()
+	var keys [4][]byte
+	for i, p := range indexPrefixes(source, category) {
+		keys[i] = append(p, suffix...)
+	}
+	return keys
+}
+
+// indexPrefixes returns the packed index prefixes of a record's source and
+// category. A tuple's packing is the concatenation of its elements'
+// packings, so an index key is its prefix followed by the packed (t, seq).
+func indexPrefixes(source, category string) [4][]byte {
 	return [4][]byte{
-		kv.Tuple{nsByTime, t, seq}.Pack(),
-		kv.Tuple{nsBySource, source, t, seq}.Pack(),
-		kv.Tuple{nsByCategory, category, t, seq}.Pack(),
-		kv.Tuple{nsBySC, source, category, t, seq}.Pack(),
+		kv.Tuple{nsByTime}.Pack(),
+		kv.Tuple{nsBySource, source}.Pack(),
+		kv.Tuple{nsByCategory, category}.Pack(),
+		kv.Tuple{nsBySC, source, category}.Pack(),
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -221,11 +222,11 @@ func encodeBody(subject, source, category, msgID string, payload []byte) []byte 
 	}
 	if isJSON(payload) {
 		b = append(b, `,"data":`...)
-		var buf bytes.Buffer
-		buf.Grow(len(payload))
-		// Valid JSON always compacts; Compact does not escape HTML.
-		_ = json.Compact(&buf, payload)
-		return append(b, buf.Bytes()...)
+		// Compact appends to b in place. Valid JSON always compacts, and
+		// Compact does not escape HTML.
+		buf := bytes.NewBuffer(b)
+		_ = json.Compact(buf, payload)
+		return buf.Bytes()
 	}
 	b = append(b, `,"encoding":"base64","data":"`...)
 	b = base64.StdEncoding.AppendEncode(b, payload)
@@ -245,7 +246,13 @@ func isJSON(p []byte) bool {
 //	hash      = hex(SHA-256(P || canonical))
 //	stored    = canonical without its final '}' + ,"hash":"H"}
 func encodeRecord(seq uint64, t int64, body []byte, prev string) (stored []byte, hash string) {
-	b := make([]byte, 0, len(body)+64+prevSuffixLen+hashSuffixLen)
+	return appendRecord(nil, seq, t, body, prev)
+}
+
+// appendRecord is encodeRecord appending to dst.
+func appendRecord(dst []byte, seq uint64, t int64, body []byte, prev string) (stored []byte, hash string) {
+	b := slices.Grow(dst, len(body)+64+prevSuffixLen+hashSuffixLen)
+	start := len(b)
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
 	b = append(b, `,"time":"`...)
@@ -255,12 +262,12 @@ func encodeRecord(seq uint64, t int64, body []byte, prev string) (stored []byte,
 	b = append(b, `,"prev":"`...)
 	b = append(b, prev...)
 	b = append(b, `"}`...)
-	hash = chainHash(prev, b)
+	hash = chainHash(prev, b[start:])
 	b = b[:len(b)-1]
 	b = append(b, `,"hash":"`...)
 	b = append(b, hash...)
 	b = append(b, `"}`...)
-	return b, hash
+	return b[start:], hash
 }
 
 // appendString appends s as a JSON string: '"' and '\\' escaped, control

@@ -52,9 +52,9 @@ type Service struct {
 
 	// in carries delivered messages from the consumer callback to the
 	// writer; intakeDone is closed when the writer stops reading it.
-	in         chan jetstream.Msg
+	in         chan *delivery
 	intakeDone chan struct{}
-	carry      jetstream.Msg // read from in but left for the next batch
+	carry      *delivery // read from in but left for the next batch
 
 	stream jetstream.Stream
 	timer  *time.Timer // the writer's batch timer
@@ -94,7 +94,7 @@ func New(cfg Config, nc *nats.Conn, store kv.Store, log zerolog.Logger) (*Servic
 		store:      store,
 		log:        log.With().Str("component", "audit").Logger(),
 		ready:      make(chan struct{}),
-		in:         make(chan jetstream.Msg, 2*cfg.MaxBatchEvents),
+		in:         make(chan *delivery, 2*cfg.MaxBatchEvents),
 		intakeDone: make(chan struct{}),
 		hctx:       context.Background(),
 	}, nil
@@ -240,12 +240,24 @@ func (s *Service) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	return cons, nil
 }
 
-// intake is the consumer callback: it hands the message to the writer.
-// Once the writer has stopped, the message is left unacked and JetStream
-// redelivers it to the next run.
+// delivery is a delivered message and the event prepared from it.
+type delivery struct {
+	msg jetstream.Msg
+	ev  event
+	ok  bool // false: the message had no stream metadata
+}
+
+// intake is the consumer callback: it prepares the event (parsing, payload
+// encoding) on the consumer's goroutine, off the writer's path, and hands it
+// to the writer. Once the writer has stopped, the message is left unacked
+// and JetStream redelivers it to the next run.
 func (s *Service) intake(m jetstream.Msg) {
+	d := &delivery{msg: m}
+	if md, err := m.Metadata(); err == nil {
+		d.ev, d.ok = newEvent(md.Sequence.Stream, md.Timestamp, m.Subject(), m.Headers(), m.Data()), true
+	}
 	select {
-	case s.in <- m:
+	case s.in <- d:
 	case <-s.intakeDone:
 	}
 }
@@ -347,9 +359,9 @@ func (s *Service) flushAcks() {
 // collect gathers a batch starting with first: whatever is waiting, up to
 // the size limits, waiting up to MaxBatchWait for more when wait is set.
 // A message that would overflow the byte limit is carried to the next batch.
-func (s *Service) collect(ctx context.Context, first jetstream.Msg, wait bool) []jetstream.Msg {
-	batch := []jetstream.Msg{first}
-	size := estimate(first.Subject(), len(first.Data()))
+func (s *Service) collect(ctx context.Context, first *delivery, wait bool) []*delivery {
+	batch := []*delivery{first}
+	size := first.ev.size
 	waiting := false
 	defer func() {
 		if waiting {
@@ -357,7 +369,7 @@ func (s *Service) collect(ctx context.Context, first jetstream.Msg, wait bool) [
 		}
 	}()
 	for len(batch) < s.cfg.MaxBatchEvents {
-		var m jetstream.Msg
+		var m *delivery
 		select {
 		case m = <-s.in:
 		default:
@@ -377,7 +389,7 @@ func (s *Service) collect(ctx context.Context, first jetstream.Msg, wait bool) [
 				return batch
 			}
 		}
-		n := estimate(m.Subject(), len(m.Data()))
+		n := m.ev.size
 		if size+n > s.cfg.MaxBatchBytes {
 			s.carry = m
 			return batch

@@ -1,0 +1,501 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/bus/bustest"
+	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/internal/kv/boltkv"
+	"github.com/codi2/codi2/internal/latency"
+	"github.com/codi2/codi2/subjects"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+)
+
+// The benchmarks measure the audit service against its baselines in one
+// run, on one machine:
+//
+//	go test ./audit -run '^$' -bench . -benchtime 1x        # 1,000,000-event log
+//	CODI2_AUDIT_BENCH_LOG=100000 go test ./audit -run '^$' -bench .
+//
+// Goals: publish-to-committed p99 < 10 ms at 20,000 events/s; ingest at
+// least half of raw JetStream async publish throughput; a query returning
+// 1,000 records from a log of 1,000,000 events p99 < 10 ms; restart to
+// ready < 2 s with that log.
+
+// benchPayload is a typical event: a small JSON object.
+var benchPayload = []byte(`{"action":"file.write","path":"src/codi2/audit/service.go","agent":"agent-3","bytes":1234}`)
+
+// benchBus starts a bus for benchmarks, logging errors only.
+func benchBus(b *testing.B) *bus.Bus {
+	return bustest.Run(b)
+}
+
+func quiet() zerolog.Logger { return zerolog.New(os.Stderr).Level(zerolog.ErrorLevel) }
+
+// runService runs a Service on store until the benchmark ends.
+func runService(b *testing.B, bs *bus.Bus, store kv.Store, cfg Config) *Service {
+	b.Helper()
+	svc, err := New(cfg, bustest.Connect(b, bs), store, quiet())
+	require.NoError(b, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	b.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	select {
+	case <-svc.Ready():
+	case err := <-done:
+		b.Fatalf("Run: %v", err)
+	}
+	return svc
+}
+
+func openBolt(b *testing.B, path string, opts boltkv.Options) *boltkv.Store {
+	b.Helper()
+	s, err := boltkv.Open(path, opts)
+	require.NoError(b, err)
+	return s
+}
+
+// BenchmarkRawJetStreamAsync is the ingest baseline: async publishes to a
+// file stream configured like CODI_AUDIT, until every PubAck is in.
+func BenchmarkRawJetStreamAsync(b *testing.B) {
+	bs := benchBus(b)
+	nc := bustest.Connect(b, bs)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	require.NoError(b, err)
+	cfg := bus.StreamConfigs(bs.Config())[2]
+	cfg.Name, cfg.Subjects = "BENCH_RAW", []string{"bench.raw.>"}
+	_, err = js.CreateStream(context.Background(), cfg)
+	require.NoError(b, err)
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N * ingestEvents {
+		_, err := js.PublishAsync("bench.raw.agent-3.file", benchPayload, jetstream.WithMsgID("raw-"+strconv.Itoa(i)))
+		require.NoError(b, err)
+	}
+	<-js.PublishAsyncComplete()
+	b.ReportMetric(latency.Throughput(b.N*ingestEvents, time.Since(start)), "events/s")
+}
+
+// ingestEvents is the number of events one iteration of the throughput
+// benchmarks publishes.
+const ingestEvents = 100_000
+
+// BenchmarkRawBoltBatch is the store baseline: one fsynced bbolt
+// transaction per 1,000 values the size of an audit record.
+func BenchmarkRawBoltBatch(b *testing.B) {
+	db, err := bolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, nil)
+	require.NoError(b, err)
+	defer db.Close()
+	rec, _ := encodeRecord(1, time.Now().UnixNano(), encodeBody("codi.audit.log.agent-3.file", "agent-3", "file", "x", benchPayload), GenesisPrev)
+	const batch = 1000
+	n := b.N * ingestEvents
+	lat := latency.NewRecorder(n/batch + 1)
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < n; i += batch {
+		t0 := time.Now()
+		err := db.Update(func(tx *bolt.Tx) error {
+			bk, err := tx.CreateBucketIfNotExists([]byte("raw"))
+			if err != nil {
+				return err
+			}
+			for j := i; j < min(i+batch, n); j++ {
+				if err := bk.Put(recordKey(uint64(j+1)), rec); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		require.NoError(b, err)
+		lat.Record(time.Since(t0))
+	}
+	s := lat.Summary()
+	b.ReportMetric(latency.Throughput(n, time.Since(start)), "events/s")
+	b.ReportMetric(float64(s.P50.Microseconds())/1000, "commit-p50-ms")
+	b.ReportMetric(float64(s.P99.Microseconds())/1000, "commit-p99-ms")
+}
+
+// BenchmarkIngest publishes events as fast as async publishing allows and
+// measures until the watermark says all are committed to the log.
+func BenchmarkIngest(b *testing.B) {
+	bs := benchBus(b)
+	store := openBolt(b, filepath.Join(b.TempDir(), "audit.db"), boltkv.Options{InitialMmapSize: 1 << 30})
+	defer store.Close()
+	svc := runService(b, bs, store, Config{})
+	nc := bustest.Connect(b, bs)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	require.NoError(b, err)
+	c, err := NewClient(nc)
+	require.NoError(b, err)
+	defer c.Close()
+	base := svc.Status().StreamSeq
+	n := b.N * ingestEvents
+	var commits atomic.Int64
+	sub, err := nc.Subscribe(subjects.AuditCommitted, func(*nats.Msg) { commits.Add(1) })
+	require.NoError(b, err)
+	defer sub.Unsubscribe()
+	b.ResetTimer()
+	start := time.Now()
+	for i := range n {
+		_, err := js.PublishAsync("codi.audit.log.agent-3.file", benchPayload, jetstream.WithMsgID("ingest-"+strconv.Itoa(i)))
+		require.NoError(b, err)
+	}
+	<-js.PublishAsyncComplete()
+	_, err = c.WaitCommitted(context.Background(), base+uint64(n))
+	require.NoError(b, err)
+	b.ReportMetric(latency.Throughput(n, time.Since(start)), "events/s")
+	b.ReportMetric(float64(n)/float64(max(commits.Load(), 1)), "events/commit")
+}
+
+// BenchmarkCommitLatency offers a steady 20,000 events/s for a few seconds
+// and measures, per event, the time from the publish call to the watermark
+// that covers its PubAck sequence, as a LogAndWait caller sees it.
+// wait=1ms is the default MaxBatchWait; wait=0 commits as soon as nothing
+// is waiting (MaxBatchWait < 0).
+func BenchmarkCommitLatency(b *testing.B) {
+	for _, rate := range []int{5_000, 20_000} {
+		for _, wait := range []time.Duration{DefaultMaxBatchWait, -1} {
+			b.Run(fmt.Sprintf("rate=%d/wait=%v", rate, max(wait, 0)), func(b *testing.B) {
+				benchCommitLatency(b, rate, wait, 3*time.Second)
+			})
+		}
+	}
+}
+
+func benchCommitLatency(b *testing.B, rate int, wait, d time.Duration) {
+	bs := benchBus(b)
+	store := openBolt(b, filepath.Join(b.TempDir(), "audit.db"), boltkv.Options{InitialMmapSize: 1 << 30})
+	defer store.Close()
+	runService(b, bs, store, Config{MaxBatchWait: wait})
+	nc := bustest.Connect(b, bs)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1<<16))
+	require.NoError(b, err)
+
+	type mark struct {
+		at  time.Time
+		seq uint64
+	}
+	var (
+		mu    sync.Mutex
+		marks []mark
+	)
+	wsub := bustest.Connect(b, bs)
+	_, err = wsub.Subscribe(subjects.AuditCommitted, func(m *nats.Msg) {
+		at := time.Now()
+		var w Watermark
+		if json.Unmarshal(m.Data, &w) == nil {
+			mu.Lock()
+			marks = append(marks, mark{at, w.StreamSeq})
+			mu.Unlock()
+		}
+	})
+	require.NoError(b, err)
+	require.NoError(b, wsub.Flush())
+
+	n := int(d.Seconds() * float64(rate))
+	sent := make([]time.Time, n)
+	futures := make([]jetstream.PubAckFuture, n)
+	b.ResetTimer()
+	tick := time.NewTicker(time.Millisecond)
+	start := time.Now()
+	for i := 0; i < n; {
+		due := min(n, int(time.Since(start).Seconds()*float64(rate))+1)
+		for ; i < due; i++ {
+			sent[i] = time.Now()
+			futures[i], err = js.PublishAsync("codi.audit.log.agent-3.file", benchPayload)
+			require.NoError(b, err)
+		}
+		<-tick.C
+	}
+	tick.Stop()
+	<-js.PublishAsyncComplete()
+	var last uint64
+	seqs := make([]uint64, n)
+	for i, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			seqs[i] = ack.Sequence
+			last = max(last, ack.Sequence)
+		case err := <-f.Err():
+			b.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		done := len(marks) > 0 && marks[len(marks)-1].seq >= last
+		mu.Unlock()
+		if done || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+
+	mu.Lock()
+	defer mu.Unlock()
+	lat := latency.NewRecorder(n)
+	j := 0
+	for i := range n {
+		for j < len(marks) && marks[j].seq < seqs[i] {
+			j++
+		}
+		if j == len(marks) {
+			b.Fatalf("event %d (seq %d) never committed", i, seqs[i])
+		}
+		lat.Record(marks[j].at.Sub(sent[i]))
+	}
+	s := lat.Summary()
+	b.ReportMetric(latency.Throughput(n, elapsed), "events/s")
+	b.ReportMetric(float64(s.P50.Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(s.P99.Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(s.Max.Microseconds())/1000, "max-ms")
+	b.ReportMetric(float64(len(marks)), "commits")
+}
+
+// benchLogSize is the size of the log the query and restart benchmarks
+// build: CODI2_AUDIT_BENCH_LOG, default 1,000,000.
+func benchLogSize(b *testing.B) int {
+	if v := os.Getenv("CODI2_AUDIT_BENCH_LOG"); v != "" {
+		n, err := strconv.Atoi(v)
+		require.NoError(b, err)
+		return n
+	}
+	return 1_000_000
+}
+
+var (
+	benchSources    = []string{"agent-0", "agent-1", "agent-2", "agent-3", "agent-4", "agent-5", "agent-6", "agent-7", "agent-8", "agent-9"}
+	benchCategories = []string{"file", "task", "msg", "state", "tool"}
+	benchT0         = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+)
+
+// benchTime is the time of record seq in the built log: one per millisecond.
+func benchTime(seq uint64) int64 { return benchT0 + int64(seq)*int64(time.Millisecond) }
+
+// buildLog writes a valid n-record log straight into a store file, in
+// transactions of 10,000 records, with the same encoding, keys and chain as
+// the service: record seq has source seq%10 and category seq%5.
+func buildLog(b *testing.B, path string, n int) {
+	b.Helper()
+	store := openBolt(b, path, boltkv.Options{NoSync: true, InitialMmapSize: 4 << 30})
+	defer store.Close()
+	h := head{Hash: GenesisPrev}
+	const per = 10_000
+	for lo := 1; lo <= n; lo += per {
+		err := store.Update(context.Background(), func(tx kv.Txn) error {
+			w := writer{tx: tx}
+			hh := h
+			for seq := uint64(lo); seq < uint64(min(lo+per, n+1)); seq++ {
+				src, cat := benchSources[seq%10], benchCategories[seq%5]
+				subj, _ := subjects.AuditLog(src, cat)
+				id := "bulk-" + strconv.FormatUint(seq, 10)
+				t := benchTime(seq)
+				stored, hash := encodeRecord(seq, t, encodeBody(subj, src, cat, id, benchPayload), hh.Hash)
+				putRecord(&w, seq, stored)
+				for _, k := range indexKeys(src, cat, t, seq) {
+					w.set(k, nil)
+				}
+				w.set(msgIDKey(id), strconv.AppendUint(nil, seq, 10))
+				hh = head{Seq: seq, Hash: hash, Time: t, Bytes: hh.Bytes + uint64(len(stored))}
+			}
+			w.setJSON(keyHead, hh)
+			if w.err == nil {
+				h = hh // only once the closure is done: it may be retried
+			}
+			return w.err
+		})
+		require.NoError(b, err)
+	}
+}
+
+// bigLog is the built log, shared by the benchmarks that need it.
+var bigLog struct {
+	once sync.Once
+	dir  string
+	n    int
+	took time.Duration
+}
+
+func benchBigLog(b *testing.B) (path string, n int) {
+	bigLog.once.Do(func() {
+		dir, err := os.MkdirTemp("", "codi2-audit-bench-")
+		require.NoError(b, err)
+		bigLog.dir, bigLog.n = dir, benchLogSize(b)
+		start := time.Now()
+		buildLog(b, filepath.Join(dir, "audit.db"), bigLog.n)
+		bigLog.took = time.Since(start)
+	})
+	b.Cleanup(func() {}) // the directory is removed by TestMain
+	return filepath.Join(bigLog.dir, "audit.db"), bigLog.n
+}
+
+// TestMain removes the built log after the benchmarks.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bigLog.dir != "" {
+		os.RemoveAll(bigLog.dir)
+	}
+	os.Exit(code)
+}
+
+// BenchmarkQuery asks for 1,000 records from the middle of the built log,
+// by time alone, by source and time, by source, category and time, and by
+// seq alone, over TCP, and reports the request latency as a NATS client
+// sees it (the raw reply) and with the Go client's decoding.
+func BenchmarkQuery(b *testing.B) {
+	path, n := benchBigLog(b)
+	bs := benchBus(b)
+	store := openBolt(b, path, boltkv.Options{InitialMmapSize: 4 << 30})
+	defer store.Close()
+	runService(b, bs, store, Config{})
+	nc := bustest.Connect(b, bs)
+	c, err := NewClient(nc)
+	require.NoError(b, err)
+	mid := uint64(n / 2)
+	at := func(seq uint64) time.Time { return time.Unix(0, benchTime(seq)).UTC() }
+	queries := []struct {
+		name string
+		q    Query
+	}{
+		{"time", Query{From: at(mid), To: at(mid + 1000)}},
+		{"source+time", Query{Source: "agent-3", From: at(mid), To: at(mid + 10_000)}},
+		{"source+category+time", Query{Source: "agent-3", Category: "state", From: at(mid), To: at(mid + 10_000)}},
+		{"after_seq", Query{AfterSeq: mid}},
+	}
+	for _, qq := range queries {
+		body, err := json.Marshal(qq.q)
+		require.NoError(b, err)
+		b.Run(qq.name+"/raw", func(b *testing.B) {
+			lat := latency.NewRecorder(b.N)
+			for b.Loop() {
+				t0 := time.Now()
+				resp, err := nc.Request(subjects.AuditQuery, body, 10*time.Second)
+				lat.Record(time.Since(t0))
+				require.NoError(b, err)
+				require.Empty(b, resp.Header.Get("Nats-Service-Error"))
+			}
+			s := lat.Summary()
+			b.ReportMetric(float64(s.P50.Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(s.P99.Microseconds())/1000, "p99-ms")
+		})
+		b.Run(qq.name+"/client", func(b *testing.B) {
+			lat := latency.NewRecorder(b.N)
+			for b.Loop() {
+				t0 := time.Now()
+				res, err := c.Query(context.Background(), qq.q)
+				lat.Record(time.Since(t0))
+				require.NoError(b, err)
+				require.Len(b, res.Records, 1000)
+			}
+			s := lat.Summary()
+			b.ReportMetric(float64(s.P50.Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(s.P99.Microseconds())/1000, "p99-ms")
+		})
+	}
+}
+
+// BenchmarkRestart measures restart to ready on the built log: open the
+// store, start the service, and get the first status answer.
+func BenchmarkRestart(b *testing.B) {
+	path, n := benchBigLog(b)
+	bs := benchBus(b)
+	nc := bustest.Connect(b, bs)
+	c, err := NewClient(nc)
+	require.NoError(b, err)
+	lat := latency.NewRecorder(b.N)
+	for b.Loop() {
+		t0 := time.Now()
+		store := openBolt(b, path, boltkv.Options{InitialMmapSize: 4 << 30})
+		svc, err := New(Config{}, bustest.Connect(b, bs), store, quiet())
+		require.NoError(b, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- svc.Run(ctx) }()
+		<-svc.Ready()
+		st, err := c.Status(context.Background())
+		lat.Record(time.Since(t0))
+		require.NoError(b, err)
+		require.Equal(b, uint64(n), st.Seq)
+		cancel()
+		require.NoError(b, <-done)
+		require.NoError(b, store.Close())
+	}
+	s := lat.Summary()
+	b.ReportMetric(float64(s.P50.Microseconds())/1000, "ready-p50-ms")
+	b.ReportMetric(float64(s.Max.Microseconds())/1000, "ready-max-ms")
+	b.ReportMetric(bigLog.took.Seconds(), "build-s")
+}
+
+// BenchmarkVerify verifies the whole built log once per iteration through
+// codi.audit.verify: bounded read transactions over every record.
+func BenchmarkVerify(b *testing.B) {
+	path, n := benchBigLog(b)
+	bs := benchBus(b)
+	store := openBolt(b, path, boltkv.Options{InitialMmapSize: 4 << 30})
+	defer store.Close()
+	runService(b, bs, store, Config{})
+	c, err := NewClient(bustest.Connect(b, bs))
+	require.NoError(b, err)
+	for b.Loop() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		res, err := c.Verify(ctx, VerifyRequest{})
+		cancel()
+		require.NoError(b, err)
+		require.True(b, res.OK, "%+v", res)
+		require.Equal(b, uint64(n), res.Count)
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkApply is the writer alone, without NATS: batches of 1,000
+// prepared events (distinct Nats-Msg-Ids) appended in one transaction each,
+// on the same store options as the service.
+func BenchmarkApply(b *testing.B) {
+	store := openBolt(b, filepath.Join(b.TempDir(), "audit.db"), boltkv.Options{InitialMmapSize: 1 << 30})
+	defer store.Close()
+	s := &Service{store: store, log: quiet()}
+	const batch = 1000
+	evs := make([]event, batch)
+	seq := uint64(0)
+	lat := latency.NewRecorder(b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		for i := range evs {
+			seq++
+			h := nats.Header{}
+			h.Set(jetstream.MsgIDHeader, "apply-"+strconv.FormatUint(seq, 10))
+			evs[i] = newEvent(seq, time.Now(), "codi.audit.log.agent-3.file", h, benchPayload)
+		}
+		b.StartTimer()
+		t0 := time.Now()
+		m, err := s.apply(evs, seq)
+		lat.Record(time.Since(t0))
+		require.NoError(b, err)
+		s.setMeta(m)
+	}
+	st := lat.Summary()
+	b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(st.P50.Microseconds())/1000, "commit-p50-ms")
+}
