@@ -42,8 +42,8 @@ func (s *Service) addService() (micro.Service, error) {
 	return svc, nil
 }
 
-// stopService stops the micro service and waits for handlers that were
-// already running.
+// stopService stops the micro service, cancels the handlers that are still
+// running and waits for them.
 func (s *Service) stopService(svc micro.Service) {
 	if err := svc.Stop(); err != nil {
 		s.log.Warn().Err(err).Msg("stop micro service")
@@ -51,6 +51,7 @@ func (s *Service) stopService(svc micro.Service) {
 	s.hmu.Lock()
 	s.hstopped = true
 	s.hmu.Unlock()
+	s.hcancel()
 	s.hwg.Wait()
 }
 

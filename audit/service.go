@@ -71,6 +71,7 @@ type Service struct {
 	hstopped bool
 	hwg      sync.WaitGroup
 	hctx     context.Context
+	hcancel  context.CancelFunc
 }
 
 // New returns a Service that appends CODI_AUDIT events to store, talking
@@ -97,6 +98,7 @@ func New(cfg Config, nc *nats.Conn, store kv.Store, log zerolog.Logger) (*Servic
 		in:         make(chan *delivery, 2*cfg.MaxBatchEvents),
 		intakeDone: make(chan struct{}),
 		hctx:       context.Background(),
+		hcancel:    func() {},
 	}, nil
 }
 
@@ -154,9 +156,10 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	s.hctx = hctx
+	// Handlers outlive ctx until the writer has flushed, then stopService
+	// cancels whatever they still run (a long verify) before waiting.
+	s.hctx, s.hcancel = context.WithCancel(context.WithoutCancel(ctx))
+	defer s.hcancel()
 	svc, err := s.addService()
 	if err != nil {
 		return err
