@@ -41,8 +41,8 @@ func (s *Service) startMicro() (micro.Service, error) {
 		name, subject string
 		h             micro.HandlerFunc
 	}{
-		{"get", getWildcard, s.handleGet},
-		{"list", listWildcard, s.handleList},
+		{"get", subjects.StateGetWildcard, s.handleGet},
+		{"list", subjects.StateListWildcard, s.handleList},
 		{"status", subjects.StateStatus, s.handleStatus},
 	}
 	for _, e := range endpoints {

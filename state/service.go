@@ -17,14 +17,6 @@ import (
 	"github.com/codi2/codi2/subjects"
 )
 
-// Subjects the micro endpoints listen on. The subjects package builds
-// concrete subjects only; these wildcards are the contract's get and list
-// subjects with their variable tokens open.
-const (
-	getWildcard  = "codi.state.get.*.*"
-	listWildcard = "codi.state.list.*"
-)
-
 // maxAuditInflight bounds audit publishes awaiting their PubAck.
 const maxAuditInflight = 8192
 

@@ -25,6 +25,10 @@ const (
 	StateCmdWildcard = "codi.state.cmd.>"
 	// StateEvtWildcard matches every state event.
 	StateEvtWildcard = "codi.state.evt.>"
+	// StateGetWildcard matches every get request, codi.state.get.<kind>.<id>.
+	StateGetWildcard = "codi.state.get.*.*"
+	// StateListWildcard matches every list request, codi.state.list.<kind>.
+	StateListWildcard = "codi.state.list.*"
 	// StateCommitted carries the state service's commit watermark.
 	StateCommitted = "codi.state.committed"
 	// StateStatus answers the state service's commit watermark.

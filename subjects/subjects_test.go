@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -195,4 +196,18 @@ func TestUnescape_Errors(t *testing.T) {
 		_, err := Unescape(bad)
 		assert.ErrorIs(t, err, ErrBadEscape, bad)
 	}
+}
+
+func TestWildcards_MatchBuiltSubjects(t *testing.T) {
+	get, err := StateGet("task", "ADR-028")
+	require.NoError(t, err)
+	list, err := StateList("task")
+	require.NoError(t, err)
+	cases := map[string]string{StateGetWildcard: get, StateListWildcard: list, MsgWildcard: "codi.msg.a.b.c",
+		StateCmdWildcard: "codi.state.cmd.t.i.a", StateEvtWildcard: "codi.state.evt.t.i", AuditLogWildcard: "codi.audit.log.s.c",
+		RPCWildcard: "codi.rpc.a.b.c"}
+	for wc, subj := range cases {
+		assert.True(t, server.SubjectMatchesFilter(subj, wc), "%s matches %s", wc, subj)
+	}
+	assert.False(t, server.SubjectMatchesFilter(list, StateGetWildcard))
 }
