@@ -293,14 +293,14 @@ var (
 func benchTime(seq uint64) int64 { return benchT0 + int64(seq)*int64(time.Millisecond) }
 
 // buildLog writes a valid n-record log straight into a store file, in
-// transactions of 10,000 records, with the same encoding, keys and chain as
+// transactions of 1,000 records, with the same encoding, keys and chain as
 // the service: record seq has source seq%10 and category seq%5.
 func buildLog(b *testing.B, path string, n int) {
 	b.Helper()
 	store := openBolt(b, path, boltkv.Options{NoSync: true, InitialMmapSize: 4 << 30})
 	defer store.Close()
 	h := head{Hash: GenesisPrev}
-	const per = 10_000
+	const per = 1000 // bbolt grows a node within a transaction: keep them small
 	for lo := 1; lo <= n; lo += per {
 		err := store.Update(context.Background(), func(tx kv.Txn) error {
 			w := writer{tx: tx}

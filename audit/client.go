@@ -268,7 +268,7 @@ func (c *Client) Query(ctx context.Context, q Query) (QueryResult, error) {
 				req.AfterSeq, req.PartOffset = p.Seq-1, len(buf)
 				continue
 			}
-			r, err := ParseRecord(buf)
+			r, err := ParseRecord(buf) // joined parts: not validated yet
 			if err != nil {
 				return QueryResult{}, err
 			}
@@ -279,7 +279,7 @@ func (c *Client) Query(ctx context.Context, q Query) (QueryResult, error) {
 		}
 		res := QueryResult{Records: make([]Record, 0, len(rep.Records)), NextAfterSeq: rep.NextAfterSeq}
 		for _, raw := range rep.Records {
-			r, err := ParseRecord(raw)
+			r, err := parseValid(raw) // the reply was validated as a whole
 			if err != nil {
 				return QueryResult{}, err
 			}

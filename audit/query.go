@@ -143,11 +143,13 @@ func (s *Service) query(ctx context.Context, q parsedQuery, budget int) ([]byte,
 		if err != nil {
 			return err
 		}
+		reply = make([]byte, 0, min(budget, 512*len(seqs)+64))
 		reply = append(reply, `{"records":[`...)
 		n := 0
 		last := uint64(0)
+		rr := recordReader{tx: tx, seqs: seqs}
 		for i, seq := range seqs {
-			raw, err := readRecord(tx, seq)
+			raw, err := rr.read(seq)
 			if err != nil {
 				return err
 			}
@@ -268,6 +270,43 @@ func candidates(tx kv.ReadTxn, q parsedQuery, m meta) ([]uint64, bool, error) {
 		}
 	}
 	return seqs, more, nil
+}
+
+// recordReader reads the records of a page in order. When their seqs are
+// consecutive (a time range, or no filter) it scans them in a few range
+// reads instead of seeking to each.
+type recordReader struct {
+	tx        kv.ReadTxn
+	seqs      []uint64
+	buf       []kv.KeyValue
+	truncated bool // buf ends where a range read hit its limit
+}
+
+// recordReadPairs bounds the pairs one range read of recordReader returns.
+const recordReadPairs = 128
+
+func (r *recordReader) read(seq uint64) ([]byte, error) {
+	n := len(r.seqs)
+	if n == 0 || r.seqs[n-1]-r.seqs[0]+1 != uint64(n) {
+		return readRecord(r.tx, seq)
+	}
+	if len(r.buf) == 0 {
+		begin, end := recordRange(seq, r.seqs[n-1]+1)
+		kvs, err := r.tx.GetRange(begin, end, kv.RangeOptions{Limit: recordReadPairs})
+		if err != nil {
+			return nil, err
+		}
+		r.buf, r.truncated = kvs, len(kvs) == recordReadPairs
+	}
+	got, parts, whole := firstRecord(r.buf)
+	if got != seq || !whole || parts == len(r.buf) && r.truncated {
+		// Missing, or its parts may go on past this read: read it alone.
+		r.buf = nil
+		return readRecord(r.tx, seq)
+	}
+	raw := joinParts(r.buf[:parts])
+	r.buf = r.buf[parts:]
+	return raw, nil
 }
 
 // readRecord returns the stored bytes of record seq, its parts joined.

@@ -75,18 +75,177 @@ func (r *Record) Payload() ([]byte, error) {
 }
 
 // ParseRecord decodes a stored record. It checks the shape of the record
-// (the JSON decodes, the hash member is last), not the hash itself: use
+// (the JSON is valid, the hash member is last), not the hash itself: use
 // CheckRecordHash for that. The returned Record's Raw aliases raw.
 func ParseRecord(raw []byte) (Record, error) {
-	var r Record
-	if _, _, err := splitStored(raw); err != nil {
-		return r, err
+	if !json.Valid(raw) {
+		return Record{}, fmt.Errorf("%w: not JSON", ErrBadRecord)
 	}
+	return parseValid(raw)
+}
+
+// parseValid decodes a record that is known to be valid JSON (a reply's
+// envelope was checked as a whole). Records in the canonical layout take a
+// single-pass path; anything else goes through encoding/json.
+func parseValid(raw []byte) (Record, error) {
+	if _, err := checkShape(raw); err != nil {
+		return Record{}, err
+	}
+	if r, ok := parseCanonical(raw); ok {
+		return r, nil
+	}
+	var r Record
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return r, fmt.Errorf("%w: %v", ErrBadRecord, err)
 	}
 	r.Raw = raw
 	return r, nil
+}
+
+// parseCanonical reads the members of a record in the order the service
+// writes them. It reports false for anything it does not expect, so that
+// the caller falls back to encoding/json.
+func parseCanonical(raw []byte) (Record, bool) {
+	if !utf8.Valid(raw) {
+		return Record{}, false // encoding/json substitutes U+FFFD
+	}
+	p := recParser{b: raw}
+	var r Record
+	ok := p.lit(`{"seq":`)
+	var t string
+	r.Seq, ok = p.uint(ok)
+	ok = p.lit(`,"time":`) && ok
+	t, ok = p.str(ok)
+	ok = p.lit(`,"subject":`) && ok
+	r.Subject, ok = p.str(ok)
+	ok = p.lit(`,"source":`) && ok
+	r.Source, ok = p.str(ok)
+	ok = p.lit(`,"category":`) && ok
+	r.Category, ok = p.str(ok)
+	if ok && p.lit(`,"msg_id":`) {
+		r.MsgID, ok = p.str(ok)
+	}
+	if ok && p.lit(`,"encoding":`) {
+		r.Encoding, ok = p.str(ok)
+	}
+	ok = p.lit(`,"data":`) && ok
+	r.Data, ok = p.value(ok)
+	ok = p.lit(`,"prev":`) && ok
+	r.Prev, ok = p.str(ok)
+	ok = p.lit(`,"hash":`) && ok
+	r.Hash, ok = p.str(ok)
+	if !ok || !p.lit(`}`) || p.i != len(raw) {
+		return Record{}, false
+	}
+	ts, err := time.Parse(time.RFC3339Nano, t)
+	if err != nil {
+		return Record{}, false
+	}
+	r.Time, r.Raw = ts, raw
+	return r, true
+}
+
+// recParser scans a record the service wrote. Its methods take and return
+// ok so that a sequence of reads stops at the first failure.
+type recParser struct {
+	b []byte
+	i int
+}
+
+func (p *recParser) lit(s string) bool {
+	if !bytes.HasPrefix(p.b[p.i:], []byte(s)) {
+		return false
+	}
+	p.i += len(s)
+	return true
+}
+
+func (p *recParser) uint(ok bool) (uint64, bool) {
+	j := p.i
+	for j < len(p.b) && '0' <= p.b[j] && p.b[j] <= '9' {
+		j++
+	}
+	if !ok || j == p.i {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(string(p.b[p.i:j]), 10, 64)
+	p.i = j
+	return v, err == nil
+}
+
+// str reads a JSON string; one with escapes is decoded by encoding/json.
+func (p *recParser) str(ok bool) (string, bool) {
+	if !ok || p.i >= len(p.b) || p.b[p.i] != '"' {
+		return "", false
+	}
+	escaped := false
+	for j := p.i + 1; j < len(p.b); j++ {
+		switch p.b[j] {
+		case '\\':
+			escaped = true
+			j++
+		case '"':
+			quoted := p.b[p.i : j+1]
+			p.i = j + 1
+			if !escaped {
+				return string(quoted[1 : len(quoted)-1]), true
+			}
+			var s string
+			return s, json.Unmarshal(quoted, &s) == nil
+		}
+	}
+	return "", false
+}
+
+// skipStr moves past a JSON string.
+func (p *recParser) skipStr() bool {
+	for j := p.i + 1; j < len(p.b); j++ {
+		switch p.b[j] {
+		case '\\':
+			j++
+		case '"':
+			p.i = j + 1
+			return true
+		}
+	}
+	return false
+}
+
+// value skips one compact JSON value and returns it.
+func (p *recParser) value(ok bool) (json.RawMessage, bool) {
+	if !ok || p.i >= len(p.b) {
+		return nil, false
+	}
+	start, depth := p.i, 0
+	for p.i < len(p.b) {
+		switch c := p.b[p.i]; c {
+		case '"':
+			if !p.skipStr() {
+				return nil, false
+			}
+			if depth == 0 {
+				return json.RawMessage(p.b[start:p.i]), true
+			}
+			continue
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth < 0 {
+				return nil, false
+			}
+			if depth == 0 {
+				p.i++
+				return json.RawMessage(p.b[start:p.i]), true
+			}
+		case ',':
+			if depth == 0 {
+				return json.RawMessage(p.b[start:p.i]), p.i > start
+			}
+		}
+		p.i++
+	}
+	return nil, false
 }
 
 // hashSuffixLen is the length of `,"hash":"<64 hex>"}`, the end of every
@@ -97,23 +256,32 @@ const hashSuffixLen = len(`,"hash":"`) + 64 + len(`"}`)
 // before the hash member.
 const prevSuffixLen = len(`,"prev":"`) + 64 + len(`"`)
 
-// splitStored splits a stored record into its canonical bytes (the record
-// without the hash member) and the hash it claims. The canonical bytes are a
-// new slice.
-func splitStored(raw []byte) (canonical []byte, hash string, err error) {
+// checkShape checks that raw ends with the hash member and returns the hash.
+func checkShape(raw []byte) (string, error) {
 	n := len(raw)
 	if n < len(`{"seq":1`)+prevSuffixLen+hashSuffixLen ||
 		!bytes.HasPrefix(raw, []byte(`{"seq":`)) ||
 		!bytes.HasPrefix(raw[n-hashSuffixLen:], []byte(`,"hash":"`)) ||
 		!bytes.HasSuffix(raw, []byte(`"}`)) {
-		return nil, "", fmt.Errorf("%w: does not end with the hash member", ErrBadRecord)
+		return "", fmt.Errorf("%w: does not end with the hash member", ErrBadRecord)
 	}
-	hash = string(raw[n-hashSuffixLen+len(`,"hash":"`) : n-2])
+	hash := string(raw[n-hashSuffixLen+len(`,"hash":"`) : n-2])
 	if !isHex64(hash) {
-		return nil, "", fmt.Errorf("%w: hash %q is not 64 lower-case hex digits", ErrBadRecord, hash)
+		return "", fmt.Errorf("%w: hash %q is not 64 lower-case hex digits", ErrBadRecord, hash)
 	}
-	canonical = make([]byte, 0, n-hashSuffixLen+1)
-	canonical = append(canonical, raw[:n-hashSuffixLen]...)
+	return hash, nil
+}
+
+// splitStored splits a stored record into its canonical bytes (the record
+// without the hash member) and the hash it claims. The canonical bytes are a
+// new slice.
+func splitStored(raw []byte) (canonical []byte, hash string, err error) {
+	if hash, err = checkShape(raw); err != nil {
+		return nil, "", err
+	}
+	n := len(raw) - hashSuffixLen
+	canonical = make([]byte, 0, n+1)
+	canonical = append(canonical, raw[:n]...)
 	canonical = append(canonical, '}')
 	return canonical, hash, nil
 }

@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -123,6 +124,20 @@ func FuzzEncodeBody(f *testing.F) {
 		if !utf8.Valid(raw) || !json.Valid(raw) {
 			t.Fatalf("record is not valid UTF-8 JSON: %q", raw)
 		}
+		// The single-pass parser agrees with encoding/json.
+		var std Record
+		if err := json.Unmarshal(raw, &std); err != nil {
+			t.Fatal(err)
+		}
+		std.Raw = raw
+		fast, ok := parseCanonical(raw)
+		if !ok || !fast.Time.Equal(std.Time) {
+			t.Fatalf("parseCanonical(%q) = %+v, %v", raw, fast, ok)
+		}
+		fast.Time = std.Time
+		if !reflect.DeepEqual(fast, std) {
+			t.Fatalf("parseCanonical = %+v, encoding/json = %+v", fast, std)
+		}
 	})
 }
 
@@ -142,5 +157,11 @@ func FuzzVerifyExport(f *testing.F) {
 			t.Fatalf("failure without a line: %+v", res)
 		}
 		_, _ = parseQuery(in)
+		if r, err := ParseRecord(in); err == nil {
+			var std Record
+			if json.Unmarshal(in, &std) != nil || std.Seq != r.Seq || std.Hash != r.Hash || !bytes.Equal(std.Data, r.Data) {
+				t.Fatalf("ParseRecord(%q) = %+v, encoding/json %+v", in, r, std)
+			}
+		}
 	})
 }
