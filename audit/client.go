@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
-	"github.com/nats-io/nuid"
 )
 
 // DefaultClientTimeout bounds a Client request whose ctx has no deadline.
@@ -67,9 +66,10 @@ func (c *Client) Close() error {
 type LogOption func(*nats.Msg) error
 
 // WithMsgID sets the event's Nats-Msg-Id. The log holds an event with a
-// given id once, however often and however far apart it is published.
-// Without this option Log sets a unique id, so that its own retries are
-// stored once.
+// given id once, however often and however far apart it is published, so a
+// producer that may publish an event again (after a crash, a timeout)
+// should derive the id from the event. Without it, each Log call is a new
+// event, and costs the log no id index entry.
 func WithMsgID(id string) LogOption {
 	return func(m *nats.Msg) error {
 		m.Header.Set(jetstream.MsgIDHeader, id)
@@ -109,7 +109,6 @@ func (c *Client) Log(ctx context.Context, source, category string, data []byte, 
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	m := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{}}
-	m.Header.Set(jetstream.MsgIDHeader, nuid.Next())
 	for _, o := range opts {
 		if err := o(m); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)

@@ -9,7 +9,7 @@ import (
 const (
 	DefaultMaxBatchEvents   = 1000
 	DefaultMaxBatchBytes    = 1 << 20
-	DefaultMaxBatchWait     = time.Millisecond
+	DefaultMaxBatchWait     = 0
 	DefaultMaxAckPending    = 20_000
 	DefaultAckWait          = 30 * time.Second
 	DefaultRequestTimeout   = time.Minute
@@ -41,12 +41,14 @@ type Config struct {
 	// DefaultMaxBatchBytes, at most 4 MiB.
 	MaxBatchBytes int
 
-	// MaxBatchWait is how long the first event of a batch waits for more
-	// before the batch is committed; a quiet system commits an event within
-	// this plus one fsync. Events that arrive while a commit runs form the
-	// next batch, so under load batches grow without waiting. A negative
-	// value commits as soon as no event is waiting. Default
-	// DefaultMaxBatchWait, at most one second.
+	// MaxBatchWait is how long the first event of a batch may wait for
+	// more before the batch is committed. The default, 0, commits as soon
+	// as no event is waiting (group commit): events that arrive while a
+	// commit runs form the next batch, so batches grow with the load and a
+	// quiet system commits an event within one fsync. Measured on the
+	// reference machine, 0 beats 1ms at 5,000 and at 20,000 events/s in
+	// both p50 and p99 publish-to-committed latency; a positive value trades
+	// latency for fewer, larger commits. At most one second.
 	MaxBatchWait time.Duration
 
 	// MaxAckPending is the codi-audit consumer's limit of delivered,
@@ -104,9 +106,6 @@ func (c *Config) Validate() error {
 	if c.MaxBatchBytes == 0 {
 		c.MaxBatchBytes = DefaultMaxBatchBytes
 	}
-	if c.MaxBatchWait == 0 {
-		c.MaxBatchWait = DefaultMaxBatchWait
-	}
 	if c.MaxAckPending == 0 {
 		c.MaxAckPending = max(DefaultMaxAckPending, c.MaxBatchEvents)
 	}
@@ -130,8 +129,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: MaxBatchEvents %d outside 1..%d", ErrConfig, c.MaxBatchEvents, maxBatchEventsLimit)
 	case c.MaxBatchBytes < 1 || c.MaxBatchBytes > maxBatchBytesLimit:
 		return fmt.Errorf("%w: MaxBatchBytes %d outside 1..%d", ErrConfig, c.MaxBatchBytes, maxBatchBytesLimit)
-	case c.MaxBatchWait > maxBatchWaitLimit:
-		return fmt.Errorf("%w: MaxBatchWait %v above %v", ErrConfig, c.MaxBatchWait, maxBatchWaitLimit)
+	case c.MaxBatchWait < 0 || c.MaxBatchWait > maxBatchWaitLimit:
+		return fmt.Errorf("%w: MaxBatchWait %v outside 0..%v", ErrConfig, c.MaxBatchWait, maxBatchWaitLimit)
 	case c.MaxAckPending < c.MaxBatchEvents:
 		return fmt.Errorf("%w: MaxAckPending %d below MaxBatchEvents %d", ErrConfig, c.MaxAckPending, c.MaxBatchEvents)
 	case c.AckWait < minAckWait:

@@ -15,7 +15,8 @@ func TestConfig_Validate(t *testing.T) {
 		wantErr error
 	}{
 		{name: "zero", cfg: Config{}},
-		{name: "no wait", cfg: Config{MaxBatchWait: -1}},
+		{name: "wait", cfg: Config{MaxBatchWait: time.Millisecond}},
+		{name: "negative wait", cfg: Config{MaxBatchWait: -1}, wantErr: ErrConfig},
 		{name: "retention", cfg: Config{Retention: Retention{MaxAge: time.Hour, MaxCount: 10}}},
 		{name: "batch events", cfg: Config{MaxBatchEvents: 20_000}, wantErr: ErrConfig},
 		{name: "batch bytes", cfg: Config{MaxBatchBytes: 5 << 20}, wantErr: ErrConfig},
@@ -38,7 +39,6 @@ func TestConfig_Validate(t *testing.T) {
 			require.NoError(t, err)
 			assert.Positive(t, tt.cfg.MaxBatchEvents)
 			assert.Positive(t, tt.cfg.MaxBatchBytes)
-			assert.NotZero(t, tt.cfg.MaxBatchWait)
 			assert.GreaterOrEqual(t, tt.cfg.MaxAckPending, tt.cfg.MaxBatchEvents)
 			assert.Positive(t, tt.cfg.Retention.CheckInterval)
 		})

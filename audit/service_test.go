@@ -36,7 +36,7 @@ func TestService_Run_AppendsChain(t *testing.T) {
 	assert.Equal(t, "file", recs[0].Category)
 	assert.Equal(t, "codi.audit.log.agent-1.file", recs[0].Subject)
 	assert.JSONEq(t, `{"i":0}`, string(recs[0].Data))
-	assert.NotEmpty(t, recs[0].MsgID, "Log sets a Nats-Msg-Id")
+	assert.Empty(t, recs[0].MsgID, "no Nats-Msg-Id unless asked for")
 
 	res := h.verify(VerifyRequest{})
 	assert.True(t, res.OK, "%+v", res)
@@ -56,7 +56,7 @@ func TestService_Run_AppendsChain(t *testing.T) {
 // TestService_Run_StreamOrder publishes from five concurrent publishers and
 // checks that the log holds every event once, in stream order.
 func TestService_Run_StreamOrder(t *testing.T) {
-	h := newHarness(t, Config{MaxBatchEvents: 7}) // many batches
+	h := newHarness(t, Config{MaxBatchEvents: 7, MaxBatchWait: time.Millisecond}) // many batches
 	const publishers, each = 5, 60
 	var (
 		mu    sync.Mutex
