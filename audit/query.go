@@ -297,6 +297,9 @@ func (r *recordReader) read(seq uint64) ([]byte, error) {
 			return nil, err
 		}
 		r.buf, r.truncated = kvs, len(kvs) == recordReadPairs
+		if len(kvs) == 0 {
+			return readRecord(r.tx, seq) // not found
+		}
 	}
 	got, parts, whole := firstRecord(r.buf)
 	if got != seq || !whole || parts == len(r.buf) && r.truncated {

@@ -1,11 +1,14 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/internal/kv/kvtest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -124,4 +127,41 @@ func TestService_Query_BadRequest(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, resp.Header.Get("Nats-Service-Error-Code"))
 	assert.Contains(t, string(resp.Data), `"seq":1`)
+}
+
+// TestRecordReader_Read reads consecutive records, some split over several
+// values, across range reads that stop inside a record.
+func TestRecordReader_Read(t *testing.T) {
+	store := kvtest.NewBolt(t)
+	want := map[uint64][]byte{}
+	var seqs []uint64
+	require.NoError(t, store.Update(context.Background(), func(tx kv.Txn) error {
+		w := writer{tx: tx}
+		prev := GenesisPrev
+		for seq := uint64(1); seq <= 300; seq++ {
+			payload := []byte(`{}`)
+			if seq%97 == 0 || seq == recordReadPairs {
+				payload = bytes.Repeat([]byte{0xab}, 250_000) // three values
+			}
+			raw, hash := encodeRecord(seq, int64(seq), encodeBody("codi.audit.log.a.b", "a", "b", "", payload), prev)
+			putRecord(&w, seq, raw)
+			want[seq], prev = raw, hash
+			seqs = append(seqs, seq)
+		}
+		return w.err
+	}))
+	require.NoError(t, store.View(context.Background(), func(tx kv.ReadTxn) error {
+		for _, page := range [][]uint64{seqs, seqs[5:200], {3, 7, 9}} {
+			rr := recordReader{tx: tx, seqs: page}
+			for _, seq := range page {
+				raw, err := rr.read(seq)
+				require.NoError(t, err)
+				require.Equal(t, want[seq], raw, "record %d", seq)
+			}
+		}
+		rr := recordReader{tx: tx, seqs: []uint64{400, 401}}
+		_, err := rr.read(400)
+		assert.ErrorIs(t, err, kv.ErrNotFound)
+		return nil
+	}))
 }

@@ -165,3 +165,36 @@ func FuzzVerifyExport(f *testing.F) {
 		}
 	})
 }
+
+func TestRecord_Parse_Fallback(t *testing.T) {
+	hash := strings.Repeat("a", 64)
+	// Valid JSON, hash last, but not the service's member order: decoded by
+	// encoding/json.
+	reordered := `{"seq":3,"source":"s","time":"2026-01-02T03:04:05Z","category":"c","subject":"x",` +
+		`"data":{"k":[1,"]"]},"prev":"` + GenesisPrev + `","hash":"` + hash + `"}`
+	r, err := ParseRecord([]byte(reordered))
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), r.Seq)
+	assert.Equal(t, "s", r.Source)
+	assert.Equal(t, `{"k":[1,"]"]}`, string(r.Data))
+	assert.Equal(t, []byte(reordered), r.Raw)
+
+	// The canonical order with escapes in strings and nested data.
+	canonical := `{"seq":4,"time":"2026-01-02T03:04:05Z","subject":"a\"b","source":"s\u00e9","category":"c",` +
+		`"msg_id":"m\\n","data":[{"a":"}"},[],"x\"y",1.5e3],"prev":"` + GenesisPrev + `","hash":"` + hash + `"}`
+	r, err = ParseRecord([]byte(canonical))
+	require.NoError(t, err)
+	var std Record
+	require.NoError(t, json.Unmarshal([]byte(canonical), &std))
+	std.Raw = r.Raw
+	assert.Equal(t, std, r)
+
+	for _, bad := range []string{
+		`{"seq":"x","prev":"` + GenesisPrev + `","hash":"` + hash + `"}`,
+		`{"seq":1,"time":"not a time","prev":"` + GenesisPrev + `","hash":"` + hash + `"}`,
+		`{"seq":1 "hash":"` + hash + `"}`,
+	} {
+		_, err := ParseRecord([]byte(bad))
+		assert.ErrorIs(t, err, ErrBadRecord, bad)
+	}
+}

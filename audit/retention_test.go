@@ -3,10 +3,13 @@ package audit
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/internal/kv/kvtest"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -154,4 +157,26 @@ func TestRetention_Target(t *testing.T) {
 	got, err := h.svc.retentionTarget(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, uint64(4), got, "keep 2 records, the event makes 3")
+}
+
+// TestService_Retention_MissingRecord starts retention on a store that lost
+// its oldest record: retention fails and says so, the service keeps
+// appending, and verify names the missing record.
+func TestService_Retention_MissingRecord(t *testing.T) {
+	var logs syncBuffer
+	h := newHarnessWith(t, Config{}, kvtest.NewBolt(t), zerolog.New(&logs))
+	acks := h.logN(5, "agent-1", "x")
+	h.waitCommitted(acks[4].Sequence)
+	require.NoError(t, h.stop())
+	require.NoError(t, h.store.Update(context.Background(), func(tx kv.Txn) error { return tx.Clear(recordKey(1)) }))
+
+	h.cfg.Retention = Retention{MaxCount: 2, CheckInterval: 10 * time.Millisecond}
+	h.start()
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "record 1 is missing") },
+		10*time.Second, 5*time.Millisecond)
+	more := h.logN(1, "agent-1", "x")
+	h.waitCommitted(more[0].Sequence)
+	res := h.verify(VerifyRequest{})
+	assert.False(t, res.OK)
+	assert.Equal(t, uint64(1), res.BadSeq)
 }

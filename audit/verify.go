@@ -215,6 +215,9 @@ func (s *Service) verify(ctx context.Context, req VerifyRequest) (VerifyResult, 
 // firstRecord returns the seq of the record whose parts begin parts, how
 // many of parts are its, and whether parts begins with its first part.
 func firstRecord(parts []kv.KeyValue) (seq uint64, n int, whole bool) {
+	if len(parts) == 0 {
+		return 0, 0, false
+	}
 	t, err := kv.Unpack(parts[0].Key)
 	if err != nil || len(t) < 2 {
 		return 0, 1, false
