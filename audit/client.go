@@ -37,7 +37,8 @@ type Client struct {
 	changed chan struct{} // closed and replaced when high grows
 }
 
-// NewClient returns a client over nc.
+// NewClient returns a client over nc. It subscribes to nothing until
+// LogAndWait or WaitCommitted is first called.
 func NewClient(nc *nats.Conn) (*Client, error) {
 	if nc == nil {
 		return nil, fmt.Errorf("%w: nil connection", ErrBadRequest)
@@ -102,7 +103,9 @@ func WithHeader(key, value string) LogOption {
 // Log publishes an event on codi.audit.log.<source>.<category> and returns
 // the PubAck: the event is stored in CODI_AUDIT and will be in the log.
 // source and category must be subject tokens (see subjects.Escape). data
-// is kept as JSON if it is JSON, else as bytes.
+// is kept as JSON if it is JSON, else as bytes. Log does not retry on its
+// own (nats.go retries only while the stream has no responders); a caller
+// that retries should use WithMsgID so that the event is recorded once.
 func (c *Client) Log(ctx context.Context, source, category string, data []byte, opts ...LogOption) (*jetstream.PubAck, error) {
 	subj, err := subjects.AuditLog(source, category)
 	if err != nil {
@@ -236,7 +239,8 @@ func (c *Client) request(ctx context.Context, subject string, body any) ([]byte,
 }
 
 // Query reads one page of records. A record larger than one reply is
-// fetched in parts and returned whole, alone on its page.
+// fetched in parts and returned whole, alone on its page. Queries only read,
+// so retrying one is always safe.
 func (c *Client) Query(ctx context.Context, q Query) (QueryResult, error) {
 	req := struct {
 		Query
@@ -288,7 +292,9 @@ func (c *Client) Query(ctx context.Context, q Query) (QueryResult, error) {
 	}
 }
 
-// Verify asks the service to check the hash chain over req's range.
+// Verify asks the service to check the hash chain over req's range. A
+// whole-log verify reads every record: give ctx a deadline that fits the
+// log (about two seconds per million records on the reference machine).
 func (c *Client) Verify(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
 	var res VerifyResult
 	data, err := c.request(ctx, subjects.AuditVerify, req)

@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// Defaults applied by Config.Validate to zero fields.
+// Defaults applied by Config.Validate to zero fields, and the query limits
+// (DefaultQueryLimit when a query gives none, at most MaxQueryLimit).
 const (
 	DefaultMaxBatchEvents   = 1000
 	DefaultMaxBatchBytes    = 1 << 20

@@ -17,6 +17,11 @@ stored in the stream), LogAndWait also waits for the watermark (committed to
 the store, which survives power loss), and Query, Verify and Status ask the
 service. Export and VerifyExport write and check JSON-lines exports.
 
+Batches form by group commit: the writer commits whatever has arrived as soon
+as nothing more is waiting, so events that arrive during a commit make up the
+next batch and batches grow with the load (Config.MaxBatchWait can add a
+wait).
+
 # Records
 
 A record is one JSON object:

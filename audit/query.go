@@ -34,6 +34,7 @@ type Query struct {
 
 // QueryResult is one page of records in seq order. NextAfterSeq is the
 // AfterSeq of the next page, or 0 when the selection has no more records.
+// It is a plain value.
 type QueryResult struct {
 	Records      []Record `json:"records"`
 	NextAfterSeq uint64   `json:"next_after_seq"`

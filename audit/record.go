@@ -49,7 +49,8 @@ type Record struct {
 	Data json.RawMessage `json:"data"`
 	// Prev is the hash of the previous record (GenesisPrev for seq 1).
 	Prev string `json:"prev"`
-	// Hash is hex(SHA-256(Prev || canonical bytes)); see Canonical.
+	// Hash is hex(SHA-256(Prev || canonical bytes)), the canonical bytes
+	// being the record without its hash member (see CheckRecordHash).
 	Hash string `json:"hash"`
 	// Raw is the record exactly as stored. It is set by ParseRecord and by
 	// the client and is what Export writes.
@@ -58,7 +59,8 @@ type Record struct {
 
 // Payload returns the event's payload: the base64-decoded bytes for a
 // non-JSON payload (byte-exact as published), or the JSON value as stored
-// (compacted: insignificant whitespace removed, nothing else changed).
+// (compacted: insignificant whitespace removed, nothing else changed). It
+// only reads r.
 func (r *Record) Payload() ([]byte, error) {
 	if r.Encoding != EncodingBase64 {
 		return r.Data, nil
@@ -76,7 +78,8 @@ func (r *Record) Payload() ([]byte, error) {
 
 // ParseRecord decodes a stored record. It checks the shape of the record
 // (the JSON is valid, the hash member is last), not the hash itself: use
-// CheckRecordHash for that. The returned Record's Raw aliases raw.
+// CheckRecordHash for that. The returned Record's Raw aliases raw. Safe for
+// concurrent use.
 func ParseRecord(raw []byte) (Record, error) {
 	if !json.Valid(raw) {
 		return Record{}, fmt.Errorf("%w: not JSON", ErrBadRecord)
@@ -334,7 +337,8 @@ func recordTime(raw []byte) (int64, bool) {
 // CheckRecordHash reports whether raw, a stored record, hashes to the hash it
 // claims, and returns that hash and the prev it names. This is the check a
 // verifier repeats for every record: strip the final `,"hash":"<hex>"` member
-// to get the canonical bytes, hash prev followed by them, compare.
+// to get the canonical bytes, hash prev followed by them, compare. Safe for
+// concurrent use.
 func CheckRecordHash(raw []byte) (prev, hash string, ok bool, err error) {
 	canonical, hash, err := splitStored(raw)
 	if err != nil {

@@ -425,7 +425,8 @@ type Status struct {
 	Head string `json:"head"`
 }
 
-// Watermark is the payload of codi.audit.committed.
+// Watermark is the payload of codi.audit.committed: every CODI_AUDIT event
+// up to StreamSeq is in the log, which ends at Seq. It is a plain value.
 type Watermark struct {
 	StreamSeq uint64 `json:"stream_seq"`
 	Seq       uint64 `json:"seq"`

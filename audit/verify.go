@@ -11,7 +11,8 @@ import (
 )
 
 // VerifyRequest is the request of codi.audit.verify: the records FromSeq to
-// ToSeq, where 0 means the start or the end of the log.
+// ToSeq, where 0 means the start or the end of the log. It is a plain
+// value.
 type VerifyRequest struct {
 	FromSeq uint64 `json:"from_seq"`
 	ToSeq   uint64 `json:"to_seq"`
