@@ -3,6 +3,7 @@
 //
 //	codi2 serve      run the server (flags below, or CODI2_* variables)
 //	codi2 bench      measure codi2 against the design targets and CODI v1
+//	codi2 audit      export the audit log, verify an export or the server's log
 //	codi2 version    print the version
 package main
 
@@ -33,6 +34,8 @@ const usage = `codi2: the event platform AI coding agents coordinate on.
 Usage:
   codi2 serve [flags]     run the server (codi2 serve -h for flags)
   codi2 bench [flags]     measure codi2 against the design targets and CODI v1
+  codi2 audit export      write audit records as JSON lines from a running server
+  codi2 audit verify      check an export offline (--file) or the server's log
   codi2 version           print the version
 `
 
@@ -49,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runServe(ctx, args[1:], stderr)
 	case "bench":
 		err = runBench(ctx, args[1:], stdout, stderr)
+	case "audit":
+		err = runAudit(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "--help":

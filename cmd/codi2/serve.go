@@ -98,11 +98,6 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 	}
 	defer stores.close(log)
 
-	httpLn, err := net.Listen("tcp", cfg.HTTPListen)
-	if err != nil {
-		return fmt.Errorf("http listen: %w", err)
-	}
-
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var g group
@@ -131,6 +126,10 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 	}
 	g.Go(func() error { return auditSvc.Run(runCtx) })
 
+	httpLn, err := net.Listen("tcp", cfg.HTTPListen)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
 	hs := &http.Server{Handler: healthHandler(b), ReadHeaderTimeout: 5 * time.Second}
 	g.Go(func() error {
 		if err := hs.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/codi2/codi2/audit"
+	"github.com/codi2/codi2/bus"
+	"github.com/nats-io/nats.go"
+)
+
+const auditUsage = `Usage:
+  codi2 audit export [--nats-url URL] [--from T] [--to T] [--source S] [--category C] [--out FILE]
+      write the audit records as JSON lines, from a running server
+  codi2 audit verify --file FILE
+      check an export's hash chain offline
+  codi2 audit verify [--nats-url URL] [--from-seq N] [--to-seq N]
+      ask a running server to check its log
+`
+
+// runAudit runs `codi2 audit export|verify`.
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("audit: missing subcommand\n\n%s", auditUsage)
+	}
+	switch args[0] {
+	case "export":
+		return runAuditExport(ctx, args[1:], stdout, stderr)
+	case "verify":
+		return runAuditVerify(ctx, args[1:], stdout, stderr)
+	default:
+		return fmt.Errorf("audit: unknown subcommand %q\n\n%s", args[0], auditUsage)
+	}
+}
+
+func defaultNATSURL() string { return "nats://" + bus.DefaultListen }
+
+func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		url, from, to, out string
+		q                  audit.Query
+		timeout            time.Duration
+	)
+	fs := newFlagSet("codi2 audit export", stderr)
+	fs.StringVar(&url, "nats-url", defaultNATSURL(), "NATS URL of the running codi2 server")
+	fs.StringVar(&from, "from", "", "first time included, RFC 3339 (default: the start of the log)")
+	fs.StringVar(&to, "to", "", "end time excluded, RFC 3339 (default: now)")
+	fs.StringVar(&q.Source, "source", "", "only records from this source token")
+	fs.StringVar(&q.Category, "category", "", "only records of this category token")
+	fs.StringVar(&out, "out", "", "write to this file instead of standard output")
+	fs.DurationVar(&timeout, "timeout", time.Minute, "give up after this long")
+	if err := parseWithEnv(fs, args); err != nil {
+		return err
+	}
+	var err error
+	if q.From, err = parseTime("--from", from); err != nil {
+		return err
+	}
+	if q.To, err = parseTime("--to", to); err != nil {
+		return err
+	}
+	w := stdout
+	if out != "" {
+		f, err := os.Create(out)
+		if err != nil {
+			return fmt.Errorf("audit export: %w", err)
+		}
+		defer f.Close()
+		w = f
+	}
+	nc, err := nats.Connect(url, nats.Name("codi2 audit export"))
+	if err != nil {
+		return fmt.Errorf("audit export: connect %s: %w", url, err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	n, err := audit.Export(ctx, nc, w, q)
+	if err != nil {
+		return fmt.Errorf("audit export: after %d records: %w", n, err)
+	}
+	if f, ok := w.(*os.File); ok && out != "" {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("audit export: %w", err)
+		}
+	}
+	fmt.Fprintf(stderr, "exported %d records\n", n)
+	return nil
+}
+
+func parseTime(flag, v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s %q: want an RFC 3339 time such as 2026-11-26T21:00:00Z", flag, v)
+	}
+	return t, nil
+}
+
+// errVerifyFailed makes `codi2 audit verify` exit 1 after printing a result
+// that is not ok.
+var errVerifyFailed = errors.New("audit verify: the hash chain is broken")
+
+func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		file, url string
+		req       audit.VerifyRequest
+		timeout   time.Duration
+	)
+	fs := newFlagSet("codi2 audit verify", stderr)
+	fs.StringVar(&file, "file", "", "check this JSON-lines export offline (- for standard input)")
+	fs.StringVar(&url, "nats-url", defaultNATSURL(), "without --file: NATS URL of the running codi2 server")
+	fs.Uint64Var(&req.FromSeq, "from-seq", 0, "without --file: first seq to check (0: the oldest kept)")
+	fs.Uint64Var(&req.ToSeq, "to-seq", 0, "without --file: last seq to check (0: the head)")
+	fs.DurationVar(&timeout, "timeout", time.Minute, "without --file: give up after this long")
+	if err := parseWithEnv(fs, args); err != nil {
+		return err
+	}
+	var (
+		res audit.VerifyResult
+		err error
+	)
+	if file != "" {
+		res, err = verifyFile(file)
+	} else {
+		res, err = verifyOnline(ctx, url, req, timeout)
+	}
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	if err := enc.Encode(res); err != nil {
+		return err
+	}
+	if !res.OK {
+		return errVerifyFailed
+	}
+	return nil
+}
+
+func verifyFile(file string) (audit.VerifyResult, error) {
+	r := io.Reader(os.Stdin)
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return audit.VerifyResult{}, fmt.Errorf("audit verify: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	res, err := audit.VerifyExport(r)
+	if err != nil {
+		return res, fmt.Errorf("audit verify %s: %w", file, err)
+	}
+	return res, nil
+}
+
+func verifyOnline(ctx context.Context, url string, req audit.VerifyRequest, timeout time.Duration) (audit.VerifyResult, error) {
+	nc, err := nats.Connect(url, nats.Name("codi2 audit verify"))
+	if err != nil {
+		return audit.VerifyResult{}, fmt.Errorf("audit verify: connect %s: %w", url, err)
+	}
+	defer nc.Close()
+	c, err := audit.NewClient(nc)
+	if err != nil {
+		return audit.VerifyResult{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	res, err := c.Verify(ctx, req)
+	if err != nil {
+		return res, fmt.Errorf("audit verify: %w", err)
+	}
+	return res, nil
+}
