@@ -72,7 +72,7 @@ func splitSubject(subject string) (source, category string) {
 // filled by reading the message from the stream, so that nothing stored is
 // skipped. It returns an error only when the writer must stop.
 func (s *Service) commit(ctx context.Context, batch []*delivery) error {
-	evs := make([]event, 0, len(batch))
+	evs := make([]*event, 0, len(batch))
 	for _, d := range batch {
 		if !d.ok {
 			// Not a stream delivery; nothing to record, and redelivery
@@ -81,9 +81,9 @@ func (s *Service) commit(ctx context.Context, batch []*delivery) error {
 			_ = d.msg.Term()
 			continue
 		}
-		evs = append(evs, d.ev)
+		evs = append(evs, &d.ev)
 	}
-	slices.SortStableFunc(evs, func(a, b event) int { return cmp.Compare(a.streamSeq, b.streamSeq) })
+	slices.SortStableFunc(evs, func(a, b *event) int { return cmp.Compare(a.streamSeq, b.streamSeq) })
 	if err := s.retry(ctx, func() error { return s.appendEvents(ctx, evs) }); err != nil {
 		return err
 	}
@@ -123,12 +123,12 @@ func (s *Service) retry(ctx context.Context, fn func() error) error {
 // appendEvents commits evs (sorted by stream seq) in transactions of at
 // most MaxBatchEvents events and MaxBatchBytes bytes, filling holes in the
 // stream sequence from the stream.
-func (s *Service) appendEvents(ctx context.Context, evs []event) error {
+func (s *Service) appendEvents(ctx context.Context, evs []*event) error {
 	applied := s.committed().applied
 	next := applied + 1
 	var firstSeq uint64 // the stream's first seq, read at the first hole
 	for i := 0; i < len(evs); {
-		var chunk []event
+		chunk := make([]*event, 0, min(len(evs)-i, s.cfg.MaxBatchEvents))
 		size := 0
 		for i < len(evs) && len(chunk) < s.cfg.MaxBatchEvents {
 			e := evs[i]
@@ -158,7 +158,8 @@ func (s *Service) appendEvents(ctx context.Context, evs []event) error {
 					return fmt.Errorf("audit: get stream message %d: %w", next, err)
 				}
 				s.log.Warn().Uint64("stream_seq", next).Msg("filling a hole in the delivered sequence from the stream")
-				e = newEvent(raw.Sequence, raw.Time, raw.Subject, raw.Header, raw.Data)
+				filled := newEvent(raw.Sequence, raw.Time, raw.Subject, raw.Header, raw.Data)
+				e = &filled
 			}
 			if len(chunk) > 0 && size+e.size > s.cfg.MaxBatchBytes {
 				break
@@ -196,7 +197,7 @@ type applyResult struct {
 // apply appends chunk in one transaction and records appliedTo as the last
 // applied stream seq. An event at or below the stored applied seq, or whose
 // Nats-Msg-Id is already in the log, is not appended again.
-func (s *Service) apply(chunk []event, appliedTo uint64) (meta, error) {
+func (s *Service) apply(chunk []*event, appliedTo uint64) (meta, error) {
 	var res applyResult
 	err := s.store.Update(context.Background(), func(tx kv.Txn) error {
 		res = applyResult{}

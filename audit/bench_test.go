@@ -498,7 +498,7 @@ func BenchmarkApply(b *testing.B) {
 	defer store.Close()
 	s := &Service{store: store, log: quiet()}
 	const batch = 1000
-	evs := make([]event, batch)
+	evs := make([]*event, batch)
 	seq := uint64(0)
 	lat := latency.NewRecorder(b.N)
 	b.ReportAllocs()
@@ -509,7 +509,8 @@ func BenchmarkApply(b *testing.B) {
 			seq++
 			h := nats.Header{}
 			h.Set(jetstream.MsgIDHeader, "apply-"+strconv.FormatUint(seq, 10))
-			evs[i] = newEvent(seq, time.Now(), "codi.audit.log.agent-3.file", h, benchPayload)
+			e := newEvent(seq, time.Now(), "codi.audit.log.agent-3.file", h, benchPayload)
+			evs[i] = &e
 		}
 		b.StartTimer()
 		t0 := time.Now()
