@@ -39,11 +39,6 @@ import (
 // benchPayload is a typical event: a small JSON object.
 var benchPayload = []byte(`{"action":"file.write","path":"src/codi2/audit/service.go","agent":"agent-3","bytes":1234}`)
 
-// benchBus starts a bus for benchmarks, logging errors only.
-func benchBus(b *testing.B) *bus.Bus {
-	return bustest.Run(b)
-}
-
 func quiet() zerolog.Logger { return zerolog.New(os.Stderr).Level(zerolog.ErrorLevel) }
 
 // runService runs a Service on store until the benchmark ends.
@@ -79,7 +74,7 @@ func openBolt(b *testing.B, path string, opts boltkv.Options) *boltkv.Store {
 func BenchmarkRawJetStreamAsync(b *testing.B) {
 	for _, withID := range []bool{false, true} {
 		b.Run(idName(withID), func(b *testing.B) {
-			bs := benchBus(b)
+			bs := bustest.Run(b)
 			nc := bustest.Connect(b, bs)
 			js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 			require.NoError(b, err)
@@ -162,7 +157,7 @@ func BenchmarkIngest(b *testing.B) {
 }
 
 func benchIngest(b *testing.B, withID bool) {
-	bs := benchBus(b)
+	bs := bustest.Run(b)
 	store := openBolt(b, filepath.Join(b.TempDir(), "audit.db"), boltkv.Options{InitialMmapSize: 1 << 30})
 	defer store.Close()
 	svc := runService(b, bs, store, Config{})
@@ -204,7 +199,7 @@ func BenchmarkCommitLatency(b *testing.B) {
 }
 
 func benchCommitLatency(b *testing.B, rate int, wait, d time.Duration) {
-	bs := benchBus(b)
+	bs := bustest.Run(b)
 	store := openBolt(b, filepath.Join(b.TempDir(), "audit.db"), boltkv.Options{InitialMmapSize: 1 << 30})
 	defer store.Close()
 	runService(b, bs, store, Config{MaxBatchWait: wait})
@@ -368,7 +363,6 @@ func benchBigLog(b *testing.B) (path string, n int) {
 		buildLog(b, filepath.Join(dir, "audit.db"), bigLog.n)
 		bigLog.took = time.Since(start)
 	})
-	b.Cleanup(func() {}) // the directory is removed by TestMain
 	return filepath.Join(bigLog.dir, "audit.db"), bigLog.n
 }
 
@@ -387,7 +381,7 @@ func TestMain(m *testing.M) {
 // sees it (the raw reply) and with the Go client's decoding.
 func BenchmarkQuery(b *testing.B) {
 	path, n := benchBigLog(b)
-	bs := benchBus(b)
+	bs := bustest.Run(b)
 	store := openBolt(b, path, boltkv.Options{InitialMmapSize: 4 << 30})
 	defer store.Close()
 	runService(b, bs, store, Config{})
@@ -441,7 +435,7 @@ func BenchmarkQuery(b *testing.B) {
 // store, start the service, and get the first status answer.
 func BenchmarkRestart(b *testing.B) {
 	path, n := benchBigLog(b)
-	bs := benchBus(b)
+	bs := bustest.Run(b)
 	nc := bustest.Connect(b, bs)
 	c, err := NewClient(nc)
 	require.NoError(b, err)
@@ -473,7 +467,7 @@ func BenchmarkRestart(b *testing.B) {
 // codi.audit.verify: bounded read transactions over every record.
 func BenchmarkVerify(b *testing.B) {
 	path, n := benchBigLog(b)
-	bs := benchBus(b)
+	bs := bustest.Run(b)
 	store := openBolt(b, path, boltkv.Options{InitialMmapSize: 4 << 30})
 	defer store.Close()
 	runService(b, bs, store, Config{})
