@@ -149,12 +149,19 @@ func (s *Service) Run(ctx context.Context) error {
 		return ErrRunning
 	}
 	defer close(s.intakeDone)
-	if err := s.load(ctx); err != nil {
+	// Stopped while starting is a clean stop: nothing was consumed yet.
+	stopped := func(err error) error {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
+	}
+	if err := s.load(ctx); err != nil {
+		return stopped(err)
 	}
 	cons, err := s.consumer(ctx)
 	if err != nil {
-		return err
+		return stopped(err)
 	}
 	// Handlers outlive ctx until the writer has flushed, then stopService
 	// cancels whatever they still run (a long verify) before waiting.
@@ -168,7 +175,7 @@ func (s *Service) Run(ctx context.Context) error {
 	// Make sure the server has the endpoints' subscriptions before anyone
 	// is told the service is ready.
 	if err := s.nc.FlushTimeout(5 * time.Second); err != nil {
-		return fmt.Errorf("audit: flush: %w", err)
+		return stopped(fmt.Errorf("audit: flush: %w", err))
 	}
 
 	cc, err := cons.Consume(s.intake,

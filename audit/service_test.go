@@ -510,3 +510,14 @@ func TestService_Run_CorruptMeta(t *testing.T) {
 		})
 	}
 }
+
+// A stop that comes while the service is still starting is a clean stop.
+func TestService_Run_CancelledWhileStarting(t *testing.T) {
+	b := bustest.Run(t)
+	nc := bustest.Connect(t, b)
+	svc, err := New(Config{}, nc, kvtest.NewBolt(t), bustest.Logger(t))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, svc.Run(ctx))
+}

@@ -526,3 +526,16 @@ func TestClient_ClosedConnection(t *testing.T) {
 	_, err = c.Apply(ctx, "task", "t1", state.Command{Op: state.OpPut})
 	require.ErrorIs(t, err, nats.ErrConnectionClosed)
 }
+
+// A stop that comes while the service is still starting is a clean stop.
+func TestService_Run_CancelledWhileStarting(t *testing.T) {
+	e := newEnv(t)
+	nc, err := e.b.Connect("codi-state")
+	require.NoError(t, err)
+	defer nc.Close()
+	svc, err := state.New(fastConfig(), nc, e.store, bustest.Logger(t))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, svc.Run(ctx))
+}

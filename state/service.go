@@ -101,7 +101,11 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	l := &loop{s: s, cfg: s.cfg, log: s.log, spilled: true}
 	err := l.start(ctx)
-	if err == nil {
+	if err != nil && ctx.Err() != nil {
+		// Stopped while starting: nothing was consumed, nothing to commit.
+		err = nil
+		l.applied = s.Watermark()
+	} else if err == nil {
 		s.log.Info().Str("stream", s.cfg.Stream).Uint64("seq", l.applied).Msg("state service running")
 		var svc micro.Service
 		svc, err = s.startMicro()

@@ -17,11 +17,13 @@ func openStores(cfg serveConfig, dataDir string, log zerolog.Logger) (stores, er
 		}
 		return stores{state: st, audit: st}, nil
 	}
-	st, err := boltkv.Open(filepath.Join(dataDir, "state.db"), boltkv.Options{})
+	// A memory map larger than the file spares commits the remap that would
+	// wait for every open read (address space only, not memory or disk).
+	st, err := boltkv.Open(filepath.Join(dataDir, "state.db"), boltkv.Options{InitialMmapSize: 1 << 30})
 	if err != nil {
 		return stores{}, fmt.Errorf("state store: %w", err)
 	}
-	au, err := boltkv.Open(filepath.Join(dataDir, "audit.db"), boltkv.Options{})
+	au, err := boltkv.Open(filepath.Join(dataDir, "audit.db"), boltkv.Options{InitialMmapSize: 8 << 30})
 	if err != nil {
 		_ = st.Close()
 		return stores{}, fmt.Errorf("audit store: %w", err)
