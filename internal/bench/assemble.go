@@ -3,7 +3,6 @@ package bench
 import (
 	"fmt"
 
-	"github.com/codi2/codi2/audit"
 )
 
 // assemble judges the codi2 results against the design document's targets,
@@ -36,8 +35,8 @@ func assemble(res results, v1 v1Results, m Machine, cfg Config) []Metric {
 		"v1 read current state by parsing the whole log; a torn line can hide the last update")
 
 	aw := res.auditWrite
-	aw.judge(targetAudit, fmt.Sprintf("the audit service commits in batches: a batch waits up to %s for more events, then one bbolt transaction writes the records, their indexes and the chain head and ends in fsync (%s); at this rate the publishers, the NATS server and the consumer compete for %s",
-		fmtDur(audit.DefaultMaxBatchWait), disk, shared))
+	aw.judge(targetAudit, fmt.Sprintf("the audit service commits in batches: what arrives while one batch commits forms the next, and each batch is one bbolt transaction that writes the records, their indexes and the chain head and ends in fsync (%s); at this rate the publishers, the NATS server and the consumer compete for %s",
+		disk, shared))
 	aw.compare(locked, v1.locked.Latency, v1.locked.Throughput,
 		fmt.Sprintf("v1 writes as fast as its lock allows, %s; it could not carry codi2's offered %s at all", fmtRate(v1.locked.Throughput), fmtRate(float64(cfg.AuditRate))))
 
