@@ -2,7 +2,6 @@ package bench
 
 import (
 	"fmt"
-
 )
 
 // assemble judges the codi2 results against the design document's targets,
