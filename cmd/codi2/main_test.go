@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/internal/proctest"
+	"github.com/codi2/codi2/state"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
@@ -173,4 +176,32 @@ func TestNewLogger(t *testing.T) {
 func TestEnvName(t *testing.T) {
 	assert.Equal(t, "CODI2_NATS_LISTEN", envName("nats-listen"))
 	assert.Equal(t, "CODI2_FDB_CLUSTER_FILE", envName("fdb-cluster-file"))
+}
+
+// With --nats-url, serve runs the services against an existing NATS server:
+// the streams are created there and a state command published to it is
+// applied.
+func TestRun_ServeExternalNATS(t *testing.T) {
+	ext := bustest.Run(t, bus.Config{ServerName: "external"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs proctest.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--data", t.TempDir(), "--nats-url", ext.ClientURL(),
+			"--http-listen", "127.0.0.1:0", "--log-format", "json"}, &proctest.Buffer{}, &logs)
+	}()
+	ready := readyLine(t, &logs, done)
+	assert.Equal(t, false, ready["embedded"])
+	assert.Equal(t, ext.ClientURL(), ready["nats"])
+
+	nc := bustest.Connect(t, ext)
+	c, err := state.NewClient(nc, "agent-1")
+	require.NoError(t, err)
+	ev, err := c.Apply(ctx, "task", "ADR-028", state.Command{Op: state.OpPut, Fields: map[string]any{"status": "open"}})
+	require.NoError(t, err)
+	assert.Equal(t, state.StatusApplied, ev.Status)
+
+	cancel()
+	assert.Equal(t, 0, <-done, logs.String())
 }
