@@ -8,15 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"sync"
 	"time"
 
-	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
-	"github.com/codi2/codi2/internal/kv"
-	"github.com/codi2/codi2/state"
+	"github.com/codi2/codi2/internal/server"
 	"github.com/rs/zerolog"
 )
 
@@ -73,116 +68,54 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 
 // serve runs the server until ctx is done, then shuts it down in order.
 func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
-	dataDir, err := filepath.Abs(cfg.DataDir)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dataDir, 0o750); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	b, err := bus.Start(ctx, bus.Config{
-		DataDir:    dataDir,
-		Listen:     cfg.NATSListen,
-		URL:        cfg.NATSURL,
-		SyncAlways: cfg.SyncAlways,
+	srv, err := server.Start(ctx, server.Config{
+		DataDir:        cfg.DataDir,
+		NATSListen:     cfg.NATSListen,
+		NATSURL:        cfg.NATSURL,
+		SyncAlways:     cfg.SyncAlways,
+		Store:          cfg.Store,
+		FDBClusterFile: cfg.FDBClusterFile,
 	}, log)
 	if err != nil {
 		return err
 	}
-	defer func() { log.Info().Msg("codi2 stopped") }() // runs last, after the bus and stores close
-	defer b.Close()
-
-	stores, err := openStores(cfg, dataDir, log)
-	if err != nil {
-		return err
-	}
-	defer stores.close(log)
-
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var g group
-	// state: the state service applies CODI_STATE to the state store, on a
-	// connection of its own (closed by the defer, after g.Wait).
-	stateNC, err := b.Connect("codi-state")
-	if err != nil {
-		return fmt.Errorf("state: connect: %w", err)
-	}
-	defer stateNC.Close()
-	stateSvc, err := state.New(state.Config{}, stateNC, stores.state, log)
-	if err != nil {
-		return err
-	}
-	g.Go(func() error { return stateSvc.Run(runCtx) })
-	// audit: the audit service appends CODI_AUDIT to the audit store, on a
-	// connection of its own (closed by the defer, after g.Wait).
-	auditNC, err := b.Connect("codi-audit")
-	if err != nil {
-		return fmt.Errorf("audit: connect: %w", err)
-	}
-	defer auditNC.Close()
-	auditSvc, err := audit.New(audit.Config{}, auditNC, stores.audit, log)
-	if err != nil {
-		return err
-	}
-	g.Go(func() error { return auditSvc.Run(runCtx) })
-
 	httpLn, err := net.Listen("tcp", cfg.HTTPListen)
 	if err != nil {
-		return fmt.Errorf("http listen: %w", err)
+		return errors.Join(fmt.Errorf("http listen: %w", err), srv.Stop())
 	}
+	b := srv.Bus()
 	hs := &http.Server{Handler: healthHandler(b), ReadHeaderTimeout: 5 * time.Second}
-	g.Go(func() error {
-		if err := hs.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http: %w", err)
-		}
-		return nil
-	})
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- hs.Serve(httpLn) }()
 
 	log.Info().
 		Str("nats", b.ClientURL()).
 		Bool("embedded", b.Embedded()).
-		Str("data", dataDir).
+		Str("data", srv.DataDir()).
 		Str("store", cfg.Store).
 		Str("http", "http://"+httpLn.Addr().String()).
 		Msg("codi2 ready")
 
+	var failure error
 	select {
 	case <-ctx.Done():
-	case <-g.failed():
+	case <-srv.Failed():
+	case err := <-httpErr:
+		failure = fmt.Errorf("http: %w", err)
 	}
 	log.Info().Msg("codi2 shutting down")
-	// Shutdown order:
-	//  1. stop intake: cancel the services; each stops fetching, commits and
-	//     acks what it has, and returns from Run.
-	//  2. stop the HTTP server.
-	//  3. wait for every goroutine of the group.
-	//  4. deferred: drain the bus connection and shut the NATS server down.
-	//  5. deferred: close the stores.
-	cancel()
-	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer scancel()
-	_ = hs.Shutdown(sctx)
-	return g.Wait()
-}
-
-// stores are the state and audit stores: two bbolt files, so that their
-// commits do not wait on one another, or one FoundationDB database.
-type stores struct {
-	state, audit kv.Store
-}
-
-func (s stores) close(log zerolog.Logger) {
-	for _, st := range []kv.Store{s.state, s.audit} {
-		if st == nil {
-			continue
-		}
-		if err := st.Close(); err != nil {
-			log.Error().Err(err).Msg("close store")
-		}
-		if s.state == s.audit {
-			return
-		}
+	// Shutdown order: stop the HTTP server and wait for it, then the
+	// server's own order (services commit and ack, their connections close,
+	// the bus drains and NATS shuts down, the stores close).
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if failure == nil {
+		_ = hs.Shutdown(sctx)
+		<-httpErr
 	}
+	err = errors.Join(failure, srv.Stop())
+	log.Info().Msg("codi2 stopped")
+	return err
 }
 
 func healthHandler(b *bus.Bus) http.Handler {
@@ -197,40 +130,4 @@ func healthHandler(b *bus.Bus) http.Handler {
 		_ = json.NewEncoder(w).Encode(status)
 	})
 	return mux
-}
-
-// group runs goroutines and collects the first error; failed is closed when
-// one of them returns an error.
-type group struct {
-	wg      sync.WaitGroup
-	once    sync.Once
-	err     error
-	failure chan struct{}
-	init    sync.Once
-}
-
-func (g *group) failed() <-chan struct{} { return g.failureCh() }
-
-func (g *group) failureCh() chan struct{} {
-	g.init.Do(func() { g.failure = make(chan struct{}) })
-	return g.failure
-}
-
-func (g *group) Go(fn func() error) {
-	ch := g.failureCh()
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		if err := fn(); err != nil {
-			g.once.Do(func() {
-				g.err = err
-				close(ch)
-			})
-		}
-	}()
-}
-
-func (g *group) Wait() error {
-	g.wg.Wait()
-	return g.err
 }

@@ -1,6 +1,7 @@
-package main
+package server
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
 
@@ -10,24 +11,21 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestOpenStores_Locked(t *testing.T) {
+func TestStart_StoreLocked(t *testing.T) {
 	for _, file := range []string{"state.db", "audit.db"} {
 		t.Run(file, func(t *testing.T) {
 			dir := t.TempDir()
 			held, err := boltkv.Open(filepath.Join(dir, file), boltkv.Options{})
 			require.NoError(t, err)
-			defer held.Close()
-			_, err = openStores(serveConfig{Store: "bolt"}, dir, zerolog.Nop())
+			_, err = Start(context.Background(), Config{DataDir: dir, NATSListen: "127.0.0.1:-1"}, zerolog.Nop())
 			require.ErrorIs(t, err, boltkv.ErrLocked)
 			assert.Contains(t, err.Error(), file)
+			require.NoError(t, held.Close())
+
+			// A failed start left nothing open: the same directory starts.
+			s, err := Start(context.Background(), Config{DataDir: dir, NATSListen: "127.0.0.1:-1"}, zerolog.Nop())
+			require.NoError(t, err)
+			require.NoError(t, s.Stop())
 		})
 	}
-	// After a failure nothing stays open: both files can be opened again.
-	dir := t.TempDir()
-	st, err := openStores(serveConfig{Store: "bolt"}, dir, zerolog.Nop())
-	require.NoError(t, err)
-	st.close(zerolog.Nop())
-	st, err = openStores(serveConfig{Store: "bolt"}, dir, zerolog.Nop())
-	require.NoError(t, err)
-	st.close(zerolog.Nop())
 }

@@ -1,0 +1,95 @@
+package server_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/bus/bustest"
+	"github.com/codi2/codi2/internal/server"
+	"github.com/codi2/codi2/state"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestConfig_Validate(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     server.Config
+		wantErr string
+	}{
+		{"defaults", server.Config{DataDir: "x"}, ""},
+		{"fdb", server.Config{DataDir: "x", Store: server.StoreFDB}, ""},
+		{"no dir", server.Config{}, "data directory"},
+		{"bad store", server.Config{DataDir: "x", Store: "mysql"}, `store "mysql"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.NotEmpty(t, tt.cfg.Store)
+		})
+	}
+}
+
+func TestServer_StartStop(t *testing.T) {
+	dir := t.TempDir()
+	s, err := server.Start(context.Background(), server.Config{DataDir: filepath.Join(dir, "new"), NATSListen: "127.0.0.1:-1"}, bustest.Logger(t))
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(dir, "new"), s.DataDir())
+	assert.True(t, s.Bus().Embedded())
+
+	nc := bustest.Connect(t, s.Bus())
+	c, err := state.NewClient(nc, "agent-1")
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ev, err := c.Apply(ctx, "task", "ADR-028", state.Command{Op: state.OpPut, Fields: map[string]any{"status": "open"}})
+	require.NoError(t, err)
+	assert.Equal(t, state.StatusApplied, ev.Status)
+	nc.Close()
+
+	require.NoError(t, s.Stop())
+	require.NoError(t, s.Stop(), "Stop is idempotent")
+	for _, f := range []string{"state.db", "audit.db"} {
+		assert.FileExists(t, filepath.Join(dir, "new", f))
+	}
+	select {
+	case <-s.Failed():
+		t.Fatal("no service failed")
+	default:
+	}
+}
+
+func TestServer_FailedService(t *testing.T) {
+	s, err := server.Start(context.Background(), server.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1"}, bustest.Logger(t))
+	require.NoError(t, err)
+	// Losing its stream ends the state service with an error.
+	require.NoError(t, s.Bus().JetStream().DeleteStream(context.Background(), bus.StreamState))
+	select {
+	case <-s.Failed():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the state service did not fail without its stream")
+	}
+	require.Error(t, s.Stop())
+}
+
+func TestStart_Errors(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o600))
+	_, err := server.Start(context.Background(), server.Config{DataDir: filepath.Join(file, "data")}, bustest.Logger(t))
+	require.ErrorContains(t, err, "data directory")
+
+	_, err = server.Start(context.Background(), server.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:nope"}, bustest.Logger(t))
+	require.ErrorIs(t, err, bus.ErrConfig)
+
+	_, err = server.Start(context.Background(), server.Config{}, bustest.Logger(t))
+	require.Error(t, err)
+}
