@@ -51,6 +51,11 @@ func (s *Service) startMicro() (micro.Service, error) {
 			return nil, fmt.Errorf("state: micro endpoint %s: %w", e.name, err)
 		}
 	}
+	// The endpoints answer once the server has their subscriptions.
+	if err := s.nc.Flush(); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("state: micro service: %w", err)
+	}
 	return svc, nil
 }
 

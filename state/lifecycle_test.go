@@ -539,3 +539,17 @@ func TestService_Run_CancelledWhileStarting(t *testing.T) {
 	cancel()
 	require.NoError(t, svc.Run(ctx))
 }
+
+// Once Ready is closed the micro service answers without a retry.
+func TestService_Ready_AnswersAtOnce(t *testing.T) {
+	e := newEnv(t)
+	r := e.start(fastConfig())
+	select {
+	case <-r.svc.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready")
+	}
+	seq, err := e.client("agent-1").Status(ctxT(t))
+	require.NoError(t, err)
+	assert.Zero(t, seq)
+}

@@ -43,6 +43,7 @@ type Service struct {
 	stopping bool
 	stop     chan struct{} // closed when Run stops serving requests
 	reqs     sync.WaitGroup
+	ready    chan struct{} // closed when the micro service answers
 }
 
 // New returns a state service over the connection nc (in-process or TCP)
@@ -70,8 +71,14 @@ func New(cfg Config, nc *nats.Conn, store kv.Store, log zerolog.Logger) (*Servic
 		log:      log.With().Str("component", "state").Logger(),
 		advanced: make(chan struct{}),
 		stop:     make(chan struct{}),
+		ready:    make(chan struct{}),
 	}, nil
 }
+
+// Ready is closed once Run has loaded the watermark, started consuming and
+// registered the micro service on the server, so that get, list and status
+// are answered. Safe for concurrent use.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
 
 // Watermark is the last CODI_STATE sequence applied (or rejected) and
 // committed to the store. Safe for concurrent use (an atomic read).
@@ -110,6 +117,7 @@ func (s *Service) Run(ctx context.Context) error {
 		var svc micro.Service
 		svc, err = s.startMicro()
 		if err == nil {
+			close(s.ready)
 			err = l.run(ctx)
 			// Answer the waiting gets (the final batch is committed), then
 			// stop the endpoints; until they are gone requests get 503.

@@ -76,12 +76,13 @@ type Server struct {
 	errs     []error
 	stopOnce sync.Once
 	stopErr  error
+	ready    []<-chan struct{}
 }
 
 // Start opens the data directory, starts the bus (creating or updating the
 // streams), opens the stores and runs the state and audit services, each on
-// a connection of its own. It returns once the services are running; they
-// answer requests moments later. On error everything started is stopped.
+// a connection of its own. It returns once both services answer requests.
+// On error everything started is stopped.
 func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -103,7 +104,25 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Server, error)
 		s.close()
 		return nil, err
 	}
+	if err := s.waitReady(ctx); err != nil {
+		return nil, errors.Join(err, s.Stop())
+	}
 	return s, nil
+}
+
+// waitReady waits until both services answer requests, one of them fails,
+// or ctx ends.
+func (s *Server) waitReady(ctx context.Context) error {
+	for _, ready := range s.ready {
+		select {
+		case <-ready:
+		case <-s.failed:
+			return errors.New("server: a service failed while starting")
+		case <-ctx.Done():
+			return fmt.Errorf("server: not ready: %w", ctx.Err())
+		}
+	}
+	return nil
 }
 
 func (s *Server) start(ctx context.Context) error {
@@ -134,6 +153,7 @@ func (s *Server) start(ctx context.Context) error {
 	// The services outlive the start context: Stop ends them.
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
+	s.ready = []<-chan struct{}{stateSvc.Ready(), auditSvc.Ready()}
 	for _, run := range []func(context.Context) error{stateSvc.Run, auditSvc.Run} {
 		s.wg.Add(1)
 		go func() {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/internal/server"
@@ -51,6 +52,13 @@ func TestServer_StartStop(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// Start returns once both services answer: no retry needed.
+	_, err = c.Status(ctx)
+	require.NoError(t, err)
+	ac, err := audit.NewClient(nc)
+	require.NoError(t, err)
+	_, err = ac.Status(ctx)
+	require.NoError(t, err)
 	ev, err := c.Apply(ctx, "task", "ADR-028", state.Command{Op: state.OpPut, Fields: map[string]any{"status": "open"}})
 	require.NoError(t, err)
 	assert.Equal(t, state.StatusApplied, ev.Status)
