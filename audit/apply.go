@@ -87,9 +87,11 @@ func (s *Service) commit(ctx context.Context, batch []*delivery) error {
 	if err := s.retry(ctx, func() error { return s.appendEvents(ctx, evs) }); err != nil {
 		return err
 	}
-	for _, d := range batch {
-		if d.ok {
-			_ = d.msg.Ack()
+	// AckAll: acking the batch's last delivery acks every one before it.
+	for i := len(batch) - 1; i >= 0; i-- {
+		if batch[i].ok {
+			_ = batch[i].msg.Ack()
+			break
 		}
 	}
 	return nil

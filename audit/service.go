@@ -236,14 +236,30 @@ func (s *Service) consumer(ctx context.Context) (jetstream.Consumer, error) {
 			ErrConfig, bus.StreamAudit, limit, maxEventSize)
 	}
 	s.stream = stream
-	cons, err := s.js.CreateOrUpdateConsumer(ctx, bus.StreamAudit, jetstream.ConsumerConfig{
-		Durable:       ConsumerName,
-		Description:   "codi2 audit log writer",
-		AckPolicy:     jetstream.AckExplicitPolicy,
+	cc := jetstream.ConsumerConfig{
+		Durable:     ConsumerName,
+		Description: "codi2 audit log writer",
+		// AckAll: one ack per committed batch, for its last delivery.
+		AckPolicy:     jetstream.AckAllPolicy,
 		AckWait:       s.cfg.AckWait,
 		MaxAckPending: s.cfg.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	}
+	cons, err := s.js.CreateOrUpdateConsumer(ctx, bus.StreamAudit, cc)
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeConsumerCreate {
+		// A consumer whose settings cannot be updated in place (one made
+		// with per-message acks by an earlier version): the store's
+		// watermark is the truth, so replace it with one that starts right
+		// after it.
+		s.log.Warn().Err(err).Msg("replacing the consumer")
+		if derr := s.js.DeleteConsumer(ctx, bus.StreamAudit, ConsumerName); derr != nil {
+			return nil, fmt.Errorf("audit: replace consumer %s: %w", ConsumerName, derr)
+		}
+		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cc.OptStartSeq = s.committed().applied + 1
+		cons, err = s.js.CreateOrUpdateConsumer(ctx, bus.StreamAudit, cc)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("audit: consumer %s: %w", ConsumerName, err)
 	}

@@ -250,18 +250,16 @@ func TestService_Run_RedeliveryAfterRestart(t *testing.T) {
 
 // TestService_Run_FillsHoles starts the service on a consumer whose
 // deliveries have a hole (acked elsewhere, as if a delivery was lost after
-// the server counted it) and a message deleted from the stream: the hole is
-// read from the stream, the deleted message is skipped.
+// the server counted it; with AckAll the ack of 4 covers 1-4) and a message
+// deleted from the stream: the hole is read from the stream, the deleted
+// message is skipped.
 func TestService_Run_FillsHoles(t *testing.T) {
 	// One event per transaction: filled events and deliveries split chunks.
 	h := newHarness(t, Config{MaxBatchBytes: 600})
 	require.NoError(t, h.stop())
 	acks := h.logN(10, "agent-1", "x")
 	ctx := context.Background()
-	cons, err := h.js.CreateOrUpdateConsumer(ctx, bus.StreamAudit, jetstream.ConsumerConfig{
-		Durable: ConsumerName, AckPolicy: jetstream.AckExplicitPolicy, AckWait: DefaultAckWait,
-		MaxAckPending: DefaultMaxAckPending, DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	cons, err := h.js.Consumer(ctx, bus.StreamAudit, ConsumerName)
 	require.NoError(t, err)
 	batch, err := cons.Fetch(5, jetstream.FetchMaxWait(time.Second))
 	require.NoError(t, err)
@@ -520,4 +518,32 @@ func TestService_Run_CancelledWhileStarting(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	require.NoError(t, svc.Run(ctx))
+}
+
+// TestService_Run_ReplacesExplicitAckConsumer starts the service on a
+// codi-audit consumer with per-message acks, as an earlier version made it,
+// that has not acked what the store already holds: the service replaces it
+// with one starting after the store's watermark, and the log has every event
+// once.
+func TestService_Run_ReplacesExplicitAckConsumer(t *testing.T) {
+	h := newHarness(t, Config{})
+	first := h.logN(5, "agent-1", "x")
+	h.waitCommitted(first[4].Sequence)
+	require.NoError(t, h.stop())
+	ctx := context.Background()
+	require.NoError(t, h.js.DeleteConsumer(ctx, bus.StreamAudit, ConsumerName))
+	_, err := h.js.CreateOrUpdateConsumer(ctx, bus.StreamAudit, jetstream.ConsumerConfig{
+		Durable: ConsumerName, AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	require.NoError(t, err)
+	more := h.logN(5, "agent-1", "x")
+
+	h.start()
+	h.waitCommitted(more[4].Sequence)
+	recs := h.all(Query{})
+	require.Len(t, recs, 10, "nothing redelivered twice, nothing skipped")
+	assertChain(t, recs, 1, GenesisPrev)
+	cons, err := h.js.Consumer(ctx, bus.StreamAudit, ConsumerName)
+	require.NoError(t, err)
+	assert.Equal(t, jetstream.AckAllPolicy, cons.CachedInfo().Config.AckPolicy)
 }
