@@ -12,6 +12,7 @@ import (
 	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/internal/server"
 	"github.com/codi2/codi2/state"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -99,5 +100,35 @@ func TestStart_Errors(t *testing.T) {
 	require.ErrorIs(t, err, bus.ErrConfig)
 
 	_, err = server.Start(context.Background(), server.Config{}, bustest.Logger(t))
+	require.Error(t, err)
+}
+
+// A service that cannot start (here: a codi-state consumer that exists as a
+// push consumer on the NATS server) fails Start with an error, and
+// everything Start opened is closed again.
+func TestStart_ServiceFailsWhileStarting(t *testing.T) {
+	ext := bustest.Run(t)
+	js := ext.JetStream()
+	_, err := js.CreateOrUpdateConsumer(context.Background(), bus.StreamState, jetstream.ConsumerConfig{
+		Durable: "codi-state", DeliverSubject: "elsewhere", AckPolicy: jetstream.AckExplicitPolicy,
+	})
+	require.NoError(t, err)
+	dir := t.TempDir()
+	_, err = server.Start(context.Background(), server.Config{DataDir: dir, NATSURL: ext.ClientURL()}, bustest.Logger(t))
+	require.ErrorContains(t, err, "failed while starting")
+
+	// The stores were closed: a new server can open them.
+	require.NoError(t, js.DeleteConsumer(context.Background(), bus.StreamState, "codi-state"))
+	s, err := server.Start(context.Background(), server.Config{DataDir: dir, NATSURL: ext.ClientURL()}, bustest.Logger(t))
+	require.NoError(t, err)
+	require.NoError(t, s.Stop())
+}
+
+func TestStart_BadServiceConfig(t *testing.T) {
+	_, err := server.Start(context.Background(), server.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1",
+		State: state.Config{MaxBatch: -1}}, bustest.Logger(t))
+	require.Error(t, err)
+	_, err = server.Start(context.Background(), server.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1",
+		Audit: audit.Config{MaxBatchEvents: -1}}, bustest.Logger(t))
 	require.Error(t, err)
 }
