@@ -9,6 +9,7 @@ import (
 
 	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/internal/kv/kvtest"
+	"github.com/codi2/codi2/internal/proctest"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -163,7 +164,7 @@ func TestRetention_Target(t *testing.T) {
 // its oldest record: retention fails and says so, the service keeps
 // appending, and verify names the missing record.
 func TestService_Retention_MissingRecord(t *testing.T) {
-	var logs syncBuffer
+	var logs proctest.Buffer
 	h := newHarnessWith(t, Config{}, kvtest.NewBolt(t), zerolog.New(&logs))
 	acks := h.logN(5, "agent-1", "x")
 	h.waitCommitted(acks[4].Sequence)

@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/internal/kv/boltkv"
 	"github.com/codi2/codi2/internal/kv/kvtest"
+	"github.com/codi2/codi2/internal/proctest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -386,24 +386,6 @@ func TestService_Run_NonContractSubjects(t *testing.T) {
 	assert.True(t, h.verify(VerifyRequest{}).OK)
 }
 
-// syncBuffer is a log sink tests can read while the service writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestService_Run_RetriesFailedCommit holds the store's single writer so
 // that the service's commits time out, then lets go: the batch is retried,
 // not acked meanwhile, and committed once.
@@ -411,7 +393,7 @@ func TestService_Run_RetriesFailedCommit(t *testing.T) {
 	store, err := boltkv.Open(filepath.Join(t.TempDir(), "audit.db"), boltkv.Options{TxnTimeout: 50 * time.Millisecond})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = store.Close() })
-	var logs syncBuffer
+	var logs proctest.Buffer
 	h := newHarnessWith(t, Config{}, store, zerolog.New(&logs))
 
 	release := make(chan struct{})

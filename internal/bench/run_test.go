@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/codi2/codi2/bus/bustest"
+	"github.com/codi2/codi2/internal/proctest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -246,7 +247,7 @@ func TestConfig_Validate(t *testing.T) {
 }
 
 func TestProgress_Watch(t *testing.T) {
-	var buf syncBuffer
+	var buf proctest.Buffer
 	p := newProgress(&buf)
 	p.every = time.Millisecond
 	stop := p.watch("things", 10, func() int { return 7 })
@@ -262,7 +263,7 @@ func TestProgress_Watch(t *testing.T) {
 type cancelOn struct {
 	phrase string
 	cancel context.CancelFunc
-	buf    syncBuffer
+	buf    proctest.Buffer
 }
 
 func (c *cancelOn) Write(p []byte) (int, error) {
