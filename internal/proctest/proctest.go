@@ -5,7 +5,9 @@ package proctest
 import (
 	"bytes"
 	"context"
+	"io/fs"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -30,7 +32,37 @@ func Build(t testing.TB) string {
 	cmd.Dir = root
 	b, err := cmd.CombinedOutput()
 	require.NoError(t, err, "go build: %s", b)
+	consultSources(t, root)
 	return bin
+}
+
+// consultSources opens every Go source and module file of the module, so
+// that go test's result cache, which tracks the files a test opens but not
+// what a `go build` child reads, invalidates a cached pass of a test that
+// ran the binary when any of the binary's sources change.
+func consultSources(t testing.TB, root string) {
+	t.Helper()
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() {
+			if path != root && (strings.HasPrefix(name, ".") || name == "testdata") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if (strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go")) || name == "go.mod" || name == "go.sum" {
+			f, err := os.Open(path)
+			if err != nil {
+				return err
+			}
+			return f.Close()
+		}
+		return nil
+	})
+	require.NoError(t, err)
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
