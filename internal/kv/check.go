@@ -52,3 +52,41 @@ func printable(k []byte) string {
 	}
 	return fmt.Sprintf("%q", k)
 }
+
+// Writes is the bookkeeping every backend does for the writes of one
+// transaction attempt: it enforces MaxTxnWriteBytes and keeps the first
+// failed write, so that the commit fails even when the transaction function
+// ignored the error, as FoundationDB's does. Its zero value is ready; reset
+// it to the zero value for a retry. Like the transaction it belongs to, it is
+// not safe for concurrent use.
+type Writes struct {
+	n   int
+	err error
+}
+
+// Add admits a write of n bytes whose key and value checks returned check.
+// It returns check, or an error matching ErrTxnTooLarge when the write would
+// exceed MaxTxnWriteBytes, prefixed with op, and remembers it.
+func (w *Writes) Add(op string, n int, check error) error {
+	err := check
+	if err == nil && w.n+n > MaxTxnWriteBytes {
+		err = fmt.Errorf("transaction writes %d bytes, limit %d: %w", w.n+n, MaxTxnWriteBytes, ErrTxnTooLarge)
+	}
+	if err != nil {
+		err = fmt.Errorf("%s: %w", op, err)
+		w.Fail(err)
+		return err
+	}
+	w.n += n
+	return nil
+}
+
+// Fail remembers err unless an earlier failure is already kept.
+func (w *Writes) Fail(err error) {
+	if w.err == nil {
+		w.err = err
+	}
+}
+
+// Err is the first failed write, or nil.
+func (w *Writes) Err() error { return w.err }

@@ -92,3 +92,22 @@ func TestErrTooLarge_Is(t *testing.T) {
 	assert.NotErrorIs(t, kv.ErrKeyTooLarge, kv.ErrValueTooLarge, "limits stay distinct")
 	assert.Equal(t, "kv: key too large", kv.ErrKeyTooLarge.Error())
 }
+
+func TestWrites_Add(t *testing.T) {
+	var w kv.Writes
+	require.NoError(t, w.Add("set", kv.MaxTxnWriteBytes-10, nil))
+	require.NoError(t, w.Add("set", 10, nil), "exactly at the limit")
+	err := w.Add("set", 1, nil)
+	require.ErrorIs(t, err, kv.ErrTxnTooLarge)
+	require.ErrorIs(t, err, kv.ErrTooLarge)
+	assert.Contains(t, err.Error(), "set: transaction writes")
+	assert.Equal(t, err, w.Err(), "the first failure is kept")
+
+	w.Fail(errors.New("later"))
+	assert.Equal(t, err, w.Err(), "a later failure does not replace it")
+
+	var v kv.Writes
+	bad := kv.CheckKey(nil)
+	require.ErrorIs(t, v.Add("clear", 0, bad), kv.ErrInvalidKey)
+	require.ErrorIs(t, v.Err(), kv.ErrInvalidKey)
+}

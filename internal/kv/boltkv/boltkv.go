@@ -168,8 +168,8 @@ func (s *Store) Update(ctx context.Context, fn func(tx kv.Txn) error) error {
 	if err := fn(t); err != nil {
 		return err
 	}
-	if t.err != nil {
-		return t.err
+	if err := t.writes.Err(); err != nil {
+		return err
 	}
 	if err := t.alive("commit"); err != nil {
 		return err
@@ -293,9 +293,8 @@ type txn struct {
 	writable    bool
 	done        bool
 
-	written int    // bytes counted against kv.MaxTxnWriteBytes
-	err     error  // first write error; fails the commit
-	arena   []byte // copies of values given to bbolt; see copyValue
+	writes kv.Writes // bytes against kv.MaxTxnWriteBytes; the first failed write fails the commit
+	arena  []byte    // copies of values given to bbolt; see copyValue
 }
 
 // Values are copied into blocks that start at minArena bytes and double up
@@ -423,28 +422,19 @@ func (t *txn) GetRange(begin, end []byte, opts kv.RangeOptions) ([]kv.KeyValue, 
 	return out, nil
 }
 
-// write runs the checks every write shares and records a failure so that
-// the commit fails even if fn ignores the error.
+// write runs the checks every write shares; kv.Writes keeps a failure so
+// that the commit fails even if fn ignores the error.
 func (t *txn) write(op string, n int, check error) error {
-	err := t.live(op)
-	if err == nil && !t.writable {
-		err = fmt.Errorf("boltkv: %s: %w", op, kv.ErrReadOnly)
-	}
-	if err == nil && check != nil {
-		err = fmt.Errorf("boltkv: %s: %w", op, check)
-	}
-	if err == nil && t.written+n > kv.MaxTxnWriteBytes {
-		err = fmt.Errorf("boltkv: %s: transaction writes %d bytes, limit %d: %w",
-			op, t.written+n, kv.MaxTxnWriteBytes, kv.ErrTxnTooLarge)
-	}
-	if err != nil {
-		if t.err == nil && t.writable && !t.done {
-			t.err = err
+	if err := t.live(op); err != nil {
+		if t.writable && !t.done {
+			t.writes.Fail(err)
 		}
 		return err
 	}
-	t.written += n
-	return nil
+	if !t.writable {
+		return fmt.Errorf("boltkv: %s: %w", op, kv.ErrReadOnly)
+	}
+	return t.writes.Add("boltkv: "+op, n, check)
 }
 
 // Set implements kv.Txn.
@@ -495,8 +485,6 @@ func (t *txn) ClearRange(begin, end []byte) error {
 
 // fail records a storage error so that the commit fails too.
 func (t *txn) fail(err error) error {
-	if t.err == nil {
-		t.err = err
-	}
+	t.writes.Fail(err)
 	return err
 }

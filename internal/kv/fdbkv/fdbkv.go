@@ -182,11 +182,11 @@ func (s *Store) run(ctx context.Context, op string, writable bool, fn func(t *tx
 	defer stop()
 
 	for {
-		t.written, t.err = 0, nil
+		t.writes = kv.Writes{}
 		err := fn(t)
 		fromFn := err != nil
 		if err == nil {
-			err = t.err // a write fn ignored
+			err = t.writes.Err() // a write fn ignored
 		}
 		if err == nil && writable {
 			if cerr := tr.Commit().Get(); cerr != nil {
@@ -220,8 +220,7 @@ type txn struct {
 	writable    bool
 	done        bool
 
-	written int
-	err     error // first write error of this attempt; fails the commit
+	writes kv.Writes // this attempt's writes; the first failed one fails the commit
 }
 
 // alive reports whether t may still run: fn has not returned and ctx is not
@@ -318,28 +317,19 @@ func (t *txn) GetRange(begin, end []byte, opts kv.RangeOptions) ([]kv.KeyValue, 
 	return out, nil
 }
 
-// write runs the checks every write shares and records a failure so that
-// the commit fails even if fn ignores the error.
+// write runs the checks every write shares; kv.Writes keeps a failure so
+// that the commit fails even if fn ignores the error.
 func (t *txn) write(op string, n int, check error) error {
-	err := t.alive(op)
-	if err == nil && !t.writable {
-		err = fmt.Errorf("fdbkv: %s: %w", op, kv.ErrReadOnly)
-	}
-	if err == nil && check != nil {
-		err = fmt.Errorf("fdbkv: %s: %w", op, check)
-	}
-	if err == nil && t.written+n > kv.MaxTxnWriteBytes {
-		err = fmt.Errorf("fdbkv: %s: transaction writes %d bytes, limit %d: %w",
-			op, t.written+n, kv.MaxTxnWriteBytes, kv.ErrTxnTooLarge)
-	}
-	if err != nil {
-		if t.err == nil && t.writable && !t.done {
-			t.err = err
+	if err := t.alive(op); err != nil {
+		if t.writable && !t.done {
+			t.writes.Fail(err)
 		}
 		return err
 	}
-	t.written += n
-	return nil
+	if !t.writable {
+		return fmt.Errorf("fdbkv: %s: %w", op, kv.ErrReadOnly)
+	}
+	return t.writes.Add("fdbkv: "+op, n, check)
 }
 
 // Set implements kv.Txn. The C client copies key and value.
