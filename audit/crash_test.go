@@ -80,21 +80,11 @@ func TestServe_Crash_ExactlyOnce(t *testing.T) {
 		}
 		return n
 	}
-	const cycles = 2
-	for cycle := range cycles {
-		ctx, cancel := context.WithCancel(context.Background())
-		var wg sync.WaitGroup
-		for _, p := range pubs {
-			wg.Go(func() { p.run(ctx, js, cycle) })
-		}
-		target := ackedTotal() + 3000
-		require.Eventually(t, func() bool { return ackedTotal() >= target }, 30*time.Second, time.Millisecond)
-		srv.Kill()
-		cancel()
-		wg.Wait()
-		t.Logf("cycle %d: killed with %d events acknowledged", cycle, ackedTotal())
-		srv = proctest.Start(t, bin, dir, port)
+	loads := make([]func(context.Context, int), len(pubs))
+	for i, p := range pubs {
+		loads[i] = func(ctx context.Context, cycle int) { p.run(ctx, js, cycle) }
 	}
+	srv = srv.KillUnderLoad(t, 2, 3000, ackedTotal, loads...)
 
 	// The watermark reaches the end of the stream, hence every PubAck.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -91,25 +91,11 @@ func TestServe_Crash_ExactlyOnce(t *testing.T) {
 		}
 		return n
 	}
-	const cycles = 2
-	for cycle := range cycles {
-		ctx, cancel := context.WithCancel(context.Background())
-		var wg sync.WaitGroup
-		for _, w := range writers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				w.run(ctx, js, cycle)
-			}()
-		}
-		target := ackedTotal() + 3000
-		require.Eventually(t, func() bool { return ackedTotal() >= target }, 30*time.Second, time.Millisecond)
-		srv.Kill()
-		cancel()
-		wg.Wait()
-		t.Logf("cycle %d: killed with %d merges acknowledged", cycle, ackedTotal())
-		srv = proctest.Start(t, bin, dir, port)
+	loads := make([]func(context.Context, int), len(writers))
+	for i, w := range writers {
+		loads[i] = func(ctx context.Context, cycle int) { w.run(ctx, js, cycle) }
 	}
+	srv = srv.KillUnderLoad(t, 2, 3000, ackedTotal, loads...)
 
 	// The watermark reaches the end of the stream, hence every PubAck.
 	ctx := ctxT(t)

@@ -33,21 +33,19 @@ func TestCrash_Bus_AckedMessagesSurviveKill9(t *testing.T) {
 		mu    sync.Mutex
 		acked = map[string]bool{}
 		total atomic.Int64
-		wg    sync.WaitGroup
 	)
+	loads := make([]func(context.Context, int), senders)
 	for i := range senders {
 		nc, err := nats.Connect(srv.URL, nats.NoReconnect())
 		require.NoError(t, err)
 		defer nc.Close()
 		a, err := bus.NewAgent(fmt.Sprintf("agent-%d", i), nc)
 		require.NoError(t, err)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := 0; ; n++ {
+		loads[i] = func(ctx context.Context, _ int) {
+			for n := 0; ctx.Err() == nil; n++ {
 				body := fmt.Sprintf("%s/%d", a.ID(), n)
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				_, err := a.Send(ctx, "inbox", "task.assign", []byte(body), bus.WithMsgID(body))
+				sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				_, err := a.Send(sctx, "inbox", "task.assign", []byte(body), bus.WithMsgID(body))
 				cancel()
 				if err != nil {
 					return // the server is gone
@@ -57,13 +55,10 @@ func TestCrash_Bus_AckedMessagesSurviveKill9(t *testing.T) {
 				mu.Unlock()
 				total.Add(1)
 			}
-		}()
+		}
 	}
-	require.Eventually(t, func() bool { return total.Load() >= 3000 }, 60*time.Second, time.Millisecond)
-	srv.Kill()
-	wg.Wait()
+	srv = srv.KillUnderLoad(t, 1, 3000, func() int { return int(total.Load()) }, loads...)
 
-	srv = proctest.Start(t, bin, dir, port)
 	nc, err := nats.Connect(srv.URL)
 	require.NoError(t, err)
 	defer nc.Close()

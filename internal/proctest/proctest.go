@@ -81,6 +81,9 @@ type Server struct {
 	// DataDir is the server's --data directory.
 	DataDir string
 
+	bin    string
+	port   int
+	extra  []string
 	cmd    *exec.Cmd
 	logs   *Buffer
 	exited chan struct{}
@@ -98,7 +101,7 @@ func Start(t testing.TB, bin, dataDir string, port int, extra ...string) *Server
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	args := append([]string{"serve", "--data", dataDir, "--nats-listen", addr,
 		"--http-listen", "127.0.0.1:0", "--log-format", "json"}, extra...)
-	s := &Server{URL: "nats://" + addr, DataDir: dataDir, logs: &Buffer{}, exited: make(chan struct{})}
+	s := &Server{URL: "nats://" + addr, DataDir: dataDir, bin: bin, port: port, extra: extra, logs: &Buffer{}, exited: make(chan struct{})}
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout = s.logs
 	s.cmd.Stderr = s.logs
@@ -131,6 +134,32 @@ func (s *Server) Kill() {
 	}
 	_ = s.cmd.Process.Kill()
 	<-s.exited
+}
+
+// KillUnderLoad crashes the server cycles times while loads run against
+// it. Each cycle starts every load in a goroutine of its own with a fresh
+// context, waits until acked (the loads' count of acknowledged writes, read
+// concurrently) has grown by perCycle, kills the server with SIGKILL, cancels
+// the loads, waits for them to return and restarts the server on the same
+// data directory, port and flags. It returns the running server.
+func (s *Server) KillUnderLoad(t testing.TB, cycles, perCycle int, acked func() int, loads ...func(ctx context.Context, cycle int)) *Server {
+	t.Helper()
+	for cycle := range cycles {
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		for _, load := range loads {
+			wg.Go(func() { load(ctx, cycle) })
+		}
+		target := acked() + perCycle
+		require.Eventually(t, func() bool { return acked() >= target }, 60*time.Second, time.Millisecond,
+			"cycle %d: %d of %d writes acknowledged", cycle, acked(), target)
+		s.Kill()
+		cancel()
+		wg.Wait()
+		t.Logf("cycle %d: killed with %d writes acknowledged", cycle, acked())
+		s = Start(t, s.bin, s.DataDir, s.port, s.extra...)
+	}
+	return s
 }
 
 // Stop sends SIGTERM and waits up to timeout for the process to exit, then

@@ -1,7 +1,10 @@
 package proctest_test
 
 import (
+	"context"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,4 +31,38 @@ func TestStart_StopAndKill(t *testing.T) {
 	srv.Kill()
 	_, err = http.Get("http://" + srv.URL[len("nats://"):])
 	assert.Error(t, err, "killed server answers nothing")
+}
+
+func TestServer_KillUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	srv := proctest.Start(t, proctest.Build(t), t.TempDir(), 0)
+	url := srv.URL
+	var flushed atomic.Int64
+	var cycles []int
+	var mu sync.Mutex
+	load := func(ctx context.Context, cycle int) {
+		mu.Lock()
+		cycles = append(cycles, cycle)
+		mu.Unlock()
+		nc, err := nats.Connect(url, nats.NoReconnect())
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		for ctx.Err() == nil {
+			if nc.Publish("codi.load", []byte("x")) != nil || nc.Flush() != nil {
+				return // killed
+			}
+			flushed.Add(1)
+		}
+	}
+	srv = srv.KillUnderLoad(t, 2, 200, func() int { return int(flushed.Load()) }, load, load)
+	assert.GreaterOrEqual(t, flushed.Load(), int64(400))
+	assert.ElementsMatch(t, []int{0, 0, 1, 1}, cycles, "every load runs once per cycle")
+	assert.Equal(t, url, srv.URL, "restarted on the same port")
+	nc, err := nats.Connect(srv.URL)
+	require.NoError(t, err, "the restarted server runs")
+	nc.Close()
 }
