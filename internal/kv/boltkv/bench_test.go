@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/internal/kv/boltkv"
+	"github.com/codi2/codi2/internal/latency"
 )
 
 // Each benchmark runs the same work through boltkv and through bbolt
@@ -63,17 +63,24 @@ func openBenchStore(b *testing.B, noSync bool) *boltkv.Store {
 	return s
 }
 
-// latencies records one duration per operation and reports the median and
-// the 99th percentile alongside ns/op.
-type latencies []time.Duration
-
-func (l latencies) report(b *testing.B) {
-	if len(l) == 0 {
-		return
+// measure runs op b.N times (i is the iteration) and reports the median and
+// the 99th percentile of its durations alongside ns/op.
+func measure(b *testing.B, op func(i int) error) {
+	rec := latency.NewRecorder(b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		start := time.Now()
+		err := op(i)
+		rec.Record(time.Since(start))
+		if err != nil {
+			b.Fatal(err)
+		}
 	}
-	slices.Sort(l)
-	b.ReportMetric(float64(l[len(l)/2]), "p50-ns")
-	b.ReportMetric(float64(l[min(len(l)-1, len(l)*99/100)]), "p99-ns")
+	b.StopTimer()
+	sum := rec.Summary()
+	b.ReportMetric(float64(sum.P50), "p50-ns")
+	b.ReportMetric(float64(sum.P99), "p99-ns")
 }
 
 // BenchmarkCommit measures one committed transaction of 1, 100 or 1000
@@ -97,12 +104,8 @@ func benchCommit(b *testing.B, name string, writes int, noSync bool) {
 	b.Run(name+"/boltkv", func(b *testing.B) {
 		s := openBenchStore(b, noSync)
 		keys := benchKeys(b.N * writes)
-		lat := make(latencies, 0, b.N)
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := range b.N {
-			start := time.Now()
-			err := s.Update(ctx, func(tx kv.Txn) error {
+		measure(b, func(i int) error {
+			return s.Update(ctx, func(tx kv.Txn) error {
 				for _, k := range keys[i*writes : (i+1)*writes] {
 					if err := tx.Set(k, benchValue); err != nil {
 						return err
@@ -110,23 +113,13 @@ func benchCommit(b *testing.B, name string, writes int, noSync bool) {
 				}
 				return nil
 			})
-			lat = append(lat, time.Since(start))
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.StopTimer()
-		lat.report(b)
+		})
 	})
 	b.Run(name+"/bbolt", func(b *testing.B) {
 		db := openRawBolt(b, noSync)
 		keys := benchKeys(b.N * writes)
-		lat := make(latencies, 0, b.N)
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := range b.N {
-			start := time.Now()
-			err := db.Update(func(tx *bolt.Tx) error {
+		measure(b, func(i int) error {
+			return db.Update(func(tx *bolt.Tx) error {
 				bk := tx.Bucket([]byte("kv"))
 				for _, k := range keys[i*writes : (i+1)*writes] {
 					if err := bk.Put(k, benchValue); err != nil {
@@ -135,13 +128,7 @@ func benchCommit(b *testing.B, name string, writes int, noSync bool) {
 				}
 				return nil
 			})
-			lat = append(lat, time.Since(start))
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.StopTimer()
-		lat.report(b)
+		})
 	})
 }
 
@@ -167,25 +154,15 @@ func BenchmarkRangeRead(b *testing.B) {
 		}); err != nil {
 			b.Fatal(err)
 		}
-		lat := make(latencies, 0, b.N)
-		b.ReportAllocs()
-		b.ResetTimer()
-		for range b.N {
-			start := time.Now()
-			err := s.View(ctx, func(tx kv.ReadTxn) error {
+		measure(b, func(_ int) error {
+			return s.View(ctx, func(tx kv.ReadTxn) error {
 				kvs, err := tx.GetRange(begin, end, kv.RangeOptions{})
 				if err == nil && len(kvs) != n {
 					err = fmt.Errorf("read %d pairs, want %d", len(kvs), n)
 				}
 				return err
 			})
-			lat = append(lat, time.Since(start))
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.StopTimer()
-		lat.report(b)
+		})
 	})
 
 	for _, copyOut := range []bool{true, false} {
@@ -206,12 +183,8 @@ func BenchmarkRangeRead(b *testing.B) {
 			}); err != nil {
 				b.Fatal(err)
 			}
-			lat := make(latencies, 0, b.N)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				start := time.Now()
-				err := db.View(func(tx *bolt.Tx) error {
+			measure(b, func(_ int) error {
+				return db.View(func(tx *bolt.Tx) error {
 					var out []kv.KeyValue
 					size := 0
 					c := tx.Bucket([]byte("kv")).Cursor()
@@ -227,13 +200,7 @@ func BenchmarkRangeRead(b *testing.B) {
 					}
 					return nil
 				})
-				lat = append(lat, time.Since(start))
-				if err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.StopTimer()
-			lat.report(b)
+			})
 		})
 	}
 }
