@@ -85,6 +85,18 @@ func (r *running) stop(t *testing.T) {
 	r.nc.Close()
 }
 
+// runErr waits for the error of a Run that must fail on its own.
+func runErr(t *testing.T, done <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not fail")
+		return nil
+	}
+}
+
 func (e *env) client(agent string) *state.Client {
 	e.t.Helper()
 	c, err := state.NewClient(e.nc, agent)

@@ -345,12 +345,7 @@ func TestService_Run_StoreFails(t *testing.T) {
 	require.ErrorIs(t, err, state.ErrRemote)
 
 	e.publish(cmdSubject(t, "task", "t2", "agent-1"), `{"op":"put"}`)
-	select {
-	case err := <-done:
-		require.ErrorIs(t, err, kv.ErrClosed)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not fail")
-	}
+	require.ErrorIs(t, runErr(t, done), kv.ErrClosed)
 }
 
 // A refresh that JetStream stored before the lease ended wins, even when the
@@ -447,12 +442,7 @@ func TestService_Lease_SweepStoreFails(t *testing.T) {
 	_, err = e.client("agent-1").Claim(ctxT(t), "task", "t1", 100*time.Millisecond, nil)
 	require.NoError(t, err)
 	require.NoError(t, store.Close())
-	select {
-	case err := <-done:
-		require.ErrorIs(t, err, kv.ErrClosed)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not fail")
-	}
+	require.ErrorIs(t, runErr(t, done), kv.ErrClosed)
 }
 
 // An operator deleting the codi-state consumer does not stop the service:
@@ -479,12 +469,7 @@ func TestService_Run_StreamDeleted(t *testing.T) {
 	go func() { done <- svc.Run(context.Background()) }()
 	e.waitApplied(e.merges("task", "t1", 1, 3))
 	require.NoError(t, e.js.DeleteStream(ctxT(t), bus.StreamState))
-	select {
-	case err := <-done:
-		require.ErrorIs(t, err, jetstream.ErrStreamNotFound)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not fail")
-	}
+	require.ErrorIs(t, runErr(t, done), jetstream.ErrStreamNotFound)
 }
 
 // A store whose state keys are corrupt fails Run at start, naming the
