@@ -309,9 +309,16 @@ func (l *loop) consume(cons jetstream.Consumer) (*session, error) {
 		}
 	},
 		jetstream.PullMaxMessages(2*l.cfg.MaxBatch),
+		// Pull requests expire every 5s with heartbeats every 2.5s, so a
+		// consumer lost without a word (its stream deleted while no pull
+		// was pending) is noticed within about 5s, not a minute.
+		jetstream.PullExpiry(5*time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			l.log.Warn().Err(err).Str("stream", l.cfg.Stream).Msg("consumer")
-			if errors.Is(err, jetstream.ErrConsumerDeleted) {
+			// Missed heartbeats: the consumer may be gone. Repositioning
+			// recreates it after the watermark, which is harmless if it
+			// was not, and fails Run if the stream is gone.
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrNoHeartbeat) {
 				ss.lostOnce.Do(func() { close(ss.lost) })
 			}
 		}))
