@@ -24,10 +24,9 @@ type event struct {
 	source    string
 	category  string
 	msgID     string
-	body      []byte    // encodeBody's members
-	size      int       // estimate, for MaxBatchBytes
-	prefixes  [4][]byte // packed index prefixes (indexPrefixes)
-	msgKey    []byte    // msgIDKey(msgID), nil without an id
+	body      []byte // encodeBody's members
+	size      int    // estimate, for MaxBatchBytes
+	msgKey    []byte // msgIDKey(msgID), nil without an id
 }
 
 func newEvent(streamSeq uint64, t time.Time, subject string, hdr nats.Header, data []byte) event {
@@ -41,7 +40,6 @@ func newEvent(streamSeq uint64, t time.Time, subject string, hdr nats.Header, da
 		msgID:     msgID,
 		body:      encodeBody(subject, source, category, msgID, data),
 		size:      estimate(subject, len(data)),
-		prefixes:  indexPrefixes(source, category),
 	}
 	if msgID != "" {
 		e.msgKey = msgIDKey(msgID)
@@ -216,9 +214,10 @@ func (s *Service) apply(chunk []*event, appliedTo uint64) (meta, error) {
 			pendingID = retentionMsgID(pending)
 		}
 		w := writer{tx: tx}
+		ix := newIndexer()
 		// Set keeps no reference to its arguments: one buffer each for
-		// records, keys and numbers serves every event.
-		var rec, key, num []byte
+		// records and numbers serves every event.
+		var rec, num []byte
 		for _, e := range chunk {
 			if e.streamSeq <= m.applied {
 				continue
@@ -246,14 +245,11 @@ func (s *Service) apply(chunk []*event, appliedTo uint64) (meta, error) {
 			var hash string
 			rec, hash = appendRecord(rec[:0], seq, t, e.body, m.head.Hash)
 			putRecord(&w, seq, rec)
-			suffix := kv.Tuple{t, seq}.Pack()
-			for _, p := range e.prefixes {
-				key = append(append(key[:0], p...), suffix...)
-				w.set(key, nil)
-			}
+			ix.add(&w, e.source, e.category, t, seq)
 			m.head = head{Seq: seq, Hash: hash, Time: t, Bytes: m.head.Bytes + uint64(len(rec))}
 			res.appended++
 		}
+		ix.flush(&w)
 		m.applied = max(m.applied, appliedTo)
 		w.set(keyApplied, strconv.AppendUint(nil, m.applied, 10))
 		w.setJSON(keyHead, m.head)

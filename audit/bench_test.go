@@ -94,6 +94,75 @@ func BenchmarkRawJetStreamAsync(b *testing.B) {
 	}
 }
 
+// BenchmarkRawJetStreamConsume is the ceiling of the ingest benchmark on
+// this machine: the same async publishes, read back by a durable AckAll pull
+// consumer configured like codi-audit that acks each drained batch and
+// stores nothing. Publishing, delivery and acks share the CPU exactly as in
+// BenchmarkIngest; only the audit log's own work is missing.
+func BenchmarkRawJetStreamConsume(b *testing.B) {
+	for _, withID := range []bool{false, true} {
+		b.Run(idName(withID), func(b *testing.B) {
+			bs := bustest.Run(b)
+			nc := bustest.Connect(b, bs)
+			js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+			require.NoError(b, err)
+			ctx := context.Background()
+			scfg := bus.StreamConfigs(bs.Config())[2]
+			scfg.Name, scfg.Subjects = "BENCH_RAW", []string{"bench.raw.>"}
+			_, err = js.CreateStream(ctx, scfg)
+			require.NoError(b, err)
+			var cfg Config
+			require.NoError(b, cfg.Validate())
+			// The consumer reads over its own connection, as the service does.
+			rjs, err := jetstream.New(bustest.Connect(b, bs))
+			require.NoError(b, err)
+			cons, err := rjs.CreateOrUpdateConsumer(ctx, scfg.Name, jetstream.ConsumerConfig{
+				Durable: "bench-raw", AckPolicy: jetstream.AckAllPolicy,
+				AckWait: cfg.AckWait, MaxAckPending: cfg.MaxAckPending,
+			})
+			require.NoError(b, err)
+			n := b.N * ingestEvents
+			in := make(chan jetstream.Msg, 2*cfg.MaxBatchEvents)
+			consume, err := cons.Consume(func(m jetstream.Msg) { in <- m },
+				jetstream.PullMaxMessagesWithBytesLimit(cfg.MaxBatchEvents, 32<<20))
+			require.NoError(b, err)
+			defer consume.Stop()
+			done, stop := make(chan struct{}), make(chan struct{})
+			defer close(stop) // ends the reader if the benchmark fails
+			go func() {
+				defer close(done)
+				for got := 0; got < n; {
+					var last jetstream.Msg
+					select {
+					case last = <-in:
+					case <-stop:
+						return
+					}
+					got++
+					for drained := false; !drained && got < n; {
+						select {
+						case last = <-in:
+							got++
+						default:
+							drained = true
+						}
+					}
+					_ = last.Ack()
+				}
+			}()
+			b.ResetTimer()
+			start := time.Now()
+			for i := range n {
+				_, err := js.PublishAsync("bench.raw.agent-3.file", benchPayload, idOpt(withID, i)...)
+				require.NoError(b, err)
+			}
+			<-js.PublishAsyncComplete()
+			<-done
+			b.ReportMetric(latency.Throughput(n, time.Since(start)), "events/s")
+		})
+	}
+}
+
 func idName(withID bool) string {
 	if withID {
 		return "msgid"
@@ -322,6 +391,7 @@ func buildLog(b *testing.B, path string, n int) {
 	for lo := 1; lo <= n; lo += per {
 		err := store.Update(context.Background(), func(tx kv.Txn) error {
 			w := writer{tx: tx}
+			ix := newIndexer()
 			hh := h
 			for seq := uint64(lo); seq < uint64(min(lo+per, n+1)); seq++ {
 				src, cat := benchSources[seq%10], benchCategories[seq%5]
@@ -330,12 +400,11 @@ func buildLog(b *testing.B, path string, n int) {
 				t := benchTime(seq)
 				stored, hash := encodeRecord(seq, t, encodeBody(subj, src, cat, id, benchPayload), hh.Hash)
 				putRecord(&w, seq, stored)
-				for _, k := range indexKeys(src, cat, t, seq) {
-					w.set(k, nil)
-				}
+				ix.add(&w, src, cat, t, seq)
 				w.set(msgIDKey(id), strconv.AppendUint(nil, seq, 10))
 				hh = head{Seq: seq, Hash: hash, Time: t, Bytes: hh.Bytes + uint64(len(stored))}
 			}
+			ix.flush(&w)
 			w.setJSON(keyHead, hh)
 			if w.err == nil {
 				h = hh // only once the closure is done: it may be retried

@@ -12,14 +12,14 @@ import (
 )
 
 // The key layout, every key a packed kv.Tuple (see the package
-// documentation). Index values are empty: the key says everything, and the
-// record is one Get away.
+// documentation). The indexes are posting lists (see index.go): a key names
+// a block's first entry and its value the block's further entries.
 const (
 	nsRecord     = "audit"             // ("audit", seq) -> record; ("audit", seq, i) -> its part i >= 1
-	nsByTime     = "audit-by-time"     // ("audit-by-time", t, seq)
-	nsBySource   = "audit-by-source"   // ("audit-by-source", source, t, seq)
-	nsByCategory = "audit-by-category" // ("audit-by-category", category, t, seq)
-	nsBySC       = "audit-by-sc"       // ("audit-by-sc", source, category, t, seq)
+	nsByTime     = "audit-by-time"     // ("audit-by-time", t, seq) -> block
+	nsBySource   = "audit-by-source"   // ("audit-by-source", source, t, seq) -> block
+	nsByCategory = "audit-by-category" // ("audit-by-category", category, t, seq) -> block
+	nsBySC       = "audit-by-sc"       // ("audit-by-sc", source, category, t, seq) -> block
 	nsMsgID      = "audit-msgid"       // ("audit-msgid", id) -> seq
 )
 
@@ -51,28 +51,6 @@ func msgIDKey(id string) []byte {
 		return kv.Tuple{nsMsgID, sum[:]}.Pack()
 	}
 	return kv.Tuple{nsMsgID, id}.Pack()
-}
-
-// indexKeys returns the four index keys of a record.
-func indexKeys(source, category string, t int64, seq uint64) [4][]byte {
-	suffix := kv.Tuple{t, seq}.Pack()
-	var keys [4][]byte
-	for i, p := range indexPrefixes(source, category) {
-		keys[i] = append(p, suffix...)
-	}
-	return keys
-}
-
-// indexPrefixes returns the packed index prefixes of a record's source and
-// category. A tuple's packing is the concatenation of its elements'
-// packings, so an index key is its prefix followed by the packed (t, seq).
-func indexPrefixes(source, category string) [4][]byte {
-	return [4][]byte{
-		kv.Tuple{nsByTime}.Pack(),
-		kv.Tuple{nsBySource, source}.Pack(),
-		kv.Tuple{nsByCategory, category}.Pack(),
-		kv.Tuple{nsBySC, source, category}.Pack(),
-	}
 }
 
 // head is the end of the log, ("meta","audit","head").

@@ -208,8 +208,9 @@ func partReply(seq uint64, raw []byte, offset, budget int, more bool) ([]byte, e
 var errBadQuery = errors.New("bad query")
 
 // candidates returns the seqs of up to q.limit records the query selects,
-// in seq order, and whether more follow. It reads only the index entries
-// (or, without filters, nothing at all) of what it returns.
+// in seq order, and whether more follow. It reads the index blocks that
+// hold what it returns (at most one block more at each end), or, without
+// filters, nothing at all.
 func candidates(tx kv.ReadTxn, q parsedQuery, m meta) ([]uint64, bool, error) {
 	start := max(q.afterSeq+1, m.anchor.FirstSeq)
 	if start > m.head.Seq {
@@ -235,42 +236,41 @@ func candidates(tx kv.ReadTxn, q parsedQuery, m meta) ([]uint64, bool, error) {
 	default:
 		prefix = kv.Tuple{nsByTime}
 	}
-	with := func(elems ...any) []byte { return append(append(kv.Tuple{}, prefix...), elems...).Pack() }
-	begin, end := prefix.Range()
-	if q.hasFrom {
-		begin = with(q.from)
+	// Time never decreases along the log, so the entries at or after the
+	// start record are those at or after (its time, start) in index order,
+	// and those at or after from are those at or after (from, 0).
+	first, err := tx.Get(recordKey(start))
+	if err != nil {
+		return nil, false, fmt.Errorf("audit: record %d: %w", start, err)
 	}
+	t, ok := recordTime(first)
+	if !ok {
+		return nil, false, fmt.Errorf("audit: record %d: %w: no time", start, ErrBadRecord)
+	}
+	seq := start
+	if q.hasFrom && q.from > t {
+		t, seq = q.from, 0
+	}
+	var end []byte
 	if q.hasTo {
-		end = with(q.to)
+		// Blocks that start at or after to hold nothing before it.
+		end = append(prefix.Pack(), kv.Tuple{q.to}.Pack()...)
 	}
-	if q.afterSeq >= m.anchor.FirstSeq {
-		// Index order is (time, seq) and time never decreases along the
-		// log, so the page resumes right after the after_seq record.
-		first, err := tx.Get(recordKey(q.afterSeq))
-		if err != nil {
-			return nil, false, fmt.Errorf("audit: record %d: %w", q.afterSeq, err)
+	var seqs []uint64
+	err = scanIndex(tx, prefix, t, seq, end, func(et int64, es uint64) bool {
+		if q.hasTo && et >= q.to {
+			return false
 		}
-		t, ok := recordTime(first)
-		if !ok {
-			return nil, false, fmt.Errorf("audit: record %d: %w: no time", q.afterSeq, ErrBadRecord)
+		if es >= start {
+			seqs = append(seqs, es)
 		}
-		if b := with(t, q.afterSeq+1); string(b) > string(begin) {
-			begin = b
-		}
-	}
-	kvs, err := tx.GetRange(begin, end, kv.RangeOptions{Limit: q.limit + 1})
+		return len(seqs) <= q.limit
+	})
 	if err != nil {
 		return nil, false, err
 	}
-	more := len(kvs) > q.limit
-	kvs = kvs[:min(len(kvs), q.limit)]
-	seqs := make([]uint64, len(kvs))
-	for i, p := range kvs {
-		if seqs[i], err = indexSeq(p.Key); err != nil {
-			return nil, false, err
-		}
-	}
-	return seqs, more, nil
+	more := len(seqs) > q.limit
+	return seqs[:min(len(seqs), q.limit)], more, nil
 }
 
 // recordReader reads the records of a page in order. When their seqs are

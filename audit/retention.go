@@ -90,21 +90,14 @@ func (s *Service) retentionTarget(ctx context.Context) (uint64, error) {
 	}
 	if r.MaxAge > 0 {
 		cutoff := time.Now().Add(-r.MaxAge).UnixNano()
+		keep := m.head.Seq + 1 // every record is older than the cutoff
 		err := s.store.View(ctx, func(tx kv.ReadTxn) error {
-			_, end := kv.Tuple{nsByTime}.Range()
-			kvs, err := tx.GetRange(kv.Tuple{nsByTime, cutoff}.Pack(), end, kv.RangeOptions{Limit: 1})
-			if err != nil {
-				return err
-			}
-			keep := m.head.Seq + 1 // every record is older than the cutoff
-			if len(kvs) == 1 {
-				if keep, err = indexSeq(kvs[0].Key); err != nil {
-					return err
-				}
-			}
-			target = max(target, keep)
-			return nil
+			return scanIndex(tx, kv.Tuple{nsByTime}, cutoff, 0, nil, func(_ int64, seq uint64) bool {
+				keep = seq
+				return false
+			})
 		})
+		target = max(target, keep)
 		if err != nil {
 			return 0, fmt.Errorf("audit: retention: %w", err)
 		}
@@ -138,6 +131,8 @@ func (s *Service) remove(target uint64) (*retentionRun, meta, error) {
 		hi := min(run.Target, lo+uint64(s.cfg.Retention.Batch), m.head.Seq+1)
 		read := 0
 		seq := lo
+		// The index values of the removed records, whose blocks may go.
+		sources, categories, scs := map[string]bool{}, map[string]bool{}, map[[2]string]bool{}
 		for ; seq < hi && read < retentionReadBytes; seq++ {
 			begin, end := recordRange(seq, seq+1)
 			parts, err := tx.GetRange(begin, end, kv.RangeOptions{})
@@ -153,9 +148,7 @@ func (s *Service) remove(target uint64) (*retentionRun, meta, error) {
 			if err := json.Unmarshal(raw, &r); err != nil {
 				return fmt.Errorf("audit: retention: record %d: %w", seq, err)
 			}
-			for _, k := range indexKeys(r.Source, r.Category, r.Time.UnixNano(), seq) {
-				w.clear(k)
-			}
+			sources[r.Source], categories[r.Category], scs[[2]string{r.Source, r.Category}] = true, true, true
 			if r.MsgID != "" {
 				k := msgIDKey(r.MsgID)
 				v, err := getOptional(tx, k)
@@ -172,6 +165,21 @@ func (s *Service) remove(target uint64) (*retentionRun, meta, error) {
 			run.ToSeq = seq
 			run.Prev = r.Hash
 			m.head.Bytes -= min(m.head.Bytes, uint64(len(raw)))
+		}
+		prefixes := []kv.Tuple{{nsByTime}}
+		for src := range sources {
+			prefixes = append(prefixes, kv.Tuple{nsBySource, src})
+		}
+		for cat := range categories {
+			prefixes = append(prefixes, kv.Tuple{nsByCategory, cat})
+		}
+		for sc := range scs {
+			prefixes = append(prefixes, kv.Tuple{nsBySC, sc[0], sc[1]})
+		}
+		for _, p := range prefixes {
+			if err := clearIndexBefore(&w, p, seq); err != nil {
+				return err
+			}
 		}
 		m.anchor = anchor{FirstSeq: seq, Prev: run.Prev}
 		run.FirstSeq = seq
@@ -240,17 +248,4 @@ func joinParts(parts []kv.KeyValue) []byte {
 		b = append(b, p.Value...)
 	}
 	return b
-}
-
-// indexSeq returns the seq that ends every index key.
-func indexSeq(key []byte) (uint64, error) {
-	t, err := kv.Unpack(key)
-	if err != nil {
-		return 0, err
-	}
-	seq, ok := t[len(t)-1].(int64)
-	if !ok || seq <= 0 {
-		return 0, fmt.Errorf("audit: index key %q does not end with a seq", key)
-	}
-	return uint64(seq), nil
 }
