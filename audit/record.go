@@ -392,23 +392,19 @@ func encodeBody(subject, source, category, msgID string, payload []byte) []byte 
 		b = append(b, `,"msg_id":`...)
 		b = appendString(b, msgID)
 	}
-	if isJSON(payload) {
-		b = append(b, `,"data":`...)
-		// Compact appends to b in place. Valid JSON always compacts, and
-		// Compact does not escape HTML.
-		buf := bytes.NewBuffer(b)
-		_ = json.Compact(buf, payload)
-		return buf.Bytes()
+	if len(payload) > 0 && utf8.Valid(payload) {
+		// Compact validates as it copies, appending to b in place, and
+		// does not escape HTML; on invalid JSON it appends nothing.
+		n := len(b)
+		buf := bytes.NewBuffer(append(b, `,"data":`...))
+		if json.Compact(buf, payload) == nil {
+			return buf.Bytes()
+		}
+		b = buf.Bytes()[:n]
 	}
 	b = append(b, `,"encoding":"base64","data":"`...)
 	b = base64.StdEncoding.AppendEncode(b, payload)
 	return append(b, '"')
-}
-
-// isJSON reports whether a payload is stored as embedded JSON: a valid JSON
-// text that is also valid UTF-8, so that every JSON parser reads it back.
-func isJSON(p []byte) bool {
-	return len(p) > 0 && utf8.Valid(p) && json.Valid(p)
 }
 
 // encodeRecord returns the stored bytes and hash of the record at seq with

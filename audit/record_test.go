@@ -198,3 +198,9 @@ func TestRecord_Parse_Fallback(t *testing.T) {
 		assert.ErrorIs(t, err, ErrBadRecord, bad)
 	}
 }
+
+// isJSON is the rule encodeBody follows, said plainly: a payload is
+// embedded when it is a valid JSON text that is also valid UTF-8.
+func isJSON(p []byte) bool {
+	return len(p) > 0 && utf8.Valid(p) && json.Valid(p)
+}
