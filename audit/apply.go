@@ -218,6 +218,7 @@ func (s *Service) apply(chunk []*event, appliedTo uint64) (meta, error) {
 		// Set keeps no reference to its arguments: one buffer each for
 		// records and numbers serves every event.
 		var rec, num []byte
+		prev := []byte(m.head.Hash) // the last record's hash, as the chain goes
 		for _, e := range chunk {
 			if e.streamSeq <= m.applied {
 				continue
@@ -242,14 +243,15 @@ func (s *Service) apply(chunk []*event, appliedTo uint64) (meta, error) {
 				w.set(e.msgKey, num)
 			}
 			t := max(e.t, m.head.Time)
-			var hash string
-			rec, hash = appendRecord(rec[:0], seq, t, e.body, m.head.Hash)
+			rec = appendRecord(rec[:0], seq, t, e.body, prev)
 			putRecord(&w, seq, rec)
 			ix.add(&w, e.source, e.category, t, seq)
-			m.head = head{Seq: seq, Hash: hash, Time: t, Bytes: m.head.Bytes + uint64(len(rec))}
+			prev = append(prev[:0], storedHash(rec)...)
+			m.head = head{Seq: seq, Time: t, Bytes: m.head.Bytes + uint64(len(rec))}
 			res.appended++
 		}
 		ix.flush(&w)
+		m.head.Hash = string(prev)
 		m.applied = max(m.applied, appliedTo)
 		w.set(keyApplied, strconv.AppendUint(nil, m.applied, 10))
 		w.setJSON(keyHead, m.head)
@@ -270,7 +272,8 @@ func (s *Service) apply(chunk []*event, appliedTo uint64) (meta, error) {
 // putRecord stores a record under ("audit", seq), continuing into
 // ("audit", seq, 1...) when it is longer than one value may be.
 func putRecord(w *writer, seq uint64, stored []byte) {
-	w.set(recordKey(seq), stored[:min(len(stored), chunkSize)])
+	w.key = kv.AppendInt(append(w.key[:0], recordPrefix...), int64(seq))
+	w.set(w.key, stored[:min(len(stored), chunkSize)])
 	for part, off := 1, chunkSize; off < len(stored); part, off = part+1, off+chunkSize {
 		w.set(chunkKey(seq, part), stored[off:min(len(stored), off+chunkSize)])
 	}

@@ -40,6 +40,10 @@ var (
 
 func recordKey(seq uint64) []byte { return kv.Tuple{nsRecord, seq}.Pack() }
 
+// recordPrefix is ("audit") packed: a record key is recordPrefix followed by
+// the packed seq.
+var recordPrefix = kv.Tuple{nsRecord}.Pack()
+
 func chunkKey(seq uint64, part int) []byte { return kv.Tuple{nsRecord, seq, part}.Pack() }
 
 // recordRange bounds the keys of records lo..hi-1, parts included.
@@ -136,6 +140,7 @@ func getJSON(tx kv.ReadTxn, key []byte, into any) error {
 type writer struct {
 	tx  kv.Txn
 	err error
+	key []byte // scratch for keys built per write (Set keeps no reference)
 }
 
 func (w *writer) set(key, value []byte) {

@@ -414,13 +414,17 @@ func encodeBody(subject, source, category, msgID string, payload []byte) []byte 
 //	hash      = hex(SHA-256(P || canonical))
 //	stored    = canonical without its final '}' + ,"hash":"H"}
 func encodeRecord(seq uint64, t int64, body []byte, prev string) (stored []byte, hash string) {
-	return appendRecord(nil, seq, t, body, prev)
+	stored = appendRecord(nil, seq, t, body, []byte(prev))
+	return stored, string(storedHash(stored))
 }
 
-// appendRecord is encodeRecord appending to dst.
-func appendRecord(dst []byte, seq uint64, t int64, body []byte, prev string) (stored []byte, hash string) {
-	b := slices.Grow(dst, len(body)+64+prevSuffixLen+hashSuffixLen)
+// appendRecord is encodeRecord appending to dst; storedHash(stored) is the
+// hash. It builds prev || canonical in dst so that the hash is one pass over
+// contiguous bytes, then moves the record over prev.
+func appendRecord(dst []byte, seq uint64, t int64, body, prev []byte) (stored []byte) {
+	b := slices.Grow(dst, len(prev)+len(body)+64+prevSuffixLen+hashSuffixLen)
 	start := len(b)
+	b = append(b, prev...)
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
 	b = append(b, `,"time":"`...)
@@ -430,12 +434,19 @@ func appendRecord(dst []byte, seq uint64, t int64, body []byte, prev string) (st
 	b = append(b, `,"prev":"`...)
 	b = append(b, prev...)
 	b = append(b, `"}`...)
-	hash = chainHash(prev, b[start:])
+	sum := sha256.Sum256(b[start:])
 	b = b[:len(b)-1]
 	b = append(b, `,"hash":"`...)
-	b = append(b, hash...)
+	b = hex.AppendEncode(b, sum[:])
 	b = append(b, `"}`...)
-	return b[start:], hash
+	n := copy(b[start:], b[start+len(prev):])
+	return b[start : start+n]
+}
+
+// storedHash returns the hash member's hex digits of a record appendRecord
+// wrote, aliasing it.
+func storedHash(stored []byte) []byte {
+	return stored[len(stored)-hashSuffixLen+len(`,"hash":"`) : len(stored)-2]
 }
 
 // appendString appends s as a JSON string: '"' and '\\' escaped, control

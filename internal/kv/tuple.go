@@ -56,6 +56,12 @@ func (t Tuple) Pack() []byte {
 	return appendTuple(make([]byte, 0, 32), t, false)
 }
 
+// AppendInt appends the tuple encoding of the integer element v to b and
+// returns the extended slice. Packing is concatenation, so
+// AppendInt(Tuple{a}.Pack(), v) equals Tuple{a, v}.Pack(): hot paths keep a
+// packed prefix and append the integer without boxing it in a Tuple.
+func AppendInt(b []byte, v int64) []byte { return appendInt(b, v) }
+
 // Range returns the bounds of every key strictly inside t: keys that are t
 // packed and followed by at least one more element. It is
 // (Pack()+0x00, Pack()+0xFF), like the FoundationDB bindings' Tuple and

@@ -141,6 +141,15 @@ func TestUnpack_DoesNotAlias(t *testing.T) {
 	assert.Equal(t, []byte("abc"), got[0])
 }
 
+func TestAppendInt(t *testing.T) {
+	prefix := kv.Tuple{"audit"}.Pack()
+	for _, v := range []int64{0, 1, -1, 255, 256, -256, 1 << 40, math.MaxInt64, math.MinInt64} {
+		want := kv.Tuple{"audit", v}.Pack()
+		assert.Equal(t, want, kv.AppendInt(bytes.Clone(prefix), v), "%d", v)
+		assert.Equal(t, want[len(prefix):], kv.AppendInt(nil, v), "%d", v)
+	}
+}
+
 func TestTuple_Range(t *testing.T) {
 	prefix := kv.Tuple{"state", "task"}
 	begin, end := prefix.Range()
