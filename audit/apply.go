@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/codi2/codi2/internal/kv"
@@ -51,17 +50,7 @@ func newEvent(streamSeq uint64, t time.Time, subject string, hdr nats.Header, da
 // A subject the contract does not allow (the stream takes any subject under
 // codi.audit.log.>) is still recorded, with the tokens where they would be.
 func splitSubject(subject string) (source, category string) {
-	if p, err := subjects.Parse(subject); err == nil && p.Type == subjects.TypeAuditLog {
-		return p.Source, p.Category
-	}
-	toks := strings.SplitN(subject, ".", 6)
-	if len(toks) > 3 {
-		source = toks[3]
-	}
-	if len(toks) > 4 {
-		category = toks[4]
-	}
-	return source, category
+	return subjects.Token(subject, 3), subjects.Token(subject, 4)
 }
 
 // commit appends a delivered batch and acks it. Events are applied in stream

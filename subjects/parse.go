@@ -118,3 +118,19 @@ var fixedTypes = map[string]Type{
 	"audit.committed": TypeAuditCommitted,
 	"audit.status":    TypeAuditStatus,
 }
+
+// Token returns token i (from 0) of subject, or "" when it has fewer
+// tokens. It does not validate or allocate: it is for hot paths that read a
+// subject the server delivered, such as the source and category tokens
+// (3 and 4) of an audit event whatever else its subject holds.
+func Token(subject string, i int) string {
+	for ; i > 0; i-- {
+		_, rest, ok := strings.Cut(subject, ".")
+		if !ok {
+			return ""
+		}
+		subject = rest
+	}
+	tok, _, _ := strings.Cut(subject, ".")
+	return tok
+}

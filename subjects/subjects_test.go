@@ -211,3 +211,14 @@ func TestWildcards_MatchBuiltSubjects(t *testing.T) {
 	}
 	assert.False(t, server.SubjectMatchesFilter(list, StateGetWildcard))
 }
+
+func TestToken(t *testing.T) {
+	subject := "codi.audit.log.agent-1.file.write"
+	for i, want := range []string{"codi", "audit", "log", "agent-1", "file", "write", "", ""} {
+		assert.Equal(t, want, Token(subject, i), "token %d", i)
+	}
+	assert.Equal(t, "", Token("codi..x", 1), "an empty token")
+	assert.Equal(t, "x", Token("codi..x", 2))
+	assert.Equal(t, "", Token("", 0))
+	assert.Equal(t, 0.0, testing.AllocsPerRun(10, func() { _ = Token(subject, 4) }))
+}
