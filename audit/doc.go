@@ -40,9 +40,20 @@ including an empty one, is kept byte-exact as "encoding":"base64" and data
 the base64 string. README-section.md defines the bytes the hash covers, so
 that anyone can re-verify an export in a few lines of any language.
 
+# Indexes
+
+Queries by time, source and category read posting lists: one index per
+value (all records, each source, each category, each source and category
+pair), each a run of blocks keyed by their first (time, seq) entry, whose
+value holds the further entries as varint deltas. A commit writes one block
+per index value it touches, so an event costs its commit one record key,
+not one key per index; a query reads the blocks that hold what it returns
+and at most one more at each end. Retention removes a block once every
+record in it is gone. The README's store layout gives the bytes.
+
 # Exactly once
 
-The batch transaction writes the records, their index entries, the chain
+The batch transaction writes the records, their index blocks, the chain
 head and the last applied CODI_AUDIT sequence together. A redelivered event
 at or below that sequence is acked and skipped, so a crash between commit
 and ack duplicates nothing; an event whose Nats-Msg-Id is already in the log
