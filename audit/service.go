@@ -182,23 +182,16 @@ func (s *Service) Run(ctx context.Context) error {
 		return stopped(fmt.Errorf("audit: flush: %w", err))
 	}
 
-	// Pull several batches ahead, so that the server keeps delivering
-	// while the writer commits: four batches measured 5-10% more ingest
-	// than one, with the same commit latency.
-	cc, err := cons.Consume(s.intake,
-		jetstream.PullMaxMessagesWithBytesLimit(pullBatches*s.cfg.MaxBatchEvents, 32<<20),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			s.log.Warn().Err(err).Msg("consume")
-		}))
+	sess, err := s.consume(cons)
 	if err != nil {
-		return fmt.Errorf("audit: consume %s: %w", bus.StreamAudit, err)
+		return err
 	}
 	s.timer = time.NewTimer(time.Hour)
 	s.timer.Stop()
 	m := s.committed()
 	s.log.Info().Uint64("seq", m.head.Seq).Uint64("stream_seq", m.applied).Uint64("first_seq", m.anchor.FirstSeq).Msg("audit ready")
 	close(s.ready)
-	return s.writeLoop(ctx, cc)
+	return s.writeLoop(ctx, sess)
 }
 
 // load reads the committed state and any unfinished retention run.
@@ -243,15 +236,7 @@ func (s *Service) consumer(ctx context.Context) (jetstream.Consumer, error) {
 			ErrConfig, bus.StreamAudit, limit, maxEventSize)
 	}
 	s.stream = stream
-	cc := jetstream.ConsumerConfig{
-		Durable:     ConsumerName,
-		Description: "codi2 audit log writer",
-		// AckAll: one ack per committed batch, for its last delivery.
-		AckPolicy:     jetstream.AckAllPolicy,
-		AckWait:       s.cfg.AckWait,
-		MaxAckPending: s.cfg.MaxAckPending,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	}
+	cc := s.consumerConfig()
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, bus.StreamAudit, cc)
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeConsumerCreate {
@@ -260,17 +245,105 @@ func (s *Service) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		// watermark is the truth, so replace it with one that starts right
 		// after it.
 		s.log.Warn().Err(err).Msg("replacing the consumer")
-		if derr := s.js.DeleteConsumer(ctx, bus.StreamAudit, ConsumerName); derr != nil {
-			return nil, fmt.Errorf("audit: replace consumer %s: %w", ConsumerName, derr)
-		}
-		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cc.OptStartSeq = s.committed().applied + 1
-		cons, err = s.js.CreateOrUpdateConsumer(ctx, bus.StreamAudit, cc)
+		return s.recreateConsumer(ctx)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("audit: consumer %s: %w", ConsumerName, err)
 	}
 	return cons, nil
+}
+
+func (s *Service) consumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:     ConsumerName,
+		Description: "codi2 audit log writer",
+		// AckAll: one ack per committed batch, for its last delivery.
+		AckPolicy:     jetstream.AckAllPolicy,
+		AckWait:       s.cfg.AckWait,
+		MaxAckPending: s.cfg.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
+// recreateConsumer deletes codi-audit, if it is there, and creates it
+// again to deliver from right after the store's watermark. It fails when
+// the stream is gone.
+func (s *Service) recreateConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	err := s.js.DeleteConsumer(ctx, bus.StreamAudit, ConsumerName)
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("audit: delete consumer %s on %s: %w", ConsumerName, bus.StreamAudit, err)
+	}
+	cc := s.consumerConfig()
+	if next := s.committed().applied + 1; next > 1 {
+		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, next
+	}
+	cons, err := s.js.CreateOrUpdateConsumer(ctx, bus.StreamAudit, cc)
+	if err != nil {
+		return nil, fmt.Errorf("audit: create consumer %s on %s: %w", ConsumerName, bus.StreamAudit, err)
+	}
+	return cons, nil
+}
+
+// session is one Consume of codi-audit. lost is closed when the consumer
+// reports that it was deleted or its heartbeats stopped.
+type session struct {
+	cc       jetstream.ConsumeContext
+	lost     chan struct{}
+	lostOnce sync.Once
+}
+
+// consume starts delivering cons's messages to the writer.
+func (s *Service) consume(cons jetstream.Consumer) (*session, error) {
+	ss := &session{lost: make(chan struct{})}
+	var err error
+	// Pull several batches ahead, so that the server keeps delivering
+	// while the writer commits: four batches measured 5-10% more ingest
+	// than one, with the same commit latency. Pull requests expire every
+	// 5s with heartbeats every 2.5s, so a consumer lost without a word is
+	// noticed within about 5s.
+	ss.cc, err = cons.Consume(s.intake,
+		jetstream.PullMaxMessagesWithBytesLimit(pullBatches*s.cfg.MaxBatchEvents, 32<<20),
+		jetstream.PullExpiry(5*time.Second),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			s.log.Warn().Err(err).Msg("consume")
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrNoHeartbeat) {
+				ss.lostOnce.Do(func() { close(ss.lost) })
+			}
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("audit: consume %s: %w", bus.StreamAudit, err)
+	}
+	return ss, nil
+}
+
+// reposition replaces a lost session: the consumer is recreated after the
+// watermark, so what was delivered but not committed comes again (and what
+// was committed is skipped). It fails when the stream is gone.
+// The server may refuse to create a consumer right after deleting one of
+// the same name (its files are still going), so other errors are retried
+// with backoff until ctx is done.
+func (s *Service) reposition(ctx context.Context, old *session) (*session, error) {
+	old.cc.Stop()
+	s.log.Warn().Uint64("stream_seq", s.committed().applied).Msg("consumer lost; recreating it after the watermark")
+	backoff := 50 * time.Millisecond
+	for {
+		cons, err := s.recreateConsumer(ctx)
+		if err == nil {
+			return s.consume(cons)
+		}
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, err
+		}
+		s.log.Error().Err(err).Dur("retry_in", backoff).Msg("recreate consumer")
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
 }
 
 // delivery is a delivered message and the event prepared from it.
@@ -298,7 +371,7 @@ func (s *Service) intake(m jetstream.Msg) {
 // writeLoop is the single writer: it batches deliveries into store
 // transactions and runs retention between batches, so that appends and
 // removals are ordered.
-func (s *Service) writeLoop(ctx context.Context, cc jetstream.ConsumeContext) error {
+func (s *Service) writeLoop(ctx context.Context, sess *session) error {
 	ret := time.NewTimer(0)
 	defer ret.Stop()
 	if !s.cfg.Retention.enabled() && s.retention == nil {
@@ -314,7 +387,21 @@ func (s *Service) writeLoop(ctx context.Context, cc jetstream.ConsumeContext) er
 		}
 		select {
 		case <-ctx.Done():
-			return s.shutdown(cc)
+			return s.shutdown(sess.cc)
+		case <-sess.lost:
+			if ctx.Err() != nil {
+				continue // shutting down anyway
+			}
+			next, err := s.reposition(ctx, sess)
+			if next != nil {
+				sess = next
+			}
+			if ctx.Err() != nil {
+				return s.shutdown(sess.cc)
+			}
+			if err != nil {
+				return err
+			}
 		case m := <-s.in:
 			if err := s.commit(ctx, s.collect(ctx, m, true)); err != nil {
 				return err

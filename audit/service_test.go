@@ -529,3 +529,99 @@ func TestService_Run_ReplacesExplicitAckConsumer(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, jetstream.AckAllPolicy, cons.CachedInfo().Config.AckPolicy)
 }
+
+// TestService_Run_ConsumerDeleted deletes codi-audit under a running
+// service, as an operator's `nats consumer rm` would: the service notices,
+// recreates it after its watermark and goes on appending, each event once.
+func TestService_Run_ConsumerDeleted(t *testing.T) {
+	h := newHarness(t, Config{})
+	acks := h.logN(5, "agent-1", "before")
+	h.waitCommitted(acks[4].Sequence)
+
+	require.NoError(t, h.js.DeleteConsumer(context.Background(), bus.StreamAudit, ConsumerName))
+	more := h.logN(5, "agent-1", "after")
+	h.waitCommitted(more[4].Sequence)
+	recs := h.all(Query{})
+	require.Len(t, recs, 10)
+	for i, r := range recs {
+		assert.Equal(t, uint64(i+1), r.Seq)
+	}
+	assert.Equal(t, "after", recs[9].Category)
+	assertChain(t, recs, 1, GenesisPrev)
+	// The new consumer starts after the watermark: nothing is redelivered.
+	cons, err := h.js.Consumer(context.Background(), bus.StreamAudit, ConsumerName)
+	require.NoError(t, err)
+	info, err := cons.Info(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, uint64(5), info.Delivered.Consumer, "the new consumer delivered only the events after the watermark")
+}
+
+// TestService_Run_StreamDeleted deletes CODI_AUDIT under a running service:
+// Run returns an error that says so instead of waiting forever.
+func TestService_Run_StreamDeleted(t *testing.T) {
+	h := newHarness(t, Config{})
+	acks := h.logN(3, "agent-1", "x")
+	h.waitCommitted(acks[2].Sequence)
+	require.NoError(t, h.js.DeleteStream(context.Background(), bus.StreamAudit))
+	select {
+	case err := <-h.done:
+		require.ErrorIs(t, err, jetstream.ErrStreamNotFound)
+		require.ErrorContains(t, err, bus.StreamAudit)
+		h.cancel = nil
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run still running 20s after its stream was deleted")
+	}
+}
+
+// squatConsumer deletes codi-audit while a "squatter" consumer holds the
+// stream's only consumer place, so that the service cannot recreate it
+// until release is called.
+func squatConsumer(t *testing.T, h *harness) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	stream, err := h.js.Stream(ctx, bus.StreamAudit)
+	require.NoError(t, err)
+	_, err = stream.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "squatter"})
+	require.NoError(t, err)
+	cfg := stream.CachedInfo().Config
+	cfg.MaxConsumers = 1
+	_, err = h.js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+	require.NoError(t, h.js.DeleteConsumer(ctx, bus.StreamAudit, ConsumerName))
+	return func() { require.NoError(t, h.js.DeleteConsumer(ctx, bus.StreamAudit, "squatter")) }
+}
+
+// TestService_Run_ConsumerRecreateRetried deletes codi-audit while the
+// stream cannot take another consumer: the service retries recreating it
+// until it can, then goes on appending.
+func TestService_Run_ConsumerRecreateRetried(t *testing.T) {
+	h := newHarness(t, Config{})
+	acks := h.logN(3, "agent-1", "before")
+	h.waitCommitted(acks[2].Sequence)
+
+	release := squatConsumer(t, h)
+	more := h.logN(3, "agent-1", "after")
+	// The service cannot get its consumer back while the squatter holds
+	// the only place.
+	time.Sleep(300 * time.Millisecond)
+	assert.Equal(t, acks[2].Sequence, h.svc.Status().StreamSeq)
+	release()
+	h.waitCommitted(more[2].Sequence)
+	recs := h.all(Query{})
+	require.Len(t, recs, 6)
+	assertChain(t, recs, 1, GenesisPrev)
+}
+
+// TestService_Run_StopWhileRecreating stops the service while it waits to
+// recreate its consumer: Run returns at once, without an error.
+func TestService_Run_StopWhileRecreating(t *testing.T) {
+	h := newHarness(t, Config{})
+	acks := h.logN(3, "agent-1", "x")
+	h.waitCommitted(acks[2].Sequence)
+	squatConsumer(t, h)
+	time.Sleep(100 * time.Millisecond) // let it fail at least once
+	start := time.Now()
+	require.NoError(t, h.stop())
+	assert.Less(t, time.Since(start), 5*time.Second)
+	assert.Equal(t, acks[2].Sequence, h.svc.Status().StreamSeq)
+}
