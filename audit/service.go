@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -236,6 +237,12 @@ func (s *Service) consumer(ctx context.Context) (jetstream.Consumer, error) {
 			ErrConfig, bus.StreamAudit, limit, maxEventSize)
 	}
 	s.stream = stream
+	if st := stream.CachedInfo().State; st.LastSeq < s.committed().applied {
+		if err := s.rebase(ctx, st.FirstSeq, st.LastSeq); err != nil {
+			return nil, err
+		}
+		return s.recreateConsumer(ctx)
+	}
 	cc := s.consumerConfig()
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, bus.StreamAudit, cc)
 	var apiErr *jetstream.APIError
@@ -251,6 +258,62 @@ func (s *Service) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		return nil, fmt.Errorf("audit: consumer %s: %w", ConsumerName, err)
 	}
 	return cons, nil
+}
+
+// rebase handles a stream whose sequence numbers went back below the
+// watermark: CODI_AUDIT was deleted and created again, or lost its tail (a
+// power loss under JetStream's default sync interval) after the log had
+// committed it. Its messages stored after the log's last record are new
+// events; the rest are in the log already. The watermark moves to the last
+// message that is not new, so that the new ones are appended rather than
+// taken for redeliveries. A message is new when JetStream stored it after
+// the last record's time, so a clock stepped back across the recreation
+// could make new events look old.
+func (s *Service) rebase(ctx context.Context, first, last uint64) error {
+	m := s.committed()
+	// Binary search for the last message at or before the head's time;
+	// seqs without a message (deleted) take the time of the next one.
+	lo, hi := max(first, 1), last
+	keep := lo - 1
+	for lo <= hi {
+		mid := lo + (hi-lo)/2
+		t, found, err := s.timeFrom(ctx, mid, hi)
+		if err != nil {
+			return err
+		}
+		if found && t <= m.head.Time {
+			keep, lo = mid, mid+1
+		} else {
+			hi = mid - 1
+		}
+	}
+	s.log.Warn().Uint64("stream_last_seq", last).Uint64("applied", m.applied).Uint64("new_applied", keep).
+		Msg("the stream's sequence went back below the log's watermark (recreated, or lost its tail); appending its newer events")
+	err := s.store.Update(ctx, func(tx kv.Txn) error {
+		return tx.Set(keyApplied, strconv.AppendUint(nil, keep, 10))
+	})
+	if err != nil {
+		return fmt.Errorf("audit: rebase watermark: %w", err)
+	}
+	m.applied = keep
+	s.setMeta(m)
+	return nil
+}
+
+// timeFrom returns the stored time of the first message at or after seq and
+// at or before hi, in Unix nanoseconds; found is false when there is none.
+func (s *Service) timeFrom(ctx context.Context, seq, hi uint64) (t int64, found bool, err error) {
+	for ; seq <= hi; seq++ {
+		msg, err := s.stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, false, fmt.Errorf("audit: stream message %d: %w", seq, err)
+		}
+		return msg.Time.UnixNano(), true, nil
+	}
+	return 0, false, nil
 }
 
 func (s *Service) consumerConfig() jetstream.ConsumerConfig {
