@@ -29,7 +29,7 @@ var errBadIndex = errors.New("audit: corrupt index")
 // range. A block of 1,000 entries is a few kilobytes.
 const maxBlockEntries = 1000
 
-// scanPageBlocks is the number of blocks one range read of a scan returns.
+// scanPageBlocks is the most blocks one range read of a scan returns.
 const scanPageBlocks = 32
 
 // block is an index block being written.
@@ -189,8 +189,10 @@ func scanIndex(tx kv.ReadTxn, prefix kv.Tuple, t int64, seq uint64, end []byte, 
 	if len(kvs) == 1 {
 		begin = kvs[0].Key
 	}
-	for {
-		kvs, err := tx.GetRange(begin, end, kv.RangeOptions{Limit: scanPageBlocks})
+	// Pages start small and double: a query that one or two full blocks
+	// answer reads just those, one over many small blocks few round trips.
+	for page := 2; ; page = min(2*page, scanPageBlocks) {
+		kvs, err := tx.GetRange(begin, end, kv.RangeOptions{Limit: page})
 		if err != nil {
 			return err
 		}
@@ -207,7 +209,7 @@ func scanIndex(tx kv.ReadTxn, prefix kv.Tuple, t int64, seq uint64, end []byte, 
 				return err
 			}
 		}
-		if len(kvs) < scanPageBlocks {
+		if len(kvs) < page {
 			return nil
 		}
 		k := kvs[len(kvs)-1].Key

@@ -192,3 +192,44 @@ func TestIndex_OneKeyPerEntry(t *testing.T) {
 	}))
 	assert.Equal(t, blocks, scanAll(t, store, src, entry{0, 0}, nil, 10))
 }
+
+// countingTxn counts the index blocks a real read transaction returns.
+type countingTxn struct {
+	kv.ReadTxn
+	blocks int
+}
+
+func (c *countingTxn) GetRange(begin, end []byte, opts kv.RangeOptions) ([]kv.KeyValue, error) {
+	kvs, err := c.ReadTxn.GetRange(begin, end, opts)
+	c.blocks += len(kvs)
+	return kvs, err
+}
+
+// TestIndex_ReadsWhatItReturns scans a few entries from the middle of an
+// index of full blocks: it reads the block that holds the first entry (once
+// to find it, once to scan it) and the next one at most, not a page of
+// blocks.
+func TestIndex_ReadsWhatItReturns(t *testing.T) {
+	store := kvtest.NewBolt(t)
+	var all []entry
+	for i := range 20 * maxBlockEntries {
+		all = append(all, entry{int64(1000 + i), uint64(i + 1)})
+	}
+	writeIndex(t, store, all)
+	src := kv.Tuple{nsBySource, "s"}
+	for _, n := range []int{1, 10, maxBlockEntries} {
+		from := 5*maxBlockEntries + 500
+		require.NoError(t, store.View(context.Background(), func(tx kv.ReadTxn) error {
+			c := &countingTxn{ReadTxn: tx}
+			var got []entry
+			err := scanIndex(c, src, all[from].t, all[from].seq, nil, func(t int64, seq uint64) bool {
+				got = append(got, entry{t, seq})
+				return len(got) < n
+			})
+			require.NoError(t, err)
+			assert.Equal(t, all[from:from+n], got)
+			assert.LessOrEqual(t, c.blocks, 3, "%d entries", n)
+			return nil
+		}))
+	}
+}
