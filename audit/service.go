@@ -271,25 +271,13 @@ func (s *Service) consumer(ctx context.Context) (jetstream.Consumer, error) {
 // could make new events look old.
 func (s *Service) rebase(ctx context.Context, first, last uint64) error {
 	m := s.committed()
-	// Binary search for the last message at or before the head's time;
-	// seqs without a message (deleted) take the time of the next one.
-	lo, hi := max(first, 1), last
-	keep := lo - 1
-	for lo <= hi {
-		mid := lo + (hi-lo)/2
-		t, found, err := s.timeFrom(ctx, mid, hi)
-		if err != nil {
-			return err
-		}
-		if found && t <= m.head.Time {
-			keep, lo = mid, mid+1
-		} else {
-			hi = mid - 1
-		}
+	keep, err := bus.LastStoredBy(ctx, s.stream, first, last, time.Unix(0, m.head.Time))
+	if err != nil {
+		return fmt.Errorf("audit: rebase watermark: %w", err)
 	}
 	s.log.Warn().Uint64("stream_last_seq", last).Uint64("applied", m.applied).Uint64("new_applied", keep).
 		Msg("the stream's sequence went back below the log's watermark (recreated, or lost its tail); appending its newer events")
-	err := s.store.Update(ctx, func(tx kv.Txn) error {
+	err = s.store.Update(ctx, func(tx kv.Txn) error {
 		return tx.Set(keyApplied, strconv.AppendUint(nil, keep, 10))
 	})
 	if err != nil {
@@ -298,22 +286,6 @@ func (s *Service) rebase(ctx context.Context, first, last uint64) error {
 	m.applied = keep
 	s.setMeta(m)
 	return nil
-}
-
-// timeFrom returns the stored time of the first message at or after seq and
-// at or before hi, in Unix nanoseconds; found is false when there is none.
-func (s *Service) timeFrom(ctx context.Context, seq, hi uint64) (t int64, found bool, err error) {
-	for ; seq <= hi; seq++ {
-		msg, err := s.stream.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			return 0, false, fmt.Errorf("audit: stream message %d: %w", seq, err)
-		}
-		return msg.Time.UnixNano(), true, nil
-	}
-	return 0, false, nil
 }
 
 func (s *Service) consumerConfig() jetstream.ConsumerConfig {

@@ -188,3 +188,54 @@ func TestBus_Close_NoGoroutinesLeft(t *testing.T) {
 	require.Eventually(t, func() bool { return runtime.NumGoroutine() <= before }, 10*time.Second, 20*time.Millisecond,
 		"goroutines before %d, now %d", before, runtime.NumGoroutine())
 }
+
+// TestLastStoredBy finds, for every cut, the last message stored at or
+// before it, stepping over deleted messages and an empty range.
+func TestLastStoredBy(t *testing.T) {
+	b := bustest.Run(t)
+	ctx := context.Background()
+	js := b.JetStream()
+	stream, err := js.Stream(ctx, bus.StreamAudit)
+	require.NoError(t, err)
+	// Messages 1..9, with times read back from the stream.
+	times := make([]time.Time, 10)
+	for i := 1; i <= 9; i++ {
+		_, err := js.Publish(ctx, "codi.audit.log.a.b", nil)
+		require.NoError(t, err)
+		time.Sleep(2 * time.Millisecond) // distinct stored times
+		msg, err := stream.GetMsg(ctx, uint64(i))
+		require.NoError(t, err)
+		times[i] = msg.Time
+	}
+	require.NoError(t, stream.DeleteMsg(ctx, 4))
+	require.NoError(t, stream.DeleteMsg(ctx, 5))
+
+	cases := []struct {
+		name        string
+		first, last uint64
+		cut         time.Time
+		want        uint64
+	}{
+		{"before every message", 1, 9, times[1].Add(-time.Nanosecond), 0},
+		{"at the first", 1, 9, times[1], 1},
+		{"at the last", 1, 9, times[9], 9},
+		{"after the last", 1, 9, times[9].Add(time.Hour), 9},
+		{"in the middle", 1, 9, times[7], 7},
+		{"just before a deleted run: 4 and 5 take 6's time", 1, 9, times[3], 3},
+		{"at the message after a deleted run", 1, 9, times[6], 6},
+		{"first 0 counts as 1", 0, 9, times[2], 2},
+		{"a range starting later", 7, 9, times[2], 6},
+		{"only deleted messages in range", 4, 5, times[9], 3},
+		{"empty range", 1, 0, times[9], 0},
+	}
+	for _, c := range cases {
+		got, err := bus.LastStoredBy(ctx, stream, c.first, c.last, c.cut)
+		require.NoError(t, err, c.name)
+		assert.Equal(t, c.want, got, c.name)
+	}
+
+	// A stream that is gone is an error naming it.
+	require.NoError(t, js.DeleteStream(ctx, bus.StreamAudit))
+	_, err = bus.LastStoredBy(ctx, stream, 1, 9, times[9])
+	require.ErrorContains(t, err, bus.StreamAudit)
+}

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -52,4 +53,49 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) erro
 		}
 	}
 	return nil
+}
+
+// LastStoredBy returns the last sequence in first..last of stream whose
+// message JetStream stored at or before t, or first-1 when there is none
+// (first 0 counts as 1). A sequence without a message (deleted) takes the
+// time of the next message. It reads about log2(last-first) messages; it
+// assumes stored times do not decrease along the stream, which holds unless
+// the server's clock steps back.
+//
+// A service that keeps its own watermark of applied stream sequences uses
+// it when the stream's sequence went back below that watermark (the stream
+// was recreated, or lost an unsynced tail in a power loss): messages stored
+// after the last one it applied are new, the others it has.
+func LastStoredBy(ctx context.Context, stream jetstream.Stream, first, last uint64, t time.Time) (uint64, error) {
+	lo, hi := max(first, 1), last
+	keep := lo - 1
+	for lo <= hi {
+		mid := lo + (hi-lo)/2
+		at, found, err := storedFrom(ctx, stream, mid, hi)
+		if err != nil {
+			return 0, err
+		}
+		if found && !at.After(t) {
+			keep, lo = mid, mid+1
+		} else {
+			hi = mid - 1
+		}
+	}
+	return keep, nil
+}
+
+// storedFrom returns the stored time of the first message at or after seq
+// and at or before hi; found is false when there is none.
+func storedFrom(ctx context.Context, stream jetstream.Stream, seq, hi uint64) (at time.Time, found bool, err error) {
+	for ; seq <= hi; seq++ {
+		msg, err := stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return time.Time{}, false, fmt.Errorf("bus: stream %s message %d: %w", stream.CachedInfo().Config.Name, seq, err)
+		}
+		return msg.Time, true, nil
+	}
+	return time.Time{}, false, nil
 }
