@@ -208,10 +208,12 @@ func (s *Service) apply(chunk []*event, appliedTo uint64) (meta, error) {
 		// records and numbers serves every event.
 		var rec, num []byte
 		prev := []byte(m.head.Hash) // the last record's hash, as the chain goes
+		var lastAt int64            // stored time of the last event applied
 		for _, e := range chunk {
 			if e.streamSeq <= m.applied {
 				continue
 			}
+			lastAt = e.t
 			seq := m.head.Seq + 1
 			if e.msgKey != nil {
 				v, err := getOptional(tx, e.msgKey)
@@ -241,8 +243,14 @@ func (s *Service) apply(chunk []*event, appliedTo uint64) (meta, error) {
 		}
 		ix.flush(&w)
 		m.head.Hash = string(prev)
-		m.applied = max(m.applied, appliedTo)
-		w.set(keyApplied, strconv.AppendUint(nil, m.applied, 10))
+		if appliedTo > m.applied {
+			m.applied = appliedTo
+			w.set(keyApplied, strconv.AppendUint(nil, m.applied, 10))
+			if lastAt != 0 {
+				m.appliedAt = lastAt
+				w.set(keyAppliedAt, strconv.AppendInt(nil, lastAt, 10))
+			}
+		}
 		w.setJSON(keyHead, m.head)
 		res.meta = m
 		return w.err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/internal/kv"
@@ -33,6 +34,7 @@ const maxMsgIDKey = 1024
 
 var (
 	keyApplied   = kv.Tuple{"meta", "applied", bus.StreamAudit}.Pack()
+	keyAppliedAt = kv.Tuple{"meta", "applied-time", bus.StreamAudit}.Pack()
 	keyHead      = kv.Tuple{"meta", "audit", "head"}.Pack()
 	keyAnchor    = kv.Tuple{"meta", "audit", "anchor"}.Pack()
 	keyRetention = kv.Tuple{"meta", "audit", "retention"}.Pack()
@@ -80,9 +82,20 @@ type anchor struct {
 
 // meta is the committed state the writer carries between transactions.
 type meta struct {
-	applied uint64 // last CODI_AUDIT stream seq applied
-	head    head
-	anchor  anchor
+	applied   uint64 // last CODI_AUDIT stream seq applied
+	appliedAt int64  // when JetStream stored it, Unix ns; 0 when unknown
+	head      head
+	anchor    anchor
+}
+
+// appliedTime is when JetStream stored the last applied event, or, for a
+// log written before that was kept, the last record's time (no earlier
+// than any appended event's).
+func (m meta) appliedTime() time.Time {
+	if m.appliedAt != 0 {
+		return time.Unix(0, m.appliedAt)
+	}
+	return time.Unix(0, m.head.Time)
 }
 
 func (m meta) count() uint64 {
@@ -103,6 +116,14 @@ func readMeta(tx kv.ReadTxn) (meta, error) {
 	if v != nil {
 		if m.applied, err = strconv.ParseUint(string(v), 10, 64); err != nil {
 			return m, fmt.Errorf("audit: applied seq %q: %w", v, err)
+		}
+	}
+	if v, err = getOptional(tx, keyAppliedAt); err != nil {
+		return m, err
+	}
+	if v != nil {
+		if m.appliedAt, err = strconv.ParseInt(string(v), 10, 64); err != nil {
+			return m, fmt.Errorf("audit: applied time %q: %w", v, err)
 		}
 	}
 	if err := getJSON(tx, keyHead, &m.head); err != nil {

@@ -237,7 +237,17 @@ func (s *Service) consumer(ctx context.Context) (jetstream.Consumer, error) {
 			ErrConfig, bus.StreamAudit, limit, maxEventSize)
 	}
 	s.stream = stream
-	if st := stream.CachedInfo().State; st.LastSeq < s.committed().applied {
+	// The sequence was handed out again when the stream ends below the
+	// watermark, or holds a message at the watermark stored after the one
+	// applied there.
+	m, st := s.committed(), stream.CachedInfo().State
+	reused := st.LastSeq < m.applied
+	if !reused {
+		if reused, err = bus.StoredAfter(ctx, stream, m.applied, m.appliedTime()); err != nil {
+			return nil, fmt.Errorf("audit: check watermark: %w", err)
+		}
+	}
+	if reused {
 		if err := s.rebase(ctx, st.FirstSeq, st.LastSeq); err != nil {
 			return nil, err
 		}
@@ -260,18 +270,17 @@ func (s *Service) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	return cons, nil
 }
 
-// rebase handles a stream whose sequence numbers went back below the
-// watermark: CODI_AUDIT was deleted and created again, or lost its tail (a
-// power loss under JetStream's default sync interval) after the log had
-// committed it. Its messages stored after the log's last record are new
-// events; the rest are in the log already. The watermark moves to the last
-// message that is not new, so that the new ones are appended rather than
-// taken for redeliveries. A message is new when JetStream stored it after
-// the last record's time, so a clock stepped back across the recreation
-// could make new events look old.
+// rebase handles a stream that handed out the log's sequence numbers again:
+// CODI_AUDIT was deleted and created again, or lost its tail (a power loss
+// under JetStream's default sync interval) after the log had committed it.
+// Its messages stored after the last one applied are new events; the rest
+// are in the log already. The watermark moves to the last message that is
+// not new, so that the new ones are appended rather than taken for
+// redeliveries. A message is new when JetStream stored it later, so a clock
+// stepped back across the recreation could make new events look old.
 func (s *Service) rebase(ctx context.Context, first, last uint64) error {
 	m := s.committed()
-	keep, err := bus.LastStoredBy(ctx, s.stream, first, last, time.Unix(0, m.head.Time))
+	keep, err := bus.LastStoredBy(ctx, s.stream, first, last, m.appliedTime())
 	if err != nil {
 		return fmt.Errorf("audit: rebase watermark: %w", err)
 	}

@@ -475,6 +475,7 @@ func TestService_Run_CorruptMeta(t *testing.T) {
 		key  []byte
 	}{
 		{name: "applied", key: keyApplied},
+		{name: "applied time", key: keyAppliedAt},
 		{name: "head", key: keyHead},
 		{name: "anchor", key: keyAnchor},
 		{name: "retention", key: keyRetention},
@@ -628,8 +629,9 @@ func TestService_Run_StopWhileRecreating(t *testing.T) {
 
 // TestService_Run_StreamRecreated starts the service on a CODI_AUDIT that
 // was deleted and created again while it was stopped, so that its sequence
-// numbers start over below the log's watermark: the new stream's events are
-// appended after the old ones, none taken for a redelivery and skipped.
+// numbers start over, and has grown past the log's watermark: the new
+// stream's events are appended after the old ones, none taken for a
+// redelivery and skipped.
 func TestService_Run_StreamRecreated(t *testing.T) {
 	h := newHarness(t, Config{})
 	ctx := context.Background()
@@ -640,14 +642,16 @@ func TestService_Run_StreamRecreated(t *testing.T) {
 	require.NoError(t, h.js.DeleteStream(ctx, bus.StreamAudit))
 	_, err := h.js.CreateStream(ctx, bus.StreamConfigs(h.bus.Config())[2])
 	require.NoError(t, err)
-	early := h.logN(2, "agent-1", "new") // before the service is back
-	require.Equal(t, uint64(2), early[1].Sequence)
+	// More events than the watermark, stored before the service is back:
+	// the new stream has grown past it.
+	early := h.logN(7, "agent-1", "new")
+	require.Equal(t, uint64(7), early[6].Sequence)
 	h.start()
 	late := h.logN(2, "agent-1", "new")
-	require.Eventually(t, func() bool { return h.svc.Status().Seq == 9 }, 10*time.Second, time.Millisecond,
-		"log did not reach 9 records: %+v", h.svc.Status())
+	require.Eventually(t, func() bool { return h.svc.Status().Seq == 14 }, 10*time.Second, time.Millisecond,
+		"log did not reach 14 records: %+v", h.svc.Status())
 	recs := h.all(Query{})
-	require.Len(t, recs, 9)
+	require.Len(t, recs, 14)
 	for i, r := range recs {
 		want := "old"
 		if i >= 5 {
@@ -664,29 +668,45 @@ func TestService_Run_StreamRecreated(t *testing.T) {
 // lost messages the log had committed (what a power loss can do to a
 // stream that is not fsynced on every message): the stream hands out those
 // sequence numbers again, and the events that get them are appended, not
-// taken for redeliveries. The loss is simulated from the log's side, by a
+// taken for redeliveries, whether the stream ends below the watermark or
+// has grown back to it. The loss is simulated from the log's side, by a
 // watermark three events past the stream's end.
 func TestService_Run_StreamLostItsTail(t *testing.T) {
-	h := newHarness(t, Config{})
-	acks := h.logN(5, "agent-1", "old")
-	h.waitCommitted(acks[4].Sequence)
-	require.NoError(t, h.stop())
-	require.NoError(t, h.store.Update(context.Background(), func(tx kv.Txn) error {
-		return tx.Set(keyApplied, []byte("8"))
-	}))
-	// A deleted message among the old ones is stepped over.
-	stream, err := h.js.Stream(context.Background(), bus.StreamAudit)
-	require.NoError(t, err)
-	require.NoError(t, stream.DeleteMsg(context.Background(), 4))
+	for _, c := range []struct {
+		fresh  int
+		legacy bool // a log written before the applied time was kept
+	}{{2, false}, {3, false}, {3, true}} {
+		fresh := c.fresh
+		t.Run(fmt.Sprintf("%d new events, legacy %v", fresh, c.legacy), func(t *testing.T) {
+			h := newHarness(t, Config{})
+			acks := h.logN(5, "agent-1", "old")
+			h.waitCommitted(acks[4].Sequence)
+			require.NoError(t, h.stop())
+			require.NoError(t, h.store.Update(context.Background(), func(tx kv.Txn) error {
+				if c.legacy {
+					if err := tx.Clear(keyAppliedAt); err != nil {
+						return err
+					}
+				}
+				return tx.Set(keyApplied, []byte("8"))
+			}))
+			// A deleted message among the old ones is stepped over.
+			stream, err := h.js.Stream(context.Background(), bus.StreamAudit)
+			require.NoError(t, err)
+			require.NoError(t, stream.DeleteMsg(context.Background(), 4))
 
-	fresh := h.logN(2, "agent-1", "new") // stream seqs 6 and 7, both <= 8
-	require.Equal(t, uint64(7), fresh[1].Sequence)
-	h.start()
-	h.waitCommitted(7)
-	recs := h.all(Query{})
-	require.Len(t, recs, 7)
-	assert.Equal(t, "new", recs[5].Category)
-	assert.Equal(t, "new", recs[6].Category)
-	assertChain(t, recs, 1, GenesisPrev)
-	assert.Equal(t, uint64(7), h.svc.Status().StreamSeq)
+			news := h.logN(fresh, "agent-1", "new") // stream seqs from 6, at most 8
+			last := news[fresh-1].Sequence
+			h.start()
+			h.waitCommitted(last)
+			require.Eventually(t, func() bool { return h.svc.Status().Seq == uint64(5+fresh) }, 10*time.Second, time.Millisecond)
+			recs := h.all(Query{})
+			require.Len(t, recs, 5+fresh)
+			for _, r := range recs[5:] {
+				assert.Equal(t, "new", r.Category)
+			}
+			assertChain(t, recs, 1, GenesisPrev)
+			assert.Equal(t, last, h.svc.Status().StreamSeq)
+		})
+	}
 }

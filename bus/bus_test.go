@@ -234,8 +234,28 @@ func TestLastStoredBy(t *testing.T) {
 		assert.Equal(t, c.want, got, c.name)
 	}
 
+	for _, c := range []struct {
+		seq  uint64
+		cut  time.Time
+		want bool
+	}{
+		{0, times[1], false},                      // nothing applied yet
+		{3, times[3], false},                      // the message applied
+		{3, times[2], true},                       // a message stored later
+		{4, times[1], false},                      // deleted: no message to tell
+		{10, times[1], false},                     // past the stream's end
+		{9, times[9].Add(-time.Nanosecond), true}, // one nanosecond later
+		{9, times[9].Add(time.Nanosecond), false}, // stored before
+	} {
+		got, err := bus.StoredAfter(ctx, stream, c.seq, c.cut)
+		require.NoError(t, err)
+		assert.Equal(t, c.want, got, "seq %d", c.seq)
+	}
+
 	// A stream that is gone is an error naming it.
 	require.NoError(t, js.DeleteStream(ctx, bus.StreamAudit))
 	_, err = bus.LastStoredBy(ctx, stream, 1, 9, times[9])
+	require.ErrorContains(t, err, bus.StreamAudit)
+	_, err = bus.StoredAfter(ctx, stream, 9, times[9])
 	require.ErrorContains(t, err, bus.StreamAudit)
 }

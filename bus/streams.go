@@ -99,3 +99,16 @@ func storedFrom(ctx context.Context, stream jetstream.Stream, seq, hi uint64) (a
 	}
 	return time.Time{}, false, nil
 }
+
+// StoredAfter reports whether stream holds a message at seq that JetStream
+// stored after t. A service that applied seq, and recorded when the message
+// it applied was stored, uses it at start to notice that seq was handed out
+// again to another message (the stream was recreated, or lost its tail)
+// even when the stream has grown back past its watermark.
+func StoredAfter(ctx context.Context, stream jetstream.Stream, seq uint64, t time.Time) (bool, error) {
+	if seq == 0 {
+		return false, nil
+	}
+	at, found, err := storedFrom(ctx, stream, seq, seq)
+	return found && at.After(t), err
+}

@@ -34,7 +34,11 @@ another puller, or lost with a connection) restarts the consumer right after
 the applied sequence, and so does a consumer found ahead of the store at
 start. Audit events leave the outbox only after their PubAck, and carry
 Nats-Msg-Id state-<seq>, so a crash between commit and publish neither loses
-nor duplicates them.
+nor duplicates them. The watermark also records when JetStream stored the
+last applied command: a stream that hands its sequence numbers out again
+(deleted and created anew, or its unsynced tail lost in a power loss) is
+noticed at start, and its commands stored after that time are applied
+rather than taken for redeliveries.
 
 Revisions are fencing tokens: rev grows by one per applied change of a
 kind/id, including deletes and expiries, and a deleted or expired record keeps

@@ -92,20 +92,36 @@ func decodeStored(v []byte) (stored, error) {
 }
 
 func getApplied(tx kv.ReadTxn, stream string) (uint64, error) {
-	v, err := tx.Get(appliedKey(stream))
-	if errors.Is(err, kv.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	if len(v) != 8 {
-		return 0, fmt.Errorf("state: corrupt applied sequence (%d bytes)", len(v))
-	}
-	return binary.BigEndian.Uint64(v), nil
+	seq, _, err := getAppliedAt(tx, stream)
+	return seq, err
 }
 
-func encodeSeq(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+// getAppliedAt returns the applied watermark: the last applied sequence of
+// stream (8 bytes, big endian) and the time JetStream stored that command
+// (8 more bytes, Unix nanoseconds), zero when the store predates it.
+func getAppliedAt(tx kv.ReadTxn, stream string) (uint64, time.Time, error) {
+	v, err := tx.Get(appliedKey(stream))
+	if errors.Is(err, kv.ErrNotFound) {
+		return 0, time.Time{}, nil
+	}
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	if len(v) != 8 && len(v) != 16 {
+		return 0, time.Time{}, fmt.Errorf("state: corrupt applied sequence (%d bytes)", len(v))
+	}
+	var at time.Time
+	if len(v) == 16 {
+		at = time.Unix(0, int64(binary.BigEndian.Uint64(v[8:])))
+	}
+	return binary.BigEndian.Uint64(v), at, nil
+}
+
+// encodeApplied is the value getAppliedAt reads.
+func encodeApplied(seq uint64, at time.Time) []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 16), seq)
+	return binary.BigEndian.AppendUint64(b, uint64(at.UnixNano()))
+}
 
 // firstLease returns the expiry time of the earliest lease, or the zero time.
 func firstLease(tx kv.ReadTxn) (time.Time, error) {

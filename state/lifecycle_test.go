@@ -2,6 +2,7 @@ package state_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"runtime"
 	"strings"
@@ -537,4 +538,73 @@ func TestService_Ready_AnswersAtOnce(t *testing.T) {
 	seq, err := e.client("agent-1").Status(ctxT(t))
 	require.NoError(t, err)
 	assert.Zero(t, seq)
+}
+
+// CODI_STATE deleted and created again while the service was stopped
+// starts its sequence numbers over: the commands of the new stream are
+// applied, none taken for a redelivery, even when it has grown past the
+// store's watermark before the service starts.
+func TestService_Run_StreamRecreated(t *testing.T) {
+	e := newEnv(t)
+	r := e.start(fastConfig())
+	e.waitApplied(e.merges("task", "t1", 1, 5))
+	r.stop(t)
+
+	ctx := ctxT(t)
+	require.NoError(t, e.js.DeleteStream(ctx, bus.StreamState))
+	_, err := e.js.CreateStream(ctx, bus.StreamConfigs(e.b.Config())[1])
+	require.NoError(t, err)
+	// More commands than the watermark, stored before the service is back:
+	// the new stream has grown past it.
+	require.Equal(t, uint64(6), e.merges("task", "t1", 6, 6))
+	e.start(fastConfig())
+	last := e.merges("task", "t1", 12, 1)
+	e.waitApplied(last)
+	assert.Equal(t, uint64(12), e.rev("task", "t1"))
+}
+
+// A stream that lost commands the store had applied (what a power loss can
+// do to a stream not fsynced on every message) hands their sequence numbers
+// out again: the commands that get them are applied. The loss is simulated
+// from the store's side, by a watermark two commands past the stream's end
+// in the documented layout: 8 bytes of sequence, 8 of stored time. With the
+// time, the service tells new commands from applied ones even when the
+// stream has grown back to the watermark before it starts; a store written
+// before the time was kept can only notice a stream that ends below it.
+func TestService_Run_StreamLostItsTail(t *testing.T) {
+	for _, withTime := range []bool{true, false} {
+		name := "watermark with time"
+		if !withTime {
+			name = "watermark of a store before the time was kept"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			r := e.start(fastConfig())
+			e.waitApplied(e.merges("task", "t1", 1, 5))
+			r.stop(t)
+
+			ctx := ctxT(t)
+			stream, err := e.js.Stream(ctx, bus.StreamState)
+			require.NoError(t, err)
+			last, err := stream.GetMsg(ctx, 5)
+			require.NoError(t, err)
+			v := binary.BigEndian.AppendUint64(nil, 7)
+			if withTime {
+				v = binary.BigEndian.AppendUint64(v, uint64(last.Time.UnixNano()))
+			}
+			require.NoError(t, e.store.Update(ctx, func(tx kv.Txn) error {
+				return tx.Set(kv.Tuple{"meta", "applied", bus.StreamState}.Pack(), v)
+			}))
+
+			if withTime {
+				require.Equal(t, uint64(7), e.merges("task", "t1", 6, 2), "sequence numbers the store had applied")
+				e.start(fastConfig())
+				e.waitApplied(e.merges("task", "t1", 8, 1))
+			} else {
+				e.start(fastConfig())
+				e.waitApplied(e.merges("task", "t1", 6, 3))
+			}
+			assert.Equal(t, uint64(8), e.rev("task", "t1"))
+		})
+	}
 }

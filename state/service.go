@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
+	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/subjects"
 )
@@ -210,7 +211,7 @@ func (ss *session) stop() {
 // consumer.
 func (l *loop) start(ctx context.Context) error {
 	err := l.s.store.View(ctx, func(tx kv.ReadTxn) error {
-		applied, err := getApplied(tx, l.cfg.Stream)
+		applied, at, err := getAppliedAt(tx, l.cfg.Stream)
 		if err != nil {
 			return err
 		}
@@ -218,7 +219,7 @@ func (l *loop) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		l.applied, l.nextLease = applied, next
+		l.applied, l.lastTime, l.nextLease = applied, at, next
 		return nil
 	})
 	if err != nil {
@@ -232,12 +233,57 @@ func (l *loop) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("state: stream %s: %w", l.cfg.Stream, err)
 	}
+	// The sequence was handed out again when the stream ends below the
+	// watermark, or holds a message at the watermark stored after the one
+	// applied there.
+	st := l.stream.CachedInfo().State
+	reused := st.LastSeq < l.applied
+	if !reused && !l.lastTime.IsZero() {
+		if reused, err = bus.StoredAfter(ctx, l.stream, l.applied, l.lastTime); err != nil {
+			return fmt.Errorf("state: check watermark: %w", err)
+		}
+	}
+	if reused {
+		if err := l.rebase(ctx, st.FirstSeq, st.LastSeq); err != nil {
+			return err
+		}
+	}
 	cons, err := l.ensureConsumer(ctx)
 	if err != nil {
 		return err
 	}
 	l.sess, err = l.consume(cons)
 	return err
+}
+
+// rebase handles a stream that handed out the watermark's sequence numbers
+// again: CODI_STATE was deleted and created again, or lost its tail (a
+// power loss under JetStream's default sync interval) after the store had
+// applied it. Its commands stored after the last applied one are new; the
+// others are applied already. The watermark moves to the last command that
+// is not new, so that the new ones are applied rather than taken for
+// redeliveries. A store that predates the watermark's time cannot tell
+// them apart and takes every command in the stream as applied.
+func (l *loop) rebase(ctx context.Context, first, last uint64) error {
+	keep := last
+	if !l.lastTime.IsZero() {
+		var err error
+		if keep, err = bus.LastStoredBy(ctx, l.stream, first, last, l.lastTime); err != nil {
+			return fmt.Errorf("state: rebase watermark: %w", err)
+		}
+	}
+	l.log.Warn().Str("stream", l.cfg.Stream).Uint64("stream_last_seq", last).Uint64("applied", l.applied).
+		Uint64("new_applied", keep).Bool("by_time", !l.lastTime.IsZero()).
+		Msg("the stream's sequence went back below the watermark (recreated, or lost its tail); applying its newer commands")
+	err := l.update(ctx, func(tx kv.Txn) error {
+		return tx.Set(appliedKey(l.cfg.Stream), encodeApplied(keep, l.lastTime))
+	})
+	if err != nil {
+		return fmt.Errorf("state: rebase watermark: %w", err)
+	}
+	l.applied = keep
+	l.s.setWatermark(keep)
+	return nil
 }
 
 func (l *loop) consumerConfig(startSeq uint64) jetstream.ConsumerConfig {
@@ -564,7 +610,7 @@ func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) 
 			count++
 		}
 		if applied != start {
-			if err := tx.Set(appliedKey(l.cfg.Stream), encodeSeq(applied)); err != nil {
+			if err := tx.Set(appliedKey(l.cfg.Stream), encodeApplied(applied, res.lastTime)); err != nil {
 				return err
 			}
 		}
