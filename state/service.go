@@ -333,7 +333,36 @@ func (l *loop) ensureConsumer(ctx context.Context) (jetstream.Consumer, error) {
 	return cons, nil
 }
 
+// createConsumer creates the durable consumer to deliver from right after
+// the watermark, deleting the one there first when replace is set.
+//
+// Right after a delete the server may still refuse a consumer of the same
+// name ("consumer already exists", or its files still going), so a replace
+// retries for a few seconds before it gives up; a missing stream fails at
+// once.
 func (l *loop) createConsumer(ctx context.Context, replace bool) (jetstream.Consumer, error) {
+	backoff := 20 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		cons, err := l.tryCreateConsumer(ctx, replace)
+		if err == nil || !replace || attempt == createConsumerAttempts || errors.Is(err, jetstream.ErrStreamNotFound) {
+			return cons, err
+		}
+		l.log.Warn().Err(err).Dur("retry_in", backoff).Msg("recreate consumer")
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// createConsumerAttempts bounds the tries of a consumer replace: about 5s.
+const createConsumerAttempts = 10
+
+func (l *loop) tryCreateConsumer(ctx context.Context, replace bool) (jetstream.Consumer, error) {
 	if replace {
 		if err := l.stream.DeleteConsumer(ctx, l.cfg.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return nil, fmt.Errorf("state: delete consumer %s: %w", l.cfg.Consumer, err)
