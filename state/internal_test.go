@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/codi2/codi2/bus/bustest"
+	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/internal/kv/kvtest"
 )
 
@@ -140,4 +141,27 @@ func TestService_Handlers_Stopping(t *testing.T) {
 	assert.ErrorIs(t, err, ErrUnavailable)
 	_, err = c.List(ctx, "task", ListOptions{})
 	assert.ErrorIs(t, err, ErrUnavailable)
+}
+
+// The watermark value is 8 bytes of sequence and 8 of stored time; an
+// unknown time (a store from before it was kept) stays out rather than be
+// written as a time nobody stored.
+func TestEncodeApplied(t *testing.T) {
+	store := kvtest.NewBolt(t)
+	at := time.Unix(1_800_000_000, 123)
+	for _, c := range []struct {
+		at   time.Time
+		size int
+	}{{at, 16}, {time.Time{}, 8}} {
+		v := encodeApplied(42, c.at)
+		require.Len(t, v, c.size)
+		require.NoError(t, store.Update(context.Background(), func(tx kv.Txn) error { return tx.Set(appliedKey("S"), v) }))
+		require.NoError(t, store.View(context.Background(), func(tx kv.ReadTxn) error {
+			seq, got, err := getAppliedAt(tx, "S")
+			require.NoError(t, err)
+			assert.Equal(t, uint64(42), seq)
+			assert.True(t, got.Equal(c.at), "%v != %v", got, c.at)
+			return nil
+		}))
+	}
 }

@@ -117,9 +117,13 @@ func getAppliedAt(tx kv.ReadTxn, stream string) (uint64, time.Time, error) {
 	return binary.BigEndian.Uint64(v), at, nil
 }
 
-// encodeApplied is the value getAppliedAt reads.
+// encodeApplied is the value getAppliedAt reads; a zero at (not known)
+// leaves the time out.
 func encodeApplied(seq uint64, at time.Time) []byte {
 	b := binary.BigEndian.AppendUint64(make([]byte, 0, 16), seq)
+	if at.IsZero() {
+		return b
+	}
 	return binary.BigEndian.AppendUint64(b, uint64(at.UnixNano()))
 }
 

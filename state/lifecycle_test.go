@@ -605,6 +605,17 @@ func TestService_Run_StreamLostItsTail(t *testing.T) {
 				e.waitApplied(e.merges("task", "t1", 6, 3))
 			}
 			assert.Equal(t, uint64(8), e.rev("task", "t1"))
+			// The watermark now holds the time of command 8.
+			msg, err := stream.GetMsg(ctx, 8)
+			require.NoError(t, err)
+			require.NoError(t, e.store.View(ctx, func(tx kv.ReadTxn) error {
+				v, err := tx.Get(kv.Tuple{"meta", "applied", bus.StreamState}.Pack())
+				require.NoError(t, err)
+				require.Len(t, v, 16)
+				assert.Equal(t, uint64(8), binary.BigEndian.Uint64(v))
+				assert.Equal(t, msg.Time.UnixNano(), int64(binary.BigEndian.Uint64(v[8:])))
+				return nil
+			}))
 		})
 	}
 }
