@@ -128,6 +128,18 @@ func checkWritable(dir string) error {
 // the embedded server, or to Config.URL. Async errors are logged. The caller
 // owns and closes the connection. Safe for concurrent use.
 func (b *Bus) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
+	return b.connect(name, b.srv != nil, opts...)
+}
+
+// ConnectNetwork is Connect over the network even to the embedded server.
+// An in-process connection is a synchronous pipe: fastest for one message
+// at a time, but a consumer that takes many messages in bulk keeps more of
+// them in flight over a socket's buffers.
+func (b *Bus) ConnectNetwork(name string, opts ...nats.Option) (*nats.Conn, error) {
+	return b.connect(name, false, opts...)
+}
+
+func (b *Bus) connect(name string, inProcess bool, opts ...nats.Option) (*nats.Conn, error) {
 	base := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -139,10 +151,9 @@ func (b *Bus) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
 			ev.Msg("nats async error")
 		}),
 	}
-	url := b.cfg.URL
-	if b.srv != nil {
+	url := b.ClientURL()
+	if inProcess {
 		base = append(base, nats.InProcessServer(b.srv))
-		url = b.srv.ClientURL()
 	}
 	return nats.Connect(url, append(base, opts...)...)
 }

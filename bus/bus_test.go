@@ -13,6 +13,7 @@ import (
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/internal/proctest"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -258,4 +259,36 @@ func TestLastStoredBy(t *testing.T) {
 	require.ErrorContains(t, err, bus.StreamAudit)
 	_, err = bus.StoredAfter(ctx, stream, 9, times[9])
 	require.ErrorContains(t, err, bus.StreamAudit)
+}
+
+// Connect reaches the embedded server in process; ConnectNetwork over TCP,
+// which the server lists with the client's loopback address.
+func TestBus_ConnectNetwork(t *testing.T) {
+	b := bustest.Run(t)
+	in, err := b.Connect("in-process")
+	require.NoError(t, err)
+	defer in.Close()
+	tcp, err := b.ConnectNetwork("over-tcp")
+	require.NoError(t, err)
+	defer tcp.Close()
+	require.NoError(t, in.Flush())
+	require.NoError(t, tcp.Flush())
+
+	connz, err := b.Server().Connz(&server.ConnzOptions{})
+	require.NoError(t, err)
+	ips := map[string]string{}
+	for _, c := range connz.Conns {
+		ips[c.Name] = c.IP
+	}
+	assert.Contains(t, ips, "in-process")
+	assert.Empty(t, ips["in-process"], "no IP: a pipe")
+	assert.Equal(t, "127.0.0.1", ips["over-tcp"])
+
+	// Both carry messages.
+	sub, err := in.SubscribeSync("codi.test")
+	require.NoError(t, err)
+	require.NoError(t, in.Flush())
+	require.NoError(t, tcp.Publish("codi.test", []byte("x")))
+	_, err = sub.NextMsg(5 * time.Second)
+	require.NoError(t, err)
 }

@@ -134,7 +134,7 @@ func (s *Server) start(ctx context.Context) error {
 	if au != st {
 		s.stores = append(s.stores, au)
 	}
-	stateNC, err := s.connect(state.ServiceName)
+	stateNC, err := s.connect(state.ServiceName, s.bus.Connect)
 	if err != nil {
 		return err
 	}
@@ -142,7 +142,9 @@ func (s *Server) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	auditNC, err := s.connect(audit.ServiceName)
+	// The audit service takes events in bulk, which a socket carries
+	// better than the synchronous in-process pipe (see bus.ConnectNetwork).
+	auditNC, err := s.connect(audit.ServiceName, s.bus.ConnectNetwork)
 	if err != nil {
 		return err
 	}
@@ -169,8 +171,8 @@ func (s *Server) start(ctx context.Context) error {
 	return nil
 }
 
-func (s *Server) connect(name string) (*nats.Conn, error) {
-	nc, err := s.bus.Connect(name)
+func (s *Server) connect(name string, dial func(string, ...nats.Option) (*nats.Conn, error)) (*nats.Conn, error) {
+	nc, err := dial(name)
 	if err != nil {
 		return nil, fmt.Errorf("server: connect %s: %w", name, err)
 	}
