@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/internal/retry"
 	"github.com/codi2/codi2/subjects"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -88,7 +89,7 @@ func (s *Service) commit(ctx context.Context, batch []*delivery) error {
 // when the store is closed, or when ctx is done (the batch stays unacked and
 // is redelivered).
 func (s *Service) retry(ctx context.Context, fn func() error) error {
-	backoff := 50 * time.Millisecond
+	backoff := retry.Backoff{Delay: 50 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		err := fn()
 		if err == nil {
@@ -97,15 +98,10 @@ func (s *Service) retry(ctx context.Context, fn func() error) error {
 		if errors.Is(err, kv.ErrClosed) {
 			return err
 		}
-		s.log.Error().Err(err).Dur("retry_in", backoff).Msg("append")
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		s.log.Error().Err(err).Dur("retry_in", backoff.Delay).Msg("append")
+		if backoff.Wait(ctx) != nil {
 			return fmt.Errorf("audit: gave up appending: %w", err)
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 

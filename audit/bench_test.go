@@ -74,14 +74,7 @@ func openBolt(b *testing.B, path string, opts boltkv.Options) *boltkv.Store {
 func BenchmarkRawJetStreamAsync(b *testing.B) {
 	for _, withID := range []bool{false, true} {
 		b.Run(idName(withID), func(b *testing.B) {
-			bs := bustest.Run(b)
-			nc := bustest.Connect(b, bs)
-			js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-			require.NoError(b, err)
-			cfg := bus.StreamConfigs(bs.Config())[2]
-			cfg.Name, cfg.Subjects = "BENCH_RAW", []string{"bench.raw.>"}
-			_, err = js.CreateStream(context.Background(), cfg)
-			require.NoError(b, err)
+			_, js, _ := rawStream(b)
 			b.ResetTimer()
 			start := time.Now()
 			for i := range b.N * ingestEvents {
@@ -102,15 +95,8 @@ func BenchmarkRawJetStreamAsync(b *testing.B) {
 func BenchmarkRawJetStreamConsume(b *testing.B) {
 	for _, withID := range []bool{false, true} {
 		b.Run(idName(withID), func(b *testing.B) {
-			bs := bustest.Run(b)
-			nc := bustest.Connect(b, bs)
-			js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-			require.NoError(b, err)
+			bs, js, scfg := rawStream(b)
 			ctx := context.Background()
-			scfg := bus.StreamConfigs(bs.Config())[2]
-			scfg.Name, scfg.Subjects = "BENCH_RAW", []string{"bench.raw.>"}
-			_, err = js.CreateStream(ctx, scfg)
-			require.NoError(b, err)
 			var cfg Config
 			require.NoError(b, cfg.Validate())
 			// The consumer reads over its own connection, as the service does.
@@ -163,6 +149,20 @@ func BenchmarkRawJetStreamConsume(b *testing.B) {
 			b.ReportMetric(latency.Throughput(n, time.Since(start)), "events/s")
 		})
 	}
+}
+
+// rawStream starts a bus with a stream BENCH_RAW on bench.raw.>, configured
+// like CODI_AUDIT, and a JetStream context for async publishing over TCP.
+func rawStream(b *testing.B) (*bus.Bus, jetstream.JetStream, jetstream.StreamConfig) {
+	b.Helper()
+	bs := bustest.Run(b)
+	js, err := jetstream.New(bustest.Connect(b, bs), jetstream.WithPublishAsyncMaxPending(4096))
+	require.NoError(b, err)
+	cfg := bus.StreamConfigs(bs.Config())[2]
+	cfg.Name, cfg.Subjects = "BENCH_RAW", []string{"bench.raw.>"}
+	_, err = js.CreateStream(context.Background(), cfg)
+	require.NoError(b, err)
+	return bs, js, cfg
 }
 
 func idName(withID bool) string {

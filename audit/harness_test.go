@@ -92,6 +92,29 @@ func (h *harness) stop() error {
 	}
 }
 
+// wholeLog reads the whole log, which must hold n records chained from
+// seq 1.
+func (h *harness) wholeLog(n int) []Record {
+	h.t.Helper()
+	recs := h.all(Query{})
+	require.Len(h.t, recs, n)
+	assertChain(h.t, recs, 1, GenesisPrev)
+	return recs
+}
+
+// runErr waits for Run to stop on its own and returns its error.
+func (h *harness) runErr() error {
+	h.t.Helper()
+	select {
+	case err := <-h.done:
+		h.cancel = nil
+		return err
+	case <-time.After(20 * time.Second):
+		h.t.Fatal("Run still running after 20s")
+		return nil
+	}
+}
+
 func (h *harness) restart() {
 	h.t.Helper()
 	require.NoError(h.t, h.stop())

@@ -12,6 +12,7 @@ import (
 
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/internal/retry"
 	"github.com/codi2/codi2/subjects"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -369,7 +370,7 @@ func (s *Service) consume(cons jetstream.Consumer) (*session, error) {
 func (s *Service) reposition(ctx context.Context, old *session) (*session, error) {
 	old.cc.Stop()
 	s.log.Warn().Uint64("stream_seq", s.committed().applied).Msg("consumer lost; recreating it after the watermark")
-	backoff := 50 * time.Millisecond
+	backoff := retry.Backoff{Delay: 50 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		cons, err := s.recreateConsumer(ctx)
 		if err == nil {
@@ -378,15 +379,10 @@ func (s *Service) reposition(ctx context.Context, old *session) (*session, error
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			return nil, err
 		}
-		s.log.Error().Err(err).Dur("retry_in", backoff).Msg("recreate consumer")
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
+		s.log.Error().Err(err).Dur("retry_in", backoff.Delay).Msg("recreate consumer")
+		if err := backoff.Wait(ctx); err != nil {
+			return nil, err
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 

@@ -29,9 +29,7 @@ func TestService_Run_AppendsChain(t *testing.T) {
 	acks := h.logN(50, "agent-1", "file")
 	h.waitCommitted(acks[len(acks)-1].Sequence)
 
-	recs := h.all(Query{})
-	require.Len(t, recs, 50)
-	assertChain(t, recs, 1, GenesisPrev)
+	recs := h.wholeLog(50)
 	assert.Equal(t, "agent-1", recs[0].Source)
 	assert.Equal(t, "file", recs[0].Category)
 	assert.Equal(t, "codi.audit.log.agent-1.file", recs[0].Subject)
@@ -171,9 +169,7 @@ func TestService_Run_LargePayloads(t *testing.T) {
 	h.logN(2, "agent-1", "small")
 	h.waitCommitted(last + 2)
 
-	recs := h.all(Query{})
-	require.Len(t, recs, 7)
-	assertChain(t, recs, 1, GenesisPrev)
+	recs := h.wholeLog(7)
 	for i, want := range [][]byte{big, huge, bigJSON} {
 		r := recs[2+i]
 		got, err := r.Payload()
@@ -278,9 +274,7 @@ func TestService_Run_FillsHoles(t *testing.T) {
 
 	h.start()
 	h.waitCommitted(acks[9].Sequence)
-	recs := h.all(Query{})
-	require.Len(t, recs, 9)
-	assertChain(t, recs, 1, GenesisPrev)
+	recs := h.wholeLog(9)
 	var got []string
 	for _, r := range recs {
 		got = append(got, string(r.Data))
@@ -296,9 +290,7 @@ func TestService_Run_Shutdown(t *testing.T) {
 	require.NoError(t, h.stop())
 	h.start()
 	h.waitCommitted(acks[99].Sequence)
-	recs := h.all(Query{})
-	require.Len(t, recs, 100)
-	assertChain(t, recs, 1, GenesisPrev)
+	h.wholeLog(100)
 }
 
 func TestService_Run_Twice(t *testing.T) {
@@ -351,13 +343,7 @@ func TestService_Run_StoreClosed(t *testing.T) {
 	h := newHarness(t, Config{})
 	require.NoError(t, h.store.Close())
 	h.logN(1, "agent-1", "x")
-	select {
-	case err := <-h.done:
-		assert.ErrorIs(t, err, kv.ErrClosed)
-		h.cancel = nil
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not stop when its store closed")
-	}
+	assert.ErrorIs(t, h.runErr(), kv.ErrClosed)
 }
 
 // TestService_Run_NonContractSubjects records events whose subjects the
@@ -412,9 +398,7 @@ func TestService_Run_RetriesFailedCommit(t *testing.T) {
 	assert.Zero(t, h.svc.Status().StreamSeq)
 	close(release)
 	h.waitCommitted(acks[2].Sequence)
-	recs := h.all(Query{})
-	require.Len(t, recs, 3)
-	assertChain(t, recs, 1, GenesisPrev)
+	h.wholeLog(3)
 }
 
 // TestService_Run_ShutdownUnderLoad stops the service while events stream
@@ -523,9 +507,7 @@ func TestService_Run_ReplacesExplicitAckConsumer(t *testing.T) {
 
 	h.start()
 	h.waitCommitted(more[4].Sequence)
-	recs := h.all(Query{})
-	require.Len(t, recs, 10, "nothing redelivered twice, nothing skipped")
-	assertChain(t, recs, 1, GenesisPrev)
+	h.wholeLog(10) // nothing redelivered twice, nothing skipped
 	cons, err := h.js.Consumer(ctx, bus.StreamAudit, ConsumerName)
 	require.NoError(t, err)
 	assert.Equal(t, jetstream.AckAllPolicy, cons.CachedInfo().Config.AckPolicy)
@@ -564,32 +546,9 @@ func TestService_Run_StreamDeleted(t *testing.T) {
 	acks := h.logN(3, "agent-1", "x")
 	h.waitCommitted(acks[2].Sequence)
 	require.NoError(t, h.js.DeleteStream(context.Background(), bus.StreamAudit))
-	select {
-	case err := <-h.done:
-		require.ErrorIs(t, err, jetstream.ErrStreamNotFound)
-		require.ErrorContains(t, err, bus.StreamAudit)
-		h.cancel = nil
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run still running 20s after its stream was deleted")
-	}
-}
-
-// squatConsumer deletes codi-audit while a "squatter" consumer holds the
-// stream's only consumer place, so that the service cannot recreate it
-// until release is called.
-func squatConsumer(t *testing.T, h *harness) (release func()) {
-	t.Helper()
-	ctx := context.Background()
-	stream, err := h.js.Stream(ctx, bus.StreamAudit)
-	require.NoError(t, err)
-	_, err = stream.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "squatter"})
-	require.NoError(t, err)
-	cfg := stream.CachedInfo().Config
-	cfg.MaxConsumers = 1
-	_, err = h.js.UpdateStream(ctx, cfg)
-	require.NoError(t, err)
-	require.NoError(t, h.js.DeleteConsumer(ctx, bus.StreamAudit, ConsumerName))
-	return func() { require.NoError(t, h.js.DeleteConsumer(ctx, bus.StreamAudit, "squatter")) }
+	err := h.runErr()
+	require.ErrorIs(t, err, jetstream.ErrStreamNotFound)
+	require.ErrorContains(t, err, bus.StreamAudit)
 }
 
 // TestService_Run_ConsumerRecreateRetried deletes codi-audit while the
@@ -600,7 +559,7 @@ func TestService_Run_ConsumerRecreateRetried(t *testing.T) {
 	acks := h.logN(3, "agent-1", "before")
 	h.waitCommitted(acks[2].Sequence)
 
-	release := squatConsumer(t, h)
+	release := bustest.SquatConsumer(t, h.js, bus.StreamAudit, ConsumerName)
 	more := h.logN(3, "agent-1", "after")
 	// The service cannot get its consumer back while the squatter holds
 	// the only place.
@@ -608,9 +567,7 @@ func TestService_Run_ConsumerRecreateRetried(t *testing.T) {
 	assert.Equal(t, acks[2].Sequence, h.svc.Status().StreamSeq)
 	release()
 	h.waitCommitted(more[2].Sequence)
-	recs := h.all(Query{})
-	require.Len(t, recs, 6)
-	assertChain(t, recs, 1, GenesisPrev)
+	h.wholeLog(6)
 }
 
 // TestService_Run_StopWhileRecreating stops the service while it waits to
@@ -619,7 +576,7 @@ func TestService_Run_StopWhileRecreating(t *testing.T) {
 	h := newHarness(t, Config{})
 	acks := h.logN(3, "agent-1", "x")
 	h.waitCommitted(acks[2].Sequence)
-	squatConsumer(t, h)
+	bustest.SquatConsumer(t, h.js, bus.StreamAudit, ConsumerName)
 	time.Sleep(100 * time.Millisecond) // let it fail at least once
 	start := time.Now()
 	require.NoError(t, h.stop())

@@ -626,19 +626,10 @@ func TestService_Run_ConsumerRecreateRetried(t *testing.T) {
 	e := newEnv(t)
 	e.start(fastConfig())
 	e.waitApplied(e.merges("task", "t1", 1, 3))
-	ctx := ctxT(t)
-	stream, err := e.js.Stream(ctx, bus.StreamState)
-	require.NoError(t, err)
-	_, err = stream.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "squatter"})
-	require.NoError(t, err)
-	cfg := stream.CachedInfo().Config
-	cfg.MaxConsumers = 1
-	_, err = e.js.UpdateStream(ctx, cfg)
-	require.NoError(t, err)
-	require.NoError(t, e.js.DeleteConsumer(ctx, bus.StreamState, state.DefaultConsumer))
+	release := bustest.SquatConsumer(t, e.js, bus.StreamState, state.DefaultConsumer)
 	last := e.merges("task", "t1", 4, 2)
 	time.Sleep(300 * time.Millisecond) // a few refused attempts
-	require.NoError(t, e.js.DeleteConsumer(ctx, bus.StreamState, "squatter"))
+	release()
 	e.waitApplied(last)
 	assert.Equal(t, uint64(5), e.rev("task", "t1"))
 }

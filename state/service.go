@@ -15,6 +15,7 @@ import (
 
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/internal/retry"
 	"github.com/codi2/codi2/subjects"
 )
 
@@ -341,21 +342,16 @@ func (l *loop) ensureConsumer(ctx context.Context) (jetstream.Consumer, error) {
 // retries for a few seconds before it gives up; a missing stream fails at
 // once.
 func (l *loop) createConsumer(ctx context.Context, replace bool) (jetstream.Consumer, error) {
-	backoff := 20 * time.Millisecond
+	backoff := retry.Backoff{Delay: 20 * time.Millisecond, Max: time.Second}
 	for attempt := 1; ; attempt++ {
 		cons, err := l.tryCreateConsumer(ctx, replace)
 		if err == nil || !replace || attempt == createConsumerAttempts || errors.Is(err, jetstream.ErrStreamNotFound) {
 			return cons, err
 		}
-		l.log.Warn().Err(err).Dur("retry_in", backoff).Msg("recreate consumer")
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		l.log.Warn().Err(err).Dur("retry_in", backoff.Delay).Msg("recreate consumer")
+		if backoff.Wait(ctx) != nil {
 			return nil, err
 		}
-		backoff = min(2*backoff, time.Second)
 	}
 }
 

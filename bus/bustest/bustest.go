@@ -8,6 +8,7 @@ import (
 
 	"github.com/codi2/codi2/bus"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 )
@@ -46,4 +47,23 @@ func Connect(t testing.TB, b *bus.Bus, opts ...nats.Option) *nats.Conn {
 // so that a failing test shows what the server said.
 func Logger(t testing.TB) zerolog.Logger {
 	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+}
+
+// SquatConsumer deletes consumer name from stream while a consumer named
+// "squatter" holds the stream's only consumer place (MaxConsumers 1), so
+// that nothing can create name again until release is called: for tests of
+// a service that must recreate its consumer.
+func SquatConsumer(t testing.TB, js jetstream.JetStream, stream, name string) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, stream)
+	require.NoError(t, err)
+	_, err = s.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "squatter"})
+	require.NoError(t, err)
+	cfg := s.CachedInfo().Config
+	cfg.MaxConsumers = 1
+	_, err = js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+	require.NoError(t, js.DeleteConsumer(ctx, stream, name))
+	return func() { require.NoError(t, js.DeleteConsumer(ctx, stream, "squatter")) }
 }

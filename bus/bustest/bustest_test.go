@@ -6,6 +6,7 @@ import (
 
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -20,4 +21,22 @@ func TestRun(t *testing.T) {
 
 	small := bustest.Run(t, bus.Config{MaxPayload: 1024})
 	assert.Equal(t, int64(1024), bustest.Connect(t, small).MaxPayload())
+}
+
+func TestSquatConsumer(t *testing.T) {
+	b := bustest.Run(t)
+	ctx := context.Background()
+	js := b.JetStream()
+	_, err := js.CreateOrUpdateConsumer(ctx, bus.StreamMsg, jetstream.ConsumerConfig{Durable: "mine"})
+	require.NoError(t, err)
+
+	release := bustest.SquatConsumer(t, js, bus.StreamMsg, "mine")
+	_, err = js.Consumer(ctx, bus.StreamMsg, "mine")
+	require.ErrorIs(t, err, jetstream.ErrConsumerNotFound)
+	_, err = js.CreateOrUpdateConsumer(ctx, bus.StreamMsg, jetstream.ConsumerConfig{Durable: "mine"})
+	require.ErrorIs(t, err, jetstream.ErrMaximumConsumersLimit)
+
+	release()
+	_, err = js.CreateOrUpdateConsumer(ctx, bus.StreamMsg, jetstream.ConsumerConfig{Durable: "mine"})
+	require.NoError(t, err)
 }
