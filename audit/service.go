@@ -238,18 +238,13 @@ func (s *Service) consumer(ctx context.Context) (jetstream.Consumer, error) {
 			ErrConfig, bus.StreamAudit, limit, maxEventSize)
 	}
 	s.stream = stream
-	// The sequence was handed out again when the stream ends below the
-	// watermark, or holds a message at the watermark stored after the one
-	// applied there.
-	m, st := s.committed(), stream.CachedInfo().State
-	reused := st.LastSeq < m.applied
-	if !reused {
-		if reused, err = bus.StoredAfter(ctx, stream, m.applied, m.appliedTime()); err != nil {
-			return nil, fmt.Errorf("audit: check watermark: %w", err)
-		}
+	m := s.committed()
+	next, moved, err := bus.ResumeAfter(ctx, stream, m.applied, m.appliedTime())
+	if err != nil {
+		return nil, fmt.Errorf("audit: check watermark: %w", err)
 	}
-	if reused {
-		if err := s.rebase(ctx, st.FirstSeq, st.LastSeq); err != nil {
+	if moved {
+		if err := s.rebase(ctx, next); err != nil {
 			return nil, err
 		}
 		return s.recreateConsumer(ctx)
@@ -271,23 +266,14 @@ func (s *Service) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	return cons, nil
 }
 
-// rebase handles a stream that handed out the log's sequence numbers again:
-// CODI_AUDIT was deleted and created again, or lost its tail (a power loss
-// under JetStream's default sync interval) after the log had committed it.
-// Its messages stored after the last one applied are new events; the rest
-// are in the log already. The watermark moves to the last message that is
-// not new, so that the new ones are appended rather than taken for
-// redeliveries. A message is new when JetStream stored it later, so a clock
-// stepped back across the recreation could make new events look old.
-func (s *Service) rebase(ctx context.Context, first, last uint64) error {
+// rebase moves the watermark back to keep: CODI_AUDIT handed the log's
+// sequence numbers out again (see bus.ResumeAfter), and its messages after
+// keep are new events to append, not redeliveries.
+func (s *Service) rebase(ctx context.Context, keep uint64) error {
 	m := s.committed()
-	keep, err := bus.LastStoredBy(ctx, s.stream, first, last, m.appliedTime())
-	if err != nil {
-		return fmt.Errorf("audit: rebase watermark: %w", err)
-	}
-	s.log.Warn().Uint64("stream_last_seq", last).Uint64("applied", m.applied).Uint64("new_applied", keep).
-		Msg("the stream's sequence went back below the log's watermark (recreated, or lost its tail); appending its newer events")
-	err = s.store.Update(ctx, func(tx kv.Txn) error {
+	s.log.Warn().Uint64("applied", m.applied).Uint64("new_applied", keep).
+		Msg("the stream handed out the log's sequence numbers again (recreated, or lost its tail); appending its newer events")
+	err := s.store.Update(ctx, func(tx kv.Txn) error {
 		return tx.Set(keyApplied, strconv.AppendUint(nil, keep, 10))
 	})
 	if err != nil {

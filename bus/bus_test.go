@@ -253,11 +253,35 @@ func TestLastStoredBy(t *testing.T) {
 		assert.Equal(t, c.want, got, "seq %d", c.seq)
 	}
 
+	for _, c := range []struct {
+		name    string
+		applied uint64
+		at      time.Time
+		want    uint64
+		moved   bool
+	}{
+		{"the stream as applied", 9, times[9], 9, false},
+		{"nothing applied yet", 0, time.Time{}, 0, false},
+		{"ends below the watermark", 12, times[9], 9, true},
+		{"ends below it, time not known: all taken as applied", 12, time.Time{}, 9, true},
+		{"a newer message at the watermark", 7, times[6], 6, true},
+		{"a newer message, time not known: not noticed", 7, time.Time{}, 7, false},
+	} {
+		got, moved, err := bus.ResumeAfter(ctx, stream, c.applied, c.at)
+		require.NoError(t, err, c.name)
+		assert.Equal(t, c.want, got, c.name)
+		assert.Equal(t, c.moved, moved, c.name)
+	}
+
 	// A stream that is gone is an error naming it.
 	require.NoError(t, js.DeleteStream(ctx, bus.StreamAudit))
 	_, err = bus.LastStoredBy(ctx, stream, 1, 9, times[9])
 	require.ErrorContains(t, err, bus.StreamAudit)
 	_, err = bus.StoredAfter(ctx, stream, 9, times[9])
+	require.ErrorContains(t, err, bus.StreamAudit)
+	_, _, err = bus.ResumeAfter(ctx, stream, 9, times[9])
+	require.ErrorContains(t, err, bus.StreamAudit)
+	_, _, err = bus.ResumeAfter(ctx, stream, 12, times[9])
 	require.ErrorContains(t, err, bus.StreamAudit)
 }
 

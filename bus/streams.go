@@ -55,6 +55,38 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) erro
 	return nil
 }
 
+// ResumeAfter returns the sequence a service that keeps its own watermark
+// of applied stream sequences goes on after. applied is that watermark and
+// at when JetStream stored the message applied there (zero when not
+// known). It is applied unless the stream handed its sequence numbers out
+// again (it was recreated, or lost an unsynced tail in a power loss): then
+// the stream ends below applied, or holds a message at applied stored after
+// at, and moved is true. The service then goes on after the last message
+// stored at or before at (LastStoredBy): the newer ones are new, not
+// redeliveries. With at unknown only a stream that ends below applied is
+// noticed, and every message it holds is taken as applied.
+func ResumeAfter(ctx context.Context, stream jetstream.Stream, applied uint64, at time.Time) (seq uint64, moved bool, err error) {
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, false, fmt.Errorf("bus: stream %s: %w", stream.CachedInfo().Config.Name, err)
+	}
+	st := info.State
+	moved = st.LastSeq < applied
+	if !moved && !at.IsZero() {
+		if moved, err = StoredAfter(ctx, stream, applied, at); err != nil {
+			return 0, false, err
+		}
+	}
+	switch {
+	case !moved:
+		return applied, false, nil
+	case at.IsZero():
+		return st.LastSeq, true, nil
+	}
+	seq, err = LastStoredBy(ctx, stream, st.FirstSeq, st.LastSeq, at)
+	return seq, err == nil, err
+}
+
 // LastStoredBy returns the last sequence in first..last of stream whose
 // message JetStream stored at or before t, or first-1 when there is none
 // (first 0 counts as 1). A sequence without a message (deleted) takes the

@@ -234,18 +234,12 @@ func (l *loop) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("state: stream %s: %w", l.cfg.Stream, err)
 	}
-	// The sequence was handed out again when the stream ends below the
-	// watermark, or holds a message at the watermark stored after the one
-	// applied there.
-	st := l.stream.CachedInfo().State
-	reused := st.LastSeq < l.applied
-	if !reused && !l.lastTime.IsZero() {
-		if reused, err = bus.StoredAfter(ctx, l.stream, l.applied, l.lastTime); err != nil {
-			return fmt.Errorf("state: check watermark: %w", err)
-		}
+	next, moved, err := bus.ResumeAfter(ctx, l.stream, l.applied, l.lastTime)
+	if err != nil {
+		return fmt.Errorf("state: check watermark: %w", err)
 	}
-	if reused {
-		if err := l.rebase(ctx, st.FirstSeq, st.LastSeq); err != nil {
+	if moved {
+		if err := l.rebase(ctx, next); err != nil {
 			return err
 		}
 	}
@@ -257,25 +251,15 @@ func (l *loop) start(ctx context.Context) error {
 	return err
 }
 
-// rebase handles a stream that handed out the watermark's sequence numbers
-// again: CODI_STATE was deleted and created again, or lost its tail (a
-// power loss under JetStream's default sync interval) after the store had
-// applied it. Its commands stored after the last applied one are new; the
-// others are applied already. The watermark moves to the last command that
-// is not new, so that the new ones are applied rather than taken for
-// redeliveries. A store that predates the watermark's time cannot tell
-// them apart and takes every command in the stream as applied.
-func (l *loop) rebase(ctx context.Context, first, last uint64) error {
-	keep := last
-	if !l.lastTime.IsZero() {
-		var err error
-		if keep, err = bus.LastStoredBy(ctx, l.stream, first, last, l.lastTime); err != nil {
-			return fmt.Errorf("state: rebase watermark: %w", err)
-		}
-	}
-	l.log.Warn().Str("stream", l.cfg.Stream).Uint64("stream_last_seq", last).Uint64("applied", l.applied).
+// rebase moves the watermark back to keep: the stream handed its sequence
+// numbers out again (see bus.ResumeAfter), and its commands after keep are
+// new, to be applied rather than taken for redeliveries. A store that
+// predates the watermark's time takes every command in the stream as
+// applied.
+func (l *loop) rebase(ctx context.Context, keep uint64) error {
+	l.log.Warn().Str("stream", l.cfg.Stream).Uint64("applied", l.applied).
 		Uint64("new_applied", keep).Bool("by_time", !l.lastTime.IsZero()).
-		Msg("the stream's sequence went back below the watermark (recreated, or lost its tail); applying its newer commands")
+		Msg("the stream handed out the watermark's sequence numbers again (recreated, or lost its tail); applying its newer commands")
 	err := l.update(ctx, func(tx kv.Txn) error {
 		return tx.Set(appliedKey(l.cfg.Stream), encodeApplied(keep, l.lastTime))
 	})
