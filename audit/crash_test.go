@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -56,14 +55,9 @@ func TestServe_Crash_ExactlyOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test builds and kills the binary")
 	}
-	bin := proctest.Build(t)
-	dir := t.TempDir()
-	port := proctest.FreePort(t)
-	srv := proctest.Start(t, bin, dir, port)
+	srv := proctest.Start(t, proctest.Build(t), t.TempDir(), 0)
 
-	nc, err := nats.Connect(srv.URL, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
-	require.NoError(t, err)
-	defer nc.Close()
+	nc := srv.Connect(t)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
 

@@ -23,10 +23,7 @@ func TestCrash_Bus_AckedMessagesSurviveKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test")
 	}
-	bin := proctest.Build(t)
-	dir := t.TempDir()
-	port := proctest.FreePort(t)
-	srv := proctest.Start(t, bin, dir, port)
+	srv := proctest.Start(t, proctest.Build(t), t.TempDir(), 0)
 
 	const senders = 5
 	var (

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 )
 
@@ -122,6 +123,17 @@ func Start(t testing.TB, bin, dataDir string, port int, extra ...string) *Server
 		}
 	}
 	return s
+}
+
+// Connect opens a client connection to the server that reconnects, without
+// limit and quickly, across kills and restarts; it is closed when the test
+// ends.
+func (s *Server) Connect(t testing.TB) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(s.URL, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	return nc
 }
 
 // Kill sends SIGKILL and waits for the process to exit. It is a no-op on an

@@ -58,6 +58,7 @@ func TestServer_KillUnderLoad(t *testing.T) {
 			flushed.Add(1)
 		}
 	}
+	watcher := srv.Connect(t) // reconnects across the kills
 	srv = srv.KillUnderLoad(t, 2, 200, func() int { return int(flushed.Load()) }, load, load)
 	assert.GreaterOrEqual(t, flushed.Load(), int64(400))
 	assert.ElementsMatch(t, []int{0, 0, 1, 1}, cycles, "every load runs once per cycle")
@@ -65,4 +66,6 @@ func TestServer_KillUnderLoad(t *testing.T) {
 	nc, err := nats.Connect(srv.URL)
 	require.NoError(t, err, "the restarted server runs")
 	nc.Close()
+	require.Eventually(t, func() bool { return watcher.IsConnected() && watcher.Flush() == nil },
+		10*time.Second, 10*time.Millisecond, "Connect's client is back")
 }
