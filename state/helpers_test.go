@@ -85,6 +85,22 @@ func (r *running) stop(t *testing.T) {
 	r.nc.Close()
 }
 
+// runToFailure runs a Service on store whose Run the test makes fail; read
+// its error with runErr. The test's end cancels a Run still going.
+func (e *env) runToFailure(store kv.Store) <-chan error {
+	e.t.Helper()
+	nc, err := e.b.Connect("codi-state")
+	require.NoError(e.t, err)
+	e.t.Cleanup(nc.Close)
+	svc, err := state.New(fastConfig(), nc, store, bustest.Logger(e.t))
+	require.NoError(e.t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	e.t.Cleanup(cancel)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	return done
+}
+
 // runErr waits for the error of a Run that must fail on its own.
 func runErr(t *testing.T, done <-chan error) error {
 	t.Helper()

@@ -73,12 +73,7 @@ func (l *loop) expireDue(ctx context.Context, cutoff time.Time) error {
 	var res batchResult
 	err := l.update(ctx, func(tx kv.Txn) error {
 		res = batchResult{outcomes: res.outcomes[:0]}
-		for _, it := range clears {
-			if err := tx.Clear(it.key); err != nil {
-				return err
-			}
-		}
-		applied, err := getApplied(tx, l.cfg.Stream)
+		applied, err := l.begin(tx, clears)
 		if err != nil {
 			return err
 		}

@@ -587,12 +587,7 @@ func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) 
 	var res batchResult
 	err := l.update(ctx, func(tx kv.Txn) error {
 		res = batchResult{n: len(batch), outcomes: res.outcomes[:0]}
-		for _, it := range clears {
-			if err := tx.Clear(it.key); err != nil {
-				return err
-			}
-		}
-		applied, err := getApplied(tx, l.cfg.Stream)
+		applied, err := l.begin(tx, clears)
 		if err != nil {
 			return err
 		}
@@ -631,6 +626,17 @@ func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) 
 		return batchResult{}, fmt.Errorf("state: commit batch of %d at seq %d: %w", len(batch), batch[0].seq, err)
 	}
 	return res, nil
+}
+
+// begin starts a batch or expiry transaction: it clears the outbox keys of
+// the acknowledged audit events in clears and returns the applied watermark.
+func (l *loop) begin(tx kv.Txn, clears []*auditItem) (uint64, error) {
+	for _, it := range clears {
+		if err := tx.Clear(it.key); err != nil {
+			return 0, err
+		}
+	}
+	return getApplied(tx, l.cfg.Stream)
 }
 
 // applyPlan makes p's writes and stores its audit events in the outbox.
