@@ -43,7 +43,7 @@ type block struct {
 
 func (b *block) add(prefix []byte, t int64, seq uint64) {
 	if b.n == 0 {
-		b.key = append(append(b.key[:0], prefix...), kv.Tuple{t, seq}.Pack()...)
+		b.key = kv.AppendInt(kv.AppendInt(append(b.key[:0], prefix...), t), int64(seq))
 		b.value = b.value[:0]
 	} else {
 		b.value = binary.AppendUvarint(b.value, seq-b.seq)
@@ -61,6 +61,7 @@ type indexer struct {
 	bySource   map[string]*indexBlock
 	byCategory map[string]*indexBlock
 	bySC       map[[2]string]*indexBlock
+	all        []*block // every block, in the order first used
 }
 
 // indexBlock is a block and the packed prefix of the index value it is for.
@@ -72,11 +73,21 @@ type indexBlock struct {
 var timePrefix = kv.Tuple{nsByTime}.Pack()
 
 func newIndexer() *indexer {
-	return &indexer{
+	x := &indexer{
 		bySource:   map[string]*indexBlock{},
 		byCategory: map[string]*indexBlock{},
 		bySC:       map[[2]string]*indexBlock{},
 	}
+	x.all = append(x.all, &x.byTime)
+	return x
+}
+
+// newBlock returns a new block for the index value whose packed prefix is
+// prefix, listed for flush.
+func (x *indexer) newBlock(prefix kv.Tuple) *indexBlock {
+	b := &indexBlock{prefix: prefix.Pack()}
+	x.all = append(x.all, &b.block)
+	return b
 }
 
 // add records that record seq, of time t, has this source and category,
@@ -85,18 +96,18 @@ func (x *indexer) add(w *writer, source, category string, t int64, seq uint64) {
 	addTo(w, &x.byTime, timePrefix, t, seq)
 	b := x.bySource[source]
 	if b == nil {
-		b = &indexBlock{prefix: kv.Tuple{nsBySource, source}.Pack()}
+		b = x.newBlock(kv.Tuple{nsBySource, source})
 		x.bySource[source] = b
 	}
 	addTo(w, &b.block, b.prefix, t, seq)
 	if b = x.byCategory[category]; b == nil {
-		b = &indexBlock{prefix: kv.Tuple{nsByCategory, category}.Pack()}
+		b = x.newBlock(kv.Tuple{nsByCategory, category})
 		x.byCategory[category] = b
 	}
 	addTo(w, &b.block, b.prefix, t, seq)
 	sc := [2]string{source, category}
 	if b = x.bySC[sc]; b == nil {
-		b = &indexBlock{prefix: kv.Tuple{nsBySC, source, category}.Pack()}
+		b = x.newBlock(kv.Tuple{nsBySC, source, category})
 		x.bySC[sc] = b
 	}
 	addTo(w, &b.block, b.prefix, t, seq)
@@ -112,20 +123,11 @@ func addTo(w *writer, b *block, prefix []byte, t int64, seq uint64) {
 
 // flush writes the blocks that are not full yet.
 func (x *indexer) flush(w *writer) {
-	put := func(b *block) {
+	for _, b := range x.all {
 		if b.n > 0 {
 			w.set(b.key, b.value)
 			b.n = 0
 		}
-	}
-	put(&x.byTime)
-	for _, m := range []map[string]*indexBlock{x.bySource, x.byCategory} {
-		for _, b := range m {
-			put(&b.block)
-		}
-	}
-	for _, b := range x.bySC {
-		put(&b.block)
 	}
 }
 
