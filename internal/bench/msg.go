@@ -35,28 +35,34 @@ func sinceStamp(data []byte) time.Duration {
 	return time.Duration(time.Now().UnixNano() - int64(binary.BigEndian.Uint64(data)))
 }
 
+// agentPair connects the run's orchestrator and agent-1, each on a
+// connection of its own with the given names.
+func (r *runner) agentPair(name1, name2 string) (orchestrator, agent1 *bus.Agent, err error) {
+	nc1, err := r.connect(name1)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc2, err := r.connect(name2)
+	if err != nil {
+		return nil, nil, err
+	}
+	if orchestrator, err = bus.NewAgent(r.agentID("orchestrator"), nc1); err != nil {
+		return nil, nil, err
+	}
+	agent1, err = bus.NewAgent(r.agentID("agent-1"), nc2)
+	return orchestrator, agent1, err
+}
+
 // measureMessages times Config.Messages durable messages from one agent to
 // another, one at a time: Agent.Send (a JetStream publish with a
 // Nats-Msg-Id, answered by a PubAck) to an Agent.Subscribe inbox, from the
 // send to the delivery to the receiver, over TCP like any agent.
 func (r *runner) measureMessages(ctx context.Context) (Metric, error) {
-	from, to := r.agentID("orchestrator"), r.agentID("agent-1")
-	snc, err := r.connect("bench-msg-sender")
+	sender, receiver, err := r.agentPair("bench-msg-sender", "bench-msg-receiver")
 	if err != nil {
 		return Metric{}, err
 	}
-	rnc, err := r.connect("bench-msg-receiver")
-	if err != nil {
-		return Metric{}, err
-	}
-	sender, err := bus.NewAgent(from, snc)
-	if err != nil {
-		return Metric{}, err
-	}
-	receiver, err := bus.NewAgent(to, rnc)
-	if err != nil {
-		return Metric{}, err
-	}
+	to := receiver.ID()
 	got := make(chan time.Duration, 1)
 	in, err := receiver.Subscribe(func(m bus.Message) { got <- sinceStamp(m.Data) })
 	if err != nil {
@@ -104,19 +110,7 @@ func (r *runner) measureMessages(ctx context.Context) (Metric, error) {
 // measureRPC times Config.Messages live calls, one at a time: Agent.Call to
 // an agent answering with Agent.Serve, request to reply.
 func (r *runner) measureRPC(ctx context.Context) (Metric, error) {
-	cnc, err := r.connect("bench-rpc-caller")
-	if err != nil {
-		return Metric{}, err
-	}
-	snc, err := r.connect("bench-rpc-server")
-	if err != nil {
-		return Metric{}, err
-	}
-	caller, err := bus.NewAgent(r.agentID("orchestrator"), cnc)
-	if err != nil {
-		return Metric{}, err
-	}
-	callee, err := bus.NewAgent(r.agentID("agent-1"), snc)
+	caller, callee, err := r.agentPair("bench-rpc-caller", "bench-rpc-server")
 	if err != nil {
 		return Metric{}, err
 	}
