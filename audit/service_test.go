@@ -560,13 +560,13 @@ func TestService_Run_ConsumerRecreateRetried(t *testing.T) {
 	acks := h.logN(3, "agent-1", "before")
 	h.waitCommitted(acks[2].Sequence)
 
-	release := bustest.SquatConsumer(t, h.js, bus.StreamAudit, ConsumerName)
+	squat := bustest.SquatConsumer(t, h.js, bus.StreamAudit, ConsumerName)
 	more := h.logN(3, "agent-1", "after")
 	// The service cannot get its consumer back while the squatter holds
 	// the only place.
-	time.Sleep(300 * time.Millisecond)
+	squat.WaitRefused(3)
 	assert.Equal(t, acks[2].Sequence, h.svc.Status().StreamSeq)
-	release()
+	squat.Release()
 	h.waitCommitted(more[2].Sequence)
 	h.wholeLog(6)
 }
@@ -577,8 +577,7 @@ func TestService_Run_StopWhileRecreating(t *testing.T) {
 	h := newHarness(t, Config{})
 	acks := h.logN(3, "agent-1", "x")
 	h.waitCommitted(acks[2].Sequence)
-	bustest.SquatConsumer(t, h.js, bus.StreamAudit, ConsumerName)
-	time.Sleep(100 * time.Millisecond) // let it fail at least once
+	bustest.SquatConsumer(t, h.js, bus.StreamAudit, ConsumerName).WaitRefused(1)
 	start := time.Now()
 	require.NoError(t, h.stop())
 	assert.Less(t, time.Since(start), 5*time.Second)

@@ -608,10 +608,10 @@ func TestService_Run_ConsumerRecreateRetried(t *testing.T) {
 	e := newEnv(t)
 	e.start(fastConfig())
 	e.waitApplied(e.merges("task", "t1", 1, 3))
-	release := bustest.SquatConsumer(t, e.js, bus.StreamState, state.DefaultConsumer)
+	squat := bustest.SquatConsumer(t, e.js, bus.StreamState, state.DefaultConsumer)
 	last := e.merges("task", "t1", 4, 2)
-	time.Sleep(300 * time.Millisecond) // a few refused attempts
-	release()
+	squat.WaitRefused(3)
+	squat.Release()
 	e.waitApplied(last)
 	assert.Equal(t, uint64(5), e.rev("task", "t1"))
 }

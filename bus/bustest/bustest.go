@@ -4,9 +4,14 @@ package bustest
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/subjects"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -49,13 +54,40 @@ func Logger(t testing.TB) zerolog.Logger {
 	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 }
 
+// Squat holds a stream's only consumer place, so that a consumer of that
+// stream that was deleted cannot be created again until Release. Make one
+// with SquatConsumer.
+type Squat struct {
+	t            testing.TB
+	js           jetstream.JetStream
+	stream, name string
+	refused      atomic.Int32
+}
+
 // SquatConsumer deletes consumer name from stream while a consumer named
-// "squatter" holds the stream's only consumer place (MaxConsumers 1), so
-// that nothing can create name again until release is called: for tests of
-// a service that must recreate its consumer.
-func SquatConsumer(t testing.TB, js jetstream.JetStream, stream, name string) (release func()) {
+// "squatter" holds the stream's only consumer place (MaxConsumers 1): for
+// tests of a service that must recreate its consumer. It counts, from
+// JetStream's API audit advisories, the create requests for name that the
+// server refuses.
+func SquatConsumer(t testing.TB, js jetstream.JetStream, stream, name string) *Squat {
 	t.Helper()
 	ctx := context.Background()
+	sq := &Squat{t: t, js: js, stream: stream, name: name}
+	sub, err := js.Conn().Subscribe("$JS.EVENT.ADVISORY.API", func(m *nats.Msg) {
+		var a struct {
+			Subject  string `json:"subject"`
+			Response string `json:"response"`
+		}
+		if json.Unmarshal(m.Data, &a) == nil && strings.HasPrefix(a.Subject, "$JS.API.CONSUMER.CREATE.") &&
+			subjects.Token(a.Subject, 4) == stream && subjects.Token(a.Subject, 5) == name &&
+			strings.Contains(a.Response, `"error"`) {
+			sq.refused.Add(1)
+		}
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	require.NoError(t, js.Conn().Flush())
+
 	s, err := js.Stream(ctx, stream)
 	require.NoError(t, err)
 	_, err = s.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "squatter"})
@@ -65,5 +97,19 @@ func SquatConsumer(t testing.TB, js jetstream.JetStream, stream, name string) (r
 	_, err = js.UpdateStream(ctx, cfg)
 	require.NoError(t, err)
 	require.NoError(t, js.DeleteConsumer(ctx, stream, name))
-	return func() { require.NoError(t, js.DeleteConsumer(ctx, stream, "squatter")) }
+	return sq
+}
+
+// WaitRefused waits until the server has refused n requests to create the
+// consumer again.
+func (sq *Squat) WaitRefused(n int) {
+	sq.t.Helper()
+	require.Eventually(sq.t, func() bool { return int(sq.refused.Load()) >= n }, 20*time.Second, 5*time.Millisecond,
+		"%d of %d create requests for %s refused", sq.refused.Load(), n, sq.name)
+}
+
+// Release deletes the squatter: the consumer can be created again.
+func (sq *Squat) Release() {
+	sq.t.Helper()
+	require.NoError(sq.t, sq.js.DeleteConsumer(context.Background(), sq.stream, "squatter"))
 }

@@ -30,13 +30,14 @@ func TestSquatConsumer(t *testing.T) {
 	_, err := js.CreateOrUpdateConsumer(ctx, bus.StreamMsg, jetstream.ConsumerConfig{Durable: "mine"})
 	require.NoError(t, err)
 
-	release := bustest.SquatConsumer(t, js, bus.StreamMsg, "mine")
+	squat := bustest.SquatConsumer(t, js, bus.StreamMsg, "mine")
 	_, err = js.Consumer(ctx, bus.StreamMsg, "mine")
 	require.ErrorIs(t, err, jetstream.ErrConsumerNotFound)
 	_, err = js.CreateOrUpdateConsumer(ctx, bus.StreamMsg, jetstream.ConsumerConfig{Durable: "mine"})
 	require.ErrorIs(t, err, jetstream.ErrMaximumConsumersLimit)
 
-	release()
+	squat.WaitRefused(1)
+	squat.Release()
 	_, err = js.CreateOrUpdateConsumer(ctx, bus.StreamMsg, jetstream.ConsumerConfig{Durable: "mine"})
 	require.NoError(t, err)
 }
