@@ -77,11 +77,7 @@ func BenchmarkRawJetStreamAsync(b *testing.B) {
 			_, js, _ := rawStream(b)
 			b.ResetTimer()
 			start := time.Now()
-			for i := range b.N * ingestEvents {
-				_, err := js.PublishAsync("bench.raw.agent-3.file", benchPayload, idOpt(withID, i)...)
-				require.NoError(b, err)
-			}
-			<-js.PublishAsyncComplete()
+			publishAll(b, js, "bench.raw.agent-3.file", b.N*ingestEvents, withID)
 			b.ReportMetric(latency.Throughput(b.N*ingestEvents, time.Since(start)), "events/s")
 		})
 	}
@@ -140,11 +136,7 @@ func BenchmarkRawJetStreamConsume(b *testing.B) {
 			}()
 			b.ResetTimer()
 			start := time.Now()
-			for i := range n {
-				_, err := js.PublishAsync("bench.raw.agent-3.file", benchPayload, idOpt(withID, i)...)
-				require.NoError(b, err)
-			}
-			<-js.PublishAsyncComplete()
+			publishAll(b, js, "bench.raw.agent-3.file", n, withID)
 			<-done
 			b.ReportMetric(latency.Throughput(n, time.Since(start)), "events/s")
 		})
@@ -163,6 +155,17 @@ func rawStream(b *testing.B) (*bus.Bus, jetstream.JetStream, jetstream.StreamCon
 	_, err = js.CreateStream(context.Background(), cfg)
 	require.NoError(b, err)
 	return bs, js, cfg
+}
+
+// publishAll publishes n copies of benchPayload on subject, async, with a
+// Nats-Msg-Id each when withID, and waits for every PubAck.
+func publishAll(b *testing.B, js jetstream.JetStream, subject string, n int, withID bool) {
+	b.Helper()
+	for i := range n {
+		_, err := js.PublishAsync(subject, benchPayload, idOpt(withID, i)...)
+		require.NoError(b, err)
+	}
+	<-js.PublishAsyncComplete()
 }
 
 func idName(withID bool) string {
@@ -246,11 +249,7 @@ func benchIngest(b *testing.B, withID bool) {
 	defer sub.Unsubscribe()
 	b.ResetTimer()
 	start := time.Now()
-	for i := range n {
-		_, err := js.PublishAsync("codi.audit.log.agent-3.file", benchPayload, idOpt(withID, i)...)
-		require.NoError(b, err)
-	}
-	<-js.PublishAsyncComplete()
+	publishAll(b, js, "codi.audit.log.agent-3.file", n, withID)
 	_, err = c.WaitCommitted(context.Background(), base+uint64(n))
 	require.NoError(b, err)
 	b.ReportMetric(latency.Throughput(n, time.Since(start)), "events/s")
