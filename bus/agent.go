@@ -2,10 +2,9 @@ package bus
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"net/textproto"
 	"strings"
-	"time"
 
 	"github.com/codi2/codi2/subjects"
 	"github.com/nats-io/nats.go"
@@ -44,33 +43,6 @@ func NewAgent(id string, nc *nats.Conn) (*Agent, error) {
 // ID is the agent's id.
 func (a *Agent) ID() string { return a.id }
 
-// Message is a message received by an agent.
-type Message struct {
-	// Subject is the full subject, codi.msg.<to>.<from>.<type…>.
-	Subject string
-	// To is the target (the agent, or "all"); From is the sender.
-	To, From string
-	// Type is the message type, its tokens joined by dots ("task.assign").
-	Type   string
-	Data   []byte
-	Header nats.Header
-	// Seq and Time are the CODI_MSG stream sequence and store time; zero on
-	// live (Subscribe) deliveries, which do not go through the stream.
-	Seq  uint64
-	Time time.Time
-	// Delivered counts deliveries of this message to this agent's durable
-	// consumer; above 1 it is a redelivery.
-	Delivered uint64
-}
-
-func parseMessage(subject string, data []byte, hdr nats.Header) (Message, error) {
-	p, err := subjects.Parse(subject)
-	if err != nil {
-		return Message{}, err
-	}
-	return Message{Subject: subject, To: p.To, From: p.From, Type: strings.Join(p.Rest, "."), Data: data, Header: hdr}, nil
-}
-
 // SendOption is a per-call option of Send and Broadcast.
 type SendOption func(*nats.Msg)
 
@@ -95,13 +67,13 @@ func (a *Agent) Send(ctx context.Context, to, typ string, data []byte, opts ...S
 	if err != nil {
 		return nil, err
 	}
-	if err := a.checkPayload(data); err != nil {
-		return nil, err
-	}
 	m := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{}}
 	m.Header.Set(jetstream.MsgIDHeader, nuid.Next())
 	for _, o := range opts {
 		o(m)
+	}
+	if err := a.checkMsgSize(m); err != nil {
+		return nil, err
 	}
 	ack, err := a.js.PublishMsg(ctx, m)
 	if err != nil {
@@ -122,115 +94,33 @@ func (a *Agent) checkPayload(data []byte) error {
 	return nil
 }
 
-// Inbox is a live subscription to an agent's inbox and to broadcasts.
-type Inbox struct {
-	subs []*nats.Subscription
-}
-
-// Unsubscribe stops delivery at once.
-func (i *Inbox) Unsubscribe() error {
-	var errs []error
-	for _, s := range i.subs {
-		errs = append(errs, s.Unsubscribe())
+// checkMsgSize applies the server's max_payload as the server does: to the
+// data and the headers together (the NATS protocol's HPUB size). So the
+// largest payload Send takes is the max payload minus its headers' size:
+// 37 bytes for the Nats-Msg-Id Send sets, more with WithMsgID's longer ids
+// or WithHeader.
+func (a *Agent) checkMsgSize(m *nats.Msg) error {
+	hdr := headerSize(m.Header)
+	if max := a.nc.MaxPayload(); int64(len(m.Data)+hdr) > max {
+		return fmt.Errorf("%w: %d bytes of data and %d of headers, the server allows %d in all (at most %d of data with these headers)",
+			ErrPayloadTooLarge, len(m.Data), hdr, max, max-int64(hdr))
 	}
-	return errors.Join(errs...)
-}
-
-// Subscribe delivers, live, every message sent to this agent or to all from
-// now on (the subscription is registered on the server when Subscribe
-// returns), calling h from the connection's delivery goroutine, one message at
-// a time. Live delivery is at most once: use Receive to catch up on what was
-// sent while the agent was away.
-func (a *Agent) Subscribe(h func(Message)) (*Inbox, error) {
-	inbox, _ := subjects.MsgInbox(a.id)
-	in := &Inbox{}
-	for _, subj := range []string{inbox, subjects.MsgBroadcast} {
-		sub, err := a.nc.Subscribe(subj, func(m *nats.Msg) {
-			msg, err := parseMessage(m.Subject, m.Data, m.Header)
-			if err == nil {
-				h(msg)
-			}
-		})
-		if err != nil {
-			_ = in.Unsubscribe()
-			return nil, fmt.Errorf("bus: subscribe %s: %w", subj, err)
-		}
-		in.subs = append(in.subs, sub)
-	}
-	// Round trip to the server so that the inbox is live when we return.
-	if err := a.nc.Flush(); err != nil {
-		_ = in.Unsubscribe()
-		return nil, fmt.Errorf("bus: subscribe: %w", err)
-	}
-	return in, nil
-}
-
-// ConsumerName is the durable CODI_MSG consumer of agent id: the id itself,
-// with '/' and '\' (which consumer names may not hold) escaped as %2F and %5C.
-func ConsumerName(id string) string {
-	return strings.NewReplacer("/", "%2F", `\`, "%5C").Replace(id)
-}
-
-// ReceiveConfig tunes Receive. The zero value gives the defaults.
-type ReceiveConfig struct {
-	// AckWait is how long a delivered message may stay unacknowledged
-	// before JetStream redelivers it. Default 30s.
-	AckWait time.Duration
-	// RetryDelay is how long JetStream waits to redeliver a message whose
-	// handler returned an error. Default 100ms.
-	RetryDelay time.Duration
-}
-
-// Receive consumes this agent's durable consumer on CODI_MSG (named
-// ConsumerName(id), filtered on its inbox and on broadcasts), creating it on
-// first use: everything addressed to the agent since it was last acked,
-// including what was sent while it was offline, then new messages as they
-// arrive. h runs for one message at a time, in stream order; when it returns
-// nil the message is acked (and the ack confirmed), when it returns an error
-// the message is redelivered after RetryDelay. Receive blocks until ctx is
-// done, then stops the consumer and returns nil once h has returned.
-func (a *Agent) Receive(ctx context.Context, cfg ReceiveConfig, h func(context.Context, Message) error) error {
-	if cfg.AckWait <= 0 {
-		cfg.AckWait = 30 * time.Second
-	}
-	if cfg.RetryDelay <= 0 {
-		cfg.RetryDelay = 100 * time.Millisecond
-	}
-	inbox, _ := subjects.MsgInbox(a.id)
-	cons, err := a.js.CreateOrUpdateConsumer(ctx, StreamMsg, jetstream.ConsumerConfig{
-		Durable:        ConsumerName(a.id),
-		Description:    "codi2 inbox of " + a.id,
-		FilterSubjects: []string{inbox, subjects.MsgBroadcast},
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        cfg.AckWait,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		return fmt.Errorf("bus: consumer %s: %w", ConsumerName(a.id), err)
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		msg, err := parseMessage(m.Subject(), m.Data(), m.Headers())
-		if err != nil {
-			// Not a contract subject: nobody can handle it, so don't redeliver it.
-			_ = m.Term()
-			return
-		}
-		if md, err := m.Metadata(); err == nil {
-			msg.Seq, msg.Time, msg.Delivered = md.Sequence.Stream, md.Timestamp, md.NumDelivered
-		}
-		if err := h(ctx, msg); err != nil {
-			_ = m.NakWithDelay(cfg.RetryDelay)
-			return
-		}
-		_ = m.DoubleAck(ctx)
-	})
-	if err != nil {
-		return fmt.Errorf("bus: consume %s: %w", ConsumerName(a.id), err)
-	}
-	<-ctx.Done()
-	cc.Drain()
-	<-cc.Closed()
 	return nil
+}
+
+// headerSize is the size of h on the wire, as nats.go encodes it:
+// "NATS/1.0\r\n", a "key: value\r\n" line per value (trimmed), "\r\n".
+func headerSize(h nats.Header) int {
+	if len(h) == 0 {
+		return 0
+	}
+	n := len("NATS/1.0\r\n") + len("\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(textproto.TrimString(v)) + len(": \r\n")
+		}
+	}
+	return n
 }
 
 // RPCRequest is a live call received by Serve.
