@@ -481,7 +481,9 @@ func TestAgent_Receive_ClosedConnection(t *testing.T) {
 	a, err := bus.NewAgent("agent-1", nc)
 	require.NoError(t, err)
 	done := make(chan error, 1)
-	go func() { done <- a.Receive(context.Background(), bus.ReceiveConfig{}, func(context.Context, bus.Message) error { return nil }) }()
+	go func() {
+		done <- a.Receive(context.Background(), bus.ReceiveConfig{}, func(context.Context, bus.Message) error { return nil })
+	}()
 	require.Eventually(t, func() bool {
 		_, err := b.JetStream().Consumer(context.Background(), bus.StreamMsg, "agent-1")
 		return err == nil
