@@ -97,7 +97,7 @@ func (a *Agent) checkPayload(data []byte) error {
 // checkMsgSize applies the server's max_payload as the server does: to the
 // data and the headers together (the NATS protocol's HPUB size). So the
 // largest payload Send takes is the max payload minus its headers' size:
-// 37 bytes for the Nats-Msg-Id Send sets, more with WithMsgID's longer ids
+// 49 bytes for the Nats-Msg-Id Send sets, more with WithMsgID's longer ids
 // or WithHeader.
 func (a *Agent) checkMsgSize(m *nats.Msg) error {
 	hdr := headerSize(m.Header)

@@ -272,7 +272,7 @@ func TestAgent_Send_PayloadLimitCountsHeaders(t *testing.T) {
 	b := bustest.Run(t)
 	ctx := context.Background()
 	a := newAgent(t, b, "agent-1")
-	for _, size := range []int{1_048_536, 1_048_550, 1_048_576, 1_048_577} {
+	for _, size := range []int{1_048_528, 1_048_536, 1_048_550, 1_048_576, 1_048_577} {
 		_, err := a.Send(ctx, "agent-2", "blob", make([]byte, size))
 		require.ErrorIs(t, err, bus.ErrPayloadTooLarge, "size %d", size)
 		assert.Contains(t, err.Error(), "the server allows 1048576")
@@ -281,6 +281,7 @@ func TestAgent_Send_PayloadLimitCountsHeaders(t *testing.T) {
 	var most int
 	_, scanErr := fmtSscanfAtMost(err.Error(), &most)
 	require.NoError(t, scanErr, err.Error())
+	assert.Equal(t, 1_048_527, most, "the README's figure")
 	ack, err := a.Send(ctx, "agent-2", "blob", make([]byte, most))
 	require.NoError(t, err, "the largest payload the error names is stored")
 	assert.NotZero(t, ack.Sequence)

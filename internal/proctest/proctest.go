@@ -189,6 +189,13 @@ func (s *Server) Stop(timeout time.Duration) int {
 	}
 }
 
+// Bin is the binary the server runs, and Port its NATS port: for a test
+// that restarts it with Start on the same data directory and port.
+func (s *Server) Bin() string { return s.bin }
+
+// Port is the server's NATS port.
+func (s *Server) Port() int { return s.port }
+
 // Logs returns everything the process has written so far.
 func (s *Server) Logs() string { return s.logs.String() }
 
