@@ -59,7 +59,7 @@ func TestInbox_Property_ExactlyOnceInOrderUnderFaults(t *testing.T) {
 	require.NoError(t, err)
 	var (
 		mu       sync.Mutex
-		acked    []uint64          // stream sequences of acknowledged sends, in order
+		acked    []uint64           // stream sequences of acknowledged sends, in order
 		calls    = map[string]int{} // handler calls per message
 		done     = map[string]bool{}
 		handled  []uint64 // stream sequences handled with success, in order
