@@ -13,6 +13,7 @@ import (
 
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
+	"github.com/codi2/codi2/internal/proctest"
 	"github.com/codi2/codi2/subjects"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -497,4 +498,89 @@ func TestAgent_Receive_ClosedConnection(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("Receive did not return after its connection closed")
 	}
+}
+
+// A consumer recreated by someone else at an older position (here: deleted,
+// then made again delivering everything) brings back messages Receive has
+// handled: they are acked without reaching the handler again.
+func TestAgent_Receive_OlderPositionNotHandedOverAgain(t *testing.T) {
+	b := bustest.Run(t)
+	ctx := context.Background()
+	r := startReceiver(t, newAgent(t, b, "agent-1"), bus.ReceiveConfig{}, nil)
+	sendN(t, b, "agent-1", 1, 3)
+	require.Eventually(t, func() bool { return len(r.got()) == 3 }, 5*time.Second, 5*time.Millisecond)
+	js := b.JetStream()
+	require.NoError(t, js.DeleteConsumer(ctx, bus.StreamMsg, "agent-1"))
+	_, err := js.CreateConsumer(ctx, bus.StreamMsg, jetstream.ConsumerConfig{
+		Durable: "agent-1", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 1,
+		FilterSubjects: []string{"codi.msg.agent-1.>", "codi.msg.all.>"},
+	})
+	require.NoError(t, err)
+	sendN(t, b, "agent-1", 4, 1)
+	require.Eventually(t, func() bool { return len(r.got()) == 4 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, r.stop())
+	assert.Equal(t, seq(1, 4), datas(r.got()))
+	cons, err := js.Consumer(ctx, bus.StreamMsg, "agent-1")
+	require.NoError(t, err)
+	ci, err := cons.Info(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(4), ci.AckFloor.Stream, "the old messages were acked")
+}
+
+// Receive rides out a restart of the server: the mail sent after it
+// arrives, nothing is handed over twice.
+func TestAgent_Receive_ServerRestart(t *testing.T) {
+	dir := t.TempDir()
+	port := proctest.FreePort(t)
+	listen := "127.0.0.1:" + strconv.Itoa(port)
+	start := func() *bus.Bus {
+		b, err := bus.Start(context.Background(), bus.Config{DataDir: dir, Listen: listen}, bustest.Logger(t))
+		require.NoError(t, err)
+		return b
+	}
+	b := start()
+	nc := bustest.Connect(t, b, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	a, err := bus.NewAgent("agent-1", nc)
+	require.NoError(t, err)
+	r := startReceiver(t, a, bus.ReceiveConfig{}, nil)
+	sendN(t, b, "agent-1", 1, 2)
+	require.Eventually(t, func() bool { return len(r.got()) == 2 }, 5*time.Second, 5*time.Millisecond)
+	b.Close()
+	b = start()
+	defer b.Close()
+	sendN(t, b, "agent-1", 3, 2)
+	require.Eventually(t, func() bool { return len(r.got()) == 4 }, 20*time.Second, 10*time.Millisecond)
+	require.NoError(t, r.stop())
+	assert.Equal(t, seq(1, 4), datas(r.got()))
+}
+
+// When the terminated message's audit record cannot be stored (CODI_AUDIT
+// is gone), the message is not terminated: it is retried until the record
+// is stored.
+func TestAgent_Receive_TerminateWaitsForItsRecord(t *testing.T) {
+	b := bustest.Run(t)
+	ctx := context.Background()
+	js := b.JetStream()
+	audit, err := js.Stream(ctx, bus.StreamAudit)
+	require.NoError(t, err)
+	auditCfg := audit.CachedInfo().Config
+	require.NoError(t, js.DeleteStream(ctx, bus.StreamAudit))
+	sendN(t, b, "agent-2", 1, 1)
+	var calls atomic.Int32
+	cfg := bus.ReceiveConfig{MaxDeliver: 1, RetryDelay: 10 * time.Millisecond, MaxRetryDelay: 20 * time.Millisecond, UntilIdle: true}
+	r := startReceiver(t, newAgent(t, b, "agent-2"), cfg, func(bus.Message) error {
+		if calls.Add(1) == 2 {
+			_, err := js.CreateStream(ctx, auditCfg)
+			if err != nil {
+				return err
+			}
+		}
+		return errors.New("poison")
+	})
+	require.NoError(t, r.wait(t))
+	assert.GreaterOrEqual(t, calls.Load(), int32(2), "tried again while the record could not be stored")
+	audit, err = js.Stream(ctx, bus.StreamAudit)
+	require.NoError(t, err)
+	_, err = audit.GetLastMsgForSubject(ctx, "codi.audit.log.agent-2.mail.terminated")
+	require.NoError(t, err)
 }

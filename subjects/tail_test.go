@@ -1,0 +1,14 @@
+package subjects
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestTail(t *testing.T) {
+	assert.Equal(t, "task.assign", Tail("codi.msg.a.b.task.assign", 4))
+	assert.Equal(t, "codi.msg", Tail("codi.msg", 0))
+	assert.Equal(t, "", Tail("codi.msg.a.b", 4))
+	assert.Equal(t, "", Tail("codi.msg.a", 4))
+}
