@@ -192,3 +192,56 @@ func BenchmarkRPC(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCatchUp measures how fast an agent catches up on b.N queued
+// messages over TCP: codi2's Receive (one message at a time, each ack
+// confirmed, MaxAckPending 1) against a raw JetStream consumer fetching
+// batches of 100 with plain acks, which is what Receive gives up for its
+// ordering and no-redelivery promises. Reported as messages per second.
+func BenchmarkCatchUp(b *testing.B) {
+	ctx := context.Background()
+	fill := func(b *testing.B, bs *bus.Bus, to string) {
+		js, err := jetstream.New(bustest.Connect(b, bs))
+		require.NoError(b, err)
+		subj := "codi.msg." + to + ".orchestrator.task"
+		for range b.N {
+			if _, err := js.PublishAsync(subj, []byte("task")); err != nil {
+				b.Fatal(err)
+			}
+		}
+		<-js.PublishAsyncComplete()
+	}
+	b.Run("codi2-receive", func(b *testing.B) {
+		bs := bustest.Run(b)
+		fill(b, bs, "agent-1")
+		a, err := bus.NewAgent("agent-1", bustest.Connect(b, bs))
+		require.NoError(b, err)
+		n := 0
+		b.ResetTimer()
+		start := time.Now()
+		err = a.Receive(ctx, bus.ReceiveConfig{UntilIdle: true}, func(context.Context, bus.Message) error { n++; return nil })
+		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "msgs/s")
+		require.NoError(b, err)
+		require.Equal(b, b.N, n)
+	})
+	b.Run("raw-fetch-100", func(b *testing.B) {
+		bs := bustest.Run(b)
+		fill(b, bs, "agent-1")
+		js, err := jetstream.New(bustest.Connect(b, bs))
+		require.NoError(b, err)
+		cons, err := js.CreateConsumer(ctx, bus.StreamMsg, jetstream.ConsumerConfig{
+			Durable: "raw", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: "codi.msg.agent-1.>"})
+		require.NoError(b, err)
+		b.ResetTimer()
+		start := time.Now()
+		for n := 0; n < b.N; {
+			batch, err := cons.Fetch(100, jetstream.FetchMaxWait(time.Second))
+			require.NoError(b, err)
+			for m := range batch.Messages() {
+				_ = m.Ack()
+				n++
+			}
+		}
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+	})
+}
