@@ -123,17 +123,62 @@ func (c *Client) Apply(ctx context.Context, kind, id string, cmd Command) (Event
 	}
 }
 
-// Claim creates kind/id only if it does not exist (expect_rev 0), with
-// fields and a lease of ttl (0: no lease). It returns the new record, whose
-// Rev is the fencing token for Refresh and Release, or an error wrapping
-// ErrConflict when someone else holds it. Safe for concurrent use: of
-// concurrent claims on one kind/id exactly one wins.
+// Claim takes a lease of ttl on kind/id for this agent if nobody holds
+// one: when the record does not exist it is created with fields (expect_rev
+// 0); when it exists without a lease (released, or never leased) fields are
+// merged into it at its revision. It returns the record, whose Rev is the
+// fencing token for Refresh and Release. When another lease is live it
+// fails with a *HeldError (wrapping ErrConflict) naming the holder. With
+// ttl 0 it only creates. Safe for concurrent use: of concurrent claims on
+// one kind/id exactly one wins, since each goes through expect_rev.
 func (c *Client) Claim(ctx context.Context, kind, id string, ttl time.Duration, fields map[string]any) (Record, error) {
 	if ttl < 0 {
 		return Record{}, fmt.Errorf("%w: negative ttl %v", ErrBadRequest, ttl)
 	}
-	return c.applyRecord(ctx, kind, id, Command{Op: OpPut, Fields: fields, ExpectRev: Expect(0), TTL: ttl})
+	// Read first, so that taking a released record is one merge at its
+	// revision rather than a create that fails; a claim on a held record is
+	// still sent, so that the attempt and its loss are in the audit log.
+	// When the read fails (the service is still starting) the create is
+	// sent anyway: the stream keeps it until the service applies it.
+	create := Command{Op: OpPut, Fields: fields, ExpectRev: Expect(0), TTL: ttl}
+	cmd := create
+	if cur, err := c.Get(ctx, kind, id, 0); err == nil && cur.ExpiresAt == nil && ttl > 0 {
+		cmd = Command{Op: OpMerge, Fields: fields, ExpectRev: Expect(cur.Rev), TTL: ttl}
+	}
+	for attempt := 0; ; attempt++ {
+		rec, err := c.applyRecord(ctx, kind, id, cmd)
+		if !errors.Is(err, ErrConflict) {
+			return rec, err
+		}
+		cur, gerr := c.Get(ctx, kind, id, 0)
+		switch {
+		case gerr == nil && cur.ExpiresAt != nil:
+			return Record{}, &HeldError{Record: cur}
+		case gerr == nil && ttl > 0 && attempt == 0:
+			// Released (or never leased) since we looked: take it at its rev.
+			cmd = Command{Op: OpMerge, Fields: fields, ExpectRev: Expect(cur.Rev), TTL: ttl}
+		case errors.Is(gerr, ErrNotFound) && attempt == 0:
+			cmd = create // expired since we looked
+		default:
+			return Record{}, err
+		}
+	}
 }
+
+// HeldError is the ErrConflict of a Claim that found another lease live:
+// Record is the record as read, its UpdatedBy the holder, Rev the fencing
+// token the holder has and ExpiresAt when the lease ends unless renewed.
+type HeldError struct {
+	Record Record
+}
+
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("%s: %s/%s is held by %s at rev %d until %s", ErrConflict, e.Record.Kind, e.Record.ID,
+		e.Record.UpdatedBy, e.Record.Rev, e.Record.ExpiresAt.UTC().Format(time.RFC3339))
+}
+
+// Unwrap makes errors.Is(err, ErrConflict) true.
+func (e *HeldError) Unwrap() error { return ErrConflict }
 
 // Refresh extends the lease on kind/id to ttl from now, if the record is
 // still at rev (the caller's claim has not expired or been taken). It
@@ -146,9 +191,19 @@ func (c *Client) Refresh(ctx context.Context, kind, id string, rev uint64, ttl t
 	return c.applyRecord(ctx, kind, id, Command{Op: OpMerge, ExpectRev: Expect(rev), TTL: ttl})
 }
 
-// Release deletes kind/id if it is still at rev. It fails with ErrConflict
-// when the record moved on (or is gone). Safe for concurrent use.
-func (c *Client) Release(ctx context.Context, kind, id string, rev uint64) error {
+// Release ends the lease on kind/id if the record is still at rev (the
+// caller's claim), keeping the record and its fields (status, assignee):
+// the record is free to claim again. It returns the record with its new
+// Rev, or fails with ErrConflict when the record moved on or is gone. Safe
+// for concurrent use.
+func (c *Client) Release(ctx context.Context, kind, id string, rev uint64) (Record, error) {
+	return c.applyRecord(ctx, kind, id, Command{Op: OpMerge, ExpectRev: Expect(rev), NoLease: true})
+}
+
+// Delete removes kind/id if it is still at rev (its tombstone keeps the
+// revision, so a re-created record goes on from it). It fails with
+// ErrConflict when the record moved on or is gone. Safe for concurrent use.
+func (c *Client) Delete(ctx context.Context, kind, id string, rev uint64) error {
 	_, err := c.Apply(ctx, kind, id, Command{Op: OpDelete, ExpectRev: Expect(rev)})
 	return err
 }

@@ -95,9 +95,28 @@ func TestClient_Refresh_KeepsLease(t *testing.T) {
 	_, err = c.Refresh(ctx, "task", "held", got.Rev, 0)
 	require.ErrorIs(t, err, state.ErrBadRequest)
 
-	// Release with the current rev deletes it; a second release conflicts.
-	require.NoError(t, c.Release(ctx, "task", "held", got.Rev))
-	require.ErrorIs(t, c.Release(ctx, "task", "held", got.Rev), state.ErrConflict)
+	// Release with the current rev ends the lease and keeps the record; a
+	// second release with that rev conflicts; anyone may claim it again.
+	released, err := c.Release(ctx, "task", "held", got.Rev)
+	require.NoError(t, err)
+	assert.Nil(t, released.ExpiresAt)
+	assert.Equal(t, got.Fields, released.Fields)
+	_, err = c.Release(ctx, "task", "held", got.Rev)
+	require.ErrorIs(t, err, state.ErrConflict)
+	other := e.client("agent-2")
+	reclaimed, err := other.Claim(ctx, "task", "held", time.Hour, map[string]any{"assignee": "agent-2"})
+	require.NoError(t, err)
+	assert.Equal(t, "agent-2", reclaimed.UpdatedBy)
+	assert.NotNil(t, reclaimed.ExpiresAt)
+	_, err = c.Claim(ctx, "task", "held", time.Hour, nil)
+	var heldErr *state.HeldError
+	require.ErrorAs(t, err, &heldErr)
+	require.ErrorIs(t, err, state.ErrConflict)
+	assert.Equal(t, "agent-2", heldErr.Record.UpdatedBy)
+	assert.Contains(t, err.Error(), "held by agent-2")
+	require.NoError(t, other.Delete(ctx, "task", "held", reclaimed.Rev))
+	_, err = c.Get(ctx, "task", "held", 0)
+	require.ErrorIs(t, err, state.ErrNotFound)
 }
 
 func TestClient_Apply_RevGrowsAcrossDeleteAndRecreate(t *testing.T) {
@@ -111,7 +130,7 @@ func TestClient_Apply_RevGrowsAcrossDeleteAndRecreate(t *testing.T) {
 		rec, err := c.Claim(ctx, "task", "t1", 0, map[string]any{"round": i})
 		require.NoError(t, err)
 		revs = append(revs, rec.Rev)
-		require.NoError(t, c.Release(ctx, "task", "t1", rec.Rev))
+		require.NoError(t, c.Delete(ctx, "task", "t1", rec.Rev))
 	}
 	assert.Equal(t, []uint64{1, 3, 5}, revs)
 

@@ -157,6 +157,8 @@ type Command struct {
 	// TTL, when positive, makes the record expire that long after the
 	// command is stored unless refreshed. Sent as whole milliseconds.
 	TTL time.Duration
+	// NoLease removes the record's lease (ttl_ms 0); TTL must be 0.
+	NoLease bool
 }
 
 // Expect returns a pointer to a new copy of rev, for Command.ExpectRev.
@@ -170,11 +172,15 @@ func (c Command) MarshalJSON() ([]byte, error) {
 		Op        Op             `json:"op"`
 		Fields    map[string]any `json:"fields,omitempty"`
 		ExpectRev *uint64        `json:"expect_rev,omitempty"`
-		TTLms     int64          `json:"ttl_ms,omitempty"`
+		TTLms     *int64         `json:"ttl_ms,omitempty"`
 	}
 	w := wire{Op: c.Op, Fields: c.Fields, ExpectRev: c.ExpectRev}
-	if c.TTL > 0 {
-		w.TTLms = (c.TTL + time.Millisecond - 1).Milliseconds()
+	switch {
+	case c.TTL > 0:
+		ms := (c.TTL + time.Millisecond - 1).Milliseconds()
+		w.TTLms = &ms
+	case c.NoLease:
+		w.TTLms = new(int64)
 	}
 	return json.Marshal(w)
 }

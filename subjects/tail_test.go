@@ -12,3 +12,7 @@ func TestTail(t *testing.T) {
 	assert.Equal(t, "", Tail("codi.msg.a.b", 4))
 	assert.Equal(t, "", Tail("codi.msg.a", 4))
 }
+
+func TestStateEvtKind(t *testing.T) {
+	assert.Equal(t, "codi.state.evt.task.*", StateEvtKind("task"))
+}

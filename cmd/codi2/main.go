@@ -5,6 +5,8 @@
 //	codi2 bench      measure codi2 against the design targets and CODI v1
 //	codi2 audit      export the audit log, verify an export or the server's log
 //	codi2 version    print the version
+//
+// and the agent verbs of package cli (codi2 help lists them).
 package main
 
 import (
@@ -17,6 +19,8 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/codi2/codi2/cli"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -37,6 +41,22 @@ Usage:
   codi2 audit export      write audit records as JSON lines from a running server
   codi2 audit verify      check an export offline (--file) or the server's log
   codi2 version           print the version
+
+Agent verbs (codi2 VERB -h for each; --agent/CODI2_AGENT, --nats-url/CODI2_NATS_URL, --json):
+  send TO TYPE [DATA|-]   send a durable message to an agent (or all)
+  inbox                   print pending messages and ack them
+  claim KIND ID           take a lease on a record if nobody holds one
+  renew KIND ID --rev N   extend a lease held at revision N
+  release KIND ID --rev N end a lease, keeping the record (--delete removes it)
+  log CATEGORY [DATA|-]   record an audit event from this agent
+  history                 print audit records (--since 1h, --source, --category)
+  get KIND ID             read one record
+  list KIND               list records of a kind
+  watch KIND [ID]         print state events as they happen
+  status                  the server's watermarks and health
+
+Exit codes: 0 done, 1 error, 2 bad usage, 3 conflict (lost a claim; the holder is
+printed), 4 not found, 5 server unreachable or timed out.
 `
 
 // run dispatches a command line and returns the process exit code: 0 on
@@ -45,6 +65,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
+	}
+	if cli.IsVerb(args[0]) {
+		return cli.Run(ctx, args, cli.IO{In: os.Stdin, Out: stdout, Err: stderr})
 	}
 	var err error
 	switch args[0] {

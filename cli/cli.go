@@ -1,0 +1,311 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/codi2/codi2/audit"
+	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/state"
+	"github.com/codi2/codi2/subjects"
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// Exit codes of the agent command line (CONTRACT.md section 5), so that a
+// script or an agent can branch on the outcome without parsing text.
+const (
+	ExitOK          = 0
+	ExitError       = 1
+	ExitUsage       = 2
+	ExitConflict    = 3
+	ExitNotFound    = 4
+	ExitUnreachable = 5
+)
+
+// DefaultNATSURL is where the verbs find the server unless told otherwise.
+const DefaultNATSURL = "nats://127.0.0.1:4222"
+
+// DefaultTimeout bounds one verb's requests to the server.
+const DefaultTimeout = 5 * time.Second
+
+// IO is where a verb reads and writes: the process's standard streams, or a
+// test's buffers.
+type IO struct {
+	In       io.Reader
+	Out, Err io.Writer
+	Getenv   func(string) string
+	Now      func() time.Time
+}
+
+// Verbs lists the agent verbs, in the order `codi2 help` shows them.
+var Verbs = []string{"send", "inbox", "claim", "renew", "release", "log", "history", "get", "list", "watch", "status"}
+
+// IsVerb reports whether name is an agent verb handled by Run.
+func IsVerb(name string) bool {
+	for _, v := range Verbs {
+		if v == name {
+			return true
+		}
+	}
+	return false
+}
+
+// globals are the flags every verb takes, each also read from CODI2_<FLAG>.
+type globals struct {
+	agent   string
+	natsURL string
+	creds   string
+	json    bool
+	timeout time.Duration
+}
+
+// env is one verb invocation's context: flags, streams and, once connect
+// ran, the connection and clients.
+type env struct {
+	g   globals
+	io  IO
+	nc  *nats.Conn
+	out printer
+}
+
+// Run runs one agent verb (args[0] is the verb) and returns the process
+// exit code. Errors go to io.Err in one line; results to io.Out, as text or,
+// with --json, one compact JSON object per line.
+func Run(ctx context.Context, args []string, sio IO) int {
+	if sio.Getenv == nil {
+		sio.Getenv = os.Getenv
+	}
+	if sio.Now == nil {
+		sio.Now = time.Now
+	}
+	e := &env{io: sio}
+	root := e.root()
+	root.SetArgs(args)
+	root.SetOut(sio.Out)
+	root.SetErr(sio.Err)
+	err := root.ExecuteContext(ctx)
+	if e.nc != nil {
+		_ = e.nc.Drain()
+	}
+	if err == nil {
+		return ExitOK
+	}
+	code, msg := classify(err)
+	fmt.Fprintln(sio.Err, "codi2:", msg)
+	return code
+}
+
+func (e *env) root() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "codi2",
+		Short:         "codi2: the event platform AI coding agents coordinate on",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnv(cmd.Flags(), e.io.Getenv); err != nil {
+				return err
+			}
+			e.out = printer{w: e.io.Out, json: e.g.json}
+			return nil
+		},
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	pf := root.PersistentFlags()
+	pf.StringVar(&e.g.agent, "agent", "", "this agent's id (CODI2_AGENT)")
+	pf.StringVar(&e.g.natsURL, "nats-url", DefaultNATSURL, "the codi2 server (CODI2_NATS_URL)")
+	pf.StringVar(&e.g.creds, "creds", "", "NATS credentials file (CODI2_CREDS)")
+	pf.BoolVar(&e.g.json, "json", false, "print one compact JSON object per line (CODI2_JSON)")
+	pf.DurationVar(&e.g.timeout, "timeout", DefaultTimeout, "bound on each request to the server (CODI2_TIMEOUT)")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(e.sendCmd(), e.inboxCmd(), e.claimCmd(), e.renewCmd(), e.releaseCmd(),
+		e.logCmd(), e.historyCmd(), e.getCmd(), e.listCmd(), e.watchCmd(), e.statusCmd())
+	for _, c := range root.Commands() {
+		c.Args = wrapArgs(c.Args)
+	}
+	return root
+}
+
+// wrapArgs turns cobra's argument count errors into usage errors.
+func wrapArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	if check == nil {
+		return nil
+	}
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return usageError{fmt.Errorf("%s: %w (usage: codi2 %s)", cmd.Name(), err, cmd.Use)}
+		}
+		return nil
+	}
+}
+
+// applyEnv sets every flag not given on the command line from
+// CODI2_<FLAG> (upper case, dashes as underscores): the command line wins.
+func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || err != nil {
+			return
+		}
+		name := "CODI2_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			if serr := fs.Set(f.Name, v); serr != nil {
+				err = usageError{fmt.Errorf("invalid value %q for %s: %v", v, name, serr)}
+			}
+		}
+	})
+	return err
+}
+
+// connect opens the connection to the server, with the credentials given.
+// A server that does not answer within the timeout is ExitUnreachable.
+func (e *env) connect() error {
+	if e.nc != nil {
+		return nil
+	}
+	opts := []nats.Option{nats.Name("codi2 cli"), nats.Timeout(e.g.timeout), nats.NoReconnect()}
+	if e.g.creds != "" {
+		opts = append(opts, nats.UserCredentials(e.g.creds))
+	}
+	nc, err := nats.Connect(e.g.natsURL, opts...)
+	if err != nil {
+		return unreachableError{fmt.Errorf("cannot reach the codi2 server at %s: %w", e.g.natsURL, err)}
+	}
+	e.nc = nc
+	return nil
+}
+
+// me is the agent id the verb acts as: --agent, required for verbs that
+// send or hold anything.
+func (e *env) me() (string, error) {
+	if e.g.agent == "" {
+		return "", usageError{errors.New("no agent id: pass --agent ID or set CODI2_AGENT")}
+	}
+	if err := subjects.ValidAgent(e.g.agent); err != nil {
+		return "", usageError{fmt.Errorf("agent id %q: %w", e.g.agent, err)}
+	}
+	return e.g.agent, nil
+}
+
+func (e *env) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(cmd.Context(), e.g.timeout)
+}
+
+func (e *env) agent() (*bus.Agent, error) {
+	id, err := e.me()
+	if err != nil {
+		return nil, err
+	}
+	if err := e.connect(); err != nil {
+		return nil, err
+	}
+	return bus.NewAgent(id, e.nc)
+}
+
+func (e *env) stateClient(needAgent bool) (*state.Client, error) {
+	id := e.g.agent
+	if needAgent || id != "" {
+		var err error
+		if id, err = e.me(); err != nil {
+			return nil, err
+		}
+	} else {
+		id = "codi2-cli" // reads only: the id is never sent
+	}
+	if err := e.connect(); err != nil {
+		return nil, err
+	}
+	return state.NewClient(e.nc, id)
+}
+
+func (e *env) auditClient() (*audit.Client, error) {
+	if err := e.connect(); err != nil {
+		return nil, err
+	}
+	return audit.NewClient(e.nc)
+}
+
+// usageError is bad usage: exit 2.
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+// unreachableError is a server that cannot be reached: exit 5.
+type unreachableError struct{ err error }
+
+func (u unreachableError) Error() string { return u.err.Error() }
+func (u unreachableError) Unwrap() error { return u.err }
+
+// conflictError is a lost claim or reservation: exit 3, with the holder.
+type conflictError struct{ msg string }
+
+func (c conflictError) Error() string { return c.msg }
+
+// classify maps an error to the contract's exit code and its one-line
+// message.
+func classify(err error) (int, string) {
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	var (
+		u  usageError
+		un unreachableError
+		c  conflictError
+	)
+	switch {
+	case errors.As(err, &u), errors.Is(err, subjects.ErrBadToken), errors.Is(err, subjects.ErrReserved),
+		errors.Is(err, state.ErrBadRequest), errors.Is(err, audit.ErrBadRequest), errors.Is(err, bus.ErrPayloadTooLarge):
+		return ExitUsage, msg
+	case errors.As(err, &c), errors.Is(err, state.ErrConflict):
+		return ExitConflict, msg
+	case errors.Is(err, state.ErrNotFound):
+		return ExitNotFound, msg
+	case errors.As(err, &un), errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, state.ErrTimeout),
+		errors.Is(err, state.ErrUnavailable):
+		return ExitUnreachable, msg
+	}
+	return ExitError, msg
+}
+
+// printer writes results as text or JSON lines.
+type printer struct {
+	w    io.Writer
+	json bool
+}
+
+// emit prints v as one JSON line with --json, else text.
+func (p printer) emit(v any, text string) error {
+	if p.json {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(p.w, "%s\n", b)
+		return err
+	}
+	_, err := fmt.Fprintln(p.w, text)
+	return err
+}
+
+// readData returns the verb's DATA argument: the argument itself, "-" for
+// standard input, or nothing.
+func (e *env) readData(args []string, i int) ([]byte, error) {
+	if len(args) <= i {
+		return nil, nil
+	}
+	if args[i] == "-" {
+		b, err := io.ReadAll(e.io.In)
+		if err != nil {
+			return nil, fmt.Errorf("read standard input: %w", err)
+		}
+		return b, nil
+	}
+	return []byte(args[i]), nil
+}

@@ -1,0 +1,392 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/codi2/codi2/internal/timeparse"
+	"github.com/codi2/codi2/state"
+	"github.com/codi2/codi2/subjects"
+	"github.com/spf13/cobra"
+)
+
+// DefaultClaimTTL is the lease a claim takes unless --ttl says otherwise.
+const DefaultClaimTTL = 15 * time.Minute
+
+// ids turns the KIND and ID arguments into wire tokens: the kind as
+// given, the id escaped (a file path or URL works as typed).
+func ids(args []string) (kind, id string, err error) {
+	kind = args[0]
+	if err := subjects.ValidKind(kind); err != nil {
+		return "", "", usageError{fmt.Errorf("kind %q: %w", kind, err)}
+	}
+	id = subjects.Escape(args[1])
+	if err := subjects.ValidToken(id); err != nil {
+		return "", "", usageError{fmt.Errorf("id %q: %w", args[1], err)}
+	}
+	return kind, id, nil
+}
+
+// recordText is a record in one line.
+func recordText(r state.Record) string {
+	id, err := subjects.Unescape(r.ID)
+	if err != nil {
+		id = r.ID
+	}
+	fields, _ := json.Marshal(r.Fields)
+	s := fmt.Sprintf("%s/%s rev %d by %s at %s", r.Kind, id, r.Rev, r.UpdatedBy, r.UpdatedAt.UTC().Format(time.RFC3339))
+	if r.ExpiresAt != nil {
+		s += " until " + r.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	return s + " " + string(fields)
+}
+
+// conflict turns a lost claim, renewal or release into exit 3 with the
+// holder, its revision and expiry, read from the server.
+func (e *env) conflict(cmd *cobra.Command, c *state.Client, kind, id string, err error) error {
+	var held *state.HeldError
+	if errors.As(err, &held) {
+		return conflictError{msg: held.Error()}
+	}
+	if !errors.Is(err, state.ErrConflict) {
+		return err
+	}
+	ctx, cancel := e.ctx(cmd)
+	defer cancel()
+	cur, gerr := c.Get(ctx, kind, id, 0)
+	switch {
+	case errors.Is(gerr, state.ErrNotFound):
+		return conflictError{msg: fmt.Sprintf("%s: %s/%s does not exist (any more)", state.ErrConflict, kind, id)}
+	case gerr != nil:
+		return err
+	case cur.ExpiresAt != nil:
+		return conflictError{msg: (&state.HeldError{Record: cur}).Error()}
+	}
+	return conflictError{msg: fmt.Sprintf("%s: %s/%s is at rev %d (last changed by %s), not the rev given",
+		state.ErrConflict, kind, id, cur.Rev, cur.UpdatedBy)}
+}
+
+func (e *env) claimCmd() *cobra.Command {
+	var (
+		ttl    time.Duration
+		fields string
+	)
+	cmd := &cobra.Command{
+		Use:   "claim KIND ID",
+		Short: "take a lease on a record if nobody holds one",
+		Long: `Claim KIND/ID for --agent: create it with --fields, or take it when it exists
+without a live lease (released). Prints the record; its rev is the fencing
+token for renew and release. Exit 3 when another agent holds it (the holder,
+its rev and expiry are printed).`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kind, id, err := ids(args)
+			if err != nil {
+				return err
+			}
+			var f map[string]any
+			if fields != "" {
+				if err := json.Unmarshal([]byte(fields), &f); err != nil || f == nil {
+					return usageError{fmt.Errorf("--fields: want a JSON object, got %q", fields)}
+				}
+			}
+			if ttl <= 0 {
+				return usageError{fmt.Errorf("--ttl must be positive, got %s", ttl)}
+			}
+			c, err := e.stateClient(true)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := e.ctx(cmd)
+			defer cancel()
+			rec, err := c.Claim(ctx, kind, id, ttl, f)
+			if err != nil {
+				return e.conflict(cmd, c, kind, id, err)
+			}
+			return e.out.emit(rec, "claimed "+recordText(rec))
+		},
+	}
+	cmd.Flags().DurationVar(&ttl, "ttl", DefaultClaimTTL, "lease length: the claim ends by itself unless renewed")
+	cmd.Flags().StringVar(&fields, "fields", "", `fields to set, a JSON object ({"status":"in_progress"})`)
+	return cmd
+}
+
+func (e *env) renewCmd() *cobra.Command {
+	var (
+		ttl time.Duration
+		rev uint64
+	)
+	cmd := &cobra.Command{
+		Use:   "renew KIND ID --rev N",
+		Short: "extend a lease held at revision N",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kind, id, err := ids(args)
+			if err != nil {
+				return err
+			}
+			if rev == 0 {
+				return usageError{errors.New("--rev is required: the rev your claim printed")}
+			}
+			c, err := e.stateClient(true)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := e.ctx(cmd)
+			defer cancel()
+			rec, err := c.Refresh(ctx, kind, id, rev, ttl)
+			if err != nil {
+				return e.conflict(cmd, c, kind, id, err)
+			}
+			return e.out.emit(rec, "renewed "+recordText(rec))
+		},
+	}
+	cmd.Flags().DurationVar(&ttl, "ttl", DefaultClaimTTL, "new lease length, from now")
+	cmd.Flags().Uint64Var(&rev, "rev", 0, "the record's revision, as your claim or last renew printed")
+	return cmd
+}
+
+func (e *env) releaseCmd() *cobra.Command {
+	var (
+		rev uint64
+		del bool
+	)
+	cmd := &cobra.Command{
+		Use:   "release KIND ID --rev N",
+		Short: "end a lease, keeping the record (--delete removes it)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kind, id, err := ids(args)
+			if err != nil {
+				return err
+			}
+			if rev == 0 {
+				return usageError{errors.New("--rev is required: the rev your claim printed")}
+			}
+			c, err := e.stateClient(true)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := e.ctx(cmd)
+			defer cancel()
+			if del {
+				if err := c.Delete(ctx, kind, id, rev); err != nil {
+					return e.conflict(cmd, c, kind, id, err)
+				}
+				return e.out.emit(map[string]any{"kind": kind, "id": id, "deleted": true}, "deleted "+kind+"/"+args[1])
+			}
+			rec, err := c.Release(ctx, kind, id, rev)
+			if err != nil {
+				return e.conflict(cmd, c, kind, id, err)
+			}
+			return e.out.emit(rec, "released "+recordText(rec))
+		},
+	}
+	cmd.Flags().Uint64Var(&rev, "rev", 0, "the record's revision, as your claim or last renew printed")
+	cmd.Flags().BoolVar(&del, "delete", false, "remove the record instead of keeping it")
+	return cmd
+}
+
+func (e *env) getCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "get KIND ID",
+		Short: "read one record (exit 4 when it does not exist)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kind, id, err := ids(args)
+			if err != nil {
+				return err
+			}
+			c, err := e.stateClient(false)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := e.ctx(cmd)
+			defer cancel()
+			rec, err := c.Get(ctx, kind, id, 0)
+			if err != nil {
+				return err
+			}
+			return e.out.emit(rec, recordText(rec))
+		},
+	}
+}
+
+func (e *env) listCmd() *cobra.Command {
+	var (
+		prefix, since string
+		limit         int
+		where         []string
+	)
+	cmd := &cobra.Command{
+		Use:   "list KIND",
+		Short: "list records of a kind, in id order",
+		Long: `List KIND's records in id order. --prefix selects ids starting with it,
+--since those changed since a time (RFC 3339, "now", or "1h" for an hour ago),
+--where k=v those whose field k is v (a JSON value, or a string); --limit
+stops after N records.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kind := args[0]
+			if err := subjects.ValidKind(kind); err != nil {
+				return usageError{fmt.Errorf("kind %q: %w", kind, err)}
+			}
+			match, err := e.filter(since, where)
+			if err != nil {
+				return err
+			}
+			c, err := e.stateClient(false)
+			if err != nil {
+				return err
+			}
+			opts := state.ListOptions{Prefix: subjects.Escape(prefix)}
+			n := 0
+			for {
+				ctx, cancel := e.ctx(cmd)
+				page, err := c.List(ctx, kind, opts)
+				cancel()
+				if err != nil {
+					return err
+				}
+				for _, rec := range page.Records {
+					if !match(rec) {
+						continue
+					}
+					if err := e.out.emit(rec, recordText(rec)); err != nil {
+						return err
+					}
+					if n++; limit > 0 && n >= limit {
+						return nil
+					}
+				}
+				if page.NextAfter == "" {
+					return nil
+				}
+				opts.After = page.NextAfter
+			}
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&prefix, "prefix", "", "only ids starting with this (as typed; escaped like the ids)")
+	f.StringVar(&since, "since", "", "only records changed since: "+timeparse.Example)
+	f.IntVar(&limit, "limit", 0, "at most N records (0: all)")
+	f.StringArrayVar(&where, "where", nil, "only records whose field k is v (k=v, repeatable)")
+	return cmd
+}
+
+// filter builds list's record filter from --since and --where.
+func (e *env) filter(since string, where []string) (func(state.Record) bool, error) {
+	var from time.Time
+	if since != "" {
+		t, err := timeparse.Parse(since, e.io.Now())
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--since: %w", err)}
+		}
+		from = t
+	}
+	type cond struct {
+		key  string
+		want json.RawMessage
+	}
+	var conds []cond
+	for _, w := range where {
+		k, v, ok := strings.Cut(w, "=")
+		if !ok || k == "" {
+			return nil, usageError{fmt.Errorf("--where %q: want field=value", w)}
+		}
+		raw := json.RawMessage(v)
+		if !json.Valid(raw) {
+			raw, _ = json.Marshal(v)
+		}
+		conds = append(conds, cond{k, raw})
+	}
+	return func(r state.Record) bool {
+		if !from.IsZero() && r.UpdatedAt.Before(from) {
+			return false
+		}
+		for _, c := range conds {
+			got, ok := r.Fields[c.key]
+			if !ok || !jsonEqual(got, c.want) {
+				return false
+			}
+		}
+		return true
+	}, nil
+}
+
+func jsonEqual(a, b json.RawMessage) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	xb, _ := json.Marshal(x)
+	yb, _ := json.Marshal(y)
+	return string(xb) == string(yb)
+}
+
+func (e *env) watchCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "watch KIND [ID]",
+		Short: "print state events as they happen, until interrupted",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kind := args[0]
+			if err := subjects.ValidKind(kind); err != nil {
+				return usageError{fmt.Errorf("kind %q: %w", kind, err)}
+			}
+			subj := subjects.StateEvtKind(kind)
+			if len(args) == 2 {
+				var id string
+				var err error
+				if _, id, err = ids(args); err != nil {
+					return err
+				}
+				subj, _ = subjects.StateEvt(kind, id)
+			}
+			if err := e.connect(); err != nil {
+				return err
+			}
+			sub, err := e.nc.SubscribeSync(subj)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = sub.Unsubscribe() }()
+			if err := e.nc.Flush(); err != nil {
+				return unreachableError{err}
+			}
+			for {
+				m, err := sub.NextMsgWithContext(cmd.Context())
+				if err != nil {
+					if cmd.Context().Err() != nil {
+						return nil // interrupted: done
+					}
+					return err
+				}
+				var ev state.Event
+				if err := json.Unmarshal(m.Data, &ev); err != nil {
+					continue
+				}
+				if err := e.out.emit(json.RawMessage(m.Data), eventText(m.Subject, ev)); err != nil {
+					return err
+				}
+			}
+		},
+	}
+}
+
+func eventText(subject string, ev state.Event) string {
+	s := fmt.Sprintf("#%d %s %s %s by %s", ev.Seq, subject, ev.Op, ev.Status, ev.Actor)
+	switch {
+	case ev.Status == state.StatusApplied:
+		s += fmt.Sprintf(" -> rev %d", ev.Rev)
+	case ev.Reason != "":
+		s += fmt.Sprintf(": %s", ev.Reason)
+		if ev.Detail != "" {
+			s += " (" + ev.Detail + ")"
+		}
+	}
+	return s
+}
