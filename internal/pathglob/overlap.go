@@ -1,0 +1,221 @@
+package pathglob
+
+import (
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// runeSet is a sorted list of disjoint, non-adjacent inclusive rune ranges.
+type runeSet [][2]rune
+
+// notSlash is every rune but '/': what '*', '?' and classes may match.
+var notSlash = runeSet{{0, '/' - 1}, {'/' + 1, utf8.MaxRune}}
+
+func single(r rune) runeSet { return runeSet{{r, r}} }
+
+func (s runeSet) union(o runeSet) runeSet {
+	all := append(slices.Clone(s), o...)
+	slices.SortFunc(all, func(a, b [2]rune) int { return int(a[0]) - int(b[0]) })
+	var out runeSet
+	for _, r := range all {
+		if n := len(out); n > 0 && r[0] <= out[n-1][1]+1 {
+			out[n-1][1] = max(out[n-1][1], r[1])
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func (s runeSet) complement() runeSet {
+	var out runeSet
+	next := rune(0)
+	for _, r := range s {
+		if r[0] > next {
+			out = append(out, [2]rune{next, r[0] - 1})
+		}
+		next = r[1] + 1
+	}
+	if next <= utf8.MaxRune {
+		out = append(out, [2]rune{next, utf8.MaxRune})
+	}
+	return out
+}
+
+func (s runeSet) intersect(o runeSet) runeSet {
+	var out runeSet
+	i, j := 0, 0
+	for i < len(s) && j < len(o) {
+		lo, hi := max(s[i][0], o[j][0]), min(s[i][1], o[j][1])
+		if lo <= hi {
+			out = append(out, [2]rune{lo, hi})
+		}
+		if s[i][1] < o[j][1] {
+			i++
+		} else {
+			j++
+		}
+	}
+	return out
+}
+
+// pick returns a printable member of s if it has one, else its least.
+func (s runeSet) pick() rune {
+	for _, r := range s {
+		for c := max(r[0], 'a'); c <= r[1] && c <= 'z'; c++ {
+			return c
+		}
+	}
+	for _, r := range s {
+		if r[1] >= '!' {
+			return max(r[0], '!')
+		}
+	}
+	return s[0][0]
+}
+
+// Overlap reports whether some path matches both a and b, and returns the
+// shortest such path it found as a witness. It runs in time proportional to
+// the product of the patterns' sizes.
+func Overlap(a, b Pattern) (witness string, ok bool) {
+	// States are positions (i, j) in the two segment lists; a globstar may
+	// match zero segments or eat one segment the other side matches.
+	type state struct{ i, j int }
+	type step struct {
+		from state
+		seg  string // the segment this step adds ("" for a globstar skip)
+	}
+	start := state{}
+	prev := map[state]step{start: {from: state{-1, -1}}}
+	queue := []state{start}
+	push := func(to, from state, seg string) {
+		if _, seen := prev[to]; !seen {
+			prev[to] = step{from: from, seg: seg}
+			queue = append(queue, to)
+		}
+	}
+	end := state{len(a.segs), len(b.segs)}
+	for len(queue) > 0 {
+		s := queue[0]
+		queue = queue[1:]
+		if s == end {
+			var segs []string
+			for cur := s; cur != start; cur = prev[cur].from {
+				if seg := prev[cur].seg; seg != "" {
+					segs = append(segs, seg)
+				}
+			}
+			slices.Reverse(segs)
+			return strings.Join(segs, "/"), true
+		}
+		var sa, sb *segment
+		if s.i < len(a.segs) {
+			sa = &a.segs[s.i]
+		}
+		if s.j < len(b.segs) {
+			sb = &b.segs[s.j]
+		}
+		if sa != nil && sa.globstar {
+			push(state{s.i + 1, s.j}, s, "")
+			if sb != nil {
+				if w, ok := segWitness(*sb, *sb); ok {
+					push(state{s.i, s.j + 1}, s, w)
+				}
+			}
+		}
+		if sb != nil && sb.globstar {
+			push(state{s.i, s.j + 1}, s, "")
+			if sa != nil {
+				if w, ok := segWitness(*sa, *sa); ok {
+					push(state{s.i + 1, s.j}, s, w)
+				}
+			}
+		}
+		if sa != nil && sb != nil {
+			if w, ok := segWitness(*sa, *sb); ok {
+				push(state{s.i + 1, s.j + 1}, s, w)
+			}
+		}
+	}
+	return "", false
+}
+
+// segWitness returns a non-empty segment (no '/') matched by both a and b,
+// if there is one. A globstar stands for any segment.
+func segWitness(a, b segment) (string, bool) {
+	if a.globstar {
+		a = segment{toks: []token{{star: true}}}
+	}
+	if b.globstar {
+		b = segment{toks: []token{{star: true}}}
+	}
+	type state struct {
+		x, y     int
+		nonEmpty bool
+	}
+	type step struct {
+		from state
+		r    rune // the character this step adds, or -1
+	}
+	start := state{}
+	prev := map[state]step{start: {r: -1}}
+	queue := []state{start}
+	push := func(to, from state, r rune) {
+		if _, seen := prev[to]; !seen {
+			prev[to] = step{from: from, r: r}
+			queue = append(queue, to)
+		}
+	}
+	for len(queue) > 0 {
+		s := queue[0]
+		queue = queue[1:]
+		if s.x == len(a.toks) && s.y == len(b.toks) && s.nonEmpty {
+			var rs []rune
+			for cur := s; cur != start; cur = prev[cur].from {
+				if r := prev[cur].r; r >= 0 {
+					rs = append(rs, r)
+				}
+			}
+			slices.Reverse(rs)
+			return string(rs), true
+		}
+		var ta, tb *token
+		if s.x < len(a.toks) {
+			ta = &a.toks[s.x]
+		}
+		if s.y < len(b.toks) {
+			tb = &b.toks[s.y]
+		}
+		// A star matches nothing more, or one more character.
+		if ta != nil && ta.star {
+			push(state{s.x + 1, s.y, s.nonEmpty}, s, -1)
+		}
+		if tb != nil && tb.star {
+			push(state{s.x, s.y + 1, s.nonEmpty}, s, -1)
+		}
+		if ta == nil || tb == nil {
+			continue
+		}
+		setA, setB := ta.set, tb.set
+		if ta.star {
+			setA = notSlash
+		}
+		if tb.star {
+			setB = notSlash
+		}
+		both := setA.intersect(setB)
+		if len(both) == 0 {
+			continue
+		}
+		nx, ny := s.x+1, s.y+1
+		if ta.star {
+			nx = s.x
+		}
+		if tb.star {
+			ny = s.y
+		}
+		push(state{nx, ny, true}, s, both.pick())
+	}
+	return "", false
+}
