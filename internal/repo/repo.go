@@ -1,0 +1,125 @@
+// Package repo finds the git repository an agent works in and turns the
+// paths and globs it names into patterns relative to the repository root,
+// so that every worktree and clone of one repository shares file
+// reservations, and names the project those reservations belong to.
+package repo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/codi2/codi2/internal/pathglob"
+)
+
+// Errors of Find and Repo.Pattern.
+var (
+	// ErrNotRepo: the directory is not inside a git work tree (or git is
+	// not installed).
+	ErrNotRepo = errors.New("repo: not a git repository")
+	// ErrNoCommits: the repository has no commit yet, so it has no
+	// identity to derive a project name from.
+	ErrNoCommits = errors.New("repo: no commits yet")
+	// ErrOutside: a path or pattern outside the repository.
+	ErrOutside = errors.New("repo: outside the repository")
+)
+
+// gitTimeout bounds each git command.
+const gitTimeout = 5 * time.Second
+
+// Repo is a git work tree: its root (symlinks resolved) and the project
+// name derived from the repository's identity. A plain value.
+type Repo struct {
+	// Root is the work tree's top-level directory.
+	Root string
+	// Project is "git-" and the first 12 hex digits of the repository's
+	// first commit (the oldest root commit when there are several): the
+	// same in every clone and worktree, different for an unrelated
+	// repository whatever its directory is called.
+	Project string
+}
+
+// Find returns the repository dir is in.
+func Find(ctx context.Context, dir string) (Repo, error) {
+	top, err := git(ctx, dir, "rev-parse", "--show-toplevel")
+	if err != nil {
+		return Repo{}, fmt.Errorf("%w: %s: %v", ErrNotRepo, dir, err)
+	}
+	root, err := filepath.EvalSymlinks(top)
+	if err != nil {
+		return Repo{}, fmt.Errorf("%w: %s: %v", ErrNotRepo, top, err)
+	}
+	roots, err := git(ctx, root, "rev-list", "--max-parents=0", "--reverse", "--date-order", "HEAD")
+	if err != nil || roots == "" {
+		return Repo{}, fmt.Errorf("%w in %s: pass a project name", ErrNoCommits, root)
+	}
+	first := strings.Fields(roots) // --reverse: the oldest root commit first
+	return Repo{Root: root, Project: "git-" + first[0][:12]}, nil
+}
+
+func git(ctx context.Context, dir string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, gitTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return "", errors.New(msg)
+		}
+		return "", err
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// Pattern turns a path or glob as an agent typed it in directory cwd
+// (relative to cwd, or absolute) into a normalized pattern relative to the
+// root: "./src/x", "src//x", "src/y/../x" and the absolute path of the same
+// file are one pattern. A pattern outside the root fails with ErrOutside; a
+// malformed glob with pathglob.ErrBadPattern.
+func (r Repo) Pattern(cwd, p string) (string, error) {
+	if p == "" {
+		return "", fmt.Errorf("%w: empty", pathglob.ErrBadPattern)
+	}
+	abs := p
+	if !filepath.IsAbs(p) {
+		abs = filepath.Join(cwd, p)
+	}
+	dir := strings.HasSuffix(p, "/")
+	abs = resolveExisting(filepath.Clean(abs))
+	rel, err := filepath.Rel(r.Root, abs)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return "", fmt.Errorf("%w: %s is not under %s", ErrOutside, p, r.Root)
+	}
+	rel = filepath.ToSlash(rel)
+	if dir && rel != "." {
+		rel += "/"
+	}
+	return pathglob.Normalize(rel)
+}
+
+// resolveExisting resolves symlinks in the longest existing prefix of an
+// absolute path, so that a path through a symlinked directory (macOS's
+// /tmp, a worktree reached by a link) compares with the resolved root. The
+// rest, globs included, is kept as written.
+func resolveExisting(p string) string {
+	rest := ""
+	for cur := p; ; {
+		if real, err := filepath.EvalSymlinks(cur); err == nil {
+			return filepath.Join(real, rest)
+		}
+		parent := filepath.Dir(cur)
+		if parent == cur {
+			return p
+		}
+		rest = filepath.Join(filepath.Base(cur), rest)
+		cur = parent
+	}
+}
