@@ -112,7 +112,7 @@ exact tokens; --limit stops after N records (default 100).`,
 					return err
 				}
 				for _, r := range page.Records {
-					if err := e.out.emit(json.RawMessage(r.Raw), historyText(r)); err != nil {
+					if err := e.out.emit(json.RawMessage(r.Raw), HistoryText(r)); err != nil {
 						return err
 					}
 					if n++; n >= limit {
@@ -136,7 +136,8 @@ exact tokens; --limit stops after N records (default 100).`,
 	return cmd
 }
 
-func historyText(r audit.Record) string {
+// HistoryText is an audit record in one line.
+func HistoryText(r audit.Record) string {
 	data := string(r.Data)
 	if r.Encoding != "" {
 		data = r.Encoding + ":" + data

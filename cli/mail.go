@@ -109,20 +109,26 @@ type Mail struct {
 	ReplyTo    string          `json:"reply_to,omitempty"`
 	Importance string          `json:"importance,omitempty"`
 	Problem    string          `json:"problem,omitempty"`
+	// body is what Text shows: JSON as JSON, other text as it is.
+	body string
 }
 
-func mailOf(m bus.Message) Mail {
+// MailOf is the printed form of a delivered message: JSON data kept as
+// JSON, other UTF-8 text as a string, anything else base64.
+func MailOf(m bus.Message) Mail {
 	out := Mail{Seq: m.Seq, Time: m.Time, From: m.From, To: m.To, Type: m.Type,
 		Thread: m.Header.Get(HeaderThread), ReplyTo: m.Header.Get(HeaderReplyTo), Importance: m.Header.Get(HeaderImportance)}
 	switch {
 	case len(m.Data) == 0:
 	case json.Valid(m.Data):
-		out.Data = m.Data
+		out.Data, out.body = m.Data, string(m.Data)
 	case utf8.Valid(m.Data):
 		out.Data, _ = json.Marshal(string(m.Data))
+		out.body = string(m.Data)
 	default:
-		out.Data, _ = json.Marshal(base64.StdEncoding.EncodeToString(m.Data))
-		out.Encoding = "base64"
+		b64 := base64.StdEncoding.EncodeToString(m.Data)
+		out.Data, _ = json.Marshal(b64)
+		out.Encoding, out.body = "base64", "base64:"+b64
 	}
 	if m.Err != nil {
 		out.Problem = m.Err.Error()
@@ -130,13 +136,14 @@ func mailOf(m bus.Message) Mail {
 	return out
 }
 
-func (m Mail) text() string {
+// Text is the message in one line.
+func (m Mail) Text() string {
 	s := fmt.Sprintf("#%d %s %s -> %s %s", m.Seq, m.Time.UTC().Format(time.RFC3339), m.From, m.To, m.Type)
 	if m.Importance != "" && m.Importance != "normal" {
 		s += " [" + m.Importance + "]"
 	}
-	if len(m.Data) > 0 {
-		s += ": " + string(m.Data)
+	if m.body != "" {
+		s += ": " + m.body
 	}
 	if m.Problem != "" {
 		s += " (malformed: " + m.Problem + ")"
@@ -218,6 +225,6 @@ func max0(v, def int) int {
 }
 
 func (e *env) printMail(m bus.Message) error {
-	mm := mailOf(m)
-	return e.out.emit(mm, mm.text())
+	mm := MailOf(m)
+	return e.out.emit(mm, mm.Text())
 }

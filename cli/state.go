@@ -30,8 +30,8 @@ func ids(args []string) (kind, id string, err error) {
 	return kind, id, nil
 }
 
-// recordText is a record in one line.
-func recordText(r state.Record) string {
+// RecordText is a record in one line.
+func RecordText(r state.Record) string {
 	id, err := subjects.Unescape(r.ID)
 	if err != nil {
 		id = r.ID
@@ -106,7 +106,7 @@ its rev and expiry are printed).`,
 			if err != nil {
 				return e.conflict(cmd, c, kind, id, err)
 			}
-			return e.out.emit(rec, "claimed "+recordText(rec))
+			return e.out.emit(rec, "claimed "+RecordText(rec))
 		},
 	}
 	cmd.Flags().DurationVar(&ttl, "ttl", DefaultClaimTTL, "lease length: the claim ends by itself unless renewed")
@@ -141,7 +141,7 @@ func (e *env) renewCmd() *cobra.Command {
 			if err != nil {
 				return e.conflict(cmd, c, kind, id, err)
 			}
-			return e.out.emit(rec, "renewed "+recordText(rec))
+			return e.out.emit(rec, "renewed "+RecordText(rec))
 		},
 	}
 	cmd.Flags().DurationVar(&ttl, "ttl", DefaultClaimTTL, "new lease length, from now")
@@ -182,7 +182,7 @@ func (e *env) releaseCmd() *cobra.Command {
 			if err != nil {
 				return e.conflict(cmd, c, kind, id, err)
 			}
-			return e.out.emit(rec, "released "+recordText(rec))
+			return e.out.emit(rec, "released "+RecordText(rec))
 		},
 	}
 	cmd.Flags().Uint64Var(&rev, "rev", 0, "the record's revision, as your claim or last renew printed")
@@ -210,7 +210,7 @@ func (e *env) getCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return e.out.emit(rec, recordText(rec))
+			return e.out.emit(rec, RecordText(rec))
 		},
 	}
 }
@@ -255,7 +255,7 @@ stops after N records.`,
 					if !match(rec) {
 						continue
 					}
-					if err := e.out.emit(rec, recordText(rec)); err != nil {
+					if err := e.out.emit(rec, RecordText(rec)); err != nil {
 						return err
 					}
 					if n++; limit > 0 && n >= limit {

@@ -40,6 +40,7 @@ Usage:
   codi2 bench [flags]     measure codi2 against the design targets and CODI v1
   codi2 audit export      write audit records as JSON lines from a running server
   codi2 audit verify      check an export offline (--file) or the server's log
+  codi2 mcp --agent ID    serve the MCP tools for one agent over stdio (--http ADDR)
   codi2 version           print the version
 
 Agent verbs (codi2 VERB -h for each; --agent/CODI2_AGENT, --nats-url/CODI2_NATS_URL, --json):
@@ -77,6 +78,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runBench(ctx, args[1:], stdout, stderr)
 	case "audit":
 		err = runAudit(ctx, args[1:], stdout, stderr)
+	case "mcp":
+		err = runMCP(ctx, args[1:], stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "--help":

@@ -1,0 +1,121 @@
+package test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/internal/proctest"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// `codi2 mcp` as Claude Code runs it: the built binary as a stdio
+// subprocess, driven by the SDK's client.
+func TestMCP_Stdio_ToolsAndConflict(t *testing.T) {
+	srv := startCodi2(t)
+	bin := proctest.Build(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	connect := func(agent string) *mcp.ClientSession {
+		cmd := exec.Command(bin, "mcp", "--agent", agent, "--nats-url", srv.URL)
+		cs, err := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil).Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = cs.Close() })
+		return cs
+	}
+	a2, a3 := connect("agent-2"), connect("agent-3")
+	tools, err := a2.ListTools(ctx, nil)
+	require.NoError(t, err)
+	raw, _ := json.Marshal(tools)
+	assert.Less(t, len(raw), 16*1024, "tools/list size")
+
+	res, err := a2.CallTool(ctx, &mcp.CallToolParams{Name: "claim", Arguments: map[string]any{"kind": "task", "id": "ADR-028"}})
+	require.NoError(t, err)
+	require.False(t, res.IsError, res.Content[0].(*mcp.TextContent).Text)
+	res, err = a3.CallTool(ctx, &mcp.CallToolParams{Name: "claim", Arguments: map[string]any{"kind": "task", "id": "ADR-028"}})
+	require.NoError(t, err)
+	assert.True(t, res.IsError)
+	assert.Contains(t, res.Content[0].(*mcp.TextContent).Text, "held by agent-2")
+}
+
+// A live Claude Code session learns of new mail through the channel
+// notification: read the raw JSON-RPC the binary writes on stdout.
+func TestMCP_Stdio_ChannelNotification(t *testing.T) {
+	srv := startCodi2(t)
+	bin := proctest.Build(t)
+	cmd := exec.Command(bin, "mcp", "--agent", "agent-2", "--nats-url", srv.URL)
+	stdin, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = stdin.Close(); _ = cmd.Wait() })
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	write := func(s string) {
+		_, err := io.WriteString(stdin, s+"\n")
+		require.NoError(t, err)
+	}
+	next := func(match string) string {
+		t.Helper()
+		deadline := time.After(20 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				require.True(t, ok, "stdout closed")
+				if strings.Contains(l, match) {
+					return l
+				}
+			case <-deadline:
+				t.Fatalf("no line with %q", match)
+			}
+		}
+	}
+	write(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
+	init := next(`"id":1`)
+	assert.Contains(t, init, `"claude/channel":{}`, "the server offers Claude Code's channel")
+	write(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+
+	nc := connect(t, srv.URL, "orchestrator")
+	orch, err := bus.NewAgent("orchestrator", nc)
+	require.NoError(t, err)
+	// The live inbox subscribes when the server starts; send until one
+	// notification shows (the first send may precede the subscription).
+	got := make(chan string, 1)
+	go func() { got <- next(`"method":"notifications/claude/channel"`) }()
+	var line string
+	require.Eventually(t, func() bool {
+		select {
+		case line = <-got:
+			return true
+		default:
+			_, err := orch.Send(context.Background(), "agent-2", "task.assign", []byte(`{"task":"ADR-028"}`))
+			assert.NoError(t, err)
+			return false
+		}
+	}, 20*time.Second, 200*time.Millisecond)
+	var note struct {
+		Params struct {
+			Content string            `json:"content"`
+			Meta    map[string]string `json:"meta"`
+		} `json:"params"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(line), &note))
+	assert.Equal(t, "new mail for agent-2 from orchestrator: task.assign (fetch it with the inbox tool)", note.Params.Content)
+	assert.Equal(t, "orchestrator", note.Params.Meta["from"])
+}
