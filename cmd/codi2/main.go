@@ -41,6 +41,8 @@ Usage:
   codi2 audit export      write audit records as JSON lines from a running server
   codi2 audit verify      check an export offline (--file) or the server's log
   codi2 mcp --agent ID    serve the MCP tools for one agent over stdio (--http ADDR)
+  codi2 hook claude EVENT a Claude Code hook (JSON on stdin and stdout)
+  codi2 hooks install     wire the hooks and the MCP server into .claude/settings.json and .mcp.json
   codi2 version           print the version
 
 Agent verbs (codi2 VERB -h for each; --agent/CODI2_AGENT, --nats-url/CODI2_NATS_URL, --json):
@@ -80,6 +82,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runAudit(ctx, args[1:], stdout, stderr)
 	case "mcp":
 		err = runMCP(ctx, args[1:], stderr)
+	case "hook":
+		err = runHook(ctx, args[1:], os.Stdin, stdout, stderr)
+	case "hooks":
+		err = runHooks(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "--help":

@@ -1,0 +1,294 @@
+// Package hooks puts codi2 inside Claude Code's agent loop through its
+// hooks (JSON on stdin, JSON on stdout, as Claude Code's hooks reference
+// defines them): mail delivered into the session's context, file edits
+// recorded in the audit log, and `hooks install` to wire it up. Every hook
+// fails open: a coordination tool that blocks an agent because it is itself
+// down is worse than none.
+package hooks
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/codi2/codi2/audit"
+	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/cli"
+	"github.com/codi2/codi2/internal/repo"
+	"github.com/codi2/codi2/subjects"
+	"github.com/nats-io/nats.go"
+)
+
+// DefaultBudget bounds everything a hook does against the server, so that
+// an unreachable codi2 costs the agent at most this long before the hook
+// lets it go on.
+const DefaultBudget = 300 * time.Millisecond
+
+// FileTools are the Claude Code tools whose target is a file edit.
+var FileTools = map[string]bool{"Edit": true, "Write": true, "MultiEdit": true, "NotebookEdit": true}
+
+// Input is what Claude Code writes on a hook's stdin: the common fields and
+// those of the events codi2 handles (Claude Code's hooks reference).
+type Input struct {
+	SessionID      string          `json:"session_id"`
+	TranscriptPath string          `json:"transcript_path"`
+	Cwd            string          `json:"cwd"`
+	HookEventName  string          `json:"hook_event_name"`
+	ToolName       string          `json:"tool_name"`
+	ToolInput      json.RawMessage `json:"tool_input"`
+	Prompt         string          `json:"prompt"`
+	Source         string          `json:"source"`
+	StopHookActive bool            `json:"stop_hook_active"`
+}
+
+// Output is what a hook writes on stdout. Empty fields are left out, so a
+// hook with nothing to say writes {} and makes no decision.
+type Output struct {
+	// Decision "block" with Reason makes a Stop continue.
+	Decision string `json:"decision,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	// SystemMessage is shown to the user (not the model).
+	SystemMessage      string              `json:"systemMessage,omitempty"`
+	HookSpecificOutput *HookSpecificOutput `json:"hookSpecificOutput,omitempty"`
+}
+
+// HookSpecificOutput carries a PreToolUse permission decision or context
+// for the model. codi2 never sets permissionDecision "allow": that would
+// skip the user's own permission prompt.
+type HookSpecificOutput struct {
+	HookEventName            string `json:"hookEventName"`
+	PermissionDecision       string `json:"permissionDecision,omitempty"`
+	PermissionDecisionReason string `json:"permissionDecisionReason,omitempty"`
+	AdditionalContext        string `json:"additionalContext,omitempty"`
+}
+
+// Config is one hook invocation's settings.
+type Config struct {
+	// Agent is the agent id; empty derives it from the session
+	// (AgentForSession).
+	Agent   string
+	NATSURL string
+	Creds   string
+	// Budget bounds the hook's work against the server. Default
+	// DefaultBudget.
+	Budget time.Duration
+	// MaxMail bounds the messages one hook delivers. Default 10.
+	MaxMail int
+}
+
+// AgentForSession is the agent id of a Claude Code session that was given
+// none: "claude-" and 8 hex digits of the SHA-256 of its session id, the
+// same in every hook of the session whichever worktree it is in.
+func AgentForSession(sessionID string) string {
+	sum := sha256.Sum256([]byte(sessionID))
+	return "claude-" + hex.EncodeToString(sum[:4])
+}
+
+// RunClaude handles one Claude Code hook event: it reads the input from in
+// and writes the output to out. It returns an error only for input it
+// cannot read; whatever goes wrong with the server is reported in the
+// output's systemMessage and the agent goes on (fail open).
+func RunClaude(ctx context.Context, event string, cfg Config, in io.Reader, out io.Writer) error {
+	var hi Input
+	if err := json.NewDecoder(in).Decode(&hi); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("hook %s: read input: %w", event, err)
+	}
+	if cfg.Budget <= 0 {
+		cfg.Budget = DefaultBudget
+	}
+	if cfg.MaxMail <= 0 {
+		cfg.MaxMail = 10
+	}
+	if cfg.Agent == "" {
+		cfg.Agent = AgentForSession(hi.SessionID)
+	}
+	if cfg.NATSURL == "" {
+		cfg.NATSURL = cli.DefaultNATSURL
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Budget)
+	defer cancel()
+	o, err := handle(ctx, event, cfg, hi)
+	if err != nil {
+		o = Output{SystemMessage: "codi2 " + event + " hook skipped: " + err.Error()}
+	}
+	return json.NewEncoder(out).Encode(o)
+}
+
+func handle(ctx context.Context, event string, cfg Config, hi Input) (Output, error) {
+	switch event {
+	case "SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "PreToolUse":
+	default:
+		return Output{}, nil // an event codi2 has nothing for: no decision
+	}
+	if err := subjects.ValidAgent(cfg.Agent); err != nil {
+		return Output{}, fmt.Errorf("agent id %q: %w", cfg.Agent, err)
+	}
+	if event == "PreToolUse" {
+		// File reservations are not enforced yet: no decision (never
+		// "allow", which would skip the user's permission prompt).
+		return Output{}, nil
+	}
+	opts := []nats.Option{nats.Name("codi2 hook " + event), nats.Timeout(cfg.Budget), nats.NoReconnect()}
+	if cfg.Creds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.Creds))
+	}
+	nc, err := nats.Connect(cfg.NATSURL, opts...)
+	if err != nil {
+		return Output{}, fmt.Errorf("codi2 unreachable at %s", cfg.NATSURL)
+	}
+	defer nc.Close()
+	a, err := bus.NewAgent(cfg.Agent, nc)
+	if err != nil {
+		return Output{}, err
+	}
+	switch event {
+	case "PostToolUse":
+		return postToolUse(ctx, a, nc, cfg, hi)
+	case "Stop":
+		return stop(ctx, a, cfg, hi)
+	}
+	mail, err := deliver(ctx, a, cfg.MaxMail, nil)
+	if err != nil {
+		return Output{}, err
+	}
+	return withContext(event, mail), nil
+}
+
+// withContext is an Output that gives the model text as additional
+// context.
+func withContext(event, text string) Output {
+	if text == "" {
+		return Output{}
+	}
+	return Output{HookSpecificOutput: &HookSpecificOutput{HookEventName: event, AdditionalContext: text}}
+}
+
+// deliver fetches and acks up to max pending messages and words them for
+// the model. With want set, it delivers only when some pending message
+// passes want, and then everything up to the last such message (mail is
+// taken in stream order).
+func deliver(ctx context.Context, a *bus.Agent, max int, want func(bus.Message) bool) (string, error) {
+	var lines []string
+	if want != nil {
+		pending, err := a.Peek(ctx, max)
+		if err != nil {
+			return "", err
+		}
+		n := 0
+		for i, m := range pending {
+			if want(m) {
+				n = i + 1
+			}
+		}
+		if n == 0 {
+			return "", nil
+		}
+		max = n
+	}
+	err := a.Receive(ctx, bus.ReceiveConfig{UntilIdle: true, Max: max}, func(_ context.Context, m bus.Message) error {
+		lines = append(lines, cli.MailOf(m).Text())
+		return nil
+	})
+	if err != nil && len(lines) == 0 {
+		return "", err
+	}
+	if len(lines) == 0 {
+		return "", nil
+	}
+	return fmt.Sprintf("codi2 mail for %s (%d, now acknowledged):\n%s", a.ID(), len(lines), strings.Join(lines, "\n")), nil
+}
+
+// FileWrite is the payload of the file.write audit event PostToolUse
+// records for a file edit.
+type FileWrite struct {
+	Path    string `json:"path"`
+	Tool    string `json:"tool"`
+	Agent   string `json:"agent"`
+	Session string `json:"session"`
+	Project string `json:"project,omitempty"`
+}
+
+func postToolUse(ctx context.Context, a *bus.Agent, nc *nats.Conn, cfg Config, hi Input) (Output, error) {
+	if FileTools[hi.ToolName] {
+		if err := recordWrite(ctx, nc, cfg, hi); err != nil {
+			return Output{}, err
+		}
+	}
+	pending, err := a.Peek(ctx, cfg.MaxMail)
+	if err != nil || len(pending) == 0 {
+		return Output{}, err
+	}
+	from := map[string]bool{}
+	var names []string
+	for _, m := range pending {
+		if !from[m.From] {
+			from[m.From] = true
+			names = append(names, m.From)
+		}
+	}
+	more := ""
+	if len(pending) == cfg.MaxMail {
+		more = "+"
+	}
+	return withContext("PostToolUse", fmt.Sprintf("codi2: %d%s new message(s) for %s from %s; read them with `codi2 inbox` or the inbox tool.",
+		len(pending), more, a.ID(), strings.Join(names, ", "))), nil
+}
+
+func recordWrite(ctx context.Context, nc *nats.Conn, cfg Config, hi Input) error {
+	var ti struct {
+		FilePath     string `json:"file_path"`
+		NotebookPath string `json:"notebook_path"`
+	}
+	_ = json.Unmarshal(hi.ToolInput, &ti)
+	p := ti.FilePath
+	if p == "" {
+		p = ti.NotebookPath
+	}
+	if p == "" {
+		return nil
+	}
+	fw := FileWrite{Path: p, Tool: hi.ToolName, Agent: cfg.Agent, Session: hi.SessionID}
+	dir := hi.Cwd
+	if dir == "" {
+		dir = filepath.Dir(p)
+	}
+	if r, err := repo.Find(ctx, dir); err == nil {
+		if rel, err := r.Pattern(hi.Cwd, p); err == nil {
+			fw.Path, fw.Project = rel, r.Project
+		}
+	}
+	data, err := json.Marshal(fw)
+	if err != nil {
+		return err
+	}
+	ac, err := audit.NewClient(nc)
+	if err != nil {
+		return err
+	}
+	defer ac.Close()
+	_, err = ac.Log(ctx, cfg.Agent, "file", data, audit.WithTokens("write"))
+	return err
+}
+
+// stop blocks the session's stop once when urgent mail is waiting, handing
+// the mail over as the reason. Never when stop_hook_active: a stop that a
+// hook already continued is let go, so the session cannot loop.
+func stop(ctx context.Context, a *bus.Agent, cfg Config, hi Input) (Output, error) {
+	if hi.StopHookActive {
+		return Output{}, nil
+	}
+	mail, err := deliver(ctx, a, cfg.MaxMail, func(m bus.Message) bool {
+		return m.Header.Get(cli.HeaderImportance) == "urgent"
+	})
+	if err != nil || mail == "" {
+		return Output{}, err
+	}
+	return Output{Decision: "block", Reason: "Urgent " + mail + "\nHandle it before you stop."}, nil
+}
