@@ -64,4 +64,3 @@ func runHooks(args []string, stdout, stderr io.Writer) error {
 	}
 	return hooks.Apply(changes)
 }
-
