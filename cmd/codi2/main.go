@@ -65,12 +65,18 @@ printed), 4 not found, 5 server unreachable or timed out.
 // run dispatches a command line and returns the process exit code: 0 on
 // success, 1 on any error (a bad flag included), 2 for a bare usage request.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return runWith(ctx, args, os.Stdin, stdout, stderr)
+}
+
+// runWith is run reading standard input from stdin (hooks and verbs that
+// take "-").
+func runWith(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
 	if cli.IsVerb(args[0]) {
-		return cli.Run(ctx, args, cli.IO{In: os.Stdin, Out: stdout, Err: stderr})
+		return cli.Run(ctx, args, cli.IO{In: stdin, Out: stdout, Err: stderr})
 	}
 	var err error
 	switch args[0] {
@@ -83,7 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "mcp":
 		err = runMCP(ctx, args[1:], stderr)
 	case "hook":
-		err = runHook(ctx, args[1:], os.Stdin, stdout, stderr)
+		err = runHook(ctx, args[1:], stdin, stdout, stderr)
 	case "hooks":
 		err = runHooks(args[1:], stdout, stderr)
 	case "version", "--version", "-v":

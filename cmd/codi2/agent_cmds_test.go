@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codi2/codi2/bus/bustest"
+	"github.com/codi2/codi2/internal/proctest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func runIn(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr proctest.Buffer
+	code := runWith(context.Background(), args, strings.NewReader(stdin), &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func TestRun_HookAndHooks(t *testing.T) {
+	dead := "nats://127.0.0.1:" + strconv.Itoa(proctest.FreePort(t))
+	code, out, _ := runIn(t, `{"session_id":"s","hook_event_name":"Stop"}`, "hook", "claude", "Stop", "--nats-url", dead, "--agent", "agent-2")
+	assert.Equal(t, 0, code)
+	assert.Contains(t, out, "codi2 unreachable")
+	code, _, errs := runIn(t, "", "hook", "codex", "Stop")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "usage: codi2 hook claude EVENT")
+	code, _, errs = runIn(t, "", "hook", "claude", "Stop", "--nope")
+	assert.Equal(t, 1, code, errs)
+	code, _, _ = runIn(t, "not json", "hook", "claude", "Stop", "--nats-url", dead)
+	assert.Equal(t, 1, code)
+
+	dir := t.TempDir()
+	code, out, errs = runIn(t, "", "hooks", "install", "--dir", dir, "--dry-run")
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, `+     "SessionStart": [`)
+	_, err := os.Stat(filepath.Join(dir, ".claude", "settings.json"))
+	assert.True(t, os.IsNotExist(err), "dry run writes nothing")
+	code, out, _ = runIn(t, "", "hooks", "install", "--dir", dir)
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, "wrote "+filepath.Join(dir, ".claude", "settings.json"))
+	code, out, _ = runIn(t, "", "hooks", "install", "--dir", dir)
+	assert.Equal(t, 0, code)
+	assert.Equal(t, "nothing to change\n", out)
+	code, _, _ = runIn(t, "", "hooks", "uninstall", "--dir", dir)
+	assert.Equal(t, 0, code)
+	code, _, errs = runIn(t, "", "hooks", "frob")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "usage: codi2 hooks install|uninstall")
+	code, _, _ = runIn(t, "", "hooks", "install", "--nope")
+	assert.Equal(t, 1, code)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, ".mcp.json"), []byte("[]"), 0o644))
+	code, _, errs = runIn(t, "", "hooks", "install", "--dir", dir)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, ".mcp.json")
+}
+
+func TestRun_MCP(t *testing.T) {
+	b := bustest.Run(t)
+	code, _, errs := runIn(t, "", "mcp", "--agent", "all", "--nats-url", b.ClientURL())
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, `agent "all"`)
+	dead := "nats://127.0.0.1:" + strconv.Itoa(proctest.FreePort(t))
+	code, _, errs = runIn(t, "", "mcp", "--agent", "a", "--nats-url", dead)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "cannot reach the codi2 server")
+	code, _, _ = runIn(t, "", "mcp", "--nope")
+	assert.Equal(t, 1, code)
+	code, _, errs = runIn(t, "", "mcp", "--agent", "a", "--nats-url", b.ClientURL(), "--http", "nope")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "--http nope")
+
+	// Streamable HTTP until the context ends.
+	port := proctest.FreePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var stderr proctest.Buffer
+	go func() {
+		done <- runWith(ctx, []string{"mcp", "--agent", "a", "--nats-url", b.ClientURL(), "--http", "127.0.0.1:" + strconv.Itoa(port)},
+			strings.NewReader(""), &proctest.Buffer{}, &stderr)
+	}()
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, 10*time.Second, 10*time.Millisecond)
+	cancel()
+	assert.Equal(t, 0, <-done, stderr.String())
+	assert.Contains(t, stderr.String(), "streamable HTTP on http://127.0.0.1:")
+
+	// Over stdio, an input that ends ends the server.
+	code, _, errs = runIn(t, "", "mcp", "--agent", "a", "--nats-url", b.ClientURL())
+	assert.Equal(t, 0, code, errs)
+}
