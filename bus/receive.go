@@ -132,8 +132,9 @@ const (
 	pullHeartbeat = time.Second
 	apiTimeout    = 5 * time.Second
 	// idleWait is how long a catch-up (UntilIdle) waits for a message
-	// before it asks the consumer whether anything is left.
-	idleWait = 250 * time.Millisecond
+	// before it asks the consumer whether anything is left: what an empty
+	// catch-up costs.
+	idleWait = 200 * time.Millisecond
 )
 
 // Receive consumes this agent's durable consumer on CODI_MSG (named
@@ -159,7 +160,7 @@ const (
 func (a *Agent) Receive(ctx context.Context, cfg ReceiveConfig, h func(context.Context, Message) error) error {
 	cfg.defaults()
 	name := ConsumerName(a.id)
-	r := &receiver{a: a, cfg: cfg, h: h, name: name, idle: true,
+	r := &receiver{a: a, cfg: cfg, h: h, name: name,
 		log: cfg.Log.With().Str("agent", a.id).Str("consumer", name).Logger()}
 	if err := r.open(ctx, false); err != nil {
 		return err
@@ -179,10 +180,6 @@ type receiver struct {
 	// at or below it goes to h again.
 	floor   uint64
 	handled int
-	// idle is true when nothing may be pending: at the start, and when
-	// the last delivery said nothing stood behind it or a pull came back
-	// empty. UntilIdle then asks the consumer.
-	idle bool
 }
 
 func (r *receiver) config(start DeliverFrom) jetstream.ConsumerConfig {
@@ -284,11 +281,6 @@ func (r *receiver) consume(ctx context.Context) error {
 	stopDrain := context.AfterFunc(ctx, it.Drain)
 	defer stopDrain()
 	for {
-		if r.cfg.UntilIdle && r.idle {
-			if done, err := r.drained(ctx); err == nil && done {
-				return r.giveBack(it, errFinished)
-			}
-		}
 		var opts []jetstream.NextOpt
 		if r.cfg.UntilIdle {
 			opts = append(opts, jetstream.NextMaxWait(idleWait))
@@ -296,7 +288,14 @@ func (r *receiver) consume(ctx context.Context) error {
 		msg, err := it.Next(opts...)
 		switch {
 		case errors.Is(err, nats.ErrTimeout):
-			r.idle = true
+			// Nothing came within idleWait: a catch-up asks the consumer
+			// whether anything is still pending or awaiting an ack (a
+			// retry's delay); if not, it is done.
+			if r.cfg.UntilIdle {
+				if done, err := r.drained(ctx); err == nil && done {
+					return r.giveBack(it, errFinished)
+				}
+			}
 			continue
 		case err != nil:
 			return err
@@ -346,7 +345,6 @@ func (r *receiver) deliver(ctx context.Context, msg jetstream.Msg) error {
 		return fmt.Errorf("bus: inbox consumer %s: %w", r.name, err)
 	}
 	seq := md.Sequence.Stream
-	r.idle = md.NumPending == 0
 	// Acks and outcomes go out even when ctx ended while the handler ran.
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), apiTimeout)
 	defer cancel()
