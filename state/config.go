@@ -25,9 +25,13 @@ const (
 	// DefaultAckWait is how long JetStream waits for the service's ack before
 	// it redelivers a command.
 	DefaultAckWait = 30 * time.Second
-	// DefaultMaxGetWait bounds how long a get with min_seq waits for the
-	// watermark.
-	DefaultMaxGetWait = 5 * time.Second
+	// DefaultGetWait is how long a get with min_seq and no wait_ms waits
+	// for the watermark before it answers 504: below the request timeouts
+	// of common clients (the nats CLI's 5s, nats.go's usual 1-2s), so that
+	// they see the 504 rather than time out themselves.
+	DefaultGetWait = time.Second
+	// DefaultMaxGetWait is the longest wait_ms a get may ask for.
+	DefaultMaxGetWait = 30 * time.Second
 	// DefaultListLimit is the page size of a list request without a limit.
 	DefaultListLimit = 100
 	// DefaultMaxListLimit is the largest page a list request gets.
@@ -80,8 +84,11 @@ type Config struct {
 	LeaseSweepInterval time.Duration
 	// AckWait is the consumer's ack wait. Default DefaultAckWait.
 	AckWait time.Duration
-	// MaxGetWait bounds how long a get with min_seq waits before it answers
-	// 504. Default DefaultMaxGetWait.
+	// GetWait is how long a get with min_seq but without wait_ms waits
+	// before it answers 504. Default DefaultGetWait; at most MaxGetWait.
+	GetWait time.Duration
+	// MaxGetWait is the longest a get waits whatever its wait_ms; a larger
+	// wait_ms is lowered to it. Default DefaultMaxGetWait.
 	MaxGetWait time.Duration
 	// MaxListLimit is the largest page a list answers; larger limits are
 	// lowered to it. Default DefaultMaxListLimit.
@@ -122,6 +129,9 @@ func (c *Config) Validate() error {
 	if c.MaxGetWait == 0 {
 		c.MaxGetWait = DefaultMaxGetWait
 	}
+	if c.GetWait == 0 {
+		c.GetWait = min(DefaultGetWait, c.MaxGetWait)
+	}
 	if c.MaxListLimit == 0 {
 		c.MaxListLimit = DefaultMaxListLimit
 	}
@@ -142,8 +152,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: lease sweep interval %v below 1ms", ErrConfig, c.LeaseSweepInterval)
 	case c.AckWait < time.Second:
 		return fmt.Errorf("%w: ack wait %v below 1s", ErrConfig, c.AckWait)
-	case c.MaxGetWait < 0 || c.ShutdownTimeout < 0 || c.OutboxIdleFlush < 0:
+	case c.MaxGetWait < 0 || c.GetWait < 0 || c.ShutdownTimeout < 0 || c.OutboxIdleFlush < 0:
 		return fmt.Errorf("%w: durations must be positive", ErrConfig)
+	case c.GetWait > c.MaxGetWait:
+		return fmt.Errorf("%w: get wait %v above max get wait %v", ErrConfig, c.GetWait, c.MaxGetWait)
 	case c.MaxListLimit < 1:
 		return fmt.Errorf("%w: max list limit %d below 1", ErrConfig, c.MaxListLimit)
 	}

@@ -173,7 +173,7 @@ func TestService_Lease_ExpiresBeforeLaterCommand(t *testing.T) {
 	e := newEnv(t)
 	w := e.watchEvents()
 	subj := cmdSubject(t, "task", "t1", "agent-1")
-	first := e.publish(subj, `{"op":"put","expect_rev":0,"ttl_ms":20}`)
+	first := e.publish(subj, `{"op":"put","fields":{},"expect_rev":0,"ttl_ms":20}`)
 	// Let the lease end between the two stored times.
 	time.Sleep(40 * time.Millisecond)
 	second := e.publish(cmdSubject(t, "task", "t1", "agent-2"), `{"op":"put","expect_rev":0,"fields":{"owner":"agent-2"}}`)

@@ -699,8 +699,12 @@ func (l *loop) report(outcomes []outcome) {
 			}
 		}
 		if o.status == StatusRejected {
-			l.log.Debug().Str("subject", o.evtSubject).Uint64("seq", o.seq).Str("agent", o.actor).
-				Str("reason", string(o.reason)).Str("detail", o.detail).Msg("command rejected")
+			e := l.log.Info().Uint64("seq", o.seq).Str("agent", o.actor).Str("kind", o.kind).Str("id", o.id).
+				Str("op", string(o.op)).Str("reason", string(o.reason))
+			if o.rawSubject != "" {
+				e = e.Str("subject", o.rawSubject)
+			}
+			e.Str("detail", o.detail).Msg("command rejected")
 		}
 		if len(l.audits) >= maxAuditMemory {
 			l.spilled = true

@@ -25,10 +25,13 @@ const (
 	StateCmdWildcard = "codi.state.cmd.>"
 	// StateEvtWildcard matches every state event.
 	StateEvtWildcard = "codi.state.evt.>"
-	// StateGetWildcard matches every get request, codi.state.get.<kind>.<id>.
-	StateGetWildcard = "codi.state.get.*.*"
-	// StateListWildcard matches every list request, codi.state.list.<kind>.
-	StateListWildcard = "codi.state.list.*"
+	// StateGetWildcard matches every get request, codi.state.get.<kind>.<id>,
+	// and malformed ones (an id split by '.'), so that the service answers
+	// them with a 400 instead of leaving them without a responder.
+	StateGetWildcard = "codi.state.get.>"
+	// StateListWildcard matches every list request, codi.state.list.<kind>,
+	// and malformed ones, for the same reason.
+	StateListWildcard = "codi.state.list.>"
 	// StateBadRequest carries the rejection of every command whose subject
 	// does not parse (too many tokens, a bad kind, id or actor), with the
 	// raw subject; such a command names no record to report on.
