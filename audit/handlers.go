@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/codi2/codi2/subjects"
 	"github.com/nats-io/nats.go/micro"
@@ -77,7 +78,7 @@ func (s *Service) requestCtx() (context.Context, context.CancelFunc) {
 }
 
 func (s *Service) handleQuery(r micro.Request) {
-	q, err := parseQuery(r.Data())
+	q, err := parseQuery(r.Data(), time.Now())
 	if err != nil {
 		_ = r.Error("400", err.Error(), nil)
 		return

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
@@ -156,7 +157,7 @@ func FuzzVerifyExport(f *testing.F) {
 		if !res.OK && res.Line == 0 {
 			t.Fatalf("failure without a line: %+v", res)
 		}
-		_, _ = parseQuery(in)
+		_, _ = parseQuery(in, time.Now())
 		if r, err := ParseRecord(in); err == nil {
 			var std Record
 			if json.Unmarshal(in, &std) != nil || std.Seq != r.Seq || std.Hash != r.Hash || !bytes.Equal(std.Data, r.Data) {
