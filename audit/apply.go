@@ -27,19 +27,22 @@ type event struct {
 	body      []byte // encodeBody's members
 	size      int    // estimate, for MaxBatchBytes
 	msgKey    []byte // msgIDKey(msgID), nil without an id
+	flagged   string // what is wrong with the subject, for the log; "" when nothing
 }
 
 func newEvent(streamSeq uint64, t time.Time, subject string, hdr nats.Header, data []byte) event {
 	source, category := splitSubject(subject)
 	msgID := hdr.Get(jetstream.MsgIDHeader)
+	flags, detail := subjectFlags(subject, source, category)
 	e := event{
 		streamSeq: streamSeq,
 		t:         t.UnixNano(),
 		source:    source,
 		category:  category,
 		msgID:     msgID,
-		body:      encodeBody(subject, source, category, msgID, data),
+		body:      encodeFlaggedBody(subject, source, category, flags, msgID, data),
 		size:      estimate(subject, len(data)),
+		flagged:   detail,
 	}
 	if msgID != "" {
 		e.msgKey = msgIDKey(msgID)
@@ -176,7 +179,8 @@ type applyResult struct {
 	meta       meta
 	appended   int
 	duplicates int
-	recorded   bool // the pending retention event was appended
+	flagged    []*event // appended with flags
+	recorded   bool     // the pending retention event was appended
 }
 
 // apply appends chunk in one transaction and records appliedTo as the last
@@ -234,7 +238,11 @@ func (s *Service) apply(chunk []*event, appliedTo uint64) (meta, error) {
 			putRecord(&w, seq, rec)
 			ix.add(&w, e.source, e.category, t, seq)
 			prev = append(prev[:0], storedHash(rec)...)
-			m.head = head{Seq: seq, Time: t, Bytes: m.head.Bytes + uint64(len(rec))}
+			m.head = head{Seq: seq, Time: t, Bytes: m.head.Bytes + uint64(len(rec)), Flagged: m.head.Flagged}
+			if e.flagged != "" {
+				m.head.Flagged++
+				res.flagged = append(res.flagged, e)
+			}
 			res.appended++
 		}
 		ix.flush(&w)
@@ -256,6 +264,11 @@ func (s *Service) apply(chunk []*event, appliedTo uint64) (meta, error) {
 	}
 	if res.recorded {
 		s.retention = nil
+	}
+	if n := len(res.flagged); n > 0 {
+		e := res.flagged[0]
+		s.log.Info().Int("count", n).Uint64("stream_seq", e.streamSeq).Str("source", e.source).Str("category", e.category).
+			Str("detail", e.flagged).Msg("kept audit events whose subject the contract does not allow; their records are flagged")
 	}
 	s.log.Debug().Int("batch", res.appended).Int("duplicates", res.duplicates).
 		Uint64("seq", res.meta.head.Seq).Uint64("stream_seq", res.meta.applied).Msg("committed")

@@ -129,6 +129,7 @@ func statusOf(m meta) Status {
 		Count:     m.count(),
 		Bytes:     m.head.Bytes,
 		Head:      m.head.Hash,
+		Flagged:   m.head.Flagged,
 	}
 }
 
@@ -566,6 +567,10 @@ type Status struct {
 	Bytes    uint64 `json:"bytes"`
 	// Head is the last record's hash (GenesisPrev for an empty log).
 	Head string `json:"head"`
+	// Flagged is the number of events recorded with flags because the
+	// contract does not allow their subject (see FlagNoCategory), since
+	// the log began; retention does not lower it.
+	Flagged uint64 `json:"flagged"`
 }
 
 // Watermark is the payload of codi.audit.committed: every CODI_AUDIT event
