@@ -115,6 +115,8 @@ func (s *Service) appendEvents(ctx context.Context, evs []*event) error {
 	applied := s.committed().applied
 	next := applied + 1
 	var firstSeq uint64 // the stream's first seq, read at the first hole
+	var filled holes
+	defer filled.log(s)
 	for i := 0; i < len(evs); {
 		chunk := make([]*event, 0, min(len(evs)-i, s.cfg.MaxBatchEvents))
 		size := 0
@@ -145,9 +147,9 @@ func (s *Service) appendEvents(ctx context.Context, evs []*event) error {
 				if err != nil {
 					return fmt.Errorf("audit: get stream message %d: %w", next, err)
 				}
-				s.log.Warn().Uint64("stream_seq", next).Msg("filling a hole in the delivered sequence from the stream")
-				filled := newEvent(raw.Sequence, raw.Time, raw.Subject, raw.Header, raw.Data)
-				e = &filled
+				filled.add(next)
+				ev := newEvent(raw.Sequence, raw.Time, raw.Subject, raw.Header, raw.Data)
+				e = &ev
 			}
 			if len(chunk) > 0 && size+e.size > s.cfg.MaxBatchBytes {
 				break
@@ -171,6 +173,30 @@ func (s *Service) appendEvents(ctx context.Context, evs []*event) error {
 		s.publishWatermark(m)
 	}
 	return nil
+}
+
+// holes collects the stream sequences appendEvents read from the stream
+// because they were not delivered, so that they are logged as one line
+// with their range rather than one line each (a restart after kill -9 can
+// leave hundreds).
+type holes struct {
+	count       int
+	first, last uint64
+}
+
+func (h *holes) add(seq uint64) {
+	if h.count == 0 {
+		h.first = seq
+	}
+	h.count++
+	h.last = seq
+}
+
+func (h *holes) log(s *Service) {
+	if h.count > 0 {
+		s.log.Warn().Int("count", h.count).Uint64("first_stream_seq", h.first).Uint64("last_stream_seq", h.last).
+			Msg("filled holes in the delivered sequence from the stream")
+	}
 }
 
 // applyResult is what one append transaction did, reset on every run of the

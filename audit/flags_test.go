@@ -103,3 +103,31 @@ func TestRecord_Parse_Flags(t *testing.T) {
 		assert.False(t, ok, bad)
 	}
 }
+
+// Events read from the stream because they were not delivered are logged
+// as one line with their range, not one line each (issue 12, input 9).
+func TestService_AppendEvents_HolesLoggedOnce(t *testing.T) {
+	h := newHarness(t, Config{})
+	require.NoError(t, h.stop())
+	var last uint64
+	for range 40 {
+		ack, err := h.js.Publish(context.Background(), "codi.audit.log.agent-1.file", []byte(`{}`))
+		require.NoError(t, err)
+		last = ack.Sequence
+	}
+	var logs syncBuffer
+	svc, err := New(Config{}, h.nc, h.store, zerolog.New(&logs))
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, svc.load(ctx))
+	svc.stream, err = h.js.Stream(ctx, "CODI_AUDIT")
+	require.NoError(t, err)
+	raw, err := svc.stream.GetMsg(ctx, last)
+	require.NoError(t, err)
+	ev := newEvent(raw.Sequence, raw.Time, raw.Subject, raw.Header, raw.Data)
+	require.NoError(t, svc.appendEvents(ctx, []*event{&ev}))
+	assert.Equal(t, last, svc.Status().StreamSeq)
+	assert.Equal(t, uint64(40), svc.Status().Count)
+	assert.Equal(t, 1, strings.Count(logs.String(), "filled holes"), logs.String())
+	assert.Contains(t, logs.String(), `"count":39,"first_stream_seq":1,"last_stream_seq":39`)
+}

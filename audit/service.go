@@ -322,6 +322,7 @@ type session struct {
 	cc       jetstream.ConsumeContext
 	lost     chan struct{}
 	lostOnce sync.Once
+	why      string // why lost was closed; read after <-lost
 }
 
 // consume starts delivering cons's messages to the writer.
@@ -338,8 +339,11 @@ func (s *Service) consume(cons jetstream.Consumer) (*session, error) {
 		jetstream.PullExpiry(5*time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			s.log.Warn().Err(err).Msg("consume")
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrNoHeartbeat) {
-				ss.lostOnce.Do(func() { close(ss.lost) })
+			switch {
+			case errors.Is(err, jetstream.ErrConsumerDeleted):
+				ss.lostOnce.Do(func() { ss.why = "consumer deleted"; close(ss.lost) })
+			case errors.Is(err, jetstream.ErrNoHeartbeat):
+				ss.lostOnce.Do(func() { ss.why = "consumer heartbeats missed"; close(ss.lost) })
 			}
 		}))
 	if err != nil {
@@ -356,7 +360,7 @@ func (s *Service) consume(cons jetstream.Consumer) (*session, error) {
 // with backoff until ctx is done.
 func (s *Service) reposition(ctx context.Context, old *session) (*session, error) {
 	old.cc.Stop()
-	s.log.Warn().Uint64("stream_seq", s.committed().applied).Msg("consumer lost; recreating it after the watermark")
+	s.log.Warn().Uint64("stream_seq", s.committed().applied).Msg(old.why + "; recreating the consumer after the watermark")
 	backoff := retry.Backoff{Delay: 50 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		cons, err := s.recreateConsumer(ctx)

@@ -189,8 +189,9 @@ type session struct {
 	cc       jetstream.ConsumeContext
 	in       chan jetstream.Msg
 	quit     chan struct{}
-	lost     chan struct{} // closed when the server deleted the consumer
+	lost     chan struct{} // closed when the consumer was deleted or its heartbeats stopped
 	lostOnce sync.Once
+	lostWhy  string // why lost was closed; read after <-lost
 	lastCSeq uint64 // last consumer (delivery) sequence seen
 	stopped  bool
 }
@@ -373,8 +374,8 @@ func (l *loop) consume(cons jetstream.Consumer) (*session, error) {
 			// Missed heartbeats: the consumer may be gone. Repositioning
 			// recreates it after the watermark, which is harmless if it
 			// was not, and fails Run if the stream is gone.
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrNoHeartbeat) {
-				ss.lostOnce.Do(func() { close(ss.lost) })
+			if why := lostReason(err); why != "" {
+				ss.lostOnce.Do(func() { ss.lostWhy = why; close(ss.lost) })
 			}
 		}))
 	if err != nil {
@@ -382,6 +383,19 @@ func (l *loop) consume(cons jetstream.Consumer) (*session, error) {
 	}
 	ss.cc = cc
 	return ss, nil
+}
+
+// lostReason says why err means the consumer may be gone, or "" when it
+// does not: the server deleted it, or its heartbeats stopped (the consumer,
+// its stream or the connection may be gone; the server does not say which).
+func lostReason(err error) string {
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerDeleted):
+		return "consumer deleted"
+	case errors.Is(err, jetstream.ErrNoHeartbeat):
+		return "consumer heartbeats missed"
+	}
+	return ""
 }
 
 // reposition replaces the consumer session after a delivery gap, or after
@@ -422,7 +436,7 @@ func (l *loop) run(ctx context.Context) error {
 			}
 			continue
 		case <-l.sess.lost:
-			if err := l.reposition(work, "consumer deleted"); err != nil {
+			if err := l.reposition(work, l.sess.lostWhy); err != nil {
 				return err
 			}
 			continue
