@@ -19,6 +19,10 @@ const (
 	// a fifth of kv.MaxTxnWriteBytes, so a batch stays a short transaction on
 	// FoundationDB too.
 	DefaultMaxBatchBytes = 2 << 20
+	// DefaultMaxExpiryBatch bounds the leases expired in one transaction
+	// between command batches, so that a command waits for at most one such
+	// slice however many leases end at once.
+	DefaultMaxExpiryBatch = 256
 	// DefaultLeaseSweepInterval is the longest the apply loop sleeps before it
 	// looks at the lease index again.
 	DefaultLeaseSweepInterval = time.Second
@@ -77,6 +81,11 @@ type Config struct {
 	// the lowest latency and still fills batches under load.
 	MaxBatchWait time.Duration
 
+	// MaxExpiryBatch is the most leases expired in one transaction. The
+	// loop expires due leases a slice at a time and applies the commands
+	// that are waiting between two slices. Default DefaultMaxExpiryBatch.
+	MaxExpiryBatch int
+
 	// LeaseSweepInterval is the longest the loop sleeps without looking at
 	// the lease index. Expiry is driven by a timer set to the earliest lease;
 	// this bounds that timer so that a wall-clock step is noticed. Default
@@ -120,6 +129,9 @@ func (c *Config) Validate() error {
 	if c.MaxBatchBytes == 0 {
 		c.MaxBatchBytes = DefaultMaxBatchBytes
 	}
+	if c.MaxExpiryBatch == 0 {
+		c.MaxExpiryBatch = DefaultMaxExpiryBatch
+	}
 	if c.LeaseSweepInterval == 0 {
 		c.LeaseSweepInterval = DefaultLeaseSweepInterval
 	}
@@ -146,6 +158,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: max batch %d outside 1..100000", ErrConfig, c.MaxBatch)
 	case c.MaxBatchBytes < 4*kv.MaxValueSize || c.MaxBatchBytes > kv.MaxTxnWriteBytes/2:
 		return fmt.Errorf("%w: max batch bytes %d outside %d..%d", ErrConfig, c.MaxBatchBytes, 4*kv.MaxValueSize, kv.MaxTxnWriteBytes/2)
+	case c.MaxExpiryBatch < 1 || c.MaxExpiryBatch > 100_000:
+		return fmt.Errorf("%w: max expiry batch %d outside 1..100000", ErrConfig, c.MaxExpiryBatch)
 	case c.MaxBatchWait < 0 || c.MaxBatchWait > time.Second:
 		return fmt.Errorf("%w: max batch wait %v outside 0..1s", ErrConfig, c.MaxBatchWait)
 	case c.LeaseSweepInterval < time.Millisecond:

@@ -306,6 +306,7 @@ func TestConfig_Validate(t *testing.T) {
 		{"negative get wait", state.Config{MaxGetWait: -1}, true},
 		{"get wait above max", state.Config{GetWait: 2 * time.Second, MaxGetWait: time.Second}, true},
 		{"negative list limit", state.Config{MaxListLimit: -1}, true},
+		{"expiry batch too big", state.Config{MaxExpiryBatch: 1_000_000}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

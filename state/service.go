@@ -423,25 +423,35 @@ func (l *loop) run(ctx context.Context) error {
 	for {
 		timer.Reset(l.nextWake(time.Now()))
 		var first jetstream.Msg
+		// Commands that wait go before the timer's work: with leases due
+		// the timer fires at once after every expiry slice, and commands
+		// must not wait for every slice.
+		if ctx.Err() != nil {
+			return l.shutdown()
+		}
 		select {
 		case first = <-l.sess.in:
-		case <-timer.C:
-			if err := l.housekeep(work, true); err != nil {
-				return err
+		default:
+			select {
+			case first = <-l.sess.in:
+			case <-timer.C:
+				if err := l.housekeep(work, true); err != nil {
+					return err
+				}
+				continue
+			case <-l.auditsAcked():
+				if err := l.pumpAudits(work); err != nil {
+					return err
+				}
+				continue
+			case <-l.sess.lost:
+				if err := l.reposition(work, l.sess.lostWhy); err != nil {
+					return err
+				}
+				continue
+			case <-ctx.Done():
+				return l.shutdown()
 			}
-			continue
-		case <-l.auditsAcked():
-			if err := l.pumpAudits(work); err != nil {
-				return err
-			}
-			continue
-		case <-l.sess.lost:
-			if err := l.reposition(work, l.sess.lostWhy); err != nil {
-				return err
-			}
-			continue
-		case <-ctx.Done():
-			return l.shutdown()
 		}
 		batch, gap := l.gather(ctx, first, l.cfg.MaxBatchWait)
 		if err := l.process(work, batch); err != nil {
