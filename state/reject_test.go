@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/state"
 )
 
@@ -233,4 +234,50 @@ func TestService_Reject_LoggedAtInfo(t *testing.T) {
 	assert.Equal(t, "t1", got[1]["id"])
 	assert.Equal(t, "put", got[1]["op"])
 	assert.Contains(t, got[1]["detail"], "put needs fields")
+}
+
+// Audit publishes that fail together are logged as one line with their
+// count and range, not one line per command (issue 12, input 9).
+func TestService_AuditFailures_LoggedAsOneLine(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	require.NoError(t, e.js.DeleteStream(ctx, bus.StreamAudit))
+	subj := cmdSubject(t, "task", "t1", "agent-1")
+	var last uint64
+	for i := range 200 {
+		last = e.publish(subj, fmt.Sprintf(`{"op":"merge","fields":{"n":%d}}`, i))
+	}
+	var logs logBuffer
+	nc, err := e.b.Connect("codi-state")
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	cfg := fastConfig()
+	cfg.ShutdownTimeout = 200 * time.Millisecond
+	svc, err := state.New(cfg, nc, e.store, zerolog.New(&logs).Level(zerolog.WarnLevel))
+	require.NoError(t, err)
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(runCtx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	e.waitApplied(last)
+	var first map[string]any
+	require.Eventually(t, func() bool {
+		for _, l := range logs.lines() {
+			if l["message"] == "audit events not acknowledged; retrying" {
+				first = l
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 5*time.Millisecond)
+	assert.Greater(t, first["count"], float64(1), "one line covers the publishes that failed together")
+	assert.Contains(t, first["first"], "state-")
+	assert.Contains(t, first["last"], "state-")
+	n := 0
+	for _, l := range logs.lines() {
+		if strings.Contains(fmt.Sprint(l["message"]), "not acknowledged") {
+			n++
+		}
+	}
+	assert.Less(t, n, 20, "not a line per command")
 }
