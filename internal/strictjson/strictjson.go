@@ -141,50 +141,33 @@ func knownMembers(v any) string {
 // frame is an open object or array during scan.
 type frame struct {
 	object  bool
-	wantKey bool     // the next string in this object is a member name
-	keys    []string // member names seen, for small objects
+	wantKey bool // the next string in this object is a member name
+	start   int  // this object's names begin at keys[start]
 	set     map[string]struct{}
 }
 
-// smallObject is how many names an object keeps in a slice before it
+// smallObject is how many names an object compares one by one before it
 // switches to a map.
 const smallObject = 16
 
-func (f *frame) add(name string) bool {
-	if f.set != nil {
-		if _, dup := f.set[name]; dup {
-			return false
-		}
-		f.set[name] = struct{}{}
-		return true
-	}
-	for _, k := range f.keys {
-		if k == name {
-			return false
-		}
-	}
-	f.keys = append(f.keys, name)
-	if len(f.keys) > smallObject {
-		f.set = make(map[string]struct{}, 2*smallObject)
-		for _, k := range f.keys {
-			f.set[k] = struct{}{}
-		}
-		f.keys = nil
-	}
-	return true
-}
-
-// scan checks nesting and member names of data, which is valid JSON.
+// scan checks nesting and member names of data, which is valid JSON. Names
+// are compared as the bytes of data (decoded only when they hold escapes),
+// so a small document costs no allocation beyond its first few names.
 func scan(data []byte, maxDepth int) error {
-	var stack []frame
+	var (
+		stackBuf [16]frame
+		keysBuf  [32][]byte
+	)
+	stack, keys := stackBuf[:0], keysBuf[:0]
 	for i := 0; i < len(data); i++ {
 		switch data[i] {
 		case '{', '[':
 			if len(stack) == maxDepth {
 				return fmt.Errorf("%w: more than %d levels at byte %d", ErrTooDeep, maxDepth, i)
 			}
-			stack = append(stack, frame{object: data[i] == '{', wantKey: data[i] == '{'})
+			stack = append(stack, frame{object: data[i] == '{', wantKey: data[i] == '{', start: len(keys)})
 		case '}', ']':
+			keys = keys[:stack[len(stack)-1].start]
 			stack = stack[:len(stack)-1]
 		case ',':
 			if top := len(stack) - 1; stack[top].object {
@@ -199,18 +182,49 @@ func scan(data []byte, maxDepth int) error {
 					i++
 				}
 			}
-			if n := len(stack); n > 0 && stack[n-1].wantKey {
-				f := &stack[n-1]
-				f.wantKey = false
-				name := string(data[start+1 : i])
-				if escaped {
-					_ = json.Unmarshal(data[start:i+1], &name) // valid JSON: cannot fail
-				}
-				if !f.add(name) {
-					return fmt.Errorf("%w %q at byte %d", ErrDuplicate, name, start)
-				}
+			n := len(stack)
+			if n == 0 || !stack[n-1].wantKey {
+				continue
+			}
+			f := &stack[n-1]
+			f.wantKey = false
+			name := data[start+1 : i]
+			if escaped {
+				var s string
+				_ = json.Unmarshal(data[start:i+1], &s) // valid JSON: cannot fail
+				name = []byte(s)
+			}
+			dup := false
+			if keys, dup = f.add(keys, name); dup {
+				return fmt.Errorf("%w %q at byte %d", ErrDuplicate, name, start)
 			}
 		}
 	}
 	return nil
+}
+
+// add records name in f, whose names are keys[f.start:], and reports
+// whether f already had it.
+func (f *frame) add(keys [][]byte, name []byte) ([][]byte, bool) {
+	if f.set != nil {
+		if _, dup := f.set[string(name)]; dup {
+			return keys, true
+		}
+		f.set[string(name)] = struct{}{}
+		return keys, false
+	}
+	for _, k := range keys[f.start:] {
+		if bytes.Equal(k, name) {
+			return keys, true
+		}
+	}
+	keys = append(keys, name)
+	if len(keys)-f.start > smallObject {
+		f.set = make(map[string]struct{}, 2*smallObject)
+		for _, k := range keys[f.start:] {
+			f.set[string(k)] = struct{}{}
+		}
+		keys = keys[:f.start]
+	}
+	return keys, false
 }

@@ -84,6 +84,12 @@ func TestDecode(t *testing.T) {
 	}
 	require.NoError(t, Decode([]byte(wide+`"k40":1}}`), &target{}))
 	require.ErrorIs(t, Decode([]byte(wide+`"k7":1}}`), &target{}), ErrDuplicate)
+	// Names of a nested object are its own, before and after the switch to
+	// a map, and the outer object's names still count after it closes.
+	require.NoError(t, Decode([]byte(wide+`"in":{"k1":1,"k2":{"k1":2}},"k40":1}}`), &target{}))
+	require.ErrorIs(t, Decode([]byte(wide+`"in":{"k1":1},"k1":1}}`), &target{}), ErrDuplicate)
+	require.NoError(t, Decode([]byte(`{"fields":{"a":{"x":1},"b":{"x":1},"x":1}}`), &target{}))
+	require.ErrorIs(t, Decode([]byte(`{"fields":{"a":{"x":1},"b":{"x":1},"a":1}}`), &target{}), ErrDuplicate)
 }
 
 func TestDescribe_Other(t *testing.T) {
