@@ -36,12 +36,20 @@ func subjectFlags(subject, source, category string) (flags []string, detail stri
 	if err := subjects.ValidToken(source); err != nil {
 		note(FlagBadSource, err)
 	}
-	rest, hasCategory := "", false
-	if toks := strings.SplitN(subject, ".", 6); len(toks) >= 5 {
-		hasCategory = true
-		if len(toks) == 6 {
-			rest = toks[5]
+	// codi.audit.log.<source>.<category>[.<rest>]: the category is there
+	// when the subject has a fifth token; rest is what follows it.
+	tail, hasCategory := subject, true
+	for range 4 {
+		_, after, ok := strings.Cut(tail, ".")
+		if !ok {
+			hasCategory = false
+			break
 		}
+		tail = after
+	}
+	rest, hasRest := "", false
+	if hasCategory {
+		_, rest, hasRest = strings.Cut(tail, ".")
 	}
 	switch {
 	case !hasCategory:
@@ -54,7 +62,7 @@ func subjectFlags(subject, source, category string) (flags []string, detail stri
 			note(FlagBadCategory, err)
 		}
 	}
-	if rest != "" {
+	if hasRest {
 		for tok := range strings.SplitSeq(rest, ".") {
 			if err := subjects.ValidToken(tok); err != nil {
 				note(FlagBadToken, err)

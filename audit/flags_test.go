@@ -131,3 +131,25 @@ func TestService_AppendEvents_HolesLoggedOnce(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(logs.String(), "filled holes"), logs.String())
 	assert.Contains(t, logs.String(), `"count":39,"first_stream_seq":1,"last_stream_seq":39`)
 }
+
+func TestSubjectFlags(t *testing.T) {
+	tests := []struct {
+		subject string
+		want    []string
+	}{
+		{"codi.audit.log.a.b", nil},
+		{"codi.audit.log.a.b.c.d", nil},
+		{"codi.audit.log.a", []string{FlagNoCategory}},
+		{"codi.audit.log.a.", []string{FlagBadCategory}},
+		{"codi.audit.log.a.b.", []string{FlagBadToken}},
+		{"codi.audit.log.a.b.c.%2e", []string{FlagBadToken}},
+		{"codi.audit.log..b", []string{FlagBadSource}},
+	}
+	for _, tt := range tests {
+		source, category := splitSubject(tt.subject)
+		got, detail := subjectFlags(tt.subject, source, category)
+		assert.Equal(t, tt.want, got, tt.subject)
+		assert.Equal(t, tt.want == nil, detail == "", tt.subject)
+	}
+	assert.Zero(t, testing.AllocsPerRun(10, func() { subjectFlags("codi.audit.log.agent-1.file.write", "agent-1", "file") }))
+}
