@@ -162,5 +162,5 @@ func Hint(subject string) string {
 		return ""
 	}
 	raw := strings.Join(id, ".")
-	return fmt.Sprintf("the id %q must be one token: escape it as %q (subjects.Escape: %%XX for '.', '*', '>', '%%', whitespace and control bytes)", raw, Escape(raw))
+	return fmt.Sprintf("the id %q must be one token: escape it as %q (subjects.Escape)", raw, Escape(raw))
 }
