@@ -27,19 +27,22 @@ type event struct {
 	body      []byte // encodeBody's members
 	size      int    // estimate, for MaxBatchBytes
 	msgKey    []byte // msgIDKey(msgID), nil without an id
+	flagged   string // what is wrong with the subject, for the log; "" when nothing
 }
 
 func newEvent(streamSeq uint64, t time.Time, subject string, hdr nats.Header, data []byte) event {
 	source, category := splitSubject(subject)
 	msgID := hdr.Get(jetstream.MsgIDHeader)
+	flags, detail := subjectFlags(subject, source, category)
 	e := event{
 		streamSeq: streamSeq,
 		t:         t.UnixNano(),
 		source:    source,
 		category:  category,
 		msgID:     msgID,
-		body:      encodeBody(subject, source, category, msgID, data),
+		body:      encodeFlaggedBody(subject, source, category, flags, msgID, data),
 		size:      estimate(subject, len(data)),
+		flagged:   detail,
 	}
 	if msgID != "" {
 		e.msgKey = msgIDKey(msgID)
@@ -112,6 +115,8 @@ func (s *Service) appendEvents(ctx context.Context, evs []*event) error {
 	applied := s.committed().applied
 	next := applied + 1
 	var firstSeq uint64 // the stream's first seq, read at the first hole
+	var filled holes
+	defer filled.log(s)
 	for i := 0; i < len(evs); {
 		chunk := make([]*event, 0, min(len(evs)-i, s.cfg.MaxBatchEvents))
 		size := 0
@@ -142,9 +147,9 @@ func (s *Service) appendEvents(ctx context.Context, evs []*event) error {
 				if err != nil {
 					return fmt.Errorf("audit: get stream message %d: %w", next, err)
 				}
-				s.log.Warn().Uint64("stream_seq", next).Msg("filling a hole in the delivered sequence from the stream")
-				filled := newEvent(raw.Sequence, raw.Time, raw.Subject, raw.Header, raw.Data)
-				e = &filled
+				filled.add(next)
+				ev := newEvent(raw.Sequence, raw.Time, raw.Subject, raw.Header, raw.Data)
+				e = &ev
 			}
 			if len(chunk) > 0 && size+e.size > s.cfg.MaxBatchBytes {
 				break
@@ -170,13 +175,38 @@ func (s *Service) appendEvents(ctx context.Context, evs []*event) error {
 	return nil
 }
 
+// holes collects the stream sequences appendEvents read from the stream
+// because they were not delivered, so that they are logged as one line
+// with their range rather than one line each (a restart after kill -9 can
+// leave hundreds).
+type holes struct {
+	count       int
+	first, last uint64
+}
+
+func (h *holes) add(seq uint64) {
+	if h.count == 0 {
+		h.first = seq
+	}
+	h.count++
+	h.last = seq
+}
+
+func (h *holes) log(s *Service) {
+	if h.count > 0 {
+		s.log.Warn().Int("count", h.count).Uint64("first_stream_seq", h.first).Uint64("last_stream_seq", h.last).
+			Msg("filled holes in the delivered sequence from the stream")
+	}
+}
+
 // applyResult is what one append transaction did, reset on every run of the
 // transaction function.
 type applyResult struct {
 	meta       meta
 	appended   int
 	duplicates int
-	recorded   bool // the pending retention event was appended
+	flagged    []*event // appended with flags
+	recorded   bool     // the pending retention event was appended
 }
 
 // apply appends chunk in one transaction and records appliedTo as the last
@@ -234,7 +264,11 @@ func (s *Service) apply(chunk []*event, appliedTo uint64) (meta, error) {
 			putRecord(&w, seq, rec)
 			ix.add(&w, e.source, e.category, t, seq)
 			prev = append(prev[:0], storedHash(rec)...)
-			m.head = head{Seq: seq, Time: t, Bytes: m.head.Bytes + uint64(len(rec))}
+			m.head = head{Seq: seq, Time: t, Bytes: m.head.Bytes + uint64(len(rec)), Flagged: m.head.Flagged}
+			if e.flagged != "" {
+				m.head.Flagged++
+				res.flagged = append(res.flagged, e)
+			}
 			res.appended++
 		}
 		ix.flush(&w)
@@ -256,6 +290,11 @@ func (s *Service) apply(chunk []*event, appliedTo uint64) (meta, error) {
 	}
 	if res.recorded {
 		s.retention = nil
+	}
+	if n := len(res.flagged); n > 0 {
+		e := res.flagged[0]
+		s.log.Info().Int("count", n).Uint64("stream_seq", e.streamSeq).Str("source", e.source).Str("category", e.category).
+			Str("detail", e.flagged).Msg("kept audit events whose subject the contract does not allow; their records are flagged")
 	}
 	s.log.Debug().Int("batch", res.appended).Int("duplicates", res.duplicates).
 		Uint64("seq", res.meta.head.Seq).Uint64("stream_seq", res.meta.applied).Msg("committed")

@@ -247,8 +247,9 @@ func (c *Client) Query(ctx context.Context, q Query) (QueryResult, error) {
 		PartOffset int `json:"part_offset,omitempty"`
 	}{Query: q}
 	var (
-		buf  []byte
-		part uint64
+		buf        []byte
+		part       uint64
+		nextBefore uint64 // a newest-first page's continuation, from the first part
 	)
 	for {
 		data, err := c.request(ctx, subjects.AuditQuery, req)
@@ -262,25 +263,32 @@ func (c *Client) Query(ctx context.Context, q Query) (QueryResult, error) {
 		if p := rep.Part; p != nil {
 			switch {
 			case buf == nil && p.Offset == 0:
-				buf, part = make([]byte, 0, p.Size), p.Seq
+				buf, part, nextBefore = make([]byte, 0, p.Size), p.Seq, rep.NextBeforeSeq
 			case p.Seq != part || p.Offset != len(buf):
 				return QueryResult{}, fmt.Errorf("%w: record %d", ErrChanged, part)
 			}
 			buf = append(buf, p.Data...)
 			if len(buf) < p.Size {
 				req.AfterSeq, req.PartOffset = p.Seq-1, len(buf)
+				if q.NewestFirst {
+					req.BeforeSeq = p.Seq + 1
+				}
 				continue
 			}
 			r, err := ParseRecord(buf) // joined parts: not validated yet
 			if err != nil {
 				return QueryResult{}, err
 			}
-			return QueryResult{Records: []Record{r}, NextAfterSeq: rep.NextAfterSeq}, nil
+			res := QueryResult{Records: []Record{r}, NextAfterSeq: rep.NextAfterSeq}
+			if q.NewestFirst {
+				res.NextAfterSeq, res.NextBeforeSeq = 0, nextBefore
+			}
+			return res, nil
 		}
 		if buf != nil {
 			return QueryResult{}, fmt.Errorf("%w: record %d", ErrChanged, part)
 		}
-		res := QueryResult{Records: make([]Record, 0, len(rep.Records)), NextAfterSeq: rep.NextAfterSeq}
+		res := QueryResult{Records: make([]Record, 0, len(rep.Records)), NextAfterSeq: rep.NextAfterSeq, NextBeforeSeq: rep.NextBeforeSeq}
 		for _, raw := range rep.Records {
 			r, err := parseValid(raw) // the reply was validated as a whole
 			if err != nil {

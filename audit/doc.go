@@ -37,8 +37,17 @@ the log and time order is seq order. msg_id is the Nats-Msg-Id, when the
 event had one. A payload that is UTF-8 JSON is embedded in data compacted
 (insignificant whitespace removed, nothing else changed); any other payload,
 including an empty one, is kept byte-exact as "encoding":"base64" and data
-the base64 string. README-section.md defines the bytes the hash covers, so
-that anyone can re-verify an export in a few lines of any language.
+the base64 string. An event whose subject the contract does not allow (no
+category, a token over 256 bytes or with a non-canonical %XX escape) is kept,
+since the stream acknowledged it, with a "flags" member naming the problem
+(FlagNoCategory and its siblings) and counted in Status.Flagged. The README
+defines the bytes the hash covers, so that anyone can re-verify an export in
+a few lines of any language.
+
+Queries and verify requests are read strictly (unknown or duplicate members
+are a 400); query times may be relative to now and lie in any year; a query
+may read newest first. A verify that finds no record to check reports
+Empty, never OK.
 
 # Indexes
 

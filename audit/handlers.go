@@ -1,11 +1,13 @@
 package audit
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/codi2/codi2/internal/strictjson"
 	"github.com/codi2/codi2/subjects"
 	"github.com/nats-io/nats.go/micro"
 )
@@ -77,7 +79,7 @@ func (s *Service) requestCtx() (context.Context, context.CancelFunc) {
 }
 
 func (s *Service) handleQuery(r micro.Request) {
-	q, err := parseQuery(r.Data())
+	q, err := parseQuery(r.Data(), time.Now())
 	if err != nil {
 		_ = r.Error("400", err.Error(), nil)
 		return
@@ -97,16 +99,25 @@ func (s *Service) handleQuery(r micro.Request) {
 	_ = r.Respond(reply)
 }
 
-func (s *Service) handleVerify(r micro.Request) {
+// parseVerify reads a verify request strictly (strictjson): an empty body
+// is the whole log.
+func parseVerify(data []byte) (VerifyRequest, error) {
 	var req VerifyRequest
-	if len(r.Data()) > 0 {
-		if err := json.Unmarshal(r.Data(), &req); err != nil {
-			_ = r.Error("400", "verify: "+err.Error(), nil)
-			return
+	if len(bytes.TrimSpace(data)) > 0 {
+		if err := strictjson.Decode(data, &req); err != nil {
+			return req, fmt.Errorf("verify: %w", err)
 		}
 	}
 	if req.ToSeq != 0 && req.ToSeq < req.FromSeq {
-		_ = r.Error("400", fmt.Sprintf("verify: to_seq %d is before from_seq %d", req.ToSeq, req.FromSeq), nil)
+		return req, fmt.Errorf("verify: to_seq %d is before from_seq %d", req.ToSeq, req.FromSeq)
+	}
+	return req, nil
+}
+
+func (s *Service) handleVerify(r micro.Request) {
+	req, err := parseVerify(r.Data())
+	if err != nil {
+		_ = r.Error("400", err.Error(), nil)
 		return
 	}
 	ctx, cancel := s.requestCtx()
@@ -117,7 +128,7 @@ func (s *Service) handleVerify(r micro.Request) {
 		_ = r.Error("500", err.Error(), nil)
 		return
 	}
-	if !res.OK {
+	if !res.OK && !res.Empty {
 		s.log.Warn().Uint64("seq", res.BadSeq).Str("reason", res.Reason).Msg("verify found a bad record")
 	}
 	_ = r.RespondJSON(res)

@@ -157,6 +157,25 @@ func (h *harness) all(q Query) []Record {
 	}
 }
 
+// allDesc reads every record a newest-first q selects, page by page.
+func (h *harness) allDesc(q Query) []Record {
+	h.t.Helper()
+	var out []Record
+	for {
+		res, err := h.client.Query(context.Background(), q)
+		require.NoError(h.t, err)
+		out = append(out, res.Records...)
+		require.Zero(h.t, res.NextAfterSeq)
+		if res.NextBeforeSeq == 0 {
+			return out
+		}
+		if q.BeforeSeq != 0 {
+			require.Less(h.t, res.NextBeforeSeq, q.BeforeSeq)
+		}
+		q.BeforeSeq = res.NextBeforeSeq
+	}
+}
+
 func (h *harness) verify(req VerifyRequest) VerifyResult {
 	h.t.Helper()
 	res, err := h.client.Verify(context.Background(), req)

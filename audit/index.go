@@ -219,6 +219,45 @@ func scanIndex(tx kv.ReadTxn, prefix kv.Tuple, t int64, seq uint64, end []byte, 
 	}
 }
 
+// scanIndexDesc calls fn with the entries of the index under prefix that
+// come before (t, seq), newest first, until fn returns false or the index
+// ends. It reads the blocks that start before (t, seq), backwards, a page
+// at a time.
+func scanIndexDesc(tx kv.ReadTxn, prefix kv.Tuple, t int64, seq uint64, fn func(t int64, seq uint64) bool) error {
+	p := prefix.Pack()
+	pb, _ := prefix.Range()
+	end := append(p[:len(p):len(p)], kv.Tuple{t, seq}.Pack()...)
+	var entries [][2]uint64 // one block's (t, seq), oldest first
+	for page := 2; ; page = min(2*page, scanPageBlocks) {
+		kvs, err := tx.GetRange(pb, end, kv.RangeOptions{Limit: page, Reverse: true})
+		if err != nil {
+			return err
+		}
+		for _, b := range kvs {
+			entries = entries[:0]
+			err := blockEntries(b.Key, b.Value, func(et int64, es uint64) bool {
+				if et > t || et == t && es >= seq {
+					return false
+				}
+				entries = append(entries, [2]uint64{uint64(et), es})
+				return true
+			})
+			if err != nil {
+				return err
+			}
+			for i := len(entries) - 1; i >= 0; i-- {
+				if !fn(int64(entries[i][0]), entries[i][1]) {
+					return nil
+				}
+			}
+		}
+		if len(kvs) < page {
+			return nil
+		}
+		end = kvs[len(kvs)-1].Key
+	}
+}
+
 // clearIndexBefore removes the blocks of the index under prefix whose
 // entries are all below seq first, the first kept record. A block that
 // still holds kept entries stays whole; scans skip its removed entries.

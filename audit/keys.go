@@ -70,6 +70,9 @@ type head struct {
 	Time int64 `json:"time"`
 	// Bytes is the stored size of the records kept.
 	Bytes uint64 `json:"bytes"`
+	// Flagged counts the records ever appended with flags (retention does
+	// not lower it).
+	Flagged uint64 `json:"flagged,omitempty"`
 }
 
 // anchor is the start of the log after retention, ("meta","audit","anchor"):

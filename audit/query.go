@@ -1,21 +1,31 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/internal/strictjson"
+	"github.com/codi2/codi2/internal/timeparse"
+	"github.com/codi2/codi2/subjects"
 )
 
 // Query selects records, as codi.audit.query takes it. The zero value
 // selects the whole log, a page at a time. It is a plain value.
 type Query struct {
 	// From and To select records with From <= time < To; a zero value
-	// leaves that end open. On the wire they are RFC 3339 strings.
+	// leaves that end open. On the wire they are RFC 3339 strings (the
+	// service also takes "now" and relative times such as "-1h"; see
+	// timeparse.Parse). Any year is accepted: a bound before 1678 or after
+	// 2262 (beyond Unix nanoseconds) is as good as open.
 	From time.Time `json:"from,omitzero"`
 	To   time.Time `json:"to,omitzero"`
 	// Source and Category, when set, select records with exactly this
@@ -25,6 +35,13 @@ type Query struct {
 	// AfterSeq selects records after this seq: pass the previous page's
 	// NextAfterSeq to read the next page.
 	AfterSeq uint64 `json:"after_seq,omitempty"`
+	// NewestFirst answers the newest records first (descending seq): "the
+	// last 20 events" is {NewestFirst: true, Limit: 20}. Pages continue
+	// with BeforeSeq.
+	NewestFirst bool `json:"newest_first,omitempty"`
+	// BeforeSeq selects records before this seq (0: no bound): pass the
+	// previous newest-first page's NextBeforeSeq to read the next one.
+	BeforeSeq uint64 `json:"before_seq,omitempty"`
 	// Limit is the most records in one page: default DefaultQueryLimit,
 	// values above MaxQueryLimit are reduced to it. A page also ends
 	// before a record that would make the reply larger than the server's
@@ -32,24 +49,28 @@ type Query struct {
 	Limit int `json:"limit,omitempty"`
 }
 
-// QueryResult is one page of records in seq order. NextAfterSeq is the
-// AfterSeq of the next page, or 0 when the selection has no more records.
-// It is a plain value.
+// QueryResult is one page of records in seq order (descending with
+// NewestFirst). NextAfterSeq is the AfterSeq of the next page, or 0 when
+// the selection has no more records; a NewestFirst page sets NextBeforeSeq
+// the same way instead. It is a plain value.
 type QueryResult struct {
-	Records      []Record `json:"records"`
-	NextAfterSeq uint64   `json:"next_after_seq"`
+	Records       []Record `json:"records"`
+	NextAfterSeq  uint64   `json:"next_after_seq"`
+	NextBeforeSeq uint64   `json:"next_before_seq,omitempty"`
 }
 
 // queryRequest is the wire form of a query. PartOffset asks for the rest of
 // a record too large for one reply, from that byte on.
 type queryRequest struct {
-	From       string `json:"from"`
-	To         string `json:"to"`
-	Source     string `json:"source"`
-	Category   string `json:"category"`
-	AfterSeq   uint64 `json:"after_seq"`
-	Limit      int    `json:"limit"`
-	PartOffset int    `json:"part_offset"`
+	From        string `json:"from"`
+	To          string `json:"to"`
+	Source      string `json:"source"`
+	Category    string `json:"category"`
+	AfterSeq    uint64 `json:"after_seq"`
+	BeforeSeq   uint64 `json:"before_seq"`
+	NewestFirst bool   `json:"newest_first"`
+	Limit       int    `json:"limit"`
+	PartOffset  int    `json:"part_offset"`
 }
 
 // queryPart carries a slice of a record too large for one reply. Data is
@@ -64,17 +85,20 @@ type queryPart struct {
 // queryReply is the wire form of a page, as the client decodes it: records
 // stay raw, byte for byte as stored.
 type queryReply struct {
-	Records      []json.RawMessage `json:"records"`
-	NextAfterSeq uint64            `json:"next_after_seq"`
-	Part         *queryPart        `json:"part,omitempty"`
+	Records       []json.RawMessage `json:"records"`
+	NextAfterSeq  uint64            `json:"next_after_seq"`
+	NextBeforeSeq uint64            `json:"next_before_seq,omitempty"`
+	Part          *queryPart        `json:"part,omitempty"`
 }
 
 // parsedQuery is a validated query.
 type parsedQuery struct {
-	from, to         int64 // Unix nanoseconds; 0 when open
+	from, to         int64 // Unix nanoseconds, clamped to int64; 0 when open
 	hasFrom, hasTo   bool
 	source, category string
 	afterSeq         uint64
+	beforeSeq        uint64 // 0: no bound
+	desc             bool
 	limit            int
 	partOffset       int
 }
@@ -83,38 +107,47 @@ type parsedQuery struct {
 // bytes, and a longer filter could not be a key.
 const maxFilterLen = 1024
 
-func parseQuery(data []byte) (parsedQuery, error) {
+// parseQuery reads a query strictly (strictjson: unknown and duplicate
+// members are refused, so a typo never widens a query to the whole log),
+// with times relative to now. Its errors are the request's fault (400).
+func parseQuery(data []byte, now time.Time) (parsedQuery, error) {
 	var r queryRequest
-	if len(data) > 0 {
-		if err := json.Unmarshal(data, &r); err != nil {
-			return parsedQuery{}, fmt.Errorf("query: %v", err)
+	if len(bytes.TrimSpace(data)) > 0 {
+		if err := strictjson.Decode(data, &r); err != nil {
+			return parsedQuery{}, fmt.Errorf("query: %w", err)
 		}
 	}
-	q := parsedQuery{source: r.Source, category: r.Category, afterSeq: r.AfterSeq, limit: r.Limit, partOffset: r.PartOffset}
+	q := parsedQuery{source: r.Source, category: r.Category, afterSeq: r.AfterSeq, beforeSeq: r.BeforeSeq,
+		desc: r.NewestFirst, limit: r.Limit, partOffset: r.PartOffset}
+	var from, to time.Time
 	var err error
 	if r.From != "" {
-		if q.from, err = parseTime(r.From); err != nil {
-			return q, fmt.Errorf("query: from: %v", err)
+		if from, err = timeparse.Parse(r.From, now); err != nil {
+			return q, fmt.Errorf("query: from: %w", err)
 		}
-		q.hasFrom = true
+		q.from, q.hasFrom = unixNanos(from), true
 	}
 	if r.To != "" {
-		if q.to, err = parseTime(r.To); err != nil {
-			return q, fmt.Errorf("query: to: %v", err)
+		if to, err = timeparse.Parse(r.To, now); err != nil {
+			return q, fmt.Errorf("query: to: %w", err)
 		}
-		q.hasTo = true
+		q.to, q.hasTo = unixNanos(to), true
 	}
 	switch {
-	case q.hasFrom && q.hasTo && q.to < q.from:
-		return q, fmt.Errorf("query: to %s is before from %s", r.To, r.From)
+	case q.hasFrom && q.hasTo && to.Before(from):
+		return q, fmt.Errorf("query: to %s is before from %s", to.Format(time.RFC3339Nano), from.Format(time.RFC3339Nano))
 	case q.limit < 0:
 		return q, fmt.Errorf("query: negative limit %d", q.limit)
 	case q.partOffset < 0:
 		return q, fmt.Errorf("query: negative part_offset %d", q.partOffset)
-	case len(q.source) > maxFilterLen || len(q.category) > maxFilterLen:
-		return q, fmt.Errorf("query: source or category longer than %d bytes", maxFilterLen)
-	case q.afterSeq > 1<<62:
-		return q, fmt.Errorf("query: after_seq %d out of range", q.afterSeq)
+	case q.afterSeq > 1<<62 || q.beforeSeq > 1<<62:
+		return q, fmt.Errorf("query: after_seq %d or before_seq %d out of range", q.afterSeq, q.beforeSeq)
+	}
+	if err := checkFilter("source", q.source); err != nil {
+		return q, err
+	}
+	if err := checkFilter("category", q.category); err != nil {
+		return q, err
 	}
 	if q.limit == 0 {
 		q.limit = DefaultQueryLimit
@@ -123,12 +156,45 @@ func parseQuery(data []byte) (parsedQuery, error) {
 	return q, nil
 }
 
-func parseTime(s string) (int64, error) {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return 0, err
+// checkFilter refuses a source or category filter that no record can have:
+// one that could not be a single subject token (it holds '.', '*', '>',
+// whitespace or control characters, is not UTF-8) or is longer than
+// maxFilterLen. Tokens the contract refuses but the stream still carries
+// (too long, a bad escape) are recorded and flagged, so they can be
+// selected.
+func checkFilter(name, v string) error {
+	if len(v) > maxFilterLen {
+		return fmt.Errorf("query: %s of %d bytes: no subject token is longer than %d", name, len(v), maxFilterLen)
 	}
-	return t.UnixNano(), nil
+	if !utf8.ValidString(v) {
+		return fmt.Errorf("query: %s %q is not UTF-8", name, v)
+	}
+	for _, r := range v {
+		if r == '.' || r == '*' || r == '>' || unicode.IsSpace(r) || unicode.IsControl(r) {
+			return fmt.Errorf("query: %s %q can never match: it is one subject token, without %q (escape the name with subjects.Escape: %q)",
+				name, v, r, subjects.Escape(v))
+		}
+	}
+	return nil
+}
+
+// Bounds of Unix nanoseconds as times: 1677-09-21 and 2262-04-11.
+var (
+	minNanos = time.Unix(0, math.MinInt64)
+	maxNanos = time.Unix(0, math.MaxInt64)
+)
+
+// unixNanos is t in Unix nanoseconds, clamped to what an int64 holds. No
+// record is outside that range, so a clamped bound selects what the exact
+// one would.
+func unixNanos(t time.Time) int64 {
+	switch {
+	case t.Before(minNanos):
+		return math.MinInt64
+	case t.After(maxNanos):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
 }
 
 // query answers one page. budget is the largest reply in bytes.
@@ -155,7 +221,7 @@ func (s *Service) query(ctx context.Context, q parsedQuery, budget int) ([]byte,
 				return err
 			}
 			if i == 0 && (q.partOffset > 0 || len(reply)+len(raw)+64 > budget) {
-				reply, err = partReply(seq, raw, q.partOffset, budget, more || len(seqs) > 1)
+				reply, err = partReply(seq, raw, q.partOffset, budget, more || len(seqs) > 1, q.desc)
 				return err
 			}
 			if len(reply)+len(raw)+64 > budget {
@@ -172,9 +238,13 @@ func (s *Service) query(ctx context.Context, q parsedQuery, budget int) ([]byte,
 		if n < len(seqs) {
 			more = true
 		}
-		reply = append(reply, `],"next_after_seq":`...)
 		if !more {
 			last = 0
+		}
+		if q.desc {
+			reply = append(reply, `],"next_after_seq":0,"next_before_seq":`...)
+		} else {
+			reply = append(reply, `],"next_after_seq":`...)
 		}
 		reply = strconv.AppendUint(reply, last, 10)
 		reply = append(reply, '}')
@@ -184,37 +254,49 @@ func (s *Service) query(ctx context.Context, q parsedQuery, budget int) ([]byte,
 }
 
 // partReply answers a record too large for one reply with a slice of it.
-func partReply(seq uint64, raw []byte, offset, budget int, more bool) ([]byte, error) {
+// Ascending, next_after_seq is seq-1 until the last part (ask again from
+// there with the next part_offset), then seq or 0. Newest first,
+// next_before_seq says on every part where the next page starts (seq, or
+// 0 when no older record is selected); the client asks for the other parts
+// with after_seq seq-1 and before_seq seq+1.
+func partReply(seq uint64, raw []byte, offset, budget int, more, desc bool) ([]byte, error) {
 	if offset > len(raw) {
 		return nil, fmt.Errorf("%w: part_offset %d beyond record %d of %d bytes", errBadQuery, offset, seq, len(raw))
 	}
 	n := min(len(raw)-offset, (budget-256)*3/4)
-	next := seq - 1
-	if offset+n == len(raw) {
-		next = seq
-		if !more {
-			next = 0
-		}
+	rep := queryReply{
+		Records: []json.RawMessage{},
+		Part:    &queryPart{Seq: seq, Offset: offset, Size: len(raw), Data: raw[offset : offset+n]},
 	}
-	b, err := json.Marshal(queryReply{
-		Records:      []json.RawMessage{},
-		NextAfterSeq: next,
-		Part:         &queryPart{Seq: seq, Offset: offset, Size: len(raw), Data: raw[offset : offset+n]},
-	})
-	return b, err
+	switch {
+	case desc && more:
+		rep.NextBeforeSeq = seq
+	case desc:
+	case offset+n < len(raw):
+		rep.NextAfterSeq = seq - 1
+	case more:
+		rep.NextAfterSeq = seq
+	}
+	return json.Marshal(rep)
 }
 
 // errBadQuery marks query errors that are the request's fault.
 var errBadQuery = errors.New("bad query")
 
 // candidates returns the seqs of up to q.limit records the query selects,
-// in seq order, and whether more follow. It reads the index blocks that
-// hold what it returns (at most one block more at each end), or, without
-// filters, nothing at all.
+// in seq order (descending for a newest-first query), and whether more
+// follow. It reads the index blocks that hold what it returns (at most one
+// block more at each end), or, without filters, nothing at all.
 func candidates(tx kv.ReadTxn, q parsedQuery, m meta) ([]uint64, bool, error) {
 	start := max(q.afterSeq+1, m.anchor.FirstSeq)
+	if q.beforeSeq > 0 && q.beforeSeq <= m.head.Seq {
+		m.head.Seq = q.beforeSeq - 1 // the newest record selected
+	}
 	if start > m.head.Seq {
 		return nil, false, nil
+	}
+	if q.desc {
+		return candidatesDesc(tx, q, start, m.head.Seq)
 	}
 	if q.source == "" && q.category == "" && !q.hasFrom && !q.hasTo {
 		// The log is dense: seqs are the keys.
@@ -225,17 +307,7 @@ func candidates(tx kv.ReadTxn, q parsedQuery, m meta) ([]uint64, bool, error) {
 		}
 		return seqs, end < m.head.Seq, nil
 	}
-	var prefix kv.Tuple
-	switch {
-	case q.source != "" && q.category != "":
-		prefix = kv.Tuple{nsBySC, q.source, q.category}
-	case q.source != "":
-		prefix = kv.Tuple{nsBySource, q.source}
-	case q.category != "":
-		prefix = kv.Tuple{nsByCategory, q.category}
-	default:
-		prefix = kv.Tuple{nsByTime}
-	}
+	prefix := indexPrefix(q)
 	// Time never decreases along the log, so the entries at or after the
 	// start record are those at or after (its time, start) in index order,
 	// and those at or after from are those at or after (from, 0).
@@ -261,9 +333,68 @@ func candidates(tx kv.ReadTxn, q parsedQuery, m meta) ([]uint64, bool, error) {
 		if q.hasTo && et >= q.to {
 			return false
 		}
+		if es > m.head.Seq {
+			return false
+		}
 		if es >= start {
 			seqs = append(seqs, es)
 		}
+		return len(seqs) <= q.limit
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	more := len(seqs) > q.limit
+	return seqs[:min(len(seqs), q.limit)], more, nil
+}
+
+// indexPrefix is the index a filtered or time-bounded query reads.
+func indexPrefix(q parsedQuery) kv.Tuple {
+	switch {
+	case q.source != "" && q.category != "":
+		return kv.Tuple{nsBySC, q.source, q.category}
+	case q.source != "":
+		return kv.Tuple{nsBySource, q.source}
+	case q.category != "":
+		return kv.Tuple{nsByCategory, q.category}
+	}
+	return kv.Tuple{nsByTime}
+}
+
+// candidatesDesc is candidates for a newest-first query over the records
+// start..end: it walks the index backwards from end.
+func candidatesDesc(tx kv.ReadTxn, q parsedQuery, start, end uint64) ([]uint64, bool, error) {
+	if q.source == "" && q.category == "" && !q.hasFrom && !q.hasTo {
+		lo := start
+		if end-start+1 > uint64(q.limit) {
+			lo = end - uint64(q.limit) + 1
+		}
+		seqs := make([]uint64, 0, end-lo+1)
+		for seq := end; seq >= lo; seq-- {
+			seqs = append(seqs, seq)
+		}
+		return seqs, lo > start, nil
+	}
+	// Entries up to the end record are those before (its time, end+1),
+	// and those before to are those before (to, 0).
+	last, err := tx.Get(recordKey(end))
+	if err != nil {
+		return nil, false, fmt.Errorf("audit: record %d: %w", end, err)
+	}
+	t, ok := recordTime(last)
+	if !ok {
+		return nil, false, fmt.Errorf("audit: record %d: %w: no time", end, ErrBadRecord)
+	}
+	seq := end + 1
+	if q.hasTo && q.to <= t {
+		t, seq = q.to, 0
+	}
+	var seqs []uint64
+	err = scanIndexDesc(tx, indexPrefix(q), t, seq, func(et int64, es uint64) bool {
+		if es < start || q.hasFrom && et < q.from {
+			return false
+		}
+		seqs = append(seqs, es)
 		return len(seqs) <= q.limit
 	})
 	if err != nil {

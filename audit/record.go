@@ -40,6 +40,10 @@ type Record struct {
 	// they appear in the subject (still escaped).
 	Source   string `json:"source"`
 	Category string `json:"category"`
+	// Flags name what is wrong with the subject of an event the contract
+	// does not allow but the stream accepted (FlagNoCategory, FlagBadSource,
+	// FlagBadCategory, FlagBadToken); absent for every well-formed event.
+	Flags []string `json:"flags,omitempty"`
 	// MsgID is the event's Nats-Msg-Id, if it had one.
 	MsgID string `json:"msg_id,omitempty"`
 	// Encoding is EncodingBase64 when the payload was not JSON, else empty.
@@ -125,6 +129,9 @@ func parseCanonical(raw []byte) (Record, bool) {
 	r.Source, ok = p.str(ok)
 	ok = p.lit(`,"category":`) && ok
 	r.Category, ok = p.str(ok)
+	if ok && p.lit(`,"flags":[`) {
+		r.Flags, ok = p.strs()
+	}
 	if ok && p.lit(`,"msg_id":`) {
 		r.MsgID, ok = p.str(ok)
 	}
@@ -198,6 +205,21 @@ func (p *recParser) str(ok bool) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// strs reads the rest of an array of strings, after its '['.
+func (p *recParser) strs() ([]string, bool) {
+	out := []string{}
+	for ok := true; ; {
+		var v string
+		if v, ok = p.str(ok); !ok {
+			return nil, false
+		}
+		out = append(out, v)
+		if !p.lit(",") {
+			return out, p.lit("]")
+		}
+	}
 }
 
 // skipStr moves past a JSON string.
@@ -376,11 +398,16 @@ func isHex64(s string) bool {
 // encodeBody returns the members of a record that do not depend on its place
 // in the log, in canonical order and form:
 //
-//	"subject":S,"source":S,"category":S[,"msg_id":S][,"encoding":"base64"],"data":D
+//	"subject":S,"source":S,"category":S[,"flags":[S,…]][,"msg_id":S][,"encoding":"base64"],"data":D
 //
 // D is the payload compacted when it is UTF-8 JSON, else its base64 string.
 // It runs outside the store transaction.
 func encodeBody(subject, source, category, msgID string, payload []byte) []byte {
+	return encodeFlaggedBody(subject, source, category, nil, msgID, payload)
+}
+
+// encodeFlaggedBody is encodeBody with the subject's flags.
+func encodeFlaggedBody(subject, source, category string, flags []string, msgID string, payload []byte) []byte {
 	b := make([]byte, 0, 128+len(subject)+len(msgID)+len(payload)*4/3)
 	b = append(b, `"subject":`...)
 	b = appendString(b, subject)
@@ -388,6 +415,16 @@ func encodeBody(subject, source, category, msgID string, payload []byte) []byte 
 	b = appendString(b, source)
 	b = append(b, `,"category":`...)
 	b = appendString(b, category)
+	if len(flags) > 0 {
+		b = append(b, `,"flags":[`...)
+		for i, f := range flags {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, f)
+		}
+		b = append(b, ']')
+	}
 	if msgID != "" {
 		b = append(b, `,"msg_id":`...)
 		b = appendString(b, msgID)

@@ -129,6 +129,7 @@ func statusOf(m meta) Status {
 		Count:     m.count(),
 		Bytes:     m.head.Bytes,
 		Head:      m.head.Hash,
+		Flagged:   m.head.Flagged,
 	}
 }
 
@@ -321,6 +322,7 @@ type session struct {
 	cc       jetstream.ConsumeContext
 	lost     chan struct{}
 	lostOnce sync.Once
+	why      string // why lost was closed; read after <-lost
 }
 
 // consume starts delivering cons's messages to the writer.
@@ -337,8 +339,11 @@ func (s *Service) consume(cons jetstream.Consumer) (*session, error) {
 		jetstream.PullExpiry(5*time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			s.log.Warn().Err(err).Msg("consume")
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrNoHeartbeat) {
-				ss.lostOnce.Do(func() { close(ss.lost) })
+			switch {
+			case errors.Is(err, jetstream.ErrConsumerDeleted):
+				ss.lostOnce.Do(func() { ss.why = "consumer deleted"; close(ss.lost) })
+			case errors.Is(err, jetstream.ErrNoHeartbeat):
+				ss.lostOnce.Do(func() { ss.why = "consumer heartbeats missed"; close(ss.lost) })
 			}
 		}))
 	if err != nil {
@@ -355,7 +360,7 @@ func (s *Service) consume(cons jetstream.Consumer) (*session, error) {
 // with backoff until ctx is done.
 func (s *Service) reposition(ctx context.Context, old *session) (*session, error) {
 	old.cc.Stop()
-	s.log.Warn().Uint64("stream_seq", s.committed().applied).Msg("consumer lost; recreating it after the watermark")
+	s.log.Warn().Uint64("stream_seq", s.committed().applied).Msg(old.why + "; recreating the consumer after the watermark")
 	backoff := retry.Backoff{Delay: 50 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		cons, err := s.recreateConsumer(ctx)
@@ -566,6 +571,10 @@ type Status struct {
 	Bytes    uint64 `json:"bytes"`
 	// Head is the last record's hash (GenesisPrev for an empty log).
 	Head string `json:"head"`
+	// Flagged is the number of events recorded with flags because the
+	// contract does not allow their subject (see FlagNoCategory), since
+	// the log began; retention does not lower it.
+	Flagged uint64 `json:"flagged"`
 }
 
 // Watermark is the payload of codi.audit.committed: every CODI_AUDIT event

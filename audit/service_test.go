@@ -179,6 +179,20 @@ func TestService_Run_LargePayloads(t *testing.T) {
 	large := h.all(Query{Category: "large"})
 	require.Len(t, large, 3)
 	assert.Equal(t, recs[3].Raw, large[1].Raw)
+	// Newest first, the record in parts comes whole between the others.
+	for _, q := range []Query{{Category: "large", NewestFirst: true}, {NewestFirst: true, Limit: 2}} {
+		desc := h.allDesc(q)
+		var got []uint64
+		for _, r := range desc {
+			got = append(got, r.Seq)
+			assert.Equal(t, recs[r.Seq-1].Raw, r.Raw)
+		}
+		if q.Category == "large" {
+			assert.Equal(t, []uint64{5, 4, 3}, got)
+		} else {
+			assert.Equal(t, []uint64{7, 6, 5, 4, 3, 2, 1}, got)
+		}
+	}
 	res := h.verify(VerifyRequest{})
 	assert.True(t, res.OK, "%+v", res)
 	assert.Equal(t, uint64(7), res.Count)

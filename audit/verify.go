@@ -38,6 +38,29 @@ type VerifyResult struct {
 	Reason string `json:"reason,omitempty"`
 	// Line is the 1-based line of the bad record (VerifyExport only).
 	Line int `json:"line,omitempty"`
+	// Empty is true when no record was there to check (an empty log or
+	// export, or a range past the end): OK is then false and Reason starts
+	// with "nothing to verify". An empty check proves nothing, so it is
+	// never reported as ok.
+	Empty bool `json:"empty,omitempty"`
+}
+
+// ExpectHead fails r unless its last good record's hash is hash: an
+// export or log that lost records at its end still chains correctly, and
+// only a head known from elsewhere (a checkpoint, an earlier verify)
+// notices. A result that already failed is left as it is. It modifies r;
+// not for concurrent use on one result.
+func (r *VerifyResult) ExpectHead(hash string) {
+	if !r.OK || r.Head == hash {
+		return
+	}
+	r.OK, r.BadSeq = false, r.ToSeq
+	r.Reason = fmt.Sprintf("the last record's hash %s is not the expected head %s: records are missing at the end, or the log moved on", r.Head, hash)
+}
+
+// nothingToVerify is the result of a check that found no record.
+func nothingToVerify(head, why string) VerifyResult {
+	return VerifyResult{Head: head, Empty: true, Reason: "nothing to verify: " + why}
 }
 
 // chain checks records one after another. Its zero value accepts any first
@@ -135,8 +158,13 @@ func (s *Service) verify(ctx context.Context, req VerifyRequest) (VerifyResult, 
 	if err != nil {
 		return VerifyResult{}, fmt.Errorf("audit: verify: %w", err)
 	}
-	if req.FromSeq > to {
-		return VerifyResult{OK: true, Head: c.prev}, nil
+	switch {
+	case m.head.Seq < m.anchor.FirstSeq:
+		return nothingToVerify(m.head.Hash, "the log holds no records"), nil
+	case req.FromSeq > to:
+		return nothingToVerify(m.head.Hash, fmt.Sprintf("from_seq %d is past the log's last record %d", req.FromSeq, to)), nil
+	case to < m.anchor.FirstSeq:
+		return nothingToVerify(m.head.Hash, fmt.Sprintf("to_seq %d is before the first kept record %d (retention removed the rest)", to, m.anchor.FirstSeq)), nil
 	}
 	limit := s.cfg.VerifyBatch
 	for cur <= to {
@@ -243,7 +271,8 @@ func firstRecord(parts []kv.KeyValue) (seq uint64, n int, whole bool) {
 // previous line's hash and every seq the previous one plus one. The first
 // record's prev and seq are taken as they are, so an export of any range
 // verifies; an export filtered by source or category has gaps and does not.
-// Blank lines are ignored. Content problems give OK false with the line,
+// Blank lines are ignored; an export without records is Empty, not OK. A
+// missing tail chains correctly: check the head with ExpectHead. Content problems give OK false with the line,
 // seq and reason; the error is for read failures only. Safe for concurrent
 // use with distinct readers.
 func VerifyExport(r io.Reader) (VerifyResult, error) {
@@ -265,6 +294,9 @@ func VerifyExport(r io.Reader) (VerifyResult, error) {
 			}
 		}
 		if errors.Is(err, io.EOF) {
+			if c.count == 0 {
+				return nothingToVerify("", "the export holds no records"), nil
+			}
 			return c.result(), nil
 		}
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/internal/strictjson"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -108,6 +109,11 @@ func TestService_Verify_Tampering(t *testing.T) {
 
 func TestService_Verify_Ranges(t *testing.T) {
 	h := newHarness(t, Config{})
+	// An empty log has nothing to verify, and says so rather than ok.
+	res := h.verify(VerifyRequest{})
+	assert.False(t, res.OK)
+	assert.True(t, res.Empty)
+	assert.Equal(t, "nothing to verify: the log holds no records", res.Reason)
 	acks := h.logN(10, "agent-1", "file")
 	h.waitCommitted(acks[9].Sequence)
 	all := h.all(Query{})
@@ -122,26 +128,89 @@ func TestService_Verify_Ranges(t *testing.T) {
 		{name: "from only", req: VerifyRequest{FromSeq: 8}, wantCount: 3, wantHead: all[9].Hash},
 		{name: "to only", req: VerifyRequest{ToSeq: 2}, wantCount: 2, wantHead: all[1].Hash},
 		{name: "one record", req: VerifyRequest{FromSeq: 10, ToSeq: 10}, wantCount: 1, wantHead: all[9].Hash},
-		{name: "past the end", req: VerifyRequest{FromSeq: 11}, wantCount: 0, wantHead: GenesisPrev},
 		{name: "to past the end", req: VerifyRequest{FromSeq: 9, ToSeq: 99}, wantCount: 2, wantHead: all[9].Hash},
+		// Issue 12, input 6: past the end is nothing to verify, not ok
+		// with the all-zero hash; head is the log's real head.
+		{name: "past the end", req: VerifyRequest{FromSeq: 11}, wantCount: 0, wantHead: all[9].Hash},
+		{name: "far past the end", req: VerifyRequest{FromSeq: 500, ToSeq: 600}, wantCount: 0, wantHead: all[9].Hash},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res := h.verify(tt.req)
-			assert.True(t, res.OK, "%+v", res)
 			assert.Equal(t, tt.wantCount, res.Count)
 			assert.Equal(t, tt.wantHead, res.Head)
+			if tt.wantCount == 0 {
+				assert.False(t, res.OK, "%+v", res)
+				assert.True(t, res.Empty)
+				assert.Contains(t, res.Reason, "nothing to verify: from_seq")
+				return
+			}
+			assert.True(t, res.OK, "%+v", res)
+			assert.False(t, res.Empty)
 		})
 	}
+}
+
+// ExpectHead notices what chaining cannot: records missing at the end.
+func TestVerifyResult_ExpectHead(t *testing.T) {
+	rec1, h1 := encodeRecord(1, 0, encodeBody("codi.audit.log.a.b", "a", "b", "", []byte(`1`)), GenesisPrev)
+	rec2, h2 := encodeRecord(2, 0, encodeBody("codi.audit.log.a.b", "a", "b", "", []byte(`2`)), h1)
+	whole := string(rec1) + "\n" + string(rec2) + "\n"
+	res, err := VerifyExport(strings.NewReader(whole))
+	require.NoError(t, err)
+	res.ExpectHead(h2)
+	assert.True(t, res.OK, "%+v", res)
+
+	res, err = VerifyExport(strings.NewReader(string(rec1) + "\n")) // the tail is gone
+	require.NoError(t, err)
+	require.True(t, res.OK)
+	res.ExpectHead(h2)
+	assert.False(t, res.OK)
+	assert.Equal(t, uint64(1), res.BadSeq)
+	assert.Contains(t, res.Reason, "is not the expected head "+h2)
+
+	bad := VerifyResult{OK: false, BadSeq: 7, Reason: "prev"}
+	bad.ExpectHead(h2)
+	assert.Equal(t, "prev", bad.Reason, "a failure stays the first failure")
 }
 
 func TestService_Verify_BadRequest(t *testing.T) {
 	h := newHarness(t, Config{})
 	_, err := h.client.Verify(context.Background(), VerifyRequest{FromSeq: 5, ToSeq: 2})
 	assert.ErrorIs(t, err, ErrBadRequest)
-	resp, err := h.nc.Request("codi.audit.verify", []byte("{"), DefaultClientTimeout)
-	require.NoError(t, err)
-	assert.Equal(t, "400", resp.Header.Get("Nats-Service-Error-Code"))
+	for _, tt := range []struct{ body, wantMsg string }{
+		{"{", "invalid JSON"},
+		{`{"from":1}`, `unknown member "from" (members: from_seq, to_seq)`},
+		{`{"from_seq":1,"from_seq":2}`, `duplicate member "from_seq"`},
+		{`{"from_seq":-1}`, "from_seq must be a non-negative integer, not number -1"},
+		{`{"to_seq":"9"}`, "to_seq must be a non-negative integer, not string"},
+	} {
+		resp, err := h.nc.Request("codi.audit.verify", []byte(tt.body), DefaultClientTimeout)
+		require.NoError(t, err)
+		assert.Equal(t, "400", resp.Header.Get("Nats-Service-Error-Code"), tt.body)
+		assert.Contains(t, resp.Header.Get("Nats-Service-Error"), tt.wantMsg)
+	}
+}
+
+// FuzzParseVerify checks that a verify request is read strictly and never
+// accepted with its range backwards.
+func FuzzParseVerify(f *testing.F) {
+	for _, s := range []string{``, `{}`, `{"from_seq":3,"to_seq":9}`, `{"from_seq":9,"to_seq":3}`, `{"from":1}`,
+		`{"from_seq":1,"from_seq":2}`, `{"to_seq":-1}`, `null`, `[]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req, err := parseVerify(data)
+		if err != nil {
+			return
+		}
+		if req.ToSeq != 0 && req.ToSeq < req.FromSeq {
+			t.Fatalf("%q: backwards range accepted", data)
+		}
+		if len(bytes.TrimSpace(data)) > 0 && strictjson.Check(data, strictjson.MaxDepth) != nil {
+			t.Fatalf("%q accepted", data)
+		}
+	})
 }
 
 func TestVerifyExport_Errors(t *testing.T) {
@@ -157,7 +226,8 @@ func TestVerifyExport_Errors(t *testing.T) {
 		badSeq   uint64
 		inReason string
 	}{
-		{name: "empty", in: "", ok: true},
+		{name: "empty", in: "", inReason: "nothing to verify: the export holds no records"},
+		{name: "blank lines only", in: "\n\r\n\n", inReason: "nothing to verify"},
 		{name: "two records CRLF and blank lines", in: string(rec1) + "\r\n\n" + string(rec2) + "\n", ok: true, count: 2},
 		{name: "no trailing newline", in: string(rec1) + "\n" + string(rec2), ok: true, count: 2},
 		{name: "garbage", in: "hello\n", line: 1, inReason: "no seq"},

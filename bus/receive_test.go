@@ -234,8 +234,11 @@ func TestConsumerName_OneToOneAndFits(t *testing.T) {
 	assert.Equal(t, strings.Repeat("a", 255), bus.ConsumerName(long[:255]), "255 bytes fit as they are")
 	assert.NotEqual(t, bus.ConsumerName(long), bus.ConsumerName(long[:255]+"b"))
 
+	// Agent ids are tokens with one spelling (issue 12): "team%2Fx" and a
+	// bare "%" are not ids, "team%25x" (the escape of "team%x") is.
+	require.Error(t, subjects.ValidAgent("team%2Fx"))
 	b := bustest.Run(t)
-	ids := []string{"team/x", "team%2Fx", long, strings.Repeat("%", 200)}
+	ids := []string{"team/x", "team%25x", "team%252Fx", long, strings.Repeat("%25", 66)}
 	for i, id := range ids {
 		_, err := newAgent(t, b, "orchestrator").Send(context.Background(), id, "task", []byte(strconv.Itoa(i)))
 		require.NoError(t, err)

@@ -45,10 +45,13 @@ type outcome struct {
 	evt        []byte
 	audit      outboxEntry
 	// For logging only.
-	status Status
-	reason Reason
-	detail string
-	actor  string
+	status     Status
+	reason     Reason
+	detail     string
+	actor      string
+	kind, id   string
+	op         Op
+	rawSubject string // a command subject that did not parse
 }
 
 // outboxEntry is one audit event waiting to be published and acknowledged.
@@ -88,8 +91,7 @@ func planCommand(tx kv.ReadTxn, im *inMsg, watermark uint64) (plan, error) {
 		err = fmt.Errorf("%q is not a state command subject", im.subject)
 	}
 	if err != nil {
-		kind, id := salvageKindID(im.subject)
-		p.outcomes = append(p.outcomes, reject(im, kind, id, "", "", ReasonBadRequest, 0, "subject: "+err.Error()))
+		p.outcomes = append(p.outcomes, rejectSubject(im, err))
 		return p, nil
 	}
 	kind, id, actor := subj.Kind, subj.ID, subj.Actor
@@ -228,7 +230,7 @@ func reject(im *inMsg, kind, id, actor string, op Op, reason Reason, curRev uint
 
 // newOutcome encodes ev for kind/id and its audit record under msgID.
 func newOutcome(seq uint64, kind, id string, ev Event, msgID string) outcome {
-	o := outcome{seq: seq, status: ev.Status, reason: ev.Reason, actor: ev.Actor}
+	o := outcome{seq: seq, status: ev.Status, reason: ev.Reason, actor: ev.Actor, kind: kind, id: id, op: ev.Op}
 	if s, err := subjects.StateEvt(kind, id); err == nil {
 		o.evtSubject = s
 		o.evt = mustJSON(ev)
@@ -251,18 +253,47 @@ func newOutcome(seq uint64, kind, id string, ev Event, msgID string) outcome {
 	return o
 }
 
-// salvageKindID returns the kind and id tokens of a command subject that has
-// the right shape but did not parse (say, its actor is "all"), when they are
-// valid, so that the rejection still reaches codi.state.evt.<kind>.<id>.
-func salvageKindID(subject string) (kind, id string) {
+// rejectSubject builds the outcome of a command whose subject does not
+// parse: a bad_request event on codi.state.evt.bad_request carrying the raw
+// subject, and its audit record. The kind, id and actor are those tokens of
+// the subject that are valid where they stand (the actor is the last
+// token), so that the operator sees who sent it; the detail says what is
+// wrong and, for an id split by '.', how to escape it.
+func rejectSubject(im *inMsg, perr error) outcome {
+	kind, id, actor := salvage(im.subject)
+	detail := "subject: " + perr.Error()
+	if hint := subjects.Hint(im.subject); hint != "" {
+		detail += "; " + hint
+	}
+	detail = truncate(detail, maxDetail)
+	ev := Event{Seq: im.seq, Status: StatusRejected, Reason: ReasonBadRequest, Actor: actor, Op: rawOp(im.data),
+		Detail: detail, Subject: truncate(im.subject, maxDetail)}
+	o := newOutcome(im.seq, kind, id, ev, fmt.Sprintf("state-%d", im.seq))
+	o.evtSubject, o.evt = subjects.StateBadRequest, mustJSON(ev)
+	o.detail, o.rawSubject = detail, im.subject
+	o.audit.data = mustJSON(auditRecord{Seq: im.seq, Status: StatusRejected, Kind: kind, ID: id, Actor: actor,
+		Op: ev.Op, Reason: ReasonBadRequest, Detail: detail, Subject: ev.Subject})
+	return o
+}
+
+// salvage returns the tokens of a command subject that did not parse which
+// are still valid in their place: the kind (token 3), the id (token 4, when
+// the subject has the command's six tokens) and the actor (the last token).
+func salvage(subject string) (kind, id, actor string) {
 	toks := strings.Split(subject, ".")
-	if len(toks) != 6 {
-		return "", ""
+	if len(toks) < 5 || toks[0] != "codi" || toks[1] != "state" || toks[2] != "cmd" {
+		return "", "", ""
 	}
-	if _, err := subjects.StateEvt(toks[3], toks[4]); err != nil {
-		return "", ""
+	if subjects.ValidKind(toks[3]) == nil {
+		kind = toks[3]
 	}
-	return toks[3], toks[4]
+	if len(toks) == 6 && kind != "" && subjects.ValidToken(toks[4]) == nil {
+		id = toks[4]
+	}
+	if last := toks[len(toks)-1]; len(toks) >= 6 && subjects.ValidAgent(last) == nil {
+		actor = last
+	}
+	return kind, id, actor
 }
 
 // rawOp returns the op of a payload that failed validation, if it has one,

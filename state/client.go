@@ -229,9 +229,19 @@ func (c *Client) Get(ctx context.Context, kind, id string, minSeq uint64) (Recor
 	if err != nil {
 		return Record{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
 	var body []byte
 	if minSeq > 0 {
-		body = mustJSON(getRequest{MinSeq: minSeq})
+		req := getRequest{MinSeq: minSeq}
+		if deadline, ok := ctx.Deadline(); ok {
+			// Ask to wait about as long as this call may, so that a slow
+			// watermark is a 504 (ErrTimeout) rather than no reply.
+			ms := max(0, time.Until(deadline)*9/10).Milliseconds()
+			ms = min(ms, DefaultMaxGetWait.Milliseconds())
+			req.WaitMS = &ms
+		}
+		body = mustJSON(req)
 	}
 	var rec Record
 	return rec, c.request(ctx, subj, body, &rec)

@@ -19,15 +19,23 @@ const (
 	// a fifth of kv.MaxTxnWriteBytes, so a batch stays a short transaction on
 	// FoundationDB too.
 	DefaultMaxBatchBytes = 2 << 20
+	// DefaultMaxExpiryBatch bounds the leases expired in one transaction
+	// between command batches, so that a command waits for at most one such
+	// slice however many leases end at once.
+	DefaultMaxExpiryBatch = 256
 	// DefaultLeaseSweepInterval is the longest the apply loop sleeps before it
 	// looks at the lease index again.
 	DefaultLeaseSweepInterval = time.Second
 	// DefaultAckWait is how long JetStream waits for the service's ack before
 	// it redelivers a command.
 	DefaultAckWait = 30 * time.Second
-	// DefaultMaxGetWait bounds how long a get with min_seq waits for the
-	// watermark.
-	DefaultMaxGetWait = 5 * time.Second
+	// DefaultGetWait is how long a get with min_seq and no wait_ms waits
+	// for the watermark before it answers 504: below the request timeouts
+	// of common clients (the nats CLI's 5s, nats.go's usual 1-2s), so that
+	// they see the 504 rather than time out themselves.
+	DefaultGetWait = time.Second
+	// DefaultMaxGetWait is the longest wait_ms a get may ask for.
+	DefaultMaxGetWait = 30 * time.Second
 	// DefaultListLimit is the page size of a list request without a limit.
 	DefaultListLimit = 100
 	// DefaultMaxListLimit is the largest page a list request gets.
@@ -73,6 +81,11 @@ type Config struct {
 	// the lowest latency and still fills batches under load.
 	MaxBatchWait time.Duration
 
+	// MaxExpiryBatch is the most leases expired in one transaction. The
+	// loop expires due leases a slice at a time and applies the commands
+	// that are waiting between two slices. Default DefaultMaxExpiryBatch.
+	MaxExpiryBatch int
+
 	// LeaseSweepInterval is the longest the loop sleeps without looking at
 	// the lease index. Expiry is driven by a timer set to the earliest lease;
 	// this bounds that timer so that a wall-clock step is noticed. Default
@@ -80,8 +93,11 @@ type Config struct {
 	LeaseSweepInterval time.Duration
 	// AckWait is the consumer's ack wait. Default DefaultAckWait.
 	AckWait time.Duration
-	// MaxGetWait bounds how long a get with min_seq waits before it answers
-	// 504. Default DefaultMaxGetWait.
+	// GetWait is how long a get with min_seq but without wait_ms waits
+	// before it answers 504. Default DefaultGetWait; at most MaxGetWait.
+	GetWait time.Duration
+	// MaxGetWait is the longest a get waits whatever its wait_ms; a larger
+	// wait_ms is lowered to it. Default DefaultMaxGetWait.
 	MaxGetWait time.Duration
 	// MaxListLimit is the largest page a list answers; larger limits are
 	// lowered to it. Default DefaultMaxListLimit.
@@ -113,6 +129,9 @@ func (c *Config) Validate() error {
 	if c.MaxBatchBytes == 0 {
 		c.MaxBatchBytes = DefaultMaxBatchBytes
 	}
+	if c.MaxExpiryBatch == 0 {
+		c.MaxExpiryBatch = DefaultMaxExpiryBatch
+	}
 	if c.LeaseSweepInterval == 0 {
 		c.LeaseSweepInterval = DefaultLeaseSweepInterval
 	}
@@ -121,6 +140,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxGetWait == 0 {
 		c.MaxGetWait = DefaultMaxGetWait
+	}
+	if c.GetWait == 0 {
+		c.GetWait = min(DefaultGetWait, c.MaxGetWait)
 	}
 	if c.MaxListLimit == 0 {
 		c.MaxListLimit = DefaultMaxListLimit
@@ -136,14 +158,18 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: max batch %d outside 1..100000", ErrConfig, c.MaxBatch)
 	case c.MaxBatchBytes < 4*kv.MaxValueSize || c.MaxBatchBytes > kv.MaxTxnWriteBytes/2:
 		return fmt.Errorf("%w: max batch bytes %d outside %d..%d", ErrConfig, c.MaxBatchBytes, 4*kv.MaxValueSize, kv.MaxTxnWriteBytes/2)
+	case c.MaxExpiryBatch < 1 || c.MaxExpiryBatch > 100_000:
+		return fmt.Errorf("%w: max expiry batch %d outside 1..100000", ErrConfig, c.MaxExpiryBatch)
 	case c.MaxBatchWait < 0 || c.MaxBatchWait > time.Second:
 		return fmt.Errorf("%w: max batch wait %v outside 0..1s", ErrConfig, c.MaxBatchWait)
 	case c.LeaseSweepInterval < time.Millisecond:
 		return fmt.Errorf("%w: lease sweep interval %v below 1ms", ErrConfig, c.LeaseSweepInterval)
 	case c.AckWait < time.Second:
 		return fmt.Errorf("%w: ack wait %v below 1s", ErrConfig, c.AckWait)
-	case c.MaxGetWait < 0 || c.ShutdownTimeout < 0 || c.OutboxIdleFlush < 0:
+	case c.MaxGetWait < 0 || c.GetWait < 0 || c.ShutdownTimeout < 0 || c.OutboxIdleFlush < 0:
 		return fmt.Errorf("%w: durations must be positive", ErrConfig)
+	case c.GetWait > c.MaxGetWait:
+		return fmt.Errorf("%w: get wait %v above max get wait %v", ErrConfig, c.GetWait, c.MaxGetWait)
 	case c.MaxListLimit < 1:
 		return fmt.Errorf("%w: max list limit %d below 1", ErrConfig, c.MaxListLimit)
 	}

@@ -13,8 +13,13 @@ pull consumer codi-state, applies commands in stream order, many per store
 transaction, and after each commit publishes one event per command on
 codi.state.evt.<kind>.<id> (applied with the record, or rejected with reason
 conflict or bad_request), the watermark on codi.state.committed, and an audit
-event on CODI_AUDIT. A writer holding PubAck sequence N reads its own write
-with a get whose min_seq is N.
+event on CODI_AUDIT. A command whose subject does not parse names no record:
+its rejection goes to codi.state.evt.bad_request with the raw subject.
+Commands and requests are decoded strictly (internal/strictjson: UTF-8, at
+most 64 levels, no duplicate or unknown members), and ids are tokens with one
+spelling (subjects.Unescape). A writer holding PubAck sequence N reads its own
+write with a get whose min_seq is N, waiting at most its wait_ms (default
+Config.GetWait, 1s).
 
 Client is the agent-side API: Apply sends a command and waits for its event;
 Claim, Refresh and Release are the lease idioms (expect_rev 0 plus ttl, merge
@@ -48,7 +53,8 @@ For expect_rev, a tombstone does not exist (current rev 0).
 # Goroutines
 
 Run does all writing on its own goroutine, the single writer, so expiries are
-ordered with commands. Request handlers run on the NATS connection's
+ordered with commands. Leases that end together expire a slice at a time
+(Config.MaxExpiryBatch), with the waiting commands applied between slices. Request handlers run on the NATS connection's
 goroutines; a get that waits for min_seq waits on a goroutine owned by the
 Service. Run returns only after the consumer is stopped, every handler has
 answered and every wait has ended.

@@ -3,15 +3,14 @@ package state
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/internal/strictjson"
 	"github.com/codi2/codi2/subjects"
 )
 
@@ -76,20 +75,31 @@ func respondError(req micro.Request, code, msg string) {
 	_ = req.Error(code, msg, nil)
 }
 
-// decodeBody decodes an optional JSON request body strictly.
+// decodeBody decodes an optional JSON request body strictly (see
+// strictjson.Decode).
 func decodeBody(data []byte, v any) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
+	return strictjson.Decode(data, v)
+}
+
+// parseRequestSubject parses the subject of a get or list request, whose
+// endpoints also receive subjects with too many tokens. The error says
+// what is wrong and, for an id split by '.', how to escape it.
+func parseRequestSubject(subject string, want subjects.Type) (subjects.Subject, error) {
+	p, err := subjects.Parse(subject)
+	if err == nil && p.Type != want {
+		err = fmt.Errorf("%q is not a %s subject", subject, want)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("data after the request object")
+	if err == nil {
+		return p, nil
 	}
-	return nil
+	msg := err.Error()
+	if hint := subjects.Hint(subject); hint != "" {
+		msg += "; " + hint
+	}
+	return p, errors.New(msg)
 }
 
 // handleGet answers codi.state.get.<kind>.<id>. A request whose min_seq is
@@ -99,10 +109,19 @@ func (s *Service) handleGet(req micro.Request) {
 	if !s.enter(req) {
 		return
 	}
-	p, err := subjects.Parse(req.Subject())
+	p, err := parseRequestSubject(req.Subject(), subjects.TypeStateGet)
 	var body getRequest
 	if err == nil {
 		err = decodeBody(req.Data(), &body)
+	}
+	wait := s.cfg.GetWait
+	if err == nil && body.WaitMS != nil {
+		switch ms := *body.WaitMS; {
+		case ms < 0:
+			err = fmt.Errorf("wait_ms %d is negative", ms)
+		default:
+			wait = min(time.Duration(ms)*time.Millisecond, s.cfg.MaxGetWait)
+		}
 	}
 	if err != nil {
 		respondError(req, codeBadRequest, "bad get request: "+err.Error())
@@ -116,9 +135,10 @@ func (s *Service) handleGet(req micro.Request) {
 	}
 	go func() {
 		defer s.reqs.Done()
-		switch err := s.waitFor(body.MinSeq); {
+		switch err := s.waitFor(body.MinSeq, wait); {
 		case errors.Is(err, ErrTimeout):
-			respondError(req, codeTimeout, fmt.Sprintf("watermark %d did not reach min_seq %d within %v", s.Watermark(), body.MinSeq, s.cfg.MaxGetWait))
+			respondError(req, codeTimeout, fmt.Sprintf("watermark %d did not reach min_seq %d within %v (wait_ms asks for up to %v)",
+				s.Watermark(), body.MinSeq, wait, s.cfg.MaxGetWait))
 		case err != nil:
 			respondError(req, codeUnavailable, "state service is stopping")
 		default:
@@ -127,10 +147,10 @@ func (s *Service) handleGet(req micro.Request) {
 	}()
 }
 
-// waitFor waits until the watermark reaches seq, MaxGetWait passes
-// (ErrTimeout) or Run stops (ErrUnavailable).
-func (s *Service) waitFor(seq uint64) error {
-	timer := time.NewTimer(s.cfg.MaxGetWait)
+// waitFor waits until the watermark reaches seq, wait passes (ErrTimeout)
+// or Run stops (ErrUnavailable).
+func (s *Service) waitFor(seq uint64, wait time.Duration) error {
+	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
 		s.mu.Lock()
@@ -175,13 +195,19 @@ func (s *Service) handleList(req micro.Request) {
 		return
 	}
 	defer s.reqs.Done()
-	p, err := subjects.Parse(req.Subject())
+	p, err := parseRequestSubject(req.Subject(), subjects.TypeStateList)
 	var o ListOptions
 	if err == nil {
 		err = decodeBody(req.Data(), &o)
 	}
-	if err == nil && o.Limit < 0 {
+	switch {
+	case err != nil:
+	case o.Limit < 0:
 		err = fmt.Errorf("limit %d is negative", o.Limit)
+	case o.After != "":
+		if terr := subjects.ValidToken(o.After); terr != nil {
+			err = fmt.Errorf("after: %w", terr)
+		}
 	}
 	if err != nil {
 		respondError(req, codeBadRequest, "bad list request: "+err.Error())

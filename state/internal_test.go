@@ -4,26 +4,31 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/internal/kv/kvtest"
+	"github.com/codi2/codi2/internal/strictjson"
 )
 
 // FuzzDecodeCommand checks that the command decoder never panics, that what
-// it accepts is a consistent command, and that a Command the client encodes
-// decodes to the same values.
+// it accepts is a consistent command with one reading (valid UTF-8, within
+// the nesting limit, no duplicate members, fields present for put), and
+// that a Command the client encodes decodes to the same values.
 func FuzzDecodeCommand(f *testing.F) {
 	for _, s := range []string{
 		`{"op":"put","fields":{"a":1}}`, `{"op":"merge","fields":{"a":null},"expect_rev":3,"ttl_ms":100}`,
 		`{"op":"delete","expect_rev":0}`, `{"op":"x"}`, `{"op":"put","fields":[]}`, `{`, `null`, `{"op":"put"} {}`,
-		`{"op":"put","ttl_ms":-1}`, `{"op":"merge","fields":null}`,
+		`{"op":"put","ttl_ms":-1}`, `{"op":"merge","fields":null}`, `{"op":"merge","op":"put","fields":{}}`,
+		"{\"op\":\"put\",\"fields\":{\"x\":\"\xff\"}}", `{"op":"put","fields":{"a":1,"a":2}}`, `{"op":1}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -35,8 +40,15 @@ func FuzzDecodeCommand(f *testing.F) {
 			}
 			return
 		}
+		if err := strictjson.Check(data, strictjson.MaxDepth); err != nil {
+			t.Fatalf("accepted %q that strictjson refuses: %v", data, err)
+		}
 		switch c.op {
-		case OpPut, OpMerge:
+		case OpPut:
+			if c.fields == nil {
+				t.Fatalf("put without fields accepted: %q", data)
+			}
+		case OpMerge:
 		case OpDelete:
 			if c.fields != nil || c.ttl != nil {
 				t.Fatalf("delete with fields or ttl accepted: %q", data)
@@ -164,4 +176,12 @@ func TestEncodeApplied(t *testing.T) {
 			return nil
 		}))
 	}
+}
+
+// Missed heartbeats are not reported as a deleted consumer (issue 12,
+// input 9).
+func TestLostReason(t *testing.T) {
+	assert.Equal(t, "consumer deleted", lostReason(jetstream.ErrConsumerDeleted))
+	assert.Equal(t, "consumer heartbeats missed", lostReason(fmt.Errorf("x: %w", jetstream.ErrNoHeartbeat)))
+	assert.Equal(t, "", lostReason(errors.New("other")))
 }

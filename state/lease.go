@@ -24,35 +24,42 @@ import (
 // the lease's end to be applied, when the loop is behind.
 const sweepRetry = 10 * time.Millisecond
 
-// sweep expires the leases that are due at now.
+// sweep expires one slice (at most MaxExpiryBatch) of the leases that are
+// due at now. The loop calls it between command batches and again at once
+// while leases are due, taking the commands that wait first, so a command
+// waits for at most one slice however many leases end together.
 func (l *loop) sweep(ctx context.Context, now time.Time) error {
-	for !l.nextLease.IsZero() && !l.nextLease.After(now) && !now.Before(l.sweepAfter) {
-		// Every command stored up to lastTime is applied; if the stream
-		// holds nothing newer, every command stored up to now is.
-		cutoff := l.lastTime
-		if cutoff.After(now) {
-			cutoff = now
-		}
-		if cutoff.Before(l.nextLease) {
-			caught, err := l.caughtUp(ctx)
-			if err != nil {
-				l.log.Warn().Err(err).Str("stream", l.cfg.Stream).Msg("stream info for lease sweep")
-				l.sweepAfter = now.Add(l.cfg.LeaseSweepInterval)
-				return nil
-			}
-			if caught {
-				cutoff = now
-			}
-		}
-		if cutoff.Before(l.nextLease) {
-			l.sweepAfter = now.Add(sweepRetry)
+	if !l.leaseDue(now) {
+		return nil
+	}
+	// Every command stored up to lastTime is applied; if the stream holds
+	// nothing newer, every command stored up to now is.
+	cutoff := l.lastTime
+	if cutoff.After(now) {
+		cutoff = now
+	}
+	if cutoff.Before(l.nextLease) {
+		caught, err := l.caughtUp(ctx)
+		if err != nil {
+			l.log.Warn().Err(err).Str("stream", l.cfg.Stream).Msg("stream info for lease sweep")
+			l.sweepAfter = now.Add(l.cfg.LeaseSweepInterval)
 			return nil
 		}
-		if err := l.expireDue(ctx, cutoff); err != nil {
-			return err
+		if caught {
+			cutoff = now
 		}
 	}
-	return nil
+	if cutoff.Before(l.nextLease) {
+		l.sweepAfter = now.Add(sweepRetry)
+		return nil
+	}
+	return l.expireDue(ctx, cutoff)
+}
+
+// leaseDue reports whether a lease is due at now and the sweep is not
+// waiting for commands stored before it.
+func (l *loop) leaseDue(now time.Time) bool {
+	return !l.nextLease.IsZero() && !l.nextLease.After(now) && !now.Before(l.sweepAfter)
 }
 
 // caughtUp reports whether every command in the stream is applied.
@@ -66,8 +73,8 @@ func (l *loop) caughtUp(ctx context.Context) (bool, error) {
 	return info.State.LastSeq <= l.applied, nil
 }
 
-// expireDue expires, in one transaction, up to MaxBatch leases that end at
-// or before cutoff, and reports them.
+// expireDue expires, in one transaction, up to MaxExpiryBatch leases that
+// end at or before cutoff, and reports them.
 func (l *loop) expireDue(ctx context.Context, cutoff time.Time) error {
 	clears := l.takeDone()
 	var res batchResult
@@ -79,7 +86,7 @@ func (l *loop) expireDue(ctx context.Context, cutoff time.Time) error {
 		}
 		begin, _ := kv.Tuple{prefixLease}.Range()
 		end := kv.Tuple{prefixLease, cutoff.UnixNano() + 1}.Pack()
-		kvs, err := tx.GetRange(begin, end, kv.RangeOptions{Limit: l.cfg.MaxBatch})
+		kvs, err := tx.GetRange(begin, end, kv.RangeOptions{Limit: l.cfg.MaxExpiryBatch})
 		if err != nil {
 			return err
 		}

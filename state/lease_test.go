@@ -2,15 +2,20 @@ package state_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/state"
+	"github.com/codi2/codi2/subjects"
 )
 
 func TestService_Lease_Expires(t *testing.T) {
@@ -173,7 +178,7 @@ func TestService_Lease_ExpiresBeforeLaterCommand(t *testing.T) {
 	e := newEnv(t)
 	w := e.watchEvents()
 	subj := cmdSubject(t, "task", "t1", "agent-1")
-	first := e.publish(subj, `{"op":"put","expect_rev":0,"ttl_ms":20}`)
+	first := e.publish(subj, `{"op":"put","fields":{},"expect_rev":0,"ttl_ms":20}`)
 	// Let the lease end between the two stored times.
 	time.Sleep(40 * time.Millisecond)
 	second := e.publish(cmdSubject(t, "task", "t1", "agent-2"), `{"op":"put","expect_rev":0,"fields":{"owner":"agent-2"}}`)
@@ -223,4 +228,99 @@ func TestService_Lease_SweepWaitsForStoredCommands(t *testing.T) {
 	for _, ev := range w.all() {
 		assert.NotEqual(t, state.OpExpire, ev.ev.Op)
 	}
+}
+
+// Leases that end together are expired in bounded slices with the waiting
+// commands applied between them, so a claim does not wait for every expiry
+// (issue 12, input 8). The leases here are all due when the service
+// starts, behind a command stored after they ended, as in a busy system; a
+// claim sent once the first expiries are out must come before most of them.
+func TestService_Lease_ExpiresInSlices(t *testing.T) {
+	const leases = 3000
+	e := newEnv(t)
+	cfg := fastConfig()
+	r := e.start(cfg)
+	ctx := ctxT(t)
+	// Long enough that no lease ends before the service stops, even on a
+	// loaded machine: this test counts every expiry after the restart.
+	const ttl = 3 * time.Second
+	start := time.Now()
+	futs := make([]jetstream.PubAckFuture, 0, leases)
+	for i := range leases {
+		f, err := e.js.PublishAsync(cmdSubject(t, "lease", fmt.Sprintf("l%d", i), "agent-1"),
+			fmt.Appendf(nil, `{"op":"put","fields":{},"ttl_ms":%d}`, ttl.Milliseconds()))
+		require.NoError(t, err)
+		futs = append(futs, f)
+	}
+	var last uint64
+	for _, f := range futs {
+		select {
+		case ack := <-f.Ok():
+			last = max(last, ack.Sequence)
+		case err := <-f.Err():
+			require.NoError(t, err)
+		case <-ctx.Done():
+			t.Fatal("no PubAck")
+		}
+	}
+	e.waitApplied(last)
+	r.stop(t)
+	require.Less(t, time.Since(start), ttl, "the leases were made and the service stopped before the first lease ended")
+	due := time.Now().Add(ttl)
+	require.Eventually(t, func() bool { return time.Now().After(due) }, 2*ttl, 10*time.Millisecond)
+	// A command stored after the leases ended: once it is applied, every
+	// lease is due without waiting for the stream, as in a busy system.
+	e.publish(cmdSubject(t, "task", "other", "agent-3"), `{"op":"put","fields":{}}`)
+
+	var (
+		mu       sync.Mutex
+		expired  int
+		atClaim  = -1
+		firstOut = make(chan struct{})
+		once     sync.Once
+	)
+	sub, err := e.nc.Subscribe(subjects.StateEvtWildcard, func(m *nats.Msg) {
+		var ev state.Event
+		if json.Unmarshal(m.Data, &ev) != nil {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case ev.Op == state.OpExpire:
+			expired++
+			once.Do(func() { close(firstOut) })
+		case ev.Actor == "agent-2":
+			atClaim = expired
+		}
+	})
+	require.NoError(t, err)
+	defer sub.Unsubscribe()
+	require.NoError(t, e.nc.Flush())
+	e.start(cfg)
+	select {
+	case <-firstOut:
+	case <-ctx.Done():
+		t.Fatal("no expiry")
+	}
+	mu.Lock()
+	before := expired
+	mu.Unlock()
+	claim := e.publish(cmdSubject(t, "task", "probe", "agent-2"), `{"op":"put","fields":{},"expect_rev":0}`)
+	e.waitApplied(claim)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return atClaim >= 0
+	}, 10*time.Second, 5*time.Millisecond, "no event for the claim")
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return expired == leases
+	}, 10*time.Second, 5*time.Millisecond, "not every lease expired")
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("expiries: %d before the claim was sent, %d before it was applied", before, atClaim)
+	assert.Less(t, atClaim-before, leases/2, "the claim waited for most of the expiries")
+	assert.Less(t, atClaim, leases, "the claim was applied before the last expiry")
 }

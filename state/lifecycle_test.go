@@ -304,7 +304,9 @@ func TestConfig_Validate(t *testing.T) {
 		{"sweep too fine", state.Config{LeaseSweepInterval: time.Microsecond}, true},
 		{"short ack wait", state.Config{AckWait: time.Millisecond}, true},
 		{"negative get wait", state.Config{MaxGetWait: -1}, true},
+		{"get wait above max", state.Config{GetWait: 2 * time.Second, MaxGetWait: time.Second}, true},
 		{"negative list limit", state.Config{MaxListLimit: -1}, true},
+		{"expiry batch too big", state.Config{MaxExpiryBatch: 1_000_000}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -339,7 +341,7 @@ func TestService_Run_StoreFails(t *testing.T) {
 	_, err = c.List(ctx, "task", state.ListOptions{})
 	require.ErrorIs(t, err, state.ErrRemote)
 
-	e.publish(cmdSubject(t, "task", "t2", "agent-1"), `{"op":"put"}`)
+	e.publish(cmdSubject(t, "task", "t2", "agent-1"), `{"op":"put","fields":{}}`)
 	require.ErrorIs(t, runErr(t, done), kv.ErrClosed)
 }
 

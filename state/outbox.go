@@ -106,11 +106,19 @@ func (l *loop) pumpAudits(ctx context.Context) error {
 	return nil
 }
 
-// pollAudits records the publishes that got their PubAck or failed.
+// pollAudits records the publishes that got their PubAck or failed. The
+// failures of one poll are logged as one line with their count and the
+// first and last Nats-Msg-Id, not one line each: a server restart fails
+// every publish in flight at once.
 func (l *loop) pollAudits() {
 	if l.inflight == 0 {
 		return
 	}
+	var (
+		failed      int
+		first, last string
+		firstErr    error
+	)
 	for _, it := range l.audits {
 		if it.fut == nil {
 			continue
@@ -122,10 +130,18 @@ func (l *loop) pollAudits() {
 		case err := <-it.fut.Err():
 			it.fut = nil
 			l.inflight--
-			l.auditRetry = time.Now().Add(auditRetryDelay)
-			l.log.Warn().Err(err).Str("subject", it.subject).Msg("audit event not acknowledged; retrying")
+			if failed == 0 {
+				first, firstErr = it.msgID, err
+			}
+			failed++
+			last = it.msgID
 		default:
 		}
+	}
+	if failed > 0 {
+		l.auditRetry = time.Now().Add(auditRetryDelay)
+		l.log.Warn().Err(firstErr).Int("count", failed).Str("first", first).Str("last", last).
+			Dur("retry_in", auditRetryDelay).Msg("audit events not acknowledged; retrying")
 	}
 }
 

@@ -63,6 +63,49 @@ func TestClient_Get_MinSeqTimeout(t *testing.T) {
 	}
 }
 
+// A get with min_seq that the watermark does not reach answers 504 within
+// the service's default wait (below the nats CLI's 5 s), or within the
+// wait_ms it asks for (issue 12, input 7).
+func TestService_Get_WaitBound(t *testing.T) {
+	e := newEnv(t)
+	cfg := fastConfig()
+	cfg.GetWait, cfg.MaxGetWait = 300*time.Millisecond, time.Second
+	e.start(cfg)
+	tests := []struct {
+		name, body string
+		min, max   time.Duration
+	}{
+		{"default wait", `{"min_seq":1000000}`, 300 * time.Millisecond, 990 * time.Millisecond},
+		{"asked wait", `{"min_seq":1000000,"wait_ms":50}`, 50 * time.Millisecond, 290 * time.Millisecond},
+		{"no wait", `{"min_seq":1000000,"wait_ms":0}`, 0, 290 * time.Millisecond},
+		{"capped wait", `{"min_seq":1000000,"wait_ms":600000}`, time.Second, 10 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			resp, err := e.nc.Request("codi.state.get.task.t1", []byte(tt.body), 20*time.Second)
+			took := time.Since(start)
+			require.NoError(t, err)
+			assert.Equal(t, "504", resp.Header.Get(micro.ErrorCodeHeader))
+			assert.GreaterOrEqual(t, took, tt.min)
+			if tt.name != "capped wait" {
+				assert.Less(t, took, tt.max)
+			}
+		})
+	}
+	// The default is below the nats CLI's 5 s request timeout.
+	assert.Less(t, state.DefaultGetWait, 5*time.Second)
+	var c state.Config
+	require.NoError(t, c.Validate())
+	assert.Equal(t, state.DefaultGetWait, c.GetWait)
+	// The Go client asks for as long as its context allows.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := e.client("agent-1").Get(ctx, "task", "t1", 1_000_000)
+	require.ErrorIs(t, err, state.ErrTimeout)
+	assert.Contains(t, err.Error(), "504", "answered by the service, not the client's timeout")
+}
+
 func TestService_Get_Errors(t *testing.T) {
 	e := newEnv(t)
 	e.start(fastConfig())
@@ -71,23 +114,40 @@ func TestService_Get_Errors(t *testing.T) {
 	_, err := c.Apply(ctx, "task", "t1", state.Command{Op: state.OpPut})
 	require.NoError(t, err)
 
+	// Every get and list request is answered, malformed ones with a 400
+	// that says what is wrong (and how to escape an id), never "no
+	// responders" and never in Go's terms (issue 12, inputs 1-3 and 9).
 	tests := []struct {
-		name, subject, body, wantCode string
+		name, subject, body, wantCode, wantMsg string
 	}{
-		{"found", "codi.state.get.task.t1", "", ""},
-		{"found with empty object", "codi.state.get.task.t1", "{}", ""},
-		{"missing", "codi.state.get.task.nope", "", "404"},
-		{"bad kind", "codi.state.get.Task.t1", "", "400"},
-		{"bad body", "codi.state.get.task.t1", "{", "400"},
-		{"unknown field", "codi.state.get.task.t1", `{"min":1}`, "400"},
-		{"negative min_seq", "codi.state.get.task.t1", `{"min_seq":-1}`, "400"},
-		{"trailing data", "codi.state.get.task.t1", `{} {}`, "400"},
+		{"found", "codi.state.get.task.t1", "", "", ""},
+		{"found with empty object", "codi.state.get.task.t1", "{}", "", ""},
+		{"missing", "codi.state.get.task.nope", "", "404", "task nope not found"},
+		{"bad kind", "codi.state.get.Task.t1", "", "400", "kind"},
+		{"bad body", "codi.state.get.task.t1", "{", "400", "invalid JSON"},
+		{"unknown field", "codi.state.get.task.t1", `{"min":1}`, "400", `unknown member "min" (members: min_seq, wait_ms)`},
+		{"negative min_seq", "codi.state.get.task.t1", `{"min_seq":-1}`, "400", "min_seq must be a non-negative integer, not number -1"},
+		{"array body", "codi.state.get.task.t1", `[]`, "400", "want an object, not array"},
+		{"duplicate member", "codi.state.get.task.t1", `{"min_seq":1,"min_seq":2}`, "400", `duplicate member "min_seq"`},
+		{"trailing data", "codi.state.get.task.t1", `{} {}`, "400", "invalid JSON"},
+		{"negative wait", "codi.state.get.task.t1", `{"min_seq":1,"wait_ms":-1}`, "400", "wait_ms -1 is negative"},
+		{"unescaped path", "codi.state.get.file.src/main.go", "", "400", `the id "src/main.go" must be one token: escape it as "src/main%2Ego"`},
+		{"no id", "codi.state.get.task", "", "400", "not a codi2 subject"},
+		{"lower-case escape", "codi.state.get.file.src/main%2ego", "", "400", "must be upper case (%2E)"},
+		{"needless escape", "codi.state.get.task.%741", "", "400", `an escape of "t"`},
+		{"list with an id", "codi.state.list.file.src/main.go", "", "400", "list takes no id"},
+		{"list bad body", "codi.state.list.task", `{"limit":"x"}`, "400", "limit must be an integer, not string"},
+		{"list unknown member", "codi.state.list.task", `{"prefix":"","form":1}`, "400", `unknown member "form"`},
+		{"list bad after", "codi.state.list.task", `{"after":"a%2e"}`, "400", "after:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			resp, err := e.nc.RequestWithContext(ctx, tt.subject, []byte(tt.body))
 			require.NoError(t, err)
 			assert.Equal(t, tt.wantCode, resp.Header.Get(micro.ErrorCodeHeader), resp.Header.Get(micro.ErrorHeader))
+			msg := resp.Header.Get(micro.ErrorHeader)
+			assert.Contains(t, msg, tt.wantMsg)
+			assert.NotContains(t, msg, "Go ")
 			if tt.wantCode == "" {
 				assert.JSONEq(t, "1", string(mustField(t, resp.Data, "rev")))
 			}
@@ -180,7 +240,7 @@ func TestService_List_MaxLimit(t *testing.T) {
 	c := e.client("agent-1")
 	var last uint64
 	for i := range 5 {
-		last = e.publish(cmdSubject(t, "task", fmt.Sprintf("t%d", i), "agent-1"), `{"op":"put"}`)
+		last = e.publish(cmdSubject(t, "task", fmt.Sprintf("t%d", i), "agent-1"), `{"op":"put","fields":{}}`)
 	}
 	e.waitApplied(last)
 	res, err := c.List(ctx, "task", state.ListOptions{Limit: 100})
@@ -226,7 +286,7 @@ func TestClient_Status(t *testing.T) {
 	sub, err := e.nc.SubscribeSync(subjects.StateCommitted)
 	require.NoError(t, err)
 	require.NoError(t, e.nc.Flush())
-	seq := e.publish(cmdSubject(t, "task", "t1", "agent-1"), `{"op":"put"}`)
+	seq := e.publish(cmdSubject(t, "task", "t1", "agent-1"), `{"op":"put","fields":{}}`)
 	m, err := sub.NextMsg(5 * time.Second)
 	require.NoError(t, err)
 	assert.JSONEq(t, fmt.Sprintf(`{"stream_seq":%d}`, seq), string(m.Data))
@@ -237,7 +297,7 @@ func TestClient_Status(t *testing.T) {
 	// nats micro ls finds the service with its three endpoints.
 	resp, err := e.nc.Request("$SRV.INFO.codi-state", nil, 2*time.Second)
 	require.NoError(t, err)
-	for _, want := range []string{`"codi.state.get.*.*"`, `"codi.state.list.*"`, `"codi.state.status"`} {
+	for _, want := range []string{`"codi.state.get.\u003e"`, `"codi.state.list.\u003e"`, `"codi.state.status"`} {
 		assert.Contains(t, string(resp.Data), want)
 	}
 }

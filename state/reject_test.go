@@ -1,51 +1,81 @@
 package state_test
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/state"
 )
 
-// Every kind of bad command is rejected with an event (when its subject
-// names a record) and an audit record, advances the watermark, and does not
-// hold up the good commands behind it.
+// Every kind of bad command is rejected with an event and an audit record,
+// advances the watermark, and does not hold up the good commands behind it.
+// A command whose subject does not parse gets its event on
+// codi.state.evt.bad_request, with the raw subject and whatever of kind, id
+// and actor is valid (issue 12, inputs 1-3).
 func TestService_Apply_BadInput(t *testing.T) {
 	e := newEnv(t)
 	w := e.watchEvents()
 	e.start(fastConfig())
 	ok := cmdSubject(t, "task", "t1", "agent-1")
 	huge := strings.Repeat("x", 100_001)
+	deep := `{"op":"put","fields":{"x":` + strings.Repeat("[", 5000) + strings.Repeat("]", 5000) + `}}`
+	const evt, bad = "codi.state.evt.task.t1", "codi.state.evt.bad_request"
 	tests := []struct {
 		name, subject, payload string
-		wantEvent              bool
+		wantEvent              string // subject of the rejection event
 		wantDetail             string
+		wantKind, wantID       string
+		wantActor              string
 	}{
-		{"bad json", ok, `{"op":`, true, "invalid JSON"},
-		{"not an object", ok, `[1]`, true, "invalid JSON"},
-		{"empty payload", ok, ``, true, "invalid JSON"},
-		{"trailing data", ok, `{"op":"put"} x`, true, "data after"},
-		{"missing op", ok, `{"fields":{}}`, true, "op is required"},
-		{"unknown op", ok, `{"op":"upsert"}`, true, "unknown op"},
-		{"unknown field", ok, `{"op":"put","expect_revision":1}`, true, "unknown field"},
-		{"fields not an object", ok, `{"op":"put","fields":[1,2]}`, true, "fields must be an object"},
-		{"fields a string", ok, `{"op":"merge","fields":"x"}`, true, "fields must be an object"},
-		{"fields bad inside", ok, `{"op":"merge","fields":{"a":}}`, true, "invalid JSON"},
-		{"negative ttl", ok, `{"op":"put","ttl_ms":-5}`, true, "negative"},
-		{"huge ttl", ok, `{"op":"put","ttl_ms":99999999999999}`, true, "ttl_ms"},
-		{"fractional ttl", ok, `{"op":"put","ttl_ms":1.5}`, true, "invalid JSON"},
-		{"negative expect_rev", ok, `{"op":"put","expect_rev":-1}`, true, "negative"},
-		{"delete with fields", ok, `{"op":"delete","fields":{"a":1}}`, true, "delete takes no fields"},
-		{"delete with ttl", ok, `{"op":"delete","ttl_ms":5}`, true, "delete takes no fields"},
-		{"oversized record", ok, fmt.Sprintf(`{"op":"put","fields":{"x":%q}}`, huge), true, "above the limit"},
-		{"reserved actor", "codi.state.cmd.task.t1.all", `{"op":"put"}`, true, "subject"},
-		{"bad kind", "codi.state.cmd.Task.t1.agent-1", `{"op":"put"}`, false, "subject"},
-		{"too few tokens", "codi.state.cmd.task.t1", `{"op":"put"}`, false, "subject"},
-		{"too many tokens", "codi.state.cmd.task.t1.agent-1.x", `{"op":"put"}`, false, "subject"},
+		{"bad json", ok, `{"op":`, evt, "invalid JSON", "task", "t1", "agent-1"},
+		{"not an object", ok, `[1]`, evt, "want an object, not array", "task", "t1", "agent-1"},
+		{"empty payload", ok, ``, evt, "invalid JSON: empty", "task", "t1", "agent-1"},
+		{"trailing data", ok, `{"op":"put","fields":{}} x`, evt, "invalid JSON", "task", "t1", "agent-1"},
+		{"missing op", ok, `{"fields":{}}`, evt, "op is required", "task", "t1", "agent-1"},
+		{"unknown op", ok, `{"op":"upsert"}`, evt, "unknown op", "task", "t1", "agent-1"},
+		{"unknown member", ok, `{"op":"put","fields":{},"expect_revision":1}`, evt, `unknown member "expect_revision" (members: op, fields, expect_rev, ttl_ms)`, "task", "t1", "agent-1"},
+		{"op not a string", ok, `{"op":["put"]}`, evt, "op must be a string, not array", "task", "t1", "agent-1"},
+		{"fields not an object", ok, `{"op":"put","fields":[1,2]}`, evt, "fields must be an object", "task", "t1", "agent-1"},
+		{"fields a string", ok, `{"op":"merge","fields":"x"}`, evt, "fields must be an object", "task", "t1", "agent-1"},
+		{"fields bad inside", ok, `{"op":"merge","fields":{"a":}}`, evt, "invalid JSON", "task", "t1", "agent-1"},
+		{"negative ttl", ok, `{"op":"put","fields":{},"ttl_ms":-5}`, evt, "negative", "task", "t1", "agent-1"},
+		{"huge ttl", ok, `{"op":"put","fields":{},"ttl_ms":99999999999999}`, evt, "ttl_ms", "task", "t1", "agent-1"},
+		{"fractional ttl", ok, `{"op":"put","fields":{},"ttl_ms":1.5}`, evt, "ttl_ms must be an integer, not number 1.5", "task", "t1", "agent-1"},
+		{"negative expect_rev", ok, `{"op":"put","fields":{},"expect_rev":-1}`, evt, "negative", "task", "t1", "agent-1"},
+		{"delete with fields", ok, `{"op":"delete","fields":{"a":1}}`, evt, "delete takes no fields", "task", "t1", "agent-1"},
+		{"delete with ttl", ok, `{"op":"delete","ttl_ms":5}`, evt, "delete takes no fields", "task", "t1", "agent-1"},
+		{"oversized record", ok, fmt.Sprintf(`{"op":"put","fields":{"x":%q}}`, huge), evt, "above the limit", "task", "t1", "agent-1"},
+		// Issue 12, input 3: strict decoding.
+		{"invalid utf-8 in a field", ok, "{\"op\":\"put\",\"fields\":{\"x\":\"a\xffb\"}}", evt, "not valid UTF-8", "task", "t1", "agent-1"},
+		{"nested 5000 deep", ok, deep, evt, "more than 64 levels", "task", "t1", "agent-1"},
+		{"duplicate op", ok, `{"op":"merge","op":"put","fields":{}}`, evt, `duplicate member "op"`, "task", "t1", "agent-1"},
+		{"duplicate field", ok, `{"op":"merge","fields":{"a":1,"a":2}}`, evt, `duplicate member "a"`, "task", "t1", "agent-1"},
+		{"put without fields", ok, `{"op":"put"}`, evt, "put needs fields", "task", "t1", "agent-1"},
+		{"put with null fields", ok, `{"op":"put","fields":null}`, evt, "put needs fields", "task", "t1", "agent-1"},
+		// Issue 12, inputs 1 and 2: subjects that do not parse.
+		{"reserved actor", "codi.state.cmd.task.t1.all", `{"op":"put","fields":{}}`, bad, "reserved", "task", "t1", ""},
+		{"bad kind", "codi.state.cmd.Task.t1.agent-1", `{"op":"put","fields":{}}`, bad, "kind", "", "", "agent-1"},
+		{"too few tokens", "codi.state.cmd.task.t1", `{"op":"put","fields":{}}`, bad, "not a codi2 subject", "task", "", ""},
+		{"unescaped path", "codi.state.cmd.file.src/main.go.agent-2", `{"op":"put","fields":{}}`, bad,
+			`the id "src/main.go" must be one token: escape it as "src/main%2Ego"`, "file", "", "agent-2"},
+		{"lower-case escape", "codi.state.cmd.file.src/main%2ego.agent-2", `{"op":"put","fields":{}}`, bad,
+			"must be upper case (%2E)", "file", "", "agent-2"},
+		{"needless escape", "codi.state.cmd.file.%61.agent-2", `{"op":"put","fields":{}}`, bad,
+			`an escape of "a", which is written as is`, "file", "", "agent-2"},
+		{"bad escape", "codi.state.cmd.file.x%ZZ.agent-2", `{"op":"put","fields":{}}`, bad, "two upper-case hex digits", "file", "", "agent-2"},
+		{"escaped actor", "codi.state.cmd.file.x.agent%2D2", `{"op":"put","fields":{}}`, bad, "an escape of", "file", "x", ""},
 	}
 	seqs := make([]uint64, len(tests))
 	for i, tt := range tests {
@@ -71,28 +101,52 @@ func TestService_Apply_BadInput(t *testing.T) {
 			assert.Equal(t, "rejected", a.body["status"])
 			assert.Equal(t, "bad_request", a.body["reason"])
 			assert.Contains(t, a.body["detail"], tt.wantDetail)
+			assert.NotContains(t, a.body["detail"], "Go ")
 			assert.Equal(t, float64(seqs[i]), a.body["seq"])
-			if !tt.wantEvent {
-				for _, ev := range w.all() {
-					assert.NotEqual(t, seqs[i], ev.ev.Seq)
-				}
-				assert.Equal(t, "", a.body["kind"])
-				return
-			}
+			assert.Equal(t, tt.wantKind, a.body["kind"])
+			assert.Equal(t, tt.wantID, a.body["id"])
+			assert.Equal(t, tt.wantActor, a.body["actor"])
 			got := w.waitSeq(t, seqs[i])
-			assert.Equal(t, "codi.state.evt.task.t1", got.subject)
+			assert.Equal(t, tt.wantEvent, got.subject)
 			assert.Equal(t, state.StatusRejected, got.ev.Status)
 			assert.Equal(t, state.ReasonBadRequest, got.ev.Reason)
 			assert.Contains(t, got.ev.Detail, tt.wantDetail)
+			assert.Equal(t, tt.wantActor, got.ev.Actor)
 			assert.NotContains(t, got.raw, "current_rev")
-			assert.Equal(t, "task", a.body["kind"])
-			assert.Equal(t, "t1", a.body["id"])
+			if tt.wantEvent == bad {
+				assert.Equal(t, tt.subject, got.ev.Subject, "the raw subject")
+				assert.Equal(t, tt.subject, a.body["subject"])
+			} else {
+				assert.NotContains(t, got.raw, "subject")
+			}
 		})
 	}
 	a := audits[fmt.Sprintf("state-%d", good)]
 	assert.Equal(t, map[string]any{"seq": float64(good), "status": "applied", "kind": "task", "id": "t1",
 		"actor": "agent-1", "op": "put", "rev": float64(1), "reason": "", "detail": ""}, a.body)
 	assert.Equal(t, "codi.audit.log.codi-state.state.task", a.subject)
+}
+
+// Two spellings of one file are not two records: the non-canonical one is
+// refused, so the second agent's claim cannot succeed beside the first
+// (issue 12, input 2).
+func TestService_Claim_OneSpellingPerID(t *testing.T) {
+	e := newEnv(t)
+	w := e.watchEvents()
+	e.start(fastConfig())
+	claim := `{"op":"put","fields":{},"expect_rev":0,"ttl_ms":60000}`
+	first := e.publish("codi.state.cmd.file.src/main%2Ego.agent-1", claim)
+	for _, other := range []string{"src/main%2ego", "%73rc/main%2Ego", "src%2Fmain%2Ego"} {
+		seq := e.publish("codi.state.cmd.file."+other+".agent-2", claim)
+		got := w.waitSeq(t, seq)
+		assert.Equal(t, state.StatusRejected, got.ev.Status, other)
+		assert.Equal(t, "codi.state.evt.bad_request", got.subject, other)
+	}
+	assert.Equal(t, state.StatusApplied, w.waitSeq(t, first).ev.Status)
+	res, err := e.client("x").List(ctxT(t), "file", state.ListOptions{})
+	require.NoError(t, err)
+	require.Len(t, res.Records, 1)
+	assert.Equal(t, "src/main%2Ego", res.Records[0].ID)
 }
 
 // The Go client validates what it can before publishing.
@@ -113,4 +167,117 @@ func TestClient_Apply_InvalidArguments(t *testing.T) {
 	require.ErrorIs(t, err, state.ErrConfig)
 	_, err = state.NewClient(nil, "agent-1")
 	require.ErrorIs(t, err, state.ErrConfig)
+}
+
+// logBuffer is a goroutine-safe log sink.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) lines() []map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, line := range bytes.Split(l.b.Bytes(), []byte("\n")) {
+		var m map[string]any
+		if json.Unmarshal(line, &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// An operator running at the default info level sees every rejected
+// command: who sent it, what it named, and why (issue 12, inputs 1 and 9).
+func TestService_Reject_LoggedAtInfo(t *testing.T) {
+	e := newEnv(t)
+	var logs logBuffer
+	nc, err := e.b.Connect("codi-state")
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	svc, err := state.New(fastConfig(), nc, e.store, zerolog.New(&logs).Level(zerolog.InfoLevel))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	<-svc.Ready()
+
+	e.publish("codi.state.cmd.file.src/main.go.agent-2", `{"op":"put","fields":{}}`)
+	e.publish(cmdSubject(t, "task", "t1", "agent-3"), `{"op":"put"}`)
+	e.waitApplied(2)
+	var got []map[string]any
+	require.Eventually(t, func() bool {
+		got = nil
+		for _, l := range logs.lines() {
+			if l["message"] == "command rejected" {
+				got = append(got, l)
+			}
+		}
+		return len(got) == 2
+	}, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, "info", got[0]["level"])
+	assert.Equal(t, "agent-2", got[0]["agent"])
+	assert.Equal(t, "file", got[0]["kind"])
+	assert.Equal(t, "codi.state.cmd.file.src/main.go.agent-2", got[0]["subject"])
+	assert.Equal(t, "bad_request", got[0]["reason"])
+	assert.Contains(t, got[0]["detail"], "src/main%2Ego")
+	assert.Equal(t, "agent-3", got[1]["agent"])
+	assert.Equal(t, "task", got[1]["kind"])
+	assert.Equal(t, "t1", got[1]["id"])
+	assert.Equal(t, "put", got[1]["op"])
+	assert.Contains(t, got[1]["detail"], "put needs fields")
+}
+
+// Audit publishes that fail together are logged as one line with their
+// count and range, not one line per command (issue 12, input 9).
+func TestService_AuditFailures_LoggedAsOneLine(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	require.NoError(t, e.js.DeleteStream(ctx, bus.StreamAudit))
+	subj := cmdSubject(t, "task", "t1", "agent-1")
+	var last uint64
+	for i := range 200 {
+		last = e.publish(subj, fmt.Sprintf(`{"op":"merge","fields":{"n":%d}}`, i))
+	}
+	var logs logBuffer
+	nc, err := e.b.Connect("codi-state")
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	cfg := fastConfig()
+	cfg.ShutdownTimeout = 200 * time.Millisecond
+	svc, err := state.New(cfg, nc, e.store, zerolog.New(&logs).Level(zerolog.WarnLevel))
+	require.NoError(t, err)
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(runCtx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	e.waitApplied(last)
+	var first map[string]any
+	require.Eventually(t, func() bool {
+		for _, l := range logs.lines() {
+			if l["message"] == "audit events not acknowledged; retrying" {
+				first = l
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 5*time.Millisecond)
+	assert.Greater(t, first["count"], float64(1), "one line covers the publishes that failed together")
+	assert.Contains(t, first["first"], "state-")
+	assert.Contains(t, first["last"], "state-")
+	n := 0
+	for _, l := range logs.lines() {
+		if strings.Contains(fmt.Sprint(l["message"]), "not acknowledged") {
+			n++
+		}
+	}
+	assert.Less(t, n, 20, "not a line per command")
 }

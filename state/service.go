@@ -189,8 +189,9 @@ type session struct {
 	cc       jetstream.ConsumeContext
 	in       chan jetstream.Msg
 	quit     chan struct{}
-	lost     chan struct{} // closed when the server deleted the consumer
+	lost     chan struct{} // closed when the consumer was deleted or its heartbeats stopped
 	lostOnce sync.Once
+	lostWhy  string // why lost was closed; read after <-lost
 	lastCSeq uint64 // last consumer (delivery) sequence seen
 	stopped  bool
 }
@@ -373,8 +374,8 @@ func (l *loop) consume(cons jetstream.Consumer) (*session, error) {
 			// Missed heartbeats: the consumer may be gone. Repositioning
 			// recreates it after the watermark, which is harmless if it
 			// was not, and fails Run if the stream is gone.
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrNoHeartbeat) {
-				ss.lostOnce.Do(func() { close(ss.lost) })
+			if why := lostReason(err); why != "" {
+				ss.lostOnce.Do(func() { ss.lostWhy = why; close(ss.lost) })
 			}
 		}))
 	if err != nil {
@@ -382,6 +383,19 @@ func (l *loop) consume(cons jetstream.Consumer) (*session, error) {
 	}
 	ss.cc = cc
 	return ss, nil
+}
+
+// lostReason says why err means the consumer may be gone, or "" when it
+// does not: the server deleted it, or its heartbeats stopped (the consumer,
+// its stream or the connection may be gone; the server does not say which).
+func lostReason(err error) string {
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerDeleted):
+		return "consumer deleted"
+	case errors.Is(err, jetstream.ErrNoHeartbeat):
+		return "consumer heartbeats missed"
+	}
+	return ""
 }
 
 // reposition replaces the consumer session after a delivery gap, or after
@@ -409,25 +423,35 @@ func (l *loop) run(ctx context.Context) error {
 	for {
 		timer.Reset(l.nextWake(time.Now()))
 		var first jetstream.Msg
+		// Commands that wait go before the timer's work: with leases due
+		// the timer fires at once after every expiry slice, and commands
+		// must not wait for every slice.
+		if ctx.Err() != nil {
+			return l.shutdown()
+		}
 		select {
 		case first = <-l.sess.in:
-		case <-timer.C:
-			if err := l.housekeep(work, true); err != nil {
-				return err
+		default:
+			select {
+			case first = <-l.sess.in:
+			case <-timer.C:
+				if err := l.housekeep(work, true); err != nil {
+					return err
+				}
+				continue
+			case <-l.auditsAcked():
+				if err := l.pumpAudits(work); err != nil {
+					return err
+				}
+				continue
+			case <-l.sess.lost:
+				if err := l.reposition(work, l.sess.lostWhy); err != nil {
+					return err
+				}
+				continue
+			case <-ctx.Done():
+				return l.shutdown()
 			}
-			continue
-		case <-l.auditsAcked():
-			if err := l.pumpAudits(work); err != nil {
-				return err
-			}
-			continue
-		case <-l.sess.lost:
-			if err := l.reposition(work, "consumer deleted"); err != nil {
-				return err
-			}
-			continue
-		case <-ctx.Done():
-			return l.shutdown()
 		}
 		batch, gap := l.gather(ctx, first, l.cfg.MaxBatchWait)
 		if err := l.process(work, batch); err != nil {
@@ -699,8 +723,12 @@ func (l *loop) report(outcomes []outcome) {
 			}
 		}
 		if o.status == StatusRejected {
-			l.log.Debug().Str("subject", o.evtSubject).Uint64("seq", o.seq).Str("agent", o.actor).
-				Str("reason", string(o.reason)).Str("detail", o.detail).Msg("command rejected")
+			e := l.log.Info().Uint64("seq", o.seq).Str("agent", o.actor).Str("kind", o.kind).Str("id", o.id).
+				Str("op", string(o.op)).Str("reason", string(o.reason))
+			if o.rawSubject != "" {
+				e = e.Str("subject", o.rawSubject)
+			}
+			e.Str("detail", o.detail).Msg("command rejected")
 		}
 		if len(l.audits) >= maxAuditMemory {
 			l.spilled = true

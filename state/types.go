@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
+
+	"github.com/codi2/codi2/internal/strictjson"
 )
 
 // Op is a command's operation, as in the "op" field of a command and of an
@@ -109,6 +110,9 @@ type Event struct {
 	Reason     Reason `json:"reason,omitempty"`
 	CurrentRev uint64 `json:"current_rev,omitempty"`
 	Detail     string `json:"detail,omitempty"`
+	// Subject is the raw subject of a command whose subject did not parse
+	// (its event goes to codi.state.evt.bad_request); empty otherwise.
+	Subject string `json:"subject,omitempty"`
 }
 
 // MarshalJSON writes the event in the contract's shape: an applied event has
@@ -124,8 +128,9 @@ func (e Event) MarshalJSON() ([]byte, error) {
 			Op         Op      `json:"op"`
 			CurrentRev *uint64 `json:"current_rev,omitempty"`
 			Detail     string  `json:"detail,omitempty"`
+			Subject    string  `json:"subject,omitempty"`
 		}
-		r := rejected{Seq: e.Seq, Status: e.Status, Reason: e.Reason, Actor: e.Actor, Op: e.Op, Detail: e.Detail}
+		r := rejected{Seq: e.Seq, Status: e.Status, Reason: e.Reason, Actor: e.Actor, Op: e.Op, Detail: e.Detail, Subject: e.Subject}
 		if e.Reason == ReasonConflict {
 			r.CurrentRev = &e.CurrentRev
 		}
@@ -169,12 +174,18 @@ func Expect(rev uint64) *uint64 { return &rev }
 // c; safe for concurrent use as long as nobody modifies c.Fields meanwhile.
 func (c Command) MarshalJSON() ([]byte, error) {
 	type wire struct {
-		Op        Op             `json:"op"`
-		Fields    map[string]any `json:"fields,omitempty"`
-		ExpectRev *uint64        `json:"expect_rev,omitempty"`
-		TTLms     *int64         `json:"ttl_ms,omitempty"`
+		Op        Op      `json:"op"`
+		Fields    any     `json:"fields,omitempty"` // a non-nil interface: {} is kept
+		ExpectRev *uint64 `json:"expect_rev,omitempty"`
+		TTLms     *int64  `json:"ttl_ms,omitempty"`
 	}
-	w := wire{Op: c.Op, Fields: c.Fields, ExpectRev: c.ExpectRev}
+	w := wire{Op: c.Op, ExpectRev: c.ExpectRev}
+	switch {
+	case c.Fields != nil:
+		w.Fields = c.Fields
+	case c.Op == OpPut:
+		w.Fields = map[string]any{} // put requires fields
+	}
 	switch {
 	case c.TTL > 0:
 		ms := (c.TTL + time.Millisecond - 1).Milliseconds()
@@ -194,8 +205,10 @@ type command struct {
 	ttl *time.Duration
 }
 
-// decodeCommand parses and validates a command payload. Its errors become
-// the detail of a bad_request rejection.
+// decodeCommand parses and validates a command payload strictly
+// (strictjson: UTF-8, at most strictjson.MaxDepth levels of nesting, no
+// duplicate or unknown members, one object). Its errors become the detail
+// of a bad_request rejection.
 func decodeCommand(data []byte) (command, error) {
 	var w struct {
 		Op        *string         `json:"op"`
@@ -203,13 +216,8 @@ func decodeCommand(data []byte) (command, error) {
 		ExpectRev *int64          `json:"expect_rev"`
 		TTLms     *int64          `json:"ttl_ms"`
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&w); err != nil {
-		return command{}, fmt.Errorf("invalid JSON: %v", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return command{}, errors.New("invalid JSON: data after the command object")
+	if err := strictjson.Decode(data, &w); err != nil {
+		return command{}, fmt.Errorf("command: %w", err)
 	}
 	var c command
 	if w.Op == nil {
@@ -226,8 +234,11 @@ func decodeCommand(data []byte) (command, error) {
 			return command{}, errors.New("fields must be an object")
 		}
 		if err := json.Unmarshal(f, &c.fields); err != nil {
-			return command{}, fmt.Errorf("fields: %v", err)
+			return command{}, fmt.Errorf("fields: %w", err) // unreachable: checked above
 		}
+	}
+	if c.op == OpPut && c.fields == nil {
+		return command{}, errors.New(`put needs fields, an object ({} for a record without fields)`)
 	}
 	if w.ExpectRev != nil {
 		if *w.ExpectRev < 0 {
@@ -276,6 +287,8 @@ type auditRecord struct {
 	Rev    uint64 `json:"rev"`
 	Reason Reason `json:"reason"`
 	Detail string `json:"detail"`
+	// Subject is the raw subject of a command whose subject did not parse.
+	Subject string `json:"subject,omitempty"`
 }
 
 // watermark is the body of codi.state.committed and of the status reply.
@@ -283,9 +296,12 @@ type watermark struct {
 	StreamSeq uint64 `json:"stream_seq"`
 }
 
-// getRequest is the body of a get request.
+// getRequest is the body of a get request: wait until the watermark
+// reaches MinSeq, for at most WaitMS milliseconds (absent: Config.GetWait;
+// lowered to Config.MaxGetWait).
 type getRequest struct {
 	MinSeq uint64 `json:"min_seq"`
+	WaitMS *int64 `json:"wait_ms,omitempty"`
 }
 
 // ListOptions is the body of a list request. Prefix and After apply to ids

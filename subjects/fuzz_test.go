@@ -1,6 +1,7 @@
 package subjects
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -36,6 +37,31 @@ func FuzzEscape(f *testing.F) {
 		p, err := Parse(subj)
 		if err != nil || p.ID != tok {
 			t.Fatalf("Parse(%q) = %+v, %v", subj, p, err)
+		}
+	})
+}
+
+// FuzzUnescape checks that Unescape accepts exactly the strings Escape
+// returns: whatever it accepts escapes back to itself, and ValidToken agrees
+// with it on every token that is otherwise well formed.
+func FuzzUnescape(f *testing.F) {
+	for _, s := range []string{"src/main%2Ego", "src/main%2ego", "%61", "%ZZ", "%", "%2", "%C3%BC", "\xC3%BC",
+		"%FF", "a.b", "a b", "%25%25", "ü%2Eñ", "%C2%A0", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, tok string) {
+		s, err := Unescape(tok)
+		if err != nil {
+			if !errors.Is(err, ErrBadEscape) {
+				t.Fatalf("Unescape(%q) failed without ErrBadEscape: %v", tok, err)
+			}
+			if ValidToken(tok) == nil {
+				t.Fatalf("ValidToken accepted %q, which Unescape refuses: %v", tok, err)
+			}
+			return
+		}
+		if got := Escape(s); got != tok {
+			t.Fatalf("Unescape(%q) = %q, which escapes to %q: two spellings", tok, s, got)
 		}
 	})
 }

@@ -23,6 +23,7 @@ const (
 	TypeAuditVerify
 	TypeAuditCommitted
 	TypeAuditStatus
+	TypeStateBadRequest
 )
 
 var typeNames = [...]string{
@@ -30,6 +31,7 @@ var typeNames = [...]string{
 	TypeStateGet: "state.get", TypeStateList: "state.list", TypeStateCommitted: "state.committed",
 	TypeStateStatus: "state.status", TypeAuditLog: "audit.log", TypeAuditQuery: "audit.query",
 	TypeAuditVerify: "audit.verify", TypeAuditCommitted: "audit.committed", TypeAuditStatus: "audit.status",
+	TypeStateBadRequest: "state.evt.bad_request",
 }
 
 // String names the type as its subject does, e.g. "state.cmd".
@@ -68,6 +70,9 @@ func Parse(subject string) (Subject, error) {
 		s   Subject
 		err error
 	)
+	if subject == StateBadRequest {
+		return Subject{Type: TypeStateBadRequest}, nil
+	}
 	switch toks[1] + "." + toks[2] {
 	case "state.committed", "state.status", "audit.query", "audit.verify", "audit.committed", "audit.status":
 		if len(toks) != 3 {
@@ -133,4 +138,29 @@ func Token(subject string, i int) string {
 	}
 	tok, _, _ := strings.Cut(subject, ".")
 	return tok
+}
+
+// Hint returns advice for a state command, get or list subject that Parse
+// refused because an id holds '.', which splits it into several tokens:
+// the id escaped into one token, e.g. for codi.state.get.file.src/main.go
+// `the id "src/main.go" must be one token: escape it as "src/main%2Ego"
+// (subjects.Escape)`. It returns "" for any other subject.
+func Hint(subject string) string {
+	toks := strings.Split(subject, ".")
+	if len(toks) < 4 || toks[0] != "codi" || toks[1] != "state" {
+		return ""
+	}
+	var id []string
+	switch {
+	case toks[2] == "cmd" && len(toks) > 6:
+		id = toks[4 : len(toks)-1]
+	case toks[2] == "get" && len(toks) > 5:
+		id = toks[4:]
+	case toks[2] == "list" && len(toks) > 4:
+		return "a list subject is codi.state.list.<kind>: list takes no id"
+	default:
+		return ""
+	}
+	raw := strings.Join(id, ".")
+	return fmt.Sprintf("the id %q must be one token: escape it as %q (subjects.Escape)", raw, Escape(raw))
 }

@@ -25,10 +25,17 @@ const (
 	StateCmdWildcard = "codi.state.cmd.>"
 	// StateEvtWildcard matches every state event.
 	StateEvtWildcard = "codi.state.evt.>"
-	// StateGetWildcard matches every get request, codi.state.get.<kind>.<id>.
-	StateGetWildcard = "codi.state.get.*.*"
-	// StateListWildcard matches every list request, codi.state.list.<kind>.
-	StateListWildcard = "codi.state.list.*"
+	// StateGetWildcard matches every get request, codi.state.get.<kind>.<id>,
+	// and malformed ones (an id split by '.'), so that the service answers
+	// them with a 400 instead of leaving them without a responder.
+	StateGetWildcard = "codi.state.get.>"
+	// StateListWildcard matches every list request, codi.state.list.<kind>,
+	// and malformed ones, for the same reason.
+	StateListWildcard = "codi.state.list.>"
+	// StateBadRequest carries the rejection of every command whose subject
+	// does not parse (too many tokens, a bad kind, id or actor), with the
+	// raw subject; such a command names no record to report on.
+	StateBadRequest = "codi.state.evt.bad_request"
 	// StateCommitted carries the state service's commit watermark.
 	StateCommitted = "codi.state.committed"
 	// StateStatus answers the state service's commit watermark.
@@ -60,7 +67,10 @@ var kindRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
 
 // ValidToken reports whether tok can stand as one token of a codi2 subject:
 // non-empty, at most MaxTokenLen bytes of UTF-8, with no whitespace, control
-// characters, '.', '*' or '>'. Use Escape to turn any string into a token.
+// characters, '.', '*' or '>', and every '%' the start of a canonical escape
+// (Unescape accepts it: one spelling per string). Use Escape to turn any
+// string into a token. A bad escape fails with both ErrBadToken and
+// ErrBadEscape.
 func ValidToken(tok string) error {
 	if tok == "" {
 		return fmt.Errorf("%w: empty", ErrBadToken)
@@ -74,6 +84,11 @@ func ValidToken(tok string) error {
 	for _, r := range tok {
 		if r == '.' || r == '*' || r == '>' || unicode.IsSpace(r) || unicode.IsControl(r) {
 			return fmt.Errorf("%w: %q holds %q", ErrBadToken, tok, r)
+		}
+	}
+	if strings.IndexByte(tok, '%') >= 0 {
+		if _, err := Unescape(tok); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadToken, err)
 		}
 	}
 	return nil

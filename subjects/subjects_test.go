@@ -132,6 +132,9 @@ func TestParse(t *testing.T) {
 		{"audit verify", AuditVerify, Subject{Type: TypeAuditVerify}, nil},
 		{"audit committed", AuditCommitted, Subject{Type: TypeAuditCommitted}, nil},
 		{"audit status", AuditStatus, Subject{Type: TypeAuditStatus}, nil},
+		{"state bad request", StateBadRequest, Subject{Type: TypeStateBadRequest}, nil},
+		{"evt lower-case escape", "codi.state.evt.file.src%2ego", Subject{}, ErrBadEscape},
+		{"cmd needless escape", "codi.state.cmd.file.%61.agent-1", Subject{}, ErrBadEscape},
 		{"not codi", "foo.msg.a.b.c", Subject{}, ErrUnknown},
 		{"short", "codi.msg", Subject{}, ErrUnknown},
 		{"msg short", "codi.msg.a.b", Subject{}, ErrUnknown},
@@ -163,6 +166,7 @@ func TestParse(t *testing.T) {
 func TestType_String(t *testing.T) {
 	assert.Equal(t, "state.cmd", TypeStateCmd.String())
 	assert.Equal(t, "audit.status", TypeAuditStatus.String())
+	assert.Equal(t, "state.evt.bad_request", TypeStateBadRequest.String())
 	assert.Equal(t, "Type(0)", Type(0).String())
 	assert.Equal(t, "Type(99)", Type(99).String())
 }
@@ -191,10 +195,71 @@ func TestEscape(t *testing.T) {
 	}
 }
 
+// Unescape accepts exactly what Escape writes: every other spelling of a
+// string is refused, naming the problem (issue 12, input 2).
 func TestUnescape_Errors(t *testing.T) {
-	for _, bad := range []string{"%", "%2", "a%G0", "%2e", "%-1"} {
-		_, err := Unescape(bad)
-		assert.ErrorIs(t, err, ErrBadEscape, bad)
+	tests := []struct{ tok, wantMsg string }{
+		{"%", "ends inside the escape"},
+		{"%2", "ends inside the escape"},
+		{"a%G0", "two upper-case hex digits"},
+		{"%ZZ", "two upper-case hex digits"},
+		{"%-1", "two upper-case hex digits"},
+		{"src/main%2ego", "must be upper case (%2E)"},
+		{"%61", `an escape of "a", which is written as is`},
+		{"%61gent-1", `an escape of "a"`},
+		{"%C3%BC", `an escape of "ü"`},
+		{"\xC3%BC", `an escape of "ü"`},
+		{"%2F", `an escape of "/"`},
+		{"a.b%2E", `"." unescaped at byte 1: write it as %2E`},
+		{"a b%20", `" " unescaped`},
+		{"\xff%25", `"\xff" unescaped`},
+	}
+	for _, tt := range tests {
+		_, err := Unescape(tt.tok)
+		require.ErrorIs(t, err, ErrBadEscape, tt.tok)
+		assert.Contains(t, err.Error(), tt.wantMsg, tt.tok)
+	}
+}
+
+// Two spellings of one name would be two records: ValidToken, and so every
+// builder and Parse, refuses the non-canonical ones.
+func TestValidToken_OneSpelling(t *testing.T) {
+	for _, bad := range []string{"src/main%2ego", "%61", "x%ZZ", "%C3%BC", "50%", "50%off", "a%2F"} {
+		err := ValidToken(bad)
+		require.ErrorIs(t, err, ErrBadToken, bad)
+		require.ErrorIs(t, err, ErrBadEscape, bad)
+		_, err = StateCmd("file", bad, "agent-1")
+		require.ErrorIs(t, err, ErrBadEscape, bad)
+		_, err = Parse("codi.state.get.file." + bad)
+		require.ErrorIs(t, err, ErrBadEscape, bad)
+		_, err = Parse("codi.msg." + bad + ".agent-1.x")
+		require.ErrorIs(t, err, ErrBadEscape, bad)
+		_, err = Parse("codi.audit.log.agent-1.c." + bad)
+		require.ErrorIs(t, err, ErrBadEscape, bad)
+	}
+	for _, good := range []string{"src/main%2Ego", "%25", "ü%2Eñ", "%FF", "50%25off"} {
+		require.NoError(t, ValidToken(good), good)
+	}
+}
+
+func TestHint(t *testing.T) {
+	tests := []struct{ subject, want string }{
+		{"codi.state.get.file.src/main.go", `the id "src/main.go" must be one token: escape it as "src/main%2Ego"`},
+		{"codi.state.cmd.file.src/main.go.agent-2", `the id "src/main.go" must be one token: escape it as "src/main%2Ego"`},
+		{"codi.state.cmd.file.a b.c.agent-2", `escape it as "a%20b%2Ec"`},
+		{"codi.state.list.file.x", "list takes no id"},
+		{"codi.state.get.file.x", ""},
+		{"codi.state.cmd.file.x.agent-1", ""},
+		{"codi.msg.a.b.c", ""},
+		{"codi.state", ""},
+	}
+	for _, tt := range tests {
+		got := Hint(tt.subject)
+		if tt.want == "" {
+			assert.Empty(t, got, tt.subject)
+			continue
+		}
+		assert.Contains(t, got, tt.want, tt.subject)
 	}
 }
 

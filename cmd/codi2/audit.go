@@ -7,20 +7,27 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/internal/timeparse"
 	"github.com/nats-io/nats.go"
 )
 
 const auditUsage = `Usage:
   codi2 audit export [--nats-url URL] [--from T] [--to T] [--source S] [--category C] [--out FILE]
       write the audit records as JSON lines, from a running server
-  codi2 audit verify --file FILE
+  codi2 audit verify --file FILE [--expect-head HASH]
       check an export's hash chain offline
-  codi2 audit verify [--nats-url URL] [--from-seq N] [--to-seq N]
+  codi2 audit verify [--nats-url URL] [--from-seq N] [--to-seq N] [--expect-head HASH]
       ask a running server to check its log
+
+Times T are RFC 3339 (2026-11-26T21:00:00Z), "now", or a duration before now
+("15m", "-1h", "2d"). verify exits 1 when the chain is broken, when there is
+nothing to verify, or when the last record's hash is not --expect-head.
+codi2 audit export -h and codi2 audit verify -h list every flag.
 `
 
 // runAudit runs `codi2 audit export|verify`.
@@ -29,6 +36,9 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("audit: missing subcommand\n\n%s", auditUsage)
 	}
 	switch args[0] {
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, auditUsage)
+		return nil
 	case "export":
 		return runAuditExport(ctx, args[1:], stdout, stderr)
 	case "verify":
@@ -48,8 +58,8 @@ func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer
 	)
 	fs := newFlagSet("codi2 audit export", stderr)
 	fs.StringVar(&url, "nats-url", defaultNATSURL(), "NATS URL of the running codi2 server")
-	fs.StringVar(&from, "from", "", "first time included, RFC 3339 (default: the start of the log)")
-	fs.StringVar(&to, "to", "", "end time excluded, RFC 3339 (default: now)")
+	fs.StringVar(&from, "from", "", "first time included: RFC 3339, now, or a duration before now such as 1h (default: the start of the log)")
+	fs.StringVar(&to, "to", "", "end time excluded, like --from (default: the end of the log)")
 	fs.StringVar(&q.Source, "source", "", "only records from this source token")
 	fs.StringVar(&q.Category, "category", "", "only records of this category token")
 	fs.StringVar(&out, "out", "", "write to this file instead of standard output")
@@ -58,10 +68,11 @@ func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	var err error
-	if q.From, err = parseTime("--from", from); err != nil {
+	now := time.Now()
+	if q.From, err = parseTime("--from", from, now); err != nil {
 		return err
 	}
-	if q.To, err = parseTime("--to", to); err != nil {
+	if q.To, err = parseTime("--to", to, now); err != nil {
 		return err
 	}
 	w := stdout
@@ -93,26 +104,31 @@ func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer
 	return nil
 }
 
-func parseTime(flag, v string) (time.Time, error) {
+func parseTime(flag, v string, now time.Time) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, v)
+	t, err := timeparse.Parse(v, now)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%s %q: want an RFC 3339 time such as 2026-11-26T21:00:00Z", flag, v)
+		return time.Time{}, fmt.Errorf("%s %q: want %s", flag, v, timeparse.Example)
 	}
 	return t, nil
 }
 
-// errVerifyFailed makes `codi2 audit verify` exit 1 after printing a result
+// Errors that make `codi2 audit verify` exit 1 after printing a result
 // that is not ok.
-var errVerifyFailed = errors.New("audit verify: the hash chain is broken")
+var (
+	errVerifyFailed    = errors.New("audit verify: the hash chain is broken")
+	errNothingToVerify = errors.New("audit verify: nothing to verify")
+	errHeadMismatch    = errors.New("audit verify: the last record is not the expected head")
+)
 
 func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
-		file, url string
-		req       audit.VerifyRequest
-		timeout   time.Duration
+		file, url  string
+		expectHead string
+		req        audit.VerifyRequest
+		timeout    time.Duration
 	)
 	fs := newFlagSet("codi2 audit verify", stderr)
 	fs.StringVar(&file, "file", "", "check this JSON-lines export offline (- for standard input)")
@@ -120,8 +136,12 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.Uint64Var(&req.FromSeq, "from-seq", 0, "without --file: first seq to check (0: the oldest kept)")
 	fs.Uint64Var(&req.ToSeq, "to-seq", 0, "without --file: last seq to check (0: the head)")
 	fs.DurationVar(&timeout, "timeout", time.Minute, "without --file: give up after this long")
+	fs.StringVar(&expectHead, "expect-head", "", "fail unless the last record checked has this hash (64 hex digits; from a checkpoint or an earlier verify): notices records missing at the end")
 	if err := parseWithEnv(fs, args); err != nil {
 		return err
+	}
+	if expectHead != "" && !isHash(expectHead) {
+		return fmt.Errorf("--expect-head %q: want a record hash, 64 lower-case hex digits", expectHead)
 	}
 	var (
 		res audit.VerifyResult
@@ -135,14 +155,37 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
+	mismatch := false
+	if expectHead != "" && res.OK {
+		res.ExpectHead(expectHead)
+		mismatch = !res.OK
+	}
 	enc := json.NewEncoder(stdout)
 	if err := enc.Encode(res); err != nil {
 		return err
 	}
-	if !res.OK {
-		return errVerifyFailed
+	switch {
+	case res.OK:
+		return nil
+	case res.Empty:
+		return fmt.Errorf("%w: %s", errNothingToVerify, strings.TrimPrefix(res.Reason, "nothing to verify: "))
+	case mismatch:
+		return fmt.Errorf("%w: %s", errHeadMismatch, res.Reason)
 	}
-	return nil
+	return errVerifyFailed
+}
+
+// isHash reports whether s is a record hash: 64 lower-case hex digits.
+func isHash(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func verifyFile(file string) (audit.VerifyResult, error) {

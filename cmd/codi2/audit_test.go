@@ -97,6 +97,75 @@ func TestRun_AuditExportVerify(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(stdout.String()), &res))
 	assert.True(t, res.OK)
 	assert.Equal(t, uint64(3), res.Count)
+	head := res.Head
+
+	// Issue 12, inputs 5 and 6.
+	t.Run("extreme and relative times export everything", func(t *testing.T) {
+		for _, bounds := range [][]string{
+			{"--from", "0001-01-01T00:00:00Z", "--to", "9999-12-31T23:59:59Z"},
+			{"--from", "-1h", "--to", "+1h"},
+			{"--from", "1h"},
+			{"--to", "now"},
+		} {
+			var stdout, stderr proctest.Buffer
+			code := run(ctx, append([]string{"audit", "export", "--nats-url", url}, bounds...), &stdout, &stderr)
+			require.Equal(t, 0, code, stderr.String())
+			assert.Contains(t, stderr.String(), "exported 3 records", bounds)
+		}
+	})
+	t.Run("expect-head", func(t *testing.T) {
+		var stdout, stderr proctest.Buffer
+		code := run(ctx, []string{"audit", "verify", "--file", all, "--expect-head", head}, &stdout, &stderr)
+		assert.Equal(t, 0, code, stderr.String())
+		code = run(ctx, []string{"audit", "verify", "--nats-url", url, "--expect-head", head}, &stdout, &stderr)
+		assert.Equal(t, 0, code, stderr.String())
+
+		short := filepath.Join(dir, "short.jsonl")
+		good := strings.Split(strings.TrimSpace(readFile(t, all)), "\n")
+		require.NoError(t, os.WriteFile(short, []byte(strings.Join(good[:2], "\n")+"\n"), 0o600))
+		stdout, stderr = proctest.Buffer{}, proctest.Buffer{}
+		code = run(ctx, []string{"audit", "verify", "--file", short}, &stdout, &stderr)
+		assert.Equal(t, 0, code, "a missing tail chains correctly: only the head notices")
+		stdout, stderr = proctest.Buffer{}, proctest.Buffer{}
+		code = run(ctx, []string{"audit", "verify", "--file", short, "--expect-head", head}, &stdout, &stderr)
+		assert.Equal(t, 1, code)
+		assert.Contains(t, stderr.String(), "the last record is not the expected head")
+		var res audit.VerifyResult
+		require.NoError(t, json.Unmarshal([]byte(stdout.String()), &res))
+		assert.False(t, res.OK)
+		assert.Equal(t, uint64(2), res.BadSeq)
+	})
+	t.Run("nothing to verify", func(t *testing.T) {
+		empty := filepath.Join(dir, "empty.jsonl")
+		require.NoError(t, os.WriteFile(empty, nil, 0o600))
+		for _, args := range [][]string{
+			{"audit", "verify", "--file", empty},
+			{"audit", "verify", "--nats-url", url, "--from-seq", "100"},
+		} {
+			var stdout, stderr proctest.Buffer
+			assert.Equal(t, 1, run(ctx, args, &stdout, &stderr), args)
+			assert.Contains(t, stderr.String(), "nothing to verify")
+			var res audit.VerifyResult
+			require.NoError(t, json.Unmarshal([]byte(stdout.String()), &res))
+			assert.False(t, res.OK)
+			assert.True(t, res.Empty)
+		}
+	})
+}
+
+// codi2 audit -h prints the usage and exits 0 (issue 12, input 9).
+func TestRun_AuditHelp(t *testing.T) {
+	for _, arg := range []string{"-h", "--help", "help"} {
+		var stdout, stderr proctest.Buffer
+		assert.Equal(t, 0, run(context.Background(), []string{"audit", arg}, &stdout, &stderr), arg)
+		assert.Contains(t, stdout.String(), "codi2 audit verify --file FILE")
+		assert.Contains(t, stdout.String(), "--expect-head")
+	}
+	for _, sub := range []string{"export", "verify"} {
+		var stdout, stderr proctest.Buffer
+		assert.Equal(t, 0, run(context.Background(), []string{"audit", sub, "-h"}, &stdout, &stderr), sub)
+		assert.Contains(t, stderr.String(), "-nats-url")
+	}
 }
 
 func TestRun_AuditErrors(t *testing.T) {
@@ -110,6 +179,8 @@ func TestRun_AuditErrors(t *testing.T) {
 		{"unknown", []string{"audit", "purge"}, `unknown subcommand "purge"`},
 		{"bad from", []string{"audit", "export", "--from", "yesterday"}, "--from"},
 		{"bad to", []string{"audit", "export", "--to", "1"}, "--to"},
+		{"bad relative", []string{"audit", "export", "--from", "--1h"}, "want an RFC 3339 time"},
+		{"bad expect-head", []string{"audit", "verify", "--file", "x", "--expect-head", "abc"}, "64 lower-case hex"},
 		{"bad flag", []string{"audit", "export", "--nope"}, "flag provided but not defined"},
 		{"verify bad flag", []string{"audit", "verify", "--nope"}, "flag provided but not defined"},
 		{"export server down", []string{"audit", "export", "--nats-url", down}, "connect"},

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/internal/proctest"
@@ -171,6 +172,77 @@ func TestNewLogger(t *testing.T) {
 	require.NoError(t, err)
 	_, err = newLogger(&buf, "", "json")
 	require.Error(t, err)
+}
+
+// Log lines carry nanosecond timestamps, in JSON and on the console
+// (issue 12, input 9).
+func TestNewLogger_NanosecondTime(t *testing.T) {
+	var buf proctest.Buffer
+	log, err := newLogger(&buf, "info", "json")
+	require.NoError(t, err)
+	log.Info().Str("k", "v").Msg("one")
+	var line map[string]any
+	require.NoError(t, json.Unmarshal([]byte(buf.String()), &line))
+	ts, _ := line["time"].(string)
+	assert.Regexp(t, `^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z$`, ts)
+	got, err := time.Parse(time.RFC3339Nano, ts)
+	require.NoError(t, err)
+	assert.WithinDuration(t, time.Now(), got, time.Minute)
+
+	buf = proctest.Buffer{}
+	log, err = newLogger(&buf, "info", "console")
+	require.NoError(t, err)
+	log.Info().Msg("two")
+	assert.Regexp(t, `T\d\d:\d\d:\d\d\.\d+`, buf.String())
+}
+
+// --audit-max-age and --audit-max-count reach the audit service's
+// retention (issue 12, input 9).
+func TestRun_ServeAuditRetention(t *testing.T) {
+	cfg, err := parseServe([]string{"--audit-max-age", "720h", "--audit-max-count", "5"}, &proctest.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, 720*time.Hour, cfg.AuditMaxAge)
+	assert.Equal(t, uint64(5), cfg.AuditMaxCount)
+	t.Setenv("CODI2_AUDIT_MAX_COUNT", "7")
+	cfg, err = parseServe(nil, &proctest.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(7), cfg.AuditMaxCount)
+	_, err = parseServe([]string{"--audit-max-age", "-1h"}, &proctest.Buffer{})
+	assert.ErrorContains(t, err, "--audit-max-age")
+
+	// A server started with --audit-max-count trims an existing log.
+	dir := t.TempDir()
+	serve := func(extra ...string) (*audit.Client, func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		var logs proctest.Buffer
+		done := make(chan int, 1)
+		go func() {
+			done <- run(ctx, append([]string{"serve", "--data", dir, "--nats-listen", "127.0.0.1:-1",
+				"--http-listen", "127.0.0.1:0", "--log-format", "json"}, extra...), &proctest.Buffer{}, &logs)
+		}()
+		ready := readyLine(t, &logs, done)
+		nc, err := nats.Connect(ready["nats"].(string))
+		require.NoError(t, err)
+		c, err := audit.NewClient(nc)
+		require.NoError(t, err)
+		return c, func() {
+			nc.Close()
+			cancel()
+			assert.Equal(t, 0, <-done, logs.String())
+		}
+	}
+	c, stop := serve()
+	for range 10 {
+		_, err := c.LogAndWait(context.Background(), "agent-1", "x", []byte(`{}`))
+		require.NoError(t, err)
+	}
+	stop()
+	c, stop = serve("--audit-max-count", "3")
+	defer stop()
+	require.Eventually(t, func() bool {
+		st, err := c.Status(context.Background())
+		return err == nil && st.Count == 3 && st.FirstSeq > 1
+	}, 20*time.Second, 20*time.Millisecond)
 }
 
 func TestEnvName(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/internal/server"
 	"github.com/rs/zerolog"
@@ -26,6 +27,10 @@ type serveConfig struct {
 	LogLevel       string
 	LogFormat      string
 	SyncAlways     bool
+	// AuditMaxAge and AuditMaxCount are the audit log's retention
+	// (audit.Retention); zero keeps everything.
+	AuditMaxAge   time.Duration
+	AuditMaxCount uint64
 }
 
 func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
@@ -40,8 +45,13 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: auto (console on a terminal), json, console")
 	fs.BoolVar(&c.SyncAlways, "nats-sync-always", false, "fsync every JetStream write before its PubAck (about 20x slower)")
+	fs.DurationVar(&c.AuditMaxAge, "audit-max-age", 0, "remove audit records older than this, e.g. 720h (0: keep every age)")
+	fs.Uint64Var(&c.AuditMaxCount, "audit-max-count", 0, "keep at most this many audit records (0: any number)")
 	if err := parseWithEnv(fs, args); err != nil {
 		return c, err
+	}
+	if c.AuditMaxAge < 0 {
+		return c, fmt.Errorf("--audit-max-age %v: want a positive duration, or 0 to keep every age", c.AuditMaxAge)
 	}
 	switch c.Store {
 	case "bolt", "fdb":
@@ -75,6 +85,7 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		SyncAlways:     cfg.SyncAlways,
 		Store:          cfg.Store,
 		FDBClusterFile: cfg.FDBClusterFile,
+		Audit:          audit.Config{Retention: audit.Retention{MaxAge: cfg.AuditMaxAge, MaxCount: cfg.AuditMaxCount}},
 	}, log)
 	if err != nil {
 		return err
