@@ -178,7 +178,7 @@ func TestAgent_Receive_CatchUpExactlyOnce(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, ci.NumAckPending)
 	assert.Zero(t, ci.NumPending)
-	assert.ElementsMatch(t, []string{"codi.msg.agent-2.>", "codi.msg.all.>"}, ci.Config.FilterSubjects)
+	assert.ElementsMatch(t, []string{"codi.msg.agent-2.>", "codi.msg.all.>", "codi.msg.agent-2", "codi.msg.all"}, ci.Config.FilterSubjects)
 }
 
 func TestAgent_Receive_RedeliversOnError(t *testing.T) {

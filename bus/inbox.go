@@ -92,11 +92,10 @@ func (i *Inbox) Done() <-chan struct{} { return i.done }
 // catch up on what was sent while the agent was away. A message whose
 // subject breaks the contract is delivered with Message.Err set.
 func (a *Agent) Subscribe(h func(Message)) (*Inbox, error) {
-	inbox, _ := subjects.MsgInbox(a.id)
 	in := &Inbox{ch: make(chan *nats.Msg, liveBuffer), stop: make(chan struct{}), done: make(chan struct{})}
 	// Both subscriptions feed one channel from the connection's single
 	// reader, so the handler sees the server's order across them.
-	for _, subj := range []string{inbox, subjects.MsgBroadcast} {
+	for _, subj := range subjects.MsgInboxFilters(a.id) {
 		sub, err := a.nc.ChanSubscribe(subj, in.ch)
 		if err != nil {
 			_ = in.Unsubscribe()

@@ -27,8 +27,7 @@ func (a *Agent) Peek(ctx context.Context, max int) ([]Message, error) {
 	case !errors.Is(err, jetstream.ErrConsumerNotFound):
 		return nil, fmt.Errorf("bus: peek %s: %w", name, err)
 	}
-	inbox, _ := subjects.MsgInbox(a.id)
-	occ := jetstream.OrderedConsumerConfig{FilterSubjects: []string{inbox, subjects.MsgBroadcast}}
+	occ := jetstream.OrderedConsumerConfig{FilterSubjects: subjects.MsgInboxFilters(a.id)}
 	if start > 1 {
 		occ.DeliverPolicy, occ.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
 	}

@@ -183,11 +183,10 @@ type receiver struct {
 }
 
 func (r *receiver) config(start DeliverFrom) jetstream.ConsumerConfig {
-	inbox, _ := subjects.MsgInbox(r.a.id)
 	return jetstream.ConsumerConfig{
 		Durable:        r.name,
 		Description:    "codi2 inbox of " + r.a.id,
-		FilterSubjects: []string{inbox, subjects.MsgBroadcast},
+		FilterSubjects: subjects.MsgInboxFilters(r.a.id),
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        r.cfg.AckWait,
 		MaxAckPending:  1,
@@ -291,8 +290,14 @@ func (r *receiver) consume(ctx context.Context) error {
 			// Nothing came within idleWait: a catch-up asks the consumer
 			// whether anything is still pending or awaiting an ack (a
 			// retry's delay); if not, it is done.
+			// Short waits restart the iterator's heartbeat check, so a
+			// consumer deleted meanwhile shows here, as an error.
 			if r.cfg.UntilIdle {
-				if done, err := r.drained(ctx); err == nil && done {
+				done, err := r.drained(ctx)
+				switch {
+				case err != nil:
+					return r.giveBack(it, err)
+				case done:
 					return r.giveBack(it, errFinished)
 				}
 			}

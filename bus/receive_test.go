@@ -321,7 +321,7 @@ func TestAgent_Receive_DeliversMalformedSubjects(t *testing.T) {
 	in, err := a2.Subscribe(func(m bus.Message) { live <- m })
 	require.NoError(t, err)
 	defer in.Unsubscribe()
-	for _, subj := range []string{"codi.msg.agent-2.agent-1", "codi.msg.agent-2.all.x", "codi.msg.all.agent-1"} {
+	for _, subj := range []string{"codi.msg.agent-2.agent-1", "codi.msg.agent-2.all.x", "codi.msg.all.agent-1", "codi.msg.agent-2", "codi.msg.all"} {
 		_, err = js.Publish(ctx, subj, []byte("{}"))
 		require.NoError(t, err)
 	}
@@ -331,7 +331,7 @@ func TestAgent_Receive_DeliversMalformedSubjects(t *testing.T) {
 	r := startReceiver(t, a2, bus.ReceiveConfig{UntilIdle: true}, nil)
 	require.NoError(t, r.wait(t))
 	got := r.got()
-	require.Len(t, got, 4, "every stored message reaches the handler")
+	require.Len(t, got, 6, "every stored message reaches the handler")
 	assert.Equal(t, "agent-1", got[0].From)
 	assert.Equal(t, "", got[0].Type)
 	assert.ErrorIs(t, got[0].Err, subjects.ErrUnknown)
@@ -341,15 +341,38 @@ func TestAgent_Receive_DeliversMalformedSubjects(t *testing.T) {
 	assert.Equal(t, "agent-1", got[2].From)
 	assert.Equal(t, "", got[2].Type)
 	assert.Error(t, got[2].Err)
-	assert.Equal(t, "good", got[3].Type)
-	assert.NoError(t, got[3].Err)
-	for range 4 {
+	for _, m := range got[3:5] {
+		assert.Equal(t, "", m.From, m.Subject)
+		assert.Error(t, m.Err, m.Subject)
+	}
+	assert.Equal(t, "agent-2", got[3].To)
+	assert.Equal(t, "all", got[4].To)
+	assert.Equal(t, "good", got[5].Type)
+	assert.NoError(t, got[5].Err)
+	for range 6 {
 		select {
 		case <-live:
 		case <-time.After(5 * time.Second):
 			t.Fatal("the live inbox dropped a message")
 		}
 	}
+}
+
+// A consumer deleted while a catch-up runs (from the handler, to hit the
+// moment exactly): the catch-up recreates it and still hands over every
+// message once, then returns.
+func TestAgent_Receive_UntilIdle_ConsumerDeleted(t *testing.T) {
+	b := bustest.Run(t)
+	sendN(t, b, "agent-1", 1, 50)
+	js := b.JetStream()
+	r := startReceiver(t, newAgent(t, b, "agent-1"), bus.ReceiveConfig{UntilIdle: true}, func(m bus.Message) error {
+		if string(m.Data) == "20" {
+			return js.DeleteConsumer(context.Background(), bus.StreamMsg, "agent-1")
+		}
+		return nil
+	})
+	require.NoError(t, r.wait(t))
+	assert.Equal(t, seq(1, 50), datas(r.got()))
 }
 
 // Issue 10, input 7: a handler that keeps failing gets the message with a
@@ -476,7 +499,7 @@ func TestAgent_Receive_UpdatesExistingConsumer(t *testing.T) {
 	require.NoError(t, err)
 	ci := cons.CachedInfo()
 	assert.Equal(t, 1, ci.Config.MaxAckPending)
-	assert.ElementsMatch(t, []string{"codi.msg.agent-1.>", "codi.msg.all.>"}, ci.Config.FilterSubjects)
+	assert.ElementsMatch(t, []string{"codi.msg.agent-1.>", "codi.msg.all.>", "codi.msg.agent-1", "codi.msg.all"}, ci.Config.FilterSubjects)
 }
 
 func TestAgent_Receive_ClosedConnection(t *testing.T) {

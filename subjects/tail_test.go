@@ -16,3 +16,7 @@ func TestTail(t *testing.T) {
 func TestStateEvtKind(t *testing.T) {
 	assert.Equal(t, "codi.state.evt.task.*", StateEvtKind("task"))
 }
+
+func TestMsgInboxFilters(t *testing.T) {
+	assert.Equal(t, []string{"codi.msg.a.>", "codi.msg.all.>", "codi.msg.a", "codi.msg.all"}, MsgInboxFilters("a"))
+}

@@ -6,3 +6,12 @@ package subjects
 func StateEvtKind(kind string) string {
 	return evtPrefix + kind + ".*"
 }
+
+// MsgInboxFilters returns every subject of CODI_MSG that is agent's mail:
+// codi.msg.<agent>.> and codi.msg.all.>, and the bare codi.msg.<agent> and
+// codi.msg.all, which break the contract (no sender, no type) but are stored
+// all the same, so that an inbox never leaves a stored message behind.
+// agent must be valid (ValidAgent).
+func MsgInboxFilters(agent string) []string {
+	return []string{msgPrefix + agent + wildSuffix, MsgBroadcast, msgPrefix + agent, msgPrefix + All}
+}
