@@ -141,9 +141,9 @@ func TestRun_ClaimRenewRelease(t *testing.T) {
 	rel := jsonLine[map[string]any](t, r.out)
 	assert.Nil(t, rel["expires_at"], "the lease ended")
 	assert.Equal(t, map[string]any{"status": "in_progress"}, rel["fields"], "the record is kept")
-	r = run(t, url, "agent-2", "", "release", "task", "ADR-028", "--rev", "2")
+	r = run(t, url, "agent-2", "", "release", "task", "ADR-028", "--rev", "3")
 	assert.Equal(t, cli.ExitConflict, r.code)
-	assert.Contains(t, r.err, "is at rev 3 (last changed by agent-2), not the rev given")
+	assert.Contains(t, r.err, "no live lease on task/ADR-028 (rev 3): claim it first")
 
 	r = run(t, url, "agent-3", "", "claim", "task", "ADR-028", "--fields", `{"assignee":"agent-3"}`)
 	require.Equal(t, cli.ExitOK, r.code, "a released record is free: %s", r.err)
@@ -152,8 +152,8 @@ func TestRun_ClaimRenewRelease(t *testing.T) {
 	r = run(t, url, "", "", "get", "task", "ADR-028")
 	assert.Equal(t, cli.ExitNotFound, r.code)
 	r = run(t, url, "agent-3", "", "renew", "task", "ADR-028", "--rev", "5")
-	assert.Equal(t, cli.ExitConflict, r.code)
-	assert.Contains(t, r.err, "does not exist")
+	assert.Equal(t, cli.ExitNotFound, r.code)
+	assert.Contains(t, r.err, "not found")
 
 	// File paths work as ids as typed.
 	r = run(t, url, "agent-2", "", "claim", "file", "src/main.go", "--json")
@@ -315,9 +315,12 @@ func TestRun_WatchOneRecord(t *testing.T) {
 		run(t, url, "agent-2", "", "claim", "file", "other.go")
 		return strings.Contains(w.String(), "put rejected by agent-2: conflict")
 	}, 10*time.Second, 50*time.Millisecond)
-	require.Equal(t, cli.ExitOK, run(t, url, "agent-1", "", "renew", "file", "src/main.go", "--rev", "1").code)
+	r := run(t, url, "", "", "get", "file", "src/main.go", "--json")
+	rev := jsonLine[map[string]any](t, r.out)["rev"].(float64)
+	require.Equal(t, cli.ExitOK, run(t, url, "agent-1", "", "renew", "file", "src/main.go", "--rev", strconv.Itoa(int(rev))).code)
+	want := "codi.state.evt.file.src/main%2Ego merge applied by agent-1 -> rev " + strconv.Itoa(int(rev)+1)
 	require.Eventually(t, func() bool {
-		return strings.Contains(w.String(), "codi.state.evt.file.src/main%2Ego merge applied by agent-1 -> rev 2")
+		return strings.Contains(w.String(), want)
 	}, 10*time.Second, 10*time.Millisecond)
 	cancel()
 	assert.Equal(t, cli.ExitOK, <-done, errb.String())

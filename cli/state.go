@@ -48,10 +48,12 @@ func RecordText(r state.Record) string {
 // holder, its revision and expiry, read from the server.
 func (e *env) conflict(cmd *cobra.Command, c *state.Client, kind, id string, err error) error {
 	var held *state.HeldError
-	if errors.As(err, &held) {
+	switch {
+	case errors.As(err, &held):
 		return conflictError{msg: held.Error()}
-	}
-	if !errors.Is(err, state.ErrConflict) {
+	case errors.Is(err, state.ErrNoLease):
+		return conflictError{msg: err.Error()}
+	case !errors.Is(err, state.ErrConflict):
 		return err
 	}
 	ctx, cancel := e.ctx(cmd)

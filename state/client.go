@@ -123,27 +123,58 @@ func (c *Client) Apply(ctx context.Context, kind, id string, cmd Command) (Event
 	}
 }
 
-// Claim takes a lease of ttl on kind/id for this agent if nobody holds
-// one: when the record does not exist it is created with fields (expect_rev
-// 0); when it exists without a lease (released, or never leased) fields are
-// merged into it at its revision. It returns the record, whose Rev is the
-// fencing token for Refresh and Release. When another lease is live it
-// fails with a *HeldError (wrapping ErrConflict) naming the holder. With
-// ttl 0 it only creates. Safe for concurrent use: of concurrent claims on
-// one kind/id exactly one wins, since each goes through expect_rev.
+// HolderField is the field Claim sets to the claiming agent and Release
+// clears (null): who holds a record's lease. Refresh and Release refuse a
+// lease held by another agent. A record leased without it (a plain command
+// with ttl_ms) is held by its updated_by.
+const HolderField = "holder"
+
+// Holder returns the agent holding r's lease, or "" when r has none.
+func (r Record) Holder() string {
+	if r.ExpiresAt == nil {
+		return ""
+	}
+	var h string
+	if raw, ok := r.Fields[HolderField]; ok && json.Unmarshal(raw, &h) == nil && h != "" {
+		return h
+	}
+	return r.UpdatedBy
+}
+
+// Claim takes a lease of ttl on kind/id for this agent if nobody else holds
+// one, setting HolderField to this agent and merging fields: when the record
+// does not exist it is created (expect_rev 0); when it exists without a
+// lease (released, or never leased) it is taken at its revision; when this
+// agent already holds it the lease is renewed. It returns the record, whose
+// Rev is the fencing token for Refresh and Release. When another agent's
+// lease is live it fails with a *HeldError (wrapping ErrConflict) naming the
+// holder. ttl must be positive. Safe for concurrent use: of concurrent
+// claims on one kind/id exactly one wins, since each goes through
+// expect_rev.
 func (c *Client) Claim(ctx context.Context, kind, id string, ttl time.Duration, fields map[string]any) (Record, error) {
-	if ttl < 0 {
-		return Record{}, fmt.Errorf("%w: negative ttl %v", ErrBadRequest, ttl)
+	if ttl <= 0 {
+		return Record{}, fmt.Errorf("%w: a claim needs a positive ttl, got %v", ErrBadRequest, ttl)
+	}
+	f := map[string]any{HolderField: c.agent}
+	for k, v := range fields {
+		if k != HolderField {
+			f[k] = v
+		}
 	}
 	// Read first, so that taking a released record is one merge at its
 	// revision rather than a create that fails; a claim on a held record is
 	// still sent, so that the attempt and its loss are in the audit log.
 	// When the read fails (the service is still starting) the create is
 	// sent anyway: the stream keeps it until the service applies it.
-	create := Command{Op: OpPut, Fields: fields, ExpectRev: Expect(0), TTL: ttl}
+	create := Command{Op: OpPut, Fields: f, ExpectRev: Expect(0), TTL: ttl}
+	take := func(cur Record) Command {
+		return Command{Op: OpMerge, Fields: f, ExpectRev: Expect(cur.Rev), TTL: ttl}
+	}
 	cmd := create
-	if cur, err := c.Get(ctx, kind, id, 0); err == nil && cur.ExpiresAt == nil && ttl > 0 {
-		cmd = Command{Op: OpMerge, Fields: fields, ExpectRev: Expect(cur.Rev), TTL: ttl}
+	if cur, err := c.Get(ctx, kind, id, 0); err == nil {
+		if h := cur.Holder(); h == "" || h == c.agent {
+			cmd = take(cur)
+		}
 	}
 	for attempt := 0; ; attempt++ {
 		rec, err := c.applyRecord(ctx, kind, id, cmd)
@@ -151,12 +182,11 @@ func (c *Client) Claim(ctx context.Context, kind, id string, ttl time.Duration, 
 			return rec, err
 		}
 		cur, gerr := c.Get(ctx, kind, id, 0)
-		switch {
-		case gerr == nil && cur.ExpiresAt != nil:
+		switch h := cur.Holder(); {
+		case gerr == nil && h != "" && h != c.agent:
 			return Record{}, &HeldError{Record: cur}
-		case gerr == nil && ttl > 0 && attempt == 0:
-			// Released (or never leased) since we looked: take it at its rev.
-			cmd = Command{Op: OpMerge, Fields: fields, ExpectRev: Expect(cur.Rev), TTL: ttl}
+		case gerr == nil && attempt == 0:
+			cmd = take(cur) // released, or ours, since we looked
 		case errors.Is(gerr, ErrNotFound) && attempt == 0:
 			cmd = create // expired since we looked
 		default:
@@ -165,39 +195,69 @@ func (c *Client) Claim(ctx context.Context, kind, id string, ttl time.Duration, 
 	}
 }
 
-// HeldError is the ErrConflict of a Claim that found another lease live:
-// Record is the record as read, its UpdatedBy the holder, Rev the fencing
-// token the holder has and ExpiresAt when the lease ends unless renewed.
+// HeldError is the ErrConflict of a lease operation that found another
+// agent's lease live: Record is the record as read, Record.Holder() the
+// holder, Rev the fencing token the holder has and ExpiresAt when the lease
+// ends unless renewed.
 type HeldError struct {
 	Record Record
 }
 
 func (e *HeldError) Error() string {
 	return fmt.Sprintf("%s: %s/%s is held by %s at rev %d until %s", ErrConflict, e.Record.Kind, e.Record.ID,
-		e.Record.UpdatedBy, e.Record.Rev, e.Record.ExpiresAt.UTC().Format(time.RFC3339))
+		e.Record.Holder(), e.Record.Rev, e.Record.ExpiresAt.UTC().Format(time.RFC3339))
 }
 
 // Unwrap makes errors.Is(err, ErrConflict) true.
 func (e *HeldError) Unwrap() error { return ErrConflict }
 
-// Refresh extends the lease on kind/id to ttl from now, if the record is
-// still at rev (the caller's claim has not expired or been taken). It
-// returns the record with its new Rev, or an error wrapping ErrConflict.
-// Safe for concurrent use; expect_rev makes a retried refresh harmless.
+// ErrNoLease is the ErrConflict of Refresh or Release on a record that has
+// no live lease: there is nothing to renew or release (claim it first).
+var ErrNoLease = fmt.Errorf("%w: no live lease", ErrConflict)
+
+// mine reads kind/id and checks that this agent holds its lease: ErrNotFound
+// when it does not exist, ErrNoLease when it has no lease, a *HeldError
+// when another agent holds it.
+func (c *Client) mine(ctx context.Context, kind, id string) (Record, error) {
+	cur, err := c.Get(ctx, kind, id, 0)
+	if err != nil {
+		return Record{}, err
+	}
+	switch h := cur.Holder(); {
+	case h == "":
+		return Record{}, fmt.Errorf("%w on %s/%s (rev %d): claim it first", ErrNoLease, kind, id, cur.Rev)
+	case h != c.agent:
+		return Record{}, &HeldError{Record: cur}
+	}
+	return cur, nil
+}
+
+// Refresh extends this agent's lease on kind/id to ttl from now, if the
+// record is still at rev (the claim has not expired or been taken). It
+// returns the record with its new Rev; it fails with ErrNotFound, ErrNoLease,
+// a *HeldError when another agent holds it, or ErrConflict when the record
+// moved on. Safe for concurrent use; expect_rev makes a retried refresh
+// harmless.
 func (c *Client) Refresh(ctx context.Context, kind, id string, rev uint64, ttl time.Duration) (Record, error) {
 	if ttl <= 0 {
 		return Record{}, fmt.Errorf("%w: refresh needs a positive ttl, got %v", ErrBadRequest, ttl)
 	}
+	if _, err := c.mine(ctx, kind, id); err != nil {
+		return Record{}, err
+	}
 	return c.applyRecord(ctx, kind, id, Command{Op: OpMerge, ExpectRev: Expect(rev), TTL: ttl})
 }
 
-// Release ends the lease on kind/id if the record is still at rev (the
-// caller's claim), keeping the record and its fields (status, assignee):
-// the record is free to claim again. It returns the record with its new
-// Rev, or fails with ErrConflict when the record moved on or is gone. Safe
-// for concurrent use.
+// Release ends this agent's lease on kind/id if the record is still at rev
+// (the caller's claim), clearing HolderField and keeping the record's other
+// fields (status, assignee): the record is free to claim again. It returns
+// the record with its new Rev, or fails as Refresh does. Safe for
+// concurrent use.
 func (c *Client) Release(ctx context.Context, kind, id string, rev uint64) (Record, error) {
-	return c.applyRecord(ctx, kind, id, Command{Op: OpMerge, ExpectRev: Expect(rev), NoLease: true})
+	if _, err := c.mine(ctx, kind, id); err != nil {
+		return Record{}, err
+	}
+	return c.applyRecord(ctx, kind, id, Command{Op: OpMerge, Fields: map[string]any{HolderField: nil}, ExpectRev: Expect(rev), NoLease: true})
 }
 
 // Delete removes kind/id if it is still at rev (its tombstone keeps the

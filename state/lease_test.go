@@ -102,19 +102,33 @@ func TestClient_Refresh_KeepsLease(t *testing.T) {
 
 	// Release with the current rev ends the lease and keeps the record; a
 	// second release with that rev conflicts; anyone may claim it again.
+	other := e.client("agent-2")
+	_, err = other.Release(ctx, "task", "held", got.Rev)
+	var heldErr *state.HeldError
+	require.ErrorAs(t, err, &heldErr, "only the holder releases")
+	_, err = other.Refresh(ctx, "task", "held", got.Rev, time.Hour)
+	require.ErrorAs(t, err, &heldErr, "only the holder renews")
+	assert.Equal(t, "agent-1", heldErr.Record.Holder())
 	released, err := c.Release(ctx, "task", "held", got.Rev)
 	require.NoError(t, err)
 	assert.Nil(t, released.ExpiresAt)
-	assert.Equal(t, got.Fields, released.Fields)
-	_, err = c.Release(ctx, "task", "held", got.Rev)
-	require.ErrorIs(t, err, state.ErrConflict)
-	other := e.client("agent-2")
+	assert.Empty(t, released.Holder())
+	assert.Equal(t, got.Fields["owner"], released.Fields["owner"], "the other fields stay")
+	assert.NotContains(t, released.Fields, state.HolderField)
+	_, err = c.Release(ctx, "task", "held", released.Rev)
+	require.ErrorIs(t, err, state.ErrNoLease)
+	_, err = c.Refresh(ctx, "task", "held", released.Rev, time.Hour)
+	require.ErrorIs(t, err, state.ErrNoLease, "nothing to renew: claim it")
 	reclaimed, err := other.Claim(ctx, "task", "held", time.Hour, map[string]any{"assignee": "agent-2"})
 	require.NoError(t, err)
 	assert.Equal(t, "agent-2", reclaimed.UpdatedBy)
 	assert.NotNil(t, reclaimed.ExpiresAt)
+	assert.Equal(t, "agent-2", reclaimed.Holder())
+	again, err := other.Claim(ctx, "task", "held", 2*time.Hour, nil)
+	require.NoError(t, err, "the holder's own claim renews it")
+	assert.Equal(t, reclaimed.Rev+1, again.Rev)
+	reclaimed = again
 	_, err = c.Claim(ctx, "task", "held", time.Hour, nil)
-	var heldErr *state.HeldError
 	require.ErrorAs(t, err, &heldErr)
 	require.ErrorIs(t, err, state.ErrConflict)
 	assert.Equal(t, "agent-2", heldErr.Record.UpdatedBy)
@@ -132,7 +146,7 @@ func TestClient_Apply_RevGrowsAcrossDeleteAndRecreate(t *testing.T) {
 
 	var revs []uint64
 	for i := 0; i < 3; i++ {
-		rec, err := c.Claim(ctx, "task", "t1", 0, map[string]any{"round": i})
+		rec, err := c.Claim(ctx, "task", "t1", time.Hour, map[string]any{"round": i})
 		require.NoError(t, err)
 		revs = append(revs, rec.Rev)
 		require.NoError(t, c.Delete(ctx, "task", "t1", rec.Rev))
