@@ -81,6 +81,9 @@ are RFC 3339, "now", or a duration before now. --source and --category select
 exact tokens; --limit stops after N records (default 100).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit <= 0 {
+				return usageError{fmt.Errorf("--limit must be positive, got %d", limit)}
+			}
 			q := audit.Query{Source: source, Category: category}
 			var err error
 			if since != "" && from != "" {
@@ -161,7 +164,9 @@ type StateStatus struct {
 func (e *env) statusCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
-		Short: "the server's watermarks and health",
+		Short: "the server's watermarks and the audit log's size and head",
+		Long: `Print both services' commit watermarks and the audit log's size and head hash.
+Exit 5 when a service does not answer (what did answer is still printed).`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			sc, err := e.stateClient(false)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -113,6 +114,9 @@ func (e *env) root() *cobra.Command {
 			if err := applyEnv(cmd.Flags(), e.io.Getenv); err != nil {
 				return err
 			}
+			if e.g.timeout <= 0 {
+				return usageError{fmt.Errorf("--timeout must be positive, got %s", e.g.timeout)}
+			}
 			e.out = printer{w: e.io.Out, json: e.g.json}
 			return nil
 		},
@@ -172,6 +176,13 @@ func (e *env) connect() error {
 	}
 	opts := []nats.Option{nats.Name("codi2 cli"), nats.Timeout(e.g.timeout), nats.NoReconnect()}
 	if e.g.creds != "" {
+		b, err := os.ReadFile(e.g.creds)
+		switch {
+		case err != nil:
+			return usageError{fmt.Errorf("--creds: %w", err)}
+		case !bytes.Contains(b, []byte("BEGIN NATS USER JWT")):
+			return usageError{fmt.Errorf("--creds %s: not a NATS credentials file (codi2 agent add makes one)", e.g.creds)}
+		}
 		opts = append(opts, nats.UserCredentials(e.g.creds))
 	}
 	nc, err := nats.Connect(e.g.natsURL, opts...)

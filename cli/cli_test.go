@@ -79,14 +79,15 @@ func TestRun_SendInboxPeek(t *testing.T) {
 	r = run(t, url, "agent-2", "", "inbox", "--peek")
 	require.Equal(t, cli.ExitOK, r.code, r.err)
 	require.Len(t, r.lines(), 2, "peek shows both")
-	assert.Contains(t, r.lines()[0], `orchestrator -> agent-2 task.assign [high]: {"task":"ADR-028"}`)
+	assert.Contains(t, r.lines()[0], `orchestrator -> agent-2 task.assign [high] [ack required] (reply to #7): {"task":"ADR-028"}`)
 
 	r = run(t, url, "agent-2", "", "inbox", "--json", "--max", "1")
 	require.Equal(t, cli.ExitOK, r.code, r.err)
 	m := jsonLine[cli.Mail](t, r.out)
 	assert.Equal(t, uint64(1), m.Seq)
 	assert.Equal(t, "t-1", m.Thread)
-	assert.Equal(t, "7", m.ReplyTo)
+	assert.Equal(t, uint64(7), m.ReplyTo)
+	assert.True(t, m.AckRequired)
 	assert.Equal(t, "high", m.Importance)
 	assert.JSONEq(t, `{"task":"ADR-028"}`, string(m.Data))
 
@@ -162,6 +163,11 @@ func TestRun_ClaimRenewRelease(t *testing.T) {
 	r = run(t, url, "", "", "get", "file", "src/main.go")
 	require.Equal(t, cli.ExitOK, r.code, r.err)
 	assert.True(t, strings.HasPrefix(r.out, "file/src/main.go rev 1 by agent-2"), r.out)
+	r = run(t, url, "", "", "get", "file", "src/main%2Ego")
+	require.Equal(t, cli.ExitOK, r.code, "the id as --json prints it: %s", r.err)
+	assert.True(t, strings.HasPrefix(r.out, "file/src/main.go rev 1"), r.out)
+	r = run(t, url, "", "", "get", "file", "100%")
+	assert.Equal(t, cli.ExitNotFound, r.code, "not an escape: typed as it is (%s)", r.err)
 }
 
 func TestRun_ListGetWatch(t *testing.T) {
@@ -272,6 +278,14 @@ func TestRun_ExitCodes(t *testing.T) {
 		{"bad to", "a", url, []string{"history", "--to", "later"}, cli.ExitUsage, "--to"},
 		{"oversized", "a", url, []string{"send", "b", "x", strings.Repeat("x", 1<<20)}, cli.ExitUsage, "payload too large"},
 		{"bad env timeout", "a", url, []string{"status", "--timeout", "soon"}, cli.ExitUsage, "invalid argument"},
+		{"zero timeout", "a", url, []string{"status", "--timeout", "0s"}, cli.ExitUsage, "--timeout must be positive"},
+		{"zero history limit", "a", url, []string{"history", "--limit", "0"}, cli.ExitUsage, "--limit must be positive"},
+		{"negative list limit", "a", url, []string{"list", "task", "--limit", "-1"}, cli.ExitUsage, "--limit"},
+		{"negative max", "a", url, []string{"inbox", "--max", "-1"}, cli.ExitUsage, "--max"},
+		{"negative wait", "a", url, []string{"inbox", "--wait", "-1s"}, cli.ExitUsage, "--wait"},
+		{"zero renew ttl", "a", url, []string{"renew", "task", "x", "--rev", "1", "--ttl", "0s"}, cli.ExitUsage, "--ttl"},
+		{"missing creds", "a", url, []string{"status", "--creds", "/nonexistent.creds"}, cli.ExitUsage, "--creds"},
+		{"garbage creds", "a", url, []string{"status", "--creds", "cli_test.go"}, cli.ExitUsage, "not a NATS credentials file"},
 	}
 	for _, verb := range [][]string{{"send", "b", "x"}, {"inbox"}, {"claim", "task", "x"}, {"renew", "task", "x", "--rev", "1"},
 		{"release", "task", "x", "--rev", "1"}, {"log", "note"}, {"history"}, {"get", "task", "x"}, {"list", "task"},

@@ -105,9 +105,10 @@ type Mail struct {
 	Type       string          `json:"type"`
 	Data       json.RawMessage `json:"data,omitempty"`
 	Encoding   string          `json:"encoding,omitempty"`
-	Thread     string          `json:"thread,omitempty"`
-	ReplyTo    string          `json:"reply_to,omitempty"`
-	Importance string          `json:"importance,omitempty"`
+	Thread      string          `json:"thread,omitempty"`
+	ReplyTo     uint64          `json:"reply_to,omitempty"`
+	Importance  string          `json:"importance,omitempty"`
+	AckRequired bool            `json:"ack_required,omitempty"`
 	Problem    string          `json:"problem,omitempty"`
 	// body is what Text shows: JSON as JSON, other text as it is.
 	body string
@@ -117,7 +118,9 @@ type Mail struct {
 // JSON, other UTF-8 text as a string, anything else base64.
 func MailOf(m bus.Message) Mail {
 	out := Mail{Seq: m.Seq, Time: m.Time, From: m.From, To: m.To, Type: m.Type,
-		Thread: m.Header.Get(HeaderThread), ReplyTo: m.Header.Get(HeaderReplyTo), Importance: m.Header.Get(HeaderImportance)}
+		Thread: m.Header.Get(HeaderThread), Importance: m.Header.Get(HeaderImportance),
+		AckRequired: m.Header.Get(HeaderAckRequired) == "true"}
+	out.ReplyTo, _ = strconv.ParseUint(m.Header.Get(HeaderReplyTo), 10, 64)
 	switch {
 	case len(m.Data) == 0:
 	case json.Valid(m.Data):
@@ -142,6 +145,12 @@ func (m Mail) Text() string {
 	if m.Importance != "" && m.Importance != "normal" {
 		s += " [" + m.Importance + "]"
 	}
+	if m.AckRequired {
+		s += " [ack required]"
+	}
+	if m.ReplyTo > 0 {
+		s += fmt.Sprintf(" (reply to #%d)", m.ReplyTo)
+	}
 	if m.body != "" {
 		s += ": " + m.body
 	}
@@ -165,6 +174,9 @@ ack each once printed. --wait waits that long for mail when none is pending;
 --peek prints without acking; --max stops after N messages.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if max < 0 || wait < 0 {
+				return usageError{fmt.Errorf("--max and --wait must not be negative")}
+			}
 			a, err := e.agent()
 			if err != nil {
 				return err

@@ -17,13 +17,18 @@ import (
 const DefaultClaimTTL = 15 * time.Minute
 
 // ids turns the KIND and ID arguments into wire tokens: the kind as
-// given, the id escaped (a file path or URL works as typed).
+// given, the id escaped (a file path or URL works as typed), unless it is
+// already a canonical escaped token holding an escape, as --json output
+// prints ids ("src/main%2Ego").
 func ids(args []string) (kind, id string, err error) {
 	kind = args[0]
 	if err := subjects.ValidKind(kind); err != nil {
 		return "", "", usageError{fmt.Errorf("kind %q: %w", kind, err)}
 	}
-	id = subjects.Escape(args[1])
+	id = args[1]
+	if _, err := subjects.Unescape(id); err != nil || !strings.Contains(id, "%") {
+		id = subjects.Escape(id) // typed as it is; a canonical token (as --json prints it) is kept
+	}
 	if err := subjects.ValidToken(id); err != nil {
 		return "", "", usageError{fmt.Errorf("id %q: %w", args[1], err)}
 	}
@@ -80,9 +85,12 @@ func (e *env) claimCmd() *cobra.Command {
 		Use:   "claim KIND ID",
 		Short: "take a lease on a record if nobody holds one",
 		Long: `Claim KIND/ID for --agent: create it with --fields, or take it when it exists
-without a live lease (released). Prints the record; its rev is the fencing
-token for renew and release. Exit 3 when another agent holds it (the holder,
-its rev and expiry are printed).`,
+without a live lease (released); the record's holder field names you. Prints
+the record; its rev is the fencing token for renew and release. The lease
+ends after --ttl unless renewed, and then the record expires (is removed):
+release instead to end the lease and keep the record. Claiming what you
+already hold renews it. Exit 3 when another agent holds it (the holder, its
+rev and expiry are printed).`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind, id, err := ids(args)
@@ -124,6 +132,10 @@ func (e *env) renewCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "renew KIND ID --rev N",
 		Short: "extend a lease held at revision N",
+		Long: `Extend --agent's lease on KIND/ID to --ttl from now, if the record is still at
+revision N (the rev the claim or the last renew printed). Prints the record
+with its new rev. Exit 3 when another agent holds it, when it has no lease
+(claim it first) or moved on; exit 4 when it no longer exists (it expired).`,
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind, id, err := ids(args)
@@ -132,6 +144,9 @@ func (e *env) renewCmd() *cobra.Command {
 			}
 			if rev == 0 {
 				return usageError{errors.New("--rev is required: the rev your claim printed")}
+			}
+			if ttl <= 0 {
+				return usageError{fmt.Errorf("--ttl must be positive, got %s", ttl)}
 			}
 			c, err := e.stateClient(true)
 			if err != nil {
@@ -159,6 +174,10 @@ func (e *env) releaseCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "release KIND ID --rev N",
 		Short: "end a lease, keeping the record (--delete removes it)",
+		Long: `End --agent's lease on KIND/ID held at revision N: the holder field is cleared
+and the other fields (status, assignee) stay, so anyone may claim it again.
+--delete removes the record instead. Exit 3 when another agent holds it or it
+has no lease; exit 4 when it does not exist.`,
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind, id, err := ids(args)
@@ -196,6 +215,8 @@ func (e *env) getCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "get KIND ID",
 		Short: "read one record (exit 4 when it does not exist)",
+		Long: `Print the record KIND/ID: rev (the fencing token), fields, who changed it last
+and when, when its lease ends. Exit 4 when it does not exist.`,
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind, id, err := ids(args)
@@ -235,6 +256,9 @@ stops after N records.`,
 			kind := args[0]
 			if err := subjects.ValidKind(kind); err != nil {
 				return usageError{fmt.Errorf("kind %q: %w", kind, err)}
+			}
+			if limit < 0 {
+				return usageError{fmt.Errorf("--limit must not be negative, got %d", limit)}
 			}
 			match, err := e.filter(since, where)
 			if err != nil {
@@ -333,6 +357,8 @@ func (e *env) watchCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "watch KIND [ID]",
 		Short: "print state events as they happen, until interrupted",
+		Long: `Print every outcome of a command on KIND's records (or KIND/ID's) as the state
+service commits it, applied or rejected, until Ctrl-C (exit 0).`,
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind := args[0]

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/codi2/codi2/cli"
@@ -75,7 +76,7 @@ func runWith(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	if cli.IsVerb(args[0]) {
+	if cli.IsVerb(firstWord(args)) || (args[0] == "help" && len(args) > 1 && cli.IsVerb(args[1])) {
 		return cli.Run(ctx, args, cli.IO{In: stdin, Out: stdout, Err: stderr})
 	}
 	var err error
@@ -97,7 +98,8 @@ func runWith(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
-		err = fmt.Errorf("unknown command %q\n\n%s", args[0], usage)
+		fmt.Fprintf(stderr, "codi2: unknown command %q (codi2 help lists them)\n", args[0])
+		return 2
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -107,6 +109,30 @@ func runWith(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return 1
 	}
 	return 0
+}
+
+// firstWord is the first argument that is not a flag or a flag's value:
+// the verb of `codi2 --json --agent a1 status`.
+func firstWord(args []string) string {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") {
+			return a
+		}
+		if !strings.Contains(a, "=") && takesValue(strings.TrimLeft(a, "-")) {
+			i++ // skip the flag's value
+		}
+	}
+	return ""
+}
+
+// takesValue reports whether an agent verb's global flag takes a value.
+func takesValue(name string) bool {
+	switch name {
+	case "agent", "nats-url", "creds", "timeout":
+		return true
+	}
+	return false
 }
 
 func versionString() string {
