@@ -254,7 +254,8 @@ func TestService_Lease_ExpiresInSlices(t *testing.T) {
 	e := newEnv(t)
 	cfg := fastConfig()
 	r := e.start(cfg)
-	ctx := ctxT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	// Long enough that no lease ends before the service stops, even on a
 	// loaded machine or under the race detector (3 s was not): this test
 	// counts every expiry after the restart.
