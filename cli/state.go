@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,6 +77,28 @@ func (e *env) conflict(cmd *cobra.Command, c *state.Client, kind, id string, err
 		state.ErrConflict, kind, id, cur.Rev, cur.UpdatedBy)}
 }
 
+// lease runs one lease operation on the KIND and ID arguments as --agent
+// and prints the record it returns as "<done> <record>"; a lost race is
+// exit 3 with the holder.
+func (e *env) lease(cmd *cobra.Command, args []string, done string,
+	op func(ctx context.Context, c *state.Client, kind, id string) (state.Record, error)) error {
+	kind, id, err := ids(args)
+	if err != nil {
+		return err
+	}
+	c, err := e.stateClient(true)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := e.ctx(cmd)
+	defer cancel()
+	rec, err := op(ctx, c, kind, id)
+	if err != nil {
+		return e.conflict(cmd, c, kind, id, err)
+	}
+	return e.out.emit(rec, done+" "+RecordText(rec))
+}
+
 func (e *env) claimCmd() *cobra.Command {
 	var (
 		ttl    time.Duration
@@ -93,10 +116,6 @@ already hold renews it. Exit 3 when another agent holds it (the holder, its
 rev and expiry are printed).`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			kind, id, err := ids(args)
-			if err != nil {
-				return err
-			}
 			var f map[string]any
 			if fields != "" {
 				if err := json.Unmarshal([]byte(fields), &f); err != nil || f == nil {
@@ -106,17 +125,9 @@ rev and expiry are printed).`,
 			if ttl <= 0 {
 				return usageError{fmt.Errorf("--ttl must be positive, got %s", ttl)}
 			}
-			c, err := e.stateClient(true)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := e.ctx(cmd)
-			defer cancel()
-			rec, err := c.Claim(ctx, kind, id, ttl, f)
-			if err != nil {
-				return e.conflict(cmd, c, kind, id, err)
-			}
-			return e.out.emit(rec, "claimed "+RecordText(rec))
+			return e.lease(cmd, args, "claimed", func(ctx context.Context, c *state.Client, kind, id string) (state.Record, error) {
+				return c.Claim(ctx, kind, id, ttl, f)
+			})
 		},
 	}
 	cmd.Flags().DurationVar(&ttl, "ttl", DefaultClaimTTL, "lease length: the claim ends by itself unless renewed")
@@ -136,29 +147,17 @@ func (e *env) renewCmd() *cobra.Command {
 revision N (the rev the claim or the last renew printed). Prints the record
 with its new rev. Exit 3 when another agent holds it, when it has no lease
 (claim it first) or moved on; exit 4 when it no longer exists (it expired).`,
-		Args:  cobra.ExactArgs(2),
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			kind, id, err := ids(args)
-			if err != nil {
-				return err
-			}
 			if rev == 0 {
 				return usageError{errors.New("--rev is required: the rev your claim printed")}
 			}
 			if ttl <= 0 {
 				return usageError{fmt.Errorf("--ttl must be positive, got %s", ttl)}
 			}
-			c, err := e.stateClient(true)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := e.ctx(cmd)
-			defer cancel()
-			rec, err := c.Refresh(ctx, kind, id, rev, ttl)
-			if err != nil {
-				return e.conflict(cmd, c, kind, id, err)
-			}
-			return e.out.emit(rec, "renewed "+RecordText(rec))
+			return e.lease(cmd, args, "renewed", func(ctx context.Context, c *state.Client, kind, id string) (state.Record, error) {
+				return c.Refresh(ctx, kind, id, rev, ttl)
+			})
 		},
 	}
 	cmd.Flags().DurationVar(&ttl, "ttl", DefaultClaimTTL, "new lease length, from now")
@@ -178,14 +177,19 @@ func (e *env) releaseCmd() *cobra.Command {
 and the other fields (status, assignee) stay, so anyone may claim it again.
 --delete removes the record instead. Exit 3 when another agent holds it or it
 has no lease; exit 4 when it does not exist.`,
-		Args:  cobra.ExactArgs(2),
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if rev == 0 {
+				return usageError{errors.New("--rev is required: the rev your claim printed")}
+			}
+			if !del {
+				return e.lease(cmd, args, "released", func(ctx context.Context, c *state.Client, kind, id string) (state.Record, error) {
+					return c.Release(ctx, kind, id, rev)
+				})
+			}
 			kind, id, err := ids(args)
 			if err != nil {
 				return err
-			}
-			if rev == 0 {
-				return usageError{errors.New("--rev is required: the rev your claim printed")}
 			}
 			c, err := e.stateClient(true)
 			if err != nil {
@@ -193,17 +197,10 @@ has no lease; exit 4 when it does not exist.`,
 			}
 			ctx, cancel := e.ctx(cmd)
 			defer cancel()
-			if del {
-				if err := c.Delete(ctx, kind, id, rev); err != nil {
-					return e.conflict(cmd, c, kind, id, err)
-				}
-				return e.out.emit(map[string]any{"kind": kind, "id": id, "deleted": true}, "deleted "+kind+"/"+args[1])
-			}
-			rec, err := c.Release(ctx, kind, id, rev)
-			if err != nil {
+			if err := c.Delete(ctx, kind, id, rev); err != nil {
 				return e.conflict(cmd, c, kind, id, err)
 			}
-			return e.out.emit(rec, "released "+RecordText(rec))
+			return e.out.emit(map[string]any{"kind": kind, "id": id, "deleted": true}, "deleted "+kind+"/"+args[1])
 		},
 	}
 	cmd.Flags().Uint64Var(&rev, "rev", 0, "the record's revision, as your claim or last renew printed")
@@ -217,7 +214,7 @@ func (e *env) getCmd() *cobra.Command {
 		Short: "read one record (exit 4 when it does not exist)",
 		Long: `Print the record KIND/ID: rev (the fencing token), fields, who changed it last
 and when, when its lease ends. Exit 4 when it does not exist.`,
-		Args:  cobra.ExactArgs(2),
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind, id, err := ids(args)
 			if err != nil {
@@ -359,7 +356,7 @@ func (e *env) watchCmd() *cobra.Command {
 		Short: "print state events as they happen, until interrupted",
 		Long: `Print every outcome of a command on KIND's records (or KIND/ID's) as the state
 service commits it, applied or rejected, until Ctrl-C (exit 0).`,
-		Args:  cobra.RangeArgs(1, 2),
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind := args[0]
 			if err := subjects.ValidKind(kind); err != nil {

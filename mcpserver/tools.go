@@ -67,6 +67,23 @@ func (s *Server) ctx(ctx context.Context) (context.Context, context.CancelFunc) 
 	return context.WithTimeout(ctx, s.cfg.Timeout)
 }
 
+// lease runs one lease operation on kind/id and answers "<done> <record>";
+// a lost race is a tool error naming the holder.
+func (s *Server) lease(ctx context.Context, kind, id, done string,
+	op func(ctx context.Context, kind, id string) (state.Record, error)) (*mcp.CallToolResult, any, error) {
+	kind, id, err := ids(kind, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	rec, err := op(ctx, kind, id)
+	if err != nil {
+		return nil, nil, s.conflict(ctx, kind, id, err)
+	}
+	return text(done + " " + cli.RecordText(rec)), nil, nil
+}
+
 func (s *Server) addTools() {
 	mcp.AddTool(s.mcp, &mcp.Tool{Name: "send", Description: "Send a durable message to an agent or all."},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in sendIn) (*mcp.CallToolResult, any, error) {
@@ -100,59 +117,41 @@ func (s *Server) addTools() {
 		})
 	mcp.AddTool(s.mcp, &mcp.Tool{Name: "claim", Description: "Lease a record (a task, a file) if nobody holds it. Returns rev, the fencing token."},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in claimIn) (*mcp.CallToolResult, any, error) {
-			kind, id, err := ids(in.Kind, in.ID)
-			if err != nil {
-				return nil, nil, err
-			}
 			ttl, err := parseTTL(in.TTL, cli.DefaultClaimTTL)
 			if err != nil {
 				return nil, nil, err
 			}
-			ctx, cancel := s.ctx(ctx)
-			defer cancel()
-			rec, err := s.state.Claim(ctx, kind, id, ttl, in.Fields)
-			if err != nil {
-				return nil, nil, s.conflict(ctx, kind, id, err)
-			}
-			return text("claimed " + cli.RecordText(rec)), nil, nil
+			return s.lease(ctx, in.Kind, in.ID, "claimed", func(ctx context.Context, kind, id string) (state.Record, error) {
+				return s.state.Claim(ctx, kind, id, ttl, in.Fields)
+			})
 		})
 	mcp.AddTool(s.mcp, &mcp.Tool{Name: "renew", Description: "Extend your lease at rev."},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in renewIn) (*mcp.CallToolResult, any, error) {
-			kind, id, err := ids(in.Kind, in.ID)
-			if err != nil {
-				return nil, nil, err
-			}
 			ttl, err := parseTTL(in.TTL, cli.DefaultClaimTTL)
 			if err != nil {
 				return nil, nil, err
 			}
-			ctx, cancel := s.ctx(ctx)
-			defer cancel()
-			rec, err := s.state.Refresh(ctx, kind, id, in.Rev, ttl)
-			if err != nil {
-				return nil, nil, s.conflict(ctx, kind, id, err)
-			}
-			return text("renewed " + cli.RecordText(rec)), nil, nil
+			return s.lease(ctx, in.Kind, in.ID, "renewed", func(ctx context.Context, kind, id string) (state.Record, error) {
+				return s.state.Refresh(ctx, kind, id, in.Rev, ttl)
+			})
 		})
 	mcp.AddTool(s.mcp, &mcp.Tool{Name: "release", Description: "End your lease at rev; the record stays."},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in releaseIn) (*mcp.CallToolResult, any, error) {
+			if !in.Delete {
+				return s.lease(ctx, in.Kind, in.ID, "released", func(ctx context.Context, kind, id string) (state.Record, error) {
+					return s.state.Release(ctx, kind, id, in.Rev)
+				})
+			}
 			kind, id, err := ids(in.Kind, in.ID)
 			if err != nil {
 				return nil, nil, err
 			}
 			ctx, cancel := s.ctx(ctx)
 			defer cancel()
-			if in.Delete {
-				if err := s.state.Delete(ctx, kind, id, in.Rev); err != nil {
-					return nil, nil, s.conflict(ctx, kind, id, err)
-				}
-				return text("deleted " + kind + "/" + in.ID), nil, nil
-			}
-			rec, err := s.state.Release(ctx, kind, id, in.Rev)
-			if err != nil {
+			if err := s.state.Delete(ctx, kind, id, in.Rev); err != nil {
 				return nil, nil, s.conflict(ctx, kind, id, err)
 			}
-			return text("released " + cli.RecordText(rec)), nil, nil
+			return text("deleted " + kind + "/" + in.ID), nil, nil
 		})
 	mcp.AddTool(s.mcp, &mcp.Tool{Name: "log", Description: "Record an audit event (a decision, a note)."},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in logIn) (*mcp.CallToolResult, any, error) {
