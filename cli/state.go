@@ -78,10 +78,10 @@ func (e *env) conflict(cmd *cobra.Command, c *state.Client, kind, id string, err
 }
 
 // lease runs one lease operation on the KIND and ID arguments as --agent
-// and prints the record it returns as "<done> <record>"; a lost race is
-// exit 3 with the holder.
-func (e *env) lease(cmd *cobra.Command, args []string, done string,
-	op func(ctx context.Context, c *state.Client, kind, id string) (state.Record, error)) error {
+// and prints what it returns (a value for --json, a line of text); a lost
+// race is exit 3 with the holder.
+func (e *env) lease(cmd *cobra.Command, args []string,
+	op func(ctx context.Context, c *state.Client, kind, id string) (any, string, error)) error {
 	kind, id, err := ids(args)
 	if err != nil {
 		return err
@@ -92,11 +92,16 @@ func (e *env) lease(cmd *cobra.Command, args []string, done string,
 	}
 	ctx, cancel := e.ctx(cmd)
 	defer cancel()
-	rec, err := op(ctx, c, kind, id)
+	v, text, err := op(ctx, c, kind, id)
 	if err != nil {
 		return e.conflict(cmd, c, kind, id, err)
 	}
-	return e.out.emit(rec, done+" "+RecordText(rec))
+	return e.out.emit(v, text)
+}
+
+// leased adapts a lease call that returns the record to lease's op.
+func leased(done string, rec state.Record, err error) (any, string, error) {
+	return rec, done + " " + RecordText(rec), err
 }
 
 func (e *env) claimCmd() *cobra.Command {
@@ -125,8 +130,9 @@ rev and expiry are printed).`,
 			if ttl <= 0 {
 				return usageError{fmt.Errorf("--ttl must be positive, got %s", ttl)}
 			}
-			return e.lease(cmd, args, "claimed", func(ctx context.Context, c *state.Client, kind, id string) (state.Record, error) {
-				return c.Claim(ctx, kind, id, ttl, f)
+			return e.lease(cmd, args, func(ctx context.Context, c *state.Client, kind, id string) (any, string, error) {
+				rec, err := c.Claim(ctx, kind, id, ttl, f)
+				return leased("claimed", rec, err)
 			})
 		},
 	}
@@ -155,8 +161,9 @@ with its new rev. Exit 3 when another agent holds it, when it has no lease
 			if ttl <= 0 {
 				return usageError{fmt.Errorf("--ttl must be positive, got %s", ttl)}
 			}
-			return e.lease(cmd, args, "renewed", func(ctx context.Context, c *state.Client, kind, id string) (state.Record, error) {
-				return c.Refresh(ctx, kind, id, rev, ttl)
+			return e.lease(cmd, args, func(ctx context.Context, c *state.Client, kind, id string) (any, string, error) {
+				rec, err := c.Refresh(ctx, kind, id, rev, ttl)
+				return leased("renewed", rec, err)
 			})
 		},
 	}
@@ -182,25 +189,14 @@ has no lease; exit 4 when it does not exist.`,
 			if rev == 0 {
 				return usageError{errors.New("--rev is required: the rev your claim printed")}
 			}
-			if !del {
-				return e.lease(cmd, args, "released", func(ctx context.Context, c *state.Client, kind, id string) (state.Record, error) {
-					return c.Release(ctx, kind, id, rev)
-				})
-			}
-			kind, id, err := ids(args)
-			if err != nil {
-				return err
-			}
-			c, err := e.stateClient(true)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := e.ctx(cmd)
-			defer cancel()
-			if err := c.Delete(ctx, kind, id, rev); err != nil {
-				return e.conflict(cmd, c, kind, id, err)
-			}
-			return e.out.emit(map[string]any{"kind": kind, "id": id, "deleted": true}, "deleted "+kind+"/"+args[1])
+			return e.lease(cmd, args, func(ctx context.Context, c *state.Client, kind, id string) (any, string, error) {
+				if del {
+					err := c.Delete(ctx, kind, id, rev)
+					return map[string]any{"kind": kind, "id": id, "deleted": true}, "deleted " + kind + "/" + args[1], err
+				}
+				rec, err := c.Release(ctx, kind, id, rev)
+				return leased("released", rec, err)
+			})
 		},
 	}
 	cmd.Flags().Uint64Var(&rev, "rev", 0, "the record's revision, as your claim or last renew printed")

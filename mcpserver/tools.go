@@ -67,21 +67,21 @@ func (s *Server) ctx(ctx context.Context) (context.Context, context.CancelFunc) 
 	return context.WithTimeout(ctx, s.cfg.Timeout)
 }
 
-// lease runs one lease operation on kind/id and answers "<done> <record>";
-// a lost race is a tool error naming the holder.
-func (s *Server) lease(ctx context.Context, kind, id, done string,
-	op func(ctx context.Context, kind, id string) (state.Record, error)) (*mcp.CallToolResult, any, error) {
+// lease runs one lease operation on kind/id and answers with the line it
+// returns; a lost race is a tool error naming the holder.
+func (s *Server) lease(ctx context.Context, kind, id string,
+	op func(ctx context.Context, kind, id string) (string, error)) (*mcp.CallToolResult, any, error) {
 	kind, id, err := ids(kind, id)
 	if err != nil {
 		return nil, nil, err
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	rec, err := op(ctx, kind, id)
+	line, err := op(ctx, kind, id)
 	if err != nil {
 		return nil, nil, s.conflict(ctx, kind, id, err)
 	}
-	return text(done + " " + cli.RecordText(rec)), nil, nil
+	return text(line), nil, nil
 }
 
 func (s *Server) addTools() {
@@ -121,8 +121,9 @@ func (s *Server) addTools() {
 			if err != nil {
 				return nil, nil, err
 			}
-			return s.lease(ctx, in.Kind, in.ID, "claimed", func(ctx context.Context, kind, id string) (state.Record, error) {
-				return s.state.Claim(ctx, kind, id, ttl, in.Fields)
+			return s.lease(ctx, in.Kind, in.ID, func(ctx context.Context, kind, id string) (string, error) {
+				rec, err := s.state.Claim(ctx, kind, id, ttl, in.Fields)
+				return "claimed " + cli.RecordText(rec), err
 			})
 		})
 	mcp.AddTool(s.mcp, &mcp.Tool{Name: "renew", Description: "Extend your lease at rev."},
@@ -131,27 +132,20 @@ func (s *Server) addTools() {
 			if err != nil {
 				return nil, nil, err
 			}
-			return s.lease(ctx, in.Kind, in.ID, "renewed", func(ctx context.Context, kind, id string) (state.Record, error) {
-				return s.state.Refresh(ctx, kind, id, in.Rev, ttl)
+			return s.lease(ctx, in.Kind, in.ID, func(ctx context.Context, kind, id string) (string, error) {
+				rec, err := s.state.Refresh(ctx, kind, id, in.Rev, ttl)
+				return "renewed " + cli.RecordText(rec), err
 			})
 		})
 	mcp.AddTool(s.mcp, &mcp.Tool{Name: "release", Description: "End your lease at rev; the record stays."},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in releaseIn) (*mcp.CallToolResult, any, error) {
-			if !in.Delete {
-				return s.lease(ctx, in.Kind, in.ID, "released", func(ctx context.Context, kind, id string) (state.Record, error) {
-					return s.state.Release(ctx, kind, id, in.Rev)
-				})
-			}
-			kind, id, err := ids(in.Kind, in.ID)
-			if err != nil {
-				return nil, nil, err
-			}
-			ctx, cancel := s.ctx(ctx)
-			defer cancel()
-			if err := s.state.Delete(ctx, kind, id, in.Rev); err != nil {
-				return nil, nil, s.conflict(ctx, kind, id, err)
-			}
-			return text("deleted " + kind + "/" + in.ID), nil, nil
+			return s.lease(ctx, in.Kind, in.ID, func(ctx context.Context, kind, id string) (string, error) {
+				if in.Delete {
+					return "deleted " + kind + "/" + in.ID, s.state.Delete(ctx, kind, id, in.Rev)
+				}
+				rec, err := s.state.Release(ctx, kind, id, in.Rev)
+				return "released " + cli.RecordText(rec), err
+			})
 		})
 	mcp.AddTool(s.mcp, &mcp.Tool{Name: "log", Description: "Record an audit event (a decision, a note)."},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in logIn) (*mcp.CallToolResult, any, error) {
