@@ -1,6 +1,9 @@
 package bus
 
 import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -85,7 +88,7 @@ func Permissions(role auth.Role, id string) *jwt.Permissions {
 	case auth.RoleInternal:
 		p.Pub.Allow.Add("$JS.>", "$SRV.>", "_INBOX.>", "codi.server.>",
 			subjects.StateEvtWildcard, subjects.StateCommitted, subjects.AuditCommitted,
-			"codi.audit.log.codi-state.>", "codi.audit.checkpoint.>")
+			"codi.audit.log.codi-state.>", "codi.audit.log.codi-audit.>", "codi.audit.checkpoint.>")
 		p.Pub.Allow.Add(subjects.ReadRequests...)
 		p.Pub.Deny.Add("$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.MSG.DELETE.>",
 			"$JS.API.CONSUMER.DELETE."+StreamMsg+".>")
@@ -255,4 +258,25 @@ func Credentials(file string) nats.Option {
 // carrying the role's Permissions (see auth.Authority.Add).
 func Issue(a *auth.Authority, id string, role auth.Role) ([]byte, auth.Agent, error) {
 	return a.Add(id, role, Permissions(role, id))
+}
+
+// pinnedTLS is the TLS option of the bus's own network connections to the
+// embedded server: they trust exactly the server's certificate (whatever
+// names it carries), since they hold it.
+func (b *Bus) pinnedTLS() (nats.Option, error) {
+	pair, err := tls.LoadX509KeyPair(b.cfg.TLSCert, b.cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: tls: %v", ErrConfig, err)
+	}
+	leaf := pair.Certificate[0]
+	return nats.Secure(&tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // replaced by the pin below
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 || !bytes.Equal(raw[0], leaf) {
+				return errors.New("bus: the server's certificate is not the one configured")
+			}
+			return nil
+		},
+	}), nil
 }

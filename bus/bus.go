@@ -166,8 +166,18 @@ func (b *Bus) connect(name string, inProcess bool, opts ...nats.Option) (*nats.C
 	if inProcess {
 		base = append(base, nats.InProcessServer(b.srv))
 	}
-	if b.internal != nil {
+	switch {
+	case b.internal != nil:
 		base = append(base, b.internal)
+	case b.cfg.Creds != "" && b.srv == nil:
+		base = append(base, nats.UserCredentials(b.cfg.Creds))
+	}
+	if b.srv != nil && !inProcess && b.cfg.TLSCert != "" {
+		pin, err := b.pinnedTLS()
+		if err != nil {
+			return nil, err
+		}
+		base = append(base, pin)
 	}
 	return nats.Connect(url, append(base, opts...)...)
 }

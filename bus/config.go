@@ -61,6 +61,9 @@ type Config struct {
 	// Permissions); nil leaves it open. The bus's own connections use an
 	// internal identity. Not used with URL.
 	Auth *auth.Authority
+	// Creds is a credentials file for the bus's own connections to URL
+	// (an external server with auth). Not used by the embedded server.
+	Creds string
 	// TLSCert and TLSKey, both set, make the embedded server's client
 	// listener require TLS with this certificate and key (PEM files).
 	TLSCert, TLSKey string
