@@ -172,7 +172,7 @@ func (b *Bus) connect(name string, inProcess bool, opts ...nats.Option) (*nats.C
 	case b.cfg.Creds != "" && b.srv == nil:
 		base = append(base, nats.UserCredentials(b.cfg.Creds))
 	}
-	if b.srv != nil && !inProcess && b.cfg.TLSCert != "" {
+	if b.srv != nil && b.cfg.TLSCert != "" {
 		pin, err := b.pinnedTLS()
 		if err != nil {
 			return nil, err

@@ -73,7 +73,7 @@ func startAuthCodi2(t *testing.T, ids map[string]string) *authServer {
 func (s *authServer) dial(t *testing.T, id string, opts ...nats.Option) *nats.Conn {
 	t.Helper()
 	require.Contains(t, s.creds, id)
-	nc, err := nats.Connect(s.URL, append([]nats.Option{nats.Name(id), bus.Credentials(s.creds[id])}, opts...)...)
+	nc, err := nats.Connect(s.URL, append([]nats.Option{nats.Name(id), bus.Credentials(s.creds[id]), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	return nc
@@ -345,4 +345,92 @@ func runRecipeEnv(t *testing.T, name string, env []string) (string, error) {
 		return string(out), fmt.Errorf("%w: %s", err, stderr.String())
 	}
 	return string(out), nil
+}
+
+// TestAuth_RevokeUnderLoad revokes agent-1 with `codi2 agent revoke` while
+// it and two other agents send mail as fast as they can: agent-1 is cut
+// off within a second, cannot connect again, and every message the
+// others got a PubAck for is delivered exactly once.
+func TestAuth_RevokeUnderLoad(t *testing.T) {
+	s := startAuthCodi2(t, map[string]string{"agent-1": "agent", "agent-2": "agent", "agent-3": "agent", "sink": "agent"})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	cutOff := make(chan time.Time, 1)
+	victim := s.dial(t, "agent-1", nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) {
+			select {
+			case cutOff <- time.Now():
+			default:
+			}
+		}))
+	senders := map[string]*nats.Conn{"agent-1": victim, "agent-2": s.dial(t, "agent-2"), "agent-3": s.dial(t, "agent-3")}
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	acked := map[string]int{}
+	for id, nc := range senders {
+		a, err := bus.NewAgent(id, nc)
+		require.NoError(t, err)
+		wg.Go(func() {
+			for n := 0; loadCtx.Err() == nil; n++ {
+				sctx, cancel := context.WithTimeout(loadCtx, 2*time.Second)
+				_, err := a.Send(sctx, "sink", "load", fmt.Appendf(nil, "%s-%d", id, n))
+				cancel()
+				if err == nil {
+					mu.Lock()
+					acked[id]++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return acked["agent-1"] > 50 && acked["agent-2"] > 50 && acked["agent-3"] > 50
+	}, 20*time.Second, 5*time.Millisecond, "everyone sends")
+
+	out, err := exec.Command(s.Bin(), "agent", "revoke", "agent-1", "--data", s.DataDir).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	revoked := time.Now()
+	select {
+	case at := <-cutOff:
+		assert.Less(t, at.Sub(revoked), time.Second, "agent-1 cut off within a second of the revoke")
+		t.Logf("agent-1 cut off %v after the revoke", at.Sub(revoked).Round(time.Millisecond))
+	case <-time.After(5 * time.Second):
+		t.Fatal("agent-1 still connected 5s after the revoke")
+	}
+	mu.Lock()
+	before := acked["agent-1"]
+	mu.Unlock()
+	// The others keep going while agent-1 tries to come back.
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return acked["agent-2"] > 200 && acked["agent-3"] > 200
+	}, 20*time.Second, 5*time.Millisecond)
+	stopLoad()
+	wg.Wait()
+	assert.False(t, victim.IsConnected(), "agent-1 did not get back in")
+	assert.Equal(t, before, acked["agent-1"], "nothing of agent-1 stored after it was cut off")
+	_, err = nats.Connect(s.URL, bus.Credentials(s.creds["agent-1"]), nats.MaxReconnects(0))
+	require.ErrorIs(t, err, nats.ErrAuthorization, "a revoked credential cannot connect")
+
+	sink, err := bus.NewAgent("sink", s.dial(t, "sink"))
+	require.NoError(t, err)
+	got := map[string]int{}
+	seen := map[string]bool{}
+	require.NoError(t, sink.Receive(ctx, bus.ReceiveConfig{UntilIdle: true}, func(_ context.Context, m bus.Message) error {
+		assert.False(t, seen[string(m.Data)], "%s delivered twice", m.Data)
+		seen[string(m.Data)] = true
+		got[m.From]++
+		return nil
+	}))
+	for _, id := range []string{"agent-2", "agent-3"} {
+		assert.GreaterOrEqual(t, got[id], acked[id], "%s: every acked message delivered", id)
+		assert.LessOrEqual(t, got[id], acked[id]+1, "%s: at most the one in flight at the stop besides", id)
+	}
+	t.Logf("acked before the cut: agent-1 %d; after: agent-2 %d, agent-3 %d", before, acked["agent-2"], acked["agent-3"])
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/internal/auth"
+	"github.com/nats-io/nats.go"
 )
 
 const agentUsage = `Usage:
@@ -202,4 +203,20 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, rest[0])
 		rest = rest[1:]
 	}
+}
+
+// credsFlag defines --creds (CODI2_CREDS) on a verb that talks to a
+// running server.
+func credsFlag(fs *flag.FlagSet, creds *string) {
+	fs.StringVar(creds, "creds", "", "credentials file from `codi2 agent add`, for a server with auth")
+}
+
+// clientOptions are the connection options of a verb: its name and, with
+// a credentials file, the credentials and their reply inbox prefix.
+func clientOptions(name, creds string) []nats.Option {
+	opts := []nats.Option{nats.Name(name)}
+	if creds != "" {
+		opts = append(opts, bus.Credentials(creds))
+	}
+	return opts
 }
