@@ -235,22 +235,25 @@ func (b *Bus) pushRevocations() error {
 // an agent or observer when the server runs with auth.
 func Credentials(file string) nats.Option {
 	return func(o *nats.Options) error {
+		var name string
 		data, err := os.ReadFile(file)
 		if err != nil {
 			return fmt.Errorf("bus: credentials: %w", err)
 		}
 		ujwt, err := jwt.ParseDecoratedJWT(data)
-		if err != nil {
-			return fmt.Errorf("bus: credentials %s: no user JWT in the file", file)
+		if err == nil {
+			var uc *jwt.UserClaims
+			if uc, err = jwt.DecodeUserClaims(ujwt); err == nil {
+				name = uc.Name
+			}
 		}
-		uc, err := jwt.DecodeUserClaims(ujwt)
 		if err != nil {
-			return fmt.Errorf("bus: credentials %s: the user JWT does not decode", file)
+			return fmt.Errorf("bus: credentials %s: no valid user JWT in the file", file)
 		}
 		if err := nats.UserCredentials(file)(o); err != nil {
 			return err
 		}
-		return nats.CustomInboxPrefix(subjects.InboxPrefix(uc.Name))(o)
+		return nats.CustomInboxPrefix(subjects.InboxPrefix(name))(o)
 	}
 }
 
