@@ -52,7 +52,7 @@ func IsLoopback(hostPort string) bool {
 // broadcasts, calls, state events, watermarks and its own reply inboxes
 // (_INBOX.<X>.>). An observer makes read requests and subscribes to
 // events and watermarks. The internal identity (the server's own
-// services) may publish what the services publish and may not delete or
+// services; RoleService for a server on someone else's NATS) may publish what the services publish and may not delete or
 // purge streams or agents' consumers: a request whose reply subject names
 // a JetStream API call cannot make a service call it.
 func Permissions(role auth.Role, id string) *jwt.Permissions {
@@ -85,7 +85,7 @@ func Permissions(role auth.Role, id string) *jwt.Permissions {
 		p.Sub.Allow.Add(subjects.ObserverSubscribe()...)
 		p.Sub.Allow.Add(subjects.Watermarks...)
 		p.Sub.Allow.Add(inbox)
-	case auth.RoleInternal:
+	case auth.RoleInternal, auth.RoleService:
 		p.Pub.Allow.Add("$JS.>", "$SRV.>", "_INBOX.>", "codi.server.>",
 			subjects.StateEvtWildcard, subjects.StateCommitted, subjects.AuditCommitted,
 			"codi.audit.log.codi-state.>", "codi.audit.log.codi-audit.>", "codi.audit.checkpoint.>")

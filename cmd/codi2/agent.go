@@ -24,6 +24,9 @@ const agentUsage = `Usage:
   codi2 agent revoke ID [--data DIR]
       revoke every credential of ID; a running server cuts its clients off
       within a second and refuses them from then on
+  codi2 agent server-config [--data DIR]
+      print the nats-server configuration that trusts these credentials
+      (for codi2 serve --nats-url; see deploy/nats)
 `
 
 // runAgent runs `codi2 agent add|ls|revoke`. It works on the server's
@@ -39,6 +42,8 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 		return runAgentLs(args[1:], stdout, stderr)
 	case "revoke":
 		return runAgentRevoke(args[1:], stdout, stderr)
+	case "server-config":
+		return runAgentServerConfig(args[1:], stdout, stderr)
 	default:
 		return fmt.Errorf("agent: unknown subcommand %q\n\n%s", args[0], agentUsage)
 	}
@@ -53,7 +58,7 @@ func runAgentAdd(args []string, stdout, stderr io.Writer) error {
 	var asJSON bool
 	fs := newFlagSet("codi2 agent add", stderr)
 	fs.StringVar(&dataDir, "data", "./codi2-data", "the server's data directory")
-	fs.StringVar(&roleName, "role", "agent", "agent, observer or admin")
+	fs.StringVar(&roleName, "role", "agent", "agent, observer, admin, or service (codi2 serve --nats-url --creds)")
 	fs.StringVar(&out, "out", "", "credentials file to write (default ./ID.creds)")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object")
 	pos, err := parseInterleaved(fs, args)
@@ -163,6 +168,25 @@ func runAgentRevoke(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: %d credentials revoked\n", pos[0], n)
 	return nil
+}
+
+func runAgentServerConfig(args []string, stdout, stderr io.Writer) error {
+	var dataDir string
+	fs := newFlagSet("codi2 agent server-config", stderr)
+	fs.StringVar(&dataDir, "data", "./codi2-data", "the server's data directory")
+	if err := parseWithEnv(fs, args); err != nil {
+		return err
+	}
+	a, err := openAuthority(dataDir)
+	if err != nil {
+		return fmt.Errorf("agent server-config: %w", err)
+	}
+	conf, err := a.ServerConfig()
+	if err != nil {
+		return fmt.Errorf("agent server-config: %w", err)
+	}
+	_, err = io.WriteString(stdout, conf)
+	return err
 }
 
 // agentJSON is the --json form of a registry entry; path is the

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/internal/proctest"
 	"github.com/codi2/codi2/state"
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -239,6 +241,80 @@ func TestRun_AuditVerifyCreds(t *testing.T) {
 	assert.Equal(t, 0, code, errOut)
 	assert.Contains(t, errOut, "exported 0 records")
 
+	cancel()
+	require.Equal(t, 0, <-done, logs.String())
+}
+
+// With --nats-url, a NATS server run by someone else trusts codi2's
+// credentials through `codi2 agent server-config` (deploy/nats): the
+// services connect with a service credential, agents are held to their
+// permissions by that server, and a revoke takes effect on reload.
+func TestRun_ServeExternalNATSWithAuth(t *testing.T) {
+	data := t.TempDir()
+	credsDir := t.TempDir()
+	for _, c := range [][2]string{{"agent-1", "agent"}, {"codi2-server", "service"}} {
+		code, _, errOut := runCmd(context.Background(), "agent", "add", c[0], "--role", c[1], "--data", data, "--out", filepath.Join(credsDir, c[0]+".creds"))
+		require.Equal(t, 0, code, errOut)
+	}
+	natsDir := t.TempDir()
+	writeConf := func() {
+		code, out, errOut := runCmd(context.Background(), "agent", "server-config", "--data", data)
+		require.Equal(t, 0, code, errOut)
+		require.NoError(t, os.WriteFile(filepath.Join(natsDir, "codi2-auth.conf"), []byte(out), 0o600))
+	}
+	writeConf()
+	conf := filepath.Join(natsDir, "nats-server.conf")
+	require.NoError(t, os.WriteFile(conf, []byte("listen: 127.0.0.1:-1\njetstream { store_dir: "+strconv.Quote(filepath.Join(natsDir, "js"))+" }\ninclude ./codi2-auth.conf\n"), 0o600))
+	opts, err := natsserver.ProcessConfigFile(conf)
+	require.NoError(t, err)
+	opts.NoSigs, opts.NoLog = true, true
+	ext, err := natsserver.NewServer(opts)
+	require.NoError(t, err)
+	ext.Start()
+	t.Cleanup(ext.Shutdown)
+	require.True(t, ext.ReadyForConnections(10*time.Second))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs proctest.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--data", data, "--nats-url", ext.ClientURL(), "--creds", filepath.Join(credsDir, "codi2-server.creds"),
+			"--http-listen", "127.0.0.1:0", "--log-format", "json"}, &proctest.Buffer{}, &logs)
+	}()
+	readyLine(t, &logs, done)
+
+	violations := make(chan error, 10)
+	cut := make(chan struct{}, 1)
+	nc, err := nats.Connect(ext.ClientURL(), bus.Credentials(filepath.Join(credsDir, "agent-1.creds")),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { cut <- struct{}{} }))
+	require.NoError(t, err)
+	defer nc.Close()
+	sc, err := state.NewClient(nc, "agent-1")
+	require.NoError(t, err)
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer rcancel()
+	ev, err := sc.Apply(rctx, "task", "T-1", state.Command{Op: state.OpPut, Fields: map[string]any{"status": "open"}})
+	require.NoError(t, err)
+	assert.Equal(t, state.StatusApplied, ev.Status)
+	require.NoError(t, nc.Publish("codi.state.cmd.task.T-1.agent-2", []byte(`{"op":"delete"}`)))
+	select {
+	case err := <-violations:
+		require.ErrorIs(t, err, nats.ErrPermissionViolation)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no permissions violation")
+	}
+
+	code, _, errOut := runCmd(ctx, "agent", "revoke", "agent-1", "--data", data)
+	require.Equal(t, 0, code, errOut)
+	writeConf()
+	require.NoError(t, ext.Reload())
+	select {
+	case <-cut:
+	case <-time.After(5 * time.Second):
+		t.Fatal("agent-1 not cut off after the reload")
+	}
 	cancel()
 	require.Equal(t, 0, <-done, logs.String())
 }

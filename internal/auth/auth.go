@@ -18,22 +18,25 @@ import (
 // Role is what an identity may do (CONTRACT.md section 6).
 type Role string
 
-// Roles. RoleInternal is held only by the server's own connections and is
-// never issued to a file.
+// Roles. RoleInternal is held only by the embedded server's own
+// connections and is never issued to a file; RoleService has the same
+// permissions and is issued for `codi2 serve --nats-url --creds`, whose
+// services connect to a NATS server run by someone else.
 const (
 	RoleAgent    Role = "agent"
 	RoleObserver Role = "observer"
 	RoleAdmin    Role = "admin"
+	RoleService  Role = "service"
 	RoleInternal Role = "internal"
 )
 
-// ParseRole returns the role named s: agent, observer or admin.
+// ParseRole returns the role named s: agent, observer, admin or service.
 func ParseRole(s string) (Role, error) {
 	switch r := Role(s); r {
-	case RoleAgent, RoleObserver, RoleAdmin:
+	case RoleAgent, RoleObserver, RoleAdmin, RoleService:
 		return r, nil
 	}
-	return "", fmt.Errorf("%w %q: want agent, observer or admin", ErrBadRole, s)
+	return "", fmt.Errorf("%w %q: want agent, observer, admin or service", ErrBadRole, s)
 }
 
 // File names inside an Authority's directory.
@@ -142,15 +145,59 @@ func (a *Authority) SystemAccountKey() string { k, _ := a.system.PublicKey(); re
 // Operator returns the operator claims the server trusts: signed by the
 // operator key, naming the system account.
 func (a *Authority) Operator() (*jwt.OperatorClaims, error) {
+	enc, err := a.OperatorJWT()
+	if err != nil {
+		return nil, err
+	}
+	return jwt.DecodeOperatorClaims(enc)
+}
+
+// OperatorJWT is the operator's JWT, self-signed.
+func (a *Authority) OperatorJWT() (string, error) {
 	pub, _ := a.operator.PublicKey()
 	oc := jwt.NewOperatorClaims(pub)
 	oc.Name = "codi2"
 	oc.SystemAccount = a.SystemAccountKey()
 	enc, err := oc.Encode(a.operator)
 	if err != nil {
-		return nil, fmt.Errorf("%w: sign operator: %v", ErrStore, err)
+		return "", fmt.Errorf("%w: sign operator: %v", ErrStore, err)
 	}
-	return jwt.DecodeOperatorClaims(enc)
+	return enc, nil
+}
+
+// ServerConfig is the part of a nats-server configuration file that makes
+// a NATS server run by someone else (codi2 serve --nats-url) trust the
+// credentials of this authority: the operator, the system account and
+// both accounts preloaded in a memory resolver, with the registry's
+// revocations as of now. Include it in the server's configuration and
+// reload the server after each revoke.
+func (a *Authority) ServerConfig() (string, error) {
+	if _, err := a.Refresh(); err != nil {
+		return "", err
+	}
+	op, err := a.OperatorJWT()
+	if err != nil {
+		return "", err
+	}
+	acc, err := a.AccountJWT()
+	if err != nil {
+		return "", err
+	}
+	sys, err := a.SystemAccountJWT()
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf(`# codi2 identities for nats-server, from `+"`codi2 agent server-config`"+`.
+# Regenerate and reload the server (nats-server --signal reload) after
+# every `+"`codi2 agent revoke`"+`.
+operator: %s
+system_account: %s
+resolver: MEMORY
+resolver_preload: {
+  %s: %s
+  %s: %s
+}
+`, op, a.SystemAccountKey(), a.AccountKey(), acc, a.SystemAccountKey(), sys), nil
 }
 
 // AccountJWT returns the codi2 account's JWT, signed by the operator:

@@ -274,3 +274,38 @@ func FuzzDecodeRegistry(f *testing.F) {
 		}
 	})
 }
+
+func TestAuthority_ServerConfig(t *testing.T) {
+	a, err := Open(t.TempDir())
+	require.NoError(t, err)
+	_, ag, err := a.Add("agent-1", RoleAgent, nil)
+	require.NoError(t, err)
+	_, err = a.Revoke("agent-1")
+	require.NoError(t, err)
+	conf, err := a.ServerConfig()
+	require.NoError(t, err)
+	op, err := a.OperatorJWT()
+	require.NoError(t, err)
+	assert.Contains(t, conf, "operator: "+op+"\n")
+	assert.Contains(t, conf, "system_account: "+a.SystemAccountKey()+"\n")
+	assert.Contains(t, conf, "resolver: MEMORY\n")
+	var accJWT string
+	for _, line := range strings.Split(conf, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ": "); ok && k == a.AccountKey() {
+			accJWT = v
+		}
+	}
+	require.NotEmpty(t, accJWT)
+	assert.Contains(t, mustAccount(t, accJWT).Revocations, ag.Key, "revocations go to the external server")
+	for _, f := range []string{operatorFile, accountFile, systemFile} {
+		seed, err := os.ReadFile(filepath.Join(a.Dir(), f))
+		require.NoError(t, err)
+		assert.NotContains(t, conf, strings.TrimSpace(string(seed)), "no seed in the server's configuration")
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(a.Dir(), registryFile), []byte("{broken"), 0o600))
+	_, err = a.ServerConfig()
+	require.ErrorIs(t, err, ErrStore)
+	r, err := ParseRole("service")
+	require.NoError(t, err)
+	assert.Equal(t, RoleService, r)
+}
