@@ -434,3 +434,52 @@ func TestAuth_RevokeUnderLoad(t *testing.T) {
 	}
 	t.Logf("acked before the cut: agent-1 %d; after: agent-2 %d, agent-3 %d", before, acked["agent-2"], acked["agent-3"])
 }
+
+// codi2As runs a verb of the built binary with id's credentials
+// (CODI2_CREDS) and CODI2_AGENT set to agent.
+func (s *authServer) codi2As(t *testing.T, id, agent string, args ...string) (string, string, int) {
+	t.Helper()
+	t.Setenv("CODI2_CREDS", s.creds[id])
+	defer os.Unsetenv("CODI2_CREDS")
+	return codi2(t, s.Bin(), s.URL, agent, args...)
+}
+
+// The agent command line with auth on: the ADR-028 story with each agent's
+// CODI2_CREDS; an agent's credentials cannot act as another agent (the
+// command fails, nothing is stored); a Claude Code hook with credentials
+// delivers mail.
+func TestAuth_CLIVerbs(t *testing.T) {
+	s := startAuthCodi2(t, map[string]string{"orchestrator": "agent", "agent-2": "agent", "agent-3": "agent", "dash": "observer"})
+	out, errs, code := s.codi2As(t, "orchestrator", "orchestrator", "send", "agent-2", "task.assign", `{"task":"ADR-028"}`)
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, "sent task.assign to agent-2")
+	out, errs, code = s.codi2As(t, "agent-2", "agent-2", "inbox")
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, `orchestrator -> agent-2 task.assign: {"task":"ADR-028"}`)
+	out, errs, code = s.codi2As(t, "agent-2", "agent-2", "claim", "task", "ADR-028", "--ttl", "10m")
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, "claimed task/ADR-028 rev 1 by agent-2")
+	_, errs, code = s.codi2As(t, "agent-3", "agent-3", "claim", "task", "ADR-028")
+	assert.Equal(t, 3, code, errs)
+	assert.Contains(t, errs, "held by agent-2")
+
+	// agent-3's credentials acting as agent-2: refused, nothing stored.
+	_, _, code = s.codi2As(t, "agent-3", "agent-2", "release", "task", "ADR-028", "--rev", "1", "--timeout", "2s")
+	assert.NotEqual(t, 0, code, "agent-3 cannot release agent-2's claim")
+	_, _, code = s.codi2As(t, "agent-3", "agent-2", "send", "orchestrator", "done", "x", "--timeout", "2s")
+	assert.NotEqual(t, 0, code, "agent-3 cannot send as agent-2")
+	out, errs, code = s.codi2As(t, "dash", "dash", "get", "task", "ADR-028", "--json")
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, `"updated_by":"agent-2"`, "the claim stands")
+	assert.Contains(t, out, `"rev":1`)
+	_, _, code = s.codi2As(t, "dash", "dash", "send", "agent-2", "note", "x", "--timeout", "2s")
+	assert.NotEqual(t, 0, code, "an observer sends nothing")
+
+	out, errs, code = s.codi2As(t, "orchestrator", "orchestrator", "send", "agent-2", "note", "welcome")
+	require.Equal(t, 0, code, errs+out)
+	t.Setenv("CODI2_CREDS", s.creds["agent-2"])
+	out, code = runHook(t, s.Bin(), s.URL, "agent-2", "SessionStart",
+		`{"session_id":"s-1","transcript_path":"/tmp/t.jsonl","cwd":"/tmp","hook_event_name":"SessionStart","source":"startup"}`)
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, "welcome", "the hook delivered mail with credentials")
+}
