@@ -52,9 +52,10 @@ func IsLoopback(hostPort string) bool {
 // broadcasts, calls, state events, watermarks and its own reply inboxes
 // (_INBOX.<X>.>). An observer makes read requests and subscribes to
 // events and watermarks. The internal identity (the server's own
-// services; RoleService for a server on someone else's NATS) may publish what the services publish and may not delete or
-// purge streams or agents' consumers: a request whose reply subject names
-// a JetStream API call cannot make a service call it.
+// services; RoleService for a server on someone else's NATS) may publish
+// what the services publish and may not delete or purge streams or
+// agents' consumers: a request whose reply subject names a JetStream API
+// call or another agent's mail cannot make a service act there.
 func Permissions(role auth.Role, id string) *jwt.Permissions {
 	discovery := []string{"$SRV.PING", "$SRV.PING.>", "$SRV.INFO", "$SRV.INFO.>", "$SRV.STATS", "$SRV.STATS.>"}
 	inbox := subjects.InboxPrefix(id) + ".>"
