@@ -22,6 +22,7 @@ import (
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/internal/auth"
+	"github.com/codi2/codi2/subjects"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
@@ -136,7 +137,7 @@ func TestPermissions(t *testing.T) {
 	assert.NotContains(t, a.Sub.Allow, "_INBOX.>")
 	assert.Nil(t, a.Resp, "no replies to arbitrary subjects")
 	o := bus.Permissions(auth.RoleObserver, "dash")
-	assert.Contains(t, o.Pub.Allow, "codi.state.get.*.*")
+	assert.Contains(t, o.Pub.Allow, subjects.StateGetWildcard)
 	for _, s := range o.Pub.Allow {
 		assert.False(t, strings.HasPrefix(s, "codi.msg") || strings.HasPrefix(s, "codi.state.cmd") || strings.HasPrefix(s, "codi.audit.log") || strings.HasPrefix(s, "$JS"), s)
 	}
