@@ -212,6 +212,7 @@ func TestRun_ServeAuthTLS(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotContains(t, logs.String(), strings.TrimSpace(string(seed)))
 	assert.NotContains(t, logs.String(), "NATS is open")
+	assert.Contains(t, logs.String(), "auth on: clients need credentials from `codi2 agent add --data "+dir+"`")
 }
 
 // The verbs that talk to a server take --creds (or CODI2_CREDS).

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/codi2/codi2/audit"
@@ -134,6 +135,9 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		Str("http", "http://"+httpLn.Addr().String()).
 		Bool("auth", cfg.Auth).
 		Msg("codi2 ready")
+	if b.Embedded() && cfg.Auth {
+		log.Info().Str("auth", filepath.Join(srv.DataDir(), "auth")).Msg("auth on: clients need credentials from `codi2 agent add --data " + srv.DataDir() + "`")
+	}
 	if b.Embedded() && !cfg.Auth {
 		log.Warn().Str("nats", b.ClientURL()).Msg("NATS is open: any local process can act as any agent; run with --auth to require credentials")
 	}

@@ -112,6 +112,14 @@ func TestAuthority_AddListRevoke(t *testing.T) {
 	assert.False(t, ac.IsClaimRevoked(uc), "Agent-1 is another id")
 	assert.True(t, ac.Limits.JetStreamLimits.DiskStorage < 0, "JetStream without limits")
 
+	// Added again after the revoke: a new key, valid.
+	_, again, err := a.Add("agent-1", RoleAgent, nil)
+	require.NoError(t, err)
+	enc, err = a.AccountJWT()
+	require.NoError(t, err)
+	assert.NotContains(t, mustAccount(t, enc).Revocations, again.Key)
+	assert.Contains(t, mustAccount(t, enc).Revocations, list[1].Key)
+
 	op, err := a.Operator()
 	require.NoError(t, err)
 	assert.Equal(t, a.SystemAccountKey(), op.SystemAccount)
@@ -130,7 +138,7 @@ func TestAuthority_AddListRevoke(t *testing.T) {
 	assert.Equal(t, ipub, ic.Subject)
 	list, err = a.List()
 	require.NoError(t, err)
-	assert.Len(t, list, 3, "internal identities are not in the registry")
+	assert.Len(t, list, 4, "internal identities are not in the registry")
 }
 
 func TestAuthority_Add_Refused(t *testing.T) {
