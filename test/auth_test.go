@@ -17,6 +17,7 @@ import (
 	"github.com/codi2/codi2/internal/proctest"
 	"github.com/codi2/codi2/state"
 	"github.com/codi2/codi2/subjects"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -483,4 +484,26 @@ func TestAuth_CLIVerbs(t *testing.T) {
 		`{"session_id":"s-1","transcript_path":"/tmp/t.jsonl","cwd":"/tmp","hook_event_name":"SessionStart","source":"startup"}`)
 	require.Equal(t, 0, code)
 	assert.Contains(t, out, "welcome", "the hook delivered mail with credentials")
+}
+
+// `codi2 mcp --creds` with auth on: the tools act as the credential's
+// agent; a server started for another agent id with these credentials
+// cannot claim.
+func TestAuth_MCP(t *testing.T) {
+	s := startAuthCodi2(t, map[string]string{"agent-2": "agent"})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	connect := func(agent string) *mcp.ClientSession {
+		cmd := exec.Command(s.Bin(), "mcp", "--agent", agent, "--nats-url", s.URL, "--creds", s.creds["agent-2"], "--timeout", "2s")
+		cs, err := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil).Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = cs.Close() })
+		return cs
+	}
+	res, err := connect("agent-2").CallTool(ctx, &mcp.CallToolParams{Name: "claim", Arguments: map[string]any{"kind": "task", "id": "ADR-028"}})
+	require.NoError(t, err)
+	require.False(t, res.IsError, res.Content[0].(*mcp.TextContent).Text)
+	res, err = connect("agent-3").CallTool(ctx, &mcp.CallToolParams{Name: "claim", Arguments: map[string]any{"kind": "task", "id": "ADR-029"}})
+	require.NoError(t, err)
+	assert.True(t, res.IsError, "agent-2's credentials cannot claim as agent-3")
 }
