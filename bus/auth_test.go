@@ -77,9 +77,14 @@ func TestAuth_AgentSendsOnlyAsItself(t *testing.T) {
 	nc := bustest.Connect(t, b, bus.Credentials(creds(t, a, "agent-1", auth.RoleAgent)), nats.ErrorHandler(v.handler))
 	me, err := bus.NewAgent("agent-1", nc)
 	require.NoError(t, err)
-	rc := bustest.Connect(t, b, bus.Credentials(creds(t, a, "agent-2", auth.RoleAgent)))
+	var rv violations
+	rc := bustest.Connect(t, b, bus.Credentials(creds(t, a, "agent-2", auth.RoleAgent)), nats.ErrorHandler(rv.handler))
 	other, err := bus.NewAgent("agent-2", rc)
 	require.NoError(t, err)
+	live := make(chan bus.Message, 10)
+	in, err := other.Subscribe(func(m bus.Message) { live <- m })
+	require.NoError(t, err)
+	defer func() { in.Unsubscribe(); <-in.Done() }()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -98,6 +103,8 @@ func TestAuth_AgentSendsOnlyAsItself(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 	assert.Equal(t, "agent-1", got[0].From)
+	assert.Equal(t, "agent-1", (<-live).From, "the live inbox works under auth")
+	assert.Zero(t, rv.count(), "agent-2's own inbox, live and durable, needs nothing it may not do")
 }
 
 func TestAuth_NoCredentialsRefused(t *testing.T) {

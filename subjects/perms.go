@@ -24,9 +24,10 @@ func AgentPublish(id string) []string {
 }
 
 // AgentSubscribe is what agent id may subscribe to besides Watermarks:
-// its mail, broadcasts, calls made to it and every state event.
+// its mail and broadcasts (MsgInboxFilters), calls made to it and every
+// state event.
 func AgentSubscribe(id string) []string {
-	return []string{msgPrefix + id + wildSuffix, MsgBroadcast, rpcPrefix + id + wildSuffix, StateEvtWildcard}
+	return append(MsgInboxFilters(id), rpcPrefix+id+wildSuffix, StateEvtWildcard)
 }
 
 // ObserverSubscribe is what an observer may subscribe to besides

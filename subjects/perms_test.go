@@ -36,6 +36,10 @@ func TestPermissionPatterns(t *testing.T) {
 	assert.True(t, matchesAny(sub, must(Msg(All, "agent-2", "x"))))
 	assert.True(t, matchesAny(sub, must(RPC("agent-1", "agent-2", "x"))))
 	assert.False(t, matchesAny(sub, must(Msg("agent-3", "agent-2", "x"))))
+	assert.True(t, matchesAny(sub, "codi.msg.agent-1"), "the bare subjects an inbox also takes")
+	assert.True(t, matchesAny(sub, "codi.msg.all"))
+	assert.False(t, matchesAny(sub, "codi.msg.agent-3"))
+	assert.False(t, matchesAny(pub, "codi.msg.agent-2"), "no mail without a sender")
 	assert.Equal(t, []string{StateEvtWildcard}, ObserverSubscribe())
 	assert.Equal(t, "_INBOX.agent-1", InboxPrefix("agent-1"))
 	for _, p := range append(append(append(pub, sub...), ReadRequests...), Watermarks...) {
