@@ -420,21 +420,27 @@ func TestAuth_RevokeUnderLoad(t *testing.T) {
 	require.NoError(t, err)
 	got := map[string]int{}
 	seen := map[string]bool{}
+	var lastOfVictim time.Time
 	require.NoError(t, sink.Receive(ctx, bus.ReceiveConfig{UntilIdle: true}, func(_ context.Context, m bus.Message) error {
 		assert.False(t, seen[string(m.Data)], "%s delivered twice", m.Data)
 		seen[string(m.Data)] = true
 		got[m.From]++
-		if m.From == "agent-1" {
-			assert.False(t, m.Time.After(cutAt), "agent-1's %s stored after it was cut off", m.Data)
+		if m.From == "agent-1" && m.Time.After(lastOfVictim) {
+			lastOfVictim = m.Time
 		}
 		return nil
 	}))
+	// A publish the server had read before the cut is stored a moment
+	// after it; agent-1 sends hundreds a second, so had it got back in, its
+	// mail would go on being stored for the seconds the others kept going.
+	t.Logf("agent-1's last message stored %v after the cut", lastOfVictim.Sub(cutAt).Round(time.Millisecond))
+	assert.Less(t, lastOfVictim.Sub(cutAt), 500*time.Millisecond, "nothing of agent-1 stored after the messages in flight at the cut")
 	assert.GreaterOrEqual(t, got["agent-1"], acked["agent-1"], "agent-1's acked messages from before the cut are delivered")
 	for _, id := range []string{"agent-2", "agent-3"} {
 		assert.GreaterOrEqual(t, got[id], acked[id], "%s: every acked message delivered", id)
 		assert.LessOrEqual(t, got[id], acked[id]+1, "%s: at most the one in flight at the stop besides", id)
 	}
-	t.Logf("acked: agent-1 %d (all before the cut), agent-2 %d, agent-3 %d", acked["agent-1"], acked["agent-2"], acked["agent-3"])
+	t.Logf("acked: agent-1 %d, agent-2 %d, agent-3 %d", acked["agent-1"], acked["agent-2"], acked["agent-3"])
 }
 
 // codi2As runs a verb of the built binary with id's credentials
