@@ -27,6 +27,10 @@ type Bus struct {
 	js   jetstream.JetStream
 	// ncClosed is closed when nc has finished draining.
 	ncClosed chan struct{}
+	// Auth (auth.go): the server's own credentials and the revocation
+	// watcher.
+	internal             nats.Option
+	watchStop, watchDone chan struct{}
 }
 
 // Start runs the bus described by cfg and creates or updates the streams. It
@@ -85,6 +89,9 @@ func (b *Bus) startServer() error {
 		Debug:      cfg.Debug,
 		Trace:      cfg.Trace,
 	}
+	if err := b.configureAuth(opts); err != nil {
+		return err
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrStart, err)
@@ -106,6 +113,10 @@ func (b *Bus) startServer() error {
 		}
 	}
 	b.srv = srv
+	if b.cfg.Auth != nil {
+		b.watchStop, b.watchDone = make(chan struct{}), make(chan struct{})
+		go b.watchRevocations(b.watchStop, b.watchDone)
+	}
 	return nil
 }
 
@@ -155,6 +166,19 @@ func (b *Bus) connect(name string, inProcess bool, opts ...nats.Option) (*nats.C
 	if inProcess {
 		base = append(base, nats.InProcessServer(b.srv))
 	}
+	switch {
+	case b.internal != nil:
+		base = append(base, b.internal)
+	case b.cfg.Creds != "" && b.srv == nil:
+		base = append(base, nats.UserCredentials(b.cfg.Creds))
+	}
+	if b.srv != nil && b.cfg.TLSCert != "" {
+		pin, err := b.pinnedTLS()
+		if err != nil {
+			return nil, err
+		}
+		base = append(base, pin)
+	}
 	return nats.Connect(url, append(base, opts...)...)
 }
 
@@ -197,6 +221,11 @@ func (b *Bus) Close() {
 }
 
 func (b *Bus) shutdownServer() {
+	if b.watchStop != nil {
+		close(b.watchStop)
+		<-b.watchDone
+		b.watchStop = nil
+	}
 	if b.srv != nil {
 		b.srv.Shutdown()
 		b.srv.WaitForShutdown()

@@ -5,6 +5,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/codi2/codi2/internal/auth"
 )
 
 // Defaults applied by Config.Validate to zero fields.
@@ -54,6 +56,17 @@ type Config struct {
 	StreamMaxBytes int64
 	// Debug and Trace turn on nats-server's debug and protocol trace logs.
 	Debug, Trace bool
+	// Auth, when set, makes the embedded server require codi2 credentials
+	// issued by this authority and apply each role's permissions (see
+	// Permissions); nil leaves it open. The bus's own connections use an
+	// internal identity. Not used with URL.
+	Auth *auth.Authority
+	// Creds is a credentials file for the bus's own connections to URL
+	// (an external server with auth). Not used by the embedded server.
+	Creds string
+	// TLSCert and TLSKey, both set, make the embedded server's client
+	// listener require TLS with this certificate and key (PEM files).
+	TLSCert, TLSKey string
 }
 
 // Validate fills defaults and reports an invalid configuration with an error
@@ -98,6 +111,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: replicas %d outside 1..5", ErrConfig, c.Replicas)
 	case c.StartTimeout < 0 || c.DuplicateWindow < 0 || c.MsgMaxAge < 0 || c.StateMaxAge < 0 || c.AuditMaxAge < 0 || c.StreamMaxBytes < 0:
 		return fmt.Errorf("%w: durations and sizes must be positive", ErrConfig)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("%w: TLS needs both a certificate and a key", ErrConfig)
 	}
 	if c.URL == "" {
 		if _, _, err := splitHostPort(c.Listen); err != nil {

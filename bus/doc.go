@@ -14,6 +14,11 @@
 // catch up through a durable consumer named after the agent, and Call and
 // Serve for live request/reply on codi.rpc.
 //
+// With Config.Auth the embedded server runs NATS decentralized
+// authentication with codi2 as the operator (see internal/auth): clients
+// present credentials (Credentials), each identity gets its role's
+// Permissions, and the bus's own connections use an internal identity.
+//
 // # Caveats
 //
 // A PubAck means the message was written to the stream's files before the ack
@@ -27,7 +32,8 @@
 // # Goroutines
 //
 // The embedded server runs its own goroutines; Close stops the server and
-// waits for them. Receive runs until its context is cancelled and returns only
+// waits for them. With Config.Auth the bus also runs one goroutine that
+// pushes revocations to the server; Close stops it first. Receive runs until its context is cancelled and returns only
 // after its consumer has stopped. Subscriptions returned by Subscribe and
 // Serve belong to the caller, who unsubscribes them.
 package bus

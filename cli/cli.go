@@ -183,7 +183,7 @@ func (e *env) connect() error {
 		case !bytes.Contains(b, []byte("BEGIN NATS USER JWT")):
 			return usageError{fmt.Errorf("--creds %s: not a NATS credentials file (codi2 agent add makes one)", e.g.creds)}
 		}
-		opts = append(opts, nats.UserCredentials(e.g.creds))
+		opts = append(opts, bus.Credentials(e.g.creds))
 	}
 	nc, err := nats.Connect(e.g.natsURL, opts...)
 	if err != nil {

@@ -137,7 +137,7 @@ func handle(ctx context.Context, event string, cfg Config, hi Input) (Output, er
 	}
 	opts := []nats.Option{nats.Name("codi2 hook " + event), nats.Timeout(cfg.Budget), nats.NoReconnect()}
 	if cfg.Creds != "" {
-		opts = append(opts, nats.UserCredentials(cfg.Creds))
+		opts = append(opts, bus.Credentials(cfg.Creds))
 	}
 	nc, err := nats.Connect(cfg.NATSURL, opts...)
 	if err != nil {

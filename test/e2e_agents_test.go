@@ -13,6 +13,7 @@ import (
 	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/state"
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -43,8 +44,15 @@ type agentLog struct {
 // every agent, every task is claimed exactly once, and every event is in
 // the log exactly once, with the hash chain intact.
 func TestE2E_FiveAgents_NoLostOrDuplicatedEvents(t *testing.T) {
-	const agents, tasks = 5, 20
 	srv := startCodi2(t)
+	fiveAgents(t, func(t *testing.T, name string) *nats.Conn { return connect(t, srv.URL, name) })
+}
+
+// fiveAgents runs the scenario of TestE2E_FiveAgents_NoLostOrDuplicatedEvents
+// with connections from dial: agent-1 … agent-5, orchestrator and
+// dashboard (which only reads).
+func fiveAgents(t *testing.T, dial func(t *testing.T, name string) *nats.Conn) {
+	const agents, tasks = 5, 20
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	started := time.Now().UTC()
@@ -59,7 +67,7 @@ func TestE2E_FiveAgents_NoLostOrDuplicatedEvents(t *testing.T) {
 	receiveErrs := make([]error, agents)
 	for i := range agents {
 		id := fmt.Sprintf("agent-%d", i+1)
-		nc := connect(t, srv.URL, id)
+		nc := dial(t, id)
 		ag, err := bus.NewAgent(id, nc)
 		require.NoError(t, err)
 		sc, err := state.NewClient(nc, id)
@@ -89,7 +97,7 @@ func TestE2E_FiveAgents_NoLostOrDuplicatedEvents(t *testing.T) {
 	}
 
 	// The orchestrator assigns every task to everyone and audits it.
-	onc := connect(t, srv.URL, "orchestrator")
+	onc := dial(t, "orchestrator")
 	orch, err := bus.NewAgent("orchestrator", onc)
 	require.NoError(t, err)
 	oac, err := audit.NewClient(onc)
@@ -107,7 +115,7 @@ func TestE2E_FiveAgents_NoLostOrDuplicatedEvents(t *testing.T) {
 	// is done as a dashboard sees it.
 	require.Eventually(t, func() bool { return handled.Load() == agents*tasks },
 		60*time.Second, 10*time.Millisecond, "every agent handles every assignment")
-	dnc := connect(t, srv.URL, "dashboard")
+	dnc := dial(t, "dashboard")
 	dstate, err := state.NewClient(dnc, "dashboard")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {

@@ -17,11 +17,11 @@ import (
 )
 
 const auditUsage = `Usage:
-  codi2 audit export [--nats-url URL] [--from T] [--to T] [--source S] [--category C] [--out FILE]
+  codi2 audit export [--nats-url URL] [--creds FILE] [--from T] [--to T] [--source S] [--category C] [--out FILE]
       write the audit records as JSON lines, from a running server
   codi2 audit verify --file FILE [--expect-head HASH]
       check an export's hash chain offline
-  codi2 audit verify [--nats-url URL] [--from-seq N] [--to-seq N] [--expect-head HASH]
+  codi2 audit verify [--nats-url URL] [--creds FILE] [--from-seq N] [--to-seq N] [--expect-head HASH]
       ask a running server to check its log
 
 Times T are RFC 3339 (2026-11-26T21:00:00Z), "now", or a duration before now
@@ -53,11 +53,13 @@ func defaultNATSURL() string { return "nats://" + bus.DefaultListen }
 func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
 		url, from, to, out string
+		creds              string
 		q                  audit.Query
 		timeout            time.Duration
 	)
 	fs := newFlagSet("codi2 audit export", stderr)
 	fs.StringVar(&url, "nats-url", defaultNATSURL(), "NATS URL of the running codi2 server")
+	credsFlag(fs, &creds)
 	fs.StringVar(&from, "from", "", "first time included: RFC 3339, now, or a duration before now such as 1h (default: the start of the log)")
 	fs.StringVar(&to, "to", "", "end time excluded, like --from (default: the end of the log)")
 	fs.StringVar(&q.Source, "source", "", "only records from this source token")
@@ -84,7 +86,7 @@ func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer
 		defer f.Close()
 		w = f
 	}
-	nc, err := nats.Connect(url, nats.Name("codi2 audit export"))
+	nc, err := nats.Connect(url, clientOptions("codi2 audit export", creds)...)
 	if err != nil {
 		return fmt.Errorf("audit export: connect %s: %w", url, err)
 	}
@@ -126,6 +128,7 @@ var (
 func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
 		file, url  string
+		creds      string
 		expectHead string
 		req        audit.VerifyRequest
 		timeout    time.Duration
@@ -133,6 +136,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := newFlagSet("codi2 audit verify", stderr)
 	fs.StringVar(&file, "file", "", "check this JSON-lines export offline (- for standard input)")
 	fs.StringVar(&url, "nats-url", defaultNATSURL(), "without --file: NATS URL of the running codi2 server")
+	credsFlag(fs, &creds)
 	fs.Uint64Var(&req.FromSeq, "from-seq", 0, "without --file: first seq to check (0: the oldest kept)")
 	fs.Uint64Var(&req.ToSeq, "to-seq", 0, "without --file: last seq to check (0: the head)")
 	fs.DurationVar(&timeout, "timeout", time.Minute, "without --file: give up after this long")
@@ -150,7 +154,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	if file != "" {
 		res, err = verifyFile(file)
 	} else {
-		res, err = verifyOnline(ctx, url, req, timeout)
+		res, err = verifyOnline(ctx, url, creds, req, timeout)
 	}
 	if err != nil {
 		return err
@@ -205,8 +209,8 @@ func verifyFile(file string) (audit.VerifyResult, error) {
 	return res, nil
 }
 
-func verifyOnline(ctx context.Context, url string, req audit.VerifyRequest, timeout time.Duration) (audit.VerifyResult, error) {
-	nc, err := nats.Connect(url, nats.Name("codi2 audit verify"))
+func verifyOnline(ctx context.Context, url, creds string, req audit.VerifyRequest, timeout time.Duration) (audit.VerifyResult, error) {
+	nc, err := nats.Connect(url, clientOptions("codi2 audit verify", creds)...)
 	if err != nil {
 		return audit.VerifyResult{}, fmt.Errorf("audit verify: connect %s: %w", url, err)
 	}

@@ -4,6 +4,7 @@
 //	codi2 serve      run the server (flags below, or CODI2_* variables)
 //	codi2 bench      measure codi2 against the design targets and CODI v1
 //	codi2 audit      export the audit log, verify an export or the server's log
+//	codi2 agent      issue, list and revoke credentials
 //	codi2 version    print the version
 //
 // and the agent verbs of package cli (codi2 help lists them).
@@ -44,6 +45,7 @@ Usage:
   codi2 mcp --agent ID    serve the MCP tools for one agent over stdio (--http ADDR)
   codi2 hook claude EVENT a Claude Code hook (JSON on stdin and stdout)
   codi2 hooks install     wire the hooks and the MCP server into .claude/settings.json and .mcp.json
+  codi2 agent add|ls|revoke  issue, list and revoke credentials (codi2 agent for flags)
   codi2 version           print the version
 
 Agent verbs (codi2 VERB -h for each; --agent/CODI2_AGENT, --nats-url/CODI2_NATS_URL, --json):
@@ -93,6 +95,8 @@ func runWith(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		err = runHook(ctx, args[1:], stdin, stdout, stderr)
 	case "hooks":
 		err = runHooks(args[1:], stdout, stderr)
+	case "agent":
+		err = runAgent(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "--help":

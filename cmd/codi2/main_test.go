@@ -127,6 +127,7 @@ func TestRun_ServeAndShutdown(t *testing.T) {
 	assert.Equal(t, dir, ready["data"])
 	assert.Equal(t, "bolt", ready["store"])
 	assert.Equal(t, true, ready["embedded"])
+	assert.Contains(t, logs.String(), "NATS is open", "loopback without --auth says it is open")
 
 	resp, err := http.Get(ready["http"].(string) + "/healthz")
 	require.NoError(t, err)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/cli"
 	"github.com/codi2/codi2/mcpserver"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -29,7 +30,7 @@ func runMCP(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	opts := []nats.Option{nats.Name("codi2 mcp " + *agent), nats.MaxReconnects(-1)}
 	if *creds != "" {
-		opts = append(opts, nats.UserCredentials(*creds))
+		opts = append(opts, bus.Credentials(*creds))
 	}
 	nc, err := nats.Connect(*url, opts...)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/codi2/codi2/audit"
@@ -31,6 +32,10 @@ type serveConfig struct {
 	// (audit.Retention); zero keeps everything.
 	AuditMaxAge   time.Duration
 	AuditMaxCount uint64
+	Auth          bool
+	TLSCert       string
+	TLSKey        string
+	Creds         string
 }
 
 func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
@@ -47,7 +52,14 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.BoolVar(&c.SyncAlways, "nats-sync-always", false, "fsync every JetStream write before its PubAck (about 20x slower)")
 	fs.DurationVar(&c.AuditMaxAge, "audit-max-age", 0, "remove audit records older than this, e.g. 720h (0: keep every age)")
 	fs.Uint64Var(&c.AuditMaxCount, "audit-max-count", 0, "keep at most this many audit records (0: any number)")
+	fs.BoolVar(&c.Auth, "auth", false, "require credentials made by `codi2 agent add` (always on for a non-loopback --nats-listen)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate (PEM) of the NATS listener")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key (PEM) of the NATS listener")
+	fs.StringVar(&c.Creds, "creds", "", "credentials file of the server's own connections to --nats-url")
 	if err := parseWithEnv(fs, args); err != nil {
+		return c, err
+	}
+	if err := checkExposure(c); err != nil {
 		return c, err
 	}
 	if c.AuditMaxAge < 0 {
@@ -62,6 +74,18 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 		return c, fmt.Errorf("--http-listen %q: %v", c.HTTPListen, err)
 	}
 	return c, nil
+}
+
+// checkExposure refuses a NATS listener reachable from other machines
+// without auth, and TLS half configured.
+func checkExposure(c serveConfig) error {
+	if c.NATSURL == "" && !c.Auth && !bus.IsLoopback(c.NATSListen) {
+		return fmt.Errorf("--nats-listen %s is not a loopback address: add --auth (credentials from `codi2 agent add`) or listen on 127.0.0.1", c.NATSListen)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	return nil
 }
 
 func runServe(ctx context.Context, args []string, stderr io.Writer) error {
@@ -86,6 +110,10 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		Store:          cfg.Store,
 		FDBClusterFile: cfg.FDBClusterFile,
 		Audit:          audit.Config{Retention: audit.Retention{MaxAge: cfg.AuditMaxAge, MaxCount: cfg.AuditMaxCount}},
+		Auth:           cfg.Auth,
+		TLSCert:        cfg.TLSCert,
+		TLSKey:         cfg.TLSKey,
+		Creds:          cfg.Creds,
 	}, log)
 	if err != nil {
 		return err
@@ -105,7 +133,14 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		Str("data", srv.DataDir()).
 		Str("store", cfg.Store).
 		Str("http", "http://"+httpLn.Addr().String()).
+		Bool("auth", cfg.Auth).
 		Msg("codi2 ready")
+	if b.Embedded() && cfg.Auth {
+		log.Info().Str("auth", filepath.Join(srv.DataDir(), "auth")).Msg("auth on: clients need credentials from `codi2 agent add --data " + srv.DataDir() + "`")
+	}
+	if b.Embedded() && !cfg.Auth {
+		log.Warn().Str("nats", b.ClientURL()).Msg("NATS is open: any local process can act as any agent; run with --auth to require credentials")
+	}
 
 	var failure error
 	select {

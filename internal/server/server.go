@@ -10,6 +10,7 @@ import (
 
 	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/internal/auth"
 	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/state"
 	"github.com/nats-io/nats.go"
@@ -40,6 +41,14 @@ type Config struct {
 	// FDBClusterFile is the FoundationDB cluster file for StoreFDB; empty
 	// means the client library's default.
 	FDBClusterFile string
+	// Auth makes the embedded NATS server require codi2 credentials
+	// (CONTRACT.md section 6), kept in DataDir/auth; see internal/auth.
+	Auth bool
+	// TLSCert and TLSKey put the embedded NATS listener behind TLS.
+	TLSCert, TLSKey string
+	// Creds is the credentials file of the process's own connections to
+	// NATSURL (an external server with auth).
+	Creds string
 	// State and Audit configure the two services.
 	State state.Config
 	Audit audit.Config
@@ -95,7 +104,14 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Server, error)
 		return nil, fmt.Errorf("server: data directory: %w", err)
 	}
 	cfg.DataDir = dataDir
-	b, err := bus.Start(ctx, bus.Config{DataDir: dataDir, Listen: cfg.NATSListen, URL: cfg.NATSURL, SyncAlways: cfg.SyncAlways}, log)
+	bcfg := bus.Config{DataDir: dataDir, Listen: cfg.NATSListen, URL: cfg.NATSURL, SyncAlways: cfg.SyncAlways,
+		TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, Creds: cfg.Creds}
+	if cfg.Auth && cfg.NATSURL == "" {
+		if bcfg.Auth, err = auth.Open(filepath.Join(dataDir, "auth")); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
+	b, err := bus.Start(ctx, bcfg, log)
 	if err != nil {
 		return nil, err
 	}
