@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/textproto"
 	"strings"
@@ -121,6 +122,24 @@ func headerSize(h nats.Header) int {
 		}
 	}
 	return n
+}
+
+// request sends a JSON request to one of codi2's services and returns the
+// reply's data, or an ErrRemote error carrying the micro-convention error
+// the service answered; nats.ErrNoResponders when nobody serves it.
+func (a *Agent) request(ctx context.Context, subj string, body any) ([]byte, error) {
+	data, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := a.nc.RequestWithContext(ctx, subj, data)
+	if err != nil {
+		return nil, err
+	}
+	if msg := resp.Header.Get(ErrorHeader); msg != "" {
+		return nil, fmt.Errorf("%w: %s: %s %s", ErrRemote, subj, resp.Header.Get(ErrorCodeHeader), msg)
+	}
+	return resp.Data, nil
 }
 
 // RPCRequest is a live call received by Serve.

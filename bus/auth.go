@@ -45,8 +45,10 @@ func IsLoopback(hostPort string) bool {
 // Permissions returns the NATS permissions of role for identity id
 // (CONTRACT.md section 6); nil means everything (admin). Agent X may
 // publish only subjects carrying X as sender, actor or source, the read
-// requests, and the JetStream API of its own inbox consumer
-// (ConsumerName(X) on CODI_MSG: create, info, next, ack); it may reply to
+// requests, the inbox service's requests for X (InboxService makes X's
+// consumer: an agent may not create consumers, since JetStream cannot check
+// the filters of one that has several), and the JetStream API of its own
+// inbox consumer (ConsumerName(X) on CODI_MSG: info, next, ack); it may reply to
 // any reply inbox (_INBOX.>), which is how an rpc answer reaches its
 // caller, but to no other reply subject. It subscribes to its mail,
 // broadcasts, calls, state events, watermarks and its own reply inboxes
@@ -70,9 +72,8 @@ func Permissions(role auth.Role, id string) *jwt.Permissions {
 			"_INBOX.>",
 			"$JS.API.INFO",
 			"$JS.API.STREAM.INFO."+StreamMsg,
-			"$JS.API.CONSUMER.CREATE."+StreamMsg+"."+name,
-			"$JS.API.CONSUMER.CREATE."+StreamMsg+"."+name+".>",
-			"$JS.API.CONSUMER.DURABLE.CREATE."+StreamMsg+"."+name,
+			subjects.InboxOpen(id),
+			subjects.InboxPeek(id),
 			"$JS.API.CONSUMER.INFO."+StreamMsg+"."+name,
 			"$JS.API.CONSUMER.MSG.NEXT."+StreamMsg+"."+name,
 			"$JS.ACK."+StreamMsg+"."+name+".>",

@@ -34,7 +34,12 @@ func authBus(t *testing.T) (*bus.Bus, *auth.Authority) {
 	t.Helper()
 	a, err := auth.Open(filepath.Join(t.TempDir(), "auth"))
 	require.NoError(t, err)
-	return bustest.Run(t, bus.Config{Auth: a}), a
+	b := bustest.Run(t, bus.Config{Auth: a})
+	// The server's inbox service makes agents' consumers for them.
+	svc, err := bus.ServeInboxes(b.Conn(), bustest.Logger(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = svc.Stop() })
+	return b, a
 }
 
 // creds issues a credentials file for id with role in t.TempDir().

@@ -8,6 +8,9 @@ import (
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/internal/auth"
+	"github.com/codi2/codi2/subjects"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -47,13 +50,32 @@ func TestAgent_Peek(t *testing.T) {
 // Under auth an agent may not create consumers of other names than its
 // inbox's, so Peek (an ordered consumer with a random name) is refused:
 // the limit the README states.
-func TestAgent_Peek_RefusedUnderAuth(t *testing.T) {
+// Under auth an agent may not make consumers: the server's inbox service
+// peeks for it, and answers only for the agent in its credentials.
+func TestAgent_Peek_UnderAuth(t *testing.T) {
 	b, a := authBus(t)
-	nc := bustest.Connect(t, b, bus.Credentials(creds(t, a, "agent-1", auth.RoleAgent)))
+	var v violations
+	nc := bustest.Connect(t, b, bus.Credentials(creds(t, a, "agent-1", auth.RoleAgent)), nats.ErrorHandler(v.handler))
 	ag, err := bus.NewAgent("agent-1", nc)
 	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err = ag.Peek(ctx, 10)
+	_, err = ag.Send(ctx, "agent-1", "note", []byte("to self"))
+	require.NoError(t, err)
+	_, err = ag.Send(ctx, "agent-2", "note", []byte("not mine"))
+	require.NoError(t, err)
+	got, err := ag.Peek(ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, "to self", string(got[0].Data))
+	assert.NotZero(t, got[0].Seq)
+	// agent-1 asking the service for agent-2's mail is refused by the server.
+	_, err = nc.Request(subjects.InboxPeek("agent-2"), []byte(`{"max":10}`), time.Second)
+	require.Error(t, err)
+	require.Eventually(t, func() bool { return v.count() >= 1 }, 5*time.Second, 10*time.Millisecond)
+	// So is making a consumer of one's own with another agent's filter.
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	_, err = js.CreateConsumer(ctx, bus.StreamMsg, jetstream.ConsumerConfig{Durable: "agent-1", FilterSubjects: []string{"codi.msg.agent-2.>", "codi.msg.all.>"}})
 	require.Error(t, err)
 }

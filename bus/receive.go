@@ -182,20 +182,6 @@ type receiver struct {
 	handled int
 }
 
-func (r *receiver) config(start DeliverFrom) jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		Durable:        r.name,
-		Description:    "codi2 inbox of " + r.a.id,
-		FilterSubjects: subjects.MsgInboxFilters(r.a.id),
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        r.cfg.AckWait,
-		MaxAckPending:  1,
-		MaxDeliver:     -1,
-		DeliverPolicy:  start.policy,
-		OptStartTime:   optTime(start.at),
-	}
-}
-
 func optTime(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
@@ -203,32 +189,33 @@ func optTime(t time.Time) *time.Time {
 	return &t
 }
 
-// open finds the consumer, or creates it: at cfg.Deliver the first time, right
-// after the floor when it was deleted under us (recreate). An existing
-// consumer keeps its start but takes this call's filters, ack wait and
-// one-at-a-time delivery.
+// open finds the consumer, or has it made: at cfg.Deliver the first time,
+// right after the floor when it was deleted under us (recreate). It asks
+// the inbox service (codi.inbox.open.<id>), which makes consumers for
+// agents that may not (auth on), and does the work itself when nobody
+// answers. An existing consumer keeps its start but takes the inbox's
+// filters, this call's ack wait and one-at-a-time delivery.
 func (r *receiver) open(ctx context.Context, recreate bool) error {
 	actx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
-	cons, err := r.a.js.Consumer(actx, StreamMsg, r.name)
+	req := r.cfg.Deliver.request()
+	if recreate {
+		req.StartSeq = r.floor + 1
+	}
+	req.AckWaitMS = r.cfg.AckWait.Milliseconds()
+	var cons jetstream.Consumer
+	_, err := r.a.request(actx, subjects.InboxOpen(r.a.id), req)
 	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		cons, err = ensureInbox(actx, r.a.js, r.a.id, r.cfg.Deliver, req.StartSeq, r.cfg.AckWait)
 	case err == nil:
-		want := cons.CachedInfo().Config
-		want.Description, want.AckWait, want.MaxAckPending, want.MaxDeliver = r.config(DeliverAll).Description, r.cfg.AckWait, 1, -1
-		want.FilterSubject, want.FilterSubjects = "", r.config(DeliverAll).FilterSubjects
-		cons, err = r.a.js.UpdateConsumer(actx, StreamMsg, want)
-	case errors.Is(err, jetstream.ErrConsumerNotFound):
-		cfg := r.config(r.cfg.Deliver)
-		if recreate {
-			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, r.floor+1, nil
-		}
-		cons, err = r.a.js.CreateConsumer(actx, StreamMsg, cfg)
-		if err == nil && recreate {
-			r.log.Warn().Uint64("seq", r.floor+1).Msg("inbox consumer was deleted; recreated from the message after the last one handled")
-		}
+		cons, err = r.a.js.Consumer(actx, StreamMsg, r.name)
 	}
 	if err != nil {
 		return fmt.Errorf("bus: inbox consumer %s on %s: %w", r.name, StreamMsg, err)
+	}
+	if recreate {
+		r.log.Info().Uint64("seq", r.floor+1).Msg("inbox consumer reopened after its pull stopped (made again from this seq if it was deleted)")
 	}
 	r.cons = cons
 	r.floor = max(r.floor, cons.CachedInfo().AckFloor.Stream)

@@ -20,3 +20,9 @@ func TestStateEvtKind(t *testing.T) {
 func TestMsgInboxFilters(t *testing.T) {
 	assert.Equal(t, []string{"codi.msg.a.>", "codi.msg.all.>", "codi.msg.a", "codi.msg.all"}, MsgInboxFilters("a"))
 }
+
+func TestInboxRequests(t *testing.T) {
+	assert.Equal(t, "codi.inbox.open.a", InboxOpen("a"))
+	assert.Equal(t, "codi.inbox.peek.a", InboxPeek("a"))
+	assert.Equal(t, "a", Token(InboxOpen("a"), 3))
+}

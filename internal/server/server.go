@@ -168,6 +168,11 @@ func (s *Server) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Agents' inbox consumers are made by the server for them (see
+	// bus.InboxService); its subscriptions end with the connection.
+	if _, err := bus.ServeInboxes(stateNC, s.log); err != nil {
+		return err
+	}
 	// The services outlive the start context: Stop ends them.
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
