@@ -26,7 +26,7 @@ type event struct {
 	msgID     string
 	body      []byte // encodeBody's members
 	size      int    // estimate, for MaxBatchBytes
-	msgKey    []byte // msgIDKey(msgID), nil without an id
+	msgKey    []byte // msgIDKey(source, msgID), nil without an id
 	flagged   string // what is wrong with the subject, for the log; "" when nothing
 }
 
@@ -45,7 +45,7 @@ func newEvent(streamSeq uint64, t time.Time, subject string, hdr nats.Header, da
 		flagged:   detail,
 	}
 	if msgID != "" {
-		e.msgKey = msgIDKey(msgID)
+		e.msgKey = msgIDKey(source, msgID)
 	}
 	return e
 }
@@ -211,7 +211,7 @@ type applyResult struct {
 
 // apply appends chunk in one transaction and records appliedTo as the last
 // applied stream seq. An event at or below the stored applied seq, or whose
-// Nats-Msg-Id is already in the log, is not appended again.
+// Nats-Msg-Id its source already used in the log, is not appended again.
 func (s *Service) apply(chunk []*event, appliedTo uint64) (meta, error) {
 	var res applyResult
 	err := s.store.Update(context.Background(), func(tx kv.Txn) error {
@@ -246,7 +246,12 @@ func (s *Service) apply(chunk []*event, appliedTo uint64) (meta, error) {
 				if err != nil {
 					return err
 				}
-				if e.msgID == pendingID {
+				if v == nil && s.legacyMsgIDs {
+					if v, err = legacyDuplicate(tx, e.source, e.msgID); err != nil {
+						return err
+					}
+				}
+				if e.msgID == pendingID && e.source == RetentionSource {
 					// The pending retention event is in the log now (or
 					// already was): the run is over.
 					w.clear(keyRetention)

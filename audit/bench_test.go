@@ -402,7 +402,7 @@ func buildLog(b *testing.B, path string, n int) {
 				stored, hash := encodeRecord(seq, t, encodeBody(subj, src, cat, id, benchPayload), hh.Hash)
 				putRecord(&w, seq, stored)
 				ix.add(&w, src, cat, t, seq)
-				w.set(msgIDKey(id), strconv.AppendUint(nil, seq, 10))
+				w.set(msgIDKey(src, id), strconv.AppendUint(nil, seq, 10))
 				hh = head{Seq: seq, Hash: hash, Time: t, Bytes: hh.Bytes + uint64(len(stored))}
 			}
 			ix.flush(&w)

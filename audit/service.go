@@ -70,6 +70,9 @@ type Service struct {
 
 	// retention is the unfinished or unrecorded retention run; writer only.
 	retention *retentionRun
+	// legacyMsgIDs is set when the log holds dedupe keys of the unscoped
+	// layout, which apply then also looks up; set by load, writer only.
+	legacyMsgIDs bool
 
 	// hmu guards handler admission so that Run can wait for handlers that
 	// started before it stopped the micro service.
@@ -209,6 +212,9 @@ func (s *Service) load(ctx context.Context) error {
 			return err
 		}
 		run = nil
+		if s.legacyMsgIDs, err = hasLegacyMsgIDs(tx); err != nil {
+			return err
+		}
 		v, err := getOptional(tx, keyRetention)
 		if err != nil || v == nil {
 			return err

@@ -109,7 +109,7 @@ func (l *loop) expireDue(ctx context.Context, cutoff time.Time) error {
 				}
 				continue
 			}
-			w, o, _, err := planExpiry(st.Record, applied)
+			w, o, _, err := planExpiry(st.Record, applied, l.gen)
 			if err != nil {
 				return err
 			}

@@ -244,7 +244,7 @@ func TestService_Run_RepublishesOutbox(t *testing.T) {
 	require.Eventually(t, func() bool { return outboxLen(t, e.store) == 0 }, 10*time.Second, 10*time.Millisecond)
 	ids := e.auditByID()
 	for seq := last - 4; seq <= last; seq++ {
-		assert.Contains(t, ids, fmt.Sprintf("state-%d", seq))
+		assert.Contains(t, ids, e.cmdID(seq))
 	}
 
 	// Published once more (a crash before the outbox was cleared): the
@@ -253,8 +253,8 @@ func TestService_Run_RepublishesOutbox(t *testing.T) {
 	data := []byte(`{"seq":1}`)
 	subj, _ := subjects.AuditLog(state.Actor, "state", "task")
 	require.NoError(t, e.store.Update(ctx, func(tx kv.Txn) error {
-		return tx.Set(kv.Tuple{"outbox", int64(last), fmt.Sprintf("state-%d", last)}.Pack(),
-			kv.Tuple{subj, fmt.Sprintf("state-%d", last), data}.Pack())
+		return tx.Set(kv.Tuple{"outbox", int64(last), e.cmdID(last)}.Pack(),
+			kv.Tuple{subj, e.cmdID(last), data}.Pack())
 	}))
 	e.start(cfg)
 	require.Eventually(t, func() bool { return outboxLen(t, e.store) == 0 }, 10*time.Second, 10*time.Millisecond)
@@ -545,6 +545,16 @@ func TestService_Run_StreamRecreated(t *testing.T) {
 	last := e.merges("task", "t1", 12, 1)
 	e.waitApplied(last)
 	assert.Equal(t, uint64(12), e.rev("task", "t1"))
+
+	// Every command's audit event reached CODI_AUDIT under its own id
+	// (issue 11, input 4): the new stream's state-<seq> would repeat the
+	// old one's, and the duplicate window would drop them.
+	require.Eventually(t, func() bool { return len(e.audits()) >= 12 }, 10*time.Second, 10*time.Millisecond)
+	ids := e.auditByID()
+	assert.Len(t, ids, 12)
+	for seq := uint64(1); seq <= last; seq++ {
+		assert.Contains(t, ids, e.cmdID(seq), "the new generation's id of seq %d", seq)
+	}
 }
 
 // A stream that lost commands the store had applied (what a power loss can

@@ -164,24 +164,29 @@ type loop struct {
 
 	applied   uint64    // committed watermark
 	lastTime  time.Time // stored time of the last applied command
+	gen       string    // the stream's generation token (generation.go)
+	hasGen    bool      // gen is stored (a store from before keeps none)
 	nextLease time.Time // earliest lease in the index; zero for none
 	// sweepAfter delays a due sweep that waits for commands stored before
 	// the lease's end.
 	sweepAfter time.Time
 
-	audits     []*auditItem
-	inflight   int
-	spilled    bool      // the store's outbox holds entries missing from audits
-	auditRetry time.Time // no publish attempts before this
-	lastActive time.Time
+	audits      []*auditItem
+	inflight    int
+	suspects    int              // audits whose PubAck said duplicate, to check
+	auditStream jetstream.Stream // CODI_AUDIT, for those checks; nil until needed
+	spilled     bool             // the store's outbox holds entries missing from audits
+	auditRetry  time.Time        // no publish attempts before this
+	lastActive  time.Time
 }
 
 // auditItem is an outbox entry and the state of its publish.
 type auditItem struct {
 	outboxEntry
 	fut      jetstream.PubAckFuture
-	done     bool // PubAck received
-	clearing bool // handed to a transaction that clears its outbox key
+	done     bool   // PubAck received
+	dupSeq   uint64 // the PubAck said duplicate of this CODI_AUDIT seq, unchecked
+	clearing bool   // handed to a transaction that clears its outbox key
 }
 
 // session is one Consume of the durable consumer.
@@ -222,7 +227,8 @@ func (l *loop) start(ctx context.Context) error {
 			return err
 		}
 		l.applied, l.lastTime, l.nextLease = applied, at, next
-		return nil
+		l.gen, l.hasGen, err = getGeneration(tx, l.cfg.Stream)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("state: load: %w", err)
@@ -239,8 +245,13 @@ func (l *loop) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("state: check watermark: %w", err)
 	}
-	if moved {
+	switch {
+	case moved:
 		if err := l.rebase(ctx, next); err != nil {
+			return err
+		}
+	case !l.hasGen && l.applied == 0:
+		if err := l.newGeneration(ctx); err != nil {
 			return err
 		}
 	}
@@ -261,14 +272,33 @@ func (l *loop) rebase(ctx context.Context, keep uint64) error {
 	l.log.Warn().Str("stream", l.cfg.Stream).Uint64("applied", l.applied).
 		Uint64("new_applied", keep).Bool("by_time", !l.lastTime.IsZero()).
 		Msg("the stream handed out the watermark's sequence numbers again (recreated, or lost its tail); applying its newer commands")
+	gen := nextGeneration(l.gen, l.stream.CachedInfo().Created)
 	err := l.update(ctx, func(tx kv.Txn) error {
+		if err := tx.Set(generationKey(l.cfg.Stream), []byte(gen)); err != nil {
+			return err
+		}
 		return tx.Set(appliedKey(l.cfg.Stream), encodeApplied(keep, l.lastTime))
 	})
 	if err != nil {
 		return fmt.Errorf("state: rebase watermark: %w", err)
 	}
-	l.applied = keep
+	l.applied, l.gen, l.hasGen = keep, gen, true
 	l.s.setWatermark(keep)
+	l.log.Info().Str("stream", l.cfg.Stream).Str("generation", gen).Msg("new stream generation")
+	return nil
+}
+
+// newGeneration stores the generation token of a store that has applied
+// nothing yet: the stream's creation time.
+func (l *loop) newGeneration(ctx context.Context) error {
+	gen := nextGeneration("", l.stream.CachedInfo().Created)
+	err := l.update(ctx, func(tx kv.Txn) error {
+		return tx.Set(generationKey(l.cfg.Stream), []byte(gen))
+	})
+	if err != nil {
+		return fmt.Errorf("state: store generation: %w", err)
+	}
+	l.gen, l.hasGen = gen, true
 	return nil
 }
 
@@ -620,7 +650,7 @@ func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) 
 			if im.seq <= applied {
 				continue
 			}
-			p, err := planCommand(tx, im, applied)
+			p, err := planCommand(tx, im, applied, l.gen)
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,77 @@
+package state_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/codi2/codi2/audit"
+	"github.com/codi2/codi2/bus/bustest"
+	"github.com/codi2/codi2/internal/kv/kvtest"
+)
+
+// runAudit runs the audit service on its own store beside the test's state
+// service until the test ends.
+func (e *env) runAudit() *audit.Client {
+	e.t.Helper()
+	nc := bustest.Connect(e.t, e.b)
+	svc, err := audit.New(audit.Config{}, nc, kvtest.NewBolt(e.t), bustest.Logger(e.t))
+	require.NoError(e.t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	e.t.Cleanup(func() {
+		cancel()
+		assert.NoError(e.t, <-done)
+	})
+	select {
+	case <-svc.Ready():
+	case err := <-done:
+		require.NoError(e.t, err)
+	}
+	c, err := audit.NewClient(e.nc)
+	require.NoError(e.t, err)
+	return c
+}
+
+// TestService_Audit_MsgIDAimedByAnotherSource is issue 11's input 6: an
+// agent publishes an audit event with the Nats-Msg-Id the state service will
+// give the next command's record. Neither JetStream's duplicate window (the
+// whole stream's) nor the log's dedupe may erase the state service's record:
+// it is published again under state-<gen>-<seq>~1, and both records are in
+// the log.
+func TestService_Audit_MsgIDAimedByAnotherSource(t *testing.T) {
+	e := newEnv(t)
+	e.start(fastConfig())
+	log := e.runAudit()
+	e.waitApplied(e.merges("task", "t1", 1, 2))
+
+	aimed := e.cmdID(3)
+	_, err := log.Log(context.Background(), "agent-9", "note", []byte(`{}`), audit.WithMsgID(aimed))
+	require.NoError(t, err)
+	seq := e.merges("task", "t1", 3, 1)
+	require.Equal(t, uint64(3), seq)
+	e.waitApplied(seq)
+
+	var recs []audit.Record
+	require.Eventually(t, func() bool {
+		res, err := log.Query(context.Background(), audit.Query{Source: "codi-state"})
+		recs = res.Records
+		return err == nil && len(recs) == 3
+	}, 10*time.Second, 10*time.Millisecond, "the state service's records: %v", recs)
+	assert.Equal(t, aimed+"~1", recs[2].MsgID)
+	var body struct{ Seq uint64 }
+	require.NoError(t, json.Unmarshal(recs[2].Data, &body))
+	assert.Equal(t, uint64(3), body.Seq)
+	res, err := log.Query(context.Background(), audit.Query{Source: "agent-9"})
+	require.NoError(t, err)
+	require.Len(t, res.Records, 1, "the agent's own event is kept too")
+	assert.Equal(t, aimed, res.Records[0].MsgID)
+	v, err := log.Verify(context.Background(), audit.VerifyRequest{})
+	require.NoError(t, err)
+	assert.True(t, v.OK)
+}
