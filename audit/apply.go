@@ -3,12 +3,14 @@ package audit
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"time"
 
+	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/internal/retry"
 	"github.com/codi2/codi2/subjects"
@@ -110,11 +112,11 @@ func (s *Service) retry(ctx context.Context, fn func() error) error {
 
 // appendEvents commits evs (sorted by stream seq) in transactions of at
 // most MaxBatchEvents events and MaxBatchBytes bytes, filling holes in the
-// stream sequence from the stream.
+// delivered sequence from the stream and recording the sequences missing
+// from the stream itself (lostEvent).
 func (s *Service) appendEvents(ctx context.Context, evs []*event) error {
 	applied := s.committed().applied
 	next := applied + 1
-	var firstSeq uint64 // the stream's first seq, read at the first hole
 	var filled holes
 	defer filled.log(s)
 	for i := 0; i < len(evs); {
@@ -128,28 +130,10 @@ func (s *Service) appendEvents(ctx context.Context, evs []*event) error {
 			}
 			delivered := e.streamSeq == next
 			if !delivered {
-				if firstSeq == 0 {
-					info, err := s.stream.Info(ctx)
-					if err != nil {
-						return fmt.Errorf("audit: stream info: %w", err)
-					}
-					firstSeq = max(info.State.FirstSeq, 1)
+				var err error
+				if e, err = s.fillHole(ctx, next, e, &filled); err != nil {
+					return err
 				}
-				if next < firstSeq {
-					next = min(firstSeq, e.streamSeq)
-					continue
-				}
-				raw, err := s.stream.GetMsg(ctx, next)
-				if errors.Is(err, jetstream.ErrMsgNotFound) {
-					next++ // deleted from the stream: nothing to record
-					continue
-				}
-				if err != nil {
-					return fmt.Errorf("audit: get stream message %d: %w", next, err)
-				}
-				filled.add(next)
-				ev := newEvent(raw.Sequence, raw.Time, raw.Subject, raw.Header, raw.Data)
-				e = &ev
 			}
 			if len(chunk) > 0 && size+e.size > s.cfg.MaxBatchBytes {
 				break
@@ -196,6 +180,61 @@ func (h *holes) log(s *Service) {
 	if h.count > 0 {
 		s.log.Warn().Int("count", h.count).Uint64("first_stream_seq", h.first).Uint64("last_stream_seq", h.last).
 			Msg("filled holes in the delivered sequence from the stream")
+	}
+}
+
+// fillHole returns what goes into the log at stream seq next, which was not
+// delivered, before the delivered event e (e.streamSeq > next): the message
+// the stream holds there (a delivery the client lost), or, when the stream
+// holds nothing from next up to some seq, an event recording that range as
+// lost (purged, deleted by sequence, or aged out before the log read it),
+// logged at error.
+func (s *Service) fillHole(ctx context.Context, next uint64, e *event, filled *holes) (*event, error) {
+	raw, err := s.stream.GetMsg(ctx, next, jetstream.WithGetMsgSubject(subjects.AuditLogWildcard))
+	last := e.streamSeq - 1 // the last seq missing from the stream
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		// Nothing stored from next on: e too is gone since its delivery.
+	case err != nil:
+		return nil, fmt.Errorf("audit: get stream message %d: %w", next, err)
+	case raw.Sequence == next:
+		filled.add(next)
+		ev := newEvent(raw.Sequence, raw.Time, raw.Subject, raw.Header, raw.Data)
+		return &ev, nil
+	case raw.Sequence < e.streamSeq:
+		last = raw.Sequence - 1
+	}
+	s.log.Error().Str("stream", bus.StreamAudit).Uint64("first_seq", next).Uint64("last_seq", last).
+		Msg("audit events missing from the stream (purged, deleted or expired before the log read them); recording the loss in the log")
+	// A nanosecond before e: the watermark's time (a rebase's reference)
+	// must not claim e when the transaction ends with the loss.
+	lost := lostEvent(next, last, e.t-1)
+	return &lost, nil
+}
+
+// Lost is the payload of the event the service appends for CODI_AUDIT
+// sequences that were missing from the stream when the log reached them
+// (source LostSource, category LostCategory): events with a PubAck that the
+// log could not record, FirstSeq through LastSeq.
+type Lost struct {
+	Stream   string `json:"stream"`
+	FirstSeq uint64 `json:"first_seq"`
+	LastSeq  uint64 `json:"last_seq"`
+	Count    uint64 `json:"count"`
+}
+
+// lostEvent is the log's record of stream seqs first..last missing, stored
+// in the log's order at last's place with stored time t.
+func lostEvent(first, last uint64, t int64) event {
+	subj, _ := subjects.AuditLog(LostSource, LostCategory)
+	data, _ := json.Marshal(Lost{Stream: bus.StreamAudit, FirstSeq: first, LastSeq: last, Count: last - first + 1})
+	return event{
+		streamSeq: last,
+		t:         t,
+		source:    LostSource,
+		category:  LostCategory,
+		body:      encodeBody(subj, LostSource, LostCategory, "", data),
+		size:      estimate(subj, len(data)),
 	}
 }
 

@@ -31,6 +31,10 @@ const (
 	// records about its own retention runs.
 	RetentionSource   = "codi-audit"
 	RetentionCategory = "retention"
+	// LostSource and LostCategory name the events the service records
+	// for CODI_AUDIT sequences missing from the stream (see Lost).
+	LostSource   = "codi-audit"
+	LostCategory = "lost"
 )
 
 // pullBatches is how many batches of MaxBatchEvents the consumer pulls

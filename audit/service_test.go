@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -262,7 +263,7 @@ func TestService_Run_RedeliveryAfterRestart(t *testing.T) {
 // deliveries have a hole (acked elsewhere, as if a delivery was lost after
 // the server counted it; with AckAll the ack of 4 covers 1-4) and a message
 // deleted from the stream: the hole is read from the stream, the deleted
-// message is skipped.
+// message is recorded as lost (issue 11, input 5).
 func TestService_Run_FillsHoles(t *testing.T) {
 	// One event per transaction: filled events and deliveries split chunks.
 	h := newHarness(t, Config{MaxBatchBytes: 600})
@@ -288,12 +289,14 @@ func TestService_Run_FillsHoles(t *testing.T) {
 
 	h.start()
 	h.waitCommitted(acks[9].Sequence)
-	recs := h.wholeLog(9)
+	recs := h.wholeLog(10)
 	var got []string
 	for _, r := range recs {
 		got = append(got, string(r.Data))
 	}
-	assert.Equal(t, []string{`{"i":0}`, `{"i":1}`, `{"i":2}`, `{"i":3}`, `{"i":4}`, `{"i":6}`, `{"i":7}`, `{"i":8}`, `{"i":9}`}, got)
+	assert.Equal(t, []string{`{"i":0}`, `{"i":1}`, `{"i":2}`, `{"i":3}`, `{"i":4}`,
+		`{"stream":"CODI_AUDIT","first_seq":6,"last_seq":6,"count":1}`, `{"i":6}`, `{"i":7}`, `{"i":8}`, `{"i":9}`}, got)
+	assert.Equal(t, []string{LostSource, LostCategory}, []string{recs[5].Source, recs[5].Category})
 }
 
 // TestService_Run_Shutdown cancels the service under load: Run returns nil,
@@ -447,8 +450,8 @@ func TestService_Run_ShutdownUnderLoad(t *testing.T) {
 }
 
 // TestService_Run_PurgedStream starts a fresh log on a stream whose first
-// messages were purged by an operator: the log starts at the stream's first
-// message.
+// messages were purged by an operator: the log records them as lost, then
+// goes on with the stream's first message.
 func TestService_Run_PurgedStream(t *testing.T) {
 	h := newHarness(t, Config{})
 	require.NoError(t, h.stop())
@@ -460,8 +463,10 @@ func TestService_Run_PurgedStream(t *testing.T) {
 	h.start()
 	h.waitCommitted(acks[2].Sequence)
 	recs := h.all(Query{})
-	require.Len(t, recs, 3)
-	assert.Equal(t, "kept", recs[0].Category)
+	require.Len(t, recs, 4)
+	assert.Equal(t, LostCategory, recs[0].Category)
+	assert.JSONEq(t, `{"stream":"CODI_AUDIT","first_seq":1,"last_seq":5,"count":5}`, string(recs[0].Data))
+	assert.Equal(t, "kept", recs[1].Category)
 	assertChain(t, recs, 1, GenesisPrev)
 }
 
@@ -680,4 +685,31 @@ func TestService_Run_StreamLostItsTail(t *testing.T) {
 			assert.Equal(t, last, h.svc.Status().StreamSeq)
 		})
 	}
+}
+
+// TestService_Run_RecordsPurgedRange is issue 11's input 5 on CODI_AUDIT:
+// acknowledged events purged from the stream before the log read them are
+// not skipped in silence: the log records the range as lost, in its place,
+// and goes on with the events after it.
+func TestService_Run_RecordsPurgedRange(t *testing.T) {
+	h := newHarness(t, Config{})
+	acks := h.logN(3, "agent-1", "x")
+	h.waitCommitted(acks[2].Sequence)
+	require.NoError(t, h.stop())
+	acks = h.logN(5, "agent-1", "y") // stream seqs 4-8
+	ctx := context.Background()
+	stream, err := h.js.Stream(ctx, bus.StreamAudit)
+	require.NoError(t, err)
+	require.NoError(t, stream.Purge(ctx, jetstream.WithPurgeSequence(acks[3].Sequence))) // removes 1-6
+	last := h.logN(1, "agent-1", "z")[0]
+
+	h.start()
+	h.waitCommitted(last.Sequence)
+	recs := h.wholeLog(7)
+	assert.Equal(t, LostCategory, recs[3].Category)
+	var lost Lost
+	require.NoError(t, json.Unmarshal(recs[3].Data, &lost))
+	assert.Equal(t, Lost{Stream: bus.StreamAudit, FirstSeq: 4, LastSeq: 6, Count: 3}, lost)
+	assert.Equal(t, []string{"y", "y", "z"}, []string{recs[4].Category, recs[5].Category, recs[6].Category})
+	assert.True(t, h.verify(VerifyRequest{}).OK)
 }

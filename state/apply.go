@@ -12,8 +12,25 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// auditCategory is the audit category of every state audit event.
+// auditCategory is the audit category of every command's and expiry's
+// audit event.
 const auditCategory = "state"
+
+// LostCategory is the audit category of the event recording CODI_STATE
+// sequences that were missing from the stream when the service reached
+// them (subject codi.audit.log.codi-state.lost, payload Lost).
+const LostCategory = "lost"
+
+// Lost is the payload of a LostCategory audit event: commands with a PubAck
+// (FirstSeq through LastSeq of Stream) that were purged, deleted or expired
+// from the stream before the service applied them. The watermark moves past
+// them only in the transaction that stores this event.
+type Lost struct {
+	Stream   string `json:"stream"`
+	FirstSeq uint64 `json:"first_seq"`
+	LastSeq  uint64 `json:"last_seq"`
+	Count    uint64 `json:"count"`
+}
 
 // maxDetail bounds the detail string of a rejection.
 const maxDetail = 512
@@ -227,6 +244,23 @@ func reject(im *inMsg, gen, kind, id, actor string, op Op, reason Reason, curRev
 	o.audit.data = mustJSON(auditRecord{Seq: im.seq, Status: StatusRejected, Kind: kind, ID: id, Actor: actor,
 		Op: op, Rev: curRev, Reason: reason, Detail: o.detail})
 	return o
+}
+
+// lostOutcome is the outcome recording stream seqs first..last of stream
+// missing: an audit record only.
+func lostOutcome(stream, gen string, first, last uint64) outcome {
+	subj, _ := subjects.AuditLog(Actor, LostCategory)
+	id := lostMsgID(gen, first, last)
+	return outcome{
+		seq:    first,
+		status: StatusLost,
+		audit: outboxEntry{
+			key:     outboxKey(first, id),
+			subject: subj,
+			msgID:   id,
+			data:    mustJSON(Lost{Stream: stream, FirstSeq: first, LastSeq: last, Count: last - first + 1}),
+		},
+	}
 }
 
 // newOutcome encodes ev for kind/id and its audit record under msgID.

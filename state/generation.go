@@ -79,3 +79,12 @@ func expiryMsgID(gen, kind, id string, rev uint64) string {
 	}
 	return fmt.Sprintf("state-expire-%s-%s.%s.%d", gen, kind, id, rev)
 }
+
+// lostMsgID is the Nats-Msg-Id of the audit record of stream seqs
+// first..last found missing from the stream.
+func lostMsgID(gen string, first, last uint64) string {
+	if gen == "" {
+		return fmt.Sprintf("state-lost-%d-%d", first, last)
+	}
+	return fmt.Sprintf("state-lost-%s-%d-%d", gen, first, last)
+}

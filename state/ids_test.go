@@ -6,12 +6,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/codi2/codi2/audit"
+	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/internal/kv/kvtest"
+	"github.com/codi2/codi2/state"
 )
 
 // runAudit runs the audit service on its own store beside the test's state
@@ -74,4 +77,46 @@ func TestService_Audit_MsgIDAimedByAnotherSource(t *testing.T) {
 	v, err := log.Verify(context.Background(), audit.VerifyRequest{})
 	require.NoError(t, err)
 	assert.True(t, v.OK)
+}
+
+// TestService_Run_RecordsMissingCommands is issue 11's input 5 on
+// CODI_STATE: commands purged from the stream, or deleted by sequence,
+// before the service applied them are recorded, each range as one audit
+// event naming it (codi.audit.log.codi-state.lost) written in the
+// transaction that moves the watermark past them, never skipped in silence.
+func TestService_Run_RecordsMissingCommands(t *testing.T) {
+	e := newEnv(t)
+	r := e.start(fastConfig())
+	e.waitApplied(e.merges("task", "t1", 1, 3))
+	r.stop(t)
+
+	ctx := ctxT(t)
+	stream, err := e.js.Stream(ctx, bus.StreamState)
+	require.NoError(t, err)
+	e.merges("task", "t2", 1, 5)                                              // seqs 4-8
+	require.NoError(t, stream.Purge(ctx, jetstream.WithPurgeSequence(6)))     // removes 1-5
+	require.NoError(t, stream.DeleteMsg(ctx, 7))                              // and 7
+	last := e.publish(cmdSubject(t, "task", "t3", "agent-1"), `{"op":"put"}`) // 9
+	e.start(fastConfig())
+	e.waitApplied(last)
+
+	var lost []state.Lost
+	require.Eventually(t, func() bool {
+		lost = lost[:0]
+		for _, a := range e.audits() {
+			if a.subject == "codi.audit.log.codi-state.lost" {
+				var l state.Lost
+				b, _ := json.Marshal(a.body)
+				require.NoError(t, json.Unmarshal(b, &l))
+				lost = append(lost, l)
+			}
+		}
+		return len(lost) == 2
+	}, 10*time.Second, 10*time.Millisecond)
+	assert.Equal(t, []state.Lost{
+		{Stream: bus.StreamState, FirstSeq: 4, LastSeq: 5, Count: 2},
+		{Stream: bus.StreamState, FirstSeq: 7, LastSeq: 7, Count: 1},
+	}, lost)
+	_, err = e.client("observer").Get(ctx, "task", "t3", 0)
+	assert.NoError(t, err, "the commands after the holes are applied")
 }

@@ -654,6 +654,11 @@ func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) 
 			if err != nil {
 				return err
 			}
+			if im.seq > applied+1 {
+				// The consumer delivers every message the stream holds,
+				// in order: the ones between are gone from it.
+				p.outcomes = append([]outcome{lostOutcome(l.cfg.Stream, l.gen, applied+1, im.seq-1)}, p.outcomes...)
+			}
 			size := p.size()
 			if count > 0 && res.bytes+size > l.cfg.MaxBatchBytes {
 				res.n = i
@@ -724,6 +729,12 @@ func (l *loop) committed(ctx context.Context, res batchResult, msgs []*inMsg, cl
 	}
 	if advanced {
 		l.s.setWatermark(res.applied)
+	}
+	for _, o := range res.outcomes {
+		if o.status == StatusLost {
+			l.log.Error().Str("stream", l.cfg.Stream).RawJSON("lost", o.audit.data).
+				Msg("commands missing from the stream (purged, deleted or expired before they were applied); recorded in the audit log")
+		}
 	}
 	l.report(res.outcomes)
 	if advanced {

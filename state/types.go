@@ -35,6 +35,9 @@ type Status string
 const (
 	StatusApplied  Status = "applied"
 	StatusRejected Status = "rejected"
+	// StatusLost marks commands missing from the stream; it appears in
+	// the audit log only (see Lost), never in an event.
+	StatusLost Status = "lost"
 )
 
 // Reason says why a command was rejected; a plain value, safe to share.
