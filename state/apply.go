@@ -2,6 +2,7 @@ package state
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"strings"
@@ -121,6 +122,12 @@ func planCommand(tx kv.ReadTxn, im *inMsg, watermark uint64, gen string) (plan, 
 		return p, nil
 	}
 	st, exists, err := getStored(tx, kind, id)
+	if errors.Is(err, ErrCorrupt) {
+		// The command cannot be decided on a record that is not what was
+		// written; other records carry on.
+		p.outcomes = append(p.outcomes, reject(im, gen, kind, id, actor, cmd.op, ReasonCorrupt, 0, err.Error()))
+		return p, nil
+	}
 	if err != nil {
 		return plan{}, fmt.Errorf("state: read %s/%s: %w", kind, id, err)
 	}
@@ -236,7 +243,7 @@ func planExpiry(r Record, watermark uint64, gen string) ([]write, outcome, Recor
 // the audit record.
 func reject(im *inMsg, gen, kind, id, actor string, op Op, reason Reason, curRev uint64, detail string) outcome {
 	ev := Event{Seq: im.seq, Status: StatusRejected, Reason: reason, Actor: actor, Op: op, CurrentRev: curRev}
-	if reason == ReasonBadRequest {
+	if reason == ReasonBadRequest || reason == ReasonCorrupt {
 		ev.Detail = truncate(detail, maxDetail)
 	}
 	o := newOutcome(im.seq, kind, id, ev, commandMsgID(gen, im.seq))

@@ -96,7 +96,7 @@ func TestService_Run_RecordsMissingCommands(t *testing.T) {
 	e.merges("task", "t2", 1, 5)                                              // seqs 4-8
 	require.NoError(t, stream.Purge(ctx, jetstream.WithPurgeSequence(6)))     // removes 1-5
 	require.NoError(t, stream.DeleteMsg(ctx, 7))                              // and 7
-	last := e.publish(cmdSubject(t, "task", "t3", "agent-1"), `{"op":"put"}`) // 9
+	last := e.publish(cmdSubject(t, "task", "t3", "agent-1"), `{"op":"put","fields":{}}`) // 9
 	e.start(fastConfig())
 	e.waitApplied(last)
 

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -108,6 +109,7 @@ func TestEvent_Err(t *testing.T) {
 	assert.NoError(t, Event{Status: StatusApplied}.Err())
 	assert.ErrorIs(t, Event{Status: StatusRejected, Reason: ReasonConflict}.Err(), ErrConflict)
 	assert.ErrorIs(t, Event{Status: StatusRejected, Reason: ReasonBadRequest}.Err(), ErrBadRequest)
+	assert.ErrorIs(t, Event{Status: StatusRejected, Reason: ReasonCorrupt}.Err(), ErrCorrupt)
 	assert.ErrorIs(t, Event{Status: "odd"}.Err(), ErrRemote)
 }
 
@@ -121,11 +123,28 @@ func TestTruncate(t *testing.T) {
 }
 
 func TestDecodeStored_Corrupt(t *testing.T) {
-	for _, v := range [][]byte{nil, {1}, {9, '{', '}'}, {1, 'x', 'y'}} {
-		_, err := decodeStored(v)
-		assert.Error(t, err)
+	key := stateKey("task", "t1")
+	good := sealStored(key, false, []byte(`{"kind":"task","id":"t1","rev":1}`))
+	flipped := bytes.Clone(good)
+	flipped[len(flipped)-3] ^= 0x01
+	for _, v := range [][]byte{nil, {1}, {9, '{', '}'}, {1, 'x', 'y'}, {3, 0, 0, 0, 0}, flipped,
+		sealStored(stateKey("task", "t2"), false, good[5:]), // another key's value
+		sealStored(key, false, []byte(`{"rev":`))} {
+		_, err := decodeStored(key, v)
+		assert.ErrorIs(t, err, ErrCorrupt)
+		assert.ErrorContains(t, err, "task/t1")
 	}
-	_, err := decodeOutbox([]byte("k"), []byte{0xff})
+	st, err := decodeStored(key, good)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), st.Rev)
+	st, err = decodeStored(key, []byte(`{"kind":"task","id":"t1","rev":4}`)[0:0])
+	assert.Error(t, err)
+	st, err = decodeStored(key, append([]byte{tagTombstone}, `{"kind":"task","id":"t1","rev":4}`...))
+	require.NoError(t, err, "a value written before checksums")
+	assert.True(t, st.tombstone)
+	assert.Equal(t, uint64(4), st.Rev)
+	assert.Equal(t, `"\x00"`, recordName([]byte{0}))
+	_, err = decodeOutbox([]byte("k"), []byte{0xff})
 	assert.Error(t, err)
 	_, err = decodeOutbox([]byte("k"), []byte{0x02, 'a', 0x00, 0x02, 'b', 0x00, 0x02, 'c', 0x00})
 	assert.Error(t, err, "data must be bytes")

@@ -618,6 +618,7 @@ type batchResult struct {
 	nextLease time.Time
 	outcomes  []outcome
 	bytes     int
+	corrupt   []string // leases whose record is corrupt (expireDue)
 }
 
 // update runs fn in a store transaction, retrying conflicts and timeouts a
@@ -763,7 +764,10 @@ func (l *loop) report(outcomes []outcome) {
 				l.log.Warn().Err(err).Str("subject", o.evtSubject).Uint64("seq", o.seq).Msg("publish event")
 			}
 		}
-		if o.status == StatusRejected {
+		if o.reason == ReasonCorrupt {
+			l.log.Error().Uint64("seq", o.seq).Str("agent", o.actor).Str("kind", o.kind).Str("id", o.id).
+				Str("detail", o.detail).Msg("command rejected: its record in the store is corrupt")
+		} else if o.status == StatusRejected {
 			e := l.log.Info().Uint64("seq", o.seq).Str("agent", o.actor).Str("kind", o.kind).Str("id", o.id).
 				Str("op", string(o.op)).Str("reason", string(o.reason))
 			if o.rawSubject != "" {

@@ -51,6 +51,11 @@ const (
 	ReasonConflict Reason = "conflict"
 	// ReasonBadRequest: the command was malformed; the event's detail says how.
 	ReasonBadRequest Reason = "bad_request"
+	// ReasonCorrupt: the stored record the command applies to failed its
+	// checksum or does not decode; the event's detail names it. Every
+	// command on that record is rejected so, and the store is left as it
+	// is for an operator to look at.
+	ReasonCorrupt Reason = "corrupt"
 )
 
 // Actor is the actor of changes the service makes on its own (expiries),
