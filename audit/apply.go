@@ -30,6 +30,7 @@ type event struct {
 	size      int    // estimate, for MaxBatchBytes
 	msgKey    []byte // msgIDKey(source, msgID), nil without an id
 	flagged   string // what is wrong with the subject, for the log; "" when nothing
+	force     bool   // appended whatever the watermark (a rebase's loss record)
 }
 
 func newEvent(streamSeq uint64, t time.Time, subject string, hdr nats.Header, data []byte) event {
@@ -77,6 +78,9 @@ func (s *Service) commit(ctx context.Context, batch []*delivery) error {
 		evs = append(evs, &d.ev)
 	}
 	slices.SortStableFunc(evs, func(a, b *event) int { return cmp.Compare(a.streamSeq, b.streamSeq) })
+	if n := len(evs); n > 0 {
+		s.seen = max(s.seen, evs[n-1].streamSeq)
+	}
 	if err := s.retry(ctx, func() error { return s.appendEvents(ctx, evs) }); err != nil {
 		return err
 	}
@@ -148,7 +152,7 @@ func (s *Service) appendEvents(ctx context.Context, evs []*event) error {
 		if next-1 <= applied {
 			continue
 		}
-		m, err := s.apply(chunk, next-1)
+		m, err := s.apply(chunk, next-1, false)
 		if err != nil {
 			return err
 		}
@@ -208,7 +212,7 @@ func (s *Service) fillHole(ctx context.Context, next uint64, e *event, filled *h
 		Msg("audit events missing from the stream (purged, deleted or expired before the log read them); recording the loss in the log")
 	// A nanosecond before e: the watermark's time (a rebase's reference)
 	// must not claim e when the transaction ends with the loss.
-	lost := lostEvent(next, last, e.t-1)
+	lost := lostEvent(next, last, e.t-1, "")
 	return &lost, nil
 }
 
@@ -216,18 +220,27 @@ func (s *Service) fillHole(ctx context.Context, next uint64, e *event, filled *h
 // sequences that were missing from the stream when the log reached them
 // (source LostSource, category LostCategory): events with a PubAck that the
 // log could not record, FirstSeq through LastSeq.
+//
+// Reason is empty for sequences found missing from the stream, and
+// LostRecreated when the stream itself was deleted under the service: then
+// LastSeq is the last sequence the service knew the old stream had (it may
+// have held more) and Count may be 0.
 type Lost struct {
 	Stream   string `json:"stream"`
 	FirstSeq uint64 `json:"first_seq"`
 	LastSeq  uint64 `json:"last_seq"`
 	Count    uint64 `json:"count"`
+	Reason   string `json:"reason,omitempty"`
 }
+
+// LostRecreated is the Reason of a Lost event for a deleted stream.
+const LostRecreated = "stream recreated"
 
 // lostEvent is the log's record of stream seqs first..last missing, stored
 // in the log's order at last's place with stored time t.
-func lostEvent(first, last uint64, t int64) event {
+func lostEvent(first, last uint64, t int64, reason string) event {
 	subj, _ := subjects.AuditLog(LostSource, LostCategory)
-	data, _ := json.Marshal(Lost{Stream: bus.StreamAudit, FirstSeq: first, LastSeq: last, Count: last - first + 1})
+	data, _ := json.Marshal(Lost{Stream: bus.StreamAudit, FirstSeq: first, LastSeq: last, Count: last + 1 - first, Reason: reason})
 	return event{
 		streamSeq: last,
 		t:         t,
@@ -250,8 +263,10 @@ type applyResult struct {
 
 // apply appends chunk in one transaction and records appliedTo as the last
 // applied stream seq. An event at or below the stored applied seq, or whose
-// Nats-Msg-Id its source already used in the log, is not appended again.
-func (s *Service) apply(chunk []*event, appliedTo uint64) (meta, error) {
+// Nats-Msg-Id its source already used in the log, is not appended again,
+// unless forced. With rebase set appliedTo is recorded even below the
+// stored applied seq (the stream's numbering started over).
+func (s *Service) apply(chunk []*event, appliedTo uint64, rebase bool) (meta, error) {
 	var res applyResult
 	err := s.store.Update(context.Background(), func(tx kv.Txn) error {
 		res = applyResult{}
@@ -275,10 +290,12 @@ func (s *Service) apply(chunk []*event, appliedTo uint64) (meta, error) {
 		prev := []byte(m.head.Hash) // the last record's hash, as the chain goes
 		var lastAt int64            // stored time of the last event applied
 		for _, e := range chunk {
-			if e.streamSeq <= m.applied {
+			if e.streamSeq <= m.applied && !e.force {
 				continue
 			}
-			lastAt = e.t
+			if !e.force {
+				lastAt = e.t
+			}
 			seq := m.head.Seq + 1
 			if e.msgKey != nil {
 				v, err := getOptional(tx, e.msgKey)
@@ -317,7 +334,7 @@ func (s *Service) apply(chunk []*event, appliedTo uint64) (meta, error) {
 		}
 		ix.flush(&w)
 		m.head.Hash = string(prev)
-		if appliedTo > m.applied {
+		if appliedTo > m.applied || rebase {
 			m.applied = appliedTo
 			w.set(keyApplied, strconv.AppendUint(nil, m.applied, 10))
 			if lastAt != 0 {

@@ -578,7 +578,7 @@ func BenchmarkApply(b *testing.B) {
 		}
 		b.StartTimer()
 		t0 := time.Now()
-		m, err := s.apply(evs, seq)
+		m, err := s.apply(evs, seq, false)
 		lat.Record(time.Since(t0))
 		require.NoError(b, err)
 		s.setMeta(m)

@@ -559,16 +559,36 @@ func TestService_Run_ConsumerDeleted(t *testing.T) {
 	assert.Zero(t, info.NumRedelivered)
 }
 
-// TestService_Run_StreamDeleted deletes CODI_AUDIT under a running service:
-// Run returns an error that says so instead of waiting forever.
+// TestService_Run_StreamDeleted deletes CODI_AUDIT under a running service
+// (issue 11, input 4): the service creates it again with the configuration
+// it had, records in the log that the stream was recreated and what it
+// lost (nothing was pending here), and appends the new stream's events.
 func TestService_Run_StreamDeleted(t *testing.T) {
 	h := newHarness(t, Config{})
 	acks := h.logN(3, "agent-1", "x")
 	h.waitCommitted(acks[2].Sequence)
-	require.NoError(t, h.js.DeleteStream(context.Background(), bus.StreamAudit))
-	err := h.runErr()
-	require.ErrorIs(t, err, jetstream.ErrStreamNotFound)
-	require.ErrorContains(t, err, bus.StreamAudit)
+	ctx := context.Background()
+	old, err := h.js.Stream(ctx, bus.StreamAudit)
+	require.NoError(t, err)
+	require.NoError(t, h.js.DeleteStream(ctx, bus.StreamAudit))
+
+	var stream jetstream.Stream
+	require.Eventually(t, func() bool {
+		stream, err = h.js.Stream(ctx, bus.StreamAudit)
+		return err == nil
+	}, 15*time.Second, 20*time.Millisecond, "the service recreates the stream")
+	assert.Equal(t, old.CachedInfo().Config.Subjects, stream.CachedInfo().Config.Subjects)
+	require.Eventually(t, func() bool { return h.svc.Problem() == nil && h.svc.Status().Seq == 4 }, 10*time.Second, 10*time.Millisecond)
+	assert.Zero(t, h.svc.Status().StreamSeq, "the watermark follows the new stream")
+
+	more := h.logN(2, "agent-1", "y")
+	require.Equal(t, uint64(2), more[1].Sequence)
+	h.waitCommitted(more[1].Sequence)
+	recs := h.wholeLog(6)
+	assert.Equal(t, LostCategory, recs[3].Category)
+	assert.JSONEq(t, `{"stream":"CODI_AUDIT","first_seq":4,"last_seq":3,"count":0,"reason":"stream recreated"}`, string(recs[3].Data))
+	assert.Equal(t, "y", recs[5].Category)
+	assert.True(t, h.verify(VerifyRequest{}).OK)
 }
 
 // TestService_Run_ConsumerRecreateRetried deletes codi-audit while the

@@ -144,3 +144,29 @@ func StoredAfter(ctx context.Context, stream jetstream.Stream, seq uint64, t tim
 	at, found, err := storedFrom(ctx, stream, seq, seq)
 	return found && at.After(t), err
 }
+
+// RecreateStream returns the stream cfg names, creating it with cfg when it
+// does not exist: a service whose stream was deleted under it (`nats stream
+// rm`) passes the configuration it last saw (its stream's CachedInfo) and
+// carries on with an empty stream of the same configuration. created is
+// true when this call created it; when another caller created it first,
+// that stream is returned. Safe for concurrent use.
+func RecreateStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (s jetstream.Stream, created bool, err error) {
+	s, err = js.Stream(ctx, cfg.Name)
+	if err == nil || !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return s, false, wrapStream(cfg.Name, err)
+	}
+	s, err = js.CreateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		s, err = js.Stream(ctx, cfg.Name)
+		return s, false, wrapStream(cfg.Name, err)
+	}
+	return s, err == nil, wrapStream(cfg.Name, err)
+}
+
+func wrapStream(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("bus: stream %s: %w", name, err)
+}

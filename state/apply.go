@@ -26,12 +26,21 @@ const LostCategory = "lost"
 // (FirstSeq through LastSeq of Stream) that were purged, deleted or expired
 // from the stream before the service applied them. The watermark moves past
 // them only in the transaction that stores this event.
+//
+// Reason is empty for commands found missing from the stream, and
+// LostRecreated when the stream itself was deleted under the service:
+// then LastSeq is the last sequence the service knew the old stream had
+// (it may have held more), and Count may be 0 (nothing was pending).
 type Lost struct {
 	Stream   string `json:"stream"`
 	FirstSeq uint64 `json:"first_seq"`
 	LastSeq  uint64 `json:"last_seq"`
 	Count    uint64 `json:"count"`
+	Reason   string `json:"reason,omitempty"`
 }
+
+// LostRecreated is the Reason of a Lost event for a deleted stream.
+const LostRecreated = "stream recreated"
 
 // maxDetail bounds the detail string of a rejection.
 const maxDetail = 512
@@ -255,7 +264,7 @@ func reject(im *inMsg, gen, kind, id, actor string, op Op, reason Reason, curRev
 
 // lostOutcome is the outcome recording stream seqs first..last of stream
 // missing: an audit record only.
-func lostOutcome(stream, gen string, first, last uint64) outcome {
+func lostOutcome(stream, gen string, first, last uint64, reason string) outcome {
 	subj, _ := subjects.AuditLog(Actor, LostCategory)
 	id := lostMsgID(gen, first, last)
 	return outcome{
@@ -265,7 +274,7 @@ func lostOutcome(stream, gen string, first, last uint64) outcome {
 			key:     outboxKey(first, id),
 			subject: subj,
 			msgID:   id,
-			data:    mustJSON(Lost{Stream: stream, FirstSeq: first, LastSeq: last, Count: last - first + 1}),
+			data:    mustJSON(Lost{Stream: stream, FirstSeq: first, LastSeq: last, Count: last + 1 - first, Reason: reason}),
 		},
 	}
 }

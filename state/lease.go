@@ -71,6 +71,7 @@ func (l *loop) caughtUp(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	l.seen = max(l.seen, info.State.LastSeq)
 	return info.State.LastSeq <= l.applied, nil
 }
 

@@ -39,6 +39,7 @@ type Service struct {
 
 	ran       atomic.Bool
 	watermark atomic.Uint64
+	problem   atomic.Pointer[error] // why the service is not consuming, or nil
 
 	mu       sync.Mutex
 	advanced chan struct{} // closed and replaced whenever watermark grows
@@ -81,6 +82,24 @@ func New(cfg Config, nc *nats.Conn, store kv.Store, log zerolog.Logger) (*Servic
 // registered the micro service on the server, so that get, list and status
 // are answered. Safe for concurrent use.
 func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// Problem returns why the service is not consuming its stream right now
+// (CODI_STATE deleted and not yet recreated, say), or nil. Readiness checks
+// report it while it lasts. Safe for concurrent use.
+func (s *Service) Problem() error {
+	if p := s.problem.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (s *Service) setProblem(err error) {
+	if err == nil {
+		s.problem.Store(nil)
+		return
+	}
+	s.problem.Store(&err)
+}
 
 // Watermark is the last CODI_STATE sequence applied (or rejected) and
 // committed to the store. Safe for concurrent use (an atomic read).
@@ -165,6 +184,7 @@ type loop struct {
 	applied   uint64    // committed watermark
 	lastTime  time.Time // stored time of the last applied command
 	gen       string    // the stream's generation token (generation.go)
+	seen      uint64    // the highest stream seq known to exist (delivered, or the stream's last)
 	hasGen    bool      // gen is stored (a store from before keeps none)
 	nextLease time.Time // earliest lease in the index; zero for none
 	// sweepAfter delays a due sweep that waits for commands stored before
@@ -241,13 +261,14 @@ func (l *loop) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("state: stream %s: %w", l.cfg.Stream, err)
 	}
+	l.seen = l.stream.CachedInfo().State.LastSeq
 	next, moved, err := bus.ResumeAfter(ctx, l.stream, l.applied, l.lastTime)
 	if err != nil {
 		return fmt.Errorf("state: check watermark: %w", err)
 	}
 	switch {
 	case moved:
-		if err := l.rebase(ctx, next); err != nil {
+		if err := l.rebase(ctx, next, nil); err != nil {
 			return err
 		}
 	case !l.hasGen && l.applied == 0:
@@ -268,12 +289,21 @@ func (l *loop) start(ctx context.Context) error {
 // new, to be applied rather than taken for redeliveries. A store that
 // predates the watermark's time takes every command in the stream as
 // applied.
-func (l *loop) rebase(ctx context.Context, keep uint64) error {
+//
+// lost, when not nil, is the outcome recording what the old stream held
+// past the watermark (a stream deleted under the service); it goes to the
+// outbox in the same transaction.
+func (l *loop) rebase(ctx context.Context, keep uint64, lost *outcome) error {
 	l.log.Warn().Str("stream", l.cfg.Stream).Uint64("applied", l.applied).
 		Uint64("new_applied", keep).Bool("by_time", !l.lastTime.IsZero()).
 		Msg("the stream handed out the watermark's sequence numbers again (recreated, or lost its tail); applying its newer commands")
 	gen := nextGeneration(l.gen, l.stream.CachedInfo().Created)
 	err := l.update(ctx, func(tx kv.Txn) error {
+		if lost != nil {
+			if err := tx.Set(lost.audit.key, encodeOutbox(lost.audit)); err != nil {
+				return err
+			}
+		}
 		if err := tx.Set(generationKey(l.cfg.Stream), []byte(gen)); err != nil {
 			return err
 		}
@@ -282,10 +312,60 @@ func (l *loop) rebase(ctx context.Context, keep uint64) error {
 	if err != nil {
 		return fmt.Errorf("state: rebase watermark: %w", err)
 	}
-	l.applied, l.gen, l.hasGen = keep, gen, true
+	l.applied, l.gen, l.hasGen, l.seen = keep, gen, true, keep
 	l.s.setWatermark(keep)
 	l.log.Info().Str("stream", l.cfg.Stream).Str("generation", gen).Msg("new stream generation")
+	if lost != nil {
+		l.report([]outcome{*lost})
+	}
 	return nil
+}
+
+// checkStream runs before the consumer is recreated: a stream that was
+// deleted under the service is created again with the configuration it had,
+// and a stream that is not the one the service was reading (deleted and
+// created again by someone else) is taken up as a new generation. Either
+// way the commands the old stream held past the watermark are gone: one
+// error in the log and one audit event (Lost, reason "stream recreated")
+// name the stream and that range, and the service carries on with the new
+// stream. While the stream cannot be had, Problem reports it and this
+// retries until ctx is done.
+func (l *loop) checkStream(ctx context.Context) error {
+	old := l.stream.CachedInfo()
+	backoff := retry.Backoff{Delay: 100 * time.Millisecond, Max: 5 * time.Second}
+	for {
+		stream, created, err := bus.RecreateStream(ctx, l.s.js, old.Config)
+		if err == nil && !created && stream.CachedInfo().Created.Equal(old.Created) {
+			l.stream = stream
+			return nil
+		}
+		if err == nil {
+			return l.newStream(ctx, stream, old, created)
+		}
+		err = fmt.Errorf("state: %w", err)
+		l.s.setProblem(err)
+		l.log.Error().Err(err).Dur("retry_in", backoff.Delay).Msg("stream missing and not recreated; retrying")
+		if backoff.Wait(ctx) != nil {
+			return err
+		}
+	}
+}
+
+// newStream takes up stream, which replaced old, as a new generation and
+// records the commands lost with old.
+func (l *loop) newStream(ctx context.Context, stream jetstream.Stream, old *jetstream.StreamInfo, created bool) error {
+	last := max(l.seen, l.applied)
+	lost := lostOutcome(l.cfg.Stream, l.gen, l.applied+1, last, LostRecreated)
+	l.s.setProblem(fmt.Errorf("state: stream %s was deleted; recreating it", l.cfg.Stream))
+	l.log.Error().Str("stream", l.cfg.Stream).Bool("recreated_here", created).Time("old_created", old.Created).
+		Uint64("applied", l.applied).Uint64("lost_first_seq", l.applied+1).Uint64("lost_last_seq", last).Uint64("lost", last-l.applied).
+		Msg("the stream was deleted under the service: carrying on with a new, empty stream of the same configuration; commands it held past the watermark are lost (recorded in the audit log)")
+	l.stream = stream
+	next, _, err := bus.ResumeAfter(ctx, stream, l.applied, l.lastTime)
+	if err != nil {
+		return fmt.Errorf("state: check watermark: %w", err)
+	}
+	return l.rebase(ctx, next, &lost)
 }
 
 // newGeneration stores the generation token of a store that has applied
@@ -434,11 +514,17 @@ func lostReason(err error) string {
 func (l *loop) reposition(ctx context.Context, why string) error {
 	l.log.Warn().Str("stream", l.cfg.Stream).Uint64("seq", l.applied).Msg(why + "; restarting the consumer after the watermark")
 	l.sess.stop()
+	if err := l.checkStream(ctx); err != nil {
+		return err
+	}
 	cons, err := l.createConsumer(ctx, true)
 	if err != nil {
 		return err
 	}
 	l.sess, err = l.consume(cons)
+	if err == nil {
+		l.s.setProblem(nil)
+	}
 	return err
 }
 
@@ -545,6 +631,7 @@ func (l *loop) gather(ctx context.Context, first jetstream.Msg, wait time.Durati
 		}
 		l.sess.lastCSeq = md.Sequence.Consumer
 		seq := md.Sequence.Stream
+		l.seen = max(l.seen, seq)
 		last := l.applied
 		if n := len(batch); n > 0 {
 			last = batch[n-1].seq
@@ -658,7 +745,7 @@ func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) 
 			if im.seq > applied+1 {
 				// The consumer delivers every message the stream holds,
 				// in order: the ones between are gone from it.
-				p.outcomes = append([]outcome{lostOutcome(l.cfg.Stream, l.gen, applied+1, im.seq-1)}, p.outcomes...)
+				p.outcomes = append([]outcome{lostOutcome(l.cfg.Stream, l.gen, applied+1, im.seq-1, "")}, p.outcomes...)
 			}
 			size := p.size()
 			if count > 0 && res.bytes+size > l.cfg.MaxBatchBytes {

@@ -1,0 +1,71 @@
+package bus_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/bus/bustest"
+)
+
+// TestStreamWatch_RecreatesDeletedStream is issue 11's input 4 for
+// CODI_MSG: deleted under the running server, it is created again with
+// its configuration, so mail is stored again instead of failing with "no
+// responders", and the messages it held are recorded as lost in the audit
+// stream, naming the stream and the range.
+func TestStreamWatch_RecreatesDeletedStream(t *testing.T) {
+	b := bustest.Run(t)
+	nc := bustest.Connect(t, b)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	w := bus.NewStreamWatch(js, b.Config(), 20*time.Millisecond, bustest.Logger(t))
+	ctx := context.Background()
+	for range 3 {
+		_, err := js.Publish(ctx, "codi.msg.agent-2.agent-1.note", []byte("hi"))
+		require.NoError(t, err)
+	}
+	w.Check(ctx) // sees CODI_MSG with its 3 messages
+	require.NoError(t, js.DeleteStream(ctx, bus.StreamMsg))
+	_, err = js.Publish(ctx, "codi.msg.agent-2.agent-1.note", []byte("lost"))
+	require.Error(t, err, "no stream, no responders")
+	w.Check(ctx)
+	_, err = js.Publish(ctx, "codi.msg.agent-2.agent-1.note", []byte("again"))
+	require.NoError(t, err, "mail is stored again")
+	s, err := js.Stream(ctx, bus.StreamMsg)
+	require.NoError(t, err)
+	assert.Equal(t, bus.StreamConfigs(b.Config())[0].Subjects, s.CachedInfo().Config.Subjects)
+
+	audit, err := js.Stream(ctx, bus.StreamAudit)
+	require.NoError(t, err)
+	msg, err := audit.GetLastMsgForSubject(ctx, "codi.audit.log.codi-server.lost")
+	require.NoError(t, err, "the loss is recorded")
+	var lost map[string]any
+	require.NoError(t, json.Unmarshal(msg.Data, &lost))
+	assert.Equal(t, map[string]any{"stream": "CODI_MSG", "first_seq": 1.0, "last_seq": 3.0, "count": 3.0, "reason": "stream recreated"}, lost)
+	assert.NoError(t, w.Problem())
+}
+
+// TestStreamWatch_Run checks the streams until stopped: a stream deleted
+// while it runs comes back by itself.
+func TestStreamWatch_Run(t *testing.T) {
+	b := bustest.Run(t)
+	js, err := jetstream.New(bustest.Connect(t, b))
+	require.NoError(t, err)
+	w := bus.NewStreamWatch(js, b.Config(), 0, bustest.Logger(t), bus.StreamMsg, bus.StreamState)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	require.NoError(t, js.DeleteStream(ctx, bus.StreamState))
+	require.Eventually(t, func() bool {
+		_, err := js.Stream(ctx, bus.StreamState)
+		return err == nil
+	}, 5*time.Second, 10*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+}
