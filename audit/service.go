@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // Names of the contract.
@@ -79,6 +80,12 @@ type Service struct {
 	seen uint64
 	// problem is why the service is not consuming, or nil.
 	problem atomic.Pointer[error]
+	// signer signs checkpoints, verifiers checks them (nil without
+	// Config.CheckpointKeyFile); checkpointed is the seq the last one
+	// published covered (writer only).
+	signer       note.Signer
+	verifiers    note.Verifiers
+	checkpointed uint64
 	// legacyMsgIDs is set when the log holds dedupe keys of the unscoped
 	// layout, which apply then also looks up; set by load, writer only.
 	legacyMsgIDs bool
@@ -106,7 +113,22 @@ func New(cfg Config, nc *nats.Conn, store kv.Store, log zerolog.Logger) (*Servic
 	if err != nil {
 		return nil, fmt.Errorf("audit: jetstream: %w", err)
 	}
+	var (
+		signer    note.Signer
+		verifiers note.Verifiers
+	)
+	if cfg.CheckpointKeyFile != "" {
+		var vkey string
+		if signer, vkey, err = LoadCheckpointKey(cfg.CheckpointKeyFile); err != nil {
+			return nil, err
+		}
+		if verifiers, err = NewCheckpointVerifier(vkey); err != nil {
+			return nil, fmt.Errorf("%w: %s.pub: %v", ErrConfig, cfg.CheckpointKeyFile, err)
+		}
+	}
 	return &Service{
+		signer:     signer,
+		verifiers:  verifiers,
 		cfg:        cfg,
 		nc:         nc,
 		js:         js,
@@ -499,6 +521,15 @@ func (s *Service) intake(m jetstream.Msg) {
 func (s *Service) writeLoop(ctx context.Context, sess *session) error {
 	ret := time.NewTimer(0)
 	defer ret.Stop()
+	var checkpoints <-chan time.Time
+	if s.signer != nil {
+		t := time.NewTicker(s.cfg.CheckpointInterval)
+		defer t.Stop()
+		checkpoints = t.C
+		// The last checkpoint covers the head at shutdown, after the final
+		// commit; it reaches the log at the next start.
+		defer s.publishCheckpoint(context.Background())
+	}
 	if !s.cfg.Retention.enabled() && s.retention == nil {
 		ret.Stop()
 	}
@@ -531,6 +562,8 @@ func (s *Service) writeLoop(ctx context.Context, sess *session) error {
 			if err := s.commit(ctx, s.collect(ctx, m, true)); err != nil {
 				return err
 			}
+		case <-checkpoints:
+			s.publishCheckpoint(ctx)
 		case <-ret.C:
 			more, err := s.retentionStep(ctx)
 			switch {

@@ -23,6 +23,11 @@ const (
 	StoreFDB  = "fdb"
 )
 
+// DefaultCheckpointKey is the audit checkpoint signer key's file name in
+// the data directory when Config.Audit.CheckpointKeyFile is empty; its
+// public key is DefaultCheckpointKey+".pub".
+const DefaultCheckpointKey = "audit.key"
+
 // Config describes one codi2 process.
 type Config struct {
 	// DataDir holds JetStream's files and the embedded stores (state.db,
@@ -164,7 +169,12 @@ func (s *Server) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	auditSvc, err := audit.New(s.cfg.Audit, auditNC, au, s.log)
+	auditCfg := s.cfg.Audit
+	if auditCfg.CheckpointKeyFile == "" {
+		// Next to audit.db, never inside the store it vouches for.
+		auditCfg.CheckpointKeyFile = filepath.Join(s.cfg.DataDir, DefaultCheckpointKey)
+	}
+	auditSvc, err := audit.New(auditCfg, auditNC, au, s.log)
 	if err != nil {
 		return err
 	}
