@@ -151,10 +151,23 @@ func StoredAfter(ctx context.Context, stream jetstream.Stream, seq uint64, t tim
 // carries on with an empty stream of the same configuration. created is
 // true when this call created it; when another caller created it first,
 // that stream is returned. Safe for concurrent use.
+//
+// A missing stream is created RecreateSettle after it was found missing:
+// the embedded server removes a deleted stream's files in the background,
+// and a stream of the same name created within milliseconds of the delete
+// had its block files removed under it (every later write failed with
+// "critical write error" until a restart).
 func RecreateStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (s jetstream.Stream, created bool, err error) {
 	s, err = js.Stream(ctx, cfg.Name)
 	if err == nil || !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return s, false, wrapStream(cfg.Name, err)
+	}
+	settle := time.NewTimer(RecreateSettle)
+	defer settle.Stop()
+	select {
+	case <-ctx.Done():
+		return nil, false, wrapStream(cfg.Name, ctx.Err())
+	case <-settle.C:
 	}
 	s, err = js.CreateStream(ctx, cfg)
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
@@ -163,6 +176,10 @@ func RecreateStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.S
 	}
 	return s, err == nil, wrapStream(cfg.Name, err)
 }
+
+// RecreateSettle is how long RecreateStream waits between finding a stream
+// missing and creating it again.
+const RecreateSettle = time.Second
 
 func wrapStream(name string, err error) error {
 	if err == nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
+	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/internal/kv/kvtest"
 	"github.com/codi2/codi2/state"
 )
@@ -93,9 +94,9 @@ func TestService_Run_RecordsMissingCommands(t *testing.T) {
 	ctx := ctxT(t)
 	stream, err := e.js.Stream(ctx, bus.StreamState)
 	require.NoError(t, err)
-	e.merges("task", "t2", 1, 5)                                              // seqs 4-8
-	require.NoError(t, stream.Purge(ctx, jetstream.WithPurgeSequence(6)))     // removes 1-5
-	require.NoError(t, stream.DeleteMsg(ctx, 7))                              // and 7
+	e.merges("task", "t2", 1, 5)                                                          // seqs 4-8
+	require.NoError(t, stream.Purge(ctx, jetstream.WithPurgeSequence(6)))                 // removes 1-5
+	require.NoError(t, stream.DeleteMsg(ctx, 7))                                          // and 7
 	last := e.publish(cmdSubject(t, "task", "t3", "agent-1"), `{"op":"put","fields":{}}`) // 9
 	e.start(fastConfig())
 	e.waitApplied(last)
@@ -119,4 +120,48 @@ func TestService_Run_RecordsMissingCommands(t *testing.T) {
 	}, lost)
 	_, err = e.client("observer").Get(ctx, "task", "t3", 0)
 	assert.NoError(t, err, "the commands after the holes are applied")
+}
+
+// A store that applied commands before generations were kept goes on with
+// the ids its outbox and the audit log already hold, state-<seq>.
+func TestService_LegacyStoreKeepsIDs(t *testing.T) {
+	e := newEnv(t)
+	r := e.start(fastConfig())
+	e.waitApplied(e.merges("task", "t1", 1, 2))
+	r.stop(t)
+	require.NoError(t, e.store.Update(ctxT(t), func(tx kv.Txn) error {
+		return tx.Clear(kv.Tuple{"meta", "generation", bus.StreamState}.Pack())
+	}))
+	e.start(fastConfig())
+	e.waitApplied(e.merges("task", "t1", 3, 1))
+	require.Eventually(t, func() bool { _, ok := e.auditByID()["state-3"]; return ok }, 10*time.Second, 10*time.Millisecond)
+}
+
+// A leased record whose stored bytes are corrupt is not expired (its lease
+// cannot be read): the sweep drops its index entry and goes on, and the
+// record keeps failing loudly.
+func TestService_CorruptLeasedRecord(t *testing.T) {
+	e := newEnv(t)
+	r := e.start(fastConfig())
+	c := e.client("agent-1")
+	ctx := ctxT(t)
+	_, err := c.Claim(ctx, "task", "t1", 300*time.Millisecond, map[string]any{"marker": "zqzqzqzq"})
+	require.NoError(t, err)
+	r.stop(t)
+	e.reopenStore(func(path string) { flipAll(t, path, []byte("zqzqzqzq")) })
+	e.start(fastConfig())
+	require.Eventually(t, func() bool {
+		n := -1
+		_ = e.store.View(ctx, func(tx kv.ReadTxn) error {
+			b, end := kv.Tuple{"lease"}.Range()
+			kvs, err := tx.GetRange(b, end, kv.RangeOptions{})
+			n = len(kvs)
+			return err
+		})
+		return n == 0
+	}, 10*time.Second, 10*time.Millisecond, "the lease index entry is dropped")
+	_, err = c.Get(ctx, "task", "t1", 0)
+	assert.ErrorContains(t, err, "task/t1")
+	_, err = c.Status(ctx)
+	assert.NoError(t, err, "the service goes on")
 }

@@ -204,3 +204,20 @@ func TestLostReason(t *testing.T) {
 	assert.Equal(t, "consumer heartbeats missed", lostReason(fmt.Errorf("x: %w", jetstream.ErrNoHeartbeat)))
 	assert.Equal(t, "", lostReason(errors.New("other")))
 }
+
+func TestGeneration_IDs(t *testing.T) {
+	created := time.Unix(0, 1764547200123456789)
+	base := "1764547200123456789"
+	for cur, want := range map[string]string{"": base, base: base + ".1", base + ".1": base + ".2", base + ".x": base, "17": base} {
+		assert.Equal(t, want, nextGeneration(cur, created), "after %q", cur)
+	}
+	assert.Equal(t, "state-7", commandMsgID("", 7))
+	assert.Equal(t, "state-"+base+"-7", commandMsgID(base, 7))
+	assert.Equal(t, "state-expire-task.t1.3", expiryMsgID("", "task", "t1", 3))
+	assert.Equal(t, "state-expire-"+base+"-task.t1.3", expiryMsgID(base, "task", "t1", 3))
+	assert.Equal(t, "state-lost-4-6", lostMsgID("", 4, 6))
+	assert.Equal(t, "state-lost-"+base+"-4-6", lostMsgID(base, 4, 6))
+	assert.Equal(t, "state-7~1", altMsgID("state-7"))
+	assert.Equal(t, "state-7~2", altMsgID("state-7~1"))
+	assert.Equal(t, "a~b~1", altMsgID("a~b"))
+}
