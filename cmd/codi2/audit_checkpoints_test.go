@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -137,4 +138,37 @@ func TestRun_AuditVerifyCheckpoints(t *testing.T) {
 	code, res = verify("--file", rewritten, "--key", key+".pub")
 	assert.Equal(t, 1, code, "the export's own checkpoint catches it too")
 	assert.False(t, res.OK)
+}
+
+func TestRun_AuditVerifyCheckpointErrors(t *testing.T) {
+	dir := t.TempDir()
+	_, vkey, err := audit.LoadCheckpointKey(filepath.Join(dir, "audit.key"))
+	require.NoError(t, err)
+	export := filepath.Join(dir, "x.jsonl")
+	require.NoError(t, os.WriteFile(export, []byte("not a record\n"), 0o600))
+	empty := filepath.Join(dir, "empty.jsonl")
+	require.NoError(t, os.WriteFile(empty, nil, 0o600))
+	down := "nats://127.0.0.1:" + strconv.Itoa(proctest.FreePort(t))
+	tests := []struct {
+		name       string
+		args       []string
+		wantStderr string
+	}{
+		{"no key", []string{"audit", "verify", "--file", empty, "--checkpoints", empty}, "needs --key"},
+		{"key file missing", []string{"audit", "verify", "--file", empty, "--key", filepath.Join(dir, "nope.pub")}, "no such file"},
+		{"key not a key", []string{"audit", "verify", "--file", empty, "--key", "a+b+c"}, "bad checkpoint"},
+		{"checkpoints missing", []string{"audit", "verify", "--file", empty, "--key", vkey, "--checkpoints", filepath.Join(dir, "nope")}, "no such file"},
+		{"checkpoints not records", []string{"audit", "verify", "--file", empty, "--key", vkey, "--checkpoints", export}, "line 1"},
+		{"stdin", []string{"audit", "verify", "--file", "-", "--key", vkey}, "standard input"},
+		{"export missing", []string{"audit", "verify", "--file", filepath.Join(dir, "nope"), "--key", vkey}, "no such file"},
+		{"nothing covers", []string{"audit", "verify", "--file", empty, "--key", filepath.Join(dir, "audit.key.pub")}, "hash chain is broken"},
+		{"server down", []string{"audit", "verify", "--nats-url", down, "--key", vkey}, "connect"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr proctest.Buffer
+			assert.Equal(t, 1, run(context.Background(), tt.args, &proctest.Buffer{}, &stderr))
+			assert.Contains(t, stderr.String(), tt.wantStderr)
+		})
+	}
 }
