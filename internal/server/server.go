@@ -91,6 +91,9 @@ type Server struct {
 	stopOnce sync.Once
 	stopErr  error
 	ready    []<-chan struct{}
+	// problems report conditions that keep the server from serving in
+	// full while they last (a stream missing), for readiness.
+	problems []func() error
 }
 
 // Start opens the data directory, starts the bus (creating or updating the
@@ -182,7 +185,11 @@ func (s *Server) start(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.ready = []<-chan struct{}{stateSvc.Ready(), auditSvc.Ready()}
-	for _, run := range []func(context.Context) error{stateSvc.Run, auditSvc.Run} {
+	// Streams deleted under the running server come back (CODI_MSG has
+	// no service that would notice; see bus.StreamWatch).
+	watch := bus.NewStreamWatch(s.bus.JetStream(), s.bus.Config(), 0, s.log)
+	s.problems = []func() error{stateSvc.Problem, auditSvc.Problem, watch.Problem}
+	for _, run := range []func(context.Context) error{stateSvc.Run, auditSvc.Run, watch.Run} {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -204,6 +211,19 @@ func (s *Server) connect(name string, dial func(string, ...nats.Option) (*nats.C
 	}
 	s.conns = append(s.conns, nc)
 	return nc, nil
+}
+
+// Problem returns what keeps the server from serving in full right now (a
+// contract stream deleted and not yet recreated, a service not consuming
+// it), or nil; for readiness. Safe for concurrent use.
+func (s *Server) Problem() error {
+	var errs []error
+	for _, p := range s.problems {
+		if err := p(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Bus is the running bus.

@@ -88,6 +88,13 @@ func TestServer_StreamDeletedRecreated(t *testing.T) {
 		_, err := js.Stream(context.Background(), bus.StreamState)
 		return err == nil
 	}, 20*time.Second, 20*time.Millisecond, "CODI_STATE recreated")
+	require.Eventually(t, func() bool { return s.Problem() == nil }, 10*time.Second, 10*time.Millisecond)
+	// CODI_MSG, which no service reads, comes back too.
+	require.NoError(t, js.DeleteStream(context.Background(), bus.StreamMsg))
+	require.Eventually(t, func() bool {
+		_, err := js.Stream(context.Background(), bus.StreamMsg)
+		return err == nil
+	}, 20*time.Second, 20*time.Millisecond, "CODI_MSG recreated")
 	select {
 	case <-s.Failed():
 		t.Fatal("a service failed")
