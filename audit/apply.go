@@ -81,7 +81,11 @@ func (s *Service) commit(ctx context.Context, batch []*delivery) error {
 	if n := len(evs); n > 0 {
 		s.seen = max(s.seen, evs[n-1].streamSeq)
 	}
-	if err := s.retry(ctx, func() error { return s.appendEvents(ctx, evs) }); err != nil {
+	// ctx only says when to stop retrying: a delivered batch is appended
+	// (its holes read from the stream) even while the service stops, or
+	// Run would fail a clean shutdown that raced a hole.
+	work := context.WithoutCancel(ctx)
+	if err := s.retry(ctx, func() error { return s.appendEvents(work, evs) }); err != nil {
 		return err
 	}
 	// AckAll: acking the batch's last delivery acks every one before it.

@@ -131,7 +131,7 @@ func planCommand(tx kv.ReadTxn, im *inMsg, watermark uint64, gen string) (plan, 
 		return p, nil
 	}
 	st, exists, err := getStored(tx, kind, id)
-	if errors.Is(err, ErrCorrupt) {
+	if errors.Is(err, ErrCorrupt) || errors.Is(err, kv.ErrCorrupt) {
 		// The command cannot be decided on a record that is not what was
 		// written; other records carry on.
 		p.outcomes = append(p.outcomes, reject(im, gen, kind, id, actor, cmd.op, ReasonCorrupt, 0, err.Error()))

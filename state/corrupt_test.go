@@ -124,4 +124,13 @@ func TestService_DamagedPage(t *testing.T) {
 	seq, err := c.Status(ctxT(t))
 	require.NoError(t, err)
 	assert.Equal(t, last, seq)
+
+	// A command on the damaged record is rejected, naming the damage; the
+	// next ones are applied.
+	w := e.client("agent-1")
+	_, err = w.Apply(ctxT(t), "task", "t1500", state.Command{Op: state.OpMerge, Fields: map[string]any{"x": 1}})
+	require.ErrorIs(t, err, state.ErrCorrupt)
+	ev, err := w.Apply(ctxT(t), "task", "t0001", state.Command{Op: state.OpMerge, Fields: map[string]any{"x": 1}})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), ev.Rev)
 }

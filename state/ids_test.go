@@ -165,3 +165,29 @@ func TestService_CorruptLeasedRecord(t *testing.T) {
 	_, err = c.Status(ctx)
 	assert.NoError(t, err, "the service goes on")
 }
+
+// While CODI_STATE cannot be created again (another stream took its
+// subjects), the service says so through Problem, for readiness, and keeps
+// trying; once it can, it carries on.
+func TestService_Run_StreamCannotBeRecreated(t *testing.T) {
+	e := newEnv(t)
+	r := e.start(fastConfig())
+	e.waitApplied(e.merges("task", "t1", 1, 2))
+	ctx := ctxT(t)
+	require.NoError(t, e.js.DeleteStream(ctx, bus.StreamState))
+	_, err := e.js.CreateStream(ctx, jetstream.StreamConfig{Name: "SQUAT", Subjects: []string{"codi.state.cmd.>"}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return r.svc.Problem() != nil }, 10*time.Second, 10*time.Millisecond)
+	assert.ErrorContains(t, r.svc.Problem(), bus.StreamState)
+
+	require.NoError(t, e.js.DeleteStream(ctx, "SQUAT"))
+	require.Eventually(t, func() bool { return r.svc.Problem() == nil }, 20*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool {
+		_, err := e.js.Publish(ctx, cmdSubject(t, "task", "t1", "agent-1"), []byte(`{"op":"merge","fields":{"k":3},"expect_rev":2}`))
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool {
+		rec, err := e.client("observer").Get(ctx, "task", "t1", 0)
+		return err == nil && rec.Rev == 3
+	}, 10*time.Second, 10*time.Millisecond)
+}

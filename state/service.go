@@ -681,18 +681,66 @@ func (l *loop) gather(ctx context.Context, first jetstream.Msg, wait time.Durati
 
 // process commits batch in as many transactions as its size needs and
 // reports each one.
+//
+// A batch whose transaction fails on a damaged store page (kv.ErrCorrupt)
+// is committed again one command at a time, so that only the command that
+// touches the damage fails: it is rejected with reason corrupt (see
+// commitCorrupt) and the others are applied.
 func (l *loop) process(ctx context.Context, batch []*inMsg) error {
 	for len(batch) > 0 {
 		clears := l.takeDone()
 		res, err := l.commit(ctx, batch, clears)
 		if err != nil {
 			l.untakeDone(clears)
-			return err
+			if !errors.Is(err, kv.ErrCorrupt) {
+				return err
+			}
+			if len(batch) > 1 {
+				if err := l.process(ctx, batch[:1]); err != nil {
+					return err
+				}
+				batch = batch[1:]
+				continue
+			}
+			if res, err = l.commitCorrupt(ctx, batch[0], err); err != nil {
+				return err
+			}
+			clears = nil
 		}
 		l.committed(ctx, res, batch[:res.n], clears)
 		batch = batch[res.n:]
 	}
 	return nil
+}
+
+// commitCorrupt commits the rejection of im, whose transaction failed with
+// cause on a damaged page, with the watermark: reason corrupt, the cause as
+// detail. It fails when that transaction fails too (the damage is where
+// every transaction writes).
+func (l *loop) commitCorrupt(ctx context.Context, im *inMsg, cause error) (batchResult, error) {
+	var res batchResult
+	kind, id, actor := salvage(im.subject)
+	outcomes := []outcome{reject(im, l.gen, kind, id, actor, rawOp(im.data), ReasonCorrupt, 0, cause.Error())}
+	if im.seq > l.applied+1 {
+		outcomes = append([]outcome{lostOutcome(l.cfg.Stream, l.gen, l.applied+1, im.seq-1, "")}, outcomes...)
+	}
+	err := l.update(ctx, func(tx kv.Txn) error {
+		res = batchResult{n: 1, applied: im.seq, lastTime: im.time, outcomes: outcomes}
+		p := plan{outcomes: res.outcomes}
+		if err := applyPlan(tx, &p); err != nil {
+			return err
+		}
+		if err := tx.Set(appliedKey(l.cfg.Stream), encodeApplied(im.seq, im.time)); err != nil {
+			return err
+		}
+		var err error
+		res.nextLease, err = firstLease(tx)
+		return err
+	})
+	if err != nil {
+		return batchResult{}, fmt.Errorf("state: reject seq=%d on a damaged store: %w (first: %v)", im.seq, err, cause)
+	}
+	return res, nil
 }
 
 // batchResult is what a committed batch transaction computed. The Update
