@@ -106,11 +106,15 @@ func (s *Service) retry(ctx context.Context, fn func() error) error {
 	for {
 		err := fn()
 		if err == nil {
+			s.setProblem(nil)
 			return nil
 		}
 		if errors.Is(err, kv.ErrClosed) {
 			return err
 		}
+		// Readiness says so while appends fail (a full disk, a damaged
+		// page of audit.db).
+		s.setProblem(err)
 		s.log.Error().Err(err).Dur("retry_in", backoff.Delay).Msg("append")
 		if backoff.Wait(ctx) != nil {
 			return fmt.Errorf("audit: gave up appending: %w", err)
