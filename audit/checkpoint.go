@@ -169,7 +169,10 @@ type checkpointEvent struct {
 // the same records.
 func (s *Service) publishCheckpoint(ctx context.Context) {
 	m := s.committed()
-	if s.signer == nil || m.head.Seq == 0 || m.head.Seq <= s.checkpointed+1 {
+	// After a checkpoint of seq N the log's next record is, when idle, that
+	// checkpoint itself: signing it again would publish one every interval.
+	if s.signer == nil || m.head.Seq == 0 || m.head.Seq <= s.checkpointed ||
+		(s.checkpointed > 0 && m.head.Seq == s.checkpointed+1) {
 		return
 	}
 	cp, err := SignCheckpoint(s.signer, m.head.Seq, m.head.Hash, m.head.Time)
