@@ -69,3 +69,32 @@ func TestStreamWatch_Run(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 }
+
+func TestRecreateStream(t *testing.T) {
+	b := bustest.Run(t)
+	js, err := jetstream.New(bustest.Connect(t, b))
+	require.NoError(t, err)
+	ctx := context.Background()
+	cfg := bus.StreamConfigs(b.Config())[0]
+	s, created, err := bus.RecreateStream(ctx, js, cfg)
+	require.NoError(t, err)
+	assert.False(t, created, "it exists")
+	assert.Equal(t, bus.StreamMsg, s.CachedInfo().Config.Name)
+
+	// A stream that cannot be created (its subjects taken) is an error
+	// naming it.
+	require.NoError(t, js.DeleteStream(ctx, bus.StreamMsg))
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "SQUAT", Subjects: cfg.Subjects})
+	require.NoError(t, err)
+	_, created, err = bus.RecreateStream(ctx, js, cfg)
+	require.ErrorContains(t, err, bus.StreamMsg)
+	assert.False(t, created)
+	w := bus.NewStreamWatch(js, b.Config(), 0, bustest.Logger(t))
+	w.Check(ctx)
+	assert.ErrorContains(t, w.Problem(), bus.StreamMsg)
+
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	_, _, err = bus.RecreateStream(cctx, js, cfg)
+	require.Error(t, err)
+}
