@@ -171,6 +171,39 @@ func (s *Service) appendEvents(ctx context.Context, evs []*event) error {
 	return nil
 }
 
+// tailCheckInterval is how often the idle writer looks for events the
+// stream lost after the watermark (checkTail).
+const tailCheckInterval = 5 * time.Second
+
+// checkTail records the events after the watermark that CODI_AUDIT no
+// longer holds when it holds none after it (bus.LostTail): purged while
+// the log was behind, they would never be delivered. The loss is logged at
+// error and appended as a lost record with the watermark at the stream's
+// last sequence. A failed look is logged and tried again; only a failed
+// append is an error.
+func (s *Service) checkTail(ctx context.Context) error {
+	at := time.Now().UnixNano()
+	first, last, ok, err := bus.LostTail(ctx, s.stream, s.committed().applied, subjects.AuditLogWildcard)
+	if err != nil {
+		s.log.Warn().Err(err).Str("stream", bus.StreamAudit).Msg("look for events lost after the watermark")
+		return nil
+	}
+	if !ok {
+		return nil
+	}
+	s.log.Error().Str("stream", bus.StreamAudit).Uint64("first_seq", first).Uint64("last_seq", last).
+		Msg("audit events missing from the stream (purged or deleted before the log read them); recording the loss in the log")
+	lost := lostEvent(first, last, at, "")
+	return s.retry(ctx, func() error {
+		m, err := s.apply([]*event{&lost}, last, false)
+		if err == nil {
+			s.setMeta(m)
+			s.publishWatermark(m)
+		}
+		return err
+	})
+}
+
 // holes collects the stream sequences appendEvents read from the stream
 // because they were not delivered, so that they are logged as one line
 // with their range rather than one line each (a restart after kill -9 can

@@ -521,6 +521,8 @@ func (s *Service) intake(m jetstream.Msg) {
 func (s *Service) writeLoop(ctx context.Context, sess *session) error {
 	ret := time.NewTimer(0)
 	defer ret.Stop()
+	tail := time.NewTimer(0) // at start, then every tailCheckInterval
+	defer tail.Stop()
 	var checkpoints <-chan time.Time
 	if s.signer != nil {
 		t := time.NewTicker(s.cfg.CheckpointInterval)
@@ -564,6 +566,13 @@ func (s *Service) writeLoop(ctx context.Context, sess *session) error {
 			}
 		case <-checkpoints:
 			s.publishCheckpoint(ctx)
+		case <-tail.C:
+			tail.Reset(tailCheckInterval)
+			if len(s.in) == 0 && s.carry == nil {
+				if err := s.checkTail(ctx); err != nil {
+					return err
+				}
+			}
 		case <-ret.C:
 			more, err := s.retentionStep(ctx)
 			switch {

@@ -733,3 +733,24 @@ func TestService_Run_RecordsPurgedRange(t *testing.T) {
 	assert.Equal(t, []string{"y", "y", "z"}, []string{recs[4].Category, recs[5].Category, recs[6].Category})
 	assert.True(t, h.verify(VerifyRequest{}).OK)
 }
+
+// TestService_Run_RecordsPurgedTail: events purged from the end of
+// CODI_AUDIT before the log read them are never delivered; the idle writer
+// notices, records the range in the log and moves the watermark to the
+// stream's end.
+func TestService_Run_RecordsPurgedTail(t *testing.T) {
+	h := newHarness(t, Config{})
+	acks := h.logN(2, "agent-1", "x")
+	h.waitCommitted(acks[1].Sequence)
+	require.NoError(t, h.stop())
+	acks = h.logN(3, "agent-1", "y") // stream seqs 3-5
+	ctx := context.Background()
+	stream, err := h.js.Stream(ctx, bus.StreamAudit)
+	require.NoError(t, err)
+	require.NoError(t, stream.Purge(ctx))
+	h.start()
+	h.waitCommitted(acks[2].Sequence)
+	recs := h.wholeLog(3)
+	assert.Equal(t, LostCategory, recs[2].Category)
+	assert.JSONEq(t, `{"stream":"CODI_AUDIT","first_seq":3,"last_seq":5,"count":3}`, string(recs[2].Data))
+}

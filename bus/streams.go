@@ -187,3 +187,28 @@ func wrapStream(name string, err error) error {
 	}
 	return fmt.Errorf("bus: stream %s: %w", name, err)
 }
+
+// LostTail reports sequences a service that applied stream up to applied
+// will never be handed: the stream's last sequence is past applied, but it
+// holds no message after applied on filter (purged, or deleted by
+// sequence, while the service was behind). A consumer delivers nothing
+// then, so the loss shows only here. first..last is the range; ok is false
+// when nothing is lost (or a message follows, whose delivery shows the
+// gap). Safe for concurrent use.
+func LostTail(ctx context.Context, stream jetstream.Stream, applied uint64, filter string) (first, last uint64, ok bool, err error) {
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, 0, false, wrapStream(stream.CachedInfo().Config.Name, err)
+	}
+	if info.State.LastSeq <= applied {
+		return 0, 0, false, nil
+	}
+	_, err = stream.GetMsg(ctx, applied+1, jetstream.WithGetMsgSubject(filter))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return applied + 1, info.State.LastSeq, true, nil
+	case err != nil:
+		return 0, 0, false, wrapStream(info.Config.Name, err)
+	}
+	return 0, 0, false, nil
+}

@@ -98,3 +98,31 @@ func TestRecreateStream(t *testing.T) {
 	_, _, err = bus.RecreateStream(cctx, js, cfg)
 	require.Error(t, err)
 }
+
+func TestLostTail(t *testing.T) {
+	b := bustest.Run(t)
+	js, err := jetstream.New(bustest.Connect(t, b))
+	require.NoError(t, err)
+	ctx := context.Background()
+	s, err := js.Stream(ctx, bus.StreamMsg)
+	require.NoError(t, err)
+	for range 4 {
+		_, err := js.Publish(ctx, "codi.msg.agent-2.agent-1.note", nil)
+		require.NoError(t, err)
+	}
+	_, _, ok, err := bus.LostTail(ctx, s, 4, "codi.msg.>")
+	require.NoError(t, err)
+	assert.False(t, ok, "nothing after the end")
+	_, _, ok, err = bus.LostTail(ctx, s, 1, "codi.msg.>")
+	require.NoError(t, err)
+	assert.False(t, ok, "messages follow")
+	require.NoError(t, s.DeleteMsg(ctx, 3))
+	require.NoError(t, s.DeleteMsg(ctx, 4))
+	first, last, ok, err := bus.LostTail(ctx, s, 2, "codi.msg.>")
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Equal(t, [2]uint64{3, 4}, [2]uint64{first, last})
+	require.NoError(t, js.DeleteStream(ctx, bus.StreamMsg))
+	_, _, _, err = bus.LostTail(ctx, s, 2, "codi.msg.>")
+	assert.ErrorContains(t, err, bus.StreamMsg)
+}

@@ -191,3 +191,35 @@ func TestService_Run_StreamCannotBeRecreated(t *testing.T) {
 		return err == nil && rec.Rev == 3
 	}, 10*time.Second, 10*time.Millisecond)
 }
+
+// Commands purged from the stream's end while the service was behind are
+// never delivered: the idle loop notices that the stream holds nothing
+// after the watermark although its last sequence is past it, records the
+// range in the audit log and moves the watermark to the stream's end, so a
+// get with min_seq at a lost command does not wait in vain.
+func TestService_Run_RecordsPurgedTail(t *testing.T) {
+	e := newEnv(t)
+	r := e.start(fastConfig())
+	e.waitApplied(e.merges("task", "t1", 1, 2))
+	r.stop(t)
+	last := e.merges("task", "t1", 3, 3) // seqs 3-5
+	ctx := ctxT(t)
+	stream, err := e.js.Stream(ctx, bus.StreamState)
+	require.NoError(t, err)
+	require.NoError(t, stream.Purge(ctx))
+
+	e.start(fastConfig())
+	e.waitApplied(last)
+	var lost []map[string]any
+	require.Eventually(t, func() bool {
+		lost = lost[:0]
+		for _, a := range e.audits() {
+			if a.subject == "codi.audit.log.codi-state.lost" {
+				lost = append(lost, a.body)
+			}
+		}
+		return len(lost) == 1
+	}, 10*time.Second, 10*time.Millisecond)
+	assert.Equal(t, map[string]any{"stream": "CODI_STATE", "first_seq": 3.0, "last_seq": 5.0, "count": 3.0}, lost[0])
+	assert.Equal(t, uint64(2), e.rev("task", "t1"))
+}

@@ -181,12 +181,14 @@ type loop struct {
 	stream jetstream.Stream
 	sess   *session
 
-	applied   uint64    // committed watermark
-	lastTime  time.Time // stored time of the last applied command
-	gen       string    // the stream's generation token (generation.go)
-	seen      uint64    // the highest stream seq known to exist (delivered, or the stream's last)
-	hasGen    bool      // gen is stored (a store from before keeps none)
-	nextLease time.Time // earliest lease in the index; zero for none
+	applied  uint64    // committed watermark
+	lastTime time.Time // stored time of the last applied command
+	gen      string    // the stream's generation token (generation.go)
+	seen     uint64    // the highest stream seq known to exist (delivered, or the stream's last)
+	// tailChecked is when checkTail last looked.
+	tailChecked time.Time
+	hasGen      bool      // gen is stored (a store from before keeps none)
+	nextLease   time.Time // earliest lease in the index; zero for none
 	// sweepAfter delays a due sweep that waits for commands stored before
 	// the lease's end.
 	sweepAfter time.Time
@@ -929,9 +931,56 @@ func (l *loop) housekeep(ctx context.Context, idle bool) error {
 	if err := l.sweep(ctx, now); err != nil {
 		return err
 	}
+	if idle && len(l.sess.in) == 0 && !now.Before(l.tailChecked.Add(tailCheckInterval)) {
+		l.tailChecked = now
+		if err := l.checkTail(ctx); err != nil {
+			return err
+		}
+	}
 	if idle && l.hasDone() && !now.Before(l.lastActive.Add(l.cfg.OutboxIdleFlush)) && len(l.sess.in) == 0 {
 		return l.flushOutbox(ctx)
 	}
+	return nil
+}
+
+// tailCheckInterval is how often an idle loop looks for commands the
+// stream lost after the watermark (checkTail).
+const tailCheckInterval = 5 * time.Second
+
+// checkTail records the commands after the watermark that the stream no
+// longer holds when it holds none after it (bus.LostTail): purged while
+// the service was behind, they would never be delivered, and the
+// watermark would stay below the stream's end without a word. The loss is
+// logged at error and committed as one audit event with the watermark at
+// the stream's last sequence. A failed look is logged and tried again.
+func (l *loop) checkTail(ctx context.Context) error {
+	first, last, ok, err := bus.LostTail(ctx, l.stream, l.applied, subjects.StateCmdWildcard)
+	if err != nil {
+		l.log.Warn().Err(err).Str("stream", l.cfg.Stream).Msg("look for commands lost after the watermark")
+		return nil
+	}
+	if !ok {
+		return nil
+	}
+	o := lostOutcome(l.cfg.Stream, l.gen, first, last, "")
+	var res batchResult
+	err = l.update(ctx, func(tx kv.Txn) error {
+		// The loop is the only writer: the watermark is l.applied.
+		res = batchResult{applied: last, outcomes: []outcome{o}}
+		p := plan{outcomes: res.outcomes}
+		if err := applyPlan(tx, &p); err != nil {
+			return err
+		}
+		if err := tx.Set(appliedKey(l.cfg.Stream), encodeApplied(last, l.lastTime)); err != nil {
+			return err
+		}
+		res.nextLease, err = firstLease(tx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("state: record commands %d-%d lost: %w", first, last, err)
+	}
+	l.committed(ctx, res, nil, nil)
 	return nil
 }
 
