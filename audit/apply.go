@@ -3,12 +3,14 @@ package audit
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"time"
 
+	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/internal/retry"
 	"github.com/codi2/codi2/subjects"
@@ -26,8 +28,9 @@ type event struct {
 	msgID     string
 	body      []byte // encodeBody's members
 	size      int    // estimate, for MaxBatchBytes
-	msgKey    []byte // msgIDKey(msgID), nil without an id
+	msgKey    []byte // msgIDKey(source, msgID), nil without an id
 	flagged   string // what is wrong with the subject, for the log; "" when nothing
+	force     bool   // appended whatever the watermark (a rebase's loss record)
 }
 
 func newEvent(streamSeq uint64, t time.Time, subject string, hdr nats.Header, data []byte) event {
@@ -45,7 +48,7 @@ func newEvent(streamSeq uint64, t time.Time, subject string, hdr nats.Header, da
 		flagged:   detail,
 	}
 	if msgID != "" {
-		e.msgKey = msgIDKey(msgID)
+		e.msgKey = msgIDKey(source, msgID)
 	}
 	return e
 }
@@ -75,7 +78,14 @@ func (s *Service) commit(ctx context.Context, batch []*delivery) error {
 		evs = append(evs, &d.ev)
 	}
 	slices.SortStableFunc(evs, func(a, b *event) int { return cmp.Compare(a.streamSeq, b.streamSeq) })
-	if err := s.retry(ctx, func() error { return s.appendEvents(ctx, evs) }); err != nil {
+	if n := len(evs); n > 0 {
+		s.seen = max(s.seen, evs[n-1].streamSeq)
+	}
+	// ctx only says when to stop retrying: a delivered batch is appended
+	// (its holes read from the stream) even while the service stops, or
+	// Run would fail a clean shutdown that raced a hole.
+	work := context.WithoutCancel(ctx)
+	if err := s.retry(ctx, func() error { return s.appendEvents(work, evs) }); err != nil {
 		return err
 	}
 	// AckAll: acking the batch's last delivery acks every one before it.
@@ -96,11 +106,15 @@ func (s *Service) retry(ctx context.Context, fn func() error) error {
 	for {
 		err := fn()
 		if err == nil {
+			s.setProblem(nil)
 			return nil
 		}
 		if errors.Is(err, kv.ErrClosed) {
 			return err
 		}
+		// Readiness says so while appends fail (a full disk, a damaged
+		// page of audit.db).
+		s.setProblem(err)
 		s.log.Error().Err(err).Dur("retry_in", backoff.Delay).Msg("append")
 		if backoff.Wait(ctx) != nil {
 			return fmt.Errorf("audit: gave up appending: %w", err)
@@ -110,11 +124,11 @@ func (s *Service) retry(ctx context.Context, fn func() error) error {
 
 // appendEvents commits evs (sorted by stream seq) in transactions of at
 // most MaxBatchEvents events and MaxBatchBytes bytes, filling holes in the
-// stream sequence from the stream.
+// delivered sequence from the stream and recording the sequences missing
+// from the stream itself (lostEvent).
 func (s *Service) appendEvents(ctx context.Context, evs []*event) error {
 	applied := s.committed().applied
 	next := applied + 1
-	var firstSeq uint64 // the stream's first seq, read at the first hole
 	var filled holes
 	defer filled.log(s)
 	for i := 0; i < len(evs); {
@@ -128,28 +142,10 @@ func (s *Service) appendEvents(ctx context.Context, evs []*event) error {
 			}
 			delivered := e.streamSeq == next
 			if !delivered {
-				if firstSeq == 0 {
-					info, err := s.stream.Info(ctx)
-					if err != nil {
-						return fmt.Errorf("audit: stream info: %w", err)
-					}
-					firstSeq = max(info.State.FirstSeq, 1)
+				var err error
+				if e, err = s.fillHole(ctx, next, e, &filled); err != nil {
+					return err
 				}
-				if next < firstSeq {
-					next = min(firstSeq, e.streamSeq)
-					continue
-				}
-				raw, err := s.stream.GetMsg(ctx, next)
-				if errors.Is(err, jetstream.ErrMsgNotFound) {
-					next++ // deleted from the stream: nothing to record
-					continue
-				}
-				if err != nil {
-					return fmt.Errorf("audit: get stream message %d: %w", next, err)
-				}
-				filled.add(next)
-				ev := newEvent(raw.Sequence, raw.Time, raw.Subject, raw.Header, raw.Data)
-				e = &ev
 			}
 			if len(chunk) > 0 && size+e.size > s.cfg.MaxBatchBytes {
 				break
@@ -164,7 +160,7 @@ func (s *Service) appendEvents(ctx context.Context, evs []*event) error {
 		if next-1 <= applied {
 			continue
 		}
-		m, err := s.apply(chunk, next-1)
+		m, err := s.apply(chunk, next-1, false)
 		if err != nil {
 			return err
 		}
@@ -173,6 +169,39 @@ func (s *Service) appendEvents(ctx context.Context, evs []*event) error {
 		s.publishWatermark(m)
 	}
 	return nil
+}
+
+// tailCheckInterval is how often the idle writer looks for events the
+// stream lost after the watermark (checkTail).
+const tailCheckInterval = 5 * time.Second
+
+// checkTail records the events after the watermark that CODI_AUDIT no
+// longer holds when it holds none after it (bus.LostTail): purged while
+// the log was behind, they would never be delivered. The loss is logged at
+// error and appended as a lost record with the watermark at the stream's
+// last sequence. A failed look is logged and tried again; only a failed
+// append is an error.
+func (s *Service) checkTail(ctx context.Context) error {
+	at := time.Now().UnixNano()
+	first, last, ok, err := bus.LostTail(ctx, s.stream, s.committed().applied, subjects.AuditLogWildcard)
+	if err != nil {
+		s.log.Warn().Err(err).Str("stream", bus.StreamAudit).Msg("look for events lost after the watermark")
+		return nil
+	}
+	if !ok {
+		return nil
+	}
+	s.log.Error().Str("stream", bus.StreamAudit).Uint64("first_seq", first).Uint64("last_seq", last).
+		Msg("audit events missing from the stream (purged or deleted before the log read them); recording the loss in the log")
+	lost := lostEvent(first, last, at, "")
+	return s.retry(ctx, func() error {
+		m, err := s.apply([]*event{&lost}, last, false)
+		if err == nil {
+			s.setMeta(m)
+			s.publishWatermark(m)
+		}
+		return err
+	})
 }
 
 // holes collects the stream sequences appendEvents read from the stream
@@ -199,6 +228,70 @@ func (h *holes) log(s *Service) {
 	}
 }
 
+// fillHole returns what goes into the log at stream seq next, which was not
+// delivered, before the delivered event e (e.streamSeq > next): the message
+// the stream holds there (a delivery the client lost), or, when the stream
+// holds nothing from next up to some seq, an event recording that range as
+// lost (purged, deleted by sequence, or aged out before the log read it),
+// logged at error.
+func (s *Service) fillHole(ctx context.Context, next uint64, e *event, filled *holes) (*event, error) {
+	raw, err := s.stream.GetMsg(ctx, next, jetstream.WithGetMsgSubject(subjects.AuditLogWildcard))
+	last := e.streamSeq - 1 // the last seq missing from the stream
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		// Nothing stored from next on: e too is gone since its delivery.
+	case err != nil:
+		return nil, fmt.Errorf("audit: get stream message %d: %w", next, err)
+	case raw.Sequence == next:
+		filled.add(next)
+		ev := newEvent(raw.Sequence, raw.Time, raw.Subject, raw.Header, raw.Data)
+		return &ev, nil
+	case raw.Sequence < e.streamSeq:
+		last = raw.Sequence - 1
+	}
+	s.log.Error().Str("stream", bus.StreamAudit).Uint64("first_seq", next).Uint64("last_seq", last).
+		Msg("audit events missing from the stream (purged, deleted or expired before the log read them); recording the loss in the log")
+	// A nanosecond before e: the watermark's time (a rebase's reference)
+	// must not claim e when the transaction ends with the loss.
+	lost := lostEvent(next, last, e.t-1, "")
+	return &lost, nil
+}
+
+// Lost is the payload of the event the service appends for CODI_AUDIT
+// sequences that were missing from the stream when the log reached them
+// (source LostSource, category LostCategory): events with a PubAck that the
+// log could not record, FirstSeq through LastSeq.
+//
+// Reason is empty for sequences found missing from the stream, and
+// LostRecreated when the stream itself was deleted under the service: then
+// LastSeq is the last sequence the service knew the old stream had (it may
+// have held more) and Count may be 0.
+type Lost struct {
+	Stream   string `json:"stream"`
+	FirstSeq uint64 `json:"first_seq"`
+	LastSeq  uint64 `json:"last_seq"`
+	Count    uint64 `json:"count"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// LostRecreated is the Reason of a Lost event for a deleted stream.
+const LostRecreated = "stream recreated"
+
+// lostEvent is the log's record of stream seqs first..last missing, stored
+// in the log's order at last's place with stored time t.
+func lostEvent(first, last uint64, t int64, reason string) event {
+	subj, _ := subjects.AuditLog(LostSource, LostCategory)
+	data, _ := json.Marshal(Lost{Stream: bus.StreamAudit, FirstSeq: first, LastSeq: last, Count: last + 1 - first, Reason: reason})
+	return event{
+		streamSeq: last,
+		t:         t,
+		source:    LostSource,
+		category:  LostCategory,
+		body:      encodeBody(subj, LostSource, LostCategory, "", data),
+		size:      estimate(subj, len(data)),
+	}
+}
+
 // applyResult is what one append transaction did, reset on every run of the
 // transaction function.
 type applyResult struct {
@@ -211,8 +304,10 @@ type applyResult struct {
 
 // apply appends chunk in one transaction and records appliedTo as the last
 // applied stream seq. An event at or below the stored applied seq, or whose
-// Nats-Msg-Id is already in the log, is not appended again.
-func (s *Service) apply(chunk []*event, appliedTo uint64) (meta, error) {
+// Nats-Msg-Id its source already used in the log, is not appended again,
+// unless forced. With rebase set appliedTo is recorded even below the
+// stored applied seq (the stream's numbering started over).
+func (s *Service) apply(chunk []*event, appliedTo uint64, rebase bool) (meta, error) {
 	var res applyResult
 	err := s.store.Update(context.Background(), func(tx kv.Txn) error {
 		res = applyResult{}
@@ -236,17 +331,24 @@ func (s *Service) apply(chunk []*event, appliedTo uint64) (meta, error) {
 		prev := []byte(m.head.Hash) // the last record's hash, as the chain goes
 		var lastAt int64            // stored time of the last event applied
 		for _, e := range chunk {
-			if e.streamSeq <= m.applied {
+			if e.streamSeq <= m.applied && !e.force {
 				continue
 			}
-			lastAt = e.t
+			if !e.force {
+				lastAt = e.t
+			}
 			seq := m.head.Seq + 1
 			if e.msgKey != nil {
 				v, err := getOptional(tx, e.msgKey)
 				if err != nil {
 					return err
 				}
-				if e.msgID == pendingID {
+				if v == nil && s.legacyMsgIDs {
+					if v, err = legacyDuplicate(tx, e.source, e.msgID); err != nil {
+						return err
+					}
+				}
+				if e.msgID == pendingID && e.source == RetentionSource {
 					// The pending retention event is in the log now (or
 					// already was): the run is over.
 					w.clear(keyRetention)
@@ -273,7 +375,7 @@ func (s *Service) apply(chunk []*event, appliedTo uint64) (meta, error) {
 		}
 		ix.flush(&w)
 		m.head.Hash = string(prev)
-		if appliedTo > m.applied {
+		if appliedTo > m.applied || rebase {
 			m.applied = appliedTo
 			w.set(keyApplied, strconv.AppendUint(nil, m.applied, 10))
 			if lastAt != 0 {

@@ -402,7 +402,7 @@ func buildLog(b *testing.B, path string, n int) {
 				stored, hash := encodeRecord(seq, t, encodeBody(subj, src, cat, id, benchPayload), hh.Hash)
 				putRecord(&w, seq, stored)
 				ix.add(&w, src, cat, t, seq)
-				w.set(msgIDKey(id), strconv.AppendUint(nil, seq, 10))
+				w.set(msgIDKey(src, id), strconv.AppendUint(nil, seq, 10))
 				hh = head{Seq: seq, Hash: hash, Time: t, Bytes: hh.Bytes + uint64(len(stored))}
 			}
 			ix.flush(&w)
@@ -578,7 +578,7 @@ func BenchmarkApply(b *testing.B) {
 		}
 		b.StartTimer()
 		t0 := time.Now()
-		m, err := s.apply(evs, seq)
+		m, err := s.apply(evs, seq, false)
 		lat.Record(time.Since(t0))
 		require.NoError(b, err)
 		s.setMeta(m)

@@ -8,24 +8,27 @@ import (
 // Defaults applied by Config.Validate to zero fields, and the query limits
 // (DefaultQueryLimit when a query gives none, at most MaxQueryLimit).
 const (
-	DefaultMaxBatchEvents   = 1000
-	DefaultMaxBatchBytes    = 1 << 20
-	DefaultMaxBatchWait     = 0
-	DefaultMaxAckPending    = 20_000
-	DefaultAckWait          = 30 * time.Second
-	DefaultRequestTimeout   = time.Minute
-	DefaultRetentionCheck   = time.Minute
-	DefaultRetentionBatch   = 1000
-	DefaultVerifyBatch      = 10_000
-	DefaultQueryLimit       = 1000
-	MaxQueryLimit           = 10_000
-	maxBatchBytesLimit      = 4 << 20
-	maxBatchEventsLimit     = 10_000
-	maxRetentionBatchLimit  = 10_000
-	maxVerifyBatchLimit     = 100_000
-	minAckWait              = time.Second
-	maxBatchWaitLimit       = time.Second
-	minRetentionCheckPeriod = time.Millisecond
+	// DefaultCheckpointInterval is how often a signed checkpoint of the
+	// chain head is published while the log grows.
+	DefaultCheckpointInterval = time.Minute
+	DefaultMaxBatchEvents     = 1000
+	DefaultMaxBatchBytes      = 1 << 20
+	DefaultMaxBatchWait       = 0
+	DefaultMaxAckPending      = 20_000
+	DefaultAckWait            = 30 * time.Second
+	DefaultRequestTimeout     = time.Minute
+	DefaultRetentionCheck     = time.Minute
+	DefaultRetentionBatch     = 1000
+	DefaultVerifyBatch        = 10_000
+	DefaultQueryLimit         = 1000
+	MaxQueryLimit             = 10_000
+	maxBatchBytesLimit        = 4 << 20
+	maxBatchEventsLimit       = 10_000
+	maxRetentionBatchLimit    = 10_000
+	maxVerifyBatchLimit       = 100_000
+	minAckWait                = time.Second
+	maxBatchWaitLimit         = time.Second
+	minRetentionCheckPeriod   = time.Millisecond
 )
 
 // Config tunes a Service. The zero value gives the defaults; Validate fills
@@ -73,6 +76,17 @@ type Config struct {
 
 	// Retention removes old records. The zero value keeps every record.
 	Retention Retention
+
+	// CheckpointKeyFile is the file of the ed25519 key that signs
+	// checkpoints of the chain head (see checkpoint.go), created on first
+	// use with its public key in CheckpointKeyFile+".pub". Keep it outside
+	// the store: codi2 serve uses audit.key next to audit.db. Empty: no
+	// checkpoints.
+	CheckpointKeyFile string
+	// CheckpointInterval is how often a checkpoint is published while the
+	// log grows (one is also published on shutdown). Default
+	// DefaultCheckpointInterval.
+	CheckpointInterval time.Duration
 }
 
 // Retention says which records the service removes from the start of the
@@ -122,6 +136,9 @@ func (c *Config) Validate() error {
 	if c.Retention.CheckInterval == 0 {
 		c.Retention.CheckInterval = DefaultRetentionCheck
 	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = DefaultCheckpointInterval
+	}
 	if c.Retention.Batch == 0 {
 		c.Retention.Batch = DefaultRetentionBatch
 	}
@@ -140,6 +157,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: negative RequestTimeout %v", ErrConfig, c.RequestTimeout)
 	case c.VerifyBatch < 1 || c.VerifyBatch > maxVerifyBatchLimit:
 		return fmt.Errorf("%w: VerifyBatch %d outside 1..%d", ErrConfig, c.VerifyBatch, maxVerifyBatchLimit)
+	case c.CheckpointInterval < 0:
+		return fmt.Errorf("%w: negative CheckpointInterval %v", ErrConfig, c.CheckpointInterval)
 	case c.Retention.MaxAge < 0:
 		return fmt.Errorf("%w: negative Retention.MaxAge %v", ErrConfig, c.Retention.MaxAge)
 	case c.Retention.CheckInterval < minRetentionCheckPeriod:

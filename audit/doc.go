@@ -65,12 +65,19 @@ record in it is gone. The README's store layout gives the bytes.
 The batch transaction writes the records, their index blocks, the chain
 head and the last applied CODI_AUDIT sequence together. A redelivered event
 at or below that sequence is acked and skipped, so a crash between commit
-and ack duplicates nothing; an event whose Nats-Msg-Id is already in the log
-is acked and skipped too, so a producer that republishes long after
-JetStream's duplicate window (the state service, with Nats-Msg-Id
-state-<seq>) is recorded once. A hole in the delivered sequence (a delivery
-the client lost) is filled by reading the message from the stream before
-anything after it is applied, so no stored event is skipped.
+and ack duplicates nothing; an event whose Nats-Msg-Id its source (the
+subject's 4th token) already used in the log is acked and skipped too, so a
+producer that republishes long after JetStream's duplicate window (the state
+service, with Nats-Msg-Id state-<generation>-<seq>) is recorded once, and
+no source can make the log drop another's events by reusing their ids.
+
+A hole in the delivered sequence (a delivery the client lost) is filled by
+reading the message from the stream before anything after it is applied, so
+no stored event is skipped. Sequences the stream no longer holds (purged,
+deleted by sequence, aged out before the log read them) are logged at error
+and recorded in the log itself, in their place, as one event per range
+(source codi-audit, category lost, payload Lost), in the transaction that
+moves the watermark past them.
 
 # Goroutines and retries
 

@@ -28,6 +28,11 @@ var (
 	// do not decode, or do not end with the hash member.
 	ErrBadRecord = errors.New("audit: malformed record")
 
+	// ErrBadCheckpoint is returned for a signed checkpoint that does not
+	// verify with the given key or is not a codi2 audit checkpoint, and for
+	// a verifier key that does not parse.
+	ErrBadCheckpoint = errors.New("audit: bad checkpoint")
+
 	// ErrChanged is returned by Client.Query when a record that did not fit
 	// in one reply changed while it was read in parts (retention removed
 	// it). Asking again gives a consistent answer.

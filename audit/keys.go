@@ -21,7 +21,12 @@ const (
 	nsBySource   = "audit-by-source"   // ("audit-by-source", source, t, seq) -> block
 	nsByCategory = "audit-by-category" // ("audit-by-category", category, t, seq) -> block
 	nsBySC       = "audit-by-sc"       // ("audit-by-sc", source, category, t, seq) -> block
-	nsMsgID      = "audit-msgid"       // ("audit-msgid", id) -> seq
+	nsMsgID      = "audit-msgid-src"   // ("audit-msgid-src", source, id) -> seq
+	// nsLegacyMsgID is the layout of logs written before dedupe was
+	// scoped to the source: one key per id whatever its source. Such keys
+	// are read (see legacyDuplicate) and cleared by retention, never
+	// written.
+	nsLegacyMsgID = "audit-msgid" // ("audit-msgid", id) -> seq
 )
 
 // chunkSize is the largest part of a record stored under one key. A record
@@ -51,12 +56,64 @@ func chunkKey(seq uint64, part int) []byte { return kv.Tuple{nsRecord, seq, part
 // recordRange bounds the keys of records lo..hi-1, parts included.
 func recordRange(lo, hi uint64) (begin, end []byte) { return recordKey(lo), recordKey(hi) }
 
-func msgIDKey(id string) []byte {
+// msgIDKey is the dedupe key of the Nats-Msg-Id id sent by source: an id
+// collides only with an earlier id of the same source (the subject's 4th
+// token, as it appears), so one source cannot make the log drop another's
+// events by reusing their ids.
+func msgIDKey(source, id string) []byte {
+	return kv.Tuple{nsMsgID, source, msgIDElem(id)}.Pack()
+}
+
+// legacyMsgIDKey is msgIDKey in the layout before dedupe was scoped to the
+// source.
+func legacyMsgIDKey(id string) []byte { return kv.Tuple{nsLegacyMsgID, msgIDElem(id)}.Pack() }
+
+// msgIDElem is id as a tuple element: as is, or its SHA-256 when longer than
+// maxMsgIDKey (a []byte element, which cannot collide with a string).
+func msgIDElem(id string) any {
 	if len(id) > maxMsgIDKey {
 		sum := sha256.Sum256([]byte(id))
-		return kv.Tuple{nsMsgID, sum[:]}.Pack()
+		return sum[:]
 	}
-	return kv.Tuple{nsMsgID, id}.Pack()
+	return id
+}
+
+// hasLegacyMsgIDs reports whether the log holds dedupe keys in the layout
+// before dedupe was scoped to the source.
+func hasLegacyMsgIDs(tx kv.ReadTxn) (bool, error) {
+	begin, end := kv.Tuple{nsLegacyMsgID}.Range()
+	kvs, err := tx.GetRange(begin, end, kv.RangeOptions{Limit: 1})
+	return len(kvs) > 0, err
+}
+
+// legacyDuplicate looks id up in the old, unscoped layout: it returns the
+// seq (as stored) of the record that used id when that record's source is
+// source, and nil otherwise, so that a log written before dedupe was scoped
+// goes on deduping each source's retries and nothing else. Only ids the old
+// layout holds cost the read of a record.
+func legacyDuplicate(tx kv.ReadTxn, source, id string) ([]byte, error) {
+	v, err := getOptional(tx, legacyMsgIDKey(id))
+	if err != nil || v == nil {
+		return nil, err
+	}
+	seq, err := strconv.ParseUint(string(v), 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("audit: msg id %q: seq %q: %w", id, v, err)
+	}
+	begin, end := recordRange(seq, seq+1)
+	parts, err := tx.GetRange(begin, end, kv.RangeOptions{})
+	if err != nil || len(parts) == 0 {
+		// Removed by retention since: nothing left to collide with.
+		return nil, err
+	}
+	r, err := ParseRecord(joinParts(parts))
+	if err != nil {
+		return nil, fmt.Errorf("audit: record %d: %w", seq, err)
+	}
+	if r.Source != source {
+		return nil, nil
+	}
+	return v, nil
 }
 
 // head is the end of the log, ("meta","audit","head").

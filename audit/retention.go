@@ -150,13 +150,16 @@ func (s *Service) remove(target uint64) (*retentionRun, meta, error) {
 			}
 			sources[r.Source], categories[r.Category], scs[[2]string{r.Source, r.Category}] = true, true, true
 			if r.MsgID != "" {
-				k := msgIDKey(r.MsgID)
-				v, err := getOptional(tx, k)
-				if err != nil {
-					return err
-				}
-				if bytes.Equal(v, strconv.AppendUint(nil, seq, 10)) {
-					w.clear(k)
+				// The id's key in either layout, if it still names this
+				// record.
+				for _, k := range [][]byte{msgIDKey(r.Source, r.MsgID), legacyMsgIDKey(r.MsgID)} {
+					v, err := getOptional(tx, k)
+					if err != nil {
+						return err
+					}
+					if bytes.Equal(v, strconv.AppendUint(nil, seq, 10)) {
+						w.clear(k)
+					}
 				}
 			}
 			w.clearRange(begin, end)

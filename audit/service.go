@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // Names of the contract.
@@ -31,6 +32,10 @@ const (
 	// records about its own retention runs.
 	RetentionSource   = "codi-audit"
 	RetentionCategory = "retention"
+	// LostSource and LostCategory name the events the service records
+	// for CODI_AUDIT sequences missing from the stream (see Lost).
+	LostSource   = "codi-audit"
+	LostCategory = "lost"
 )
 
 // pullBatches is how many batches of MaxBatchEvents the consumer pulls
@@ -70,6 +75,20 @@ type Service struct {
 
 	// retention is the unfinished or unrecorded retention run; writer only.
 	retention *retentionRun
+	// seen is the highest CODI_AUDIT seq known to exist (delivered, or the
+	// stream's last at start); writer only.
+	seen uint64
+	// problem is why the service is not consuming, or nil.
+	problem atomic.Pointer[error]
+	// signer signs checkpoints, verifiers checks them (nil without
+	// Config.CheckpointKeyFile); checkpointed is the seq the last one
+	// published covered (writer only).
+	signer       note.Signer
+	verifiers    note.Verifiers
+	checkpointed uint64
+	// legacyMsgIDs is set when the log holds dedupe keys of the unscoped
+	// layout, which apply then also looks up; set by load, writer only.
+	legacyMsgIDs bool
 
 	// hmu guards handler admission so that Run can wait for handlers that
 	// started before it stopped the micro service.
@@ -94,7 +113,22 @@ func New(cfg Config, nc *nats.Conn, store kv.Store, log zerolog.Logger) (*Servic
 	if err != nil {
 		return nil, fmt.Errorf("audit: jetstream: %w", err)
 	}
+	var (
+		signer    note.Signer
+		verifiers note.Verifiers
+	)
+	if cfg.CheckpointKeyFile != "" {
+		var vkey string
+		if signer, vkey, err = LoadCheckpointKey(cfg.CheckpointKeyFile); err != nil {
+			return nil, err
+		}
+		if verifiers, err = NewCheckpointVerifier(vkey); err != nil {
+			return nil, fmt.Errorf("%w: %s.pub: %v", ErrConfig, cfg.CheckpointKeyFile, err)
+		}
+	}
 	return &Service{
+		signer:     signer,
+		verifiers:  verifiers,
 		cfg:        cfg,
 		nc:         nc,
 		js:         js,
@@ -209,6 +243,9 @@ func (s *Service) load(ctx context.Context) error {
 			return err
 		}
 		run = nil
+		if s.legacyMsgIDs, err = hasLegacyMsgIDs(tx); err != nil {
+			return err
+		}
 		v, err := getOptional(tx, keyRetention)
 		if err != nil || v == nil {
 			return err
@@ -239,6 +276,7 @@ func (s *Service) consumer(ctx context.Context) (jetstream.Consumer, error) {
 			ErrConfig, bus.StreamAudit, limit, maxEventSize)
 	}
 	s.stream = stream
+	s.seen = stream.CachedInfo().State.LastSeq
 	m := s.committed()
 	next, moved, err := bus.ResumeAfter(ctx, stream, m.applied, m.appliedTime())
 	if err != nil {
@@ -363,18 +401,96 @@ func (s *Service) reposition(ctx context.Context, old *session) (*session, error
 	s.log.Warn().Uint64("stream_seq", s.committed().applied).Msg(old.why + "; recreating the consumer after the watermark")
 	backoff := retry.Backoff{Delay: 50 * time.Millisecond, Max: 5 * time.Second}
 	for {
+		if err := s.checkStream(ctx); err != nil {
+			return nil, err
+		}
 		cons, err := s.recreateConsumer(ctx)
 		if err == nil {
-			return s.consume(cons)
-		}
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			return nil, err
+			ss, err := s.consume(cons)
+			if err == nil {
+				s.setProblem(nil)
+			}
+			return ss, err
 		}
 		s.log.Error().Err(err).Dur("retry_in", backoff.Delay).Msg("recreate consumer")
 		if err := backoff.Wait(ctx); err != nil {
 			return nil, err
 		}
 	}
+}
+
+// Problem returns why the service is not consuming CODI_AUDIT right now
+// (the stream deleted and not yet recreated, say), or nil. Readiness checks
+// report it while it lasts. Safe for concurrent use.
+func (s *Service) Problem() error {
+	if p := s.problem.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (s *Service) setProblem(err error) {
+	if err == nil {
+		s.problem.Store(nil)
+		return
+	}
+	s.problem.Store(&err)
+}
+
+// checkStream runs before the consumer is recreated: a CODI_AUDIT deleted
+// under the service is created again with the configuration it had, and a
+// stream that is not the one the service was reading (deleted and created
+// again by someone else) is taken up from its start. Either way the events
+// the old stream held past the watermark are gone: one error in the log
+// and one record in the log itself (Lost, reason "stream recreated") name
+// the stream and that range, and the service carries on. While the stream
+// cannot be had, Problem reports it and this retries until ctx is done.
+func (s *Service) checkStream(ctx context.Context) error {
+	old := s.stream.CachedInfo()
+	backoff := retry.Backoff{Delay: 100 * time.Millisecond, Max: 5 * time.Second}
+	for {
+		stream, created, err := bus.RecreateStream(ctx, s.js, old.Config)
+		if err == nil && !created && stream.CachedInfo().Created.Equal(old.Created) {
+			s.stream = stream
+			return nil
+		}
+		if err == nil {
+			return s.newStream(ctx, stream, old, created)
+		}
+		err = fmt.Errorf("audit: %w", err)
+		s.setProblem(err)
+		s.log.Error().Err(err).Dur("retry_in", backoff.Delay).Msg("stream missing and not recreated; retrying")
+		if backoff.Wait(ctx) != nil {
+			return err
+		}
+	}
+}
+
+// newStream takes up stream, which replaced old: the watermark follows its
+// numbering, and a record of what old held past the watermark is appended
+// in the same transaction.
+func (s *Service) newStream(ctx context.Context, stream jetstream.Stream, old *jetstream.StreamInfo, created bool) error {
+	m := s.committed()
+	last := max(s.seen, m.applied)
+	s.setProblem(fmt.Errorf("audit: stream %s was deleted; recreating it", bus.StreamAudit))
+	s.log.Error().Str("stream", bus.StreamAudit).Bool("recreated_here", created).Time("old_created", old.Created).
+		Uint64("applied", m.applied).Uint64("lost_first_seq", m.applied+1).Uint64("lost_last_seq", last).Uint64("lost", last-m.applied).
+		Msg("the stream was deleted under the service: carrying on with a new, empty stream of the same configuration; events it held past the watermark are lost (recorded in the log)")
+	s.stream = stream
+	next, _, err := bus.ResumeAfter(ctx, stream, m.applied, m.appliedTime())
+	if err != nil {
+		return fmt.Errorf("audit: check watermark: %w", err)
+	}
+	lost := lostEvent(m.applied+1, last, time.Now().UnixNano(), LostRecreated)
+	lost.force = true
+	m, err = s.apply([]*event{&lost}, next, true)
+	if err != nil {
+		return err
+	}
+	s.seen = next
+	s.setMeta(m)
+	s.publishWatermark(m)
+	return nil
 }
 
 // delivery is a delivered message and the event prepared from it.
@@ -405,6 +521,17 @@ func (s *Service) intake(m jetstream.Msg) {
 func (s *Service) writeLoop(ctx context.Context, sess *session) error {
 	ret := time.NewTimer(0)
 	defer ret.Stop()
+	tail := time.NewTimer(0) // at start, then every tailCheckInterval
+	defer tail.Stop()
+	var checkpoints <-chan time.Time
+	if s.signer != nil {
+		t := time.NewTicker(s.cfg.CheckpointInterval)
+		defer t.Stop()
+		checkpoints = t.C
+		// The last checkpoint covers the head at shutdown, after the final
+		// commit; it reaches the log at the next start.
+		defer s.publishCheckpoint(context.Background())
+	}
 	if !s.cfg.Retention.enabled() && s.retention == nil {
 		ret.Stop()
 	}
@@ -436,6 +563,15 @@ func (s *Service) writeLoop(ctx context.Context, sess *session) error {
 		case m := <-s.in:
 			if err := s.commit(ctx, s.collect(ctx, m, true)); err != nil {
 				return err
+			}
+		case <-checkpoints:
+			s.publishCheckpoint(ctx)
+		case <-tail.C:
+			tail.Reset(tailCheckInterval)
+			if len(s.in) == 0 && s.carry == nil {
+				if err := s.checkTail(ctx); err != nil {
+					return err
+				}
 			}
 		case <-ret.C:
 			more, err := s.retentionStep(ctx)

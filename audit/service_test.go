@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -262,7 +263,7 @@ func TestService_Run_RedeliveryAfterRestart(t *testing.T) {
 // deliveries have a hole (acked elsewhere, as if a delivery was lost after
 // the server counted it; with AckAll the ack of 4 covers 1-4) and a message
 // deleted from the stream: the hole is read from the stream, the deleted
-// message is skipped.
+// message is recorded as lost (issue 11, input 5).
 func TestService_Run_FillsHoles(t *testing.T) {
 	// One event per transaction: filled events and deliveries split chunks.
 	h := newHarness(t, Config{MaxBatchBytes: 600})
@@ -288,12 +289,14 @@ func TestService_Run_FillsHoles(t *testing.T) {
 
 	h.start()
 	h.waitCommitted(acks[9].Sequence)
-	recs := h.wholeLog(9)
+	recs := h.wholeLog(10)
 	var got []string
 	for _, r := range recs {
 		got = append(got, string(r.Data))
 	}
-	assert.Equal(t, []string{`{"i":0}`, `{"i":1}`, `{"i":2}`, `{"i":3}`, `{"i":4}`, `{"i":6}`, `{"i":7}`, `{"i":8}`, `{"i":9}`}, got)
+	assert.Equal(t, []string{`{"i":0}`, `{"i":1}`, `{"i":2}`, `{"i":3}`, `{"i":4}`,
+		`{"stream":"CODI_AUDIT","first_seq":6,"last_seq":6,"count":1}`, `{"i":6}`, `{"i":7}`, `{"i":8}`, `{"i":9}`}, got)
+	assert.Equal(t, []string{LostSource, LostCategory}, []string{recs[5].Source, recs[5].Category})
 }
 
 // TestService_Run_Shutdown cancels the service under load: Run returns nil,
@@ -447,8 +450,8 @@ func TestService_Run_ShutdownUnderLoad(t *testing.T) {
 }
 
 // TestService_Run_PurgedStream starts a fresh log on a stream whose first
-// messages were purged by an operator: the log starts at the stream's first
-// message.
+// messages were purged by an operator: the log records them as lost, then
+// goes on with the stream's first message.
 func TestService_Run_PurgedStream(t *testing.T) {
 	h := newHarness(t, Config{})
 	require.NoError(t, h.stop())
@@ -460,8 +463,10 @@ func TestService_Run_PurgedStream(t *testing.T) {
 	h.start()
 	h.waitCommitted(acks[2].Sequence)
 	recs := h.all(Query{})
-	require.Len(t, recs, 3)
-	assert.Equal(t, "kept", recs[0].Category)
+	require.Len(t, recs, 4)
+	assert.Equal(t, LostCategory, recs[0].Category)
+	assert.JSONEq(t, `{"stream":"CODI_AUDIT","first_seq":1,"last_seq":5,"count":5}`, string(recs[0].Data))
+	assert.Equal(t, "kept", recs[1].Category)
 	assertChain(t, recs, 1, GenesisPrev)
 }
 
@@ -554,16 +559,36 @@ func TestService_Run_ConsumerDeleted(t *testing.T) {
 	assert.Zero(t, info.NumRedelivered)
 }
 
-// TestService_Run_StreamDeleted deletes CODI_AUDIT under a running service:
-// Run returns an error that says so instead of waiting forever.
+// TestService_Run_StreamDeleted deletes CODI_AUDIT under a running service
+// (issue 11, input 4): the service creates it again with the configuration
+// it had, records in the log that the stream was recreated and what it
+// lost (nothing was pending here), and appends the new stream's events.
 func TestService_Run_StreamDeleted(t *testing.T) {
 	h := newHarness(t, Config{})
 	acks := h.logN(3, "agent-1", "x")
 	h.waitCommitted(acks[2].Sequence)
-	require.NoError(t, h.js.DeleteStream(context.Background(), bus.StreamAudit))
-	err := h.runErr()
-	require.ErrorIs(t, err, jetstream.ErrStreamNotFound)
-	require.ErrorContains(t, err, bus.StreamAudit)
+	ctx := context.Background()
+	old, err := h.js.Stream(ctx, bus.StreamAudit)
+	require.NoError(t, err)
+	require.NoError(t, h.js.DeleteStream(ctx, bus.StreamAudit))
+
+	var stream jetstream.Stream
+	require.Eventually(t, func() bool {
+		stream, err = h.js.Stream(ctx, bus.StreamAudit)
+		return err == nil
+	}, 15*time.Second, 20*time.Millisecond, "the service recreates the stream")
+	assert.Equal(t, old.CachedInfo().Config.Subjects, stream.CachedInfo().Config.Subjects)
+	require.Eventually(t, func() bool { return h.svc.Problem() == nil && h.svc.Status().Seq == 4 }, 10*time.Second, 10*time.Millisecond)
+	assert.Zero(t, h.svc.Status().StreamSeq, "the watermark follows the new stream")
+
+	more := h.logN(2, "agent-1", "y")
+	require.Equal(t, uint64(2), more[1].Sequence)
+	h.waitCommitted(more[1].Sequence)
+	recs := h.wholeLog(6)
+	assert.Equal(t, LostCategory, recs[3].Category)
+	assert.JSONEq(t, `{"stream":"CODI_AUDIT","first_seq":4,"last_seq":3,"count":0,"reason":"stream recreated"}`, string(recs[3].Data))
+	assert.Equal(t, "y", recs[5].Category)
+	assert.True(t, h.verify(VerifyRequest{}).OK)
 }
 
 // TestService_Run_ConsumerRecreateRetried deletes codi-audit while the
@@ -680,4 +705,52 @@ func TestService_Run_StreamLostItsTail(t *testing.T) {
 			assert.Equal(t, last, h.svc.Status().StreamSeq)
 		})
 	}
+}
+
+// TestService_Run_RecordsPurgedRange is issue 11's input 5 on CODI_AUDIT:
+// acknowledged events purged from the stream before the log read them are
+// not skipped in silence: the log records the range as lost, in its place,
+// and goes on with the events after it.
+func TestService_Run_RecordsPurgedRange(t *testing.T) {
+	h := newHarness(t, Config{})
+	acks := h.logN(3, "agent-1", "x")
+	h.waitCommitted(acks[2].Sequence)
+	require.NoError(t, h.stop())
+	acks = h.logN(5, "agent-1", "y") // stream seqs 4-8
+	ctx := context.Background()
+	stream, err := h.js.Stream(ctx, bus.StreamAudit)
+	require.NoError(t, err)
+	require.NoError(t, stream.Purge(ctx, jetstream.WithPurgeSequence(acks[3].Sequence))) // removes 1-6
+	last := h.logN(1, "agent-1", "z")[0]
+
+	h.start()
+	h.waitCommitted(last.Sequence)
+	recs := h.wholeLog(7)
+	assert.Equal(t, LostCategory, recs[3].Category)
+	var lost Lost
+	require.NoError(t, json.Unmarshal(recs[3].Data, &lost))
+	assert.Equal(t, Lost{Stream: bus.StreamAudit, FirstSeq: 4, LastSeq: 6, Count: 3}, lost)
+	assert.Equal(t, []string{"y", "y", "z"}, []string{recs[4].Category, recs[5].Category, recs[6].Category})
+	assert.True(t, h.verify(VerifyRequest{}).OK)
+}
+
+// TestService_Run_RecordsPurgedTail: events purged from the end of
+// CODI_AUDIT before the log read them are never delivered; the idle writer
+// notices, records the range in the log and moves the watermark to the
+// stream's end.
+func TestService_Run_RecordsPurgedTail(t *testing.T) {
+	h := newHarness(t, Config{})
+	acks := h.logN(2, "agent-1", "x")
+	h.waitCommitted(acks[1].Sequence)
+	require.NoError(t, h.stop())
+	acks = h.logN(3, "agent-1", "y") // stream seqs 3-5
+	ctx := context.Background()
+	stream, err := h.js.Stream(ctx, bus.StreamAudit)
+	require.NoError(t, err)
+	require.NoError(t, stream.Purge(ctx))
+	h.start()
+	h.waitCommitted(acks[2].Sequence)
+	recs := h.wholeLog(3)
+	assert.Equal(t, LostCategory, recs[2].Category)
+	assert.JSONEq(t, `{"stream":"CODI_AUDIT","first_seq":3,"last_seq":5,"count":3}`, string(recs[2].Data))
 }

@@ -38,6 +38,10 @@ type VerifyResult struct {
 	Reason string `json:"reason,omitempty"`
 	// Line is the 1-based line of the bad record (VerifyExport only).
 	Line int `json:"line,omitempty"`
+	// Checkpoints is the number of signed checkpoints the records checked
+	// were found to match (see checkpoint.go); a record that does not match
+	// one makes OK false with BadSeq at it.
+	Checkpoints int `json:"checkpoints,omitempty"`
 	// Empty is true when no record was there to check (an empty log or
 	// export, or a range past the end): OK is then false and Reason starts
 	// with "nothing to verify". An empty check proves nothing, so it is
@@ -238,7 +242,7 @@ func (s *Service) verify(ctx context.Context, req VerifyRequest) (VerifyResult, 
 	if head != "" && c.prev != head {
 		return c.fail(to, "the log's head does not match its last record"), nil
 	}
-	return c.result(), nil
+	return s.verifyCheckpoints(ctx, c.result(), c.first, to)
 }
 
 // firstRecord returns the seq of the record whose parts begin parts, how
@@ -276,6 +280,12 @@ func firstRecord(parts []kv.KeyValue) (seq uint64, n int, whole bool) {
 // seq and reason; the error is for read failures only. Safe for concurrent
 // use with distinct readers.
 func VerifyExport(r io.Reader) (VerifyResult, error) {
+	return verifyExport(r, nil)
+}
+
+// verifyExport is VerifyExport calling good, when not nil, with the seq and
+// hash of every record that checks.
+func verifyExport(r io.Reader, good func(seq uint64, hash string)) (VerifyResult, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	var c chain
 	for line := 1; ; line++ {
@@ -287,10 +297,14 @@ func VerifyExport(r io.Reader) (VerifyResult, error) {
 			raw = raw[:len(raw)-1]
 		}
 		if len(raw) > 0 {
-			if seq, reason := c.check(raw); reason != "" {
+			seq, reason := c.check(raw)
+			if reason != "" {
 				res := c.fail(seq, reason)
 				res.Line = line
 				return res, nil
+			}
+			if good != nil {
+				good(seq, c.prev)
 			}
 		}
 		if errors.Is(err, io.EOF) {

@@ -144,3 +144,71 @@ func StoredAfter(ctx context.Context, stream jetstream.Stream, seq uint64, t tim
 	at, found, err := storedFrom(ctx, stream, seq, seq)
 	return found && at.After(t), err
 }
+
+// RecreateStream returns the stream cfg names, creating it with cfg when it
+// does not exist: a service whose stream was deleted under it (`nats stream
+// rm`) passes the configuration it last saw (its stream's CachedInfo) and
+// carries on with an empty stream of the same configuration. created is
+// true when this call created it; when another caller created it first,
+// that stream is returned. Safe for concurrent use.
+//
+// A missing stream is created RecreateSettle after it was found missing:
+// the embedded server removes a deleted stream's files in the background,
+// and a stream of the same name created within milliseconds of the delete
+// had its block files removed under it (every later write failed with
+// "critical write error" until a restart).
+func RecreateStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (s jetstream.Stream, created bool, err error) {
+	s, err = js.Stream(ctx, cfg.Name)
+	if err == nil || !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return s, false, wrapStream(cfg.Name, err)
+	}
+	settle := time.NewTimer(RecreateSettle)
+	defer settle.Stop()
+	select {
+	case <-ctx.Done():
+		return nil, false, wrapStream(cfg.Name, ctx.Err())
+	case <-settle.C:
+	}
+	s, err = js.CreateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		s, err = js.Stream(ctx, cfg.Name)
+		return s, false, wrapStream(cfg.Name, err)
+	}
+	return s, err == nil, wrapStream(cfg.Name, err)
+}
+
+// RecreateSettle is how long RecreateStream waits between finding a stream
+// missing and creating it again.
+const RecreateSettle = time.Second
+
+func wrapStream(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("bus: stream %s: %w", name, err)
+}
+
+// LostTail reports sequences a service that applied stream up to applied
+// will never be handed: the stream's last sequence is past applied, but it
+// holds no message after applied on filter (purged, or deleted by
+// sequence, while the service was behind). A consumer delivers nothing
+// then, so the loss shows only here. first..last is the range; ok is false
+// when nothing is lost (or a message follows, whose delivery shows the
+// gap). Safe for concurrent use.
+func LostTail(ctx context.Context, stream jetstream.Stream, applied uint64, filter string) (first, last uint64, ok bool, err error) {
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, 0, false, wrapStream(stream.CachedInfo().Config.Name, err)
+	}
+	if info.State.LastSeq <= applied {
+		return 0, 0, false, nil
+	}
+	_, err = stream.GetMsg(ctx, applied+1, jetstream.WithGetMsgSubject(filter))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return applied + 1, info.State.LastSeq, true, nil
+	case err != nil:
+		return 0, 0, false, wrapStream(info.Config.Name, err)
+	}
+	return 0, 0, false, nil
+}

@@ -2,6 +2,7 @@ package state
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"strings"
@@ -12,8 +13,34 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// auditCategory is the audit category of every state audit event.
+// auditCategory is the audit category of every command's and expiry's
+// audit event.
 const auditCategory = "state"
+
+// LostCategory is the audit category of the event recording CODI_STATE
+// sequences that were missing from the stream when the service reached
+// them (subject codi.audit.log.codi-state.lost, payload Lost).
+const LostCategory = "lost"
+
+// Lost is the payload of a LostCategory audit event: commands with a PubAck
+// (FirstSeq through LastSeq of Stream) that were purged, deleted or expired
+// from the stream before the service applied them. The watermark moves past
+// them only in the transaction that stores this event.
+//
+// Reason is empty for commands found missing from the stream, and
+// LostRecreated when the stream itself was deleted under the service:
+// then LastSeq is the last sequence the service knew the old stream had
+// (it may have held more), and Count may be 0 (nothing was pending).
+type Lost struct {
+	Stream   string `json:"stream"`
+	FirstSeq uint64 `json:"first_seq"`
+	LastSeq  uint64 `json:"last_seq"`
+	Count    uint64 `json:"count"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// LostRecreated is the Reason of a Lost event for a deleted stream.
+const LostRecreated = "stream recreated"
 
 // maxDetail bounds the detail string of a rejection.
 const maxDetail = 512
@@ -84,30 +111,39 @@ func (p *plan) size() int {
 // watermark is the last sequence applied before im. It only reads; the
 // caller makes the writes. An error is a store failure, never a bad command:
 // bad commands are rejected with an outcome.
-func planCommand(tx kv.ReadTxn, im *inMsg, watermark uint64) (plan, error) {
+//
+// gen is the stream's generation token (see generation.go), part of every
+// audit Nats-Msg-Id.
+func planCommand(tx kv.ReadTxn, im *inMsg, watermark uint64, gen string) (plan, error) {
 	var p plan
 	subj, err := subjects.Parse(im.subject)
 	if err == nil && subj.Type != subjects.TypeStateCmd {
 		err = fmt.Errorf("%q is not a state command subject", im.subject)
 	}
 	if err != nil {
-		p.outcomes = append(p.outcomes, rejectSubject(im, err))
+		p.outcomes = append(p.outcomes, rejectSubject(im, gen, err))
 		return p, nil
 	}
 	kind, id, actor := subj.Kind, subj.ID, subj.Actor
 	cmd, err := decodeCommand(im.data)
 	if err != nil {
-		p.outcomes = append(p.outcomes, reject(im, kind, id, actor, rawOp(im.data), ReasonBadRequest, 0, err.Error()))
+		p.outcomes = append(p.outcomes, reject(im, gen, kind, id, actor, rawOp(im.data), ReasonBadRequest, 0, err.Error()))
 		return p, nil
 	}
 	st, exists, err := getStored(tx, kind, id)
+	if errors.Is(err, ErrCorrupt) || errors.Is(err, kv.ErrCorrupt) {
+		// The command cannot be decided on a record that is not what was
+		// written; other records carry on.
+		p.outcomes = append(p.outcomes, reject(im, gen, kind, id, actor, cmd.op, ReasonCorrupt, 0, err.Error()))
+		return p, nil
+	}
 	if err != nil {
 		return plan{}, fmt.Errorf("state: read %s/%s: %w", kind, id, err)
 	}
 	// A lease that ended before this command was stored expires first, so
 	// the command sees what an agent would expect at its own time.
 	if exists && !st.tombstone && st.ExpiresAt != nil && !st.ExpiresAt.After(im.time) {
-		w, o, tomb, err := planExpiry(st.Record, watermark)
+		w, o, tomb, err := planExpiry(st.Record, watermark, gen)
 		if err != nil {
 			return plan{}, err
 		}
@@ -121,12 +157,12 @@ func planCommand(tx kv.ReadTxn, im *inMsg, watermark uint64) (plan, error) {
 		curRev = st.Rev
 	}
 	if cmd.expectRev != nil && *cmd.expectRev != curRev {
-		p.outcomes = append(p.outcomes, reject(im, kind, id, actor, cmd.op, ReasonConflict, curRev,
+		p.outcomes = append(p.outcomes, reject(im, gen, kind, id, actor, cmd.op, ReasonConflict, curRev,
 			fmt.Sprintf("expected rev %d, current rev %d", *cmd.expectRev, curRev)))
 		return p, nil
 	}
 	if cmd.op == OpDelete && !live {
-		p.outcomes = append(p.outcomes, reject(im, kind, id, actor, cmd.op, ReasonConflict, 0, "record does not exist"))
+		p.outcomes = append(p.outcomes, reject(im, gen, kind, id, actor, cmd.op, ReasonConflict, 0, "record does not exist"))
 		return p, nil
 	}
 
@@ -159,11 +195,11 @@ func planCommand(tx kv.ReadTxn, im *inMsg, watermark uint64) (plan, error) {
 	tombstone := cmd.op == OpDelete
 	val, err := encodeStored(rec, tombstone)
 	if err != nil {
-		p.outcomes = append(p.outcomes, reject(im, kind, id, actor, cmd.op, ReasonBadRequest, 0, "fields: "+err.Error()))
+		p.outcomes = append(p.outcomes, reject(im, gen, kind, id, actor, cmd.op, ReasonBadRequest, 0, "fields: "+err.Error()))
 		return p, nil
 	}
 	if err := kv.CheckValue(val); err != nil {
-		p.outcomes = append(p.outcomes, reject(im, kind, id, actor, cmd.op, ReasonBadRequest, 0,
+		p.outcomes = append(p.outcomes, reject(im, gen, kind, id, actor, cmd.op, ReasonBadRequest, 0,
 			fmt.Sprintf("record of %d bytes is above the limit of %d", len(val), kv.MaxValueSize)))
 		return p, nil
 	}
@@ -178,7 +214,7 @@ func planCommand(tx kv.ReadTxn, im *inMsg, watermark uint64) (plan, error) {
 	if !tombstone {
 		ev.Record = &rec
 	}
-	p.outcomes = append(p.outcomes, newOutcome(im.seq, kind, id, ev, fmt.Sprintf("state-%d", im.seq)))
+	p.outcomes = append(p.outcomes, newOutcome(im.seq, kind, id, ev, commandMsgID(gen, im.seq)))
 	return p, nil
 }
 
@@ -197,7 +233,7 @@ func expiry(t time.Time, ttl *time.Duration, keep *time.Time) *time.Time {
 
 // planExpiry turns the live, leased record r into its tombstone: the writes,
 // the expiry's outcome and the tombstone itself.
-func planExpiry(r Record, watermark uint64) ([]write, outcome, Record, error) {
+func planExpiry(r Record, watermark uint64, gen string) ([]write, outcome, Record, error) {
 	tomb := Record{Kind: r.Kind, ID: r.ID, Rev: r.Rev + 1, UpdatedBy: Actor, UpdatedAt: *r.ExpiresAt, Seq: watermark}
 	val, err := encodeStored(tomb, true)
 	if err != nil {
@@ -208,24 +244,39 @@ func planExpiry(r Record, watermark uint64) ([]write, outcome, Record, error) {
 		{key: stateKey(r.Kind, r.ID), value: val},
 	}
 	ev := Event{Seq: watermark, Status: StatusApplied, Rev: tomb.Rev, Actor: Actor, Op: OpExpire}
-	// Kinds and ids hold no '.', so the id is unique per expiry.
-	msgID := fmt.Sprintf("state-expire-%s.%s.%d", r.Kind, r.ID, tomb.Rev)
-	return w, newOutcome(watermark, r.Kind, r.ID, ev, msgID), tomb, nil
+	return w, newOutcome(watermark, r.Kind, r.ID, ev, expiryMsgID(gen, r.Kind, r.ID, tomb.Rev)), tomb, nil
 }
 
 // reject builds the outcome of a rejected command. kind and id may be empty
 // (or invalid) when the subject did not parse: then there is no event, only
 // the audit record.
-func reject(im *inMsg, kind, id, actor string, op Op, reason Reason, curRev uint64, detail string) outcome {
+func reject(im *inMsg, gen, kind, id, actor string, op Op, reason Reason, curRev uint64, detail string) outcome {
 	ev := Event{Seq: im.seq, Status: StatusRejected, Reason: reason, Actor: actor, Op: op, CurrentRev: curRev}
-	if reason == ReasonBadRequest {
+	if reason == ReasonBadRequest || reason == ReasonCorrupt {
 		ev.Detail = truncate(detail, maxDetail)
 	}
-	o := newOutcome(im.seq, kind, id, ev, fmt.Sprintf("state-%d", im.seq))
+	o := newOutcome(im.seq, kind, id, ev, commandMsgID(gen, im.seq))
 	o.detail = truncate(detail, maxDetail)
 	o.audit.data = mustJSON(auditRecord{Seq: im.seq, Status: StatusRejected, Kind: kind, ID: id, Actor: actor,
 		Op: op, Rev: curRev, Reason: reason, Detail: o.detail})
 	return o
+}
+
+// lostOutcome is the outcome recording stream seqs first..last of stream
+// missing: an audit record only.
+func lostOutcome(stream, gen string, first, last uint64, reason string) outcome {
+	subj, _ := subjects.AuditLog(Actor, LostCategory)
+	id := lostMsgID(gen, first, last)
+	return outcome{
+		seq:    first,
+		status: StatusLost,
+		audit: outboxEntry{
+			key:     outboxKey(first, id),
+			subject: subj,
+			msgID:   id,
+			data:    mustJSON(Lost{Stream: stream, FirstSeq: first, LastSeq: last, Count: last + 1 - first, Reason: reason}),
+		},
+	}
 }
 
 // newOutcome encodes ev for kind/id and its audit record under msgID.
@@ -259,7 +310,7 @@ func newOutcome(seq uint64, kind, id string, ev Event, msgID string) outcome {
 // the subject that are valid where they stand (the actor is the last
 // token), so that the operator sees who sent it; the detail says what is
 // wrong and, for an id split by '.', how to escape it.
-func rejectSubject(im *inMsg, perr error) outcome {
+func rejectSubject(im *inMsg, gen string, perr error) outcome {
 	kind, id, actor := salvage(im.subject)
 	detail := "subject: " + perr.Error()
 	if hint := subjects.Hint(im.subject); hint != "" {
@@ -268,7 +319,7 @@ func rejectSubject(im *inMsg, perr error) outcome {
 	detail = truncate(detail, maxDetail)
 	ev := Event{Seq: im.seq, Status: StatusRejected, Reason: ReasonBadRequest, Actor: actor, Op: rawOp(im.data),
 		Detail: detail, Subject: truncate(im.subject, maxDetail)}
-	o := newOutcome(im.seq, kind, id, ev, fmt.Sprintf("state-%d", im.seq))
+	o := newOutcome(im.seq, kind, id, ev, commandMsgID(gen, im.seq))
 	o.evtSubject, o.evt = subjects.StateBadRequest, mustJSON(ev)
 	o.detail, o.rawSubject = detail, im.subject
 	o.audit.data = mustJSON(auditRecord{Seq: im.seq, Status: StatusRejected, Kind: kind, ID: id, Actor: actor,

@@ -61,7 +61,7 @@ func withDefault(ctx context.Context) (context.Context, context.CancelFunc) {
 }
 
 // Err returns nil for an applied event, and for a rejected one an error
-// wrapping ErrConflict or ErrBadRequest with the details. It only reads e;
+// wrapping ErrConflict, ErrBadRequest or ErrCorrupt with the details. It only reads e;
 // safe for concurrent use.
 func (e Event) Err() error {
 	switch {
@@ -71,6 +71,8 @@ func (e Event) Err() error {
 		return fmt.Errorf("%w: seq %d: current rev %d", ErrConflict, e.Seq, e.CurrentRev)
 	case e.Reason == ReasonBadRequest:
 		return fmt.Errorf("%w: seq %d: %s", ErrBadRequest, e.Seq, e.Detail)
+	case e.Reason == ReasonCorrupt:
+		return fmt.Errorf("%w: seq %d: %s", ErrCorrupt, e.Seq, e.Detail)
 	}
 	return fmt.Errorf("%w: seq %d: status %q reason %q", ErrRemote, e.Seq, e.Status, e.Reason)
 }

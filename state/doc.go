@@ -38,7 +38,7 @@ stream order: a hole in the consumer's delivery sequence (a message handed to
 another puller, or lost with a connection) restarts the consumer right after
 the applied sequence, and so does a consumer found ahead of the store at
 start. Audit events leave the outbox only after their PubAck, and carry
-Nats-Msg-Id state-<seq>, so a crash between commit and publish neither loses
+Nats-Msg-Id state-<generation>-<seq> (generation.go), so a crash between commit and publish neither loses
 nor duplicates them. The watermark also records when JetStream stored the
 last applied command: a stream that hands its sequence numbers out again
 (deleted and created anew, or its unsynced tail lost in a power loss) is

@@ -30,6 +30,11 @@ var (
 	// ErrUnavailable is returned when the service answered 503: it is
 	// shutting down or its store failed.
 	ErrUnavailable = errors.New("state: service unavailable")
+	// ErrCorrupt is returned for a stored record that fails its checksum
+	// or does not decode: the error names the record. Client.Apply returns
+	// it for a command rejected with reason "corrupt"; a get or list of it
+	// is answered 500 with the same text (ErrRemote on the client).
+	ErrCorrupt = errors.New("state: stored record is corrupt")
 	// ErrRemote is returned for any other error reply from the service.
 	ErrRemote = errors.New("state: service error")
 )

@@ -172,21 +172,39 @@ func (s *Service) waitFor(seq uint64, wait time.Duration) error {
 func (s *Service) serveGet(req micro.Request, kind, id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
 	defer cancel()
-	var val []byte
+	key := stateKey(kind, id)
+	var (
+		body []byte
+		live bool
+	)
 	err := s.store.View(ctx, func(tx kv.ReadTxn) error {
-		v, err := tx.Get(stateKey(kind, id))
-		val = v
+		v, err := tx.Get(key)
+		if err != nil {
+			return err
+		}
+		body, live, err = openStored(key, v)
 		return err
 	})
 	switch {
-	case errors.Is(err, kv.ErrNotFound) || (err == nil && (len(val) < 2 || val[0] != tagLive)):
+	case errors.Is(err, kv.ErrNotFound) || (err == nil && !live):
 		respondError(req, codeNotFound, fmt.Sprintf("%s %s not found", kind, id))
 	case err != nil:
-		s.log.Error().Err(err).Str("subject", req.Subject()).Msg("get")
-		respondError(req, codeInternal, "store read failed")
+		s.readFailed(req, "get", err)
 	default:
-		_ = req.Respond(val[1:])
+		_ = req.Respond(body)
 	}
+}
+
+// readFailed logs a failed store read at error and answers 500 with what
+// failed: a corrupt record or store page is named (ErrCorrupt,
+// kv.ErrCorrupt), anything else is "store read failed".
+func (s *Service) readFailed(req micro.Request, op string, err error) {
+	s.log.Error().Err(err).Str("subject", req.Subject()).Msg(op)
+	msg := "store read failed"
+	if errors.Is(err, ErrCorrupt) || errors.Is(err, kv.ErrCorrupt) {
+		msg = err.Error()
+	}
+	respondError(req, codeInternal, msg)
 }
 
 // handleList answers codi.state.list.<kind>.
@@ -215,8 +233,7 @@ func (s *Service) handleList(req micro.Request) {
 	}
 	body, err := s.list(p.Kind, o)
 	if err != nil {
-		s.log.Error().Err(err).Str("subject", req.Subject()).Msg("list")
-		respondError(req, codeInternal, "store read failed")
+		s.readFailed(req, "list", err)
 		return
 	}
 	_ = req.Respond(body)
@@ -259,10 +276,14 @@ func (s *Service) list(kind string, o ListOptions) ([]byte, error) {
 			}
 			for _, p := range kvs {
 				from = append(p.Key, 0x00)
-				if len(p.Value) < 2 || p.Value[0] != tagLive {
+				body, live, err := openStored(p.Key, p.Value)
+				if err != nil {
+					return err
+				}
+				if !live {
 					continue
 				}
-				if len(recs) == limit || size+len(p.Value) > maxBytes {
+				if len(recs) == limit || size+len(body) > maxBytes {
 					more = true
 					return nil
 				}
@@ -271,8 +292,8 @@ func (s *Service) list(kind string, o ListOptions) ([]byte, error) {
 					return fmt.Errorf("state: corrupt record key: %v", err)
 				}
 				lastID, _ = t[2].(string)
-				recs = append(recs, p.Value[1:])
-				size += len(p.Value)
+				recs = append(recs, body)
+				size += len(body)
 			}
 			if len(kvs) <= limit {
 				return nil

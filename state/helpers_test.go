@@ -3,6 +3,7 @@ package state_test
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -269,4 +270,20 @@ func mustField(t *testing.T, data []byte, name string) json.RawMessage {
 	v, ok := m[name]
 	require.True(t, ok, "no field %q in %s", name, data)
 	return v
+}
+
+// generation is the generation token the service derives from CODI_STATE as
+// it is now (its creation time), for a store that has applied nothing
+// before it.
+func (e *env) generation() string {
+	e.t.Helper()
+	s, err := e.js.Stream(context.Background(), bus.StreamState)
+	require.NoError(e.t, err)
+	return strconv.FormatInt(s.CachedInfo().Created.UnixNano(), 10)
+}
+
+// cmdID is the audit Nats-Msg-Id of the command at seq in the current
+// stream generation.
+func (e *env) cmdID(seq uint64) string {
+	return "state-" + e.generation() + "-" + strconv.FormatUint(seq, 10)
 }

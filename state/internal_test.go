@@ -1,10 +1,13 @@
 package state
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/internal/kv/boltkv"
 	"github.com/codi2/codi2/internal/kv/kvtest"
 	"github.com/codi2/codi2/internal/strictjson"
 )
@@ -108,6 +112,7 @@ func TestEvent_Err(t *testing.T) {
 	assert.NoError(t, Event{Status: StatusApplied}.Err())
 	assert.ErrorIs(t, Event{Status: StatusRejected, Reason: ReasonConflict}.Err(), ErrConflict)
 	assert.ErrorIs(t, Event{Status: StatusRejected, Reason: ReasonBadRequest}.Err(), ErrBadRequest)
+	assert.ErrorIs(t, Event{Status: StatusRejected, Reason: ReasonCorrupt}.Err(), ErrCorrupt)
 	assert.ErrorIs(t, Event{Status: "odd"}.Err(), ErrRemote)
 }
 
@@ -121,11 +126,28 @@ func TestTruncate(t *testing.T) {
 }
 
 func TestDecodeStored_Corrupt(t *testing.T) {
-	for _, v := range [][]byte{nil, {1}, {9, '{', '}'}, {1, 'x', 'y'}} {
-		_, err := decodeStored(v)
-		assert.Error(t, err)
+	key := stateKey("task", "t1")
+	good := sealStored(key, false, []byte(`{"kind":"task","id":"t1","rev":1}`))
+	flipped := bytes.Clone(good)
+	flipped[len(flipped)-3] ^= 0x01
+	for _, v := range [][]byte{nil, {1}, {9, '{', '}'}, {1, 'x', 'y'}, {3, 0, 0, 0, 0}, flipped,
+		sealStored(stateKey("task", "t2"), false, good[5:]), // another key's value
+		sealStored(key, false, []byte(`{"rev":`))} {
+		_, err := decodeStored(key, v)
+		assert.ErrorIs(t, err, ErrCorrupt)
+		assert.ErrorContains(t, err, "task/t1")
 	}
-	_, err := decodeOutbox([]byte("k"), []byte{0xff})
+	st, err := decodeStored(key, good)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), st.Rev)
+	st, err = decodeStored(key, []byte(`{"kind":"task","id":"t1","rev":4}`)[0:0])
+	assert.Error(t, err)
+	st, err = decodeStored(key, append([]byte{tagTombstone}, `{"kind":"task","id":"t1","rev":4}`...))
+	require.NoError(t, err, "a value written before checksums")
+	assert.True(t, st.tombstone)
+	assert.Equal(t, uint64(4), st.Rev)
+	assert.Equal(t, `"\x00"`, recordName([]byte{0}))
+	_, err = decodeOutbox([]byte("k"), []byte{0xff})
 	assert.Error(t, err)
 	_, err = decodeOutbox([]byte("k"), []byte{0x02, 'a', 0x00, 0x02, 'b', 0x00, 0x02, 'c', 0x00})
 	assert.Error(t, err, "data must be bytes")
@@ -184,4 +206,109 @@ func TestLostReason(t *testing.T) {
 	assert.Equal(t, "consumer deleted", lostReason(jetstream.ErrConsumerDeleted))
 	assert.Equal(t, "consumer heartbeats missed", lostReason(fmt.Errorf("x: %w", jetstream.ErrNoHeartbeat)))
 	assert.Equal(t, "", lostReason(errors.New("other")))
+}
+
+func TestGeneration_IDs(t *testing.T) {
+	created := time.Unix(0, 1764547200123456789)
+	base := "1764547200123456789"
+	for cur, want := range map[string]string{"": base, base: base + ".1", base + ".1": base + ".2", base + ".x": base, "17": base} {
+		assert.Equal(t, want, nextGeneration(cur, created), "after %q", cur)
+	}
+	assert.Equal(t, "state-7", commandMsgID("", 7))
+	assert.Equal(t, "state-"+base+"-7", commandMsgID(base, 7))
+	assert.Equal(t, "state-expire-task.t1.3", expiryMsgID("", "task", "t1", 3))
+	assert.Equal(t, "state-expire-"+base+"-task.t1.3", expiryMsgID(base, "task", "t1", 3))
+	assert.Equal(t, "state-lost-4-6", lostMsgID("", 4, 6))
+	assert.Equal(t, "state-lost-"+base+"-4-6", lostMsgID(base, 4, 6))
+	assert.Equal(t, "state-7~1", altMsgID("state-7"))
+	assert.Equal(t, "state-7~2", altMsgID("state-7~1"))
+	assert.Equal(t, "a~b~1", altMsgID("a~b"))
+}
+
+// commitCorrupt commits the rejection of a command whose transaction failed
+// on a damaged page, the loss of the commands before it that the stream no
+// longer holds, and the watermark, in one transaction.
+func TestLoop_CommitCorrupt(t *testing.T) {
+	b := bustest.Run(t)
+	store := kvtest.NewBolt(t)
+	svc, err := New(Config{}, b.Conn(), store, bustest.Logger(t))
+	require.NoError(t, err)
+	l := &loop{s: svc, cfg: svc.cfg, log: svc.log, gen: "g", applied: 2}
+	im := &inMsg{seq: 5, time: time.Unix(100, 0).UTC(), subject: "codi.state.cmd.task.t1.agent-1", data: []byte(`{"op":"merge"}`)}
+	res, err := l.commitCorrupt(context.Background(), im, kv.ErrCorrupt)
+	require.NoError(t, err)
+	require.Len(t, res.outcomes, 2)
+	assert.Equal(t, StatusLost, res.outcomes[0].status)
+	assert.Equal(t, ReasonCorrupt, res.outcomes[1].reason)
+	assert.Contains(t, string(res.outcomes[1].evt), `"reason":"corrupt"`)
+	require.NoError(t, store.View(context.Background(), func(tx kv.ReadTxn) error {
+		seq, err := getApplied(tx, svc.cfg.Stream)
+		assert.Equal(t, uint64(5), seq)
+		return err
+	}))
+	assert.Equal(t, 2, outboxCount(t, store))
+
+	require.NoError(t, store.Close())
+	_, err = l.commitCorrupt(context.Background(), im, kv.ErrCorrupt)
+	assert.ErrorIs(t, err, kv.ErrClosed)
+}
+
+func outboxCount(t *testing.T, store kv.Store) int {
+	t.Helper()
+	n := 0
+	require.NoError(t, store.View(context.Background(), func(tx kv.ReadTxn) error {
+		b, e := kv.Tuple{prefixOutbox}.Range()
+		kvs, err := tx.GetRange(b, e, kv.RangeOptions{})
+		n = len(kvs)
+		return err
+	}))
+	return n
+}
+
+// A damage that every transaction reads (here the first page of the lease
+// index, which each batch reads for the next expiry) cannot be isolated to
+// one command: process tries the batch, then its first command alone,
+// then that command's rejection, and returns an error naming the damage,
+// never a panic.
+func TestLoop_Process_DamageEveryTransactionReads(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	store, err := boltkv.Open(path, boltkv.Options{NoSync: true})
+	require.NoError(t, err)
+	require.NoError(t, store.Update(context.Background(), func(tx kv.Txn) error {
+		for i := range 3000 {
+			if err := tx.Set(leaseKey(time.Unix(int64(i), 0), "task", "t"), []byte{}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	require.NoError(t, store.Close())
+	first := leaseKey(time.Unix(0, 0), "task", "t")
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	ps := os.Getpagesize()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	require.NoError(t, err)
+	for off := 2 * ps; off+ps <= len(data); off += ps {
+		if page := data[off : off+ps]; page[8] == 0x02 && bytes.Contains(page, first) {
+			_, err := f.WriteAt([]byte{0x7f}, int64(off+8))
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, f.Close())
+	store, err = boltkv.Open(path, boltkv.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+
+	b := bustest.Run(t)
+	svc, err := New(Config{}, b.Conn(), store, bustest.Logger(t))
+	require.NoError(t, err)
+	l := &loop{s: svc, cfg: svc.cfg, log: svc.log, gen: "g"}
+	batch := []*inMsg{
+		{seq: 1, time: time.Unix(100, 0).UTC(), subject: "codi.state.cmd.task.a.agent-1", data: []byte(`{"op":"put"}`)},
+		{seq: 2, time: time.Unix(100, 0).UTC(), subject: "codi.state.cmd.task.b.agent-1", data: []byte(`{"op":"put"}`)},
+	}
+	err = l.process(context.Background(), batch)
+	require.ErrorIs(t, err, kv.ErrCorrupt)
+	assert.ErrorContains(t, err, "seq=1")
 }

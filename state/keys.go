@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"time"
 
 	"github.com/codi2/codi2/internal/kv"
@@ -12,7 +13,7 @@ import (
 
 // Key layout (kv.Tuple, so the bytes are the same on bbolt and FoundationDB):
 //
-//	("state", kind, id)                  -> tag byte + record JSON (live or tombstone)
+//	("state", kind, id)                  -> tag byte + CRC-32C (4 bytes) + record JSON (live or tombstone)
 //	("lease", expires_unix_nano, kind, id) -> empty; one per record with a lease
 //	("outbox", seq, msg_id)              -> Tuple{subject, msg_id, audit JSON}
 //	("meta", "applied", stream)          -> last applied stream sequence, 8 bytes big endian
@@ -27,11 +28,68 @@ const (
 	prefixMeta   = "meta"
 )
 
-// Tags of a stored record value.
+// Tags of a stored record value. The checksummed tags carry a CRC-32C
+// (Castagnoli, big endian) of the key followed by the JSON, so that a
+// flipped byte in the value, or a value found under another key, is caught
+// when it is read. Values written before the checksum (tags 1 and 2) are
+// read without one; every write uses the checksummed tags.
 const (
-	tagLive      byte = 1
-	tagTombstone byte = 2
+	tagLive         byte = 1
+	tagTombstone    byte = 2
+	tagLiveSum      byte = 3
+	tagTombstoneSum byte = 4
 )
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// sealStored is the stored value of the record JSON body under key.
+func sealStored(key []byte, tombstone bool, body []byte) []byte {
+	tag := tagLiveSum
+	if tombstone {
+		tag = tagTombstoneSum
+	}
+	v := make([]byte, 5, 5+len(body))
+	v[0] = tag
+	binary.BigEndian.PutUint32(v[1:], recordSum(key, body))
+	return append(v, body...)
+}
+
+func recordSum(key, body []byte) uint32 {
+	return crc32.Update(crc32.Checksum(key, castagnoli), castagnoli, body)
+}
+
+// openStored checks the stored value v of key and returns its record JSON
+// and whether it is live (not a tombstone). A value that is too short, has
+// an unknown tag or fails its checksum is an error matching ErrCorrupt that
+// names the record.
+func openStored(key, v []byte) (body []byte, live bool, err error) {
+	if len(v) > 0 {
+		switch v[0] {
+		case tagLive, tagTombstone:
+			if len(v) >= 2 {
+				return v[1:], v[0] == tagLive, nil
+			}
+		case tagLiveSum, tagTombstoneSum:
+			if len(v) >= 6 {
+				body = v[5:]
+				if binary.BigEndian.Uint32(v[1:]) != recordSum(key, body) {
+					return nil, false, fmt.Errorf("%w: record %s: checksum mismatch", ErrCorrupt, recordName(key))
+				}
+				return body, v[0] == tagLiveSum, nil
+			}
+		}
+	}
+	return nil, false, fmt.Errorf("%w: record %s: bad value (%d bytes)", ErrCorrupt, recordName(key), len(v))
+}
+
+// recordName is kind/id of a record key, for errors.
+func recordName(key []byte) string {
+	t, err := kv.Unpack(key)
+	if err != nil || len(t) != 3 {
+		return fmt.Sprintf("%q", key)
+	}
+	return fmt.Sprintf("%v/%v", t[1], t[2])
+}
 
 func stateKey(kind, id string) []byte { return kv.Tuple{prefixState, kind, id}.Pack() }
 
@@ -53,41 +111,41 @@ type stored struct {
 }
 
 func encodeStored(r Record, tombstone bool) ([]byte, error) {
-	tag := tagLive
 	if tombstone {
-		tag = tagTombstone
 		r.Fields = nil
 	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		return nil, err
 	}
-	return append([]byte{tag}, b...), nil
+	return sealStored(stateKey(r.Kind, r.ID), tombstone, b), nil
 }
 
 // getStored reads the record at kind/id. ok is false when there is neither a
 // record nor a tombstone.
 func getStored(tx kv.ReadTxn, kind, id string) (st stored, ok bool, err error) {
-	v, err := tx.Get(stateKey(kind, id))
+	key := stateKey(kind, id)
+	v, err := tx.Get(key)
 	if errors.Is(err, kv.ErrNotFound) {
 		return stored{}, false, nil
 	}
 	if err != nil {
 		return stored{}, false, err
 	}
-	st, err = decodeStored(v)
+	st, err = decodeStored(key, v)
 	return st, err == nil, err
 }
 
-func decodeStored(v []byte) (stored, error) {
-	if len(v) < 2 || (v[0] != tagLive && v[0] != tagTombstone) {
-		return stored{}, fmt.Errorf("state: corrupt record value (%d bytes)", len(v))
+func decodeStored(key, v []byte) (stored, error) {
+	body, live, err := openStored(key, v)
+	if err != nil {
+		return stored{}, err
 	}
 	var st stored
-	if err := json.Unmarshal(v[1:], &st.Record); err != nil {
-		return stored{}, fmt.Errorf("state: corrupt record: %w", err)
+	if err := json.Unmarshal(body, &st.Record); err != nil {
+		return stored{}, fmt.Errorf("%w: record %s: %v", ErrCorrupt, recordName(key), err)
 	}
-	st.tombstone = v[0] == tagTombstone
+	st.tombstone = !live
 	return st, nil
 }
 

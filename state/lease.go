@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -70,6 +71,7 @@ func (l *loop) caughtUp(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	l.seen = max(l.seen, info.State.LastSeq)
 	return info.State.LastSeq <= l.applied, nil
 }
 
@@ -99,6 +101,16 @@ func (l *loop) expireDue(ctx context.Context, cutoff time.Time) error {
 			kind, _ := t[2].(string)
 			id, _ := t[3].(string)
 			st, ok, err := getStored(tx, kind, id)
+			if errors.Is(err, ErrCorrupt) {
+				// Its lease cannot be told from the damage: drop the index
+				// entry so the sweep goes on (the error is logged after
+				// the commit; gets and commands on it keep failing).
+				res.corrupt = append(res.corrupt, err.Error())
+				if err := tx.Clear(p.Key); err != nil {
+					return err
+				}
+				continue
+			}
 			if err != nil {
 				return err
 			}
@@ -109,7 +121,7 @@ func (l *loop) expireDue(ctx context.Context, cutoff time.Time) error {
 				}
 				continue
 			}
-			w, o, _, err := planExpiry(st.Record, applied)
+			w, o, _, err := planExpiry(st.Record, applied, l.gen)
 			if err != nil {
 				return err
 			}
@@ -128,6 +140,9 @@ func (l *loop) expireDue(ctx context.Context, cutoff time.Time) error {
 		return fmt.Errorf("state: expire leases up to %s: %w", cutoff.Format(time.RFC3339Nano), err)
 	}
 	l.dropCleared(clears)
+	for _, c := range res.corrupt {
+		l.log.Error().Str("detail", c).Msg("lease not expired: its record in the store is corrupt; its lease index entry was dropped")
+	}
 	l.nextLease = res.nextLease
 	l.report(res.outcomes)
 	if len(res.outcomes) > 0 {

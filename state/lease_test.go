@@ -54,10 +54,10 @@ func TestService_Lease_Expires(t *testing.T) {
 
 	// The expiry is audited once, with its own Msg-Id.
 	require.Eventually(t, func() bool {
-		_, ok := e.auditByID()["state-expire-task.t1.2"]
+		_, ok := e.auditByID()["state-expire-"+e.generation()+"-task.t1.2"]
 		return ok
 	}, 5*time.Second, 10*time.Millisecond)
-	a := e.auditByID()["state-expire-task.t1.2"]
+	a := e.auditByID()["state-expire-"+e.generation()+"-task.t1.2"]
 	assert.Equal(t, "expire", a.body["op"])
 	assert.Equal(t, "codi-state", a.body["actor"])
 	assert.Equal(t, "codi.audit.log.codi-state.state.task", a.subject)

@@ -244,7 +244,7 @@ func TestService_Run_RepublishesOutbox(t *testing.T) {
 	require.Eventually(t, func() bool { return outboxLen(t, e.store) == 0 }, 10*time.Second, 10*time.Millisecond)
 	ids := e.auditByID()
 	for seq := last - 4; seq <= last; seq++ {
-		assert.Contains(t, ids, fmt.Sprintf("state-%d", seq))
+		assert.Contains(t, ids, e.cmdID(seq))
 	}
 
 	// Published once more (a crash before the outbox was cleared): the
@@ -253,8 +253,8 @@ func TestService_Run_RepublishesOutbox(t *testing.T) {
 	data := []byte(`{"seq":1}`)
 	subj, _ := subjects.AuditLog(state.Actor, "state", "task")
 	require.NoError(t, e.store.Update(ctx, func(tx kv.Txn) error {
-		return tx.Set(kv.Tuple{"outbox", int64(last), fmt.Sprintf("state-%d", last)}.Pack(),
-			kv.Tuple{subj, fmt.Sprintf("state-%d", last), data}.Pack())
+		return tx.Set(kv.Tuple{"outbox", int64(last), e.cmdID(last)}.Pack(),
+			kv.Tuple{subj, e.cmdID(last), data}.Pack())
 	}))
 	e.start(cfg)
 	require.Eventually(t, func() bool { return outboxLen(t, e.store) == 0 }, 10*time.Second, 10*time.Millisecond)
@@ -448,13 +448,49 @@ func TestService_Run_ConsumerDeletedRecreated(t *testing.T) {
 	assert.Equal(t, uint64(10), e.rev("task", "t1"))
 }
 
-// Without its stream the service cannot go on: Run returns the error.
+// CODI_STATE deleted under the running service (issue 11, input 4): the
+// service creates it again with the configuration it had, records the loss
+// (what the old stream held past the watermark: nothing here) in the audit
+// log naming the stream, and applies the new stream's commands as a new
+// generation.
 func TestService_Run_StreamDeleted(t *testing.T) {
 	e := newEnv(t)
-	done := e.runToFailure(e.store)
+	r := e.start(fastConfig())
 	e.waitApplied(e.merges("task", "t1", 1, 3))
-	require.NoError(t, e.js.DeleteStream(ctxT(t), bus.StreamState))
-	require.ErrorIs(t, runErr(t, done), jetstream.ErrStreamNotFound)
+	ctx := ctxT(t)
+	old, err := e.js.Stream(ctx, bus.StreamState)
+	require.NoError(t, err)
+	require.NoError(t, e.js.DeleteStream(ctx, bus.StreamState))
+
+	var stream jetstream.Stream
+	require.Eventually(t, func() bool {
+		stream, err = e.js.Stream(ctx, bus.StreamState)
+		return err == nil
+	}, 15*time.Second, 20*time.Millisecond, "the service recreates the stream")
+	assert.Equal(t, old.CachedInfo().Config.Subjects, stream.CachedInfo().Config.Subjects)
+	assert.Equal(t, old.CachedInfo().Config.MaxAge, stream.CachedInfo().Config.MaxAge)
+	require.Eventually(t, func() bool { return r.svc.Problem() == nil }, 10*time.Second, 10*time.Millisecond)
+
+	last := e.merges("task", "t1", 4, 2)
+	require.Equal(t, uint64(2), last, "a new stream")
+	require.Eventually(t, func() bool {
+		rec, err := e.client("observer").Get(ctx, "task", "t1", 0)
+		return err == nil && rec.Rev == 5
+	}, 10*time.Second, 10*time.Millisecond)
+	var lost []map[string]any
+	require.Eventually(t, func() bool {
+		lost = lost[:0]
+		for _, a := range e.audits() {
+			if a.subject == "codi.audit.log.codi-state.lost" {
+				lost = append(lost, a.body)
+			}
+		}
+		return len(lost) == 1
+	}, 10*time.Second, 10*time.Millisecond)
+	assert.Equal(t, map[string]any{"stream": "CODI_STATE", "first_seq": 4.0, "last_seq": 3.0, "count": 0.0, "reason": state.LostRecreated}, lost[0])
+	ids := e.auditByID()
+	assert.Len(t, ids, 6, "3 commands, the loss, 2 commands: no id repeated")
+	assert.Contains(t, ids, e.cmdID(1), "the new generation's ids")
 }
 
 // A store whose state keys are corrupt fails Run at start, naming the
@@ -545,6 +581,16 @@ func TestService_Run_StreamRecreated(t *testing.T) {
 	last := e.merges("task", "t1", 12, 1)
 	e.waitApplied(last)
 	assert.Equal(t, uint64(12), e.rev("task", "t1"))
+
+	// Every command's audit event reached CODI_AUDIT under its own id
+	// (issue 11, input 4): the new stream's state-<seq> would repeat the
+	// old one's, and the duplicate window would drop them.
+	require.Eventually(t, func() bool { return len(e.audits()) >= 12 }, 10*time.Second, 10*time.Millisecond)
+	ids := e.auditByID()
+	assert.Len(t, ids, 12)
+	for seq := uint64(1); seq <= last; seq++ {
+		assert.Contains(t, ids, e.cmdID(seq), "the new generation's id of seq %d", seq)
+	}
 }
 
 // A stream that lost commands the store had applied (what a power loss can

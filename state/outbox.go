@@ -2,12 +2,16 @@ package state
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/internal/kv"
 )
 
@@ -77,6 +81,11 @@ func (l *loop) reloadOutbox(ctx context.Context) error {
 // auditRetryDelay. It fails only when the store cannot be read.
 func (l *loop) pumpAudits(ctx context.Context) error {
 	l.pollAudits()
+	if l.suspects > 0 {
+		if err := l.resolveDuplicates(ctx); err != nil {
+			return err
+		}
+	}
 	if len(l.audits) == 0 && l.spilled {
 		if err := l.reloadOutbox(ctx); err != nil {
 			return err
@@ -89,7 +98,7 @@ func (l *loop) pumpAudits(ctx context.Context) error {
 		if l.inflight >= maxAuditInflight {
 			break
 		}
-		if it.fut != nil || it.done {
+		if it.fut != nil || it.done || it.dupSeq != 0 {
 			continue
 		}
 		msg := &nats.Msg{Subject: it.subject, Data: it.data, Header: nats.Header{}}
@@ -104,6 +113,66 @@ func (l *loop) pumpAudits(ctx context.Context) error {
 		l.inflight++
 	}
 	return nil
+}
+
+// resolveDuplicates looks at the messages JetStream took the outbox's
+// publishes for duplicates of. A message on the same subject is this
+// service's own earlier publish (a restart re-publishes its outbox): done.
+// A message on another subject means some other source published the id
+// first, which the stream-wide duplicate window lets it do (an agent can
+// aim an id like state-<gen>-<next seq> at the state service): the event
+// gets the next alternate id (altMsgID), stored in its outbox entry before
+// it is published again, so that a crash re-publishes the same id. It fails
+// only when the store cannot be written.
+func (l *loop) resolveDuplicates(ctx context.Context) error {
+	for _, it := range l.audits {
+		if it.dupSeq == 0 {
+			continue
+		}
+		if l.auditStream == nil {
+			s, err := l.s.js.Stream(ctx, bus.StreamAudit)
+			if err != nil {
+				l.log.Warn().Err(err).Str("stream", bus.StreamAudit).Msg("check a duplicate audit publish; retrying")
+				l.auditRetry = time.Now().Add(auditRetryDelay)
+				return nil
+			}
+			l.auditStream = s
+		}
+		msg, err := l.auditStream.GetMsg(ctx, it.dupSeq)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && msg.Subject == it.subject):
+			// Ours (or no longer there to tell): nothing to do again.
+			it.done = true
+		case err != nil:
+			l.log.Warn().Err(err).Str("stream", bus.StreamAudit).Uint64("seq", it.dupSeq).Msg("check a duplicate audit publish; retrying")
+			l.auditRetry = time.Now().Add(auditRetryDelay)
+			return nil
+		default:
+			alt := it.outboxEntry
+			alt.msgID = altMsgID(it.msgID)
+			err := l.update(ctx, func(tx kv.Txn) error { return tx.Set(alt.key, encodeOutbox(alt)) })
+			if err != nil {
+				return fmt.Errorf("state: outbox %s: %w", alt.msgID, err)
+			}
+			l.log.Error().Str("msg_id", it.msgID).Str("subject", msg.Subject).Uint64("seq", it.dupSeq).
+				Str("new_msg_id", alt.msgID).Msg("another source published this audit event's Nats-Msg-Id first; publishing it under a new id")
+			it.outboxEntry = alt
+		}
+		it.dupSeq = 0
+		l.suspects--
+	}
+	return nil
+}
+
+// altMsgID is the id an audit event takes when another source took id:
+// id~1, then id~2, ...
+func altMsgID(id string) string {
+	if i := strings.LastIndexByte(id, '~'); i >= 0 {
+		if n, err := strconv.ParseUint(id[i+1:], 10, 32); err == nil {
+			return id[:i+1] + strconv.FormatUint(n+1, 10)
+		}
+	}
+	return id + "~1"
 }
 
 // pollAudits records the publishes that got their PubAck or failed. The
@@ -124,9 +193,17 @@ func (l *loop) pollAudits() {
 			continue
 		}
 		select {
-		case <-it.fut.Ok():
-			it.done, it.fut = true, nil
+		case ack := <-it.fut.Ok():
+			it.fut = nil
 			l.inflight--
+			if ack.Duplicate {
+				// JetStream's duplicate window is the whole stream's:
+				// the id may be another source's (resolveDuplicates).
+				it.dupSeq = max(ack.Sequence, 1)
+				l.suspects++
+			} else {
+				it.done = true
+			}
 		case err := <-it.fut.Err():
 			it.fut = nil
 			l.inflight--

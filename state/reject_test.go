@@ -96,7 +96,7 @@ func TestService_Apply_BadInput(t *testing.T) {
 	}, 5e9, 1e7)
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a, found := audits[fmt.Sprintf("state-%d", seqs[i])]
+			a, found := audits[e.cmdID(seqs[i])]
 			require.True(t, found, "audit record")
 			assert.Equal(t, "rejected", a.body["status"])
 			assert.Equal(t, "bad_request", a.body["reason"])
@@ -121,7 +121,7 @@ func TestService_Apply_BadInput(t *testing.T) {
 			}
 		})
 	}
-	a := audits[fmt.Sprintf("state-%d", good)]
+	a := audits[e.cmdID(good)]
 	assert.Equal(t, map[string]any{"seq": float64(good), "status": "applied", "kind": "task", "id": "t1",
 		"actor": "agent-1", "op": "put", "rev": float64(1), "reason": "", "detail": ""}, a.body)
 	assert.Equal(t, "codi.audit.log.codi-state.state.task", a.subject)

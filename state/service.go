@@ -39,6 +39,7 @@ type Service struct {
 
 	ran       atomic.Bool
 	watermark atomic.Uint64
+	problem   atomic.Pointer[error] // why the service is not consuming, or nil
 
 	mu       sync.Mutex
 	advanced chan struct{} // closed and replaced whenever watermark grows
@@ -81,6 +82,24 @@ func New(cfg Config, nc *nats.Conn, store kv.Store, log zerolog.Logger) (*Servic
 // registered the micro service on the server, so that get, list and status
 // are answered. Safe for concurrent use.
 func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// Problem returns why the service is not consuming its stream right now
+// (CODI_STATE deleted and not yet recreated, say), or nil. Readiness checks
+// report it while it lasts. Safe for concurrent use.
+func (s *Service) Problem() error {
+	if p := s.problem.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (s *Service) setProblem(err error) {
+	if err == nil {
+		s.problem.Store(nil)
+		return
+	}
+	s.problem.Store(&err)
+}
 
 // Watermark is the last CODI_STATE sequence applied (or rejected) and
 // committed to the store. Safe for concurrent use (an atomic read).
@@ -162,26 +181,34 @@ type loop struct {
 	stream jetstream.Stream
 	sess   *session
 
-	applied   uint64    // committed watermark
-	lastTime  time.Time // stored time of the last applied command
-	nextLease time.Time // earliest lease in the index; zero for none
+	applied  uint64    // committed watermark
+	lastTime time.Time // stored time of the last applied command
+	gen      string    // the stream's generation token (generation.go)
+	seen     uint64    // the highest stream seq known to exist (delivered, or the stream's last)
+	// tailChecked is when checkTail last looked.
+	tailChecked time.Time
+	hasGen      bool      // gen is stored (a store from before keeps none)
+	nextLease   time.Time // earliest lease in the index; zero for none
 	// sweepAfter delays a due sweep that waits for commands stored before
 	// the lease's end.
 	sweepAfter time.Time
 
-	audits     []*auditItem
-	inflight   int
-	spilled    bool      // the store's outbox holds entries missing from audits
-	auditRetry time.Time // no publish attempts before this
-	lastActive time.Time
+	audits      []*auditItem
+	inflight    int
+	suspects    int              // audits whose PubAck said duplicate, to check
+	auditStream jetstream.Stream // CODI_AUDIT, for those checks; nil until needed
+	spilled     bool             // the store's outbox holds entries missing from audits
+	auditRetry  time.Time        // no publish attempts before this
+	lastActive  time.Time
 }
 
 // auditItem is an outbox entry and the state of its publish.
 type auditItem struct {
 	outboxEntry
 	fut      jetstream.PubAckFuture
-	done     bool // PubAck received
-	clearing bool // handed to a transaction that clears its outbox key
+	done     bool   // PubAck received
+	dupSeq   uint64 // the PubAck said duplicate of this CODI_AUDIT seq, unchecked
+	clearing bool   // handed to a transaction that clears its outbox key
 }
 
 // session is one Consume of the durable consumer.
@@ -222,7 +249,8 @@ func (l *loop) start(ctx context.Context) error {
 			return err
 		}
 		l.applied, l.lastTime, l.nextLease = applied, at, next
-		return nil
+		l.gen, l.hasGen, err = getGeneration(tx, l.cfg.Stream)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("state: load: %w", err)
@@ -235,12 +263,18 @@ func (l *loop) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("state: stream %s: %w", l.cfg.Stream, err)
 	}
+	l.seen = l.stream.CachedInfo().State.LastSeq
 	next, moved, err := bus.ResumeAfter(ctx, l.stream, l.applied, l.lastTime)
 	if err != nil {
 		return fmt.Errorf("state: check watermark: %w", err)
 	}
-	if moved {
-		if err := l.rebase(ctx, next); err != nil {
+	switch {
+	case moved:
+		if err := l.rebase(ctx, next, nil); err != nil {
+			return err
+		}
+	case !l.hasGen && l.applied == 0:
+		if err := l.newGeneration(ctx); err != nil {
 			return err
 		}
 	}
@@ -257,18 +291,96 @@ func (l *loop) start(ctx context.Context) error {
 // new, to be applied rather than taken for redeliveries. A store that
 // predates the watermark's time takes every command in the stream as
 // applied.
-func (l *loop) rebase(ctx context.Context, keep uint64) error {
+//
+// lost, when not nil, is the outcome recording what the old stream held
+// past the watermark (a stream deleted under the service); it goes to the
+// outbox in the same transaction.
+func (l *loop) rebase(ctx context.Context, keep uint64, lost *outcome) error {
 	l.log.Warn().Str("stream", l.cfg.Stream).Uint64("applied", l.applied).
 		Uint64("new_applied", keep).Bool("by_time", !l.lastTime.IsZero()).
 		Msg("the stream handed out the watermark's sequence numbers again (recreated, or lost its tail); applying its newer commands")
+	gen := nextGeneration(l.gen, l.stream.CachedInfo().Created)
 	err := l.update(ctx, func(tx kv.Txn) error {
+		if lost != nil {
+			if err := tx.Set(lost.audit.key, encodeOutbox(lost.audit)); err != nil {
+				return err
+			}
+		}
+		if err := tx.Set(generationKey(l.cfg.Stream), []byte(gen)); err != nil {
+			return err
+		}
 		return tx.Set(appliedKey(l.cfg.Stream), encodeApplied(keep, l.lastTime))
 	})
 	if err != nil {
 		return fmt.Errorf("state: rebase watermark: %w", err)
 	}
-	l.applied = keep
+	l.applied, l.gen, l.hasGen, l.seen = keep, gen, true, keep
 	l.s.setWatermark(keep)
+	l.log.Info().Str("stream", l.cfg.Stream).Str("generation", gen).Msg("new stream generation")
+	if lost != nil {
+		l.report([]outcome{*lost})
+	}
+	return nil
+}
+
+// checkStream runs before the consumer is recreated: a stream that was
+// deleted under the service is created again with the configuration it had,
+// and a stream that is not the one the service was reading (deleted and
+// created again by someone else) is taken up as a new generation. Either
+// way the commands the old stream held past the watermark are gone: one
+// error in the log and one audit event (Lost, reason "stream recreated")
+// name the stream and that range, and the service carries on with the new
+// stream. While the stream cannot be had, Problem reports it and this
+// retries until ctx is done.
+func (l *loop) checkStream(ctx context.Context) error {
+	old := l.stream.CachedInfo()
+	backoff := retry.Backoff{Delay: 100 * time.Millisecond, Max: 5 * time.Second}
+	for {
+		stream, created, err := bus.RecreateStream(ctx, l.s.js, old.Config)
+		if err == nil && !created && stream.CachedInfo().Created.Equal(old.Created) {
+			l.stream = stream
+			return nil
+		}
+		if err == nil {
+			return l.newStream(ctx, stream, old, created)
+		}
+		err = fmt.Errorf("state: %w", err)
+		l.s.setProblem(err)
+		l.log.Error().Err(err).Dur("retry_in", backoff.Delay).Msg("stream missing and not recreated; retrying")
+		if backoff.Wait(ctx) != nil {
+			return err
+		}
+	}
+}
+
+// newStream takes up stream, which replaced old, as a new generation and
+// records the commands lost with old.
+func (l *loop) newStream(ctx context.Context, stream jetstream.Stream, old *jetstream.StreamInfo, created bool) error {
+	last := max(l.seen, l.applied)
+	lost := lostOutcome(l.cfg.Stream, l.gen, l.applied+1, last, LostRecreated)
+	l.s.setProblem(fmt.Errorf("state: stream %s was deleted; recreating it", l.cfg.Stream))
+	l.log.Error().Str("stream", l.cfg.Stream).Bool("recreated_here", created).Time("old_created", old.Created).
+		Uint64("applied", l.applied).Uint64("lost_first_seq", l.applied+1).Uint64("lost_last_seq", last).Uint64("lost", last-l.applied).
+		Msg("the stream was deleted under the service: carrying on with a new, empty stream of the same configuration; commands it held past the watermark are lost (recorded in the audit log)")
+	l.stream = stream
+	next, _, err := bus.ResumeAfter(ctx, stream, l.applied, l.lastTime)
+	if err != nil {
+		return fmt.Errorf("state: check watermark: %w", err)
+	}
+	return l.rebase(ctx, next, &lost)
+}
+
+// newGeneration stores the generation token of a store that has applied
+// nothing yet: the stream's creation time.
+func (l *loop) newGeneration(ctx context.Context) error {
+	gen := nextGeneration("", l.stream.CachedInfo().Created)
+	err := l.update(ctx, func(tx kv.Txn) error {
+		return tx.Set(generationKey(l.cfg.Stream), []byte(gen))
+	})
+	if err != nil {
+		return fmt.Errorf("state: store generation: %w", err)
+	}
+	l.gen, l.hasGen = gen, true
 	return nil
 }
 
@@ -404,11 +516,17 @@ func lostReason(err error) string {
 func (l *loop) reposition(ctx context.Context, why string) error {
 	l.log.Warn().Str("stream", l.cfg.Stream).Uint64("seq", l.applied).Msg(why + "; restarting the consumer after the watermark")
 	l.sess.stop()
+	if err := l.checkStream(ctx); err != nil {
+		return err
+	}
 	cons, err := l.createConsumer(ctx, true)
 	if err != nil {
 		return err
 	}
 	l.sess, err = l.consume(cons)
+	if err == nil {
+		l.s.setProblem(nil)
+	}
 	return err
 }
 
@@ -515,6 +633,7 @@ func (l *loop) gather(ctx context.Context, first jetstream.Msg, wait time.Durati
 		}
 		l.sess.lastCSeq = md.Sequence.Consumer
 		seq := md.Sequence.Stream
+		l.seen = max(l.seen, seq)
 		last := l.applied
 		if n := len(batch); n > 0 {
 			last = batch[n-1].seq
@@ -564,18 +683,66 @@ func (l *loop) gather(ctx context.Context, first jetstream.Msg, wait time.Durati
 
 // process commits batch in as many transactions as its size needs and
 // reports each one.
+//
+// A batch whose transaction fails on a damaged store page (kv.ErrCorrupt)
+// is committed again one command at a time, so that only the command that
+// touches the damage fails: it is rejected with reason corrupt (see
+// commitCorrupt) and the others are applied.
 func (l *loop) process(ctx context.Context, batch []*inMsg) error {
 	for len(batch) > 0 {
 		clears := l.takeDone()
 		res, err := l.commit(ctx, batch, clears)
 		if err != nil {
 			l.untakeDone(clears)
-			return err
+			if !errors.Is(err, kv.ErrCorrupt) {
+				return err
+			}
+			if len(batch) > 1 {
+				if err := l.process(ctx, batch[:1]); err != nil {
+					return err
+				}
+				batch = batch[1:]
+				continue
+			}
+			if res, err = l.commitCorrupt(ctx, batch[0], err); err != nil {
+				return err
+			}
+			clears = nil
 		}
 		l.committed(ctx, res, batch[:res.n], clears)
 		batch = batch[res.n:]
 	}
 	return nil
+}
+
+// commitCorrupt commits the rejection of im, whose transaction failed with
+// cause on a damaged page, with the watermark: reason corrupt, the cause as
+// detail. It fails when that transaction fails too (the damage is where
+// every transaction writes).
+func (l *loop) commitCorrupt(ctx context.Context, im *inMsg, cause error) (batchResult, error) {
+	var res batchResult
+	kind, id, actor := salvage(im.subject)
+	outcomes := []outcome{reject(im, l.gen, kind, id, actor, rawOp(im.data), ReasonCorrupt, 0, cause.Error())}
+	if im.seq > l.applied+1 {
+		outcomes = append([]outcome{lostOutcome(l.cfg.Stream, l.gen, l.applied+1, im.seq-1, "")}, outcomes...)
+	}
+	err := l.update(ctx, func(tx kv.Txn) error {
+		res = batchResult{n: 1, applied: im.seq, lastTime: im.time, outcomes: outcomes}
+		p := plan{outcomes: res.outcomes}
+		if err := applyPlan(tx, &p); err != nil {
+			return err
+		}
+		if err := tx.Set(appliedKey(l.cfg.Stream), encodeApplied(im.seq, im.time)); err != nil {
+			return err
+		}
+		var err error
+		res.nextLease, err = firstLease(tx)
+		return err
+	})
+	if err != nil {
+		return batchResult{}, fmt.Errorf("state: reject seq=%d on a damaged store: %w (first: %v)", im.seq, err, cause)
+	}
+	return res, nil
 }
 
 // batchResult is what a committed batch transaction computed. The Update
@@ -588,6 +755,7 @@ type batchResult struct {
 	nextLease time.Time
 	outcomes  []outcome
 	bytes     int
+	corrupt   []string // leases whose record is corrupt (expireDue)
 }
 
 // update runs fn in a store transaction, retrying conflicts and timeouts a
@@ -620,9 +788,14 @@ func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) 
 			if im.seq <= applied {
 				continue
 			}
-			p, err := planCommand(tx, im, applied)
+			p, err := planCommand(tx, im, applied, l.gen)
 			if err != nil {
 				return err
+			}
+			if im.seq > applied+1 {
+				// The consumer delivers every message the stream holds,
+				// in order: the ones between are gone from it.
+				p.outcomes = append([]outcome{lostOutcome(l.cfg.Stream, l.gen, applied+1, im.seq-1, "")}, p.outcomes...)
 			}
 			size := p.size()
 			if count > 0 && res.bytes+size > l.cfg.MaxBatchBytes {
@@ -695,6 +868,12 @@ func (l *loop) committed(ctx context.Context, res batchResult, msgs []*inMsg, cl
 	if advanced {
 		l.s.setWatermark(res.applied)
 	}
+	for _, o := range res.outcomes {
+		if o.status == StatusLost {
+			l.log.Error().Str("stream", l.cfg.Stream).RawJSON("lost", o.audit.data).
+				Msg("commands missing from the stream (purged, deleted or expired before they were applied); recorded in the audit log")
+		}
+	}
 	l.report(res.outcomes)
 	if advanced {
 		if err := l.s.nc.Publish(subjects.StateCommitted, mustJSON(watermark{StreamSeq: res.applied})); err != nil {
@@ -722,7 +901,10 @@ func (l *loop) report(outcomes []outcome) {
 				l.log.Warn().Err(err).Str("subject", o.evtSubject).Uint64("seq", o.seq).Msg("publish event")
 			}
 		}
-		if o.status == StatusRejected {
+		if o.reason == ReasonCorrupt {
+			l.log.Error().Uint64("seq", o.seq).Str("agent", o.actor).Str("kind", o.kind).Str("id", o.id).
+				Str("detail", o.detail).Msg("command rejected: its record in the store is corrupt")
+		} else if o.status == StatusRejected {
 			e := l.log.Info().Uint64("seq", o.seq).Str("agent", o.actor).Str("kind", o.kind).Str("id", o.id).
 				Str("op", string(o.op)).Str("reason", string(o.reason))
 			if o.rawSubject != "" {
@@ -749,9 +931,56 @@ func (l *loop) housekeep(ctx context.Context, idle bool) error {
 	if err := l.sweep(ctx, now); err != nil {
 		return err
 	}
+	if idle && len(l.sess.in) == 0 && !now.Before(l.tailChecked.Add(tailCheckInterval)) {
+		l.tailChecked = now
+		if err := l.checkTail(ctx); err != nil {
+			return err
+		}
+	}
 	if idle && l.hasDone() && !now.Before(l.lastActive.Add(l.cfg.OutboxIdleFlush)) && len(l.sess.in) == 0 {
 		return l.flushOutbox(ctx)
 	}
+	return nil
+}
+
+// tailCheckInterval is how often an idle loop looks for commands the
+// stream lost after the watermark (checkTail).
+const tailCheckInterval = 5 * time.Second
+
+// checkTail records the commands after the watermark that the stream no
+// longer holds when it holds none after it (bus.LostTail): purged while
+// the service was behind, they would never be delivered, and the
+// watermark would stay below the stream's end without a word. The loss is
+// logged at error and committed as one audit event with the watermark at
+// the stream's last sequence. A failed look is logged and tried again.
+func (l *loop) checkTail(ctx context.Context) error {
+	first, last, ok, err := bus.LostTail(ctx, l.stream, l.applied, subjects.StateCmdWildcard)
+	if err != nil {
+		l.log.Warn().Err(err).Str("stream", l.cfg.Stream).Msg("look for commands lost after the watermark")
+		return nil
+	}
+	if !ok {
+		return nil
+	}
+	o := lostOutcome(l.cfg.Stream, l.gen, first, last, "")
+	var res batchResult
+	err = l.update(ctx, func(tx kv.Txn) error {
+		// The loop is the only writer: the watermark is l.applied.
+		res = batchResult{applied: last, outcomes: []outcome{o}}
+		p := plan{outcomes: res.outcomes}
+		if err := applyPlan(tx, &p); err != nil {
+			return err
+		}
+		if err := tx.Set(appliedKey(l.cfg.Stream), encodeApplied(last, l.lastTime)); err != nil {
+			return err
+		}
+		res.nextLease, err = firstLease(tx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("state: record commands %d-%d lost: %w", first, last, err)
+	}
+	l.committed(ctx, res, nil, nil)
 	return nil
 }
 

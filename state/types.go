@@ -35,6 +35,9 @@ type Status string
 const (
 	StatusApplied  Status = "applied"
 	StatusRejected Status = "rejected"
+	// StatusLost marks commands missing from the stream; it appears in
+	// the audit log only (see Lost), never in an event.
+	StatusLost Status = "lost"
 )
 
 // Reason says why a command was rejected; a plain value, safe to share.
@@ -48,6 +51,11 @@ const (
 	ReasonConflict Reason = "conflict"
 	// ReasonBadRequest: the command was malformed; the event's detail says how.
 	ReasonBadRequest Reason = "bad_request"
+	// ReasonCorrupt: the stored record the command applies to failed its
+	// checksum or does not decode; the event's detail names it. Every
+	// command on that record is rejected so, and the store is left as it
+	// is for an operator to look at.
+	ReasonCorrupt Reason = "corrupt"
 )
 
 // Actor is the actor of changes the service makes on its own (expiries),

@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
 
@@ -206,8 +207,12 @@ func TestE2E_TaskAssignment_WireContract(t *testing.T) {
 	assert.Zero(t, page.NextAfterSeq)
 
 	// 8. The state service audited both claims itself, once each, with
-	// Nats-Msg-Id state-<seq>.
-	want := map[string]bool{"state-" + u64(claim1.Sequence): true, "state-" + u64(claim2.Sequence): true}
+	// Nats-Msg-Id state-<generation>-<seq>, the generation being
+	// CODI_STATE's creation time in Unix nanoseconds.
+	stateStream, err := ojs.Stream(ctx, "CODI_STATE")
+	require.NoError(t, err)
+	gen := strconv.FormatInt(stateStream.CachedInfo().Created.UnixNano(), 10)
+	want := map[string]bool{"state-" + gen + "-" + u64(claim1.Sequence): true, "state-" + gen + "-" + u64(claim2.Sequence): true}
 	require.Eventually(t, func() bool {
 		var p auditPage
 		if tryRequestJSON(ctx, dash, "codi.audit.query", map[string]any{

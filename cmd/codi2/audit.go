@@ -19,10 +19,10 @@ import (
 const auditUsage = `Usage:
   codi2 audit export [--nats-url URL] [--creds FILE] [--from T] [--to T] [--source S] [--category C] [--out FILE]
       write the audit records as JSON lines, from a running server
-  codi2 audit verify --file FILE [--expect-head HASH]
-      check an export's hash chain offline
-  codi2 audit verify [--nats-url URL] [--creds FILE] [--from-seq N] [--to-seq N] [--expect-head HASH]
-      ask a running server to check its log
+  codi2 audit verify --file FILE [--expect-head HASH] [--checkpoints FILE --key PUB]
+      check an export's hash chain offline (and against signed checkpoints)
+  codi2 audit verify [--nats-url URL] [--creds FILE] [--from-seq N] [--to-seq N] [--expect-head HASH] [--checkpoints FILE --key PUB]
+      ask a running server to check its log (and its records against signed checkpoints)
 
 Times T are RFC 3339 (2026-11-26T21:00:00Z), "now", or a duration before now
 ("15m", "-1h", "2d"). verify exits 1 when the chain is broken, when there is
@@ -132,6 +132,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		expectHead string
 		req        audit.VerifyRequest
 		timeout    time.Duration
+		cps        checkpointFlags
 	)
 	fs := newFlagSet("codi2 audit verify", stderr)
 	fs.StringVar(&file, "file", "", "check this JSON-lines export offline (- for standard input)")
@@ -141,11 +142,15 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.Uint64Var(&req.ToSeq, "to-seq", 0, "without --file: last seq to check (0: the head)")
 	fs.DurationVar(&timeout, "timeout", time.Minute, "without --file: give up after this long")
 	fs.StringVar(&expectHead, "expect-head", "", "fail unless the last record checked has this hash (64 hex digits; from a checkpoint or an earlier verify): notices records missing at the end")
+	cps.register(fs)
 	if err := parseWithEnv(fs, args); err != nil {
 		return err
 	}
 	if expectHead != "" && !isHash(expectHead) {
 		return fmt.Errorf("--expect-head %q: want a record hash, 64 lower-case hex digits", expectHead)
+	}
+	if cps.set() {
+		return verifyWithCheckpoints(ctx, cps, file, url, creds, req, timeout, expectHead, stdout)
 	}
 	var (
 		res audit.VerifyResult

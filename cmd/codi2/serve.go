@@ -36,6 +36,7 @@ type serveConfig struct {
 	TLSCert       string
 	TLSKey        string
 	Creds         string
+	AuditKey      string
 }
 
 func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
@@ -56,6 +57,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate (PEM) of the NATS listener")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key (PEM) of the NATS listener")
 	fs.StringVar(&c.Creds, "creds", "", "credentials file of the server's own connections to --nats-url")
+	fs.StringVar(&c.AuditKey, "audit-key", "", "ed25519 key that signs audit checkpoints, created on first start with FILE.pub (default DATA/audit.key)")
 	if err := parseWithEnv(fs, args); err != nil {
 		return c, err
 	}
@@ -109,7 +111,7 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		SyncAlways:     cfg.SyncAlways,
 		Store:          cfg.Store,
 		FDBClusterFile: cfg.FDBClusterFile,
-		Audit:          audit.Config{Retention: audit.Retention{MaxAge: cfg.AuditMaxAge, MaxCount: cfg.AuditMaxCount}},
+		Audit:          audit.Config{CheckpointKeyFile: cfg.AuditKey, Retention: audit.Retention{MaxAge: cfg.AuditMaxAge, MaxCount: cfg.AuditMaxCount}},
 		Auth:           cfg.Auth,
 		TLSCert:        cfg.TLSCert,
 		TLSKey:         cfg.TLSKey,

@@ -54,6 +54,13 @@ var (
 	// MaxTxnWriteBytes. It matches ErrTooLarge.
 	ErrTxnTooLarge error = &sizeError{"kv: transaction too large"}
 
+	// ErrCorrupt is returned when the store's own bytes are damaged: a
+	// backend that finds a page it cannot read (bbolt panics on those; the
+	// embedded backend turns that into this error), or a caller that finds
+	// a value failing its checksum. The request or the start fails with it;
+	// the process goes on.
+	ErrCorrupt = errors.New("kv: store data is corrupt")
+
 	// ErrBadTuple is returned by Unpack for bytes that are not a canonical
 	// tuple encoding of a supported element type.
 	ErrBadTuple = errors.New("kv: malformed tuple")

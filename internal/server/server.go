@@ -23,6 +23,11 @@ const (
 	StoreFDB  = "fdb"
 )
 
+// DefaultCheckpointKey is the audit checkpoint signer key's file name in
+// the data directory when Config.Audit.CheckpointKeyFile is empty; its
+// public key is DefaultCheckpointKey+".pub".
+const DefaultCheckpointKey = "audit.key"
+
 // Config describes one codi2 process.
 type Config struct {
 	// DataDir holds JetStream's files and the embedded stores (state.db,
@@ -86,6 +91,9 @@ type Server struct {
 	stopOnce sync.Once
 	stopErr  error
 	ready    []<-chan struct{}
+	// problems report conditions that keep the server from serving in
+	// full while they last (a stream missing), for readiness.
+	problems []func() error
 }
 
 // Start opens the data directory, starts the bus (creating or updating the
@@ -164,7 +172,12 @@ func (s *Server) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	auditSvc, err := audit.New(s.cfg.Audit, auditNC, au, s.log)
+	auditCfg := s.cfg.Audit
+	if auditCfg.CheckpointKeyFile == "" {
+		// Next to audit.db, never inside the store it vouches for.
+		auditCfg.CheckpointKeyFile = filepath.Join(s.cfg.DataDir, DefaultCheckpointKey)
+	}
+	auditSvc, err := audit.New(auditCfg, auditNC, au, s.log)
 	if err != nil {
 		return err
 	}
@@ -177,7 +190,11 @@ func (s *Server) start(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.ready = []<-chan struct{}{stateSvc.Ready(), auditSvc.Ready()}
-	for _, run := range []func(context.Context) error{stateSvc.Run, auditSvc.Run} {
+	// Streams deleted under the running server come back (CODI_MSG has
+	// no service that would notice; see bus.StreamWatch).
+	watch := bus.NewStreamWatch(s.bus.JetStream(), s.bus.Config(), 0, s.log)
+	s.problems = []func() error{stateSvc.Problem, auditSvc.Problem, watch.Problem}
+	for _, run := range []func(context.Context) error{stateSvc.Run, auditSvc.Run, watch.Run} {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -199,6 +216,19 @@ func (s *Server) connect(name string, dial func(string, ...nats.Option) (*nats.C
 	}
 	s.conns = append(s.conns, nc)
 	return nc, nil
+}
+
+// Problem returns what keeps the server from serving in full right now (a
+// contract stream deleted and not yet recreated, a service not consuming
+// it), or nil; for readiness. Safe for concurrent use.
+func (s *Server) Problem() error {
+	var errs []error
+	for _, p := range s.problems {
+		if err := p(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Bus is the running bus.

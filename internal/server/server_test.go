@@ -77,17 +77,30 @@ func TestServer_StartStop(t *testing.T) {
 	}
 }
 
-func TestServer_FailedService(t *testing.T) {
+// Losing its stream no longer ends the state service (issue 11, input 4):
+// it creates CODI_STATE again and carries on, and the server with it.
+func TestServer_StreamDeletedRecreated(t *testing.T) {
 	s, err := server.Start(context.Background(), server.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1"}, bustest.Logger(t))
 	require.NoError(t, err)
-	// Losing its stream ends the state service with an error.
-	require.NoError(t, s.Bus().JetStream().DeleteStream(context.Background(), bus.StreamState))
+	js := s.Bus().JetStream()
+	require.NoError(t, js.DeleteStream(context.Background(), bus.StreamState))
+	require.Eventually(t, func() bool {
+		_, err := js.Stream(context.Background(), bus.StreamState)
+		return err == nil
+	}, 20*time.Second, 20*time.Millisecond, "CODI_STATE recreated")
+	require.Eventually(t, func() bool { return s.Problem() == nil }, 10*time.Second, 10*time.Millisecond)
+	// CODI_MSG, which no service reads, comes back too.
+	require.NoError(t, js.DeleteStream(context.Background(), bus.StreamMsg))
+	require.Eventually(t, func() bool {
+		_, err := js.Stream(context.Background(), bus.StreamMsg)
+		return err == nil
+	}, 20*time.Second, 20*time.Millisecond, "CODI_MSG recreated")
 	select {
 	case <-s.Failed():
-	case <-time.After(20 * time.Second):
-		t.Fatal("the state service did not fail without its stream")
+		t.Fatal("a service failed")
+	default:
 	}
-	require.Error(t, s.Stop())
+	require.NoError(t, s.Stop())
 }
 
 func TestStart_Errors(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -94,10 +95,12 @@ var _ kv.Store = (*Store)(nil)
 // Only one process may have a file open: Open fails with an error matching
 // ErrLocked if another process keeps it locked for Options.Timeout. The
 // caller must Close the Store.
-func Open(path string, opts Options) (*Store, error) {
+func Open(path string, opts Options) (s *Store, err error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	defer faultsPanic()()
+	defer guard(path, "open", &err)
 	opts = opts.withDefaults()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:         opts.Timeout,
@@ -151,11 +154,11 @@ func (s *Store) Update(ctx context.Context, fn func(tx kv.Txn) error) error {
 	}
 	defer func() { <-s.writer }()
 
-	btx, err := s.db.Begin(true)
+	btx, b, err := s.begin(true)
 	if err != nil {
-		return fmt.Errorf("boltkv: begin update: %w", err)
+		return err
 	}
-	t.tx, t.b = btx, btx.Bucket(bucket)
+	t.tx, t.b, t.path = btx, b, s.path
 	committed := false
 	defer func() {
 		t.done = true
@@ -174,12 +177,61 @@ func (s *Store) Update(ctx context.Context, fn func(tx kv.Txn) error) error {
 	if err := t.alive("commit"); err != nil {
 		return err
 	}
-	if err := btx.Commit(); err != nil {
+	if err := s.commit(btx); err != nil {
 		committed = true // bbolt rolled back already
-		return fmt.Errorf("boltkv: commit: %w", err)
+		return err
 	}
 	committed = true
 	return nil
+}
+
+// begin starts a bbolt transaction and opens the bucket, which reads the
+// root pages: a damaged one fails with kv.ErrCorrupt.
+func (s *Store) begin(writable bool) (btx *bolt.Tx, b *bolt.Bucket, err error) {
+	defer faultsPanic()()
+	defer guard(s.path, "begin", &err)
+	btx, err = s.db.Begin(writable)
+	if err != nil {
+		return nil, nil, fmt.Errorf("boltkv: begin: %w", err)
+	}
+	if b = btx.Bucket(bucket); b == nil {
+		_ = btx.Rollback()
+		return nil, nil, fmt.Errorf("boltkv: %s: bucket %q is missing: %w", s.path, bucket, kv.ErrCorrupt)
+	}
+	return btx, b, nil
+}
+
+// commit commits btx; bbolt reads pages while it rebalances and spills, so
+// a damaged one fails the commit with kv.ErrCorrupt (bbolt's rollback
+// included).
+func (s *Store) commit(btx *bolt.Tx) (err error) {
+	defer faultsPanic()()
+	defer guard(s.path, "commit", &err)
+	defer func() {
+		if err != nil && errors.Is(err, kv.ErrCorrupt) {
+			_ = btx.Rollback()
+		}
+	}()
+	if err := btx.Commit(); err != nil {
+		return fmt.Errorf("boltkv: commit: %w", err)
+	}
+	return nil
+}
+
+// guard turns a panic in bbolt into kv.ErrCorrupt in *err. bbolt panics
+// (or faults on its memory map) when a page it reads is damaged: an invalid
+// page type, an element count past the page. That must fail one request or
+// the start, never the process, so every call into bbolt that reads pages
+// runs with guard deferred. Memory faults become panics for the duration
+// (debug.SetPanicOnFault), so a page id past the end of the map is caught
+// too.
+//
+// guard must be deferred directly (recover works only there), after
+// faultsPanic's restore, so that it runs first.
+func guard(path, op string, err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("boltkv: %s: %s: %w (bbolt: %v)", path, op, kv.ErrCorrupt, r)
+	}
 }
 
 // View runs fn in a read-only transaction over the snapshot current when it
@@ -196,11 +248,11 @@ func (s *Store) View(ctx context.Context, fn func(tx kv.ReadTxn) error) error {
 	if err != nil {
 		return err
 	}
-	btx, err := s.db.Begin(false)
+	btx, b, err := s.begin(false)
 	if err != nil {
-		return fmt.Errorf("boltkv: begin view: %w", err)
+		return err
 	}
-	t.tx, t.b = btx, btx.Bucket(bucket)
+	t.tx, t.b, t.path = btx, b, s.path
 	defer func() {
 		t.done = true
 		_ = btx.Rollback()
@@ -283,8 +335,9 @@ func (s *Store) acquireWriter(t *txn) error {
 // txn implements kv.Txn (and so kv.ReadTxn) on a bbolt transaction. Writes
 // are refused in a View's txn.
 type txn struct {
-	tx *bolt.Tx
-	b  *bolt.Bucket
+	tx   *bolt.Tx
+	b    *bolt.Bucket
+	path string // the store's file, for errors
 
 	ctx         context.Context
 	deadline    time.Time
@@ -362,15 +415,16 @@ func (t *txn) live(op string) error {
 
 // Get implements kv.ReadTxn. A missing key returns kv.ErrNotFound itself,
 // unwrapped, because misses are common and the caller knows the key.
-func (t *txn) Get(key []byte) ([]byte, error) {
+func (t *txn) Get(key []byte) (v []byte, err error) {
 	if err := t.alive("get"); err != nil {
 		return nil, err
 	}
 	if err := kv.CheckKey(key); err != nil {
 		return nil, fmt.Errorf("boltkv: get: %w", err)
 	}
-	v := t.b.Get(key)
-	if v == nil {
+	defer faultsPanic()()
+	defer guard(t.path, "get", &err)
+	if v = t.b.Get(key); v == nil {
 		return nil, kv.ErrNotFound
 	}
 	// bbolt memory is valid only inside the transaction.
@@ -378,7 +432,7 @@ func (t *txn) Get(key []byte) ([]byte, error) {
 }
 
 // GetRange implements kv.ReadTxn.
-func (t *txn) GetRange(begin, end []byte, opts kv.RangeOptions) ([]kv.KeyValue, error) {
+func (t *txn) GetRange(begin, end []byte, opts kv.RangeOptions) (out []kv.KeyValue, err error) {
 	if err := t.alive("get range"); err != nil {
 		return nil, err
 	}
@@ -388,7 +442,13 @@ func (t *txn) GetRange(begin, end []byte, opts kv.RangeOptions) ([]kv.KeyValue, 
 	if bytes.Compare(begin, end) >= 0 {
 		return nil, nil
 	}
-	var out []kv.KeyValue
+	defer func() {
+		if err != nil {
+			out = nil // may point into bbolt's memory
+		}
+	}()
+	defer faultsPanic()()
+	defer guard(t.path, "get range", &err)
 	size := 0
 	full := func() bool { return opts.Limit > 0 && len(out) >= opts.Limit }
 	c := t.b.Cursor()
@@ -448,8 +508,21 @@ func (t *txn) Set(key, value []byte) error {
 	}
 	// bbolt copies the key but keeps value until commit; the caller may
 	// reuse it as soon as Set returns.
-	if err := t.b.Put(key, t.copyValue(value)); err != nil {
-		return t.fail(fmt.Errorf("boltkv: set: %w", err))
+	return t.failed(func() error { return t.b.Put(key, t.copyValue(value)) }, "set")
+}
+
+// failed runs the bbolt write fn, guarded, and records its error (or a
+// damaged page's) so that the commit fails too.
+func (t *txn) failed(fn func() error, op string) (err error) {
+	defer func() {
+		if err != nil {
+			err = t.fail(err)
+		}
+	}()
+	defer faultsPanic()()
+	defer guard(t.path, op, &err)
+	if err := fn(); err != nil {
+		return fmt.Errorf("boltkv: %s: %w", op, err)
 	}
 	return nil
 }
@@ -459,10 +532,7 @@ func (t *txn) Clear(key []byte) error {
 	if err := t.write("clear", len(key), kv.CheckKey(key)); err != nil {
 		return err
 	}
-	if err := t.b.Delete(key); err != nil {
-		return t.fail(fmt.Errorf("boltkv: clear: %w", err))
-	}
-	return nil
+	return t.failed(func() error { return t.b.Delete(key) }, "clear")
 }
 
 // ClearRange implements kv.Txn. Unlike FoundationDB, where a range clear
@@ -472,15 +542,25 @@ func (t *txn) ClearRange(begin, end []byte) error {
 	if err := t.write("clear range", len(begin)+len(end), kv.CheckRange(begin, end)); err != nil {
 		return err
 	}
-	c := t.b.Cursor()
-	// Seek again after each delete: a bbolt cursor skips a key when Next
-	// follows Delete.
-	for k, _ := c.Seek(begin); k != nil && bytes.Compare(k, end) < 0; k, _ = c.Seek(begin) {
-		if err := c.Delete(); err != nil {
-			return t.fail(fmt.Errorf("boltkv: clear range: %w", err))
+	return t.failed(func() error {
+		c := t.b.Cursor()
+		// Seek again after each delete: a bbolt cursor skips a key when
+		// Next follows Delete.
+		for k, _ := c.Seek(begin); k != nil && bytes.Compare(k, end) < 0; k, _ = c.Seek(begin) {
+			if err := c.Delete(); err != nil {
+				return err
+			}
 		}
-	}
-	return nil
+		return nil
+	}, "clear range")
+}
+
+// faultsPanic makes a memory fault on this goroutine a panic that guard
+// recovers, rather than a crash of the process, until the returned func
+// runs.
+func faultsPanic() (restore func()) {
+	old := debug.SetPanicOnFault(true)
+	return func() { debug.SetPanicOnFault(old) }
 }
 
 // fail records a storage error so that the commit fails too.

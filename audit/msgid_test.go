@@ -1,0 +1,104 @@
+package audit
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/internal/kv"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// logPastWindow logs an event with a Nats-Msg-Id, retrying while JetStream
+// still takes it for a duplicate (the harness's window is short), so that
+// what happens to it is the log's own dedupe.
+func (h *harness) logPastWindow(source, category, id string) *jetstream.PubAck {
+	h.t.Helper()
+	var ack *jetstream.PubAck
+	require.Eventually(h.t, func() bool {
+		a, err := h.client.Log(context.Background(), source, category, []byte(`{"id":"`+id+`"}`), WithMsgID(id))
+		if err != nil || a.Duplicate {
+			return false
+		}
+		ack = a
+		return true
+	}, 5*time.Second, 20*time.Millisecond, "the duplicate window never passed")
+	return ack
+}
+
+// msgIDsOf returns source/msg_id of each record.
+func msgIDsOf(recs []Record) []string {
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = r.Source + "/" + r.MsgID
+	}
+	return out
+}
+
+// TestService_Run_MsgIDDedupeScopedToSource is issue 11's input 6 at the
+// log: agent-9 reusing the id the state service is about to use (and has
+// used) removes nothing of the state service's, while each source's own
+// retries are still recorded once.
+func TestService_Run_MsgIDDedupeScopedToSource(t *testing.T) {
+	h := newHarness(t, Config{}, bus.Config{DuplicateWindow: 100 * time.Millisecond})
+	h.logPastWindow("agent-9", "note", "state-8") // aimed at the next state record
+	h.logPastWindow("codi-state", "state", "state-7")
+	h.logPastWindow("codi-state", "state", "state-8")     // must not be taken for agent-9's
+	h.logPastWindow("agent-9", "note", "state-7")         // must not be taken for codi-state's
+	h.logPastWindow("codi-state", "state", "state-7")     // a retry: dropped
+	last := h.logPastWindow("agent-9", "note", "state-8") // a retry: dropped
+	h.waitCommitted(last.Sequence)
+
+	recs := h.wholeLog(4)
+	assert.Equal(t, []string{"agent-9/state-8", "codi-state/state-7", "codi-state/state-8", "agent-9/state-7"}, msgIDsOf(recs))
+	assert.True(t, h.verify(VerifyRequest{}).OK)
+}
+
+// toLegacyMsgIDs rewrites the store's dedupe keys into the layout before
+// dedupe was scoped to the source, as a log written by that version holds
+// them.
+func toLegacyMsgIDs(t *testing.T, store kv.Store) {
+	t.Helper()
+	err := store.Update(context.Background(), func(tx kv.Txn) error {
+		begin, end := kv.Tuple{nsMsgID}.Range()
+		kvs, err := tx.GetRange(begin, end, kv.RangeOptions{})
+		if err != nil {
+			return err
+		}
+		require.NotEmpty(t, kvs)
+		for _, p := range kvs {
+			tup, err := kv.Unpack(p.Key)
+			require.NoError(t, err)
+			require.NoError(t, tx.Set(kv.Tuple{nsLegacyMsgID, tup[2]}.Pack(), p.Value))
+		}
+		return tx.ClearRange(begin, end)
+	})
+	require.NoError(t, err)
+}
+
+// TestService_Run_MsgIDDedupeLegacyLayout: a log whose dedupe keys are in
+// the old, unscoped layout goes on dropping each source's retries of the
+// ids it recorded, and records another source's event with such an id.
+func TestService_Run_MsgIDDedupeLegacyLayout(t *testing.T) {
+	h := newHarness(t, Config{}, bus.Config{DuplicateWindow: 100 * time.Millisecond})
+	h.logPastWindow("codi-state", "state", "state-1")
+	ack := h.logPastWindow("agent-1", "x", "a-1")
+	h.waitCommitted(ack.Sequence)
+	require.NoError(t, h.stop())
+	toLegacyMsgIDs(t, h.store)
+	h.start()
+	require.True(t, h.svc.legacyMsgIDs)
+
+	h.logPastWindow("codi-state", "state", "state-1") // a retry: dropped
+	h.logPastWindow("agent-1", "x", "a-1")            // a retry: dropped
+	h.logPastWindow("agent-9", "note", "state-1")     // another source: kept
+	h.logPastWindow("agent-9", "note", "state-1")     // its retry: dropped (new layout)
+	ack = h.logPastWindow("codi-state", "state", "state-2")
+	h.waitCommitted(ack.Sequence)
+
+	recs := h.wholeLog(4)
+	assert.Equal(t, []string{"codi-state/state-1", "agent-1/a-1", "agent-9/state-1", "codi-state/state-2"}, msgIDsOf(recs))
+}
