@@ -167,7 +167,7 @@ func (e *env) statusCmd() *cobra.Command {
 		Short: "the server's watermarks and the audit log's size and head",
 		Long: `Print both services' commit watermarks and the audit log's size and head hash.
 Exit 5 when a service does not answer (what did answer is still printed).`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			sc, err := e.stateClient(false)
 			if err != nil {

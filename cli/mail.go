@@ -98,18 +98,18 @@ standard input. Once it prints, the message is stored and will be delivered.`,
 
 // Mail is one message in inbox's --json output.
 type Mail struct {
-	Seq        uint64          `json:"seq"`
-	Time       time.Time       `json:"time"`
-	From       string          `json:"from"`
-	To         string          `json:"to"`
-	Type       string          `json:"type"`
-	Data       json.RawMessage `json:"data,omitempty"`
-	Encoding   string          `json:"encoding,omitempty"`
+	Seq         uint64          `json:"seq"`
+	Time        time.Time       `json:"time"`
+	From        string          `json:"from"`
+	To          string          `json:"to"`
+	Type        string          `json:"type"`
+	Data        json.RawMessage `json:"data,omitempty"`
+	Encoding    string          `json:"encoding,omitempty"`
 	Thread      string          `json:"thread,omitempty"`
 	ReplyTo     uint64          `json:"reply_to,omitempty"`
 	Importance  string          `json:"importance,omitempty"`
 	AckRequired bool            `json:"ack_required,omitempty"`
-	Problem    string          `json:"problem,omitempty"`
+	Problem     string          `json:"problem,omitempty"`
 	// body is what Text shows: JSON as JSON, other text as it is.
 	body string
 }
