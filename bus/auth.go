@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"path/filepath"
 	"time"
 
@@ -90,7 +91,7 @@ func Permissions(role auth.Role, id string) *jwt.Permissions {
 	case auth.RoleInternal, auth.RoleService:
 		p.Pub.Allow.Add("$JS.>", "$SRV.>", "_INBOX.>", "codi.server.>",
 			subjects.StateEvtWildcard, subjects.StateCommitted, subjects.AuditCommitted,
-			"codi.audit.log.codi-state.>", "codi.audit.log.codi-audit.>", "codi.audit.checkpoint.>")
+			"codi.audit.log.codi-state.>", "codi.audit.log.codi-audit.>", "codi.audit.log.codi-server.>", "codi.audit.checkpoint.>")
 		p.Pub.Allow.Add(subjects.ReadRequests...)
 		p.Pub.Deny.Add("$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.MSG.DELETE.>",
 			"$JS.API.CONSUMER.DELETE."+StreamMsg+".>")
@@ -262,8 +263,17 @@ func Credentials(file string) nats.Option {
 // Issue issues a credentials file for id with role from authority a,
 // carrying the role's Permissions (see auth.Authority.Add).
 func Issue(a *auth.Authority, id string, role auth.Role) ([]byte, auth.Agent, error) {
+	if strings.HasPrefix(id, ReservedIDPrefix) {
+		return nil, auth.Agent{}, fmt.Errorf("%w: %q: ids starting with %q are codi2's own sources (codi-state, codi-audit, codi-server)",
+			ErrConfig, id, ReservedIDPrefix)
+	}
 	return a.Add(id, role, Permissions(role, id))
 }
+
+// ReservedIDPrefix starts the ids of codi2's own services, which no
+// credentials are issued for: an agent holding one could publish audit
+// events as the state service.
+const ReservedIDPrefix = "codi-"
 
 // pinnedTLS is the TLS option of the bus's own network connections to the
 // embedded server: they trust exactly the server's certificate (whatever

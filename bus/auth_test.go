@@ -306,3 +306,14 @@ func TestAuth_ExternalWithCreds(t *testing.T) {
 	_, err := bus.Start(context.Background(), bus.Config{URL: ext.ClientURL(), StartTimeout: time.Second}, bustest.Logger(t))
 	require.ErrorIs(t, err, bus.ErrStart, "without credentials")
 }
+
+func TestIssue_ReservedIDs(t *testing.T) {
+	a, err := auth.Open(filepath.Join(t.TempDir(), "auth"))
+	require.NoError(t, err)
+	for _, id := range []string{"codi-state", "codi-audit", "codi-server", "codi-x"} {
+		_, _, err := bus.Issue(a, id, auth.RoleAgent)
+		require.ErrorIs(t, err, bus.ErrConfig, id)
+	}
+	_, _, err = bus.Issue(a, "codi2-helper", auth.RoleAgent)
+	require.NoError(t, err)
+}
