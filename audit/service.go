@@ -289,6 +289,12 @@ func (s *Service) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		return s.recreateConsumer(ctx)
 	}
 	cc := s.consumerConfig()
+	// A consumer made again after the watermark starts by sequence; its
+	// start cannot be updated, and need not be: keep it.
+	if cur, err := s.js.Consumer(ctx, bus.StreamAudit, ConsumerName); err == nil {
+		ci := cur.CachedInfo().Config
+		cc.DeliverPolicy, cc.OptStartSeq, cc.OptStartTime = ci.DeliverPolicy, ci.OptStartSeq, ci.OptStartTime
+	}
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, bus.StreamAudit, cc)
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeConsumerCreate {

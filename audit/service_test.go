@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -557,6 +558,37 @@ func TestService_Run_ConsumerDeleted(t *testing.T) {
 	assert.Equal(t, jetstream.DeliverByStartSequencePolicy, info.Config.DeliverPolicy)
 	assert.Equal(t, uint64(6), info.Config.OptStartSeq)
 	assert.Zero(t, info.NumRedelivered)
+}
+
+// A restart finds the consumer made again by sequence (as after an
+// operator deleted it) and keeps it: no replacement. It used to be deleted
+// and made again at every start, with a warning, because a consumer's start
+// cannot be updated.
+func TestService_Start_KeepsConsumerStartingBySequence(t *testing.T) {
+	var logs proctest.Buffer
+	h := newHarnessWith(t, Config{}, kvtest.NewBolt(t), zerolog.New(&logs).Level(zerolog.WarnLevel))
+	acks := h.logN(3, "agent-1", "x")
+	h.waitCommitted(acks[2].Sequence)
+	require.NoError(t, h.stop())
+	ctx := context.Background()
+	require.NoError(t, h.js.DeleteConsumer(ctx, bus.StreamAudit, ConsumerName))
+	// nats-server removes a deleted consumer's files in the background; a
+	// consumer of the same name made before that loses its own.
+	dir := filepath.Join(h.bus.Config().DataDir, "jetstream", "$G", "streams", bus.StreamAudit, "obs", ConsumerName)
+	require.Eventually(t, func() bool { _, err := os.Stat(dir); return os.IsNotExist(err) }, 10*time.Second, 5*time.Millisecond)
+	cc := jetstream.ConsumerConfig{Durable: ConsumerName, AckPolicy: jetstream.AckAllPolicy,
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: acks[2].Sequence + 1}
+	cons, err := h.js.CreateConsumer(ctx, bus.StreamAudit, cc)
+	require.NoError(t, err)
+	created := cons.CachedInfo().Created
+	h.start()
+	last := h.logN(1, "agent-1", "z")
+	h.waitCommitted(last[0].Sequence)
+	assert.Len(t, h.wholeLog(4), 4)
+	cons, err = h.js.Consumer(ctx, bus.StreamAudit, ConsumerName)
+	require.NoError(t, err)
+	assert.Equal(t, created, cons.CachedInfo().Created, "the same consumer")
+	assert.NotContains(t, logs.String(), "replacing the consumer")
 }
 
 // TestService_Run_StreamDeleted deletes CODI_AUDIT under a running service
