@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/codi2/codi2/subjects"
@@ -55,6 +56,13 @@ type InboxService struct {
 	js   jetstream.JetStream
 	log  zerolog.Logger
 	subs []*nats.Subscription
+
+	mu sync.Mutex
+	// acked is the highest CODI_MSG sequence each inbox consumer acked, as
+	// JetStream's ack metrics told (inbox consumers sample every ack): the
+	// position to make a consumer again at, should an operator delete it
+	// while no Receive runs. Kept in memory, for the life of the process.
+	acked map[string]uint64
 }
 
 // ServeInboxes starts the inbox service on nc.
@@ -63,8 +71,9 @@ func ServeInboxes(nc *nats.Conn, log zerolog.Logger) (*InboxService, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &InboxService{js: js, log: log.With().Str("component", "inbox").Logger()}
-	for subj, h := range map[string]nats.MsgHandler{subjects.InboxOpenWildcard: s.open, subjects.InboxPeekWildcard: s.peek} {
+	s := &InboxService{js: js, log: log.With().Str("component", "inbox").Logger(), acked: map[string]uint64{}}
+	for subj, h := range map[string]nats.MsgHandler{subjects.InboxOpenWildcard: s.open, subjects.InboxPeekWildcard: s.peek,
+		ackMetrics: s.ackMetric} {
 		sub, err := nc.Subscribe(subj, h)
 		if err != nil {
 			_ = s.Stop()
@@ -86,6 +95,31 @@ func (s *InboxService) Stop() error {
 		errs = append(errs, sub.Drain())
 	}
 	return errors.Join(errs...)
+}
+
+// ackMetrics is where JetStream publishes the sampled acks of CODI_MSG's
+// consumers (nats-server JSMetricConsumerAckPre).
+const ackMetrics = "$JS.EVENT.METRIC.CONSUMER.ACK." + StreamMsg + ".*"
+
+func (s *InboxService) ackMetric(m *nats.Msg) {
+	var a struct {
+		Consumer  string `json:"consumer"`
+		StreamSeq uint64 `json:"stream_seq"`
+	}
+	if json.Unmarshal(m.Data, &a) != nil || a.Consumer == "" {
+		return
+	}
+	s.mu.Lock()
+	s.acked[a.Consumer] = max(s.acked[a.Consumer], a.StreamSeq)
+	s.mu.Unlock()
+}
+
+// Acked is the highest CODI_MSG sequence agent's inbox consumer is known to
+// have acked (0 when none is known). Safe for concurrent use.
+func (s *InboxService) Acked(agent string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acked[ConsumerName(agent)]
 }
 
 func respondErr(m *nats.Msg, code string, err error) {
@@ -120,6 +154,11 @@ func (s *InboxService) open(m *nats.Msg) {
 	if err != nil {
 		respondErr(m, "400", err)
 		return
+	}
+	// A consumer deleted while no Receive ran is made again after what it
+	// had acked, not from its start: mail handled is not handed over again.
+	if acked := s.Acked(id); req.StartSeq == 0 && acked > 0 {
+		req.StartSeq = acked + 1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 	defer cancel()
@@ -219,6 +258,9 @@ func inboxConfig(agent string, from DeliverFrom, ackWait time.Duration) jetstrea
 		MaxDeliver:     -1,
 		DeliverPolicy:  from.policy,
 		OptStartTime:   optTime(from.at),
+		// Every ack is published as a metric, which the inbox service keeps
+		// as the consumer's position.
+		SampleFrequency: "100%",
 	}
 }
 
@@ -234,6 +276,7 @@ func ensureInbox(ctx context.Context, js jetstream.JetStream, agent string, from
 	case err == nil:
 		cur := cons.CachedInfo().Config
 		cur.Description, cur.AckWait, cur.MaxAckPending, cur.MaxDeliver = want.Description, want.AckWait, 1, -1
+		cur.SampleFrequency = want.SampleFrequency
 		cur.FilterSubject, cur.FilterSubjects = "", want.FilterSubjects
 		cons, err = js.UpdateConsumer(ctx, StreamMsg, cur)
 	case errors.Is(err, jetstream.ErrConsumerNotFound):

@@ -125,3 +125,23 @@ func TestInboxService_PeekFitsReply(t *testing.T) {
 	assert.True(t, pr.More)
 	assert.Len(t, pr.Messages, 1)
 }
+
+// An operator deleting an inbox consumer while no Receive runs (between two
+// `codi2 inbox` calls): the inbox service makes it again after what it had
+// acked, so handled mail is not handed over again.
+func TestInboxService_ConsumerDeletedBetweenReceives(t *testing.T) {
+	b := bustest.Run(t)
+	svc, err := bus.ServeInboxes(b.Conn(), bustest.Logger(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = svc.Stop() })
+	sendN(t, b, "agent-1", 1, 3)
+	r := startReceiver(t, newAgent(t, b, "agent-1"), bus.ReceiveConfig{UntilIdle: true}, nil)
+	require.NoError(t, r.wait(t))
+	require.Equal(t, seq(1, 3), datas(r.got()))
+	require.Eventually(t, func() bool { return svc.Acked("agent-1") == 3 }, 5*time.Second, 5*time.Millisecond)
+	require.NoError(t, b.JetStream().DeleteConsumer(context.Background(), bus.StreamMsg, "agent-1"))
+	sendN(t, b, "agent-1", 4, 1)
+	r = startReceiver(t, newAgent(t, b, "agent-1"), bus.ReceiveConfig{UntilIdle: true}, nil)
+	require.NoError(t, r.wait(t))
+	assert.Equal(t, []string{"4"}, datas(r.got()))
+}
