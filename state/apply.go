@@ -157,7 +157,12 @@ func planCommand(tx kv.ReadTxn, im *inMsg, watermark uint64, gen string) (plan, 
 		curRev = st.Rev
 	}
 	if cmd.expectRev != nil && *cmd.expectRev != curRev {
-		p.outcomes = append(p.outcomes, reject(im, gen, kind, id, actor, cmd.op, ReasonConflict, curRev,
+		ev := rejectEvent(im, actor, cmd.op, ReasonConflict, curRev, "")
+		if live {
+			// The conflict names who has the record: its holder and lease.
+			ev.UpdatedBy, ev.ExpiresAt, ev.Holder = st.UpdatedBy, st.ExpiresAt, st.Record.Holder()
+		}
+		p.outcomes = append(p.outcomes, rejectOutcome(im, gen, kind, id, ev,
 			fmt.Sprintf("expected rev %d, current rev %d", *cmd.expectRev, curRev)))
 		return p, nil
 	}
@@ -251,14 +256,25 @@ func planExpiry(r Record, watermark uint64, gen string) ([]write, outcome, Recor
 // (or invalid) when the subject did not parse: then there is no event, only
 // the audit record.
 func reject(im *inMsg, gen, kind, id, actor string, op Op, reason Reason, curRev uint64, detail string) outcome {
+	return rejectOutcome(im, gen, kind, id, rejectEvent(im, actor, op, reason, curRev, detail), detail)
+}
+
+// rejectEvent is the event of a rejected command.
+func rejectEvent(im *inMsg, actor string, op Op, reason Reason, curRev uint64, detail string) Event {
 	ev := Event{Seq: im.seq, Status: StatusRejected, Reason: reason, Actor: actor, Op: op, CurrentRev: curRev}
 	if reason == ReasonBadRequest || reason == ReasonCorrupt {
 		ev.Detail = truncate(detail, maxDetail)
 	}
+	return ev
+}
+
+// rejectOutcome is the outcome of the rejection ev, with detail for the
+// log and the audit record.
+func rejectOutcome(im *inMsg, gen, kind, id string, ev Event, detail string) outcome {
 	o := newOutcome(im.seq, kind, id, ev, commandMsgID(gen, im.seq))
 	o.detail = truncate(detail, maxDetail)
-	o.audit.data = mustJSON(auditRecord{Seq: im.seq, Status: StatusRejected, Kind: kind, ID: id, Actor: actor,
-		Op: op, Rev: curRev, Reason: reason, Detail: o.detail})
+	o.audit.data = mustJSON(auditRecord{Seq: im.seq, Status: StatusRejected, Kind: kind, ID: id, Actor: ev.Actor,
+		Op: ev.Op, Rev: ev.CurrentRev, Reason: ev.Reason, Detail: o.detail})
 	return o
 }
 

@@ -124,6 +124,13 @@ func TestClient_Refresh_KeepsLease(t *testing.T) {
 	assert.Equal(t, "agent-2", reclaimed.UpdatedBy)
 	assert.NotNil(t, reclaimed.ExpiresAt)
 	assert.Equal(t, "agent-2", reclaimed.Holder())
+	// The conflict event itself names who has the record.
+	ev, err := c.Apply(ctx, "task", "held", state.Command{Op: state.OpMerge, ExpectRev: state.Expect(0)})
+	require.ErrorIs(t, err, state.ErrConflict)
+	assert.Equal(t, "agent-2", ev.Holder)
+	assert.Equal(t, "agent-2", ev.UpdatedBy)
+	require.NotNil(t, ev.ExpiresAt)
+	assert.Equal(t, reclaimed.ExpiresAt.UTC(), ev.ExpiresAt.UTC())
 	again, err := other.Claim(ctx, "task", "held", 2*time.Hour, nil)
 	require.NoError(t, err, "the holder's own claim renews it")
 	assert.Equal(t, reclaimed.Rev+1, again.Rev)

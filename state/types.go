@@ -121,6 +121,13 @@ type Event struct {
 	// Subject is the raw subject of a command whose subject did not parse
 	// (its event goes to codi.state.evt.bad_request); empty otherwise.
 	Subject string `json:"subject,omitempty"`
+	// UpdatedBy, ExpiresAt and Holder name who has the record a conflict
+	// met (when it exists): its last writer, its lease's end, and its
+	// holder (Record.Holder: the holder field, or the last writer of a
+	// leased record; empty without a lease).
+	UpdatedBy string     `json:"updated_by,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	Holder    string     `json:"holder,omitempty"`
 }
 
 // MarshalJSON writes the event in the contract's shape: an applied event has
@@ -129,16 +136,20 @@ type Event struct {
 func (e Event) MarshalJSON() ([]byte, error) {
 	if e.Status == StatusRejected {
 		type rejected struct {
-			Seq        uint64  `json:"seq"`
-			Status     Status  `json:"status"`
-			Reason     Reason  `json:"reason"`
-			Actor      string  `json:"actor"`
-			Op         Op      `json:"op"`
-			CurrentRev *uint64 `json:"current_rev,omitempty"`
-			Detail     string  `json:"detail,omitempty"`
-			Subject    string  `json:"subject,omitempty"`
+			Seq        uint64     `json:"seq"`
+			Status     Status     `json:"status"`
+			Reason     Reason     `json:"reason"`
+			Actor      string     `json:"actor"`
+			Op         Op         `json:"op"`
+			CurrentRev *uint64    `json:"current_rev,omitempty"`
+			Detail     string     `json:"detail,omitempty"`
+			Subject    string     `json:"subject,omitempty"`
+			UpdatedBy  string     `json:"updated_by,omitempty"`
+			ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+			Holder     string     `json:"holder,omitempty"`
 		}
-		r := rejected{Seq: e.Seq, Status: e.Status, Reason: e.Reason, Actor: e.Actor, Op: e.Op, Detail: e.Detail, Subject: e.Subject}
+		r := rejected{Seq: e.Seq, Status: e.Status, Reason: e.Reason, Actor: e.Actor, Op: e.Op, Detail: e.Detail, Subject: e.Subject,
+			UpdatedBy: e.UpdatedBy, ExpiresAt: e.ExpiresAt, Holder: e.Holder}
 		if e.Reason == ReasonConflict {
 			r.CurrentRev = &e.CurrentRev
 		}
