@@ -20,7 +20,7 @@ import (
 func TestE2E_Bench_AgainstRunningServer(t *testing.T) {
 	srv := startCodi2(t)
 	bin := proctest.Build(t)
-	cmd := exec.Command(bin, "bench", "--nats-url", srv.URL, "--json",
+	cmd := exec.Command(bin, "bench", "--nats-url", srv.URL, "--allow-writes", "--json",
 		"--messages", "100", "--state-commands", "50", "--state-reads", "50", "--audit-events", "500",
 		"--audit-rate", "2000", "--query-log-size", "3000", "--queries", "10", "--query-window", "100",
 		"--v1-fsync-events", "20", "--v1-queries", "2")

@@ -55,3 +55,14 @@ func TestRun_BenchErrors(t *testing.T) {
 		assert.NotEmpty(t, stderr.String())
 	}
 }
+
+// `codi2 bench --nats-url` writes into that server's append-only log for
+// good: it is refused without --allow-writes, before it connects.
+func TestRun_BenchExternalNeedsAllowWrites(t *testing.T) {
+	var stderr proctest.Buffer
+	code := run(context.Background(), []string{"bench", "--nats-url", "nats://127.0.0.1:1"}, &proctest.Buffer{}, &stderr)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr.String(), "--allow-writes")
+	assert.Contains(t, stderr.String(), "append-only audit log")
+	assert.NotContains(t, stderr.String(), "connect", "refused before connecting")
+}

@@ -47,7 +47,7 @@ type auditBatch struct {
 }
 
 func (b *auditBatch) msgID(runID string, i int) string {
-	return runID + "-" + b.category + "-" + strconv.Itoa(i)
+	return "bench-" + runID + "-" + b.category + "-" + strconv.Itoa(i)
 }
 
 // auditPayload is the JSON payload of event i, padded to about size bytes.

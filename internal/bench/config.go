@@ -45,6 +45,11 @@ type Config struct {
 	// embedded one. The restart measurement needs the embedded server and is
 	// skipped with a note.
 	NATSURL string `json:"nats_url,omitempty"`
+	// AllowWrites must be set with NATSURL: the run writes its audit events
+	// (AuditEvents + QueryLogSize) into that server's append-only audit log
+	// and its state commands into its state, which cannot be undone. All of
+	// it is marked as bench traffic (see the package documentation).
+	AllowWrites bool `json:"allow_writes,omitempty"`
 	// DataDir holds the embedded server's files and the v1 logs. Empty: a
 	// temporary directory, removed when Run returns. A given directory is
 	// left in place; it should be empty.
@@ -152,6 +157,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: QueryWindow=%d, want 1..10000", ErrConfig, c.QueryWindow)
 	case c.StateCommands < c.Writers:
 		return fmt.Errorf("%w: StateCommands=%d below Writers=%d", ErrConfig, c.StateCommands, c.Writers)
+	case c.NATSURL != "" && !c.AllowWrites:
+		return fmt.Errorf("%w: a run against %s writes %d audit events into its append-only audit log and %d state commands into its state, for good; pass --allow-writes to measure that server anyway (everything is marked as bench traffic: agents, audit source and Nats-Msg-Ids start with bench-, state records are of kind %s)",
+			ErrConfig, c.NATSURL, c.AuditEvents+c.QueryLogSize, c.StateCommands, stateKind)
 	}
 	return nil
 }

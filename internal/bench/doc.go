@@ -21,9 +21,13 @@
 // The numbers are the machine's: the server, both services and the bench
 // share its CPUs and disk, so other work on it shows in the tails (the
 // Report's Machine records the load average and an fsync probe). A run
-// against Config.NATSURL leaves its records behind (state kind bench-task,
-// audit source bench-<run id>); messages are purged. Restart-to-ready needs
-// the embedded server and is skipped with NATSURL.
+// against Config.NATSURL writes into that server for good, so it needs
+// Config.AllowWrites. Everything it writes is marked as bench traffic: agent
+// ids bench-<run id>-<role>, audit source bench-<run id> (and the codi-state
+// audit records of kind bench-task), Nats-Msg-Ids bench-<run id>-..., state
+// records of kind bench-task with ids bench-<run id>-<n>; its messages are
+// purged at the end. Restart-to-ready needs the embedded server and is
+// skipped with NATSURL.
 //
 // # Goroutines
 //

@@ -151,6 +151,10 @@ func TestRun_External(t *testing.T) {
 	cfg := tiny(t)
 	cfg.DataDir = "" // a temporary directory, removed
 	cfg.NATSURL = emb.url()
+	_, err = Run(context.Background(), cfg, bustest.Logger(t))
+	require.ErrorIs(t, err, ErrConfig, "a run against a server needs AllowWrites")
+	assert.Contains(t, err.Error(), "--allow-writes")
+	cfg.AllowWrites = true
 	rep, err := Run(context.Background(), cfg, bustest.Logger(t))
 	require.NoError(t, err)
 	cfg.Validate()
@@ -183,6 +187,7 @@ func TestRun_Errors(t *testing.T) {
 		b := bustest.Run(t)
 		cfg := tiny(t)
 		cfg.NATSURL = b.ClientURL()
+		cfg.AllowWrites = true
 		cfg.OpTimeout = 300 * time.Millisecond
 		_, err := Run(context.Background(), cfg, bustest.Logger(t))
 		require.ErrorIs(t, err, ErrNoService)
@@ -191,6 +196,7 @@ func TestRun_Errors(t *testing.T) {
 	t.Run("no server behind the url", func(t *testing.T) {
 		cfg := tiny(t)
 		cfg.NATSURL = "nats://127.0.0.1:1"
+		cfg.AllowWrites = true
 		_, err := Run(context.Background(), cfg, bustest.Logger(t))
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "connect")

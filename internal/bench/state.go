@@ -49,7 +49,7 @@ func (r *runner) measureStateUpdates(ctx context.Context) (Metric, *stateRun, er
 	w := r.cfg.Writers
 	run := &stateRun{ids: make([]string, w), commands: make([]int, w)}
 	for i := range w {
-		run.ids[i] = r.runID + "-" + strconv.Itoa(i+1)
+		run.ids[i] = "bench-" + r.runID + "-" + strconv.Itoa(i+1)
 		run.commands[i] = r.cfg.StateCommands / w
 		if i < r.cfg.StateCommands%w {
 			run.commands[i]++
