@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -23,8 +24,16 @@ type Bus struct {
 	// root is the caller's logger, from which the nats component derives.
 	root zerolog.Logger
 	srv  *server.Server // nil when connected to an external NATS
-	nc   *nats.Conn
-	js   jetstream.JetStream
+	sl   *serverLogger  // the embedded server's logger
+	// faults records the streams whose files failed a write; watchStorage
+	// reloads JetStream once the disk has room again.
+	faults *storageFaults
+	opts   *server.Options // the embedded server's
+	// storageQuit stops watchStorage, which closes storageDone when it
+	// returns.
+	storageQuit, storageDone chan struct{}
+	nc                       *nats.Conn
+	js                       jetstream.JetStream
 	// ncClosed is closed when nc has finished draining.
 	ncClosed chan struct{}
 	// Auth (auth.go): the server's own credentials and the revocation
@@ -36,16 +45,19 @@ type Bus struct {
 // Start runs the bus described by cfg and creates or updates the streams. It
 // fails with an error wrapping ErrConfig or ErrStart, naming the cause: an
 // address in use, a data directory that cannot be written, a NATS URL that
-// does not answer.
+// does not answer; ErrDiskLimits when the stream limits do not fit the disk
+// (the numbers named); ErrAnotherInstance (Config.Exclusive) when another
+// instance serves the streams.
 func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Bus, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Bus{cfg: cfg, root: log, log: log.With().Str("component", "bus").Logger()}
+	b := &Bus{cfg: cfg, root: log, log: log.With().Str("component", "bus").Logger(), faults: newStorageFaults()}
 	if cfg.URL == "" {
 		if err := b.startServer(); err != nil {
 			return nil, err
 		}
+		cfg = b.cfg // with the limits derived from the disk
 	}
 	b.ncClosed = make(chan struct{})
 	nc, err := b.Connect("codi2-server", nats.ClosedHandler(func(*nats.Conn) { close(b.ncClosed) }))
@@ -60,10 +72,19 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Bus, error) {
 		return nil, fmt.Errorf("%w: jetstream: %v", ErrStart, err)
 	}
 	b.js = js
+	if cfg.Exclusive {
+		if err := b.claimInstance(); err != nil {
+			b.Close()
+			return nil, err
+		}
+	}
 	sctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
 	defer cancel()
-	if err := EnsureStreams(sctx, js, cfg); err != nil {
+	if err := EnsureStreams(sctx, js, b.cfg); err != nil {
 		b.Close()
+		if errors.Is(err, ErrDiskLimits) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%w: %v", ErrStart, err)
 	}
 	return b, nil
@@ -77,17 +98,37 @@ func (b *Bus) startServer() error {
 	if err := checkWritable(filepath.Join(storeDir, "jetstream")); err != nil {
 		return fmt.Errorf("%w: data directory: %v", ErrStart, err)
 	}
+	if cfg.DeferListen && port > 0 {
+		// The listener opens later (Listen): find a taken port now, before
+		// JetStream recovers its streams and the caller starts services.
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrStart, err)
+		}
+		_ = ln.Close()
+	}
+	disk, err := MeasureDisk(storeDir)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrStart, err)
+	}
+	if err := DiskLimits(&cfg, disk); err != nil {
+		return err
+	}
+	b.cfg = cfg
 	opts := &server.Options{
 		ServerName: cfg.ServerName,
 		Host:       host,
 		Port:       port,
 		JetStream:  true,
 		StoreDir:   storeDir,
-		MaxPayload: cfg.MaxPayload,
-		NoSigs:     true,
-		SyncAlways: cfg.SyncAlways,
-		Debug:      cfg.Debug,
-		Trace:      cfg.Trace,
+		// The streams' limits were checked against the disk (DiskLimits).
+		JetStreamMaxStore: embeddedMaxStore,
+		DontListen:        cfg.DeferListen,
+		MaxPayload:        cfg.MaxPayload,
+		NoSigs:            true,
+		SyncAlways:        cfg.SyncAlways,
+		Debug:             cfg.Debug,
+		Trace:             cfg.Trace,
 	}
 	if err := b.configureAuth(opts); err != nil {
 		return err
@@ -96,7 +137,8 @@ func (b *Bus) startServer() error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrStart, err)
 	}
-	sl := &serverLogger{log: b.root.With().Str("component", "nats").Logger()}
+	sl := &serverLogger{log: b.root.With().Str("component", "nats").Logger(), faults: b.faults}
+	b.sl = sl
 	srv.SetLoggerV2(sl, cfg.Debug, cfg.Trace, false)
 	srv.Start()
 	deadline := time.Now().Add(cfg.StartTimeout)
@@ -117,6 +159,29 @@ func (b *Bus) startServer() error {
 		b.watchStop, b.watchDone = make(chan struct{}), make(chan struct{})
 		go b.watchRevocations(b.watchStop, b.watchDone)
 	}
+	b.opts = opts
+	b.storageQuit, b.storageDone = make(chan struct{}), make(chan struct{})
+	go b.watchStorage(b.storageQuit, b.storageDone)
+	return nil
+}
+
+// Listen opens the embedded server's client listener when Config.DeferListen
+// kept it closed; otherwise, and on a second call, it does nothing. It fails
+// with ErrStart when the address cannot be bound (taken since Start checked
+// it).
+func (b *Bus) Listen() error {
+	if b.srv == nil || !b.cfg.DeferListen || b.srv.Addr() != nil {
+		return nil
+	}
+	b.srv.AcceptLoop(make(chan struct{}))
+	if b.srv.Addr() == nil {
+		err := b.sl.fatalErr()
+		if err == nil {
+			err = errors.New("no listener")
+		}
+		return fmt.Errorf("%w: listen on %s: %v", ErrStart, b.cfg.Listen, err)
+	}
+	b.log.Debug().Str("url", b.ClientURL()).Msg("listening for clients")
 	return nil
 }
 
@@ -165,6 +230,9 @@ func (b *Bus) connect(name string, inProcess bool, opts ...nats.Option) (*nats.C
 	url := b.ClientURL()
 	if inProcess {
 		base = append(base, nats.InProcessServer(b.srv))
+		if b.srv.Addr() == nil {
+			url = nats.DefaultURL // not dialled: the connection is a pipe
+		}
 	}
 	switch {
 	case b.internal != nil:
@@ -204,6 +272,11 @@ func (b *Bus) Conn() *nats.Conn { return b.nc }
 // JetStream is the JetStream context over Conn.
 func (b *Bus) JetStream() jetstream.JetStream { return b.js }
 
+// StorageProblems describes, one sentence each, the streams of the
+// embedded server that cannot write since their files failed a write (a
+// full disk); empty when all can. Safe for concurrent use.
+func (b *Bus) StorageProblems() []string { return b.faults.problems() }
+
 // Config is the validated configuration the bus runs with.
 func (b *Bus) Config() Config { return b.cfg }
 
@@ -225,6 +298,11 @@ func (b *Bus) shutdownServer() {
 		close(b.watchStop)
 		<-b.watchDone
 		b.watchStop = nil
+	}
+	if b.storageQuit != nil {
+		close(b.storageQuit)
+		<-b.storageDone
+		b.storageQuit = nil
 	}
 	if b.srv != nil {
 		b.srv.Shutdown()

@@ -18,7 +18,13 @@ const (
 	DefaultMsgMaxAge       = 7 * 24 * time.Hour
 	DefaultStateMaxAge     = 7 * 24 * time.Hour
 	DefaultAuditMaxAge     = 7 * 24 * time.Hour
-	DefaultStreamMaxBytes  = 10 << 30
+	// DefaultStreamMaxBytes bounds each stream on an external NATS (URL),
+	// whose disk codi2 cannot see, and is the most a limit derived from the
+	// embedded server's disk grows to.
+	DefaultStreamMaxBytes = 10 << 30
+	// DefaultInstanceProbeWait is how long Start waits for another instance
+	// to answer on an external NATS (see Config.Exclusive).
+	DefaultInstanceProbeWait = 300 * time.Millisecond
 )
 
 // Config configures Start. The zero value plus a DataDir runs an embedded
@@ -52,8 +58,26 @@ type Config struct {
 	// messages. The state and audit services copy what they consume into the
 	// store, so their streams are buffers; CODI_MSG is mail.
 	MsgMaxAge, StateMaxAge, AuditMaxAge time.Duration
-	// StreamMaxBytes bounds each stream's size; the oldest messages go first.
-	StreamMaxBytes int64
+	// MsgMaxBytes, StateMaxBytes and AuditMaxBytes bound each stream's size
+	// in bytes; past it the oldest messages go first. Zero derives the limit:
+	// from the disk that holds DataDir for the embedded server (see
+	// DiskLimits), DefaultStreamMaxBytes with URL.
+	MsgMaxBytes, StateMaxBytes, AuditMaxBytes int64
+	// DeferListen keeps the embedded server's client listener closed after
+	// Start (in-process connections work) until Listen, so that the caller
+	// can put its responders in place before any client connects. The
+	// address is still checked by Start.
+	DeferListen bool
+	// Exclusive makes this bus the one instance serving the streams: it
+	// answers probes on subjects.ServerInstance with Identity, and with URL
+	// Start first probes and fails with ErrAnotherInstance when another
+	// exclusive bus answers within InstanceProbeWait.
+	Exclusive bool
+	// Identity describes this process in the answer to a probe.
+	Identity Identity
+	// InstanceProbeWait bounds the wait for another instance's answer.
+	// Default DefaultInstanceProbeWait.
+	InstanceProbeWait time.Duration
 	// Debug and Trace turn on nats-server's debug and protocol trace logs.
 	Debug, Trace bool
 	// Auth, when set, makes the embedded server require codi2 credentials
@@ -99,8 +123,15 @@ func (c *Config) Validate() error {
 	if c.AuditMaxAge == 0 {
 		c.AuditMaxAge = DefaultAuditMaxAge
 	}
-	if c.StreamMaxBytes == 0 {
-		c.StreamMaxBytes = DefaultStreamMaxBytes
+	if c.InstanceProbeWait == 0 {
+		c.InstanceProbeWait = DefaultInstanceProbeWait
+	}
+	if c.URL != "" {
+		for _, l := range []*int64{&c.MsgMaxBytes, &c.StateMaxBytes, &c.AuditMaxBytes} {
+			if *l == 0 {
+				*l = DefaultStreamMaxBytes
+			}
+		}
 	}
 	switch {
 	case c.URL == "" && c.DataDir == "":
@@ -109,7 +140,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: max payload %d outside 1..64 MiB", ErrConfig, c.MaxPayload)
 	case c.Replicas < 1 || c.Replicas > 5:
 		return fmt.Errorf("%w: replicas %d outside 1..5", ErrConfig, c.Replicas)
-	case c.StartTimeout < 0 || c.DuplicateWindow < 0 || c.MsgMaxAge < 0 || c.StateMaxAge < 0 || c.AuditMaxAge < 0 || c.StreamMaxBytes < 0:
+	case c.StartTimeout < 0 || c.DuplicateWindow < 0 || c.MsgMaxAge < 0 || c.StateMaxAge < 0 || c.AuditMaxAge < 0 ||
+		c.MsgMaxBytes < 0 || c.StateMaxBytes < 0 || c.AuditMaxBytes < 0 || c.InstanceProbeWait < 0:
 		return fmt.Errorf("%w: durations and sizes must be positive", ErrConfig)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {

@@ -29,11 +29,26 @@
 // publish a watermark for that. Config.SyncAlways trades about 20x throughput
 // for per-message fsync.
 //
+// Stream limits (Config.MsgMaxBytes, StateMaxBytes, AuditMaxBytes) are
+// derived from the disk that holds the embedded server's data unless given
+// (DiskLimits): a start never discards stored messages and never asks for
+// more than the disk has; a refusal (ErrDiskLimits) names the numbers. When
+// a stream's files fail a write (a full disk), nats-server keeps that stream
+// unwritable: the bus reports it (StorageProblems) and reloads JetStream
+// once the disk has room again.
+//
+// With Config.Exclusive the bus is the one instance serving the streams: it
+// answers probes on subjects.ServerInstance and, on an external NATS,
+// refuses to start (ErrAnotherInstance, naming the other) when another
+// answers. Config.DeferListen keeps the client listener closed until
+// Listen, so that a caller can put responders in place first.
+//
 // # Goroutines
 //
-// The embedded server runs its own goroutines; Close stops the server and
-// waits for them. With Config.Auth the bus also runs one goroutine that
-// pushes revocations to the server; Close stops it first. Receive runs until its context is cancelled and returns only
+// The embedded server runs its own goroutines, and the bus one that watches
+// for streams that cannot write; Close stops them and waits for them. With
+// Config.Auth the bus also runs one goroutine that pushes revocations to
+// the server; Close stops it first. Receive runs until its context is cancelled and returns only
 // after its consumer has stopped. Subscriptions returned by Subscribe and
 // Serve belong to the caller, who unsubscribes them.
 package bus

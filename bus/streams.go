@@ -22,7 +22,10 @@ const (
 // the configured age and size, the duplicate window for Nats-Msg-Id, and a
 // per-message size of cfg.MaxPayload.
 func StreamConfigs(cfg Config) []jetstream.StreamConfig {
-	mk := func(name, desc, subject string, maxAge time.Duration) jetstream.StreamConfig {
+	mk := func(name, desc, subject string, maxAge time.Duration, maxBytes int64) jetstream.StreamConfig {
+		if maxBytes == 0 {
+			maxBytes = DefaultStreamMaxBytes
+		}
 		return jetstream.StreamConfig{
 			Name:        name,
 			Description: desc,
@@ -31,25 +34,26 @@ func StreamConfigs(cfg Config) []jetstream.StreamConfig {
 			Retention:   jetstream.LimitsPolicy,
 			Discard:     jetstream.DiscardOld,
 			MaxAge:      maxAge,
-			MaxBytes:    cfg.StreamMaxBytes,
+			MaxBytes:    maxBytes,
 			MaxMsgSize:  cfg.MaxPayload,
 			Duplicates:  cfg.DuplicateWindow,
 			Replicas:    cfg.Replicas,
 		}
 	}
 	return []jetstream.StreamConfig{
-		mk(StreamMsg, "codi2 agent messages", subjects.MsgWildcard, cfg.MsgMaxAge),
-		mk(StreamState, "codi2 state commands", subjects.StateCmdWildcard, cfg.StateMaxAge),
-		mk(StreamAudit, "codi2 audit events", subjects.AuditLogWildcard, cfg.AuditMaxAge),
+		mk(StreamMsg, "codi2 agent messages", subjects.MsgWildcard, cfg.MsgMaxAge, cfg.MsgMaxBytes),
+		mk(StreamState, "codi2 state commands", subjects.StateCmdWildcard, cfg.StateMaxAge, cfg.StateMaxBytes),
+		mk(StreamAudit, "codi2 audit events", subjects.AuditLogWildcard, cfg.AuditMaxAge, cfg.AuditMaxBytes),
 	}
 }
 
 // EnsureStreams creates the contract streams or updates them to the
-// configuration of cfg. It is idempotent and safe to run on every start.
+// configuration of cfg. It is idempotent and safe to run on every start. A
+// refusal for lack of storage wraps ErrDiskLimits and names the numbers.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	for _, sc := range StreamConfigs(cfg) {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("bus: stream %s: %w", sc.Name, err)
+			return fmt.Errorf("bus: stream %s: %w", sc.Name, explainStorage(ctx, js, sc, err))
 		}
 	}
 	return nil
