@@ -5,6 +5,8 @@ package proctest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"io/fs"
 	"net"
 	"os"
@@ -199,6 +201,51 @@ func (s *Server) Port() int { return s.port }
 // Logs returns everything the process has written so far.
 func (s *Server) Logs() string { return s.logs.String() }
 
+// PID is the server process's id.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
+// HTTP is the base URL of the server's HTTP listener, from its ready line.
+func (s *Server) HTTP(t testing.TB) string {
+	t.Helper()
+	for _, line := range strings.Split(s.logs.String(), "\n") {
+		if !strings.Contains(line, `"message":"codi2 ready"`) {
+			continue
+		}
+		var ready struct {
+			HTTP string `json:"http"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(line), &ready))
+		return ready.HTTP
+	}
+	t.Fatalf("no ready line:\n%s", s.logs.String())
+	return ""
+}
+
+// Restart stops the server with SIGTERM (it must exit 0 within 30 s) and
+// starts it again on the same data directory, port and flags.
+func (s *Server) Restart(t testing.TB) *Server {
+	t.Helper()
+	require.Equal(t, 0, s.Stop(30*time.Second), "SIGTERM exits 0:\n%s", s.Logs())
+	return Start(t, s.bin, s.DataDir, s.port, s.extra...)
+}
+
+// Run runs bin with args to its end (at most a minute) and returns its exit
+// code and everything it wrote to stdout and stderr.
+func Run(t testing.TB, bin string, args ...string) (code int, output string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out Buffer
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("run %s %v: %v", bin, args, err)
+	}
+	return cmd.ProcessState.ExitCode(), out.String()
+}
+
 // Buffer is a bytes.Buffer that a process, a logger and a test can share:
 // Write and String are safe for concurrent use.
 type Buffer struct {
@@ -218,4 +265,19 @@ func (w *Buffer) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
+}
+
+// SmallDisk mounts a tmpfs of size bytes on a new temporary directory and
+// returns it, so that a test can run a server on a disk that small (and
+// fill it); it is unmounted when the test ends. The test is skipped, saying
+// why, where mounting is not permitted (mount(2) needs root or
+// CAP_SYS_ADMIN).
+func SmallDisk(t testing.TB, size int64) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+strconv.FormatInt(size, 10)); err != nil {
+		t.Skipf("cannot mount a %d-byte tmpfs for a small disk (needs root or CAP_SYS_ADMIN): %v", size, err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	return dir
 }

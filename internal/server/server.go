@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
@@ -41,6 +43,13 @@ type Config struct {
 	NATSURL string
 	// SyncAlways fsyncs every JetStream write before its PubAck.
 	SyncAlways bool
+	// MsgMaxBytes, StateMaxBytes and AuditMaxBytes bound each stream's size
+	// in bytes; zero derives them from the disk (see bus.DiskLimits).
+	MsgMaxBytes, StateMaxBytes, AuditMaxBytes int64
+	// ReadyMaxLag is how long the oldest message a service has not applied
+	// may have waited before Readiness reports the service as lagging.
+	// Default DefaultReadyMaxLag.
+	ReadyMaxLag time.Duration
 	// Store is StoreBolt (the default) or StoreFDB.
 	Store string
 	// FDBClusterFile is the FoundationDB cluster file for StoreFDB; empty
@@ -59,10 +68,22 @@ type Config struct {
 	Audit audit.Config
 }
 
+// DefaultReadyMaxLag is the default Config.ReadyMaxLag.
+const DefaultReadyMaxLag = 30 * time.Second
+
 // Validate fills defaults and reports an unusable configuration.
 func (c *Config) Validate() error {
 	if c.Store == "" {
 		c.Store = StoreBolt
+	}
+	if c.ReadyMaxLag == 0 {
+		c.ReadyMaxLag = DefaultReadyMaxLag
+	}
+	if c.State.Stream == "" {
+		c.State.Stream = bus.StreamState
+	}
+	if c.State.Consumer == "" {
+		c.State.Consumer = state.DefaultConsumer
 	}
 	switch {
 	case c.DataDir == "":
@@ -76,11 +97,16 @@ func (c *Config) Validate() error {
 // Server is a running codi2 process. Its methods are safe for concurrent
 // use.
 type Server struct {
-	cfg    Config
-	log    zerolog.Logger
-	bus    *bus.Bus
-	stores []kv.Store
-	conns  []*nats.Conn
+	cfg     Config
+	log     zerolog.Logger
+	lock    *dirLock
+	bus     *bus.Bus
+	standIn *standIn
+	stores  []kv.Store
+	conns   []*nats.Conn
+	state   *state.Service
+	audit   *audit.Service
+	phase   atomic.Value // string: phaseStarting, phaseRunning, phaseStopping
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -90,16 +116,31 @@ type Server struct {
 	errs     []error
 	stopOnce sync.Once
 	stopErr  error
-	ready    []<-chan struct{}
 	// problems report conditions that keep the server from serving in
 	// full while they last (a stream missing), for readiness.
 	problems []func() error
 }
 
-// Start opens the data directory, starts the bus (creating or updating the
-// streams), opens the stores and runs the state and audit services, each on
-// a connection of its own. It returns once both services answer requests.
-// On error everything started is stopped.
+// Phases of a Server, as Readiness reports them.
+const (
+	phaseStarting = "starting"
+	phaseRunning  = "running"
+	phaseStopping = "stopping"
+)
+
+// Start takes the data directory's lock, starts the bus (creating or
+// updating the streams), opens the stores and runs the state and audit
+// services, each on a connection of its own. It returns once both services
+// answer requests. On error everything started is stopped.
+//
+// The order keeps two promises. Nothing in the data directory is opened
+// before its lock is held (ErrDataDirLocked names the holder). And from the
+// moment a client can connect, a request to a service gets an answer: the
+// embedded server's listener opens (its address checked first) only after
+// a stand-in answers the services' request subjects with 503, and each
+// service takes its subjects over once its endpoints are up. On an external
+// NATS (Config.NATSURL) Start refuses when another instance serves the
+// streams (bus.ErrAnotherInstance).
 func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -112,18 +153,12 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Server, error)
 		return nil, fmt.Errorf("server: data directory: %w", err)
 	}
 	cfg.DataDir = dataDir
-	bcfg := bus.Config{DataDir: dataDir, Listen: cfg.NATSListen, URL: cfg.NATSURL, SyncAlways: cfg.SyncAlways,
-		TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, Creds: cfg.Creds}
-	if cfg.Auth && cfg.NATSURL == "" {
-		if bcfg.Auth, err = auth.Open(filepath.Join(dataDir, "auth")); err != nil {
-			return nil, fmt.Errorf("server: %w", err)
-		}
-	}
-	b, err := bus.Start(ctx, bcfg, log)
+	lock, err := lockDataDir(dataDir)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, bus: b, failed: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log, lock: lock, failed: make(chan struct{})}
+	s.phase.Store(phaseStarting)
 	if err := s.start(ctx); err != nil {
 		s.close()
 		return nil, err
@@ -131,15 +166,20 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Server, error)
 	if err := s.waitReady(ctx); err != nil {
 		return nil, errors.Join(err, s.Stop())
 	}
+	s.phase.Store(phaseRunning)
 	return s, nil
 }
 
 // waitReady waits until both services answer requests, one of them fails,
-// or ctx ends.
+// or ctx ends; each service's subjects go from the stand-in to the service
+// as soon as it is ready.
 func (s *Server) waitReady(ctx context.Context) error {
-	for _, ready := range s.ready {
+	for name, ready := range map[string]<-chan struct{}{state.ServiceName: s.state.Ready(), audit.ServiceName: s.audit.Ready()} {
 		select {
 		case <-ready:
+			if err := s.standIn.uncover(name); err != nil {
+				return err
+			}
 		case <-s.failed:
 			return errors.New("server: a service failed while starting")
 		case <-ctx.Done():
@@ -150,7 +190,49 @@ func (s *Server) waitReady(ctx context.Context) error {
 }
 
 func (s *Server) start(ctx context.Context) error {
-	st, au, err := openStores(s.cfg)
+	cfg := s.cfg
+	bcfg := bus.Config{
+		DataDir:       cfg.DataDir,
+		Listen:        cfg.NATSListen,
+		URL:           cfg.NATSURL,
+		SyncAlways:    cfg.SyncAlways,
+		TLSCert:       cfg.TLSCert,
+		TLSKey:        cfg.TLSKey,
+		Creds:         cfg.Creds,
+		MsgMaxBytes:   cfg.MsgMaxBytes,
+		StateMaxBytes: cfg.StateMaxBytes,
+		AuditMaxBytes: cfg.AuditMaxBytes,
+		DeferListen:   true,
+		Exclusive:     true,
+		Identity:      bus.Identity{DataDir: cfg.DataDir, NATS: cfg.NATSURL},
+	}
+	if cfg.Auth && cfg.NATSURL == "" {
+		var err error
+		if bcfg.Auth, err = auth.Open(filepath.Join(cfg.DataDir, "auth")); err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+	}
+	b, err := bus.Start(ctx, bcfg, s.log)
+	if err != nil {
+		return err
+	}
+	s.bus = b
+	// The stand-in's connection stays open until the server has shut
+	// down, so it answers for as long as clients are connected.
+	standInNC, err := b.Connect("codi2-standin")
+	if err != nil {
+		return fmt.Errorf("server: connect stand-in: %w", err)
+	}
+	s.standIn = newStandIn(standInNC)
+	for _, name := range []string{state.ServiceName, audit.ServiceName} {
+		if err := s.standIn.cover(name, name+" is starting"); err != nil {
+			return err
+		}
+	}
+	if err := b.Listen(); err != nil {
+		return err
+	}
+	st, au, err := openStores(cfg)
 	if err != nil {
 		return err
 	}
@@ -158,27 +240,25 @@ func (s *Server) start(ctx context.Context) error {
 	if au != st {
 		s.stores = append(s.stores, au)
 	}
-	stateNC, err := s.connect(state.ServiceName, s.bus.Connect)
+	stateNC, err := s.connect(state.ServiceName, b.Connect)
 	if err != nil {
 		return err
 	}
-	stateSvc, err := state.New(s.cfg.State, stateNC, st, s.log)
-	if err != nil {
+	if s.state, err = state.New(cfg.State, stateNC, st, s.log); err != nil {
 		return err
 	}
 	// The audit service takes events in bulk, which a socket carries
 	// better than the synchronous in-process pipe (see bus.ConnectNetwork).
-	auditNC, err := s.connect(audit.ServiceName, s.bus.ConnectNetwork)
+	auditNC, err := s.connect(audit.ServiceName, b.ConnectNetwork)
 	if err != nil {
 		return err
 	}
-	auditCfg := s.cfg.Audit
+	auditCfg := cfg.Audit
 	if auditCfg.CheckpointKeyFile == "" {
 		// Next to audit.db, never inside the store it vouches for.
-		auditCfg.CheckpointKeyFile = filepath.Join(s.cfg.DataDir, DefaultCheckpointKey)
+		auditCfg.CheckpointKeyFile = filepath.Join(cfg.DataDir, DefaultCheckpointKey)
 	}
-	auditSvc, err := audit.New(auditCfg, auditNC, au, s.log)
-	if err != nil {
+	if s.audit, err = audit.New(auditCfg, auditNC, au, s.log); err != nil {
 		return err
 	}
 	// Agents' inbox consumers are made by the server for them (see
@@ -189,16 +269,24 @@ func (s *Server) start(ctx context.Context) error {
 	// The services outlive the start context: Stop ends them.
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
-	s.ready = []<-chan struct{}{stateSvc.Ready(), auditSvc.Ready()}
 	// Streams deleted under the running server come back (CODI_MSG has
 	// no service that would notice; see bus.StreamWatch).
-	watch := bus.NewStreamWatch(s.bus.JetStream(), s.bus.Config(), 0, s.log)
-	s.problems = []func() error{stateSvc.Problem, auditSvc.Problem, watch.Problem}
-	for _, run := range []func(context.Context) error{stateSvc.Run, auditSvc.Run, watch.Run} {
+	watch := bus.NewStreamWatch(b.JetStream(), b.Config(), 0, s.log)
+	s.problems = []func() error{s.state.Problem, s.audit.Problem, watch.Problem}
+	runs := []struct {
+		name string
+		run  func(context.Context) error
+	}{{state.ServiceName, s.state.Run}, {audit.ServiceName, s.audit.Run}, {"stream watch", watch.Run}}
+	for _, r := range runs {
+		name, run := r.name, r.run
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			if err := run(runCtx); err != nil {
+				// Its endpoints are gone: answer for it until Stop.
+				if _, ok := serviceSubjects[name]; ok {
+					_ = s.standIn.cover(name, name+" failed; codi2 is stopping")
+				}
 				s.mu.Lock()
 				s.errs = append(s.errs, err)
 				s.mu.Unlock()
@@ -244,13 +332,21 @@ func (s *Server) Failed() <-chan struct{} { return s.failed }
 // Stop shuts the process down in order and returns the services' errors.
 // Later calls return the same result.
 //
-//  1. Stop intake: cancel the services; each stops fetching, commits and
-//     acks what it holds, and returns from Run.
-//  2. Close the services' connections.
-//  3. Drain the bus connection and shut the NATS server down.
-//  4. Close the stores.
+//  1. The stand-in answers the services' subjects again (503, stopping).
+//  2. Stop intake: cancel the services; each stops fetching, commits and
+//     acks what it holds, stops its endpoints and returns from Run.
+//  3. Close the services' connections.
+//  4. Drain the bus connection and shut the NATS server down; then close
+//     the stand-in's connection.
+//  5. Close the stores and release the data directory.
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
+		s.phase.Store(phaseStopping)
+		for name := range serviceSubjects {
+			if err := s.standIn.cover(name, "codi2 is stopping"); err != nil {
+				s.log.Warn().Err(err).Msg("stand-in")
+			}
+		}
 		if s.cancel != nil {
 			s.cancel()
 		}
@@ -263,15 +359,21 @@ func (s *Server) Stop() error {
 	return s.stopErr
 }
 
-// close runs steps 2-4 of Stop.
+// close runs steps 3-5 of Stop, for whatever Start got to open.
 func (s *Server) close() {
 	for _, nc := range s.conns {
 		nc.Close()
 	}
-	s.bus.Close()
+	if s.bus != nil {
+		s.bus.Close()
+	}
+	if s.standIn != nil {
+		s.standIn.nc.Close()
+	}
 	for _, st := range s.stores {
 		if err := st.Close(); err != nil {
 			s.log.Error().Err(err).Msg("close store")
 		}
 	}
+	s.lock.release()
 }
