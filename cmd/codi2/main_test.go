@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,6 +45,8 @@ func TestRun_Commands(t *testing.T) {
 		{"bad level", []string{"serve", "--log-level", "loud"}, 1, "", "--log-level"},
 		{"bad format", []string{"serve", "--log-format", "xml"}, 1, "", "--log-format"},
 		{"bad nats listen", []string{"serve", "--data", "DIR", "--nats-listen", "127.0.0.1:x", "--http-listen", "127.0.0.1:0"}, 1, "", "listen"},
+		{"bad size", []string{"serve", "--msg-max-bytes", "lots"}, 1, "", `invalid value "lots" for flag -msg-max-bytes`},
+		{"bad lag", []string{"serve", "--ready-max-lag", "0s"}, 1, "", "--ready-max-lag 0s: want a positive duration"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,9 +80,15 @@ func TestRun_ServePortInUse(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr.String(), "address already in use")
 
-	code = run(context.Background(), []string{"serve", "--data", t.TempDir(), "--nats-listen", "127.0.0.1:-1", "--http-listen", ln.Addr().String()}, &proctest.Buffer{}, &stderr)
+	// The HTTP address is checked before anything starts: nothing was
+	// written to the data directory.
+	dir := t.TempDir()
+	code = run(context.Background(), []string{"serve", "--data", dir, "--nats-listen", "127.0.0.1:-1", "--http-listen", ln.Addr().String()}, &proctest.Buffer{}, &stderr)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr.String(), "http listen")
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "NATS and the stores did not start")
 }
 
 func TestRun_ServeUnwritableData(t *testing.T) {
@@ -136,6 +145,15 @@ func TestRun_ServeAndShutdown(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "ok", health["status"])
+
+	resp, err = http.Get(ready["http"].(string) + "/readyz")
+	require.NoError(t, err)
+	var readiness map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&readiness))
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, readiness)
+	assert.Equal(t, true, readiness["ready"])
+	assert.Equal(t, "running", readiness["phase"])
 
 	nc, err := nats.Connect(ready["nats"].(string))
 	require.NoError(t, err)
@@ -281,4 +299,15 @@ func TestRun_ServeExternalNATS(t *testing.T) {
 
 	cancel()
 	assert.Equal(t, 0, <-done, logs.String())
+}
+
+// Before the server is started, /healthz and /readyz answer 503 "starting".
+func TestHealth_Starting(t *testing.T) {
+	h := (&health{}).handler()
+	for _, path := range []string{"/healthz", "/readyz"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		assert.Equal(t, http.StatusServiceUnavailable, rec.Code, path)
+		assert.Contains(t, rec.Body.String(), "starting", path)
+	}
 }

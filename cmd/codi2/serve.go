@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/codi2/codi2/audit"
@@ -37,6 +39,9 @@ type serveConfig struct {
 	TLSKey        string
 	Creds         string
 	AuditKey      string
+	// Stream limits in bytes; 0 derives them from the disk.
+	MsgMaxBytes, StateMaxBytes, AuditMaxBytes byteSize
+	ReadyMaxLag                               time.Duration
 }
 
 func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
@@ -58,6 +63,10 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key (PEM) of the NATS listener")
 	fs.StringVar(&c.Creds, "creds", "", "credentials file of the server's own connections to --nats-url")
 	fs.StringVar(&c.AuditKey, "audit-key", "", "ed25519 key that signs audit checkpoints, created on first start with FILE.pub (default DATA/audit.key)")
+	fs.Var(&c.MsgMaxBytes, "msg-max-bytes", "CODI_MSG size limit, e.g. 2GiB (0: derived from the disk)")
+	fs.Var(&c.StateMaxBytes, "state-max-bytes", "CODI_STATE size limit (0: derived from the disk)")
+	fs.Var(&c.AuditMaxBytes, "audit-stream-max-bytes", "CODI_AUDIT size limit (0: derived from the disk)")
+	fs.DurationVar(&c.ReadyMaxLag, "ready-max-lag", server.DefaultReadyMaxLag, "/readyz fails when a service's oldest unapplied message waited longer")
 	if err := parseWithEnv(fs, args); err != nil {
 		return c, err
 	}
@@ -74,6 +83,9 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPListen); err != nil {
 		return c, fmt.Errorf("--http-listen %q: %v", c.HTTPListen, err)
+	}
+	if c.ReadyMaxLag <= 0 {
+		return c, fmt.Errorf("--ready-max-lag %s: want a positive duration", c.ReadyMaxLag)
 	}
 	return c, nil
 }
@@ -103,7 +115,26 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 // serve runs the server until ctx is done, then shuts it down in order.
+// Every listener is bound before anything starts: the HTTP address here
+// (it answers /healthz and /readyz with 503 while the server starts), the
+// NATS address by server.Start before JetStream recovers its streams.
 func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
+	httpLn, err := net.Listen("tcp", cfg.HTTPListen)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	h := &health{}
+	hs := &http.Server{Handler: h.handler(), ReadHeaderTimeout: 5 * time.Second}
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- hs.Serve(httpLn) }()
+	// stopHTTP shuts the HTTP server down and waits for it.
+	stopHTTP := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+		<-httpErr
+	}
+
 	srv, err := server.Start(ctx, server.Config{
 		DataDir:        cfg.DataDir,
 		NATSListen:     cfg.NATSListen,
@@ -116,19 +147,18 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		TLSCert:        cfg.TLSCert,
 		TLSKey:         cfg.TLSKey,
 		Creds:          cfg.Creds,
+		MsgMaxBytes:    int64(cfg.MsgMaxBytes),
+		StateMaxBytes:  int64(cfg.StateMaxBytes),
+		AuditMaxBytes:  int64(cfg.AuditMaxBytes),
+		ReadyMaxLag:    cfg.ReadyMaxLag,
 	}, log)
 	if err != nil {
+		stopHTTP()
 		return err
 	}
-	httpLn, err := net.Listen("tcp", cfg.HTTPListen)
-	if err != nil {
-		return errors.Join(fmt.Errorf("http listen: %w", err), srv.Stop())
-	}
+	h.srv.Store(srv)
 	b := srv.Bus()
-	hs := &http.Server{Handler: healthHandler(b), ReadHeaderTimeout: 5 * time.Second}
-	httpErr := make(chan error, 1)
-	go func() { httpErr <- hs.Serve(httpLn) }()
-
+	bc := b.Config()
 	log.Info().
 		Str("nats", b.ClientURL()).
 		Bool("embedded", b.Embedded()).
@@ -136,6 +166,9 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		Str("store", cfg.Store).
 		Str("http", "http://"+httpLn.Addr().String()).
 		Bool("auth", cfg.Auth).
+		Int64("msg_max_bytes", bc.MsgMaxBytes).
+		Int64("state_max_bytes", bc.StateMaxBytes).
+		Int64("audit_stream_max_bytes", bc.AuditMaxBytes).
 		Msg("codi2 ready")
 	if b.Embedded() && cfg.Auth {
 		log.Info().Str("auth", filepath.Join(srv.DataDir(), "auth")).Msg("auth on: clients need credentials from `codi2 agent add --data " + srv.DataDir() + "`")
@@ -152,30 +185,64 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		failure = fmt.Errorf("http: %w", err)
 	}
 	log.Info().Msg("codi2 shutting down")
-	// Shutdown order: stop the HTTP server and wait for it, then the
-	// server's own order (services commit and ack, their connections close,
-	// the bus drains and NATS shuts down, the stores close).
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if failure == nil {
-		_ = hs.Shutdown(sctx)
-		<-httpErr
-	}
+	// Shutdown order: the server's own order (the services commit, ack and
+	// hand their subjects to the 503 stand-in, their connections close, the
+	// bus drains and NATS shuts down, the stores close), then the HTTP
+	// server, which reports "stopping" meanwhile.
 	err = errors.Join(failure, srv.Stop())
+	if failure == nil {
+		stopHTTP()
+	}
 	log.Info().Msg("codi2 stopped")
 	return err
 }
 
-func healthHandler(b *bus.Bus) http.Handler {
+// health serves /healthz and /readyz: 503 "starting" until srv is set.
+type health struct {
+	srv atomic.Pointer[server.Server]
+}
+
+func (h *health) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	write := func(w http.ResponseWriter, ok bool, body map[string]any) {
 		w.Header().Set("Content-Type", "application/json")
-		status := map[string]any{"status": "ok", "nats": b.ClientURL(), "version": versionString()}
-		if !b.Conn().IsConnected() {
+		if !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			status["status"] = "nats disconnected"
 		}
-		_ = json.NewEncoder(w).Encode(status)
+		_ = json.NewEncoder(w).Encode(body)
+	}
+	// /healthz: the process is alive and can do its work: connected to
+	// NATS, and every stream can write.
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		srv := h.srv.Load()
+		if srv == nil {
+			write(w, false, map[string]any{"status": "starting", "version": versionString()})
+			return
+		}
+		b := srv.Bus()
+		status := map[string]any{"status": "ok", "nats": b.ClientURL(), "version": versionString()}
+		var problems []string
+		if !b.Conn().IsConnected() {
+			problems = append(problems, "nats disconnected")
+		}
+		problems = append(problems, b.StorageProblems()...)
+		if len(problems) > 0 {
+			status["status"] = strings.Join(problems, "; ")
+			status["problems"] = problems
+		}
+		write(w, len(problems) == 0, status)
+	})
+	// /readyz: streams present, services consuming, lag bounded.
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		srv := h.srv.Load()
+		if srv == nil {
+			write(w, false, map[string]any{"ready": false, "phase": "starting", "problems": []string{"codi2 is starting"}})
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		rd := srv.Readiness(ctx)
+		write(w, rd.Ready, map[string]any{"ready": rd.Ready, "phase": rd.Phase, "problems": rd.Problems})
 	})
 	return mux
 }
