@@ -95,17 +95,15 @@ func (b *Bus) startServer() error {
 	host, port, _ := splitHostPort(cfg.Listen)
 	// nats-server keeps its files under StoreDir/jetstream.
 	storeDir := cfg.DataDir
-	if err := checkWritable(filepath.Join(storeDir, "jetstream")); err != nil {
-		return fmt.Errorf("%w: data directory: %v", ErrStart, err)
-	}
-	if cfg.DeferListen && port > 0 {
+	if cfg.DeferListen {
 		// The listener opens later (Listen): find a taken port now, before
 		// JetStream recovers its streams and the caller starts services.
-		ln, err := net.Listen("tcp", cfg.Listen)
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrStart, err)
+		if err := CheckListen(cfg.Listen); err != nil {
+			return err
 		}
-		_ = ln.Close()
+	}
+	if err := checkWritable(filepath.Join(storeDir, "jetstream")); err != nil {
+		return fmt.Errorf("%w: data directory: %v", ErrStart, err)
 	}
 	disk, err := MeasureDisk(storeDir)
 	if err != nil {
@@ -163,6 +161,25 @@ func (b *Bus) startServer() error {
 	b.storageQuit, b.storageDone = make(chan struct{}), make(chan struct{})
 	go b.watchStorage(b.storageQuit, b.storageDone)
 	return nil
+}
+
+// CheckListen reports, with an error wrapping ErrStart, whether the client
+// address addr (HOST:PORT) cannot be bound now: taken, or not an address of
+// this host. Port 0 and -1 (pick a free one) always pass. The address is
+// released again; a caller that binds it later can still lose a race.
+func CheckListen(addr string) error {
+	_, port, err := splitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%w: listen %q: %v", ErrConfig, addr, err)
+	}
+	if port <= 0 {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrStart, err)
+	}
+	return ln.Close()
 }
 
 // Listen opens the embedded server's client listener when Config.DeferListen

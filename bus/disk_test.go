@@ -197,10 +197,8 @@ func TestStart_DeferListen(t *testing.T) {
 // serves, naming it; a non-exclusive client bus is not refused.
 func TestStart_Exclusive(t *testing.T) {
 	first := bustest.Run(t, bus.Config{Exclusive: true, Identity: bus.Identity{DataDir: "/data/first"}})
-	start := time.Now()
 	_, err := bus.Start(context.Background(), bus.Config{URL: first.ClientURL(), Exclusive: true}, bustest.Logger(t))
 	require.ErrorIs(t, err, bus.ErrAnotherInstance)
-	assert.Less(t, time.Since(start), bus.DefaultInstanceProbeWait, "the answer ends the wait")
 	for _, w := range []string{"pid " + strconv.Itoa(os.Getpid()), "data /data/first", "started ", first.ClientURL()} {
 		assert.Contains(t, err.Error(), w)
 	}
@@ -212,7 +210,7 @@ func TestStart_Exclusive(t *testing.T) {
 	// Alone on a NATS, an exclusive bus waits out the probe and starts;
 	// then it answers probes itself.
 	ext := bustest.Run(t)
-	start = time.Now()
+	start := time.Now()
 	second, err := bus.Start(context.Background(), bus.Config{URL: ext.ClientURL(), Exclusive: true, InstanceProbeWait: 50 * time.Millisecond}, bustest.Logger(t))
 	require.NoError(t, err)
 	assert.GreaterOrEqual(t, time.Since(start), 50*time.Millisecond)

@@ -76,9 +76,13 @@ func TestRun_ServePortInUse(t *testing.T) {
 	require.NoError(t, err)
 	defer ln.Close()
 	var stderr proctest.Buffer
-	code := run(context.Background(), []string{"serve", "--data", t.TempDir(), "--nats-listen", ln.Addr().String(), "--http-listen", "127.0.0.1:0"}, &proctest.Buffer{}, &stderr)
+	natsDir := t.TempDir()
+	code := run(context.Background(), []string{"serve", "--data", natsDir, "--nats-listen", ln.Addr().String(), "--http-listen", "127.0.0.1:0"}, &proctest.Buffer{}, &stderr)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr.String(), "address already in use")
+	entries, err := os.ReadDir(natsDir)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "the NATS address is checked before the data directory is touched")
 
 	// The HTTP address is checked before anything starts: nothing was
 	// written to the data directory.
@@ -86,7 +90,7 @@ func TestRun_ServePortInUse(t *testing.T) {
 	code = run(context.Background(), []string{"serve", "--data", dir, "--nats-listen", "127.0.0.1:-1", "--http-listen", ln.Addr().String()}, &proctest.Buffer{}, &stderr)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr.String(), "http listen")
-	entries, err := os.ReadDir(dir)
+	entries, err = os.ReadDir(dir)
 	require.NoError(t, err)
 	assert.Empty(t, entries, "NATS and the stores did not start")
 }

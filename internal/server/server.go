@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -153,6 +154,12 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Server, error)
 		return nil, fmt.Errorf("server: data directory: %w", err)
 	}
 	cfg.DataDir = dataDir
+	if cfg.NATSURL == "" {
+		// Every listener is checked before anything starts.
+		if err := bus.CheckListen(cmp.Or(cfg.NATSListen, bus.DefaultListen)); err != nil {
+			return nil, err
+		}
+	}
 	lock, err := lockDataDir(dataDir)
 	if err != nil {
 		return nil, err
