@@ -69,3 +69,29 @@ func TestServer_KillUnderLoad(t *testing.T) {
 	require.Eventually(t, func() bool { return watcher.IsConnected() && watcher.Flush() == nil },
 		10*time.Second, 10*time.Millisecond, "Connect's client is back")
 }
+
+func TestServer_RestartRunHTTP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := proctest.Build(t)
+	dir := proctest.SmallDisk(t, 64<<20)
+	srv := proctest.Start(t, bin, dir, 0)
+	assert.Positive(t, srv.PID())
+	resp, err := http.Get(srv.HTTP(t) + "/healthz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+
+	pid := srv.PID()
+	srv = srv.Restart(t)
+	assert.NotEqual(t, pid, srv.PID(), "a new process")
+	assert.Contains(t, srv.Logs(), dir)
+
+	code, out := proctest.Run(t, bin, "version")
+	assert.Equal(t, 0, code)
+	assert.Contains(t, out, "codi2 ")
+	code, out = proctest.Run(t, bin, "no-such-command")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "unknown command")
+}
