@@ -229,3 +229,44 @@ func TestIdentity_String(t *testing.T) {
 	id.Started = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	assert.Equal(t, "pid 7 on host h, data /d, started 2026-11-30T12:00:00Z", id.String())
 }
+
+func TestCheckListen(t *testing.T) {
+	require.ErrorIs(t, bus.CheckListen("nohost"), bus.ErrConfig)
+	require.NoError(t, bus.CheckListen("127.0.0.1:-1"))
+	require.NoError(t, bus.CheckListen("127.0.0.1:0"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	require.ErrorIs(t, bus.CheckListen(ln.Addr().String()), bus.ErrStart)
+}
+
+// An embedded server refuses given limits larger than its disk, before it
+// starts.
+func TestStart_GivenLimitsTooLarge(t *testing.T) {
+	dir := t.TempDir()
+	_, err := bus.Start(context.Background(), bus.Config{DataDir: dir, Listen: "127.0.0.1:-1", AuditMaxBytes: 1 << 60}, bustest.Logger(t))
+	require.ErrorIs(t, err, bus.ErrDiskLimits)
+	assert.Contains(t, err.Error(), "CODI_AUDIT 1024 PiB")
+}
+
+// Without limits, StreamConfigs gives each stream the default.
+func TestStreamConfigs_DefaultLimit(t *testing.T) {
+	for _, sc := range bus.StreamConfigs(bus.Config{}) {
+		assert.Equal(t, int64(bus.DefaultStreamMaxBytes), sc.MaxBytes, sc.Name)
+	}
+}
+
+// Answers on the instance subject that are not an instance's identity
+// (another program's, or empty) do not block a start.
+func TestStart_Exclusive_IgnoresOtherAnswers(t *testing.T) {
+	ext := bustest.Run(t)
+	nc := bustest.Connect(t, ext)
+	_, err := nc.Subscribe("codi.server.instance", func(m *nats.Msg) { _ = m.Respond([]byte("not json")) })
+	require.NoError(t, err)
+	_, err = nc.Subscribe("codi.server.instance", func(m *nats.Msg) { _ = m.Respond(nil) })
+	require.NoError(t, err)
+	require.NoError(t, nc.Flush())
+	b, err := bus.Start(context.Background(), bus.Config{URL: ext.ClientURL(), Exclusive: true, InstanceProbeWait: 100 * time.Millisecond}, bustest.Logger(t))
+	require.NoError(t, err)
+	b.Close()
+}
