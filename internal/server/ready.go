@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,7 +29,8 @@ type Readiness struct {
 
 // Readiness checks, in this order: the phase (running), the connection to
 // NATS, the three streams (present, and writable as far as the bus knows),
-// and for each service that it is running, that its durable consumer
+// the free space of the data directory's disk (at least 4 MiB), and for
+// each service that it is running, that its durable consumer
 // exists and that the oldest message it has not applied was stored less
 // than Config.ReadyMaxLag ago. It reads stream and consumer info from the
 // server, bounded by ctx. Safe for concurrent use.
@@ -51,6 +53,9 @@ func (s *Server) Readiness(ctx context.Context) Readiness {
 		streams[name] = st
 	}
 	r.Problems = append(r.Problems, s.bus.StorageProblems()...)
+	if p := diskProblem(s.cfg.DataDir); p != "" {
+		r.Problems = append(r.Problems, p)
+	}
 	select {
 	case <-s.failed:
 		r.Problems = append(r.Problems, "a service failed")
@@ -72,6 +77,25 @@ func (s *Server) Readiness(ctx context.Context) Readiness {
 	}
 	r.Ready = len(r.Problems) == 0
 	return r
+}
+
+// minFree is the free space below which the disk holding the data
+// directory is reported: a stream write or a store commit is about to fail,
+// or already fails (the services retry their commits).
+const minFree = 4 << 20
+
+// diskProblem describes a data directory whose disk is (nearly) full, or
+// returns "".
+func diskProblem(dir string) string {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return fmt.Sprintf("data directory %s: %v", dir, err)
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < minFree {
+		return fmt.Sprintf("the disk holding %s has %s free (less than %s): writes fail or are about to",
+			dir, bus.FormatBytes(free), bus.FormatBytes(minFree))
+	}
+	return ""
 }
 
 // lagProblem describes what keeps service from being ready on stream, or

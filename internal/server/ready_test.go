@@ -2,11 +2,15 @@ package server
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/internal/proctest"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -50,4 +54,30 @@ func TestServer_Readiness(t *testing.T) {
 	assert.Equal(t, "stopping", rd.Phase)
 	assert.Contains(t, rd.Problems, "codi2 is stopping")
 	assert.Contains(t, rd.Problems, "not connected to NATS")
+}
+
+// A (nearly) full disk under the data directory makes the server not ready,
+// saying so, whether or not a write has failed yet.
+func TestServer_Readiness_FullDisk(t *testing.T) {
+	dir := proctest.SmallDisk(t, 64<<20)
+	s, err := Start(context.Background(), Config{DataDir: dir, NATSListen: "127.0.0.1:-1"}, zerolog.Nop())
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, s.Stop()) }()
+	require.True(t, s.Readiness(context.Background()).Ready)
+
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	require.NoError(t, err)
+	for err == nil {
+		_, err = f.Write(make([]byte, 64<<10))
+	}
+	require.NoError(t, f.Close())
+	rd := s.Readiness(context.Background())
+	assert.False(t, rd.Ready)
+	assert.Contains(t, strings.Join(rd.Problems, "\n"), "the disk holding "+dir+" has ")
+	assert.Contains(t, strings.Join(rd.Problems, "\n"), " free (less than 4 MiB): writes fail or are about to")
+
+	require.NoError(t, os.Remove(filler))
+	assert.True(t, s.Readiness(context.Background()).Ready)
+	assert.Contains(t, diskProblem(filepath.Join(dir, "missing")), "no such file")
 }
