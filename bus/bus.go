@@ -322,7 +322,45 @@ func (b *Bus) shutdownServer() {
 		b.storageQuit = nil
 	}
 	if b.srv != nil {
+		if b.cfg.DeferListen && b.srv.Addr() != nil {
+			b.evictNetworkClients()
+		}
 		b.srv.Shutdown()
 		b.srv.WaitForShutdown()
 	}
+}
+
+// evictNetworkClients stops taking clients and closes every network
+// client's connection while the in-process ones stay, so that a responder
+// the caller runs in process (see DeferListen) answers until the last
+// network client is gone: nats-server's Shutdown closes all connections in
+// random order, and a request processed after the responder's went would
+// meet "no responders". Lame duck mode closes the listener at once and
+// waits its grace period (ten seconds) before it closes anything; the
+// clients are closed here meanwhile, and Shutdown ends the wait.
+func (b *Bus) evictNetworkClients() {
+	ldm := make(chan struct{})
+	go func() {
+		defer close(ldm)
+		b.srv.LameDuckShutdown()
+	}()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(5 * time.Second); b.srv.Addr() != nil && time.Now().Before(deadline); {
+		<-tick.C
+	}
+	for offset := 0; ; {
+		connz, err := b.srv.Connz(&server.ConnzOptions{Offset: offset, Limit: 1024})
+		if err != nil || len(connz.Conns) == 0 {
+			break
+		}
+		for _, c := range connz.Conns {
+			if c.IP != "" { // over the network; in-process connections have none
+				_ = b.srv.DisconnectClientByID(c.Cid)
+			}
+		}
+		offset += len(connz.Conns)
+	}
+	b.srv.Shutdown()
+	<-ldm
 }

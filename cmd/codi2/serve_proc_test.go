@@ -170,7 +170,7 @@ func TestServe_Restart_EveryRequestAnswered(t *testing.T) {
 				switch {
 				case errors.Is(err, nats.ErrNoResponders):
 					noResponders.Add(1)
-					lastNoResponders.Store(subj)
+					lastNoResponders.Store(subj + " at " + time.Now().UTC().Format(time.RFC3339Nano))
 				case err != nil:
 					other.Add(1) // disconnected, or no server yet: not an answer from codi2
 					time.Sleep(time.Millisecond)
@@ -187,14 +187,18 @@ func TestServe_Restart_EveryRequestAnswered(t *testing.T) {
 	for range 3 {
 		before := ok.Load()
 		require.Eventually(t, func() bool { return ok.Load() > before+100 }, 30*time.Second, time.Millisecond)
-		srv = srv.Restart(t)
+		t.Logf("restart at %s", time.Now().UTC().Format(time.RFC3339Nano))
+		require.Equal(t, 0, srv.Stop(30*time.Second))
+		t.Logf("stopped at %s", time.Now().UTC().Format(time.RFC3339Nano))
+		srv = proctest.Start(t, srv.Bin(), srv.DataDir, srv.Port())
+		t.Logf("ready at %s", time.Now().UTC().Format(time.RFC3339Nano))
 	}
 	before := ok.Load()
 	require.Eventually(t, func() bool { return ok.Load() > before+100 }, 30*time.Second, time.Millisecond)
 	cancel()
 	wg.Wait()
 	t.Logf("answered %d, 503 %d, no responders %d, no answer (disconnected) %d", ok.Load(), unavailable.Load(), noResponders.Load(), other.Load())
-	assert.Zero(t, noResponders.Load(), "no responders, last on %v", lastNoResponders.Load())
+	assert.Zero(t, noResponders.Load(), "no responders, last on %v; the server's last log:\n%s", lastNoResponders.Load(), srv.Logs())
 }
 
 // Issue 11, input 3: codi2 starts on a small disk that holds its data (the
