@@ -343,8 +343,10 @@ func (s *Server) Failed() <-chan struct{} { return s.failed }
 //  2. Stop intake: cancel the services; each stops fetching, commits and
 //     acks what it holds, stops its endpoints and returns from Run.
 //  3. Close the services' connections.
-//  4. Drain the bus connection and shut the NATS server down; then close
-//     the stand-in's connection.
+//  4. Drain the bus connection and shut the NATS server down: it stops
+//     taking clients and closes the network clients' connections first
+//     (bus.Config.DeferListen), so the stand-in answers until they are
+//     gone; then close the stand-in's connection.
 //  5. Close the stores and release the data directory.
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
