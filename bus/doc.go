@@ -41,7 +41,9 @@
 // answers probes on subjects.ServerInstance and, on an external NATS,
 // refuses to start (ErrAnotherInstance, naming the other) when another
 // answers. Config.DeferListen keeps the client listener closed until
-// Listen, so that a caller can put responders in place first.
+// Listen, so that a caller can put responders in place first; Close then
+// closes the listener and the network clients before the in-process
+// connections, so those responders answer to the end.
 //
 // # Goroutines
 //
