@@ -74,6 +74,17 @@ func (s *Service) admit(h func(micro.Request)) micro.HandlerFunc {
 	}
 }
 
+// fail answers a request whose work failed: 503 when Run's stop cancelled
+// it (the contract's answer while stopping), 500 otherwise.
+func (s *Service) fail(r micro.Request, op string, err error) {
+	if s.hctx.Err() != nil {
+		_ = r.Error("503", "audit service stopping", nil)
+		return
+	}
+	s.log.Error().Err(err).Msg(op)
+	_ = r.Error("500", err.Error(), nil)
+}
+
 func (s *Service) requestCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(s.hctx, s.cfg.RequestTimeout)
 }
@@ -92,8 +103,7 @@ func (s *Service) handleQuery(r micro.Request) {
 		return
 	}
 	if err != nil {
-		s.log.Error().Err(err).Msg("query")
-		_ = r.Error("500", err.Error(), nil)
+		s.fail(r, "query", err)
 		return
 	}
 	_ = r.Respond(reply)
@@ -124,8 +134,7 @@ func (s *Service) handleVerify(r micro.Request) {
 	defer cancel()
 	res, err := s.verify(ctx, req)
 	if err != nil {
-		s.log.Error().Err(err).Msg("verify")
-		_ = r.Error("500", err.Error(), nil)
+		s.fail(r, "verify", err)
 		return
 	}
 	if !res.OK && !res.Empty {
