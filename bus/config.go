@@ -24,7 +24,7 @@ const (
 	DefaultStreamMaxBytes = 10 << 30
 	// DefaultInstanceProbeWait is how long Start waits for another instance
 	// to answer on an external NATS (see Config.Exclusive).
-	DefaultInstanceProbeWait = 300 * time.Millisecond
+	DefaultInstanceProbeWait = 100 * time.Millisecond
 )
 
 // Config configures Start. The zero value plus a DataDir runs an embedded
