@@ -44,9 +44,13 @@ const (
 	operatorFile = "operator.nk"
 	accountFile  = "account.nk"
 	systemFile   = "system.nk"
-	registryFile = "agents.json"
-	lockFile     = ".lock"
-	roleTag      = "codi2-role:"
+	// operatorJWTFile keeps the operator JWT once signed: a JWT carries
+	// its issue time, and nats-server refuses to reload a configuration
+	// whose operator changed, so server-config must give the same one.
+	operatorJWTFile = "operator.jwt"
+	registryFile    = "agents.json"
+	lockFile        = ".lock"
+	roleTag         = "codi2-role:"
 	// AccountName is the name of the account all codi2 identities live in.
 	AccountName = "CODI2"
 )
@@ -155,12 +159,22 @@ func (a *Authority) Operator() (*jwt.OperatorClaims, error) {
 // OperatorJWT is the operator's JWT, self-signed.
 func (a *Authority) OperatorJWT() (string, error) {
 	pub, _ := a.operator.PublicKey()
+	path := filepath.Join(a.dir, operatorJWTFile)
+	if b, err := os.ReadFile(path); err == nil {
+		kept := strings.TrimSpace(string(b))
+		if oc, err := jwt.DecodeOperatorClaims(kept); err == nil && oc.Subject == pub && oc.SystemAccount == a.SystemAccountKey() {
+			return kept, nil
+		}
+	}
 	oc := jwt.NewOperatorClaims(pub)
 	oc.Name = "codi2"
 	oc.SystemAccount = a.SystemAccountKey()
 	enc, err := oc.Encode(a.operator)
 	if err != nil {
 		return "", fmt.Errorf("%w: sign operator: %v", ErrStore, err)
+	}
+	if err := writeFileAtomic(path, []byte(enc+"\n")); err != nil {
+		return "", err
 	}
 	return enc, nil
 }
