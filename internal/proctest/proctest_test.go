@@ -92,6 +92,6 @@ func TestServer_RestartRunHTTP(t *testing.T) {
 	assert.Equal(t, 0, code)
 	assert.Contains(t, out, "codi2 ")
 	code, out = proctest.Run(t, bin, "no-such-command")
-	assert.Equal(t, 1, code)
+	assert.NotZero(t, code)
 	assert.Contains(t, out, "unknown command")
 }
