@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,6 +30,7 @@ type Readiness struct {
 
 // Readiness checks, in this order: the phase (running), the connection to
 // NATS, the three streams (present, and writable as far as the bus knows),
+// what the services and the stream watch report (Problem),
 // the free space of the data directory's disk (at least 4 MiB), and for
 // each service that it is running, that its durable consumer
 // exists and that the oldest message it has not applied was stored less
@@ -53,6 +55,10 @@ func (s *Server) Readiness(ctx context.Context) Readiness {
 		streams[name] = st
 	}
 	r.Problems = append(r.Problems, s.bus.StorageProblems()...)
+	if err := s.Problem(); err != nil {
+		// A stream deleted and not yet recreated, a service not consuming.
+		r.Problems = append(r.Problems, strings.Split(err.Error(), "\n")...)
+	}
 	if p := diskProblem(s.cfg.DataDir); p != "" {
 		r.Problems = append(r.Problems, p)
 	}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/codi2/codi2/audit"
-	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/state"
 	"github.com/codi2/codi2/subjects"
@@ -72,11 +71,15 @@ func TestServer_FailedService_StandInAnswers(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Stop()
 	nc := bustest.Connect(t, s.Bus())
-	require.NoError(t, s.Bus().JetStream().DeleteStream(context.Background(), bus.StreamState))
+	// The state store closed under it ends the state service with an
+	// error.
+	require.NoError(t, s.stores[0].Close())
+	_, err = s.Bus().JetStream().Publish(context.Background(), "codi.state.cmd.task.T-1.agent-1", []byte(`{"op":"put","fields":{}}`))
+	require.NoError(t, err)
 	select {
 	case <-s.Failed():
 	case <-time.After(20 * time.Second):
-		t.Fatal("the state service did not fail without its stream")
+		t.Fatal("the state service did not fail without its store")
 	}
 	require.Eventually(t, func() bool {
 		resp, err := nc.Request(subjects.StateStatus, nil, time.Second)
