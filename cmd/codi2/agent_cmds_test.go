@@ -100,3 +100,16 @@ func TestRun_MCP(t *testing.T) {
 	code, _, errs = runIn(t, "", "mcp", "--agent", "a", "--nats-url", b.ClientURL())
 	assert.Equal(t, 0, code, errs)
 }
+
+// CODI2_NATS_URL, exported for the agent verbs, also points serve at an
+// external NATS: when that fails, the error says where the URL came from.
+func TestRun_ServeNATSURLFromEnv(t *testing.T) {
+	dead := "nats://127.0.0.1:" + strconv.Itoa(proctest.FreePort(t))
+	t.Setenv("CODI2_NATS_URL", dead)
+	code, _, errs := runIn(t, "", "serve", "--data", t.TempDir(), "--nats-listen", "127.0.0.1:-1", "--http-listen", "127.0.0.1:0")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "came from CODI2_NATS_URL")
+	assert.True(t, flagGiven([]string{"--nats-url=x"}, "nats-url"))
+	assert.True(t, flagGiven([]string{"-nats-url", "x"}, "nats-url"))
+	assert.False(t, flagGiven([]string{"--nats-listen", "x"}, "nats-url"))
+}

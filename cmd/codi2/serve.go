@@ -39,6 +39,9 @@ type serveConfig struct {
 	TLSKey        string
 	Creds         string
 	AuditKey      string
+	// NATSURLFromEnv is set when --nats-url came from CODI2_NATS_URL, which
+	// the agent verbs read too: an error then says so.
+	NATSURLFromEnv bool
 	// Stream limits in bytes; 0 derives them from the disk.
 	MsgMaxBytes, StateMaxBytes, AuditMaxBytes byteSize
 	ReadyMaxLag                               time.Duration
@@ -70,6 +73,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	if err := parseWithEnv(fs, args); err != nil {
 		return c, err
 	}
+	c.NATSURLFromEnv = c.NATSURL != "" && !flagGiven(args, "nats-url")
 	if err := checkExposure(c); err != nil {
 		return c, err
 	}
@@ -88,6 +92,18 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 		return c, fmt.Errorf("--ready-max-lag %s: want a positive duration", c.ReadyMaxLag)
 	}
 	return c, nil
+}
+
+// flagGiven reports whether args name flag (-flag or --flag, with or
+// without =value).
+func flagGiven(args []string, flag string) bool {
+	for _, a := range args {
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && name == flag {
+			return true
+		}
+	}
+	return false
 }
 
 // checkExposure refuses a NATS listener reachable from other machines
@@ -154,6 +170,9 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 	}, log)
 	if err != nil {
 		stopHTTP()
+		if cfg.NATSURLFromEnv {
+			err = fmt.Errorf("%w (the NATS URL %s came from CODI2_NATS_URL, which the agent verbs read too: unset it to run the embedded server)", err, cfg.NATSURL)
+		}
 		return err
 	}
 	h.srv.Store(srv)
