@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"math/rand/v2"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -240,6 +241,17 @@ func TestFault_OperatorActionsUnderLoad(t *testing.T) {
 	res, err := ac.Verify(ctx, audit.VerifyRequest{})
 	require.NoError(t, err)
 	assert.True(t, res.OK, "verify: %+v", res)
+	// Every loss is accounted for and the services have caught up: the
+	// server is ready again (/readyz reports a stream or service problem
+	// while it lasts).
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(srv.HTTP(t) + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond, "/readyz")
 }
 
 // burst publishes 500 items at once on stream's subjects and records their
