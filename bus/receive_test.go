@@ -536,12 +536,16 @@ func TestAgent_Receive_OlderPositionNotHandedOverAgain(t *testing.T) {
 	sendN(t, b, "agent-1", 1, 3)
 	require.Eventually(t, func() bool { return len(r.got()) == 3 }, 5*time.Second, 5*time.Millisecond)
 	js := b.JetStream()
-	require.NoError(t, js.DeleteConsumer(ctx, bus.StreamMsg, "agent-1"))
-	_, err := js.CreateConsumer(ctx, bus.StreamMsg, jetstream.ConsumerConfig{
-		Durable: "agent-1", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 1,
-		FilterSubjects: []string{"codi.msg.agent-1.>", "codi.msg.all.>"},
-	})
-	require.NoError(t, err)
+	// Receive notices the delete and makes the consumer again itself: delete
+	// and create until the one delivering everything is ours.
+	require.Eventually(t, func() bool {
+		_ = js.DeleteConsumer(ctx, bus.StreamMsg, "agent-1")
+		cons, err := js.CreateConsumer(ctx, bus.StreamMsg, jetstream.ConsumerConfig{
+			Durable: "agent-1", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 1,
+			FilterSubjects: []string{"codi.msg.agent-1.>", "codi.msg.all.>"},
+		})
+		return err == nil && cons.CachedInfo().Config.DeliverPolicy == jetstream.DeliverAllPolicy
+	}, 10*time.Second, 10*time.Millisecond)
 	sendN(t, b, "agent-1", 4, 1)
 	require.Eventually(t, func() bool { return len(r.got()) == 4 }, 10*time.Second, 5*time.Millisecond)
 	require.NoError(t, r.stop())

@@ -205,7 +205,7 @@ func TestRun_ListGetWatch(t *testing.T) {
 	// The watch subscribes before it waits: poll until a claim shows up.
 	require.Eventually(t, func() bool {
 		run(t, url, "agent-9", "", "claim", "task", "T-9")
-		return strings.Contains(w.String(), "task.T-9 put applied by agent-9")
+		return strings.Contains(w.String(), "task.T-9 put applied by agent-9") || strings.Contains(w.String(), "task.T-9 merge applied by agent-9")
 	}, 10*time.Second, 50*time.Millisecond)
 	cancel()
 	assert.Equal(t, cli.ExitOK, <-done, errb.String())
