@@ -131,6 +131,9 @@ func reference(data []byte, maxDepth int) error {
 		return ErrInvalid
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
+	// Numbers as written: JSON has no range, float64 has (a number of 300
+	// digits is valid JSON, and Check rightly takes it).
+	dec.UseNumber()
 	type level struct {
 		object  bool
 		wantKey bool
