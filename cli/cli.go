@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/codi2/codi2/audit"
@@ -75,6 +76,12 @@ type env struct {
 	io  IO
 	nc  *nats.Conn
 	out printer
+	// cancel ends the verb at once when the server refuses a publish or
+	// subscription (a permissions violation arrives asynchronously, and
+	// the request it refused would otherwise wait out --timeout); denied
+	// holds that refusal.
+	cancel context.CancelFunc
+	denied atomic.Pointer[error]
 }
 
 // Run runs one agent verb (args[0] is the verb) and returns the process
@@ -88,11 +95,16 @@ func Run(ctx context.Context, args []string, sio IO) int {
 		sio.Now = time.Now
 	}
 	e := &env{io: sio}
+	ctx, e.cancel = context.WithCancel(ctx)
+	defer e.cancel()
 	root := e.root()
 	root.SetArgs(args)
 	root.SetOut(sio.Out)
 	root.SetErr(sio.Err)
 	err := root.ExecuteContext(ctx)
+	if d := e.denied.Load(); d != nil && err != nil {
+		err = deniedError{*d}
+	}
 	if e.nc != nil {
 		_ = e.nc.Drain()
 	}
@@ -174,7 +186,13 @@ func (e *env) connect() error {
 	if e.nc != nil {
 		return nil
 	}
-	opts := []nats.Option{nats.Name("codi2 cli"), nats.Timeout(e.g.timeout), nats.NoReconnect()}
+	opts := []nats.Option{nats.Name("codi2 cli"), nats.Timeout(e.g.timeout), nats.NoReconnect(),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				e.denied.CompareAndSwap(nil, &err)
+				e.cancel()
+			}
+		})}
 	if e.g.creds != "" {
 		b, err := os.ReadFile(e.g.creds)
 		switch {
@@ -186,6 +204,9 @@ func (e *env) connect() error {
 		opts = append(opts, bus.Credentials(e.g.creds))
 	}
 	nc, err := nats.Connect(e.g.natsURL, opts...)
+	if errors.Is(err, nats.ErrAuthorization) {
+		return deniedError{fmt.Errorf("the server at %s refused the credentials (none given, revoked, or made for another server): %w", e.g.natsURL, err)}
+	}
 	if err != nil {
 		return unreachableError{fmt.Errorf("cannot reach the codi2 server at %s: %w", e.g.natsURL, err)}
 	}
@@ -255,6 +276,15 @@ type unreachableError struct{ err error }
 func (u unreachableError) Error() string { return u.err.Error() }
 func (u unreachableError) Unwrap() error { return u.err }
 
+// deniedError is the server refusing the credentials or an action they do
+// not allow: exit 1.
+type deniedError struct{ err error }
+
+func (d deniedError) Error() string {
+	return strings.TrimPrefix(d.err.Error(), "nats: ") + " (check --agent and --creds: an agent acts only as itself)"
+}
+func (d deniedError) Unwrap() error { return d.err }
+
 // conflictError is a lost claim or reservation: exit 3, with the holder.
 type conflictError struct{ msg string }
 
@@ -268,8 +298,13 @@ func classify(err error) (int, string) {
 		u  usageError
 		un unreachableError
 		c  conflictError
+		d  deniedError
 	)
 	switch {
+	case errors.As(err, &d):
+		return ExitError, msg
+	case errors.Is(err, nats.ErrMaxPayload):
+		return ExitUsage, msg + " (the server's max payload counts data and headers)"
 	case errors.As(err, &u), errors.Is(err, subjects.ErrBadToken), errors.Is(err, subjects.ErrReserved),
 		errors.Is(err, state.ErrBadRequest), errors.Is(err, audit.ErrBadRequest), errors.Is(err, bus.ErrPayloadTooLarge):
 		return ExitUsage, msg

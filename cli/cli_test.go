@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/cli"
+	"github.com/codi2/codi2/internal/auth"
 	"github.com/codi2/codi2/internal/proctest"
 	"github.com/codi2/codi2/internal/server"
 	"github.com/stretchr/testify/assert"
@@ -375,4 +379,38 @@ func TestRun_Inbox_PeekMaxAndWaitMax(t *testing.T) {
 	r = run(t, url, "agent-2", "", "inbox", "--wait", "10s", "--max", "2")
 	assert.GreaterOrEqual(t, len(r.lines()), 1)
 	assert.LessOrEqual(t, len(r.lines()), 2)
+}
+
+// With auth on: another agent's credentials are refused at once (exit 1,
+// one line, not a timeout), missing ones at connect (exit 1), and an
+// oversized audit event is bad usage (exit 2).
+func TestRun_AuthRefusalsAndPayload(t *testing.T) {
+	dir := t.TempDir()
+	s, err := server.Start(context.Background(), server.Config{DataDir: dir, NATSListen: "127.0.0.1:-1", Auth: true}, bustest.Logger(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Stop() })
+	a, err := auth.Open(filepath.Join(dir, "auth"))
+	require.NoError(t, err)
+	creds, _, err := bus.Issue(a, "agent-1", auth.RoleAgent)
+	require.NoError(t, err)
+	file := filepath.Join(t.TempDir(), "agent-1.creds")
+	require.NoError(t, os.WriteFile(file, creds, 0o600))
+	url := s.Bus().ClientURL()
+
+	for _, args := range [][]string{{"send", "agent-3", "x", "{}"}, {"claim", "task", "T-1"}, {"log", "note", "x"}} {
+		start := time.Now()
+		r := run(t, url, "agent-2", "", append(args, "--creds", file, "--timeout", "10s")...)
+		assert.Equal(t, cli.ExitError, r.code, "%v: %s", args, r.err)
+		assert.Contains(t, r.err, "permissions violation")
+		assert.Contains(t, r.err, "an agent acts only as itself")
+		assert.Equal(t, 1, strings.Count(r.err, "\n"), "one line: %q", r.err)
+		assert.Less(t, time.Since(start), 5*time.Second, "%v refused at once", args)
+	}
+	r := run(t, url, "agent-1", "", "status")
+	assert.Equal(t, cli.ExitError, r.code)
+	assert.Contains(t, r.err, "refused the credentials")
+
+	r = run(t, url, "agent-1", strings.Repeat("a", 1_100_000), "log", "big", "-", "--creds", file)
+	assert.Equal(t, cli.ExitUsage, r.code, r.err)
+	assert.Contains(t, r.err, "max payload")
 }

@@ -92,13 +92,15 @@ func AgentForSession(sessionID string) string {
 }
 
 // RunClaude handles one Claude Code hook event: it reads the input from in
-// and writes the output to out. It returns an error only for input it
-// cannot read; whatever goes wrong with the server is reported in the
-// output's systemMessage and the agent goes on (fail open).
+// and writes the output to out. Whatever goes wrong (input it cannot read,
+// a server that does not answer or refuses) is reported in the output's
+// systemMessage and the agent goes on (fail open); it returns an error only
+// when it cannot write its output.
 func RunClaude(ctx context.Context, event string, cfg Config, in io.Reader, out io.Writer) error {
 	var hi Input
 	if err := json.NewDecoder(in).Decode(&hi); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("hook %s: read input: %w", event, err)
+		// Fail open here too: Claude Code goes on, and the user is told.
+		return json.NewEncoder(out).Encode(Output{SystemMessage: "codi2 " + event + " hook skipped: its input is not Claude Code's hook JSON: " + err.Error()})
 	}
 	if cfg.Budget <= 0 {
 		cfg.Budget = DefaultBudget
@@ -135,12 +137,25 @@ func handle(ctx context.Context, event string, cfg Config, hi Input) (Output, er
 		// "allow", which would skip the user's permission prompt).
 		return Output{}, nil
 	}
-	opts := []nats.Option{nats.Name("codi2 hook " + event), nats.Timeout(cfg.Budget), nats.NoReconnect()}
+	// A refused publish or subscription (credentials of another agent)
+	// arrives asynchronously: end the hook at once instead of waiting out
+	// the budget.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	opts := []nats.Option{nats.Name("codi2 hook " + event), nats.Timeout(cfg.Budget), nats.NoReconnect(),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				cancel(fmt.Errorf("codi2 refused %s: %w (check CODI2_AGENT and CODI2_CREDS)", cfg.Agent, err))
+			}
+		})}
 	if cfg.Creds != "" {
 		opts = append(opts, bus.Credentials(cfg.Creds))
 	}
 	nc, err := nats.Connect(cfg.NATSURL, opts...)
-	if err != nil {
+	switch {
+	case errors.Is(err, nats.ErrAuthorization):
+		return Output{}, fmt.Errorf("codi2 at %s refused the credentials (none, revoked, or for another server)", cfg.NATSURL)
+	case err != nil:
 		return Output{}, fmt.Errorf("codi2 unreachable at %s", cfg.NATSURL)
 	}
 	defer nc.Close()
@@ -148,17 +163,21 @@ func handle(ctx context.Context, event string, cfg Config, hi Input) (Output, er
 	if err != nil {
 		return Output{}, err
 	}
+	var out Output
 	switch event {
 	case "PostToolUse":
-		return postToolUse(ctx, a, nc, cfg, hi)
+		out, err = postToolUse(ctx, a, nc, cfg, hi)
 	case "Stop":
-		return stop(ctx, a, cfg, hi)
+		out, err = stop(ctx, a, cfg, hi)
+	default:
+		var mail string
+		mail, err = deliver(ctx, a, cfg.MaxMail, nil)
+		out = withContext(event, mail)
 	}
-	mail, err := deliver(ctx, a, cfg.MaxMail, nil)
-	if err != nil {
-		return Output{}, err
+	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.DeadlineExceeded) && !errors.Is(cause, context.Canceled) {
+		err = cause
 	}
-	return withContext(event, mail), nil
+	return out, err
 }
 
 // withContext is an Output that gives the model text as additional
@@ -259,7 +278,9 @@ func recordWrite(ctx context.Context, nc *nats.Conn, cfg Config, hi Input) error
 	if dir == "" {
 		dir = filepath.Dir(p)
 	}
-	if r, err := repo.Find(ctx, dir); err == nil {
+	// Relative to the repository's root, also in one without commits yet
+	// (which has no project name).
+	if r, err := repo.Find(ctx, dir); err == nil || errors.Is(err, repo.ErrNoCommits) {
 		if rel, err := r.Pattern(hi.Cwd, p); err == nil {
 			fw.Path, fw.Project = rel, r.Project
 		}

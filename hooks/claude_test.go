@@ -17,6 +17,7 @@ import (
 	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/cli"
 	"github.com/codi2/codi2/hooks"
+	"github.com/codi2/codi2/internal/auth"
 	"github.com/codi2/codi2/internal/proctest"
 	"github.com/codi2/codi2/internal/server"
 	"github.com/nats-io/nats.go"
@@ -157,8 +158,9 @@ func TestClaude_FailsOpen(t *testing.T) {
 	out.Reset()
 	require.NoError(t, hooks.RunClaude(context.Background(), "Notification", hooks.Config{NATSURL: dead}, strings.NewReader(`{}`), &out))
 	assert.Equal(t, "{}\n", out.String())
-	err := hooks.RunClaude(context.Background(), "Stop", hooks.Config{}, strings.NewReader(`not json`), &out)
-	assert.Error(t, err)
+	out.Reset()
+	require.NoError(t, hooks.RunClaude(context.Background(), "Stop", hooks.Config{}, strings.NewReader(`not json`), &out))
+	assert.Contains(t, out.String(), "its input is not Claude Code's hook JSON", "fails open on bad input too")
 	out.Reset()
 	require.NoError(t, hooks.RunClaude(context.Background(), "Stop", hooks.Config{Agent: "a.b", NATSURL: dead}, strings.NewReader(`{}`), &out))
 	assert.Contains(t, out.String(), `agent id \"a.b\"`)
@@ -169,4 +171,34 @@ func TestAgentForSession(t *testing.T) {
 	assert.Regexp(t, `^claude-[0-9a-f]{8}$`, a)
 	assert.Equal(t, a, hooks.AgentForSession("0b6b0f0e-1111"))
 	assert.NotEqual(t, a, hooks.AgentForSession("other"))
+}
+
+// With auth on, credentials of another agent are refused by the server at
+// once, and missing ones at connect: the hook says so and fails open well
+// within its budget, not after it.
+func TestClaude_AuthRefusals(t *testing.T) {
+	dir := t.TempDir()
+	s, err := server.Start(context.Background(), server.Config{DataDir: dir, NATSListen: "127.0.0.1:-1", Auth: true}, bustest.Logger(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Stop() })
+	a, err := auth.Open(filepath.Join(dir, "auth"))
+	require.NoError(t, err)
+	creds, _, err := bus.Issue(a, "agent-1", auth.RoleAgent)
+	require.NoError(t, err)
+	file := filepath.Join(t.TempDir(), "agent-1.creds")
+	require.NoError(t, os.WriteFile(file, creds, 0o600))
+	url := s.Bus().ClientURL()
+
+	var out bytes.Buffer
+	start := time.Now()
+	require.NoError(t, hooks.RunClaude(context.Background(), "SessionStart",
+		hooks.Config{Agent: "agent-2", NATSURL: url, Creds: file, Budget: 5 * time.Second}, strings.NewReader(sessionStart), &out))
+	assert.Less(t, time.Since(start), 4*time.Second, "refused at once, not after the budget")
+	assert.Contains(t, out.String(), "codi2 refused agent-2")
+	assert.Contains(t, out.String(), "CODI2_CREDS")
+
+	out.Reset()
+	require.NoError(t, hooks.RunClaude(context.Background(), "SessionStart", hooks.Config{Agent: "agent-1", NATSURL: url},
+		strings.NewReader(sessionStart), &out))
+	assert.Contains(t, out.String(), "refused the credentials")
 }

@@ -184,35 +184,50 @@ func removeHook(hooks *object, event, command string) error {
 	if !ok {
 		return nil
 	}
-	var groups []map[string]json.RawMessage
+	var groups []json.RawMessage
 	if err := json.Unmarshal(v, &groups); err != nil {
 		return fmt.Errorf("want a list of matcher groups: %w", err)
 	}
-	var kept []map[string]json.RawMessage
-	for _, g := range groups {
-		var entries []map[string]any
-		if err := json.Unmarshal(g["hooks"], &entries); err != nil {
-			kept = append(kept, g)
+	var kept []json.RawMessage
+	changed := false
+	for _, raw := range groups {
+		g, err := parseObject(raw)
+		if err != nil {
+			kept = append(kept, raw)
 			continue
 		}
-		var left []map[string]any
+		hooksRaw, _ := g.get("hooks")
+		var entries []json.RawMessage
+		if json.Unmarshal(hooksRaw, &entries) != nil {
+			kept = append(kept, raw)
+			continue
+		}
+		var left []json.RawMessage
 		for _, e := range entries {
-			if e["command"] != command {
-				left = append(left, e)
+			var entry struct {
+				Command string `json:"command"`
 			}
+			if json.Unmarshal(e, &entry) == nil && entry.Command == command {
+				continue
+			}
+			left = append(left, e)
 		}
-		if len(left) == len(entries) {
-			kept = append(kept, g)
-			continue
-		}
-		if len(left) > 0 {
-			g["hooks"] = mustJSON(left)
-			kept = append(kept, g)
+		switch {
+		case len(left) == len(entries):
+			kept = append(kept, raw) // untouched: byte for byte, members in order
+		case len(left) > 0:
+			g.set("hooks", mustJSON(left))
+			kept = append(kept, g.raw())
+			changed = true
+		default:
+			changed = true
 		}
 	}
-	if len(kept) == 0 {
+	switch {
+	case !changed:
+	case len(kept) == 0:
 		hooks.del(event)
-	} else {
+	default:
 		hooks.set(event, mustJSON(kept))
 	}
 	return nil

@@ -17,6 +17,9 @@ const existingSettings = `{
   "hooks": {
     "PostToolUse": [
       {"matcher": "Write", "hooks": [{"type": "command", "command": "gofmt -w \"$CLAUDE_FILE\""}]}
+    ],
+    "PreToolUse": [
+      {"matcher": "Bash", "hooks": [{"type": "command", "command": "echo mine"}]}
     ]
   },
   "model": "opus"
@@ -53,7 +56,8 @@ func TestInstall_MergeIdempotentUninstall(t *testing.T) {
 	assert.NotNil(t, got.Permissions)
 	require.Len(t, got.Hooks["PostToolUse"], 2, "the user's hook is kept beside ours")
 	assert.Equal(t, "gofmt -w \"$CLAUDE_FILE\"", got.Hooks["PostToolUse"][0].Hooks[0].Command)
-	assert.Equal(t, "Edit|Write|MultiEdit|NotebookEdit", got.Hooks["PreToolUse"][0].Matcher)
+	require.Len(t, got.Hooks["PreToolUse"], 2)
+	assert.Equal(t, "Edit|Write|MultiEdit|NotebookEdit", got.Hooks["PreToolUse"][1].Matcher)
 	for _, ev := range []string{"SessionStart", "UserPromptSubmit", "Stop"} {
 		require.Len(t, got.Hooks[ev], 1, ev)
 		assert.Equal(t, "codi2 hook claude "+ev, got.Hooks[ev][0].Hooks[0].Command)
@@ -73,6 +77,7 @@ func TestInstall_MergeIdempotentUninstall(t *testing.T) {
 	b, err = os.ReadFile(settings)
 	require.NoError(t, err)
 	assert.JSONEq(t, existingSettings, string(b), "uninstall removes exactly what install added")
+	assert.Contains(t, string(b), `"matcher": "Bash",`, "the user's group keeps its members' order")
 	mcp, err = os.ReadFile(filepath.Join(dir, ".mcp.json"))
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"mcpServers":{"other":{"command":"x"}}}`, string(mcp))

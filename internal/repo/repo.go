@@ -44,7 +44,9 @@ type Repo struct {
 	Project string
 }
 
-// Find returns the repository dir is in.
+// Find returns the repository dir is in. In a repository without commits
+// it fails with ErrNoCommits and returns a Repo whose Root is set and whose
+// Project is empty.
 func Find(ctx context.Context, dir string) (Repo, error) {
 	top, err := git(ctx, dir, "rev-parse", "--show-toplevel")
 	if err != nil {
@@ -56,7 +58,9 @@ func Find(ctx context.Context, dir string) (Repo, error) {
 	}
 	roots, err := git(ctx, root, "rev-list", "--max-parents=0", "--reverse", "--date-order", "HEAD")
 	if err != nil || roots == "" {
-		return Repo{}, fmt.Errorf("%w in %s: pass a project name", ErrNoCommits, root)
+		// The root is known, the project is not: callers that need only
+		// paths relative to the root may go on with it.
+		return Repo{Root: root}, fmt.Errorf("%w in %s: pass a project name", ErrNoCommits, root)
 	}
 	first := strings.Fields(roots) // --reverse: the oldest root commit first
 	return Repo{Root: root, Project: "git-" + first[0][:12]}, nil
