@@ -205,9 +205,10 @@ func TestAuth_Revoke(t *testing.T) {
 	file := creds(t, a, "agent-1", auth.RoleAgent)
 	other := bustest.Connect(t, b, bus.Credentials(creds(t, a, "agent-2", auth.RoleAgent)))
 	cut := make(chan struct{})
+	var once sync.Once // disconnected when cut off, and again when closed
 	nc := bustest.Connect(t, b, bus.Credentials(file), nats.ReconnectWait(10*time.Millisecond),
 		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}),
-		nats.DisconnectErrHandler(func(*nats.Conn, error) { close(cut) }))
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { once.Do(func() { close(cut) }) }))
 	cli, err := auth.Open(a.Dir())
 	require.NoError(t, err)
 	_, err = cli.Revoke("agent-1")
