@@ -74,8 +74,12 @@ func (si *standIn) uncover(service string) error {
 	defer si.mu.Unlock()
 	subs := si.subs[service]
 	delete(si.subs, service)
+	// Drain, not Unsubscribe: a request the server already routed to the
+	// stand-in (the queue group picks one member) still gets its 503;
+	// unsubscribing would drop it and leave the caller waiting out its
+	// timeout (seen once in CI under load).
 	for _, sub := range subs {
-		if err := sub.Unsubscribe(); err != nil {
+		if err := sub.Drain(); err != nil {
 			return fmt.Errorf("server: stand-in for %s: %w", service, err)
 		}
 	}
