@@ -4,19 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/cli"
 	"github.com/codi2/codi2/internal/auth"
 	"github.com/codi2/codi2/internal/proctest"
-	"github.com/codi2/codi2/internal/server"
+	"github.com/codi2/codi2/internal/servertest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -25,10 +22,7 @@ import (
 // random port and returns its NATS URL.
 func startServer(t *testing.T) string {
 	t.Helper()
-	s, err := server.Start(context.Background(), server.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1"}, bustest.Logger(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Stop() })
-	return s.Bus().ClientURL()
+	return servertest.Start(t, false).Bus().ClientURL()
 }
 
 type result struct {
@@ -385,16 +379,8 @@ func TestRun_Inbox_PeekMaxAndWaitMax(t *testing.T) {
 // one line, not a timeout), missing ones at connect (exit 1), and an
 // oversized audit event is bad usage (exit 2).
 func TestRun_AuthRefusalsAndPayload(t *testing.T) {
-	dir := t.TempDir()
-	s, err := server.Start(context.Background(), server.Config{DataDir: dir, NATSListen: "127.0.0.1:-1", Auth: true}, bustest.Logger(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Stop() })
-	a, err := auth.Open(filepath.Join(dir, "auth"))
-	require.NoError(t, err)
-	creds, _, err := bus.Issue(a, "agent-1", auth.RoleAgent)
-	require.NoError(t, err)
-	file := filepath.Join(t.TempDir(), "agent-1.creds")
-	require.NoError(t, os.WriteFile(file, creds, 0o600))
+	s := servertest.Start(t, true)
+	file := servertest.Creds(t, s, "agent-1", auth.RoleAgent)
 	url := s.Bus().ClientURL()
 
 	for _, args := range [][]string{{"send", "agent-3", "x", "{}"}, {"claim", "task", "T-1"}, {"log", "note", "x"}} {

@@ -14,12 +14,11 @@ import (
 
 	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
-	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/cli"
 	"github.com/codi2/codi2/hooks"
 	"github.com/codi2/codi2/internal/auth"
 	"github.com/codi2/codi2/internal/proctest"
-	"github.com/codi2/codi2/internal/server"
+	"github.com/codi2/codi2/internal/servertest"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -27,9 +26,7 @@ import (
 
 func startServer(t *testing.T) (string, *nats.Conn) {
 	t.Helper()
-	s, err := server.Start(context.Background(), server.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1"}, bustest.Logger(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Stop() })
+	s := servertest.Start(t, false)
 	nc, err := nats.Connect(s.Bus().ClientURL())
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
@@ -177,16 +174,8 @@ func TestAgentForSession(t *testing.T) {
 // once, and missing ones at connect: the hook says so and fails open well
 // within its budget, not after it.
 func TestClaude_AuthRefusals(t *testing.T) {
-	dir := t.TempDir()
-	s, err := server.Start(context.Background(), server.Config{DataDir: dir, NATSListen: "127.0.0.1:-1", Auth: true}, bustest.Logger(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Stop() })
-	a, err := auth.Open(filepath.Join(dir, "auth"))
-	require.NoError(t, err)
-	creds, _, err := bus.Issue(a, "agent-1", auth.RoleAgent)
-	require.NoError(t, err)
-	file := filepath.Join(t.TempDir(), "agent-1.creds")
-	require.NoError(t, os.WriteFile(file, creds, 0o600))
+	s := servertest.Start(t, true)
+	file := servertest.Creds(t, s, "agent-1", auth.RoleAgent)
 	url := s.Bus().ClientURL()
 
 	var out bytes.Buffer

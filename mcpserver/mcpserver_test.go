@@ -7,8 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codi2/codi2/bus/bustest"
-	"github.com/codi2/codi2/internal/server"
+	"github.com/codi2/codi2/internal/servertest"
 	"github.com/codi2/codi2/mcpserver"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/nats-io/nats.go"
@@ -22,10 +21,7 @@ type env struct {
 
 func newEnv(t *testing.T) env {
 	t.Helper()
-	s, err := server.Start(context.Background(), server.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1"}, bustest.Logger(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Stop() })
-	return env{url: s.Bus().ClientURL()}
+	return env{url: servertest.Start(t, false).Bus().ClientURL()}
 }
 
 func (e env) conn(t *testing.T) *nats.Conn {
