@@ -106,7 +106,7 @@ func (s *Service) retry(ctx context.Context, fn func() error) error {
 	for {
 		err := fn()
 		if err == nil {
-			s.setProblem(nil)
+			s.problem.Set(nil)
 			return nil
 		}
 		if errors.Is(err, kv.ErrClosed) {
@@ -114,7 +114,7 @@ func (s *Service) retry(ctx context.Context, fn func() error) error {
 		}
 		// Readiness says so while appends fail (a full disk, a damaged
 		// page of audit.db).
-		s.setProblem(err)
+		s.problem.Set(err)
 		s.log.Error().Err(err).Dur("retry_in", backoff.Delay).Msg("append")
 		if backoff.Wait(ctx) != nil {
 			return fmt.Errorf("audit: gave up appending: %w", err)

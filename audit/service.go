@@ -79,7 +79,7 @@ type Service struct {
 	// stream's last at start); writer only.
 	seen uint64
 	// problem is why the service is not consuming, or nil.
-	problem atomic.Pointer[error]
+	problem bus.Problem
 	// signer signs checkpoints, verifiers checks them (nil without
 	// Config.CheckpointKeyFile); checkpointed is the seq the last one
 	// published covered (writer only).
@@ -414,7 +414,7 @@ func (s *Service) reposition(ctx context.Context, old *session) (*session, error
 		if err == nil {
 			ss, err := s.consume(cons)
 			if err == nil {
-				s.setProblem(nil)
+				s.problem.Set(nil)
 			}
 			return ss, err
 		}
@@ -428,20 +428,7 @@ func (s *Service) reposition(ctx context.Context, old *session) (*session, error
 // Problem returns why the service is not consuming CODI_AUDIT right now
 // (the stream deleted and not yet recreated, say), or nil. Readiness checks
 // report it while it lasts. Safe for concurrent use.
-func (s *Service) Problem() error {
-	if p := s.problem.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
-func (s *Service) setProblem(err error) {
-	if err == nil {
-		s.problem.Store(nil)
-		return
-	}
-	s.problem.Store(&err)
-}
+func (s *Service) Problem() error { return s.problem.Err() }
 
 // checkStream runs before the consumer is recreated: a CODI_AUDIT deleted
 // under the service is created again with the configuration it had, and a
@@ -464,7 +451,7 @@ func (s *Service) checkStream(ctx context.Context) error {
 			return s.newStream(ctx, stream, old, created)
 		}
 		err = fmt.Errorf("audit: %w", err)
-		s.setProblem(err)
+		s.problem.Set(err)
 		s.log.Error().Err(err).Dur("retry_in", backoff.Delay).Msg("stream missing and not recreated; retrying")
 		if backoff.Wait(ctx) != nil {
 			return err
@@ -478,7 +465,7 @@ func (s *Service) checkStream(ctx context.Context) error {
 func (s *Service) newStream(ctx context.Context, stream jetstream.Stream, old *jetstream.StreamInfo, created bool) error {
 	m := s.committed()
 	last := max(s.seen, m.applied)
-	s.setProblem(fmt.Errorf("audit: stream %s was deleted; recreating it", bus.StreamAudit))
+	s.problem.Set(fmt.Errorf("audit: stream %s was deleted; recreating it", bus.StreamAudit))
 	s.log.Error().Str("stream", bus.StreamAudit).Bool("recreated_here", created).Time("old_created", old.Created).
 		Uint64("applied", m.applied).Uint64("lost_first_seq", m.applied+1).Uint64("lost_last_seq", last).Uint64("lost", last-m.applied).
 		Msg("the stream was deleted under the service: carrying on with a new, empty stream of the same configuration; events it held past the watermark are lost (recorded in the log)")

@@ -32,16 +32,7 @@ func TestInboxService_Receive(t *testing.T) {
 	serveInboxes(t, b)
 	ctx := context.Background()
 	orch := newAgent(t, b, "orchestrator")
-	_, err := orch.Broadcast(ctx, "standup", []byte("old"))
-	require.NoError(t, err)
-	s, err := b.JetStream().Stream(ctx, bus.StreamMsg)
-	require.NoError(t, err)
-	old, err := s.GetMsg(ctx, 1)
-	require.NoError(t, err)
-	since := old.Time.Add(time.Nanosecond)
-	require.Eventually(t, func() bool { return time.Now().After(since) }, time.Second, time.Millisecond)
-	_, err = orch.Broadcast(ctx, "standup", []byte("mid"))
-	require.NoError(t, err)
+	since := oldAndMid(t, b, orch)
 	for _, tt := range []struct {
 		id      string
 		deliver bus.DeliverFrom

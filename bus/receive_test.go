@@ -423,16 +423,7 @@ func TestAgent_Receive_DeliverFrom(t *testing.T) {
 	b := bustest.Run(t)
 	ctx := context.Background()
 	orch := newAgent(t, b, "orchestrator")
-	_, err := orch.Broadcast(ctx, "standup", []byte("old"))
-	require.NoError(t, err)
-	s, err := b.JetStream().Stream(ctx, bus.StreamMsg)
-	require.NoError(t, err)
-	old, err := s.GetMsg(ctx, 1)
-	require.NoError(t, err)
-	since := old.Time.Add(time.Nanosecond)
-	require.Eventually(t, func() bool { return time.Now().After(since) }, time.Second, time.Millisecond)
-	_, err = orch.Broadcast(ctx, "standup", []byte("mid"))
-	require.NoError(t, err)
+	since := oldAndMid(t, b, orch)
 
 	for _, tt := range []struct {
 		name    string
@@ -613,4 +604,23 @@ func TestAgent_Receive_TerminateWaitsForItsRecord(t *testing.T) {
 	require.NoError(t, err)
 	_, err = audit.GetLastMsgForSubject(ctx, "codi.audit.log.agent-2.mail.terminated")
 	require.NoError(t, err)
+}
+
+// oldAndMid broadcasts "old" and then "mid" from orch, the first stored
+// strictly before the returned time and the second at or after it: for
+// tests of where a new consumer starts.
+func oldAndMid(t *testing.T, b *bus.Bus, orch *bus.Agent) time.Time {
+	t.Helper()
+	ctx := context.Background()
+	_, err := orch.Broadcast(ctx, "standup", []byte("old"))
+	require.NoError(t, err)
+	s, err := b.JetStream().Stream(ctx, bus.StreamMsg)
+	require.NoError(t, err)
+	old, err := s.GetMsg(ctx, 1)
+	require.NoError(t, err)
+	since := old.Time.Add(time.Nanosecond)
+	require.Eventually(t, func() bool { return time.Now().After(since) }, time.Second, time.Millisecond)
+	_, err = orch.Broadcast(ctx, "standup", []byte("mid"))
+	require.NoError(t, err)
+	return since
 }

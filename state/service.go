@@ -39,7 +39,7 @@ type Service struct {
 
 	ran       atomic.Bool
 	watermark atomic.Uint64
-	problem   atomic.Pointer[error] // why the service is not consuming, or nil
+	problem   bus.Problem // why the service is not consuming, or nil
 
 	mu       sync.Mutex
 	advanced chan struct{} // closed and replaced whenever watermark grows
@@ -86,20 +86,7 @@ func (s *Service) Ready() <-chan struct{} { return s.ready }
 // Problem returns why the service is not consuming its stream right now
 // (CODI_STATE deleted and not yet recreated, say), or nil. Readiness checks
 // report it while it lasts. Safe for concurrent use.
-func (s *Service) Problem() error {
-	if p := s.problem.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
-func (s *Service) setProblem(err error) {
-	if err == nil {
-		s.problem.Store(nil)
-		return
-	}
-	s.problem.Store(&err)
-}
+func (s *Service) Problem() error { return s.problem.Err() }
 
 // Watermark is the last CODI_STATE sequence applied (or rejected) and
 // committed to the store. Safe for concurrent use (an atomic read).
@@ -345,7 +332,7 @@ func (l *loop) checkStream(ctx context.Context) error {
 			return l.newStream(ctx, stream, old, created)
 		}
 		err = fmt.Errorf("state: %w", err)
-		l.s.setProblem(err)
+		l.s.problem.Set(err)
 		l.log.Error().Err(err).Dur("retry_in", backoff.Delay).Msg("stream missing and not recreated; retrying")
 		if backoff.Wait(ctx) != nil {
 			return err
@@ -358,7 +345,7 @@ func (l *loop) checkStream(ctx context.Context) error {
 func (l *loop) newStream(ctx context.Context, stream jetstream.Stream, old *jetstream.StreamInfo, created bool) error {
 	last := max(l.seen, l.applied)
 	lost := lostOutcome(l.cfg.Stream, l.gen, l.applied+1, last, LostRecreated)
-	l.s.setProblem(fmt.Errorf("state: stream %s was deleted; recreating it", l.cfg.Stream))
+	l.s.problem.Set(fmt.Errorf("state: stream %s was deleted; recreating it", l.cfg.Stream))
 	l.log.Error().Str("stream", l.cfg.Stream).Bool("recreated_here", created).Time("old_created", old.Created).
 		Uint64("applied", l.applied).Uint64("lost_first_seq", l.applied+1).Uint64("lost_last_seq", last).Uint64("lost", last-l.applied).
 		Msg("the stream was deleted under the service: carrying on with a new, empty stream of the same configuration; commands it held past the watermark are lost (recorded in the audit log)")
@@ -525,7 +512,7 @@ func (l *loop) reposition(ctx context.Context, why string) error {
 	}
 	l.sess, err = l.consume(cons)
 	if err == nil {
-		l.s.setProblem(nil)
+		l.s.problem.Set(nil)
 	}
 	return err
 }
