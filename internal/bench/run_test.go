@@ -298,7 +298,7 @@ func TestRun_CancelledInEveryPhase(t *testing.T) {
 			cfg.Progress = w
 			_, err := Run(ctx, cfg, bustest.Logger(t))
 			require.Error(t, err, "progress:\n%s", w.buf.String())
-			assert.Contains(t, w.buf.String(), phrase)
+			assert.Contains(t, w.buf.String(), phrase, "Run failed before the phase: %v", err)
 		})
 	}
 }

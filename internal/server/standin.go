@@ -83,6 +83,13 @@ func (si *standIn) uncover(service string) error {
 			return fmt.Errorf("server: stand-in for %s: %w", service, err)
 		}
 	}
+	// Drain only queues the UNSUBs; the round trip of Flush returns once
+	// the server has them, so no request sent after uncover returns is
+	// routed to the stand-in (a bench run got "503 codi-audit is starting"
+	// from a server that had said it was ready).
+	if err := si.nc.Flush(); err != nil {
+		return fmt.Errorf("server: stand-in for %s: %w", service, err)
+	}
 	return nil
 }
 
