@@ -79,6 +79,9 @@ type outcome struct {
 	kind, id   string
 	op         Op
 	rawSubject string // a command subject that did not parse
+	// summary marks a multi-record command's summary event, which has no
+	// audit record of its own.
+	summary bool
 }
 
 // outboxEntry is one audit event waiting to be published and acknowledged.
@@ -90,10 +93,19 @@ type outboxEntry struct {
 }
 
 // plan is the result of applying one command against a transaction: the
-// writes to make and the outcomes to report. It has no effects of its own.
+// writes to make and the outcomes to report. It has no effects of its own,
+// except a multi-record command's, whose writes are made as it is planned
+// (so that each operation sees the ones before it) and which undo can take
+// back.
 type plan struct {
 	writes   []write
 	outcomes []outcome
+	// own is the index in outcomes of the command's (or operation's) own
+	// outcome; the others are expiries and releases it caused.
+	own int
+	// undo, when set, means the writes are made already: rollback takes
+	// them back.
+	undo *undoTxn
 }
 
 func (p *plan) size() int {
@@ -107,35 +119,70 @@ func (p *plan) size() int {
 	return n
 }
 
+// rollback takes back the writes of a plan that made them already.
+func (p *plan) rollback() error {
+	if p.undo == nil {
+		return nil
+	}
+	return p.undo.rollback()
+}
+
 // planCommand decides the outcome of im against the state read through tx.
-// watermark is the last sequence applied before im. It only reads; the
-// caller makes the writes. An error is a store failure, never a bad command:
-// bad commands are rejected with an outcome.
+// watermark is the last sequence applied before im. It only reads, except
+// for a multi-record command (see plan.undo); the caller makes the writes.
+// An error is a store failure, never a bad command: bad commands are
+// rejected with an outcome.
 //
 // gen is the stream's generation token (see generation.go), part of every
 // audit Nats-Msg-Id.
-func planCommand(tx kv.ReadTxn, im *inMsg, watermark uint64, gen string) (plan, error) {
-	var p plan
+func planCommand(tx kv.Txn, im *inMsg, watermark uint64, gen string) (plan, error) {
 	subj, err := subjects.Parse(im.subject)
 	if err == nil && subj.Type != subjects.TypeStateCmd {
 		err = fmt.Errorf("%q is not a state command subject", im.subject)
 	}
 	if err != nil {
-		p.outcomes = append(p.outcomes, rejectSubject(im, gen, err))
-		return p, nil
+		return plan{outcomes: []outcome{rejectSubject(im, gen, err)}}, nil
 	}
-	kind, id, actor := subj.Kind, subj.ID, subj.Actor
+	if subj.Kind == KindTxn {
+		return planTxn(tx, im, subj.ID, subj.Actor, watermark, gen)
+	}
+	in := opInput{kind: subj.Kind, id: subj.ID, actor: subj.Actor, msgID: commandMsgID(gen, im.seq)}
 	cmd, err := decodeCommand(im.data)
 	if err != nil {
-		p.outcomes = append(p.outcomes, reject(im, gen, kind, id, actor, rawOp(im.data), ReasonBadRequest, 0, err.Error()))
+		return plan{outcomes: []outcome{reject(im, in, rawOp(im.data), ReasonBadRequest, 0, err.Error())}}, nil
+	}
+	in.cmd = cmd
+	return planOp(tx, im, in, watermark, gen)
+}
+
+// opInput is one record operation to decide: a command, or one operation of
+// a multi-record command (txn names it).
+type opInput struct {
+	kind, id, actor string
+	cmd             command
+	// msgID is the Nats-Msg-Id of the operation's audit record.
+	msgID string
+	txn   string
+}
+
+// planOp decides the outcome of the operation in against tx, as planCommand
+// does for a whole command.
+func planOp(tx kv.ReadTxn, im *inMsg, in opInput, watermark uint64, gen string) (plan, error) {
+	var p plan
+	kind, id, actor, cmd := in.kind, in.id, in.actor, in.cmd
+	rejectWith := func(reason Reason, curRev uint64, detail string) (plan, error) {
+		p.own = len(p.outcomes)
+		p.outcomes = append(p.outcomes, reject(im, in, cmd.op, reason, curRev, detail))
 		return p, nil
+	}
+	if detail := checkOp(in); detail != "" {
+		return rejectWith(ReasonBadRequest, 0, detail)
 	}
 	st, exists, err := getStored(tx, kind, id)
 	if errors.Is(err, ErrCorrupt) || errors.Is(err, kv.ErrCorrupt) {
 		// The command cannot be decided on a record that is not what was
 		// written; other records carry on.
-		p.outcomes = append(p.outcomes, reject(im, gen, kind, id, actor, cmd.op, ReasonCorrupt, 0, err.Error()))
-		return p, nil
+		return rejectWith(ReasonCorrupt, 0, err.Error())
 	}
 	if err != nil {
 		return plan{}, fmt.Errorf("state: read %s/%s: %w", kind, id, err)
@@ -143,12 +190,12 @@ func planCommand(tx kv.ReadTxn, im *inMsg, watermark uint64, gen string) (plan, 
 	// A lease that ended before this command was stored expires first, so
 	// the command sees what an agent would expect at its own time.
 	if exists && !st.tombstone && st.ExpiresAt != nil && !st.ExpiresAt.After(im.time) {
-		w, o, tomb, err := planExpiry(st.Record, watermark, gen)
+		w, o, tomb, err := planExpiry(tx, st.Record, watermark, gen)
 		if err != nil {
 			return plan{}, err
 		}
 		p.writes = append(p.writes, w...)
-		p.outcomes = append(p.outcomes, o)
+		p.outcomes = append(p.outcomes, o...)
 		st = stored{Record: tomb, tombstone: true}
 	}
 	live := exists && !st.tombstone
@@ -157,18 +204,21 @@ func planCommand(tx kv.ReadTxn, im *inMsg, watermark uint64, gen string) (plan, 
 		curRev = st.Rev
 	}
 	if cmd.expectRev != nil && *cmd.expectRev != curRev {
-		ev := rejectEvent(im, actor, cmd.op, ReasonConflict, curRev, "")
+		ev := rejectEvent(im, in, cmd.op, ReasonConflict, curRev, "")
 		if live {
 			// The conflict names who has the record: its holder and lease.
 			ev.UpdatedBy, ev.ExpiresAt, ev.Holder = st.UpdatedBy, st.ExpiresAt, st.Record.Holder()
 		}
-		p.outcomes = append(p.outcomes, rejectOutcome(im, gen, kind, id, ev,
+		p.own = len(p.outcomes)
+		p.outcomes = append(p.outcomes, rejectOutcome(im, in, ev,
 			fmt.Sprintf("expected rev %d, current rev %d", *cmd.expectRev, curRev)))
 		return p, nil
 	}
 	if cmd.op == OpDelete && !live {
-		p.outcomes = append(p.outcomes, reject(im, gen, kind, id, actor, cmd.op, ReasonConflict, 0, "record does not exist"))
-		return p, nil
+		return rejectWith(ReasonConflict, 0, "record does not exist")
+	}
+	if live && (kind == KindAgent || kind == KindReservation) && !mayWrite(st.Record, actor) {
+		return rejectWith(ReasonBadRequest, 0, fmt.Sprintf("%s/%s belongs to %s: only it may change it", kind, id, owner(st.Record)))
 	}
 
 	rec := Record{Kind: kind, ID: id, Rev: st.Rev + 1, UpdatedBy: actor, UpdatedAt: im.time, Seq: im.seq}
@@ -181,12 +231,14 @@ func planCommand(tx kv.ReadTxn, im *inMsg, watermark uint64, gen string) (plan, 
 			}
 		}
 		rec.ExpiresAt = expiry(im.time, cmd.ttl, nil)
+		rec.BoundTo = binding(cmd.bind, actor, "")
 	case OpMerge:
 		rec.Fields = make(map[string]json.RawMessage, len(st.Fields)+len(cmd.fields))
 		var keep *time.Time
+		var bound string
 		if live {
 			maps.Copy(rec.Fields, st.Fields)
-			keep = st.ExpiresAt
+			keep, bound = st.ExpiresAt, st.BoundTo
 		}
 		for k, v := range cmd.fields {
 			if isNull(v) {
@@ -196,17 +248,36 @@ func planCommand(tx kv.ReadTxn, im *inMsg, watermark uint64, gen string) (plan, 
 			}
 		}
 		rec.ExpiresAt = expiry(im.time, cmd.ttl, keep)
+		rec.BoundTo = binding(cmd.bind, actor, bound)
 	}
 	tombstone := cmd.op == OpDelete
+	if kind == KindReservation && !tombstone {
+		res, pat, err := reservationOf(rec, actor)
+		if err != nil {
+			return rejectWith(ReasonBadRequest, 0, err.Error())
+		}
+		ov, err := findOverlap(tx, id, res, pat, im.time)
+		if err != nil && !errors.Is(err, ErrCorrupt) {
+			return plan{}, fmt.Errorf("state: reservations of %s: %w", res.Project, err)
+		}
+		if err != nil {
+			return rejectWith(ReasonCorrupt, 0, err.Error())
+		}
+		if ov != nil {
+			ev := rejectEvent(im, in, cmd.op, ReasonConflict, curRev, "")
+			ev.UpdatedBy, ev.ExpiresAt, ev.Holder, ev.Overlap = ov.Holder, ov.ExpiresAt, ov.Holder, ov
+			ev.Detail = truncate(fmt.Sprintf("%s overlaps %s reserved by %s (both match %s)", res.Pattern, ov.Pattern, ov.Holder, ov.Path), maxDetail)
+			p.own = len(p.outcomes)
+			p.outcomes = append(p.outcomes, rejectOutcome(im, in, ev, ev.Detail))
+			return p, nil
+		}
+	}
 	val, err := encodeStored(rec, tombstone)
 	if err != nil {
-		p.outcomes = append(p.outcomes, reject(im, gen, kind, id, actor, cmd.op, ReasonBadRequest, 0, "fields: "+err.Error()))
-		return p, nil
+		return rejectWith(ReasonBadRequest, 0, "fields: "+err.Error())
 	}
 	if err := kv.CheckValue(val); err != nil {
-		p.outcomes = append(p.outcomes, reject(im, gen, kind, id, actor, cmd.op, ReasonBadRequest, 0,
-			fmt.Sprintf("record of %d bytes is above the limit of %d", len(val), kv.MaxValueSize)))
-		return p, nil
+		return rejectWith(ReasonBadRequest, 0, fmt.Sprintf("record of %d bytes is above the limit of %d", len(val), kv.MaxValueSize))
 	}
 	if live && st.ExpiresAt != nil {
 		p.writes = append(p.writes, write{key: leaseKey(*st.ExpiresAt, kind, id), clear: true})
@@ -215,12 +286,74 @@ func planCommand(tx kv.ReadTxn, im *inMsg, watermark uint64, gen string) (plan, 
 	if rec.ExpiresAt != nil && !tombstone {
 		p.writes = append(p.writes, write{key: leaseKey(*rec.ExpiresAt, kind, id), value: []byte{}})
 	}
+	var old, next *Record
+	if live {
+		old = &st.Record
+	}
+	if !tombstone {
+		next = &rec
+	}
+	p.writes = append(p.writes, bindWrites(old, next)...)
 	ev := Event{Seq: im.seq, Status: StatusApplied, Rev: rec.Rev, Actor: actor, Op: cmd.op}
 	if !tombstone {
 		ev.Record = &rec
 	}
-	p.outcomes = append(p.outcomes, newOutcome(im.seq, kind, id, ev, commandMsgID(gen, im.seq)))
+	p.own = len(p.outcomes)
+	p.outcomes = append(p.outcomes, newOpOutcome(im.seq, in, ev))
+	if kind == KindAgent && tombstone {
+		// The agent signed off: what was bound to its presence goes now.
+		w, o, err := planPresenceEnd(tx, id, im.time, im.seq, gen)
+		if err != nil {
+			return plan{}, err
+		}
+		p.writes = append(p.writes, w...)
+		p.outcomes = append(p.outcomes, o...)
+	}
 	return p, nil
+}
+
+// checkOp returns why the operation in is refused before any record is
+// read, or "": the service's own kinds have rules of their own.
+func checkOp(in opInput) string {
+	switch {
+	case in.kind == KindTxn:
+		return "kind txn is reserved for multi-record commands (codi.state.cmd.txn.<txid>.<actor>, payload {\"ops\": [...]})"
+	case in.kind == KindAgent && in.cmd.op != OpDelete && in.id != in.actor && !strings.HasPrefix(in.actor, serviceActorPrefix):
+		return fmt.Sprintf("agent/%s is the presence of %s: only it may write it", in.id, in.id)
+	case in.kind == KindAgent && in.cmd.bind != nil && *in.cmd.bind:
+		return "a presence record cannot be bound to a presence"
+	}
+	return ""
+}
+
+// mayWrite reports whether actor may change or delete r, a presence or
+// reservation record: only its agent, or a codi- actor (an admin).
+func mayWrite(r Record, actor string) bool {
+	return owner(r) == actor || strings.HasPrefix(actor, serviceActorPrefix)
+}
+
+// owner is the agent a presence or reservation record belongs to.
+func owner(r Record) string {
+	if r.Kind == KindAgent {
+		return r.ID
+	}
+	var h string
+	if r.Field(HolderField, &h) != nil || h == "" {
+		return r.UpdatedBy
+	}
+	return h
+}
+
+// binding is the BoundTo of a record written by actor with the command's
+// bind (nil keeps keep).
+func binding(bind *bool, actor, keep string) string {
+	switch {
+	case bind == nil:
+		return keep
+	case *bind:
+		return actor
+	}
+	return ""
 }
 
 // expiry returns the expiry of a record written at t by a command with ttl:
@@ -237,44 +370,62 @@ func expiry(t time.Time, ttl *time.Duration, keep *time.Time) *time.Time {
 }
 
 // planExpiry turns the live, leased record r into its tombstone: the writes,
-// the expiry's outcome and the tombstone itself.
-func planExpiry(r Record, watermark uint64, gen string) ([]write, outcome, Record, error) {
+// the expiry's outcome (and, for a presence, the releases of what was bound
+// to it) and the tombstone itself. It only reads tx.
+func planExpiry(tx kv.ReadTxn, r Record, watermark uint64, gen string) ([]write, []outcome, Record, error) {
 	tomb := Record{Kind: r.Kind, ID: r.ID, Rev: r.Rev + 1, UpdatedBy: Actor, UpdatedAt: *r.ExpiresAt, Seq: watermark}
 	val, err := encodeStored(tomb, true)
 	if err != nil {
-		return nil, outcome{}, Record{}, err
+		return nil, nil, Record{}, err
 	}
 	w := []write{
 		{key: leaseKey(*r.ExpiresAt, r.Kind, r.ID), clear: true},
 		{key: stateKey(r.Kind, r.ID), value: val},
 	}
+	w = append(w, bindWrites(&r, nil)...)
 	ev := Event{Seq: watermark, Status: StatusApplied, Rev: tomb.Rev, Actor: Actor, Op: OpExpire}
-	return w, newOutcome(watermark, r.Kind, r.ID, ev, expiryMsgID(gen, r.Kind, r.ID, tomb.Rev)), tomb, nil
+	o := []outcome{newOutcome(watermark, r.Kind, r.ID, ev, expiryMsgID(gen, r.Kind, r.ID, tomb.Rev))}
+	if r.Kind == KindAgent {
+		rw, ro, err := planPresenceEnd(tx, r.ID, *r.ExpiresAt, watermark, gen)
+		if err != nil {
+			return nil, nil, Record{}, err
+		}
+		w, o = append(w, rw...), append(o, ro...)
+	}
+	return w, o, tomb, nil
 }
 
-// reject builds the outcome of a rejected command. kind and id may be empty
-// (or invalid) when the subject did not parse: then there is no event, only
-// the audit record.
-func reject(im *inMsg, gen, kind, id, actor string, op Op, reason Reason, curRev uint64, detail string) outcome {
-	return rejectOutcome(im, gen, kind, id, rejectEvent(im, actor, op, reason, curRev, detail), detail)
+// reject builds the outcome of the rejected operation in.
+func reject(im *inMsg, in opInput, op Op, reason Reason, curRev uint64, detail string) outcome {
+	return rejectOutcome(im, in, rejectEvent(im, in, op, reason, curRev, detail), detail)
 }
 
-// rejectEvent is the event of a rejected command.
-func rejectEvent(im *inMsg, actor string, op Op, reason Reason, curRev uint64, detail string) Event {
-	ev := Event{Seq: im.seq, Status: StatusRejected, Reason: reason, Actor: actor, Op: op, CurrentRev: curRev}
-	if reason == ReasonBadRequest || reason == ReasonCorrupt {
+// rejectEvent is the event of a rejected operation.
+func rejectEvent(im *inMsg, in opInput, op Op, reason Reason, curRev uint64, detail string) Event {
+	ev := Event{Seq: im.seq, Status: StatusRejected, Reason: reason, Actor: in.actor, Op: op, CurrentRev: curRev}
+	if reason == ReasonBadRequest || reason == ReasonCorrupt || reason == ReasonAborted {
 		ev.Detail = truncate(detail, maxDetail)
 	}
 	return ev
 }
 
-// rejectOutcome is the outcome of the rejection ev, with detail for the
-// log and the audit record.
-func rejectOutcome(im *inMsg, gen, kind, id string, ev Event, detail string) outcome {
-	o := newOutcome(im.seq, kind, id, ev, commandMsgID(gen, im.seq))
+// rejectOutcome is the outcome of the rejection ev of in, with detail for
+// the log and the audit record.
+func rejectOutcome(im *inMsg, in opInput, ev Event, detail string) outcome {
+	o := newOpOutcome(im.seq, in, ev)
 	o.detail = truncate(detail, maxDetail)
-	o.audit.data = mustJSON(auditRecord{Seq: im.seq, Status: StatusRejected, Kind: kind, ID: id, Actor: ev.Actor,
-		Op: ev.Op, Rev: ev.CurrentRev, Reason: ev.Reason, Detail: o.detail})
+	o.audit.data = mustJSON(auditRecord{Seq: im.seq, Status: StatusRejected, Kind: in.kind, ID: in.id, Actor: ev.Actor,
+		Op: ev.Op, Rev: ev.CurrentRev, Reason: ev.Reason, Detail: o.detail, Txn: in.txn})
+	return o
+}
+
+// newOpOutcome is the outcome ev of the operation in.
+func newOpOutcome(seq uint64, in opInput, ev Event) outcome {
+	o := newOutcome(seq, in.kind, in.id, ev, in.msgID)
+	if in.txn != "" && ev.Status == StatusApplied {
+		o.audit.data = mustJSON(auditRecord{Seq: seq, Status: ev.Status, Kind: in.kind, ID: in.id, Actor: ev.Actor, Op: ev.Op,
+			Rev: ev.Rev, Txn: in.txn})
+	}
 	return o
 }
 

@@ -121,15 +121,15 @@ func (l *loop) expireDue(ctx context.Context, cutoff time.Time) error {
 				}
 				continue
 			}
-			w, o, _, err := planExpiry(st.Record, applied, l.gen)
+			w, o, _, err := planExpiry(tx, st.Record, applied, l.gen)
 			if err != nil {
 				return err
 			}
-			pl := plan{writes: w, outcomes: []outcome{o}}
+			pl := plan{writes: w, outcomes: o}
 			if err := applyPlan(tx, &pl); err != nil {
 				return err
 			}
-			res.outcomes = append(res.outcomes, o)
+			res.outcomes = append(res.outcomes, o...)
 		}
 		res.applied = applied
 		res.nextLease, err = firstLease(tx)

@@ -45,7 +45,7 @@ func TestService_Apply_BadInput(t *testing.T) {
 		{"trailing data", ok, `{"op":"put","fields":{}} x`, evt, "invalid JSON", "task", "t1", "agent-1"},
 		{"missing op", ok, `{"fields":{}}`, evt, "op is required", "task", "t1", "agent-1"},
 		{"unknown op", ok, `{"op":"upsert"}`, evt, "unknown op", "task", "t1", "agent-1"},
-		{"unknown member", ok, `{"op":"put","fields":{},"expect_revision":1}`, evt, `unknown member "expect_revision" (members: op, fields, expect_rev, ttl_ms)`, "task", "t1", "agent-1"},
+		{"unknown member", ok, `{"op":"put","fields":{},"expect_revision":1}`, evt, `unknown member "expect_revision" (members: op, fields, expect_rev, ttl_ms, bind)`, "task", "t1", "agent-1"},
 		{"op not a string", ok, `{"op":["put"]}`, evt, "op must be a string, not array", "task", "t1", "agent-1"},
 		{"fields not an object", ok, `{"op":"put","fields":[1,2]}`, evt, "fields must be an object", "task", "t1", "agent-1"},
 		{"fields a string", ok, `{"op":"merge","fields":"x"}`, evt, "fields must be an object", "task", "t1", "agent-1"},

@@ -709,7 +709,8 @@ func (l *loop) process(ctx context.Context, batch []*inMsg) error {
 func (l *loop) commitCorrupt(ctx context.Context, im *inMsg, cause error) (batchResult, error) {
 	var res batchResult
 	kind, id, actor := salvage(im.subject)
-	outcomes := []outcome{reject(im, l.gen, kind, id, actor, rawOp(im.data), ReasonCorrupt, 0, cause.Error())}
+	in := opInput{kind: kind, id: id, actor: actor, msgID: commandMsgID(l.gen, im.seq)}
+	outcomes := []outcome{reject(im, in, rawOp(im.data), ReasonCorrupt, 0, cause.Error())}
 	if im.seq > l.applied+1 {
 		outcomes = append([]outcome{lostOutcome(l.cfg.Stream, l.gen, l.applied+1, im.seq-1, "")}, outcomes...)
 	}
@@ -786,6 +787,9 @@ func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) 
 			}
 			size := p.size()
 			if count > 0 && res.bytes+size > l.cfg.MaxBatchBytes {
+				if err := p.rollback(); err != nil {
+					return err
+				}
 				res.n = i
 				break
 			}
@@ -823,20 +827,18 @@ func (l *loop) begin(tx kv.Txn, clears []*auditItem) (uint64, error) {
 	return getApplied(tx, l.cfg.Stream)
 }
 
-// applyPlan makes p's writes and stores its audit events in the outbox.
+// applyPlan makes p's writes (unless planning made them already) and
+// stores its audit events in the outbox.
 func applyPlan(tx kv.Txn, p *plan) error {
-	for _, w := range p.writes {
-		var err error
-		if w.clear {
-			err = tx.Clear(w.key)
-		} else {
-			err = tx.Set(w.key, w.value)
-		}
-		if err != nil {
+	if p.undo == nil {
+		if err := applyWrites(tx, p.writes); err != nil {
 			return err
 		}
 	}
 	for _, o := range p.outcomes {
+		if o.summary {
+			continue
+		}
 		if err := tx.Set(o.audit.key, encodeOutbox(o.audit)); err != nil {
 			return err
 		}
@@ -898,6 +900,9 @@ func (l *loop) report(outcomes []outcome) {
 				e = e.Str("subject", o.rawSubject)
 			}
 			e.Str("detail", o.detail).Msg("command rejected")
+		}
+		if o.summary {
+			continue
 		}
 		if len(l.audits) >= maxAuditMemory {
 			l.spilled = true

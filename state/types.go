@@ -26,6 +26,14 @@ const (
 	OpDelete Op = "delete"
 	// OpExpire is a lease expiry made by the service (actor "codi-state").
 	OpExpire Op = "expire"
+	// OpRelease is a release made by the service (actor "codi-state") of a
+	// record bound to an agent's presence when that presence ended (see
+	// Command.Bind): a reservation is removed, any other record keeps its
+	// fields but loses HolderField, its lease and its binding.
+	OpRelease Op = "release"
+	// OpTxn is the op of a multi-record command's summary event on
+	// codi.state.evt.txn.<txid> (see TxnOp).
+	OpTxn Op = "txn"
 )
 
 // Status is an event's outcome; a plain value, safe to share.
@@ -56,6 +64,10 @@ const (
 	// command on that record is rejected so, and the store is left as it
 	// is for an operator to look at.
 	ReasonCorrupt Reason = "corrupt"
+	// ReasonAborted: this operation of a multi-record command was valid,
+	// but another operation of the same command was rejected, so none was
+	// applied; the detail names the operation that was.
+	ReasonAborted Reason = "aborted"
 )
 
 // Actor is the actor of changes the service makes on its own (expiries),
@@ -86,6 +98,10 @@ type Record struct {
 	ExpiresAt *time.Time `json:"expires_at"`
 	// Seq is the CODI_STATE sequence of the command that made this revision.
 	Seq uint64 `json:"seq"`
+	// BoundTo is the agent whose presence (the record agent/<BoundTo>) this
+	// record is bound to: when that presence ends, the service releases
+	// the record (OpRelease). Empty when unbound.
+	BoundTo string `json:"bound_to,omitempty"`
 }
 
 // Field decodes the field name into dst. It fails with ErrNotFound when the
@@ -128,6 +144,17 @@ type Event struct {
 	UpdatedBy string     `json:"updated_by,omitempty"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	Holder    string     `json:"holder,omitempty"`
+	// Overlap is, for a reservation refused as a conflict, the live
+	// reservation of another agent it overlaps.
+	Overlap *Overlap `json:"overlap,omitempty"`
+	// Kind and ID name the record of one operation inside a multi-record
+	// command's summary event (Ops); empty elsewhere (the subject says).
+	Kind string `json:"kind,omitempty"`
+	ID   string `json:"id,omitempty"`
+	// Ops are the events of a multi-record command's operations, in
+	// order, in its summary event (Op OpTxn); Record is left out of them
+	// when the summary would be larger than maxSummaryBytes.
+	Ops []Event `json:"ops,omitempty"`
 }
 
 // MarshalJSON writes the event in the contract's shape: an applied event has
@@ -147,9 +174,13 @@ func (e Event) MarshalJSON() ([]byte, error) {
 			UpdatedBy  string     `json:"updated_by,omitempty"`
 			ExpiresAt  *time.Time `json:"expires_at,omitempty"`
 			Holder     string     `json:"holder,omitempty"`
+			Overlap    *Overlap   `json:"overlap,omitempty"`
+			Kind       string     `json:"kind,omitempty"`
+			ID         string     `json:"id,omitempty"`
+			Ops        []Event    `json:"ops,omitempty"`
 		}
 		r := rejected{Seq: e.Seq, Status: e.Status, Reason: e.Reason, Actor: e.Actor, Op: e.Op, Detail: e.Detail, Subject: e.Subject,
-			UpdatedBy: e.UpdatedBy, ExpiresAt: e.ExpiresAt, Holder: e.Holder}
+			UpdatedBy: e.UpdatedBy, ExpiresAt: e.ExpiresAt, Holder: e.Holder, Overlap: e.Overlap, Kind: e.Kind, ID: e.ID, Ops: e.Ops}
 		if e.Reason == ReasonConflict {
 			r.CurrentRev = &e.CurrentRev
 		}
@@ -158,12 +189,16 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	type applied struct {
 		Seq    uint64  `json:"seq"`
 		Status Status  `json:"status"`
-		Rev    uint64  `json:"rev"`
+		Rev    uint64  `json:"rev,omitempty"`
 		Actor  string  `json:"actor"`
 		Op     Op      `json:"op"`
 		Record *Record `json:"record,omitempty"`
+		Kind   string  `json:"kind,omitempty"`
+		ID     string  `json:"id,omitempty"`
+		Ops    []Event `json:"ops,omitempty"`
 	}
-	return json.Marshal(applied{Seq: e.Seq, Status: e.Status, Rev: e.Rev, Actor: e.Actor, Op: e.Op, Record: e.Record})
+	return json.Marshal(applied{Seq: e.Seq, Status: e.Status, Rev: e.Rev, Actor: e.Actor, Op: e.Op, Record: e.Record,
+		Kind: e.Kind, ID: e.ID, Ops: e.Ops})
 }
 
 // Command is a state change command as an agent sends it; Client.Apply
@@ -183,7 +218,17 @@ type Command struct {
 	TTL time.Duration
 	// NoLease removes the record's lease (ttl_ms 0); TTL must be 0.
 	NoLease bool
+	// Bind, when set, binds the record to the sending agent's presence
+	// (true) or unbinds it (false); nil keeps a merged record's binding
+	// (a put without it is unbound). See Record.BoundTo. Use Bound or
+	// Unbound to set it.
+	Bind *bool
 }
+
+// Bound and Unbound return new pointers for Command.Bind. Safe for
+// concurrent use.
+func Bound() *bool   { b := true; return &b }
+func Unbound() *bool { return new(bool) }
 
 // Expect returns a pointer to a new copy of rev, for Command.ExpectRev.
 // Safe for concurrent use.
@@ -197,8 +242,9 @@ func (c Command) MarshalJSON() ([]byte, error) {
 		Fields    any     `json:"fields,omitempty"` // a non-nil interface: {} is kept
 		ExpectRev *uint64 `json:"expect_rev,omitempty"`
 		TTLms     *int64  `json:"ttl_ms,omitempty"`
+		Bind      *bool   `json:"bind,omitempty"`
 	}
-	w := wire{Op: c.Op, ExpectRev: c.ExpectRev}
+	w := wire{Op: c.Op, ExpectRev: c.ExpectRev, Bind: c.Bind}
 	switch {
 	case c.Fields != nil:
 		w.Fields = c.Fields
@@ -222,6 +268,8 @@ type command struct {
 	expectRev *uint64
 	// ttl is nil when ttl_ms is absent; 0 means "no expiry".
 	ttl *time.Duration
+	// bind is nil when bind is absent.
+	bind *bool
 }
 
 // decodeCommand parses and validates a command payload strictly
@@ -229,15 +277,24 @@ type command struct {
 // duplicate or unknown members, one object). Its errors become the detail
 // of a bad_request rejection.
 func decodeCommand(data []byte) (command, error) {
-	var w struct {
-		Op        *string         `json:"op"`
-		Fields    json.RawMessage `json:"fields"`
-		ExpectRev *int64          `json:"expect_rev"`
-		TTLms     *int64          `json:"ttl_ms"`
-	}
+	var w commandWire
 	if err := strictjson.Decode(data, &w); err != nil {
 		return command{}, fmt.Errorf("command: %w", err)
 	}
+	return w.command()
+}
+
+// commandWire is a command payload as sent.
+type commandWire struct {
+	Op        *string         `json:"op"`
+	Fields    json.RawMessage `json:"fields"`
+	ExpectRev *int64          `json:"expect_rev"`
+	TTLms     *int64          `json:"ttl_ms"`
+	Bind      *bool           `json:"bind"`
+}
+
+// command validates w.
+func (w commandWire) command() (command, error) {
 	var c command
 	if w.Op == nil {
 		return command{}, errors.New("op is required")
@@ -276,8 +333,9 @@ func decodeCommand(data []byte) (command, error) {
 		}
 		c.ttl = &ttl
 	}
-	if c.op == OpDelete && (c.fields != nil || c.ttl != nil) {
-		return command{}, errors.New("delete takes no fields and no ttl_ms")
+	c.bind = w.Bind
+	if c.op == OpDelete && (c.fields != nil || c.ttl != nil || c.bind != nil) {
+		return command{}, errors.New("delete takes no fields, no ttl_ms and no bind")
 	}
 	return c, nil
 }
@@ -308,6 +366,8 @@ type auditRecord struct {
 	Detail string `json:"detail"`
 	// Subject is the raw subject of a command whose subject did not parse.
 	Subject string `json:"subject,omitempty"`
+	// Txn is the id of the multi-record command the operation was part of.
+	Txn string `json:"txn,omitempty"`
 }
 
 // watermark is the body of codi.state.committed and of the status reply.

@@ -1,0 +1,284 @@
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/internal/strictjson"
+	"github.com/codi2/codi2/subjects"
+)
+
+// MaxTxnOps bounds the operations of one multi-record command. A constant,
+// safe everywhere.
+const MaxTxnOps = 64
+
+// maxSummaryBytes bounds a multi-record command's summary event: above it
+// the operations' records are left out of it (their own events carry them).
+const maxSummaryBytes = 256 << 10
+
+// TxnOp is one operation of a multi-record command: a Command on kind/id.
+// It is a plain value, safe to share once no goroutine modifies it.
+type TxnOp struct {
+	Kind, ID string
+	Command
+}
+
+// MarshalJSON encodes the operation as the wire's
+// {"kind":…,"id":…,"op":…,…}. It only reads o.
+func (o TxnOp) MarshalJSON() ([]byte, error) {
+	cmd, err := json.Marshal(o.Command)
+	if err != nil {
+		return nil, err
+	}
+	head, err := json.Marshal(struct {
+		Kind string `json:"kind"`
+		ID   string `json:"id"`
+	}{o.Kind, o.ID})
+	if err != nil {
+		return nil, err
+	}
+	// {"kind":…,"id":…} + the command's members.
+	return append(append(head[:len(head)-1:len(head)-1], ','), cmd[1:]...), nil
+}
+
+// txnWire is a multi-record command's payload:
+//
+//	{"ops": [{"kind": "task", "id": "T-1", "op": "merge", "fields": {…}, "expect_rev": 3, "ttl_ms": 60000, "bind": true}, …]}
+type txnWire struct {
+	Ops []json.RawMessage `json:"ops"`
+}
+
+// txnOpWire is one operation as sent: a command's members plus its record.
+type txnOpWire struct {
+	Kind      *string         `json:"kind"`
+	ID        *string         `json:"id"`
+	Op        *string         `json:"op"`
+	Fields    json.RawMessage `json:"fields"`
+	ExpectRev *int64          `json:"expect_rev"`
+	TTLms     *int64          `json:"ttl_ms"`
+	Bind      *bool           `json:"bind"`
+}
+
+// decodeTxn parses and validates a multi-record command's payload as
+// strictly as decodeCommand does a command's; kinds and ids must be valid
+// tokens (ids in their one canonical escaping). Its errors become the detail
+// of a bad_request rejection.
+func decodeTxn(data []byte) ([]opInput, error) {
+	var w txnWire
+	if err := strictjson.Decode(data, &w); err != nil {
+		return nil, fmt.Errorf("multi-record command: %w", err)
+	}
+	switch {
+	case len(w.Ops) == 0:
+		return nil, errors.New(`multi-record command: ops is required, an array of 1 to 64 operations`)
+	case len(w.Ops) > MaxTxnOps:
+		return nil, fmt.Errorf("multi-record command: %d ops, at most %d", len(w.Ops), MaxTxnOps)
+	}
+	ops := make([]opInput, len(w.Ops))
+	for i, raw := range w.Ops {
+		var ow txnOpWire
+		if err := strictjson.Decode(raw, &ow); err != nil {
+			return nil, fmt.Errorf("op %d: %w", i+1, err)
+		}
+		if ow.Kind == nil || ow.ID == nil {
+			return nil, fmt.Errorf("op %d: kind and id are required", i+1)
+		}
+		if err := subjects.ValidKind(*ow.Kind); err != nil {
+			return nil, fmt.Errorf("op %d: %w", i+1, err)
+		}
+		if err := subjects.ValidToken(*ow.ID); err != nil {
+			return nil, fmt.Errorf("op %d: id: %w", i+1, err)
+		}
+		cmd, err := commandWire{Op: ow.Op, Fields: ow.Fields, ExpectRev: ow.ExpectRev, TTLms: ow.TTLms, Bind: ow.Bind}.command()
+		if err != nil {
+			return nil, fmt.Errorf("op %d: %w", i+1, err)
+		}
+		ops[i] = opInput{kind: *ow.Kind, id: *ow.ID, cmd: cmd}
+	}
+	return ops, nil
+}
+
+// txnMsgID is the audit Nats-Msg-Id of operation i (from 0) of the
+// multi-record command at seq.
+func txnMsgID(gen string, seq uint64, i int) string {
+	return commandMsgID(gen, seq) + "-" + strconv.Itoa(i+1)
+}
+
+// planTxn decides the multi-record command im (codi.state.cmd.txn.<txid>.
+// <actor>): its operations are planned in order, each seeing the writes of
+// the ones before it, which are made in tx as it goes. When one is rejected
+// the writes are taken back and every operation is rejected: that one with
+// its own reason, the others with ReasonAborted. Each operation has its own
+// event and audit record; the summary event (Op OpTxn, with the operations'
+// events in Ops) goes to codi.state.evt.txn.<txid>.
+func planTxn(tx kv.Txn, im *inMsg, txid, actor string, watermark uint64, gen string) (plan, error) {
+	u := &undoTxn{tx: tx}
+	p := plan{undo: u}
+	ops, err := decodeTxn(im.data)
+	if err != nil {
+		in := opInput{kind: KindTxn, id: txid, actor: actor, msgID: commandMsgID(gen, im.seq), txn: txid}
+		p.outcomes = []outcome{reject(im, in, OpTxn, ReasonBadRequest, 0, err.Error())}
+		return p, nil
+	}
+	for i := range ops {
+		ops[i].actor, ops[i].msgID, ops[i].txn = actor, txnMsgID(gen, im.seq, i), txid
+	}
+	own := make([]int, len(ops))
+	for i, in := range ops {
+		op, err := planOp(u, im, in, watermark, gen)
+		if err != nil {
+			return plan{}, errors.Join(err, u.rollback())
+		}
+		if failed := op.outcomes[op.own]; failed.status == StatusRejected {
+			if err := u.rollback(); err != nil {
+				return plan{}, err
+			}
+			p.outcomes = abortTxn(im, ops, i, failed)
+			p.outcomes = append(p.outcomes, txnSummary(im, txid, actor, StatusRejected, p.outcomes))
+			return p, nil
+		}
+		if err := applyWrites(u, op.writes); err != nil {
+			return plan{}, errors.Join(err, u.rollback())
+		}
+		p.writes = append(p.writes, op.writes...)
+		own[i] = len(p.outcomes) + op.own
+		p.outcomes = append(p.outcomes, op.outcomes...)
+	}
+	mine := make([]outcome, len(own))
+	for i, j := range own {
+		mine[i] = p.outcomes[j]
+	}
+	p.outcomes = append(p.outcomes, txnSummary(im, txid, actor, StatusApplied, mine))
+	return p, nil
+}
+
+// abortTxn is the outcomes of a multi-record command whose operation i was
+// rejected with failed: that rejection, and ReasonAborted for the others.
+func abortTxn(im *inMsg, ops []opInput, i int, failed outcome) []outcome {
+	out := make([]outcome, len(ops))
+	for j, in := range ops {
+		if j == i {
+			out[j] = failed
+			continue
+		}
+		detail := fmt.Sprintf("op %d of %d (%s/%s) was rejected: %s", i+1, len(ops), ops[i].kind, ops[i].id, failed.reason)
+		out[j] = reject(im, in, in.cmd.op, ReasonAborted, 0, detail)
+	}
+	return out
+}
+
+// txnSummary is the outcome carrying the summary event of a multi-record
+// command: status, and the events of its operations (ops, in order). It
+// has no audit record of its own (the operations have theirs).
+func txnSummary(im *inMsg, txid, actor string, status Status, ops []outcome) outcome {
+	ev := Event{Seq: im.seq, Status: status, Actor: actor, Op: OpTxn, Ops: make([]Event, len(ops))}
+	for i, o := range ops {
+		var opEv Event
+		_ = json.Unmarshal(o.evt, &opEv)
+		opEv.Kind, opEv.ID = o.kind, o.id
+		ev.Ops[i] = opEv
+	}
+	if status == StatusRejected {
+		for _, op := range ev.Ops {
+			if op.Reason != ReasonAborted {
+				ev.Reason, ev.Detail = op.Reason, op.Detail
+			}
+		}
+	}
+	data := mustJSON(ev)
+	if len(data) > maxSummaryBytes {
+		for i := range ev.Ops {
+			ev.Ops[i].Record = nil
+		}
+		data = mustJSON(ev)
+	}
+	subj, _ := subjects.StateEvt(KindTxn, txid)
+	return outcome{seq: im.seq, status: status, actor: actor, kind: KindTxn, id: txid, op: OpTxn, evtSubject: subj, evt: data,
+		summary: true}
+}
+
+// undoTxn is a transaction that remembers what each write replaced, so that
+// the writes can be taken back (rollback) without ending the transaction:
+// the writes of a multi-record command that turns out to be rejected, or
+// that does not fit the batch.
+type undoTxn struct {
+	tx   kv.Txn
+	undo []write // in write order; rollback replays them backwards
+}
+
+func (u *undoTxn) Get(key []byte) ([]byte, error) { return u.tx.Get(key) }
+
+func (u *undoTxn) GetRange(begin, end []byte, opts kv.RangeOptions) ([]kv.KeyValue, error) {
+	return u.tx.GetRange(begin, end, opts)
+}
+
+// remember records key's current value (or its absence).
+func (u *undoTxn) remember(key []byte) error {
+	v, err := u.tx.Get(key)
+	switch {
+	case errors.Is(err, kv.ErrNotFound):
+		u.undo = append(u.undo, write{key: key, clear: true})
+	case err != nil:
+		return err
+	default:
+		u.undo = append(u.undo, write{key: key, value: v})
+	}
+	return nil
+}
+
+func (u *undoTxn) Set(key, value []byte) error {
+	if err := u.remember(key); err != nil {
+		return err
+	}
+	return u.tx.Set(key, value)
+}
+
+func (u *undoTxn) Clear(key []byte) error {
+	if err := u.remember(key); err != nil {
+		return err
+	}
+	return u.tx.Clear(key)
+}
+
+// ClearRange is not used by planning; it is refused rather than made
+// undoable.
+func (u *undoTxn) ClearRange(begin, end []byte) error {
+	return errors.New("state: ClearRange in a multi-record command")
+}
+
+// rollback restores every key written since the undoTxn was made.
+func (u *undoTxn) rollback() error {
+	for i := len(u.undo) - 1; i >= 0; i-- {
+		w := u.undo[i]
+		var err error
+		if w.clear {
+			err = u.tx.Clear(w.key)
+		} else {
+			err = u.tx.Set(w.key, w.value)
+		}
+		if err != nil {
+			return fmt.Errorf("state: take back a multi-record command: %w", err)
+		}
+	}
+	u.undo = u.undo[:0]
+	return nil
+}
+
+// applyWrites makes ws in tx.
+func applyWrites(tx kv.Txn, ws []write) error {
+	for _, w := range ws {
+		var err error
+		if w.clear {
+			err = tx.Clear(w.key)
+		} else {
+			err = tx.Set(w.key, w.value)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
