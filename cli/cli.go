@@ -48,7 +48,8 @@ type IO struct {
 }
 
 // Verbs lists the agent verbs, in the order `codi2 help` shows them.
-var Verbs = []string{"send", "inbox", "claim", "renew", "release", "log", "history", "get", "list", "watch", "status"}
+var Verbs = []string{"send", "inbox", "claim", "renew", "release", "reserve", "unreserve", "reservations", "heartbeat", "who",
+	"log", "history", "get", "list", "watch", "status"}
 
 // IsVerb reports whether name is an agent verb handled by Run.
 func IsVerb(name string) bool {
@@ -72,10 +73,15 @@ type globals struct {
 // env is one verb invocation's context: flags, streams and, once connect
 // ran, the connection and clients.
 type env struct {
-	g   globals
-	io  IO
-	nc  *nats.Conn
-	out printer
+	g  globals
+	io IO
+	// project is --project (CODI2_PROJECT): the reservations' project.
+	project string
+	// agentFlag is whether --agent was given on the command line (not
+	// from CODI2_AGENT): reservations filters by it only then.
+	agentFlag bool
+	nc        *nats.Conn
+	out       printer
 	// cancel ends the verb at once when the server refuses a publish or
 	// subscription (a permissions violation arrives asynchronously, and
 	// the request it refused would otherwise wait out --timeout); denied
@@ -123,6 +129,7 @@ func (e *env) root() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			e.agentFlag = cmd.Flags().Changed("agent")
 			if err := applyEnv(cmd.Flags(), e.io.Getenv); err != nil {
 				return err
 			}
@@ -140,8 +147,10 @@ func (e *env) root() *cobra.Command {
 	pf.StringVar(&e.g.creds, "creds", "", "NATS credentials file (CODI2_CREDS)")
 	pf.BoolVar(&e.g.json, "json", false, "print one compact JSON object per line (CODI2_JSON)")
 	pf.DurationVar(&e.g.timeout, "timeout", DefaultTimeout, "bound on each request to the server (CODI2_TIMEOUT)")
+	pf.StringVar(&e.project, "project", "", "reservations' project (CODI2_PROJECT; default: derived from the git repository)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(e.sendCmd(), e.inboxCmd(), e.claimCmd(), e.renewCmd(), e.releaseCmd(),
+		e.reserveCmd(), e.unreserveCmd(), e.reservationsCmd(), e.heartbeatCmd(), e.whoCmd(),
 		e.logCmd(), e.historyCmd(), e.getCmd(), e.listCmd(), e.watchCmd(), e.statusCmd())
 	for _, c := range root.Commands() {
 		c.Args = wrapArgs(c.Args)

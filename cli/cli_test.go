@@ -284,10 +284,19 @@ func TestRun_ExitCodes(t *testing.T) {
 		{"zero renew ttl", "a", url, []string{"renew", "task", "x", "--rev", "1", "--ttl", "0s"}, cli.ExitUsage, "--ttl"},
 		{"missing creds", "a", url, []string{"status", "--creds", "/nonexistent.creds"}, cli.ExitUsage, "--creds"},
 		{"garbage creds", "a", url, []string{"status", "--creds", "cli_test.go"}, cli.ExitUsage, "not a NATS credentials file"},
+		{"reserve outside the repository", "a", url, []string{"reserve", "/etc/passwd"}, cli.ExitUsage, "outside the repository"},
+		{"reserve a bad glob", "a", url, []string{"reserve", "src/[a"}, cli.ExitUsage, "pattern"},
+		{"reserve nothing", "a", url, []string{"reserve"}, cli.ExitUsage, "requires at least 1 arg"},
+		{"reserve zero ttl", "a", url, []string{"reserve", "x", "--ttl", "0s"}, cli.ExitUsage, "--ttl"},
+		{"reserve bad project", "a", url, []string{"reserve", "x", "--project", "a.b"}, cli.ExitUsage, "--project"},
+		{"unreserve both", "a", url, []string{"unreserve", "x", "--all"}, cli.ExitUsage, "PATTERNs or --all"},
+		{"unreserve neither", "a", url, []string{"unreserve"}, cli.ExitUsage, "PATTERNs or --all"},
+		{"heartbeat zero ttl", "a", url, []string{"heartbeat", "--ttl", "0s"}, cli.ExitUsage, "--ttl"},
+		{"reservations with args", "a", url, []string{"reservations", "x"}, cli.ExitUsage, "unknown command"},
 	}
 	for _, verb := range [][]string{{"send", "b", "x"}, {"inbox"}, {"claim", "task", "x"}, {"renew", "task", "x", "--rev", "1"},
 		{"release", "task", "x", "--rev", "1"}, {"log", "note"}, {"history"}, {"get", "task", "x"}, {"list", "task"},
-		{"watch", "task"}, {"status"}} {
+		{"watch", "task"}, {"status"}, {"reserve", "x"}, {"unreserve", "x"}, {"reservations"}, {"heartbeat"}, {"who"}} {
 		tests = append(tests, struct {
 			name  string
 			agent string

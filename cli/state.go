@@ -108,6 +108,7 @@ func (e *env) claimCmd() *cobra.Command {
 	var (
 		ttl    time.Duration
 		fields string
+		bind   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "claim KIND ID",
@@ -117,8 +118,9 @@ without a live lease (released); the record's holder field names you. Prints
 the record; its rev is the fencing token for renew and release. The lease
 ends after --ttl unless renewed, and then the record expires (is removed):
 release instead to end the lease and keep the record. Claiming what you
-already hold renews it. Exit 3 when another agent holds it (the holder, its
-rev and expiry are printed).`,
+already hold renews it. The claim is bound to your presence (see heartbeat):
+when your presence ends it is released, unless --bind=false. Exit 3 when
+another agent holds it (the holder, its rev and expiry are printed).`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var f map[string]any
@@ -131,13 +133,14 @@ rev and expiry are printed).`,
 				return usageError{fmt.Errorf("--ttl must be positive, got %s", ttl)}
 			}
 			return e.lease(cmd, args, func(ctx context.Context, c *state.Client, kind, id string) (any, string, error) {
-				rec, err := c.Claim(ctx, kind, id, ttl, f)
+				rec, err := c.ClaimWith(ctx, kind, id, state.ClaimOptions{TTL: ttl, Fields: f, Bind: bind})
 				return leased("claimed", rec, err)
 			})
 		},
 	}
 	cmd.Flags().DurationVar(&ttl, "ttl", DefaultClaimTTL, "lease length: the claim ends by itself unless renewed")
 	cmd.Flags().StringVar(&fields, "fields", "", `fields to set, a JSON object ({"status":"in_progress"})`)
+	cmd.Flags().BoolVar(&bind, "bind", true, "release the claim when this agent's presence ends")
 	return cmd
 }
 

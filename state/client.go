@@ -154,6 +154,28 @@ func (r Record) Holder() string {
 // claims on one kind/id exactly one wins, since each goes through
 // expect_rev.
 func (c *Client) Claim(ctx context.Context, kind, id string, ttl time.Duration, fields map[string]any) (Record, error) {
+	return c.ClaimWith(ctx, kind, id, ClaimOptions{TTL: ttl, Fields: fields})
+}
+
+// ClaimOptions are the options of ClaimWith. A plain value.
+type ClaimOptions struct {
+	// TTL is the lease's length; it must be positive.
+	TTL time.Duration
+	// Fields are merged into the record (HolderField is always this agent).
+	Fields map[string]any
+	// Bind binds the claim to this agent's presence (KindAgent): when the
+	// presence ends, the service releases it (Command.Bind).
+	Bind bool
+}
+
+// ClaimWith is Claim with options: the same rules, and the claim bound to
+// this agent's presence when o.Bind is set. Safe for concurrent use.
+func (c *Client) ClaimWith(ctx context.Context, kind, id string, o ClaimOptions) (Record, error) {
+	ttl, fields := o.TTL, o.Fields
+	var bind *bool
+	if o.Bind {
+		bind = Bound()
+	}
 	if ttl <= 0 {
 		return Record{}, fmt.Errorf("%w: a claim needs a positive ttl, got %v", ErrBadRequest, ttl)
 	}
@@ -168,9 +190,9 @@ func (c *Client) Claim(ctx context.Context, kind, id string, ttl time.Duration, 
 	// still sent, so that the attempt and its loss are in the audit log.
 	// When the read fails (the service is still starting) the create is
 	// sent anyway: the stream keeps it until the service applies it.
-	create := Command{Op: OpPut, Fields: f, ExpectRev: Expect(0), TTL: ttl}
+	create := Command{Op: OpPut, Fields: f, ExpectRev: Expect(0), TTL: ttl, Bind: bind}
 	take := func(cur Record) Command {
-		return Command{Op: OpMerge, Fields: f, ExpectRev: Expect(cur.Rev), TTL: ttl}
+		return Command{Op: OpMerge, Fields: f, ExpectRev: Expect(cur.Rev), TTL: ttl, Bind: bind}
 	}
 	cmd := create
 	if cur, err := c.Get(ctx, kind, id, 0); err == nil {
@@ -251,15 +273,17 @@ func (c *Client) Refresh(ctx context.Context, kind, id string, rev uint64, ttl t
 }
 
 // Release ends this agent's lease on kind/id if the record is still at rev
-// (the caller's claim), clearing HolderField and keeping the record's other
-// fields (status, assignee): the record is free to claim again. It returns
+// (the caller's claim), clearing HolderField and any presence binding and
+// keeping the record's other fields (status, assignee): the record is free
+// to claim again. It returns
 // the record with its new Rev, or fails as Refresh does. Safe for
 // concurrent use.
 func (c *Client) Release(ctx context.Context, kind, id string, rev uint64) (Record, error) {
 	if _, err := c.mine(ctx, kind, id); err != nil {
 		return Record{}, err
 	}
-	return c.applyRecord(ctx, kind, id, Command{Op: OpMerge, Fields: map[string]any{HolderField: nil}, ExpectRev: Expect(rev), NoLease: true})
+	return c.applyRecord(ctx, kind, id, Command{Op: OpMerge, Fields: map[string]any{HolderField: nil}, ExpectRev: Expect(rev), NoLease: true,
+		Bind: Unbound()})
 }
 
 // Delete removes kind/id if it is still at rev (its tombstone keeps the

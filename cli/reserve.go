@@ -1,0 +1,293 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/codi2/codi2/internal/repo"
+	"github.com/codi2/codi2/state"
+)
+
+// DefaultReserveTTL is how long a reservation lasts unless --ttl says
+// otherwise.
+const DefaultReserveTTL = 30 * time.Minute
+
+// workspace is where reservation verbs resolve paths: the repository of the
+// working directory, and the project (--project, else derived from the
+// repository).
+type workspace struct {
+	cwd     string
+	repo    repo.Repo
+	inRepo  bool
+	project string
+}
+
+// workspace finds the repository and project of the working directory.
+// Outside a repository (or in one without commits) --project is required,
+// and patterns are taken as relative to the working directory.
+func (e *env) workspace(cmd *cobra.Command) (workspace, error) {
+	cwd, err := os.Getwd()
+	if err != nil {
+		return workspace{}, fmt.Errorf("working directory: %w", err)
+	}
+	ws := workspace{cwd: cwd, project: e.project}
+	r, err := repo.Find(cmd.Context(), cwd)
+	switch {
+	case err == nil:
+		ws.repo, ws.inRepo = r, true
+	case errors.Is(err, repo.ErrNoCommits):
+		ws.repo, ws.inRepo = r, true // paths relative to its root; the project must be given
+	default:
+		ws.repo = repo.Repo{Root: cwd}
+	}
+	if ws.project == "" {
+		ws.project = ws.repo.Project
+	}
+	if ws.project == "" {
+		return workspace{}, usageError{fmt.Errorf("no project: %s is not in a git repository with commits; pass --project NAME or set CODI2_PROJECT", cwd)}
+	}
+	if err := state.ValidProject(ws.project); err != nil {
+		return workspace{}, usageError{fmt.Errorf("--project: %w", err)}
+	}
+	return ws, nil
+}
+
+// patterns normalizes the PATTERN arguments against the repository root:
+// a path outside it, or a malformed glob, is bad usage and nothing is
+// reserved.
+func (ws workspace) patterns(args []string) ([]string, error) {
+	out := make([]string, 0, len(args))
+	for _, a := range args {
+		p, err := ws.repo.Pattern(ws.cwd, a)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("pattern %q: %w", a, err)}
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// reservationJSON is a reservation as --json prints it.
+type reservationJSON struct {
+	Project   string     `json:"project"`
+	Pattern   string     `json:"pattern"`
+	Holder    string     `json:"holder"`
+	Shared    bool       `json:"shared"`
+	Reason    string     `json:"reason,omitempty"`
+	Rev       uint64     `json:"rev"`
+	ExpiresAt *time.Time `json:"expires_at"`
+	BoundTo   string     `json:"bound_to,omitempty"`
+	ID        string     `json:"id"`
+}
+
+func heldJSON(h state.HeldReservation) reservationJSON {
+	return reservationJSON{Project: h.Project, Pattern: h.Pattern, Holder: h.Holder, Shared: h.Shared, Reason: h.Reason,
+		Rev: h.Record.Rev, ExpiresAt: h.Record.ExpiresAt, BoundTo: h.Record.BoundTo, ID: h.Record.ID}
+}
+
+// ReservationText is a reservation in one line.
+func ReservationText(h state.HeldReservation) string {
+	mode := "exclusive"
+	if h.Shared {
+		mode = "shared"
+	}
+	s := fmt.Sprintf("%s %s by %s (%s, rev %d)", h.Project, h.Pattern, h.Holder, mode, h.Record.Rev)
+	if h.Record.ExpiresAt != nil {
+		s += " until " + h.Record.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	if h.Reason != "" {
+		s += ": " + h.Reason
+	}
+	return s
+}
+
+// overlapError turns a lost reservation of one of pats (reserved by me in
+// project) into exit 3 naming the holder, its pattern, revision and expiry.
+func overlapError(err error, project, me string, pats []string) error {
+	var ce *state.ConflictError
+	if !errors.As(err, &ce) || ce.Event.Overlap == nil {
+		return err
+	}
+	o := ce.Event.Overlap
+	until := "without expiry"
+	if o.ExpiresAt != nil {
+		until = "until " + o.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	mine := o.Path
+	for _, p := range pats {
+		if id, _ := state.ReservationID(project, me, p); id == ce.Event.ID {
+			mine = p
+		}
+	}
+	return conflictError{msg: fmt.Sprintf("conflict: %s overlaps %s reserved by %s (rev %d, %s; both match %s)",
+		mine, o.Pattern, o.Holder, o.Rev, until, o.Path)}
+}
+
+func (e *env) reserveCmd() *cobra.Command {
+	var (
+		ttl    time.Duration
+		shared bool
+		reason string
+		bind   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "reserve PATTERN...",
+		Short: "reserve files or globs relative to the repository root, all or none",
+		Long: `Reserve files for --agent: paths or globs (*, ?, **, [...]) relative to the
+working directory or absolute, stored relative to the git repository root so
+that every worktree and clone shares them. Exclusive unless --shared. All
+patterns are granted in one transaction, or none: exit 3 when one overlaps a
+live reservation of another agent (some path matches both, and either is
+exclusive); the holder, its pattern, rev and expiry are printed. Reserving a
+pattern you hold renews it. The reservations end after --ttl, or when your
+presence ends (see heartbeat) unless --bind=false. A path outside the
+repository is bad usage (exit 2).`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if ttl <= 0 {
+				return usageError{fmt.Errorf("--ttl must be positive, got %s", ttl)}
+			}
+			ws, err := e.workspace(cmd)
+			if err != nil {
+				return err
+			}
+			pats, err := ws.patterns(args)
+			if err != nil {
+				return err
+			}
+			c, err := e.stateClient(true)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := e.ctx(cmd)
+			defer cancel()
+			recs, err := c.Reserve(ctx, ws.project, pats, state.ReserveOptions{TTL: ttl, Shared: shared, Reason: reason, Bind: bind})
+			if err != nil {
+				return overlapError(err, ws.project, c.Agent(), pats)
+			}
+			for i, r := range recs {
+				h := state.HeldReservation{Record: r, Reservation: state.Reservation{Holder: c.Agent(), Pattern: pats[min(i, len(pats)-1)],
+					Project: ws.project, Shared: shared, Reason: reason}}
+				_ = r.Field("pattern", &h.Pattern)
+				if err := e.out.emit(heldJSON(h), "reserved "+ReservationText(h)); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&ttl, "ttl", DefaultReserveTTL, "how long the reservations last unless renewed (reserve again)")
+	cmd.Flags().BoolVar(&shared, "shared", false, "a shared reservation: overlaps other shared ones")
+	cmd.Flags().StringVar(&reason, "reason", "", "why, shown to other agents (a task id)")
+	cmd.Flags().BoolVar(&bind, "bind", true, "end the reservations when this agent's presence ends")
+	return cmd
+}
+
+func (e *env) unreserveCmd() *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "unreserve PATTERN...",
+		Short: "release your own reservations (--all for every one)",
+		Long: `Release --agent's reservations of PATTERNs, exactly as they were reserved
+(normalized the same way), all or none: exit 4 when you hold no reservation
+of one of them. --all releases every reservation you hold in the project.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if all != (len(args) == 0) {
+				return errors.New("give PATTERNs or --all, not both")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ws, err := e.workspace(cmd)
+			if err != nil {
+				return err
+			}
+			c, err := e.stateClient(true)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := e.ctx(cmd)
+			defer cancel()
+			var pats []string
+			if all {
+				if pats, err = c.UnreserveAll(ctx, ws.project); err != nil {
+					return err
+				}
+			} else {
+				if pats, err = ws.patterns(args); err != nil {
+					return err
+				}
+				if err := c.Unreserve(ctx, ws.project, pats); err != nil {
+					return err
+				}
+			}
+			for _, p := range pats {
+				v := map[string]any{"project": ws.project, "pattern": p, "holder": c.Agent(), "released": true}
+				if err := e.out.emit(v, "released "+ws.project+" "+p); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "release every reservation you hold in the project")
+	return cmd
+}
+
+func (e *env) reservationsCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "reservations",
+		Short: "list live reservations (--agent, --path PATH)",
+		Long: `List the project's live reservations, one per line. --agent given on the
+command line lists only that agent's (CODI2_AGENT does not filter); --path
+lists only those covering PATH (relative to the working directory or
+absolute), which is how to ask "may I edit this file?".`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ws, err := e.workspace(cmd)
+			if err != nil {
+				return err
+			}
+			holder := ""
+			if e.agentFlag {
+				if holder, err = e.me(); err != nil {
+					return err
+				}
+			}
+			if path != "" {
+				ps, err := ws.patterns([]string{path})
+				if err != nil {
+					return err
+				}
+				path = strings.TrimSuffix(ps[0], "/")
+			}
+			c, err := e.stateClient(false)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := e.ctx(cmd)
+			defer cancel()
+			held, err := c.Reservations(ctx, ws.project, holder, path)
+			if err != nil {
+				return err
+			}
+			for _, h := range held {
+				if err := e.out.emit(heldJSON(h), ReservationText(h)); err != nil {
+					return err
+				}
+			}
+			if len(held) == 0 && !e.g.json {
+				_, err = fmt.Fprintln(e.io.Out, "no live reservations in "+ws.project)
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&path, "path", "", "only reservations covering this path")
+	return cmd
+}
