@@ -1,0 +1,167 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/internal/kv/boltkv"
+	"github.com/codi2/codi2/internal/strictjson"
+)
+
+// FuzzDecodeTxn checks that the multi-record command decoder never panics,
+// and that what it accepts is 1 to MaxTxnOps valid operations whose kinds
+// and ids are tokens, and that the client's encoding of them decodes to the
+// same operations.
+func FuzzDecodeTxn(f *testing.F) {
+	for _, s := range []string{
+		`{"ops":[{"kind":"task","id":"T-1","op":"put","fields":{"holder":"a"},"expect_rev":0,"ttl_ms":1000,"bind":true}]}`,
+		`{"ops":[{"kind":"reservation","id":"p%2Ea%2Esrc/%2A%2A","op":"delete"},{"kind":"agent","id":"a","op":"merge","fields":{}}]}`,
+		`{"ops":[]}`, `{}`, `{"ops":[1]}`, `{"ops":[{"kind":"task","id":"a.b","op":"delete"}]}`, `{"ops":null}`,
+		`{"ops":[{"kind":"task","id":"x","op":"delete","bind":false}]}`, `{"ops":[{"kind":"task","kind":"t","id":"x","op":"delete"}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ops, err := decodeTxn(data)
+		if err != nil {
+			return
+		}
+		require.NoError(t, strictjson.Check(data, strictjson.MaxDepth))
+		require.NotEmpty(t, ops)
+		require.LessOrEqual(t, len(ops), MaxTxnOps)
+		wire := make([]TxnOp, len(ops))
+		for i, op := range ops {
+			require.NotEmpty(t, op.kind)
+			require.NotEmpty(t, op.id)
+			cmd := Command{Op: op.cmd.op, ExpectRev: op.cmd.expectRev, Bind: op.cmd.bind}
+			if op.cmd.fields != nil {
+				cmd.Fields = map[string]any{}
+				for k, v := range op.cmd.fields {
+					cmd.Fields[k] = v
+				}
+			}
+			if op.cmd.ttl != nil {
+				if *op.cmd.ttl == 0 {
+					cmd.NoLease = true
+				} else {
+					cmd.TTL = *op.cmd.ttl
+				}
+			}
+			wire[i] = TxnOp{Kind: op.kind, ID: op.id, Command: cmd}
+		}
+		again, err := json.Marshal(struct {
+			Ops []TxnOp `json:"ops"`
+		}{wire})
+		require.NoError(t, err)
+		back, err := decodeTxn(again)
+		require.NoError(t, err, "%s", again)
+		require.Len(t, back, len(ops))
+		for i := range ops {
+			assert.Equal(t, ops[i].kind, back[i].kind)
+			assert.Equal(t, ops[i].id, back[i].id)
+			assert.Equal(t, ops[i].cmd.op, back[i].cmd.op)
+			assert.Equal(t, ops[i].cmd.bind, back[i].cmd.bind)
+			assert.Equal(t, ops[i].cmd.expectRev, back[i].cmd.expectRev)
+		}
+	})
+}
+
+// undoTxn takes back every write made through it, whatever the key held
+// before (a value, nothing), and refuses ClearRange.
+func TestUndoTxn(t *testing.T) {
+	store, err := boltkv.Open(filepath.Join(t.TempDir(), "s.db"), boltkv.Options{NoSync: true})
+	require.NoError(t, err)
+	defer store.Close()
+	ctx := context.Background()
+	require.NoError(t, store.Update(ctx, func(tx kv.Txn) error { return tx.Set([]byte("a"), []byte("1")) }))
+	require.NoError(t, store.Update(ctx, func(tx kv.Txn) error {
+		u := &undoTxn{tx: tx}
+		require.NoError(t, u.Set([]byte("a"), []byte("2")))
+		require.NoError(t, u.Set([]byte("b"), []byte("3")))
+		require.NoError(t, u.Clear([]byte("a")))
+		require.NoError(t, u.Set([]byte("a"), []byte("4")))
+		kvs, err := u.GetRange([]byte("a"), []byte("c"), kv.RangeOptions{})
+		require.NoError(t, err)
+		require.Len(t, kvs, 2)
+		require.Error(t, u.ClearRange([]byte("a"), []byte("c")))
+		require.NoError(t, u.rollback())
+		v, err := u.Get([]byte("a"))
+		require.NoError(t, err)
+		assert.Equal(t, "1", string(v))
+		_, err = u.Get([]byte("b"))
+		require.ErrorIs(t, err, kv.ErrNotFound)
+		return nil
+	}))
+}
+
+func TestTxnOp_MarshalJSON(t *testing.T) {
+	b, err := json.Marshal(TxnOp{Kind: "task", ID: "T", Command: Command{Op: OpMerge, Fields: map[string]any{"a": 1}, ExpectRev: Expect(2),
+		TTL: time.Second, Bind: Bound()}})
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"kind":"task","id":"T","op":"merge","fields":{"a":1},"expect_rev":2,"ttl_ms":1000,"bind":true}`, string(b))
+	_, err = json.Marshal(TxnOp{Kind: "task", ID: "T", Command: Command{Op: OpPut, Fields: map[string]any{"f": func() {}}}})
+	require.Error(t, err)
+}
+
+func TestConflictError_Text(t *testing.T) {
+	exp := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		ev   Event
+		want string
+	}{
+		{Event{Kind: "task", ID: "T", Holder: "agent-1", CurrentRev: 3, ExpiresAt: &exp}, "state: conflict: task/T is held by agent-1 at rev 3 until 2026-11-30T12:00:00Z"},
+		{Event{Kind: "task", ID: "T", Holder: "agent-1", CurrentRev: 3}, "state: conflict: task/T is held by agent-1 at rev 3 without expiry"},
+		{Event{Kind: "task", ID: "T", Seq: 9, CurrentRev: 0}, "state: conflict: task/T: seq 9: current rev 0"},
+		{Event{Kind: "reservation", ID: "r", Detail: "a overlaps b", Overlap: &Overlap{Rev: 2, ExpiresAt: &exp}},
+			"state: conflict: reservation/r: a overlaps b, rev 2, until 2026-11-30T12:00:00Z"},
+	}
+	for _, tt := range tests {
+		err := &ConflictError{Event: tt.ev}
+		assert.Equal(t, tt.want, err.Error())
+		assert.True(t, errors.Is(err, ErrConflict))
+	}
+	// txnErr: the first non-aborted operation's error, or the payload's.
+	sum := Event{Status: StatusRejected, Ops: []Event{{Reason: ReasonAborted}, {Kind: "k", ID: "i", Status: StatusRejected, Reason: ReasonBadRequest, Detail: "bad"}}}
+	err := sum.txnErr(nil)
+	require.ErrorIs(t, err, ErrBadRequest)
+	assert.True(t, strings.HasPrefix(err.Error(), "k/i: "), err.Error())
+	err = Event{Status: StatusRejected, Reason: ReasonBadRequest, Detail: "no ops"}.txnErr(nil)
+	require.ErrorIs(t, err, ErrBadRequest)
+	require.NoError(t, Event{Status: StatusApplied}.txnErr(nil))
+}
+
+// A summary too large to publish leaves the records out; its operations'
+// own events still carry them.
+func TestTxnSummary_Large(t *testing.T) {
+	big := strings.Repeat("x", 90_000)
+	var ops []outcome
+	for i := range 4 {
+		rec := Record{Kind: "doc", ID: string(rune('a' + i)), Rev: 1, Fields: map[string]json.RawMessage{"v": json.RawMessage(`"` + big + `"`)}}
+		ev := Event{Seq: 5, Status: StatusApplied, Rev: 1, Actor: "a", Op: OpPut, Record: &rec}
+		ops = append(ops, newOutcome(5, "doc", rec.ID, ev, "id"))
+	}
+	o := txnSummary(&inMsg{seq: 5}, "tx", "a", StatusApplied, ops)
+	assert.Less(t, len(o.evt), maxSummaryBytes)
+	var ev Event
+	require.NoError(t, json.Unmarshal(o.evt, &ev))
+	require.Len(t, ev.Ops, 4)
+	assert.Nil(t, ev.Ops[0].Record)
+	assert.Equal(t, uint64(1), ev.Ops[0].Rev)
+	assert.True(t, o.summary)
+	assert.Equal(t, "codi.state.evt.txn.tx", o.evtSubject)
+}
+
+func TestReleaseMsgID(t *testing.T) {
+	assert.Equal(t, "state-release-task.T.3", releaseMsgID("", "task", "T", 3))
+	assert.Equal(t, "state-release-g1-task.T.3", releaseMsgID("g1", "task", "T", 3))
+	assert.Equal(t, "state-g1-7-2", txnMsgID("g1", 7, 1))
+}
