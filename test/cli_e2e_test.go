@@ -1,7 +1,9 @@
 package test
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +17,14 @@ import (
 // stdout, stderr and exit code, as a shell-using agent sees them.
 func codi2(t *testing.T, bin, url, agent string, args ...string) (string, string, int) {
 	t.Helper()
+	return codi2In(t, "", bin, url, agent, args...)
+}
+
+// codi2In is codi2 run in the working directory dir ("" for the test's).
+func codi2In(t *testing.T, dir, bin, url, agent string, args ...string) (string, string, int) {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
 	cmd.Env = append(cmd.Environ(), "CODI2_NATS_URL="+url, "CODI2_AGENT="+agent)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -29,44 +38,101 @@ func codi2(t *testing.T, bin, url, agent string, args ...string) (string, string
 	return out.String(), errb.String(), code
 }
 
-// The ADR-028 story through the agent command line of the built binary:
-// the orchestrator sends, agent-2 catches up and claims, agent-3 loses the
-// claim with exit 3 and sees the holder, agent-2 releases, agent-3 takes
-// it, and history shows it all.
+// gitRepo makes a repository with one commit and returns its root.
+func gitRepo(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, args := range [][]string{{"init", "-q"}, {"-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "first"}} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, string(out))
+	}
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "src"), 0o755))
+	return dir
+}
+
+// The ADR-028 story through the agent command line of the built binary, in
+// a git repository: the orchestrator sends, agent-2 catches up, announces
+// its presence, claims the task and reserves src/**; agent-3 loses both
+// with exit 3 and sees the holder; agent-2 releases the claim by hand and
+// takes it again, then stops heartbeating, and everything it held is
+// released within its presence TTL, so agent-3 gets both; history shows it
+// all.
 func TestCLI_ADR028Story(t *testing.T) {
 	srv := startCodi2(t)
 	bin := proctest.Build(t)
-	out, errs, code := codi2(t, bin, srv.URL, "orchestrator", "send", "agent-2", "task.assign", `{"task":"ADR-028"}`)
+	repo := gitRepo(t)
+	run := func(agent string, args ...string) (string, string, int) {
+		t.Helper()
+		return codi2In(t, repo, bin, srv.URL, agent, args...)
+	}
+	out, errs, code := run("orchestrator", "send", "agent-2", "task.assign", `{"task":"ADR-028"}`)
 	require.Equal(t, 0, code, errs)
 	assert.Contains(t, out, "sent task.assign to agent-2")
 
-	out, errs, code = codi2(t, bin, srv.URL, "agent-2", "inbox")
+	out, errs, code = run("agent-2", "inbox")
 	require.Equal(t, 0, code, errs)
 	assert.Contains(t, out, `orchestrator -> agent-2 task.assign: {"task":"ADR-028"}`)
-	out, _, code = codi2(t, bin, srv.URL, "agent-2", "inbox")
+	out, _, code = run("agent-2", "inbox")
 	require.Equal(t, 0, code)
 	assert.Empty(t, out, "caught up once")
 
-	out, errs, code = codi2(t, bin, srv.URL, "agent-2", "claim", "task", "ADR-028", "--ttl", "10m", "--fields", `{"status":"in_progress"}`)
+	const presence = 3 * time.Second
+	_, errs, code = run("agent-2", "heartbeat", "--ttl", presence.String(), "--task", "ADR-028")
+	require.Equal(t, 0, code, errs)
+	out, errs, code = run("agent-2", "claim", "task", "ADR-028", "--ttl", "10m", "--fields", `{"status":"in_progress"}`)
 	require.Equal(t, 0, code, errs)
 	assert.Contains(t, out, "claimed task/ADR-028 rev 1 by agent-2")
+	out, errs, code = run("agent-2", "reserve", "src/**", "--ttl", "10m", "--reason", "ADR-028")
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, "src/** by agent-2 (exclusive, rev 1)")
 
-	_, errs, code = codi2(t, bin, srv.URL, "agent-3", "claim", "task", "ADR-028")
+	_, errs, code = run("agent-3", "claim", "task", "ADR-028")
 	assert.Equal(t, 3, code)
 	assert.Contains(t, errs, "held by agent-2 at rev 1 until")
+	_, errs, code = run("agent-3", "reserve", "src/main.go")
+	assert.Equal(t, 3, code)
+	assert.Contains(t, errs, "src/main.go overlaps src/** reserved by agent-2 (rev 1, until ")
+	out, errs, code = run("", "who")
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, "holds task/ADR-028 rev 1")
+	assert.Contains(t, out, "reserves src/** (exclusive, rev 1)")
 
-	_, errs, code = codi2(t, bin, srv.URL, "agent-2", "release", "task", "ADR-028", "--rev", "1")
+	_, errs, code = run("agent-2", "release", "task", "ADR-028", "--rev", "1")
 	require.Equal(t, 0, code, errs)
-	out, errs, code = codi2(t, bin, srv.URL, "agent-3", "claim", "task", "ADR-028", "--json")
+	out, errs, code = run("agent-2", "claim", "task", "ADR-028", "--json")
 	require.Equal(t, 0, code, errs)
-	assert.Contains(t, out, `"updated_by":"agent-3"`)
 	assert.Contains(t, out, `"status":"in_progress"`, "release kept the record's fields")
+	out, errs, code = run("agent-2", "heartbeat", "--ttl", presence.String())
+	require.Equal(t, 0, code, errs)
+	beat := time.Now()
+
+	// agent-2 stops heartbeating: within its presence TTL (plus the lease
+	// sweep) agent-3 gets the task and the files.
+	ok := assert.Eventually(t, func() bool {
+		_, _, code = run("agent-3", "claim", "task", "ADR-028")
+		return code == 0
+	}, 30*time.Second, 100*time.Millisecond)
+	if !ok {
+		o1, _, _ := run("", "list", "agent", "--json")
+		o2, _, _ := run("", "get", "task", "ADR-028", "--json")
+		o3, _, _ := run("", "history", "--since", "1h", "--source", "codi-state")
+		t.Fatalf("agents: %s\ntask: %s\nhistory:\n%s", o1, o2, o3)
+	}
+	freed := time.Since(beat)
+	assert.Less(t, freed, presence+5*time.Second, "released within the presence TTL (and the sweep), not the claim's 10m")
+	assert.GreaterOrEqual(t, freed, presence-time.Second, "not before the presence ended")
+	_, errs, code = run("agent-3", "reserve", "src/main.go")
+	require.Equal(t, 0, code, errs)
 
 	require.Eventually(t, func() bool {
-		out, _, code = codi2(t, bin, srv.URL, "", "history", "--since", "1h", "--source", "codi-state")
-		return code == 0 && strings.Count(out, "\n") == 4 // claim, lost claim, release, take-over
-	}, 30*time.Second, 20*time.Millisecond, out)
-	assert.Contains(t, out, `"actor":"agent-3","op":"put","rev":1,"reason":"conflict"`)
+		out, _, code = run("", "history", "--since", "1h", "--source", "codi-state")
+		return code == 0 && strings.Count(out, `"op":"release"`) == 2 && strings.Contains(out, `"actor":"agent-3","op":"merge"`)
+	}, 30*time.Second, 50*time.Millisecond, out)
+	assert.Contains(t, out, `"actor":"agent-3","op":"put","rev":1,"reason":"conflict"`, "the lost claim")
+	assert.Contains(t, out, `"op":"expire"`, "the presence's end")
+	assert.Contains(t, out, `"actor":"codi-state","op":"release"`)
 
 	_, errs, code = codi2(t, bin, "nats://127.0.0.1:1", "agent-2", "status", "--timeout", "1s")
 	assert.Equal(t, 5, code)
