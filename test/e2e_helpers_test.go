@@ -40,7 +40,7 @@ func startCodi2(t *testing.T) *proctest.Server {
 
 // connect opens a TCP client connection named name, closed when the test
 // ends.
-func connect(t *testing.T, url, name string) *nats.Conn {
+func connect(t testing.TB, url, name string) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(url, nats.Name(name))
 	require.NoError(t, err)
