@@ -54,6 +54,11 @@ Agent verbs (codi2 VERB -h for each; --agent/CODI2_AGENT, --nats-url/CODI2_NATS_
   claim KIND ID           take a lease on a record if nobody holds one
   renew KIND ID --rev N   extend a lease held at revision N
   release KIND ID --rev N end a lease, keeping the record (--delete removes it)
+  reserve PATTERN...      reserve files or globs in this repository, all or none
+  unreserve PATTERN...    release your reservations (--all for every one)
+  reservations            live reservations (--agent, --path PATH)
+  heartbeat               keep this agent's presence alive (--ttl, --task, --stop)
+  who                     live agents and what each holds
   log CATEGORY [DATA|-]   record an audit event from this agent
   history                 print audit records (--since 1h, --source, --category)
   get KIND ID             read one record
@@ -61,8 +66,8 @@ Agent verbs (codi2 VERB -h for each; --agent/CODI2_AGENT, --nats-url/CODI2_NATS_
   watch KIND [ID]         print state events as they happen
   status                  the server's watermarks and health
 
-Exit codes: 0 done, 1 error, 2 bad usage, 3 conflict (lost a claim; the holder is
-printed), 4 not found, 5 server unreachable or timed out.
+Exit codes: 0 done, 1 error, 2 bad usage, 3 conflict (lost a claim or reservation;
+the holder is printed), 4 not found, 5 server unreachable or timed out.
 `
 
 // run dispatches a command line and returns the process exit code: 0 on

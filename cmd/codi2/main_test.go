@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"github.com/codi2/codi2/cli"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -61,6 +62,18 @@ func TestRun_Commands(t *testing.T) {
 			assert.Contains(t, stdout.String(), tt.wantStdout)
 			assert.Contains(t, stderr.String(), tt.wantStderr)
 		})
+	}
+}
+
+// codi2 help lists every agent verb, and each has its own help.
+func TestRun_HelpListsEveryVerb(t *testing.T) {
+	var help proctest.Buffer
+	require.Equal(t, 0, run(context.Background(), []string{"help"}, &help, &proctest.Buffer{}))
+	for _, verb := range cli.Verbs {
+		assert.Contains(t, help.String(), "\n  "+verb+" ", verb)
+		var out proctest.Buffer
+		assert.Equal(t, 0, run(context.Background(), []string{verb, "-h"}, &out, &proctest.Buffer{}), verb)
+		assert.Contains(t, out.String(), "codi2 "+verb, verb)
 	}
 }
 
