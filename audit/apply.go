@@ -160,10 +160,12 @@ func (s *Service) appendEvents(ctx context.Context, evs []*event) error {
 		if next-1 <= applied {
 			continue
 		}
+		start := time.Now()
 		m, err := s.apply(chunk, next-1, false)
 		if err != nil {
 			return err
 		}
+		s.observeAppend(int(m.head.Seq-s.committed().head.Seq), time.Since(start))
 		applied = m.applied
 		s.setMeta(m)
 		s.publishWatermark(m)

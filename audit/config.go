@@ -77,6 +77,9 @@ type Config struct {
 	// Retention removes old records. The zero value keeps every record.
 	Retention Retention
 
+	// Metrics, when set, receives counts and timings (see Metrics).
+	Metrics Metrics
+
 	// CheckpointKeyFile is the file of the ed25519 key that signs
 	// checkpoints of the chain head (see checkpoint.go), created on first
 	// use with its public key in CheckpointKeyFile+".pub". Keep it outside

@@ -61,6 +61,8 @@ const Version = "1.0.0"
 type Config struct {
 	// Stream is the command stream. Default bus.StreamState (CODI_STATE).
 	Stream string
+	// Metrics, when set, receives counts and timings (see Metrics).
+	Metrics Metrics
 	// Consumer is the durable pull consumer on Stream. Default
 	// DefaultConsumer ("codi-state").
 	Consumer string

@@ -678,6 +678,7 @@ func (l *loop) gather(ctx context.Context, first jetstream.Msg, wait time.Durati
 func (l *loop) process(ctx context.Context, batch []*inMsg) error {
 	for len(batch) > 0 {
 		clears := l.takeDone()
+		start := time.Now()
 		res, err := l.commit(ctx, batch, clears)
 		if err != nil {
 			l.untakeDone(clears)
@@ -696,6 +697,7 @@ func (l *loop) process(ctx context.Context, batch []*inMsg) error {
 			}
 			clears = nil
 		}
+		l.s.observeBatch(res.n, time.Since(start))
 		l.committed(ctx, res, batch[:res.n], clears)
 		batch = batch[res.n:]
 	}
@@ -885,6 +887,7 @@ func (l *loop) committed(ctx context.Context, res batchResult, msgs []*inMsg, cl
 func (l *loop) report(outcomes []outcome) {
 	for i := range outcomes {
 		o := &outcomes[i]
+		l.s.observeOutcome(o)
 		if o.evtSubject != "" {
 			if err := l.s.nc.Publish(o.evtSubject, o.evt); err != nil {
 				l.log.Warn().Err(err).Str("subject", o.evtSubject).Uint64("seq", o.seq).Msg("publish event")
