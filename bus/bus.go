@@ -128,6 +128,11 @@ func (b *Bus) startServer() error {
 		Debug:             cfg.Debug,
 		Trace:             cfg.Trace,
 	}
+	if cfg.WSListen != "" {
+		if opts.Websocket, err = websocketOpts(cfg.WSListen); err != nil {
+			return err
+		}
+	}
 	if err := b.configureAuth(opts); err != nil {
 		return err
 	}

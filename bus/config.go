@@ -91,6 +91,10 @@ type Config struct {
 	// TLSCert and TLSKey, both set, make the embedded server's client
 	// listener require TLS with this certificate and key (PEM files).
 	TLSCert, TLSKey string
+	// WSListen, when set, opens the embedded server's WebSocket listener
+	// on HOST:PORT (port -1 picks one; see Bus.Server().WebsocketURL) for
+	// the official NATS WebSocket clients. Not used with URL.
+	WSListen string
 }
 
 // Validate fills defaults and reports an invalid configuration with an error

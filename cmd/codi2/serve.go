@@ -15,6 +15,7 @@ import (
 
 	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/httpapi"
 	"github.com/codi2/codi2/internal/server"
 	"github.com/rs/zerolog"
 )
@@ -24,6 +25,7 @@ type serveConfig struct {
 	DataDir        string
 	NATSListen     string
 	HTTPListen     string
+	WSListen       string
 	NATSURL        string
 	Store          string
 	FDBClusterFile string
@@ -52,7 +54,8 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs := newFlagSet("codi2 serve", stderr)
 	fs.StringVar(&c.DataDir, "data", "./codi2-data", "data directory: JetStream files and the embedded store")
 	fs.StringVar(&c.NATSListen, "nats-listen", bus.DefaultListen, "embedded NATS client address HOST:PORT")
-	fs.StringVar(&c.HTTPListen, "http-listen", "127.0.0.1:8080", "HTTP address HOST:PORT (health and status)")
+	fs.StringVar(&c.HTTPListen, "http-listen", "127.0.0.1:8080", "HTTP address HOST:PORT (API, live feed, dashboard, metrics, health)")
+	fs.StringVar(&c.WSListen, "ws-listen", "", "open the embedded NATS server's WebSocket listener on HOST:PORT (off when empty)")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "use this NATS server or cluster instead of the embedded one")
 	fs.StringVar(&c.Store, "store", "bolt", "state and audit store: bolt (embedded file) or fdb (FoundationDB)")
 	fs.StringVar(&c.FDBClusterFile, "fdb-cluster-file", "", "FoundationDB cluster file (--store fdb); empty: the client's default")
@@ -112,6 +115,9 @@ func checkExposure(c serveConfig) error {
 	if c.NATSURL == "" && !c.Auth && !bus.IsLoopback(c.NATSListen) {
 		return fmt.Errorf("--nats-listen %s is not a loopback address: add --auth (credentials from `codi2 agent add`) or listen on 127.0.0.1", c.NATSListen)
 	}
+	if c.WSListen != "" && !c.Auth && !bus.IsLoopback(c.WSListen) {
+		return fmt.Errorf("--ws-listen %s is not a loopback address: add --auth (credentials from `codi2 agent add`) or listen on 127.0.0.1", c.WSListen)
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
@@ -139,8 +145,9 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
+	metrics := httpapi.NewMetrics()
 	h := &health{}
-	hs := &http.Server{Handler: h.handler(), ReadHeaderTimeout: 5 * time.Second}
+	hs := &http.Server{Handler: httpapi.AccessLog(log, metrics, h.handler()), ReadHeaderTimeout: 5 * time.Second}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- hs.Serve(httpLn) }()
 	// stopHTTP shuts the HTTP server down and waits for it.
@@ -167,6 +174,8 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		StateMaxBytes:  int64(cfg.StateMaxBytes),
 		AuditMaxBytes:  int64(cfg.AuditMaxBytes),
 		ReadyMaxLag:    cfg.ReadyMaxLag,
+		WSListen:       cfg.WSListen,
+		Metrics:        metrics,
 	}, log)
 	if err != nil {
 		stopHTTP()
@@ -184,6 +193,7 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		Str("data", srv.DataDir()).
 		Str("store", cfg.Store).
 		Str("http", "http://"+httpLn.Addr().String()).
+		Str("websocket", websocketURL(b, cfg.WSListen)).
 		Bool("auth", cfg.Auth).
 		Int64("msg_max_bytes", bc.MsgMaxBytes).
 		Int64("state_max_bytes", bc.StateMaxBytes).
@@ -216,7 +226,17 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 	return err
 }
 
-// health serves /healthz and /readyz: 503 "starting" until srv is set.
+// websocketURL is the address of the embedded server's WebSocket
+// listener, or "" when it has none.
+func websocketURL(b *bus.Bus, listen string) string {
+	if listen == "" || !b.Embedded() {
+		return ""
+	}
+	return b.Server().WebsocketURL()
+}
+
+// health serves /healthz and /readyz, and hands every other path to the
+// server's HTTP API (httpapi): 503 "starting" until srv is set.
 type health struct {
 	srv atomic.Pointer[server.Server]
 }
@@ -262,6 +282,15 @@ func (h *health) handler() http.Handler {
 		defer cancel()
 		rd := srv.Readiness(ctx)
 		write(w, rd.Ready, map[string]any{"ready": rd.Ready, "phase": rd.Phase, "problems": rd.Problems})
+	})
+	// The API, the feed, /metrics and the dashboard.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		srv := h.srv.Load()
+		if srv == nil {
+			write(w, false, map[string]any{"error": "codi2 is starting", "code": http.StatusServiceUnavailable})
+			return
+		}
+		srv.HTTP().ServeHTTP(w, r)
 	})
 	return mux
 }

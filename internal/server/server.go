@@ -13,6 +13,7 @@ import (
 
 	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/httpapi"
 	"github.com/codi2/codi2/internal/auth"
 	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/state"
@@ -64,6 +65,12 @@ type Config struct {
 	// Creds is the credentials file of the process's own connections to
 	// NATSURL (an external server with auth).
 	Creds string
+	// WSListen, when set, opens the embedded NATS server's WebSocket
+	// listener on HOST:PORT (see bus.Config.WSListen).
+	WSListen string
+	// Metrics collects the services' counts for /metrics; nil makes a new
+	// registry (see Server.Metrics).
+	Metrics *httpapi.Metrics
 	// State and Audit configure the two services.
 	State state.Config
 	Audit audit.Config
@@ -86,6 +93,9 @@ func (c *Config) Validate() error {
 	if c.State.Consumer == "" {
 		c.State.Consumer = state.DefaultConsumer
 	}
+	if c.Metrics == nil {
+		c.Metrics = httpapi.NewMetrics()
+	}
 	switch {
 	case c.DataDir == "":
 		return errors.New("server: a data directory is required")
@@ -107,6 +117,7 @@ type Server struct {
 	conns   []*nats.Conn
 	state   *state.Service
 	audit   *audit.Service
+	api     *httpapi.Handler
 	phase   atomic.Value // string: phaseStarting, phaseRunning, phaseStopping
 
 	cancel   context.CancelFunc
@@ -205,6 +216,7 @@ func (s *Server) start(ctx context.Context) error {
 		SyncAlways:    cfg.SyncAlways,
 		TLSCert:       cfg.TLSCert,
 		TLSKey:        cfg.TLSKey,
+		WSListen:      cfg.WSListen,
 		Creds:         cfg.Creds,
 		MsgMaxBytes:   cfg.MsgMaxBytes,
 		StateMaxBytes: cfg.StateMaxBytes,
@@ -251,7 +263,12 @@ func (s *Server) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if s.state, err = state.New(cfg.State, stateNC, st, s.log); err != nil {
+	// The services report to the metrics; every store commit is counted
+	// (an fsync on bbolt).
+	m := cfg.Metrics
+	stateCfg := cfg.State
+	stateCfg.Metrics = m
+	if s.state, err = state.New(stateCfg, stateNC, m.CountCommits("state", st), s.log); err != nil {
 		return err
 	}
 	// The audit service takes events in bulk, which a socket carries
@@ -265,7 +282,16 @@ func (s *Server) start(ctx context.Context) error {
 		// Next to audit.db, never inside the store it vouches for.
 		auditCfg.CheckpointKeyFile = filepath.Join(cfg.DataDir, DefaultCheckpointKey)
 	}
-	if s.audit, err = audit.New(auditCfg, auditNC, au, s.log); err != nil {
+	auditCfg.Metrics = m
+	if s.audit, err = audit.New(auditCfg, auditNC, m.CountCommits("audit", au), s.log); err != nil {
+		return err
+	}
+	// The HTTP API reads through the contract's subjects like any client.
+	apiNC, err := s.connect("codi2-http", b.Connect)
+	if err != nil {
+		return err
+	}
+	if s.api, err = httpapi.New(httpapi.Config{NC: apiNC, Metrics: m, StateConsumer: cfg.State.Consumer, Log: s.log}); err != nil {
 		return err
 	}
 	// Agents' inbox consumers are made by the server for them (see
@@ -326,6 +352,13 @@ func (s *Server) Problem() error {
 	return errors.Join(errs...)
 }
 
+// HTTP is the handler of the HTTP API, the feed, /metrics and the
+// dashboard (see package httpapi). Safe for concurrent use.
+func (s *Server) HTTP() *httpapi.Handler { return s.api }
+
+// Metrics is the registry /metrics serves.
+func (s *Server) Metrics() *httpapi.Metrics { return s.cfg.Metrics }
+
 // Bus is the running bus.
 func (s *Server) Bus() *bus.Bus { return s.bus }
 
@@ -337,7 +370,7 @@ func (s *Server) DataDir() string { return s.cfg.DataDir }
 func (s *Server) Failed() <-chan struct{} { return s.failed }
 
 // Stop shuts the process down in order and returns the services' errors.
-// Later calls return the same result.
+// Later calls return the same result. The HTTP API's live feeds end first.
 //
 //  1. The stand-in answers the services' subjects again (503, stopping).
 //  2. Stop intake: cancel the services; each stops fetching, commits and
@@ -351,6 +384,9 @@ func (s *Server) Failed() <-chan struct{} { return s.failed }
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
 		s.phase.Store(phaseStopping)
+		if s.api != nil {
+			s.api.Close() // the live feeds end
+		}
 		for name := range serviceSubjects {
 			if err := s.standIn.cover(name, "codi2 is stopping"); err != nil {
 				s.log.Warn().Err(err).Msg("stand-in")
