@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -185,23 +184,25 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "streaming is not supported by this connection")
 		return
 	}
+	// One channel for every subject keeps the order in which the server
+	// sent them (an event before the watermark that covers it); nats.go
+	// drops what does not fit, and counts it per subscription.
 	ch := make(chan *nats.Msg, feedBuffer)
-	var dropped atomic.Int64
-	deliver := func(m *nats.Msg) {
-		select {
-		case ch <- m:
-		default:
-			dropped.Add(1)
+	var nsubs []*nats.Subscription
+	defer func() {
+		for _, sub := range nsubs {
+			_ = sub.Unsubscribe()
 		}
-	}
+	}()
 	for _, s := range subs {
-		sub, err := h.cfg.NC.Subscribe(s, deliver)
+		sub, err := h.cfg.NC.ChanSubscribe(s, ch)
 		if err != nil {
 			writeError(w, http.StatusBadGateway, fmt.Sprintf("subscribe %s: %v", s, err))
 			return
 		}
-		defer func() { _ = sub.Unsubscribe() }()
+		nsubs = append(nsubs, sub)
 	}
+	var reported int64 // drops already told to the client
 	fctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
 	err = h.cfg.NC.FlushWithContext(fctx)
 	cancel()
@@ -237,11 +238,23 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		}
-		if n := dropped.Swap(0); n > 0 {
-			writeEvent(w, EventDropped, map[string]int64{"dropped": n})
+		if n := dropCount(nsubs); n > reported {
+			writeEvent(w, EventDropped, map[string]int64{"dropped": n - reported})
+			reported = n
 		}
 		flusher.Flush()
 	}
+}
+
+// dropCount is the number of messages subs dropped so far.
+func dropCount(subs []*nats.Subscription) int64 {
+	var n int64
+	for _, sub := range subs {
+		if d, err := sub.Dropped(); err == nil {
+			n += int64(d)
+		}
+	}
+	return n
 }
 
 // writeEvent writes one SSE event; JSON has no raw newlines, so data is

@@ -1,0 +1,138 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestStatusOf(t *testing.T) {
+	tests := []struct {
+		code string
+		want int
+	}{
+		{"400", 400}, {"404", 404}, {"500", 500}, {"503", 503}, {"504", 504},
+		{"200", http.StatusBadGateway}, {"x", http.StatusBadGateway}, {"600", http.StatusBadGateway},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, statusOf(tt.code), tt.code)
+	}
+}
+
+func TestNATSFailure(t *testing.T) {
+	tests := []struct {
+		err  error
+		want int
+	}{
+		{nats.ErrNoResponders, http.StatusServiceUnavailable},
+		{context.DeadlineExceeded, http.StatusGatewayTimeout},
+		{nats.ErrTimeout, http.StatusGatewayTimeout},
+		{nats.ErrConnectionClosed, http.StatusBadGateway},
+	}
+	for _, tt := range tests {
+		status, text := natsFailure("codi.x", tt.err)
+		assert.Equal(t, tt.want, status, tt.err.Error())
+		assert.Contains(t, text, "codi.x")
+	}
+}
+
+func TestNew_NeedsConnection(t *testing.T) {
+	_, err := New(Config{})
+	require.ErrorIs(t, err, ErrConfig)
+}
+
+func TestParseFeedSubjects(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    []string
+		wantErr string
+	}{
+		{"default", "", feedSubjects, ""},
+		{"one kind", "codi.state.evt.task.>", []string{"codi.state.evt.task.>"}, ""},
+		{"several", "codi.state.committed, codi.msg.*.agent-1.>", []string{"codi.state.committed", "codi.msg.*.agent-1.>"}, ""},
+		{"exact event", "codi.state.evt.task.T-1", []string{"codi.state.evt.task.T-1"}, ""},
+		{"audit log", "codi.audit.log.>", nil, "not carried"},
+		{"too wide", "codi.state.>", nil, "not carried"},
+		{"star for a literal", "codi.*.committed", nil, "not carried"},
+		{"empty token", "codi..msg", nil, "subjects"},
+		{"inner >", "codi.msg.>.x", nil, "last token"},
+		{"bad escape", "codi.state.evt.task.a%zz", nil, "subjects"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseFeedSubjects(tt.in)
+			if tt.wantErr != "" {
+				require.ErrorIs(t, err, ErrBadParam)
+				require.ErrorContains(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+// FuzzParseFeedSubjects checks the feed's subject filter against
+// nats-server: every accepted subject is a valid subscription subject and
+// a subset of one of the feed's subjects.
+func FuzzParseFeedSubjects(f *testing.F) {
+	for _, s := range []string{"", "codi.state.evt.>", "codi.msg.*.a.>", "codi.state.committed,codi.audit.committed", "codi.>", "codi.msg.>.x", "a b", "codi.state.evt.task.a%2Eb"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, param string) {
+		got, err := parseFeedSubjects(param)
+		if err != nil {
+			if !errors.Is(err, ErrBadParam) {
+				t.Fatalf("error %v does not wrap ErrBadParam", err)
+			}
+			return
+		}
+		for _, s := range got {
+			if !server.IsValidSubject(s) {
+				t.Fatalf("accepted %q, which nats-server refuses", s)
+			}
+			ok := false
+			for _, fs := range feedSubjects {
+				ok = ok || server.SubjectMatchesFilter(s, fs)
+			}
+			if !ok {
+				t.Fatalf("accepted %q outside %s", s, strings.Join(feedSubjects, ", "))
+			}
+		}
+	})
+}
+
+// FuzzCovers cross-checks covers against nats-server's subset match.
+func FuzzCovers(f *testing.F) {
+	for _, p := range [][2]string{{"codi.msg.>", "codi.msg.a.b.c"}, {"codi.msg.>", "codi.msg.>"}, {"codi.msg.>", "codi.>"}, {"a.*", "a.b"}, {"a.*", "a.*"}, {"a.b", "a.*"}, {"a.*.c", "a.>"}} {
+		f.Add(p[0], p[1])
+	}
+	f.Fuzz(func(t *testing.T, pattern, sub string) {
+		// nats-server reads a token by its first byte ("*0" as "*"); the
+		// contract's tokens never hold '*' or '>' (subjects.ValidToken).
+		if !server.IsValidSubject(pattern) || !server.IsValidSubject(sub) || oddWildcard(pattern) || oddWildcard(sub) {
+			return
+		}
+		if got, want := covers(pattern, sub), server.SubjectMatchesFilter(sub, pattern); got != want {
+			t.Fatalf("covers(%q, %q) = %v, nats-server says %v", pattern, sub, got, want)
+		}
+	})
+}
+
+// oddWildcard reports a token that holds '*' or '>' without being one.
+func oddWildcard(subject string) bool {
+	for _, tok := range strings.Split(subject, ".") {
+		if tok != "*" && tok != ">" && strings.ContainsAny(tok, "*>") {
+			return true
+		}
+	}
+	return false
+}
