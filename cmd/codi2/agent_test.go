@@ -123,7 +123,10 @@ func TestRun_ServeRefusesOpenNonLoopback(t *testing.T) {
 			assert.NoDirExists(t, dir, "nothing started")
 		})
 	}
-	code, _, errOut := runCmd(context.Background(), "serve", "--tls-cert", "c.pem", "--http-listen", "127.0.0.1:0")
+	code, _, errOut := runCmd(context.Background(), "serve", "--ws-listen", "0.0.0.0:4998", "--http-listen", "127.0.0.1:0")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "--ws-listen 0.0.0.0:4998 is not a loopback address")
+	code, _, errOut = runCmd(context.Background(), "serve", "--tls-cert", "c.pem", "--http-listen", "127.0.0.1:0")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "--tls-cert and --tls-key go together")
 	assert.True(t, bus.IsLoopback("localhost:1"))

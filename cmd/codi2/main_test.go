@@ -147,7 +147,7 @@ func TestRun_ServeAndShutdown(t *testing.T) {
 	var logs proctest.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "--nats-listen", "127.0.0.1:-1", "--http-listen", "127.0.0.1:0", "--log-format", "json"}, &proctest.Buffer{}, &logs)
+		done <- run(ctx, []string{"serve", "--nats-listen", "127.0.0.1:-1", "--http-listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:-1", "--log-format", "json"}, &proctest.Buffer{}, &logs)
 	}()
 	ready := readyLine(t, &logs, done)
 	assert.Equal(t, dir, ready["data"])
@@ -171,6 +171,25 @@ func TestRun_ServeAndShutdown(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.StatusCode, readiness)
 	assert.Equal(t, true, readiness["ready"])
 	assert.Equal(t, "running", readiness["phase"])
+
+	// The API, the dashboard and the metrics behind the same listener,
+	// each request in the access log.
+	for _, path := range []string{"/v1/status", "/", "/metrics", "/v1/openapi.json"} {
+		resp, err := http.Get(ready["http"].(string) + path)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode, path)
+	}
+	assert.Contains(t, logs.String(), `"path":"/v1/status"`)
+	assert.Contains(t, logs.String(), `"message":"http request"`)
+
+	// NATS over WebSocket.
+	wsURL, _ := ready["websocket"].(string)
+	require.True(t, strings.HasPrefix(wsURL, "ws://127.0.0.1:"), wsURL)
+	wnc, err := nats.Connect(wsURL)
+	require.NoError(t, err)
+	require.NoError(t, wnc.Flush())
+	wnc.Close()
 
 	nc, err := nats.Connect(ready["nats"].(string))
 	require.NoError(t, err)
@@ -321,7 +340,7 @@ func TestRun_ServeExternalNATS(t *testing.T) {
 // Before the server is started, /healthz and /readyz answer 503 "starting".
 func TestHealth_Starting(t *testing.T) {
 	h := (&health{}).handler()
-	for _, path := range []string{"/healthz", "/readyz"} {
+	for _, path := range []string{"/healthz", "/readyz", "/v1/status", "/"} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
 		assert.Equal(t, http.StatusServiceUnavailable, rec.Code, path)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/internal/server"
 	"github.com/codi2/codi2/state"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -144,4 +146,37 @@ func TestStart_BadServiceConfig(t *testing.T) {
 	_, err = server.Start(context.Background(), server.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1",
 		Audit: audit.Config{MaxBatchEvents: -1}}, bustest.Logger(t))
 	require.Error(t, err)
+}
+
+func TestServer_WebSocketListener(t *testing.T) {
+	s, err := server.Start(context.Background(), server.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1", WSListen: "127.0.0.1:-1"}, bustest.Logger(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Stop() })
+	url := s.Bus().Server().WebsocketURL()
+	require.True(t, strings.HasPrefix(url, "ws://127.0.0.1:"), url)
+	// The official client over WebSocket reads like any other client.
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	c, err := state.NewClient(nc, "agent-1")
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = c.Claim(ctx, "task", "T-1", time.Minute, nil)
+	require.NoError(t, err)
+	rec, err := c.Get(ctx, "task", "T-1", 0)
+	require.NoError(t, err)
+	assert.Equal(t, "agent-1", rec.Holder())
+	// Its HTTP side and metrics are there.
+	require.NotNil(t, s.HTTP())
+	require.NotNil(t, s.Metrics())
+}
+
+func TestServer_NoWebSocketByDefault(t *testing.T) {
+	s, err := server.Start(context.Background(), server.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1"}, bustest.Logger(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Stop() })
+	// Nothing listens for WebSocket clients: the server's URL names no
+	// chosen port.
+	assert.Equal(t, "ws://:0", s.Bus().Server().WebsocketURL())
 }
