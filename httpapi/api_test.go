@@ -431,3 +431,19 @@ func jsonNumber(n uint64) string {
 	b, _ := json.Marshal(n)
 	return string(b)
 }
+
+// A stopped server's API answers every read with an error status and a
+// message, never a hang or an empty 200.
+func TestAPI_ServerStopped(t *testing.T) {
+	e := start(t)
+	require.NoError(t, e.srv.Stop())
+	for _, path := range []string{"/v1/state/task/x", "/v1/state/task", "/v1/audit", "/v1/agents"} {
+		code, body := e.get(t, path)
+		assert.GreaterOrEqual(t, code, 500, path)
+		assert.Contains(t, string(body), `"error"`, path)
+	}
+	var st httpapi.Status
+	e.getJSON(t, "/v1/status", http.StatusOK, &st)
+	assert.NotEmpty(t, st.Problems)
+	assert.Equal(t, "null", string(st.State))
+}
