@@ -36,7 +36,7 @@ type env struct {
 	ac   *audit.Client
 }
 
-func start(t *testing.T) *env {
+func start(t testing.TB) *env {
 	t.Helper()
 	srv := servertest.Start(t, false)
 	hs := httptest.NewServer(srv.HTTP())
@@ -56,7 +56,7 @@ func start(t *testing.T) *env {
 	return &env{srv: srv, http: hs, nc: nc, js: js, sc: sc, ac: ac}
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
