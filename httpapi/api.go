@@ -66,6 +66,10 @@ type Config struct {
 	// StateConsumer is the state service's durable consumer on CODI_STATE,
 	// for lag. Default state.DefaultConsumer.
 	StateConsumer string
+	// Auth, when set, requires a login (POST /v1/login with an observer
+	// or admin credential) for every route but the page, the document and
+	// /metrics; nil leaves the API open.
+	Auth Authenticator
 	// Log receives the feed's problems (a slow client dropped).
 	Log zerolog.Logger
 }
@@ -79,6 +83,8 @@ type Handler struct {
 	mux    *http.ServeMux
 	web    http.Handler
 	log    zerolog.Logger
+
+	sessions sessions
 
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close: feeds end
@@ -106,6 +112,8 @@ var routes = []route{
 	{"GET /v1/status", (*Handler).status},
 	{"GET /v1/events", (*Handler).events},
 	{"GET /v1/openapi.json", (*Handler).openAPI},
+	{"POST /v1/login", (*Handler).login},
+	{"POST /v1/logout", (*Handler).logout},
 	{"GET /metrics", (*Handler).metrics},
 	{"GET /", (*Handler).page},
 }
@@ -154,8 +162,12 @@ func New(cfg Config) (*Handler, error) {
 		done: make(chan struct{}),
 	}
 	for _, rt := range routes {
-		handle := rt.handle
-		h.mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) { handle(h, w, r) })
+		pattern, handle := rt.pattern, rt.handle
+		h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			if h.guard(pattern, w, r) {
+				handle(h, w, r)
+			}
+		})
 	}
 	if cfg.Metrics != nil {
 		cfg.Metrics.watch(h)

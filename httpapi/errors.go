@@ -10,4 +10,7 @@ var (
 	// ErrBadParam is the error of a request whose query parameters or path
 	// cannot be turned into a NATS request: answered 400.
 	ErrBadParam = errors.New("bad parameter")
+	// ErrUnauthorized is the error of a login whose credentials do not
+	// hold or do not allow the dashboard: answered 401.
+	ErrUnauthorized = errors.New("not authorized")
 )

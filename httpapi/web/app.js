@@ -235,7 +235,31 @@ function live(on, text) {
   b.classList.toggle("off", !on);
 }
 
-function connect() {
+// needLogin shows the login form when the server asks for one (auth on)
+// and returns true then.
+async function needLogin() {
+  const resp = await fetch("/v1/status");
+  if (resp.status !== 401) return false;
+  const form = document.getElementById("login");
+  form.hidden = false;
+  document.querySelector("main").hidden = true;
+  live(false, "logged out");
+  form.file.onchange = async () => { if (form.file.files[0]) form.creds.value = await form.file.files[0].text(); };
+  form.onsubmit = async ev => {
+    ev.preventDefault();
+    const resp = await fetch("/v1/login", { method: "POST", body: form.creds.value });
+    const body = await resp.json().catch(() => ({}));
+    if (!resp.ok) { form.querySelector(".error").textContent = body.error || resp.statusText; return; }
+    form.hidden = true;
+    form.creds.value = "";
+    document.querySelector("main").hidden = false;
+    connect();
+  };
+  return true;
+}
+
+async function connect() {
+  if (await needLogin()) return;
   const es = new EventSource("/v1/events");
   es.addEventListener("hello", () => {
     live(true, "live");
@@ -260,7 +284,10 @@ function connect() {
   });
   es.addEventListener("state-committed", () => health.refresh());
   es.addEventListener("dropped", () => { agents.refresh(); claims.refresh(); reservations.refresh(); });
-  es.onerror = () => live(false, "reconnecting");
+  es.onerror = async () => {
+    live(false, "reconnecting");
+    if (await needLogin().catch(() => false)) es.close();
+  };
 }
 
 fill(mail.section, [], "no mail yet");

@@ -291,7 +291,12 @@ func (s *Server) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if s.api, err = httpapi.New(httpapi.Config{NC: apiNC, Metrics: m, StateConsumer: cfg.State.Consumer, Log: s.log}); err != nil {
+	apiCfg := httpapi.Config{NC: apiNC, Metrics: m, StateConsumer: cfg.State.Consumer, Log: s.log}
+	if bcfg.Auth != nil {
+		// With auth the dashboard and the API need an observer login.
+		apiCfg.Auth = httpapi.NewCredsAuth(bcfg.Auth)
+	}
+	if s.api, err = httpapi.New(apiCfg); err != nil {
 		return err
 	}
 	// Agents' inbox consumers are made by the server for them (see
