@@ -116,6 +116,9 @@ func TestDashboard_ClaimAppearsLive(t *testing.T) {
 
 	// The audit tail shows the claim's audit record, and filters.
 	run(t, ctx, 5*time.Second, chromedp.WaitVisible(css(`#audit tbody tr[data-seq]`)))
+	if os.Getenv("CODI2_SCREENSHOT_DIR") != "" {
+		decodeShot(t, value(t, ctx, chromedp.FullScreenshot(100)), "live.png")
+	}
 	run(t, ctx, 5*time.Second, chromedp.SendKeys(css(`#audit input[name=source]`), "nobody"),
 		chromedp.WaitVisible(css(`#audit tbody td.empty`)))
 }
