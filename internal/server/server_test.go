@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"os"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -179,4 +181,20 @@ func TestServer_NoWebSocketByDefault(t *testing.T) {
 	// Nothing listens for WebSocket clients: the server's URL names no
 	// chosen port.
 	assert.Equal(t, "ws://:0", s.Bus().Server().WebsocketURL())
+}
+
+// With auth the HTTP API asks for a login; without it, it answers.
+func TestServer_HTTPAuth(t *testing.T) {
+	for _, withAuth := range []bool{false, true} {
+		s, err := server.Start(context.Background(), server.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:-1", Auth: withAuth}, bustest.Logger(t))
+		require.NoError(t, err)
+		rec := httptest.NewRecorder()
+		s.HTTP().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/status", nil))
+		want := http.StatusOK
+		if withAuth {
+			want = http.StatusUnauthorized
+		}
+		assert.Equal(t, want, rec.Code, "auth %v: %s", withAuth, rec.Body)
+		require.NoError(t, s.Stop())
+	}
 }
