@@ -266,6 +266,39 @@ func newParams(r *http.Request) *params {
 	return &params{q: r.URL.Query(), body: map[string]any{}}
 }
 
+// auditQueryParams are the parameters of GET /v1/audit: the members of a
+// codi.audit.query request.
+var auditQueryParams = []string{"from", "to", "source", "category", "after_seq", "before_seq", "newest_first", "limit", "part_offset"}
+
+// auditQueryBody turns GET /v1/audit's parameters into the body of a
+// codi.audit.query request, or fails with ErrBadParam.
+func auditQueryBody(q url.Values) (map[string]any, error) {
+	p := &params{q: q, body: map[string]any{}}
+	p.only(auditQueryParams...)
+	for _, n := range []string{"from", "to", "source", "category"} {
+		p.str(n)
+	}
+	for _, n := range []string{"after_seq", "before_seq", "limit", "part_offset"} {
+		p.uint(n)
+	}
+	p.bool("newest_first")
+	return p.body, p.err
+}
+
+// listBody turns a list's parameters into the body of a codi.state.list
+// request: limit a number, every other parameter a string member.
+func listBody(q url.Values) (map[string]any, error) {
+	p := &params{q: q, body: map[string]any{}}
+	for name := range p.q {
+		if name == "limit" {
+			p.uint(name)
+		} else {
+			p.str(name)
+		}
+	}
+	return p.body, p.err
+}
+
 // one returns the single value of name, and whether it was given.
 func (p *params) one(name string) (string, bool) {
 	vs, ok := p.q[name]
@@ -387,39 +420,24 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, kind string) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	p := newParams(r)
-	for name := range p.q {
-		if name == "limit" {
-			p.uint(name)
-		} else {
-			p.str(name)
-		}
-	}
-	if p.err != nil {
-		writeError(w, http.StatusBadRequest, p.err.Error())
+	body, err := listBody(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	h.forward(w, r, subj, p.body, h.cfg.RequestTimeout)
+	h.forward(w, r, subj, body, h.cfg.RequestTimeout)
 }
 
 // auditQuery answers GET /v1/audit with the parameters of
 // codi.audit.query: from, to (RFC 3339 or relative such as -1h), source,
 // category, after_seq, before_seq, newest_first, limit, part_offset.
 func (h *Handler) auditQuery(w http.ResponseWriter, r *http.Request) {
-	p := newParams(r)
-	p.only("from", "to", "source", "category", "after_seq", "before_seq", "newest_first", "limit", "part_offset")
-	for _, n := range []string{"from", "to", "source", "category"} {
-		p.str(n)
-	}
-	for _, n := range []string{"after_seq", "before_seq", "limit", "part_offset"} {
-		p.uint(n)
-	}
-	p.bool("newest_first")
-	if p.err != nil {
-		writeError(w, http.StatusBadRequest, p.err.Error())
+	body, err := auditQueryBody(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	h.forward(w, r, subjects.AuditQuery, p.body, h.cfg.RequestTimeout)
+	h.forward(w, r, subjects.AuditQuery, body, h.cfg.RequestTimeout)
 }
 
 // auditVerify answers GET /v1/audit/verify?from_seq=&to_seq=.

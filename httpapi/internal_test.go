@@ -2,8 +2,12 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -11,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/codi2/codi2/internal/auth"
 )
 
 func TestStatusOf(t *testing.T) {
@@ -135,4 +141,83 @@ func oddWildcard(subject string) bool {
 		}
 	}
 	return false
+}
+
+// FuzzQueryBodies checks the parameters-to-request translation of
+// /v1/audit and the state lists on any query string: an accepted one
+// gives a JSON object of known members and types, taken from the
+// parameters as given; a refused one wraps ErrBadParam.
+func FuzzQueryBodies(f *testing.F) {
+	for _, s := range []string{"", "from=-1h&to=now", "limit=10&after_seq=3", "newest_first=true", "limit=-1", "limit=1&limit=2", "x=1", "source=a%20b", "prefix=a&after=b&limit=5", "limit=99999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		check := func(body map[string]any, err error, known []string) {
+			if err != nil {
+				if !errors.Is(err, ErrBadParam) {
+					t.Fatalf("%q: error %v does not wrap ErrBadParam", raw, err)
+				}
+				return
+			}
+			if _, err := json.Marshal(body); err != nil {
+				t.Fatalf("%q: body does not encode: %v", raw, err)
+			}
+			for k, v := range body {
+				if known != nil && !slices.Contains(known, k) {
+					t.Fatalf("%q: unknown member %q accepted", raw, k)
+				}
+				if len(q[k]) != 1 {
+					t.Fatalf("%q: member %q from %d values", raw, k, len(q[k]))
+				}
+				switch v := v.(type) {
+				case string:
+					if v != q[k][0] {
+						t.Fatalf("%q: %s=%q, given %q", raw, k, v, q[k][0])
+					}
+				case uint64:
+					if strconv.FormatUint(v, 10) != strings.TrimLeft(q[k][0], "0") && !(v == 0 && strings.Trim(q[k][0], "0") == "") && !strings.HasPrefix(q[k][0], "+") {
+						t.Fatalf("%q: %s=%d, given %q", raw, k, v, q[k][0])
+					}
+				case bool:
+				default:
+					t.Fatalf("%q: %s has type %T", raw, k, v)
+				}
+			}
+		}
+		body, err := auditQueryBody(q)
+		check(body, err, auditQueryParams)
+		body, err = listBody(q)
+		check(body, err, nil)
+	})
+}
+
+// FuzzCredsLogin feeds any bytes to the login's credentials check: it
+// never panics, and only the server's observer credential gets in.
+func FuzzCredsLogin(f *testing.F) {
+	a, err := auth.Open(f.TempDir())
+	require.NoError(f, err)
+	observer, _, err := a.Add("dash", auth.RoleObserver, nil)
+	require.NoError(f, err)
+	agent, _, err := a.Add("agent-1", auth.RoleAgent, nil)
+	require.NoError(f, err)
+	f.Add(observer)
+	f.Add(agent)
+	f.Add([]byte("-----BEGIN NATS USER JWT-----\nx\n------END NATS USER JWT------\n"))
+	ca := NewCredsAuth(a)
+	f.Fuzz(func(t *testing.T, creds []byte) {
+		id, err := ca.Login(creds)
+		if err != nil {
+			if !errors.Is(err, ErrUnauthorized) {
+				t.Fatalf("error %v does not wrap ErrUnauthorized", err)
+			}
+			return
+		}
+		if id.ID != "dash" || id.Role != auth.RoleObserver || !ca.Valid(id) {
+			t.Fatalf("let in %+v", id)
+		}
+	})
 }
