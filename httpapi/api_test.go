@@ -153,8 +153,9 @@ func TestAPI_State_ListAndReservations(t *testing.T) {
 	for _, id := range []string{"a-1", "a-2", "b-1"} {
 		last = e.putRaw(t, "task", id, map[string]any{"status": "open"}, 0)
 	}
-	last = max(last, e.putRaw(t, "reservation", "r-1", map[string]any{"holder": "agent-1", "pattern": "src/**"}, time.Minute))
 	_, err := e.sc.Get(ctxT(t), "task", "a-1", last)
+	require.NoError(t, err)
+	res, err := e.sc.Reserve(ctxT(t), "proj", []string{"src/**"}, state.ReserveOptions{TTL: time.Minute})
 	require.NoError(t, err)
 
 	var page state.ListResult
@@ -169,19 +170,24 @@ func TestAPI_State_ListAndReservations(t *testing.T) {
 
 	e.getJSON(t, "/v1/reservations", http.StatusOK, &page)
 	require.Len(t, page.Records, 1)
-	assert.Equal(t, "r-1", page.Records[0].ID)
+	assert.Equal(t, res[0].ID, page.Records[0].ID)
 	assert.NotNil(t, page.Records[0].ExpiresAt)
 }
 
 func TestAPI_Agents_PresenceAndHolds(t *testing.T) {
 	e := start(t)
-	e.putRaw(t, "agent", "agent-1", map[string]any{"task": "T-1"}, time.Minute)
-	e.putRaw(t, "agent", "agent-2", map[string]any{}, time.Minute)
-	_, err := e.sc.Claim(ctxT(t), "task", "T-1", time.Minute, nil)
+	_, err := e.sc.Heartbeat(ctxT(t), time.Minute, map[string]any{"task": "T-1"})
 	require.NoError(t, err)
-	seq := e.putRaw(t, "reservation", "r-1", map[string]any{"holder": "agent-1", "pattern": "src/**"}, time.Minute)
-	e.putRaw(t, "task", "T-2", map[string]any{"status": "open"}, 0) // held by nobody
-	_, err = e.sc.Get(ctxT(t), "reservation", "r-1", seq)
+	agent2, err := state.NewClient(e.nc, "agent-2")
+	require.NoError(t, err)
+	_, err = agent2.Heartbeat(ctxT(t), time.Minute, nil)
+	require.NoError(t, err)
+	_, err = e.sc.Claim(ctxT(t), "task", "T-1", time.Minute, nil)
+	require.NoError(t, err)
+	_, err = e.sc.Reserve(ctxT(t), "proj", []string{"src/**"}, state.ReserveOptions{TTL: time.Minute})
+	require.NoError(t, err)
+	seq := e.putRaw(t, "task", "T-2", map[string]any{"status": "open"}, 0) // held by nobody
+	_, err = e.sc.Get(ctxT(t), "task", "T-2", seq)
 	require.NoError(t, err)
 
 	var out httpapi.Agents
