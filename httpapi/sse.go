@@ -218,6 +218,13 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	flusher.Flush()
 	keepalive := time.NewTicker(feedKeepalive)
 	defer keepalive.Stop()
+	wm := newWatermarks(w, bodies)
+	defer wm.stop()
+	emit := func(m *nats.Msg) {
+		if !wm.hold(m, time.Now()) {
+			writeEvent(w, eventName(m.Subject), feedMessage(m, bodies))
+		}
+	}
 	for {
 		select {
 		case <-r.Context().Done():
@@ -226,13 +233,15 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-keepalive.C:
 			_, _ = fmt.Fprint(w, ": keepalive\n\n")
+		case <-wm.due():
+			wm.flush(time.Now())
 		case m := <-ch:
-			writeEvent(w, eventName(m.Subject), feedMessage(m, bodies))
+			emit(m)
 			// Write what else is waiting before one flush.
 			for more := true; more; {
 				select {
 				case m := <-ch:
-					writeEvent(w, eventName(m.Subject), feedMessage(m, bodies))
+					emit(m)
 				default:
 					more = false
 				}
@@ -243,6 +252,68 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 			reported = n
 		}
 		flusher.Flush()
+	}
+}
+
+// watermarkEvery is the shortest interval between two watermark events of
+// one subject on a feed: the latest watermark is what a reader needs, and
+// under load the services publish one per commit (hundreds a second).
+const watermarkEvery = 100 * time.Millisecond
+
+// watermarks holds back a feed's watermark events so that each subject
+// sends at most one per watermarkEvery, always the latest, at most
+// watermarkEvery late. It belongs to one feed's goroutine.
+type watermarks struct {
+	w       http.ResponseWriter
+	bodies  bool
+	sent    map[string]time.Time // when each subject's last one was written
+	pending map[string]*nats.Msg // the latest held back, by subject
+	timer   *time.Timer          // fires when the pending ones are due
+}
+
+func newWatermarks(w http.ResponseWriter, bodies bool) *watermarks {
+	return &watermarks{w: w, bodies: bodies, sent: map[string]time.Time{}, pending: map[string]*nats.Msg{}}
+}
+
+// hold takes m when it is a watermark that came too soon after the last
+// one of its subject, and reports whether it did.
+func (wm *watermarks) hold(m *nats.Msg, now time.Time) bool {
+	if name := eventName(m.Subject); name != EventStateCommitted && name != EventAuditCommitted {
+		return false
+	}
+	if now.Sub(wm.sent[m.Subject]) >= watermarkEvery && wm.pending[m.Subject] == nil {
+		wm.sent[m.Subject] = now
+		return false
+	}
+	wm.pending[m.Subject] = m
+	if wm.timer == nil {
+		wm.timer = time.NewTimer(watermarkEvery)
+	}
+	return true
+}
+
+// due fires when held watermarks are to be written; nil (never) when none
+// are held.
+func (wm *watermarks) due() <-chan time.Time {
+	if wm.timer == nil {
+		return nil
+	}
+	return wm.timer.C
+}
+
+// flush writes the held watermarks.
+func (wm *watermarks) flush(now time.Time) {
+	wm.timer = nil
+	for subj, m := range wm.pending {
+		writeEvent(wm.w, eventName(subj), feedMessage(m, wm.bodies))
+		wm.sent[subj] = now
+		delete(wm.pending, subj)
+	}
+}
+
+func (wm *watermarks) stop() {
+	if wm.timer != nil {
+		wm.timer.Stop()
 	}
 }
 
