@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -17,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/codi2/codi2/internal/auth"
+	"github.com/codi2/codi2/subjects"
 )
 
 func TestStatusOf(t *testing.T) {
@@ -220,4 +223,29 @@ func FuzzCredsLogin(f *testing.F) {
 			t.Fatalf("let in %+v", id)
 		}
 	})
+}
+
+func TestWatermarks_LatestAtMostEvery100ms(t *testing.T) {
+	rec := httptest.NewRecorder()
+	wm := newWatermarks(rec, false)
+	defer wm.stop()
+	at := time.Unix(1000, 0)
+	msg := func(subj string, seq int) *nats.Msg {
+		return &nats.Msg{Subject: subj, Data: []byte(`{"stream_seq":` + strconv.Itoa(seq) + `}`)}
+	}
+	assert.False(t, wm.hold(msg("codi.state.evt.task.x", 1), at), "events are never held")
+	assert.False(t, wm.hold(msg(subjects.AuditCommitted, 1), at))
+	assert.Nil(t, wm.due())
+	assert.True(t, wm.hold(msg(subjects.AuditCommitted, 2), at.Add(10*time.Millisecond)))
+	assert.True(t, wm.hold(msg(subjects.AuditCommitted, 3), at.Add(20*time.Millisecond)))
+	assert.False(t, wm.hold(msg(subjects.StateCommitted, 7), at.Add(20*time.Millisecond)), "each subject on its own")
+	require.NotNil(t, wm.due())
+	<-wm.due()
+	wm.flush(at.Add(100 * time.Millisecond))
+	assert.Equal(t, "event: audit-committed\ndata: ", rec.Body.String()[:len("event: audit-committed\ndata: ")])
+	assert.Contains(t, rec.Body.String(), `"data":{"stream_seq":3}`)
+	assert.NotContains(t, rec.Body.String(), `"data":{"stream_seq":2}`)
+	assert.Nil(t, wm.due())
+	// Past the interval the next one goes at once.
+	assert.False(t, wm.hold(msg(subjects.AuditCommitted, 4), at.Add(250*time.Millisecond)))
 }
