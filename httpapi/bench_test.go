@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,24 +95,24 @@ func openFeeds(b *testing.B, e *env, n int) (received *atomic.Int64, stop func()
 
 // BenchmarkSSE_AuditIngest measures saturated audit ingest without feed
 // clients and with 100 of them on /v1/events (which carry every audit
-// watermark and state event), alternating on one server, and reports both
-// throughputs and their ratio (1 = the feed costs nothing; the issue asks
-// for at least 0.9).
+// watermark and state event), in alternating rounds on one server, and
+// reports the median throughputs and their ratio (1 = the feed costs
+// nothing; the issue asks for at least 0.9).
 func BenchmarkSSE_AuditIngest(b *testing.B) {
 	const (
-		events  = 20_000
+		events  = 10_000
 		clients = 100
-		rounds  = 4
+		rounds  = 8
 	)
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		e := start(b)
 		ingest(b, e, 2000, -1) // warm up
-		var without, with float64
+		var without, with []float64
 		var delivered int64
 		withClients := func(r int) {
 			received, stop := openFeeds(b, e, clients)
-			with += ingest(b, e, events, r)
+			with = append(with, ingest(b, e, events, r))
 			stop()
 			delivered += received.Load()
 		}
@@ -119,18 +120,30 @@ func BenchmarkSSE_AuditIngest(b *testing.B) {
 		// always runs on the smaller one.
 		for r := 0; r < rounds; r++ {
 			if r%2 == 0 {
-				without += ingest(b, e, events, 2*r)
+				without = append(without, ingest(b, e, events, 2*r))
 				withClients(2*r + 1)
 			} else {
 				withClients(2 * r)
-				without += ingest(b, e, events, 2*r+1)
+				without = append(without, ingest(b, e, events, 2*r+1))
 			}
 		}
-		without, with = without/rounds, with/rounds
-		b.ReportMetric(without, "events/s-no-clients")
-		b.ReportMetric(with, "events/s-100-clients")
-		b.ReportMetric(with/without, "ratio")
+		// Medians: one round slowed by a neighbour's burst on a shared
+		// machine does not decide the ratio.
+		mWithout, mWith := median(without), median(with)
+		b.ReportMetric(mWithout, "events/s-no-clients")
+		b.ReportMetric(mWith, "events/s-100-clients")
+		b.ReportMetric(mWith/mWithout, "ratio")
 		b.ReportMetric(float64(delivered)/rounds/clients, "sse-events/client")
 		b.StartTimer()
 	}
+}
+
+// median of xs (sorted in place).
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
 }
