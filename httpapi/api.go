@@ -266,9 +266,16 @@ func newParams(r *http.Request) *params {
 	return &params{q: r.URL.Query(), body: map[string]any{}}
 }
 
-// auditQueryParams are the parameters of GET /v1/audit: the members of a
-// codi.audit.query request.
-var auditQueryParams = []string{"from", "to", "source", "category", "after_seq", "before_seq", "newest_first", "limit", "part_offset"}
+// The query parameters each route takes (openapi.json lists the same; a
+// test checks). A list takes any: see listBody.
+var (
+	getParams    = []string{"min_seq"}
+	verifyParams = []string{"from_seq", "to_seq"}
+	agentsParams = []string{"holds"}
+	eventsParams = []string{"subjects", "bodies"}
+	// auditQueryParams are the members of a codi.audit.query request.
+	auditQueryParams = []string{"from", "to", "source", "category", "after_seq", "before_seq", "newest_first", "limit", "part_offset"}
+)
 
 // auditQueryBody turns GET /v1/audit's parameters into the body of a
 // codi.audit.query request, or fails with ErrBadParam.
@@ -369,7 +376,7 @@ func (h *Handler) getRecord(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := newParams(r)
-	p.only("min_seq")
+	p.only(getParams...)
 	if minSeq := p.uint("min_seq"); minSeq > 0 {
 		// Ask the service to wait about as long as this request may, so a
 		// slow watermark is its 504 rather than no answer.
@@ -443,7 +450,7 @@ func (h *Handler) auditQuery(w http.ResponseWriter, r *http.Request) {
 // auditVerify answers GET /v1/audit/verify?from_seq=&to_seq=.
 func (h *Handler) auditVerify(w http.ResponseWriter, r *http.Request) {
 	p := newParams(r)
-	p.only("from_seq", "to_seq")
+	p.only(verifyParams...)
 	p.uint("from_seq")
 	p.uint("to_seq")
 	if p.err != nil {
@@ -570,7 +577,7 @@ type Agents struct {
 // agent.
 func (h *Handler) agents(w http.ResponseWriter, r *http.Request) {
 	p := newParams(r)
-	p.only("holds")
+	p.only(agentsParams...)
 	holdsParam, given := p.one("holds")
 	if p.err != nil {
 		writeError(w, http.StatusBadRequest, p.err.Error())

@@ -37,6 +37,24 @@ func TestOpenAPI_MatchesRoutes(t *testing.T) {
 	slices.Sort(documented)
 	slices.Sort(served)
 	assert.Equal(t, served, documented)
+	// Query parameters are the ones the handlers take.
+	wantParams := map[string][]string{
+		"GET /v1/state/{kind}/{id}": getParams, "GET /v1/audit": auditQueryParams, "GET /v1/audit/verify": verifyParams,
+		"GET /v1/agents": agentsParams, "GET /v1/events": eventsParams, "GET /v1/status": nil, "GET /v1/audit/status": nil,
+		"GET /v1/state/{kind}": {"prefix", "after", "limit"}, "GET /v1/reservations": {"prefix", "after", "limit"},
+	}
+	for route, want := range wantParams {
+		method, path, _ := strings.Cut(route, " ")
+		op := doc.Paths[path][strings.ToLower(method)]
+		var got []string
+		params, _ := op["parameters"].([]any)
+		for _, p := range params {
+			if pm := p.(map[string]any); pm["in"] == "query" {
+				got = append(got, pm["name"].(string))
+			}
+		}
+		assert.ElementsMatch(t, want, got, route)
+	}
 	// Path parameters are declared.
 	for _, r := range routes {
 		_, path, _ := strings.Cut(r.pattern, " ")

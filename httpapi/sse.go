@@ -166,7 +166,7 @@ func feedMessage(m *nats.Msg, bodies bool) FeedMessage {
 // dropped event counts.
 func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	p := newParams(r)
-	p.only("subjects", "bodies")
+	p.only(eventsParams...)
 	subjParam, _ := p.one("subjects")
 	p.bool("bodies")
 	if p.err != nil {
