@@ -164,7 +164,7 @@ func New(cfg Config) (*Handler, error) {
 	for _, rt := range routes {
 		pattern, handle := rt.pattern, rt.handle
 		h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			if h.guard(pattern, w, r) {
+			if r := h.guard(pattern, w, r); r != nil {
 				handle(h, w, r)
 			}
 		})

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -112,17 +113,26 @@ var public = map[string]bool{
 }
 
 // guard answers 401 for a request to a non-public route without a live
-// session whose credential still holds, and returns whether to go on.
-func (h *Handler) guard(pattern string, w http.ResponseWriter, r *http.Request) bool {
+// session whose credential still holds. It returns the request to go on
+// with (carrying the session's Identity, see identityOf), or nil.
+func (h *Handler) guard(pattern string, w http.ResponseWriter, r *http.Request) *http.Request {
 	if h.cfg.Auth == nil || public[pattern] {
-		return true
+		return r
 	}
 	id, ok := h.sessions.get(token(r), time.Now())
 	if !ok || !h.cfg.Auth.Valid(id) {
 		writeError(w, http.StatusUnauthorized, "log in with an observer credential: POST /v1/login with the .creds file from `codi2 agent add ID --role observer`")
-		return false
+		return nil
 	}
-	return true
+	return r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
+}
+
+type identityKey struct{}
+
+// identityOf is the logged-in identity of r, and false without auth.
+func identityOf(r *http.Request) (Identity, bool) {
+	id, ok := r.Context().Value(identityKey{}).(Identity)
+	return id, ok
 }
 
 // login answers POST /v1/login: the body is a credentials file. On success

@@ -96,6 +96,8 @@ func TestAuth_ObserverLogin(t *testing.T) {
 	assert.Equal(t, http.StatusOK, e.getWith(t, "/v1/status", withCookie))
 	assert.Equal(t, http.StatusOK, e.getWith(t, "/v1/agents", func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+cookie.Value) }))
 	assert.Equal(t, http.StatusUnauthorized, e.getWith(t, "/v1/status", func(r *http.Request) { r.Header.Set("Authorization", "Bearer nope") }))
+	// Mail bodies are an admin's: an observer may not read mail on NATS.
+	assert.Equal(t, http.StatusForbidden, e.getWith(t, "/v1/events?bodies=true", withCookie))
 
 	// A revoked credential's session ends.
 	a, err := auth.Open(filepath.Join(e.dir, "auth"))
@@ -111,6 +113,13 @@ func TestAuth_ObserverLogin(t *testing.T) {
 	require.Equal(t, http.StatusOK, admin.StatusCode)
 	adminCookie := admin.Cookies()[0]
 	assert.Equal(t, http.StatusOK, e.getWith(t, "/v1/status", func(r *http.Request) { r.AddCookie(adminCookie) }))
+	bodies, err := http.NewRequest(http.MethodGet, e.http.URL+"/v1/events?bodies=true", nil)
+	require.NoError(t, err)
+	bodies.AddCookie(adminCookie)
+	feed, err := http.DefaultClient.Do(bodies)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, feed.StatusCode)
+	feed.Body.Close()
 	req, err := http.NewRequest(http.MethodPost, e.http.URL+"/v1/logout", nil)
 	require.NoError(t, err)
 	req.AddCookie(adminCookie)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/codi2/codi2/internal/auth"
 	"github.com/codi2/codi2/subjects"
 )
 
@@ -179,6 +180,11 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	bodies, _ := p.body["bodies"].(bool)
+	if id, ok := identityOf(r); ok && bodies && id.Role != auth.RoleAdmin {
+		// An observer may not read mail on NATS either (bus.Permissions).
+		writeError(w, http.StatusForbidden, fmt.Sprintf("mail bodies need an admin credential; %s is an %s", id.ID, id.Role))
+		return
+	}
 	flusher, ok := w.(http.Flusher)
 	if !ok {
 		writeError(w, http.StatusInternalServerError, "streaming is not supported by this connection")
