@@ -139,7 +139,8 @@ const agents = {
   async load() {
     try {
       const out = await api("/v1/agents");
-      fill(this.section, out.agents.map(a => recordRow(a.presence, [
+      // A page's worth: the count says how many there are.
+      fill(this.section, out.agents.slice(0, PAGE).map(a => recordRow(a.presence, [
         el("td", {}, a.presence.id),
         el("td", {}, a.holds.map(h => h.kind + " " + h.id).join(", ")),
         el("td", { class: "fields" }, fieldText(a.presence.fields)),
@@ -149,7 +150,9 @@ const agents = {
     } catch (err) { showError(this.section, err); }
   },
 };
-agents.refresh = debounce(() => agents.load());
+// /v1/agents reads every presence, task and reservation record: at most
+// once a second.
+agents.refresh = debounce(() => agents.load(), 1000);
 
 const mail = {
   section: document.getElementById("mail"),
@@ -273,7 +276,7 @@ async function connect() {
     const evk = Object.assign({ kind }, ev);
     claims.onEvent(evk);
     reservations.onEvent(evk);
-    agents.refresh(); // presence, and what agents hold, may have changed
+    if (["agent", "task", "reservation"].includes(kind)) agents.refresh(); // presence, or what agents hold
   });
   es.addEventListener("mail", e => mail.add(JSON.parse(e.data)));
   es.addEventListener("audit-committed", e => {
