@@ -189,11 +189,14 @@ type apiError struct {
 	Code  int    `json:"code"`
 }
 
-// writeJSON writes v as the JSON body with status.
+// writeJSON writes v as the JSON body with status; '<', '>' and '&' as
+// themselves (subjects hold '>'), not HTML escapes.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {

@@ -334,9 +334,12 @@ func dropCount(subs []*nats.Subscription) int64 {
 	return n
 }
 
-// writeEvent writes one SSE event; JSON has no raw newlines, so data is
-// one line.
+// writeEvent writes one SSE event. Encoded JSON holds no raw newline, so
+// data is one line (the encoder's own final newline ends it).
 func writeEvent(w http.ResponseWriter, name string, v any) {
-	data, _ := json.Marshal(v)
-	_, _ = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", name, data)
+	_, _ = fmt.Fprintf(w, "event: %s\ndata: ", name)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+	_, _ = fmt.Fprint(w, "\n")
 }
