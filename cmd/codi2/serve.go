@@ -205,6 +205,9 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 	if b.Embedded() && !cfg.Auth {
 		log.Warn().Str("nats", b.ClientURL()).Msg("NATS is open: any local process can act as any agent; run with --auth to require credentials")
 	}
+	if !(b.Embedded() && cfg.Auth) && !bus.IsLoopback(httpLn.Addr().String()) {
+		log.Warn().Str("http", "http://"+httpLn.Addr().String()).Msg("the HTTP API and dashboard are open to every machine that reaches this address: they need a login only with --auth on the embedded NATS server")
+	}
 
 	var failure error
 	select {
