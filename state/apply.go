@@ -106,6 +106,9 @@ type plan struct {
 	// undo, when set, means the writes are made already: rollback takes
 	// them back.
 	undo *undoTxn
+	// work is the overlap-check steps planning took (see MaxCheckSteps),
+	// which bound a batch like its bytes do.
+	work int
 }
 
 func (p *plan) size() int {
@@ -163,6 +166,9 @@ type opInput struct {
 	// msgID is the Nats-Msg-Id of the operation's audit record.
 	msgID string
 	txn   string
+	// budget is what is left of the command's MaxCheckSteps; nil for a
+	// fresh one.
+	budget *int
 }
 
 // planOp decides the outcome of the operation in against tx, as planCommand
@@ -256,12 +262,21 @@ func planOp(tx kv.ReadTxn, im *inMsg, in opInput, watermark uint64, gen string) 
 		if err != nil {
 			return rejectWith(ReasonBadRequest, 0, err.Error())
 		}
-		ov, err := findOverlap(tx, id, res, pat, im.time)
-		if err != nil && !errors.Is(err, ErrCorrupt) {
-			return plan{}, fmt.Errorf("state: reservations of %s: %w", res.Project, err)
+		budget := in.budget
+		if budget == nil {
+			b := MaxCheckSteps
+			budget = &b
 		}
-		if err != nil {
+		before := *budget
+		ov, err := findOverlap(tx, id, res, pat, im.time, budget)
+		p.work += before - *budget
+		switch {
+		case errors.Is(err, errCheckBudget):
+			return rejectWith(ReasonBadRequest, 0, err.Error())
+		case errors.Is(err, ErrCorrupt):
 			return rejectWith(ReasonCorrupt, 0, err.Error())
+		case err != nil:
+			return plan{}, fmt.Errorf("state: reservations of %s: %w", res.Project, err)
 		}
 		if ov != nil {
 			ev := rejectEvent(im, in, cmd.op, ReasonConflict, curRev, "")

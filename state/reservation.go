@@ -139,11 +139,24 @@ func reservationOf(rec Record, actor string) (Reservation, pathglob.Pattern, err
 // refuses them), so only an admin credential can publish as one.
 const serviceActorPrefix = "codi-"
 
+// MaxCheckSteps bounds the overlap checks of one command (all operations
+// of a multi-record command together), in pathglob.OverlapWithin steps
+// (about a microsecond each at worst, a few nanoseconds for plain paths):
+// a command that needs more is rejected as a bad request, so no command can
+// hold the service's transaction for long. The count depends only on the
+// patterns, so every replay decides the same. A constant.
+const MaxCheckSteps = 1_000_000
+
+// errCheckBudget is the detail of a reservation whose overlap checks went
+// over MaxCheckSteps.
+var errCheckBudget = fmt.Errorf("checking the reservation against the project's live reservations needs more than %d steps: reserve fewer or simpler patterns (fewer wildcards)", MaxCheckSteps)
+
 // findOverlap looks for a live reservation of another agent in res's
-// project that overlaps pat where either is exclusive, as of at. It reads
-// every reservation of the project (one range read); a corrupt one is an
-// error wrapping ErrCorrupt, since it could be the one that overlaps.
-func findOverlap(tx kv.ReadTxn, id string, res Reservation, pat pathglob.Pattern, at time.Time) (*Overlap, error) {
+// project that overlaps pat where either is exclusive, as of at, taking its
+// steps from *budget (errCheckBudget when they run out). It reads every
+// reservation of the project (one range read); a corrupt one is an error
+// wrapping ErrCorrupt, since it could be the one that overlaps.
+func findOverlap(tx kv.ReadTxn, id string, res Reservation, pat pathglob.Pattern, at time.Time, budget *int) (*Overlap, error) {
 	pk := kv.Tuple{prefixState, KindReservation, subjects.Escape(res.Project + ".")}.Pack()
 	begin := pk[:len(pk)-1] // the id without its terminator: a raw prefix
 	end := kv.PrefixEnd(begin)
@@ -174,7 +187,11 @@ func findOverlap(tx kv.ReadTxn, id string, res Reservation, pat pathglob.Pattern
 			if err != nil {
 				continue // written before validation, or not by the CLI: it guards nothing
 			}
-			if path, ok := pathglob.Overlap(pat, op); ok {
+			path, ok, err := pathglob.OverlapWithin(pat, op, budget)
+			if err != nil {
+				return nil, errCheckBudget
+			}
+			if ok {
 				return &Overlap{ID: st.ID, Rev: st.Rev, Holder: other.Holder, Pattern: other.Pattern, Shared: other.Shared,
 					ExpiresAt: st.ExpiresAt, Path: path}, nil
 			}

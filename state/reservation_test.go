@@ -3,6 +3,7 @@ package state_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -212,4 +213,35 @@ func TestReservationID(t *testing.T) {
 	}
 	_, err = state.ReservationID(project, "agent-2", string(long))
 	require.ErrorIs(t, err, state.ErrBadRequest)
+}
+
+// A reservation whose overlap checks would take seconds (a breaker's input:
+// two reserves of 64 star-heavy patterns held the transaction past the
+// store's 5 s limit, the service failed, and failed again on every restart
+// since the command stayed in the stream) is rejected as a bad request, and
+// the commands behind it go on.
+func TestReserve_CostlyChecksBounded(t *testing.T) {
+	e := newEnv(t)
+	w := e.watchEvents()
+	e.start(fastConfig())
+	ctx := ctxT(t)
+	pats := func(format, star string) []string {
+		var out []string
+		for i := range 64 {
+			out = append(out, fmt.Sprintf(format, i)+strings.Repeat(star, 45))
+		}
+		return out
+	}
+	_, err := e.client("agent-a").Reserve(ctx, project, pats("a%d/", "*a"), state.ReserveOptions{TTL: time.Minute})
+	require.NoError(t, err)
+	_, err = e.client("agent-b").Reserve(ctx, project, pats("**/b%d", "*b"), state.ReserveOptions{TTL: time.Minute})
+	require.ErrorIs(t, err, state.ErrBadRequest)
+	assert.Contains(t, err.Error(), "needs more than 1000000 steps: reserve fewer or simpler patterns")
+	held, err := e.client("agent-b").Reservations(ctx, project, "agent-b", "")
+	require.NoError(t, err)
+	assert.Empty(t, held)
+
+	// The service goes on: a plain command behind it is applied.
+	seq := e.publish(cmdSubject(t, "task", "after", "agent-b"), `{"op":"put","fields":{}}`)
+	assert.Equal(t, state.StatusApplied, w.waitSeq(t, seq).ev.Status)
 }

@@ -745,6 +745,7 @@ type batchResult struct {
 	nextLease time.Time
 	outcomes  []outcome
 	bytes     int
+	work      int // overlap-check steps (plan.work)
 	corrupt   []string // leases whose record is corrupt (expireDue)
 }
 
@@ -762,7 +763,14 @@ func (l *loop) update(ctx context.Context, fn func(tx kv.Txn) error) error {
 	return err
 }
 
-// commit applies a prefix of batch (all of it unless MaxBatchBytes cuts it)
+// maxBatchWork bounds the overlap-check steps of one batch transaction
+// (plan.work): a batch of costly reservations is cut like a batch of large
+// commands, so that it stays well within the store's five-second
+// transaction limit. It only decides where batches end, never an outcome.
+const maxBatchWork = 2 * MaxCheckSteps
+
+// commit applies a prefix of batch (all of it unless MaxBatchBytes or
+// maxBatchWork cuts it)
 // and the watermark in one transaction, together with clearing the outbox
 // keys of acknowledged audit events.
 func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) (batchResult, error) {
@@ -788,7 +796,7 @@ func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) 
 				p.outcomes = append([]outcome{lostOutcome(l.cfg.Stream, l.gen, applied+1, im.seq-1, "")}, p.outcomes...)
 			}
 			size := p.size()
-			if count > 0 && res.bytes+size > l.cfg.MaxBatchBytes {
+			if count > 0 && (res.bytes+size > l.cfg.MaxBatchBytes || res.work+p.work > maxBatchWork) {
 				if err := p.rollback(); err != nil {
 					return err
 				}
@@ -799,6 +807,7 @@ func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) 
 				return fmt.Errorf("state: apply %s seq=%d: %w", im.subject, im.seq, err)
 			}
 			res.bytes += size
+			res.work += p.work
 			res.outcomes = append(res.outcomes, p.outcomes...)
 			applied, res.lastTime = im.seq, im.time
 			count++

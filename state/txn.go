@@ -123,8 +123,9 @@ func planTxn(tx kv.Txn, im *inMsg, txid, actor string, watermark uint64, gen str
 		p.outcomes = []outcome{reject(im, in, OpTxn, ReasonBadRequest, 0, err.Error())}
 		return p, nil
 	}
+	budget := MaxCheckSteps
 	for i := range ops {
-		ops[i].actor, ops[i].msgID, ops[i].txn = actor, txnMsgID(gen, im.seq, i), txid
+		ops[i].actor, ops[i].msgID, ops[i].txn, ops[i].budget = actor, txnMsgID(gen, im.seq, i), txid, &budget
 	}
 	own := make([]int, len(ops))
 	for i, in := range ops {
@@ -132,6 +133,7 @@ func planTxn(tx kv.Txn, im *inMsg, txid, actor string, watermark uint64, gen str
 		if err != nil {
 			return plan{}, errors.Join(err, u.rollback())
 		}
+		p.work += op.work
 		if failed := op.outcomes[op.own]; failed.status == StatusRejected {
 			if err := u.rollback(); err != nil {
 				return plan{}, err

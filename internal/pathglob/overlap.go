@@ -1,6 +1,8 @@
 package pathglob
 
 import (
+	"errors"
+	"math"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -77,8 +79,60 @@ func (s runeSet) pick() rune {
 
 // Overlap reports whether some path matches both a and b, and returns the
 // shortest such path it found as a witness. It runs in time proportional to
-// the product of the patterns' sizes.
+// the product of the patterns' sizes: up to about a second for two patterns
+// of MaxPatternLen made of stars. Where that matters, use OverlapWithin.
 func Overlap(a, b Pattern) (witness string, ok bool) {
+	budget := math.MaxInt
+	witness, ok, _ = OverlapWithin(a, b, &budget)
+	return witness, ok
+}
+
+// ErrBudget is returned by OverlapWithin when the check needed more steps
+// than its budget allowed.
+var ErrBudget = errors.New("pathglob: overlap check over its budget")
+
+// OverlapWithin is Overlap doing at most *budget steps (one step is one
+// state of the search, about a microsecond at worst), and taking the steps
+// it did from *budget, so that one budget can bound many checks. When the
+// budget runs out it fails with ErrBudget; the answer is then unknown. The
+// count depends only on the patterns, so the outcome is the same on every
+// machine. Simple patterns take a few steps; patterns that part on a
+// literal directory before any wildcard take one.
+func OverlapWithin(a, b Pattern, budget *int) (witness string, ok bool, err error) {
+	if *budget <= 0 {
+		return "", false, ErrBudget
+	}
+	*budget--
+	// Leading literal segments decide most pairs at once: a different
+	// directory on the way down means no path matches both.
+	for i := 0; i < len(a.segs) && i < len(b.segs); i++ {
+		la, lb := a.segs[i].literal(), b.segs[i].literal()
+		if la == "" || lb == "" {
+			break
+		}
+		if la != lb {
+			return "", false, nil
+		}
+	}
+	return overlap(a, b, budget)
+}
+
+// literal is the segment's text when it holds no wildcard, else "".
+func (s segment) literal() string {
+	if s.globstar {
+		return ""
+	}
+	var b strings.Builder
+	for _, t := range s.toks {
+		if t.star || len(t.set) != 1 || t.set[0][0] != t.set[0][1] {
+			return ""
+		}
+		b.WriteRune(t.set[0][0])
+	}
+	return b.String()
+}
+
+func overlap(a, b Pattern, budget *int) (witness string, ok bool, err error) {
 	// States are positions (i, j) in the two segment lists; a globstar may
 	// match zero segments or eat one segment the other side matches.
 	type state struct{ i, j int }
@@ -97,6 +151,9 @@ func Overlap(a, b Pattern) (witness string, ok bool) {
 	}
 	end := state{len(a.segs), len(b.segs)}
 	for len(queue) > 0 {
+		if *budget--; *budget < 0 {
+			return "", false, ErrBudget
+		}
 		s := queue[0]
 		queue = queue[1:]
 		if s == end {
@@ -107,7 +164,7 @@ func Overlap(a, b Pattern) (witness string, ok bool) {
 				}
 			}
 			slices.Reverse(segs)
-			return strings.Join(segs, "/"), true
+			return strings.Join(segs, "/"), true, nil
 		}
 		var sa, sb *segment
 		if s.i < len(a.segs) {
@@ -119,7 +176,11 @@ func Overlap(a, b Pattern) (witness string, ok bool) {
 		if sa != nil && sa.globstar {
 			push(state{s.i + 1, s.j}, s, "")
 			if sb != nil {
-				if w, ok := segWitness(*sb, *sb); ok {
+				w, ok, err := segWitness(*sb, *sb, budget)
+				if err != nil {
+					return "", false, err
+				}
+				if ok {
 					push(state{s.i, s.j + 1}, s, w)
 				}
 			}
@@ -127,23 +188,32 @@ func Overlap(a, b Pattern) (witness string, ok bool) {
 		if sb != nil && sb.globstar {
 			push(state{s.i, s.j + 1}, s, "")
 			if sa != nil {
-				if w, ok := segWitness(*sa, *sa); ok {
+				w, ok, err := segWitness(*sa, *sa, budget)
+				if err != nil {
+					return "", false, err
+				}
+				if ok {
 					push(state{s.i + 1, s.j}, s, w)
 				}
 			}
 		}
 		if sa != nil && sb != nil {
-			if w, ok := segWitness(*sa, *sb); ok {
+			w, ok, err := segWitness(*sa, *sb, budget)
+			if err != nil {
+				return "", false, err
+			}
+			if ok {
 				push(state{s.i + 1, s.j + 1}, s, w)
 			}
 		}
 	}
-	return "", false
+	return "", false, nil
 }
 
 // segWitness returns a non-empty segment (no '/') matched by both a and b,
-// if there is one. A globstar stands for any segment.
-func segWitness(a, b segment) (string, bool) {
+// if there is one, taking its steps from *budget. A globstar stands for any
+// segment.
+func segWitness(a, b segment, budget *int) (string, bool, error) {
 	if a.globstar {
 		a = segment{toks: []token{{star: true}}}
 	}
@@ -168,6 +238,9 @@ func segWitness(a, b segment) (string, bool) {
 		}
 	}
 	for len(queue) > 0 {
+		if *budget--; *budget < 0 {
+			return "", false, ErrBudget
+		}
 		s := queue[0]
 		queue = queue[1:]
 		if s.x == len(a.toks) && s.y == len(b.toks) && s.nonEmpty {
@@ -178,7 +251,7 @@ func segWitness(a, b segment) (string, bool) {
 				}
 			}
 			slices.Reverse(rs)
-			return string(rs), true
+			return string(rs), true, nil
 		}
 		var ta, tb *token
 		if s.x < len(a.toks) {
@@ -217,5 +290,5 @@ func segWitness(a, b segment) (string, bool) {
 		}
 		push(state{nx, ny, true}, s, both.pick())
 	}
-	return "", false
+	return "", false, nil
 }

@@ -79,7 +79,7 @@ func Compile(pattern string) (Pattern, error) {
 
 // Normalize cleans a pattern as a path relative to the repository root:
 // "./src//x", "src/y/../x" and "src/x" are one pattern; a trailing "/"
-// becomes "/**". It refuses an empty pattern, an absolute one, and one that
+// becomes "/**"; "**/**" is "**". It refuses an empty pattern, an absolute one, and one that
 // leaves the root.
 func Normalize(pattern string) (string, error) {
 	switch {
@@ -102,7 +102,17 @@ func Normalize(pattern string) (string, error) {
 	} else if dir {
 		clean += "/**"
 	}
-	return clean, nil
+	// "**/**" matches what "**" does: one spelling, so that unreserving
+	// "src/**" releases what "src/**/**" or "src/**/" reserved.
+	segs := strings.Split(clean, "/")
+	out := segs[:0]
+	for _, sg := range segs {
+		if sg == "**" && len(out) > 0 && out[len(out)-1] == "**" {
+			continue
+		}
+		out = append(out, sg)
+	}
+	return strings.Join(out, "/"), nil
 }
 
 func compileSegment(s string) ([]token, error) {

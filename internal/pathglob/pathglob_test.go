@@ -108,7 +108,7 @@ func TestCompile_Errors(t *testing.T) {
 		_, err := pathglob.Compile(bad)
 		assert.ErrorIs(t, err, pathglob.ErrBadPattern, "%q", bad)
 	}
-	for in, want := range map[string]string{"./src//x": "src/x", "src/": "src/**", ".": "**", "a/**/**/b": "a/**/**/b", "src/y/../x": "src/x"} {
+	for in, want := range map[string]string{"./src//x": "src/x", "src/": "src/**", ".": "**", "a/**/**/b": "a/**/b", "src/y/../x": "src/x"} {
 		got, err := pathglob.Normalize(in)
 		require.NoError(t, err)
 		assert.Equal(t, want, got, in)
@@ -238,4 +238,54 @@ func FuzzOverlap(f *testing.F) {
 			t.Fatalf("witness %q of %q ~ %q does not match both", w, as, bs)
 		}
 	})
+}
+
+// Patterns that mean the same have one spelling (a breaker's input: "src/**"
+// did not unreserve "src/**/**").
+func TestNormalize_Globstars(t *testing.T) {
+	for in, want := range map[string]string{
+		"src/**/**": "src/**", "src/**/": "src/**", "**/": "**", "**/**/x": "**/x", "a/**/b/**/**": "a/**/b/**", "./": "**",
+	} {
+		got, err := pathglob.Normalize(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+}
+
+// OverlapWithin bounds the work of a check: two patterns of stars that
+// took about a second now stop at the budget, with the same count of steps
+// every time; patterns in different directories take one step.
+func TestOverlapWithin_Budget(t *testing.T) {
+	a, err := pathglob.Compile("a1/" + strings.Repeat("*a", 300))
+	require.NoError(t, err)
+	b, err := pathglob.Compile("**/b" + strings.Repeat("*b", 300))
+	require.NoError(t, err)
+	budget := 10_000
+	_, _, err = pathglob.OverlapWithin(a, b, &budget)
+	require.ErrorIs(t, err, pathglob.ErrBudget)
+	assert.LessOrEqual(t, budget, 0)
+	budget = 0
+	_, _, err = pathglob.OverlapWithin(mustCompile(t, "x"), mustCompile(t, "x"), &budget)
+	require.ErrorIs(t, err, pathglob.ErrBudget, "an empty budget refuses at once")
+
+	src, docs := mustCompile(t, "src/deep/**/*.go"), mustCompile(t, "docs/*.md")
+	budget = 100
+	_, ok, err := pathglob.OverlapWithin(src, docs, &budget)
+	require.NoError(t, err)
+	assert.False(t, ok)
+	assert.Equal(t, 99, budget, "different first directories: one step")
+
+	for _, pair := range [][2]string{{"src/**", "src/main.go"}, {"**/main.go", "src/*.go"}, {"src/[lm]ain.go", "src/main.go"}} {
+		x, y := mustCompile(t, pair[0]), mustCompile(t, pair[1])
+		b1, b2 := 1000, 1000
+		w1, ok1, err1 := pathglob.OverlapWithin(x, y, &b1)
+		w2, ok2, err2 := pathglob.OverlapWithin(x, y, &b2)
+		require.NoError(t, err1)
+		require.NoError(t, err2)
+		assert.True(t, ok1, pair)
+		assert.Equal(t, ok1, ok2)
+		assert.Equal(t, w1, w2)
+		assert.Equal(t, b1, b2, "the count depends only on the patterns")
+		assert.Greater(t, b1, 900, "simple patterns take a few steps: %v", pair)
+	}
 }
