@@ -745,7 +745,7 @@ type batchResult struct {
 	nextLease time.Time
 	outcomes  []outcome
 	bytes     int
-	work      int // overlap-check steps (plan.work)
+	work      int      // overlap-check steps (plan.work)
 	corrupt   []string // leases whose record is corrupt (expireDue)
 }
 
