@@ -133,5 +133,6 @@ func TestRun_HeartbeatWho(t *testing.T) {
 	r = run(t, url, "agent-3", "", "reserve", "main.go")
 	require.Equal(t, cli.ExitOK, r.code, r.err)
 	r = run(t, url, "agent-2", "", "heartbeat", "--stop")
-	assert.Equal(t, cli.ExitConflict, r.code, "no presence to end")
+	assert.Equal(t, cli.ExitNotFound, r.code, "no presence to end")
+	assert.Contains(t, r.err, "agent-2 has no live presence")
 }

@@ -257,6 +257,11 @@ func planOp(tx kv.ReadTxn, im *inMsg, in opInput, watermark uint64, gen string) 
 		rec.BoundTo = binding(cmd.bind, actor, bound)
 	}
 	tombstone := cmd.op == OpDelete
+	if cmd.bind != nil && *cmd.bind {
+		if h := rec.Holder(); h != "" && h != actor {
+			return rejectWith(ReasonBadRequest, 0, fmt.Sprintf("%s/%s is held by %s: only its holder may bind it to a presence", kind, id, h))
+		}
+	}
 	if kind == KindReservation && !tombstone {
 		res, pat, err := reservationOf(rec, actor)
 		if err != nil {

@@ -169,10 +169,12 @@ type ClaimOptions struct {
 }
 
 // ClaimWith is Claim with options: the same rules, and the claim bound to
-// this agent's presence when o.Bind is set. Safe for concurrent use.
+// this agent's presence when o.Bind is set, unbound otherwise (also when it
+// was bound before: a renewal by claim says what it wants). Safe for
+// concurrent use.
 func (c *Client) ClaimWith(ctx context.Context, kind, id string, o ClaimOptions) (Record, error) {
 	ttl, fields := o.TTL, o.Fields
-	var bind *bool
+	bind := Unbound() // explicit: re-claiming with Bind false unbinds
 	if o.Bind {
 		bind = Bound()
 	}

@@ -85,7 +85,13 @@ func (c *Client) Reserve(ctx context.Context, project string, patterns []string,
 	recs := make([]Record, 0, len(ev.Ops))
 	for _, op := range ev.Ops {
 		if op.Record == nil {
-			return nil, fmt.Errorf("%w: applied reservation without a record", ErrRemote)
+			// A summary over its size limit leaves the records out:
+			// read each, at the command's sequence.
+			r, err := c.Get(ctx, op.Kind, op.ID, ev.Seq)
+			if err != nil {
+				return nil, err
+			}
+			op.Record = &r
 		}
 		recs = append(recs, *op.Record)
 	}
@@ -211,9 +217,12 @@ func (c *Client) Heartbeat(ctx context.Context, ttl time.Duration, fields map[st
 }
 
 // SignOff ends this agent's presence now, releasing everything bound to
-// it. It fails with ErrConflict when there is no presence. Safe for
-// concurrent use.
+// it. It fails with ErrNotFound when the agent has no live presence. Safe
+// for concurrent use.
 func (c *Client) SignOff(ctx context.Context) error {
-	_, err := c.Apply(ctx, KindAgent, c.agent, Command{Op: OpDelete})
+	ev, err := c.Apply(ctx, KindAgent, c.agent, Command{Op: OpDelete})
+	if errors.Is(err, ErrConflict) && ev.CurrentRev == 0 {
+		return fmt.Errorf("%w: %s has no live presence", ErrNotFound, c.agent)
+	}
 	return err
 }

@@ -105,7 +105,9 @@ func TestPresence_SignOffAndRules(t *testing.T) {
 	task, err := a2.Get(ctx, "task", "T", 0)
 	require.NoError(t, err)
 	assert.Equal(t, rel.Record.Rev, task.Rev, "unbound before the presence ended")
-	require.ErrorIs(t, a2.SignOff(ctx), state.ErrConflict, "no presence to end")
+	err = a2.SignOff(ctx)
+	require.ErrorIs(t, err, state.ErrNotFound, "no presence to end")
+	assert.Contains(t, err.Error(), "agent-2 has no live presence")
 
 	for _, tt := range []struct{ name, id, actor, payload, detail string }{
 		{"another agent's presence", "agent-2", "agent-3", `{"op":"merge","fields":{}}`, "only it may write it"},
@@ -117,6 +119,22 @@ func TestPresence_SignOffAndRules(t *testing.T) {
 		assert.Equal(t, state.ReasonBadRequest, ev.ev.Reason, tt.name)
 		assert.Contains(t, ev.ev.Detail, tt.detail, tt.name)
 	}
+	// Only a record's holder may bind it (a breaker's input: agent-2 bound
+	// agent-3's claim to its own presence, then signed off, releasing it).
+	vt, err := e.client("agent-3").Claim(ctx, "task", "VT", time.Hour, nil)
+	require.NoError(t, err)
+	_, err = a2.Apply(ctx, "task", "VT", state.Command{Op: state.OpMerge, Bind: state.Bound()})
+	require.ErrorIs(t, err, state.ErrBadRequest)
+	assert.Contains(t, err.Error(), "task/VT is held by agent-3: only its holder may bind it")
+	// Re-claiming with Bind false unbinds what a bound claim left.
+	bound, err := e.client("agent-3").ClaimWith(ctx, "task", "VT", state.ClaimOptions{TTL: time.Hour, Bind: true})
+	require.NoError(t, err)
+	assert.Equal(t, "agent-3", bound.BoundTo)
+	unbound, err := e.client("agent-3").ClaimWith(ctx, "task", "VT", state.ClaimOptions{TTL: time.Hour})
+	require.NoError(t, err)
+	assert.Empty(t, unbound.BoundTo)
+	assert.Equal(t, vt.Rev+2, unbound.Rev)
+
 	// Another agent cannot end agent-3's presence.
 	_, err = e.client("agent-3").Heartbeat(ctx, time.Hour, nil)
 	require.NoError(t, err)

@@ -104,12 +104,26 @@ func reservationID(project, holder, pattern string) (string, error) {
 // the detail of a bad_request.
 func reservationOf(rec Record, actor string) (Reservation, pathglob.Pattern, error) {
 	var res Reservation
-	raw, err := json.Marshal(rec.Fields)
-	if err != nil {
-		return res, pathglob.Pattern{}, err
-	}
-	if err := json.Unmarshal(raw, &res); err != nil {
-		return res, pathglob.Pattern{}, fmt.Errorf("reservation fields: %w", err)
+	for _, f := range []struct {
+		name string
+		dst  any
+		want string
+		need bool
+	}{
+		{"holder", &res.Holder, "a string", true}, {"pattern", &res.Pattern, "a string", true},
+		{"project", &res.Project, "a string", true}, {"shared", &res.Shared, "true or false", false},
+		{"reason", &res.Reason, "a string", false},
+	} {
+		raw, ok := rec.Fields[f.name]
+		switch {
+		case !ok && f.need:
+			return res, pathglob.Pattern{}, fmt.Errorf("a reservation needs the fields holder, pattern and project (codi2 reserve writes them); %s is missing", f.name)
+		case !ok:
+			continue
+		}
+		if json.Unmarshal(raw, f.dst) != nil {
+			return res, pathglob.Pattern{}, fmt.Errorf("reservation field %s must be %s, not %s", f.name, f.want, truncate(string(raw), 40))
+		}
 	}
 	if res.Holder != actor && !strings.HasPrefix(actor, serviceActorPrefix) {
 		return res, pathglob.Pattern{}, fmt.Errorf("reservation holder %q is not the actor %q", truncate(res.Holder, 80), actor)

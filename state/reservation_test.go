@@ -121,7 +121,9 @@ func TestReserve_BadRecords(t *testing.T) {
 		{"bad pattern", id("agent-2", "[a"), "agent-2", `{"holder":"agent-2","pattern":"[a","project":"` + project + `"}`, "pattern"},
 		{"pattern not normalized", id("agent-2", "./a"), "agent-2", `{"holder":"agent-2","pattern":"./a","project":"` + project + `"}`, "not normalized"},
 		{"id does not match", id("agent-2", "b"), "agent-2", `{"holder":"agent-2","pattern":"a","project":"` + project + `"}`, "does not match its fields"},
-		{"fields of the wrong type", id("agent-2", "a"), "agent-2", `{"holder":2,"pattern":"a","project":"` + project + `"}`, "reservation fields"},
+		{"fields of the wrong type", id("agent-2", "a"), "agent-2", `{"holder":"agent-2","pattern":"a","project":"` + project + `","shared":"true"}`,
+			`reservation field shared must be true or false, not "true"`},
+		{"fields missing", id("agent-2", "a"), "agent-2", `{"holder":"agent-2"}`, "a reservation needs the fields holder, pattern and project (codi2 reserve writes them); pattern is missing"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -195,6 +197,25 @@ func TestReserve_FiveAgentRace(t *testing.T) {
 		for _, l := range losers {
 			assert.Equal(t, winners[0], l.Event.Overlap.Holder, "round %d", round)
 		}
+	}
+}
+
+// A reserve whose summary is too large to carry the records (a breaker's
+// input: 64 patterns with a 5,000-byte reason) still returns them.
+func TestReserve_LargeSummary(t *testing.T) {
+	e := newEnv(t)
+	e.start(fastConfig())
+	var pats []string
+	for i := range 64 {
+		pats = append(pats, fmt.Sprintf("big/%d", i))
+	}
+	recs, err := e.client("agent-2").Reserve(ctxT(t), project, pats, state.ReserveOptions{TTL: time.Minute, Reason: strings.Repeat("r", 5000)})
+	require.NoError(t, err)
+	require.Len(t, recs, 64)
+	for i, r := range recs {
+		var p string
+		require.NoError(t, r.Field("pattern", &p))
+		assert.Equal(t, pats[i], p)
 	}
 }
 

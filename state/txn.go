@@ -69,6 +69,9 @@ type txnOpWire struct {
 func decodeTxn(data []byte) ([]opInput, error) {
 	var w txnWire
 	if err := strictjson.Decode(data, &w); err != nil {
+		if rawOp(data) != "" {
+			return nil, errors.New(`multi-record command: codi.state.cmd.txn.<txid>.<actor> carries {"ops":[…]}, not a command: kind txn holds no records`)
+		}
 		return nil, fmt.Errorf("multi-record command: %w", err)
 	}
 	switch {
@@ -88,6 +91,9 @@ func decodeTxn(data []byte) ([]opInput, error) {
 		}
 		if err := subjects.ValidKind(*ow.Kind); err != nil {
 			return nil, fmt.Errorf("op %d: %w", i+1, err)
+		}
+		if *ow.Kind == KindTxn {
+			return nil, fmt.Errorf("op %d: kind txn is reserved for multi-record commands themselves", i+1)
 		}
 		if err := subjects.ValidToken(*ow.ID); err != nil {
 			return nil, fmt.Errorf("op %d: id: %w", i+1, err)
@@ -198,8 +204,8 @@ func txnSummary(im *inMsg, txid, actor string, status Status, ops []outcome) out
 		data = mustJSON(ev)
 	}
 	subj, _ := subjects.StateEvt(KindTxn, txid)
-	return outcome{seq: im.seq, status: status, actor: actor, kind: KindTxn, id: txid, op: OpTxn, evtSubject: subj, evt: data,
-		summary: true}
+	return outcome{seq: im.seq, status: status, reason: ev.Reason, detail: ev.Detail, actor: actor, kind: KindTxn, id: txid, op: OpTxn,
+		evtSubject: subj, evt: data, summary: true}
 }
 
 // undoTxn is a transaction that remembers what each write replaced, so that

@@ -143,8 +143,11 @@ func TestTxn_BadInput(t *testing.T) {
 	sum := eventsOn(w, "codi.state.evt.txn.nested")[0]
 	assert.Equal(t, seq, sum.Seq)
 	assert.Equal(t, state.ReasonBadRequest, sum.Reason)
-	assert.Contains(t, sum.Detail, "kind txn is reserved")
-	assert.Equal(t, state.ReasonAborted, sum.Ops[0].Reason)
+	assert.Contains(t, sum.Detail, "op 2: kind txn is reserved for multi-record commands themselves")
+	assert.Empty(t, eventsOn(w, "codi.state.evt.txn.b"), "an operation of kind txn never speaks on another command's summary subject")
+	// A plain command sent to a txn subject is told what the subject is for.
+	seq = e.publish(cmdSubject(t, "txn", "plain", "agent-1"), `{"op":"put","fields":{}}`)
+	assert.Contains(t, w.waitSeq(t, seq).ev.Detail, `carries {"ops":[…]}, not a command`)
 	_, err := e.client("agent-1").Get(ctxT(t), "task", "a", seq)
 	require.ErrorIs(t, err, state.ErrNotFound)
 
