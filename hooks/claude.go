@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/cli"
 	"github.com/codi2/codi2/internal/repo"
+	"github.com/codi2/codi2/state"
 	"github.com/codi2/codi2/subjects"
 	"github.com/nats-io/nats.go"
 )
@@ -81,7 +83,23 @@ type Config struct {
 	Budget time.Duration
 	// MaxMail bounds the messages one hook delivers. Default 10.
 	MaxMail int
+	// Project overrides the project name derived from the repository
+	// (repo.Find), as the agent verbs' --project does.
+	Project string
+	// PresenceTTL is how long the agent's presence lasts after a hook's
+	// heartbeat (SessionStart, UserPromptSubmit, PostToolUse, Stop).
+	// Default DefaultPresenceTTL.
+	PresenceTTL time.Duration
+	// AutoReserve, when positive, makes PreToolUse reserve a free file for
+	// the agent on its first edit, exclusively, bound to its presence, for
+	// this long.
+	AutoReserve time.Duration
 }
+
+// DefaultPresenceTTL is the presence a hook's heartbeat gives the agent: a
+// session that runs no hook for this long is no longer live, and what is
+// bound to its presence (auto-reserved files) is released.
+const DefaultPresenceTTL = 10 * time.Minute
 
 // AgentForSession is the agent id of a Claude Code session that was given
 // none: "claude-" and 8 hex digits of the SHA-256 of its session id, the
@@ -114,6 +132,9 @@ func RunClaude(ctx context.Context, event string, cfg Config, in io.Reader, out 
 	if cfg.NATSURL == "" {
 		cfg.NATSURL = cli.DefaultNATSURL
 	}
+	if cfg.PresenceTTL <= 0 {
+		cfg.PresenceTTL = DefaultPresenceTTL
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Budget)
 	defer cancel()
 	o, err := handle(ctx, event, cfg, hi)
@@ -132,10 +153,19 @@ func handle(ctx context.Context, event string, cfg Config, hi Input) (Output, er
 	if err := subjects.ValidAgent(cfg.Agent); err != nil {
 		return Output{}, fmt.Errorf("agent id %q: %w", cfg.Agent, err)
 	}
+	var target Target
 	if event == "PreToolUse" {
-		// File reservations are not enforced yet: no decision (never
-		// "allow", which would skip the user's permission prompt).
-		return Output{}, nil
+		// Only file edits are checked (Bash is left alone), and only in a
+		// repository codi2 can name; no decision otherwise, never "allow",
+		// which would skip the user's permission prompt.
+		p := toolPath(hi)
+		if !FileTools[hi.ToolName] || p == "" {
+			return Output{}, nil
+		}
+		var err error
+		if target, err = FindTarget(ctx, hi.Cwd, p, cfg.Project); err != nil {
+			return Output{}, err
+		}
 	}
 	// A refused publish or subscription (credentials of another agent)
 	// arrives asynchronously: end the hook at once instead of waiting out
@@ -163,21 +193,77 @@ func handle(ctx context.Context, event string, cfg Config, hi Input) (Output, er
 	if err != nil {
 		return Output{}, err
 	}
+	sc, err := state.NewClient(nc, cfg.Agent)
+	if err != nil {
+		return Output{}, err
+	}
 	var out Output
 	switch event {
+	case "PreToolUse":
+		out, err = preToolUse(ctx, sc, cfg, target)
 	case "PostToolUse":
-		out, err = postToolUse(ctx, a, nc, cfg, hi)
+		out, err = postToolUse(ctx, a, sc, nc, cfg, hi)
 	case "Stop":
-		out, err = stop(ctx, a, cfg, hi)
+		out, err = stop(ctx, a, sc, cfg, hi)
+	case "SessionStart":
+		out, err = sessionStart(ctx, a, sc, cfg, hi)
 	default:
+		note := heartbeat(ctx, sc, cfg, hi, "")
 		var mail string
 		mail, err = deliver(ctx, a, cfg.MaxMail, nil)
 		out = withContext(event, mail)
+		out.SystemMessage = note
 	}
 	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.DeadlineExceeded) && !errors.Is(cause, context.Canceled) {
 		err = cause
 	}
 	return out, err
+}
+
+// heartbeat keeps the agent's presence alive for cfg.PresenceTTL, with the
+// session id, the host and the work tree (root, when known) as its fields.
+// A failure does not stop the hook: it is returned as a note for the
+// output's systemMessage ("" when it worked).
+func heartbeat(ctx context.Context, sc *state.Client, cfg Config, hi Input, root string) string {
+	fields := map[string]any{"session": hi.SessionID}
+	if host, err := os.Hostname(); err == nil {
+		fields["host"] = host
+	}
+	if root != "" {
+		fields["worktree"] = root
+	}
+	if _, err := sc.Heartbeat(ctx, cfg.PresenceTTL, fields); err != nil {
+		return "codi2: presence of " + cfg.Agent + " not renewed: " + err.Error()
+	}
+	return ""
+}
+
+// sessionStart renews the agent's presence and gives the model its mail
+// and a summary of what it holds: its reservations in the project of the
+// session's directory, and its task claims.
+func sessionStart(ctx context.Context, a *bus.Agent, sc *state.Client, cfg Config, hi Input) (Output, error) {
+	project, root := cfg.Project, ""
+	if hi.Cwd != "" {
+		if r, err := repo.Find(ctx, hi.Cwd); err == nil || errors.Is(err, repo.ErrNoCommits) {
+			root = r.Root
+			if project == "" {
+				project = r.Project
+			}
+		}
+	}
+	note := heartbeat(ctx, sc, cfg, hi, root)
+	held, err := holdings(ctx, sc, project)
+	if err != nil {
+		return Output{}, err
+	}
+	mail, err := deliver(ctx, a, cfg.MaxMail, nil)
+	text := strings.Trim(held+"\n"+mail, "\n")
+	out := withContext("SessionStart", text)
+	out.SystemMessage = note
+	if err != nil && mail == "" {
+		return Output{}, err
+	}
+	return out, nil
 }
 
 // withContext is an Output that gives the model text as additional
@@ -234,15 +320,16 @@ type FileWrite struct {
 	Project string `json:"project,omitempty"`
 }
 
-func postToolUse(ctx context.Context, a *bus.Agent, nc *nats.Conn, cfg Config, hi Input) (Output, error) {
+func postToolUse(ctx context.Context, a *bus.Agent, sc *state.Client, nc *nats.Conn, cfg Config, hi Input) (Output, error) {
 	if FileTools[hi.ToolName] {
 		if err := recordWrite(ctx, nc, cfg, hi); err != nil {
 			return Output{}, err
 		}
 	}
+	note := heartbeat(ctx, sc, cfg, hi, "")
 	pending, err := a.Peek(ctx, cfg.MaxMail)
 	if err != nil || len(pending) == 0 {
-		return Output{}, err
+		return Output{SystemMessage: note}, err
 	}
 	from := map[string]bool{}
 	var names []string
@@ -256,8 +343,10 @@ func postToolUse(ctx context.Context, a *bus.Agent, nc *nats.Conn, cfg Config, h
 	if len(pending) == cfg.MaxMail {
 		more = "+"
 	}
-	return withContext("PostToolUse", fmt.Sprintf("codi2: %d%s new message(s) for %s from %s; read them with `codi2 inbox` or the inbox tool.",
-		len(pending), more, a.ID(), strings.Join(names, ", "))), nil
+	out := withContext("PostToolUse", fmt.Sprintf("codi2: %d%s new message(s) for %s from %s; read them with `codi2 inbox` or the inbox tool.",
+		len(pending), more, a.ID(), strings.Join(names, ", ")))
+	out.SystemMessage = note
+	return out, nil
 }
 
 func recordWrite(ctx context.Context, nc *nats.Conn, cfg Config, hi Input) error {
@@ -301,15 +390,16 @@ func recordWrite(ctx context.Context, nc *nats.Conn, cfg Config, hi Input) error
 // stop blocks the session's stop once when urgent mail is waiting, handing
 // the mail over as the reason. Never when stop_hook_active: a stop that a
 // hook already continued is let go, so the session cannot loop.
-func stop(ctx context.Context, a *bus.Agent, cfg Config, hi Input) (Output, error) {
+func stop(ctx context.Context, a *bus.Agent, sc *state.Client, cfg Config, hi Input) (Output, error) {
+	note := heartbeat(ctx, sc, cfg, hi, "")
 	if hi.StopHookActive {
-		return Output{}, nil
+		return Output{SystemMessage: note}, nil
 	}
 	mail, err := deliver(ctx, a, cfg.MaxMail, func(m bus.Message) bool {
 		return m.Header.Get(cli.HeaderImportance) == "urgent"
 	})
 	if err != nil || mail == "" {
-		return Output{}, err
+		return Output{SystemMessage: note}, err
 	}
-	return Output{Decision: "block", Reason: "Urgent " + mail + "\nHandle it before you stop."}, nil
+	return Output{SystemMessage: note, Decision: "block", Reason: "Urgent " + mail + "\nHandle it before you stop."}, nil
 }

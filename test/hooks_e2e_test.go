@@ -56,7 +56,8 @@ func TestHooks_Binary_MailAndFailOpen(t *testing.T) {
 	out, code = runHook(t, bin, srv.URL, "agent-2", "PreToolUse",
 		`{"session_id":"s-1","cwd":"/tmp","hook_event_name":"PreToolUse","tool_name":"Edit","tool_input":{"file_path":"/tmp/x.go","old_string":"a","new_string":"b"}}`)
 	assert.Equal(t, 0, code)
-	assert.Equal(t, "{}\n", out, "no permission decision, never allow")
+	assert.Equal(t, `{"systemMessage":"codi2 PreToolUse hook skipped: hooks: not in a repository codi2 manages: /tmp/x.go is not in a git repository"}`+"\n", out,
+		"no permission decision, never allow")
 
 	dead := "nats://127.0.0.1:" + strconv.Itoa(proctest.FreePort(t))
 	start := time.Now()

@@ -21,10 +21,14 @@ func runHook(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	url := fs.String("nats-url", cli.DefaultNATSURL, "the codi2 server")
 	creds := fs.String("creds", "", "NATS credentials file")
 	budget := fs.Duration("budget", hooks.DefaultBudget, "time the hook may spend on the server before it lets the agent go on")
+	project := fs.String("project", "", "project name (default: derived from the repository)")
+	presence := fs.Duration("presence-ttl", hooks.DefaultPresenceTTL, "how long the agent stays live after a hook's heartbeat")
+	autoReserve := fs.Duration("auto-reserve", 0, "PreToolUse: reserve a free file on its first edit for this long (0: off)")
 	if err := parseWithEnv(fs, args[2:]); err != nil {
 		return err
 	}
-	return hooks.RunClaude(ctx, event, hooks.Config{Agent: *agent, NATSURL: *url, Creds: *creds, Budget: *budget}, stdin, stdout)
+	return hooks.RunClaude(ctx, event, hooks.Config{Agent: *agent, NATSURL: *url, Creds: *creds, Budget: *budget,
+		Project: *project, PresenceTTL: *presence, AutoReserve: *autoReserve}, stdin, stdout)
 }
 
 // runHooks runs `codi2 hooks install|uninstall`: the Claude Code hook
