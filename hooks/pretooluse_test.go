@@ -178,3 +178,53 @@ func TestClaude_PreToolUse_FailsOpen(t *testing.T) {
 		})
 	}
 }
+
+// SessionStart renews the presence and tells the model what the agent
+// holds (reservations in the session's repository, task claims) besides
+// its mail.
+func TestClaude_SessionStart_HeartbeatAndHoldings(t *testing.T) {
+	url, nc := startServer(t)
+	root, project := gitRepo(t, true)
+	ctx := context.Background()
+	sc := stateClient(t, nc, "agent-2")
+	recs, err := sc.Reserve(ctx, project, []string{"src/**", "docs/x.md"}, state.ReserveOptions{TTL: time.Hour})
+	require.NoError(t, err)
+	task, err := sc.Claim(ctx, "task", "T-1", time.Hour, nil)
+	require.NoError(t, err)
+	_, err = stateClient(t, nc, "agent-3").Claim(ctx, "task", "T-2", time.Hour, nil)
+	require.NoError(t, err)
+	send(t, nc, "agent-2", "task.assign", "T-3")
+
+	in := `{"session_id":"s-2","transcript_path":"/tmp/t.jsonl","cwd":"` + root + `","hook_event_name":"SessionStart","source":"startup"}`
+	var out bytes.Buffer
+	require.NoError(t, hooks.RunClaude(ctx, "SessionStart", hooks.Config{Agent: "agent-2", NATSURL: url, Budget: 5 * time.Second, PresenceTTL: 90 * time.Second},
+		strings.NewReader(in), &out))
+	var o hooks.Output
+	require.NoError(t, json.Unmarshal(out.Bytes(), &o), out.String())
+	require.NotNil(t, o.HookSpecificOutput, out.String())
+	assert.Empty(t, o.SystemMessage)
+	until := func(r state.Record) string { return " until " + r.ExpiresAt.UTC().Format(time.RFC3339) }
+	ctxText := o.HookSpecificOutput.AdditionalContext
+	assert.True(t, strings.HasPrefix(ctxText, "codi2: agent-2 holds reservations docs/x.md"+until(recs[1])+", src/**"+until(recs[0])+
+		"; tasks T-1 (rev 1"+until(task)+").\ncodi2 mail for agent-2 (1, now acknowledged):\n"), ctxText)
+	assert.NotContains(t, ctxText, "T-2", "another agent's claim")
+
+	pres, err := sc.Get(ctx, state.KindAgent, "agent-2", 0)
+	require.NoError(t, err)
+	require.NotNil(t, pres.ExpiresAt)
+	assert.WithinDuration(t, time.Now().Add(90*time.Second), *pres.ExpiresAt, 30*time.Second)
+	var session, worktree string
+	require.NoError(t, pres.Field("session", &session))
+	require.NoError(t, pres.Field("worktree", &worktree))
+	assert.Equal(t, "s-2", session)
+	assert.Equal(t, root, worktree)
+
+	// Nothing held, no mail: nothing to say, the presence renewed all the same.
+	out.Reset()
+	require.NoError(t, hooks.RunClaude(ctx, "SessionStart", hooks.Config{Agent: "agent-5", NATSURL: url, Budget: 5 * time.Second},
+		strings.NewReader(in), &out))
+	assert.Equal(t, "{}\n", out.String())
+	pres, err = stateClient(t, nc, "agent-5").Get(ctx, state.KindAgent, "agent-5", 0)
+	require.NoError(t, err)
+	assert.WithinDuration(t, time.Now().Add(hooks.DefaultPresenceTTL), *pres.ExpiresAt, time.Minute)
+}
