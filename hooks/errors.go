@@ -9,4 +9,7 @@ var (
 	// can name (not a git work tree, or one without commits and no
 	// --project), so no reservation applies to it.
 	ErrNotManaged = errors.New("hooks: not in a repository codi2 manages")
+	// ErrCommitRefused: the commit changes files another agent reserved
+	// exclusively (the git pre-commit hook).
+	ErrCommitRefused = errors.New("commit refused: files reserved by another agent")
 )
