@@ -278,26 +278,26 @@ func withContext(event, text string) Output {
 // deliver fetches and acks up to max pending messages and words them for
 // the model. With want set, it delivers only when some pending message
 // passes want, and then everything up to the last such message (mail is
-// taken in stream order).
+// taken in stream order). It peeks first and then takes exactly what it
+// saw: a catch-up that finds nothing would wait out the bus's idle wait
+// (200 ms) to be sure, most of a hook's budget.
 func deliver(ctx context.Context, a *bus.Agent, max int, want func(bus.Message) bool) (string, error) {
 	var lines []string
-	if want != nil {
-		pending, err := a.Peek(ctx, max)
-		if err != nil {
-			return "", err
-		}
-		n := 0
-		for i, m := range pending {
-			if want(m) {
-				n = i + 1
-			}
-		}
-		if n == 0 {
-			return "", nil
-		}
-		max = n
+	pending, err := a.Peek(ctx, max)
+	if err != nil {
+		return "", err
 	}
-	err := a.Receive(ctx, bus.ReceiveConfig{UntilIdle: true, Max: max}, func(_ context.Context, m bus.Message) error {
+	n := 0
+	for i, m := range pending {
+		if want == nil || want(m) {
+			n = i + 1
+		}
+	}
+	if n == 0 {
+		return "", nil
+	}
+	max = n
+	err = a.Receive(ctx, bus.ReceiveConfig{UntilIdle: true, Max: max}, func(_ context.Context, m bus.Message) error {
 		lines = append(lines, cli.MailOf(m).Text())
 		return nil
 	})
