@@ -1,0 +1,157 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codi2/codi2/internal/proctest"
+	"github.com/codi2/codi2/internal/repo"
+	"github.com/codi2/codi2/state"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// gitRepo makes a git repository with one commit and returns its root and
+// project name.
+func gitRepo(t testing.TB) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	gitIn(t, dir, nil, "init", "-q")
+	gitIn(t, dir, nil, "commit", "-q", "--allow-empty", "-m", "first")
+	r, err := repo.Find(context.Background(), dir)
+	require.NoError(t, err)
+	return r.Root, r.Project
+}
+
+// gitIn runs git in dir with env added and returns its combined output and
+// error.
+func gitIn(t testing.TB, dir string, env []string, args ...string) string {
+	t.Helper()
+	out, err := gitTry(dir, env, args...)
+	require.NoError(t, err, "git %v: %s", args, out)
+	return out
+}
+
+func gitTry(dir string, env []string, args ...string) (string, error) {
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t"), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// hookIn pipes a hook input into the built binary with env added, as
+// Claude Code runs it, and returns stdout; the exit code must be 0.
+func hookIn(t *testing.T, bin string, env []string, event, input string) string {
+	t.Helper()
+	cmd := exec.Command(bin, "hook", "claude", event)
+	cmd.Env = append(cmd.Environ(), env...)
+	cmd.Stdin = strings.NewReader(input)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(t, err, "hook %s: %s", event, stderr.String())
+	return string(out)
+}
+
+// claudeInput is a hook input as Claude Code's hooks reference shows it.
+func claudeInput(t testing.TB, session, cwd, event string, extra map[string]any) string {
+	t.Helper()
+	in := map[string]any{"session_id": session, "transcript_path": "/tmp/" + session + ".jsonl", "cwd": cwd,
+		"permission_mode": "default", "hook_event_name": event}
+	for k, v := range extra {
+		in[k] = v
+	}
+	b, err := json.Marshal(in)
+	require.NoError(t, err)
+	return string(b)
+}
+
+func editOf(file string) map[string]any {
+	return map[string]any{"tool_name": "Edit", "tool_use_id": "toolu_01",
+		"tool_input": map[string]any{"file_path": file, "old_string": "a", "new_string": "b"}}
+}
+
+// Two Claude Code sessions on one repository, hook inputs in sequence:
+// agent-2 reserves src/**, agent-3's Edit of src/main.go is denied (and so
+// is its commit of it, by the git hook), agent-2's presence lapses, and
+// agent-3's next Edit (and commit) goes through.
+func TestHooks_Scenario_ReservationEnforcedUntilPresenceLapses(t *testing.T) {
+	srv := startCodi2(t)
+	bin := proctest.Build(t)
+	root, project := gitRepo(t)
+	env2 := []string{"CODI2_NATS_URL=" + srv.URL, "CODI2_AGENT=agent-2"}
+	env3 := []string{"CODI2_NATS_URL=" + srv.URL, "CODI2_AGENT=agent-3"}
+	main := filepath.Join(root, "src", "main.go")
+	require.NoError(t, os.MkdirAll(filepath.Dir(main), 0o755))
+	require.NoError(t, os.WriteFile(main, []byte("package main\n"), 0o644))
+	out, err := exec.Command(bin, "hooks", "install", "--git", "--dir", root, "--bin", bin).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	// Session 1, agent-2: starts (heartbeat), reserves src/** bound to its presence.
+	assert.Equal(t, "{}\n", hookIn(t, bin, env2, "SessionStart", claudeInput(t, "s-2", root, "SessionStart", map[string]any{"source": "startup"})))
+	a2, err := state.NewClient(connect(t, srv.URL, "agent-2"), "agent-2")
+	require.NoError(t, err)
+	recs, err := a2.Reserve(context.Background(), project, []string{"src/**"}, state.ReserveOptions{TTL: time.Hour, Bind: true})
+	require.NoError(t, err)
+
+	// Session 2, agent-3: starts, its Edit of src/main.go is denied.
+	assert.Equal(t, "{}\n", hookIn(t, bin, env3, "SessionStart", claudeInput(t, "s-3", root, "SessionStart", map[string]any{"source": "startup"})))
+	denied := `{"hookSpecificOutput":{"hookEventName":"PreToolUse","permissionDecision":"deny","permissionDecisionReason":` +
+		`"codi2: src/main.go is reserved by agent-2 (pattern src/**) until ` + recs[0].ExpiresAt.UTC().Format(time.RFC3339) +
+		`. Edit something else, or ask agent-2 to release it (codi2 send agent-2 ...)."}}` + "\n"
+	edit := claudeInput(t, "s-3", root, "PreToolUse", editOf(main))
+	assert.Equal(t, denied, hookIn(t, bin, env3, "PreToolUse", edit))
+	// Its commit of the file is refused by the git hook too.
+	require.NoError(t, os.WriteFile(main, []byte("package main // agent-3\n"), 0o644))
+	gitIn(t, root, nil, "add", "src/main.go")
+	out2, err := gitTry(root, env3, "commit", "-q", "-m", "agent-3 edits main")
+	require.Error(t, err, "commit refused: %s", out2)
+	assert.Contains(t, out2, "src/main.go is reserved by agent-2 (pattern src/**) until ")
+
+	// agent-2's next hook gives it a short presence, and then it goes quiet.
+	hookIn(t, bin, append(env2, "CODI2_PRESENCE_TTL=1s"), "UserPromptSubmit", claudeInput(t, "s-2", root, "UserPromptSubmit", map[string]any{"prompt": "brb"}))
+	require.Eventually(t, func() bool {
+		return hookIn(t, bin, env3, "PreToolUse", edit) == "{}\n"
+	}, 30*time.Second, 100*time.Millisecond, "agent-3's edit goes through once agent-2's presence lapsed")
+	held, err := a2.Reservations(context.Background(), project, "", "")
+	require.NoError(t, err)
+	assert.Empty(t, held, "released with the presence")
+	gitIn(t, root, env3, "commit", "-q", "-m", "agent-3 edits main")
+
+	out, err = exec.Command(bin, "hooks", "uninstall", "--git", "--dir", root, "--bin", bin).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	_, err = os.Stat(filepath.Join(root, ".git", "hooks", "pre-commit"))
+	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// With the server stopped, PreToolUse in a managed repository answers fast
+// with no decision, and a commit goes through with a warning.
+func TestHooks_Binary_PreToolUseAndCommitFailOpen(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs codi2")
+	}
+	bin := proctest.Build(t)
+	root, _ := gitRepo(t)
+	dead := "nats://127.0.0.1:" + strconv.Itoa(proctest.FreePort(t))
+	env := []string{"CODI2_NATS_URL=" + dead, "CODI2_AGENT=agent-3"}
+	start := time.Now()
+	out := hookIn(t, bin, env, "PreToolUse", claudeInput(t, "s-3", root, "PreToolUse", editOf(filepath.Join(root, "src", "main.go"))))
+	assert.Less(t, time.Since(start), 500*time.Millisecond)
+	assert.Equal(t, `{"systemMessage":"codi2 PreToolUse hook skipped: codi2 unreachable at `+dead+`"}`+"\n", out)
+
+	o, err := exec.Command(bin, "hooks", "install", "--git", "--dir", root, "--bin", bin).CombinedOutput()
+	require.NoError(t, err, "%s", o)
+	require.NoError(t, os.WriteFile(filepath.Join(root, "a.go"), []byte("x"), 0o644))
+	gitIn(t, root, nil, "add", "a.go")
+	out = gitIn(t, root, env, "commit", "-q", "-m", "a")
+	assert.Contains(t, out, "codi2: pre-commit reservation check skipped: codi2 unreachable at "+dead)
+}
