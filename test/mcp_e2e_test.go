@@ -46,6 +46,51 @@ func TestMCP_Stdio_ToolsAndConflict(t *testing.T) {
 	assert.Contains(t, res.Content[0].(*mcp.TextContent).Text, "held by agent-2")
 }
 
+// The reservation tools and presence through the built binary, run in a
+// repository as Claude Code runs it (in the project directory): a conflict
+// names the holder, pattern and expiry; who shows both agents live; when
+// agent-2's server exits it signs off and its reservations go with it.
+func TestMCP_Stdio_ReservationsAndPresence(t *testing.T) {
+	srv := startCodi2(t)
+	bin := proctest.Build(t)
+	root, _ := gitRepo(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	connect := func(agent string) *mcp.ClientSession {
+		cmd := exec.Command(bin, "mcp", "--agent", agent, "--nats-url", srv.URL)
+		cmd.Dir = root
+		cs, err := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil).Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = cs.Close() })
+		return cs
+	}
+	callText := func(cs *mcp.ClientSession, tool string, args map[string]any) (string, bool) {
+		t.Helper()
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: args})
+		require.NoError(t, err)
+		return res.Content[0].(*mcp.TextContent).Text, res.IsError
+	}
+	a2, a3 := connect("agent-2"), connect("agent-3")
+	out, isErr := callText(a2, "reserve", map[string]any{"patterns": []string{"src/**"}})
+	require.False(t, isErr, out)
+	out, isErr = callText(a3, "reserve", map[string]any{"patterns": []string{"src/main.go"}})
+	assert.True(t, isErr)
+	assert.Regexp(t, `^src/main.go overlaps agent-2's reservation src/\*\* until \S+Z; nothing was reserved`, out)
+	out, _ = callText(a3, "reservations", map[string]any{"path": "src/main.go"})
+	assert.Regexp(t, `^src/\*\* by agent-2 until \S+Z$`, out)
+	require.Eventually(t, func() bool {
+		out, _ = callText(a3, "who", nil)
+		return strings.Contains(out, "agent-2 (seen ") && strings.Contains(out, "agent-3 (seen ")
+	}, 20*time.Second, 50*time.Millisecond, "both servers heartbeat at start: %s", out)
+	assert.Contains(t, out, "reserves src/**")
+
+	require.NoError(t, a2.Close(), "agent-2's session ends: its server exits and signs off")
+	require.Eventually(t, func() bool {
+		out, isErr = callText(a3, "reserve", map[string]any{"patterns": []string{"src/main.go"}})
+		return !isErr
+	}, 20*time.Second, 50*time.Millisecond, out)
+}
+
 // A live Claude Code session learns of new mail through the channel
 // notification: read the raw JSON-RPC the binary writes on stdout.
 func TestMCP_Stdio_ChannelNotification(t *testing.T) {
