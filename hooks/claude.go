@@ -350,15 +350,7 @@ func postToolUse(ctx context.Context, a *bus.Agent, sc *state.Client, nc *nats.C
 }
 
 func recordWrite(ctx context.Context, nc *nats.Conn, cfg Config, hi Input) error {
-	var ti struct {
-		FilePath     string `json:"file_path"`
-		NotebookPath string `json:"notebook_path"`
-	}
-	_ = json.Unmarshal(hi.ToolInput, &ti)
-	p := ti.FilePath
-	if p == "" {
-		p = ti.NotebookPath
-	}
+	p := toolPath(hi)
 	if p == "" {
 		return nil
 	}

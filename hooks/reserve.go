@@ -23,18 +23,23 @@ type Target struct {
 	Path    string
 }
 
-// toolPath is the file a file tool's input names (tool_input.file_path, or
-// notebook_path for NotebookEdit), or "".
+// toolPath is the file a file tool's input names: tool_input.file_path,
+// or notebook_path (NotebookEdit), as exact member names holding a
+// non-empty string; "" when there is none.
 func toolPath(hi Input) string {
-	var ti struct {
-		FilePath     string `json:"file_path"`
-		NotebookPath string `json:"notebook_path"`
+	var ti map[string]json.RawMessage
+	if json.Unmarshal(hi.ToolInput, &ti) != nil {
+		return ""
 	}
-	_ = json.Unmarshal(hi.ToolInput, &ti)
-	if ti.FilePath != "" {
-		return ti.FilePath
+	str := func(k string) string {
+		var s string
+		_ = json.Unmarshal(ti[k], &s)
+		return s
 	}
-	return ti.NotebookPath
+	if p := str("file_path"); p != "" {
+		return p
+	}
+	return str("notebook_path")
 }
 
 // FindTarget resolves p (absolute, or relative to cwd) to its repository
