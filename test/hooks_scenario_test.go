@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codi2/codi2/audit"
+	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/cli"
 	"github.com/codi2/codi2/internal/proctest"
 	"github.com/codi2/codi2/internal/repo"
 	"github.com/codi2/codi2/state"
@@ -154,4 +157,50 @@ func TestHooks_Binary_PreToolUseAndCommitFailOpen(t *testing.T) {
 	gitIn(t, root, nil, "add", "a.go")
 	out = gitIn(t, root, env, "commit", "-q", "-m", "a")
 	assert.Contains(t, out, "codi2: pre-commit reservation check skipped: codi2 unreachable at "+dead)
+}
+
+// PostToolUse records the file.write audit event and hands a mail summary
+// back; Stop blocks once for urgent mail: recorded hook inputs through the
+// built binary.
+func TestHooks_Binary_FileWriteMailAndStop(t *testing.T) {
+	srv := startCodi2(t)
+	bin := proctest.Build(t)
+	root, project := gitRepo(t)
+	env := []string{"CODI2_NATS_URL=" + srv.URL, "CODI2_AGENT=agent-3"}
+	nc := connect(t, srv.URL, "orchestrator")
+	orch, err := bus.NewAgent("orchestrator", nc)
+	require.NoError(t, err)
+	_, err = orch.Send(context.Background(), "agent-3", "review", []byte("look at main.go"))
+	require.NoError(t, err)
+
+	post := claudeInput(t, "s-3", root, "PostToolUse", map[string]any{"tool_name": "Write", "tool_use_id": "toolu_02",
+		"tool_input":    map[string]any{"file_path": filepath.Join(root, "src", "main.go"), "content": "package main\n"},
+		"tool_response": map[string]any{"filePath": filepath.Join(root, "src", "main.go"), "success": true}})
+	assert.Equal(t, `{"hookSpecificOutput":{"hookEventName":"PostToolUse","additionalContext":`+
+		`"codi2: 1 new message(s) for agent-3 from orchestrator; read them with `+"`codi2 inbox`"+` or the inbox tool."}}`+"\n",
+		hookIn(t, bin, env, "PostToolUse", post))
+	ac, err := audit.NewClient(nc)
+	require.NoError(t, err)
+	defer ac.Close()
+	var recs []audit.Record
+	require.Eventually(t, func() bool {
+		res, err := ac.Query(context.Background(), audit.Query{Source: "agent-3", Category: "file"})
+		recs = res.Records
+		return err == nil && len(recs) == 1
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.Equal(t, "codi.audit.log.agent-3.file.write", recs[0].Subject)
+	assert.JSONEq(t, `{"path":"src/main.go","tool":"Write","agent":"agent-3","session":"s-3","project":"`+project+`"}`, string(recs[0].Data))
+
+	stop := claudeInput(t, "s-3", root, "Stop", map[string]any{"stop_hook_active": false})
+	assert.Equal(t, "{}\n", hookIn(t, bin, env, "Stop", stop), "no urgent mail")
+	_, err = orch.Send(context.Background(), "agent-3", "incident", []byte("prod is down"), bus.WithHeader(cli.HeaderImportance, "urgent"))
+	require.NoError(t, err)
+	assert.Equal(t, "{}\n", hookIn(t, bin, env, "Stop", claudeInput(t, "s-3", root, "Stop", map[string]any{"stop_hook_active": true})),
+		"never when a stop hook already continued the session")
+	out := hookIn(t, bin, env, "Stop", stop)
+	var o struct{ Decision, Reason string }
+	require.NoError(t, json.Unmarshal([]byte(out), &o), out)
+	assert.Equal(t, "block", o.Decision)
+	assert.Contains(t, o.Reason, "orchestrator -> agent-3 incident [urgent]: prod is down")
+	assert.Equal(t, "{}\n", hookIn(t, bin, env, "Stop", stop), "blocks once")
 }
