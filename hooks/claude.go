@@ -94,6 +94,9 @@ type Config struct {
 	// the agent on its first edit, exclusively, bound to its presence, for
 	// this long.
 	AutoReserve time.Duration
+
+	// derived is set when Agent came from the session id.
+	derived bool
 }
 
 // DefaultPresenceTTL is the presence a hook's heartbeat gives the agent: a
@@ -127,7 +130,7 @@ func RunClaude(ctx context.Context, event string, cfg Config, in io.Reader, out 
 		cfg.MaxMail = 10
 	}
 	if cfg.Agent == "" {
-		cfg.Agent = AgentForSession(hi.SessionID)
+		cfg.Agent, cfg.derived = AgentForSession(hi.SessionID), true
 	}
 	if cfg.NATSURL == "" {
 		cfg.NATSURL = cli.DefaultNATSURL
@@ -257,6 +260,11 @@ func sessionStart(ctx context.Context, a *bus.Agent, sc *state.Client, cfg Confi
 		return Output{}, err
 	}
 	mail, err := deliver(ctx, a, cfg.MaxMail, nil)
+	if cfg.derived {
+		// The model needs its id to be told apart in messages and
+		// reservations, and to give it to codi2 commands it runs.
+		held = "codi2: this session is agent " + cfg.Agent + " (derived from the session id; set CODI2_AGENT to choose one).\n" + held
+	}
 	text := strings.Trim(held+"\n"+mail, "\n")
 	out := withContext("SessionStart", text)
 	out.SystemMessage = note

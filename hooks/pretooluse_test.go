@@ -228,3 +228,13 @@ func TestClaude_SessionStart_HeartbeatAndHoldings(t *testing.T) {
 	require.NoError(t, err)
 	assert.WithinDuration(t, time.Now().Add(hooks.DefaultPresenceTTL), *pres.ExpiresAt, time.Minute)
 }
+
+// A session without CODI2_AGENT is told the agent id derived for it.
+func TestClaude_SessionStart_NamesDerivedAgent(t *testing.T) {
+	url, _ := startServer(t)
+	var out bytes.Buffer
+	require.NoError(t, hooks.RunClaude(context.Background(), "SessionStart", hooks.Config{NATSURL: url, Budget: 5 * time.Second},
+		strings.NewReader(`{"session_id":"s-7","cwd":"/","hook_event_name":"SessionStart","source":"startup"}`), &out))
+	assert.Equal(t, `{"hookSpecificOutput":{"hookEventName":"SessionStart","additionalContext":"codi2: this session is agent `+
+		hooks.AgentForSession("s-7")+` (derived from the session id; set CODI2_AGENT to choose one)."}}`+"\n", out.String())
+}
