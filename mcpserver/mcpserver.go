@@ -119,7 +119,7 @@ func New(cfg Config, nc *nats.Conn) (*Server, error) {
 	s := &Server{cfg: cfg, nc: nc, agent: a, state: sc, audit: ac}
 	s.mcp = mcp.NewServer(&mcp.Implementation{Name: "codi2", Version: cfg.Version}, &mcp.ServerOptions{
 		Instructions: "codi2 coordinates you with other agents as " + cfg.Agent +
-			": check inbox, claim work before starting it, release it when done.",
+			": check inbox, claim work before starting it, reserve files before editing them, release both when done.",
 		Capabilities: &mcp.ServerCapabilities{
 			Logging:      &mcp.LoggingCapabilities{},
 			Tools:        &mcp.ToolCapabilities{},
