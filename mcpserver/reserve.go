@@ -20,7 +20,7 @@ import (
 type (
 	reserveIn struct {
 		Patterns []string `json:"patterns" jsonschema:"paths or globs, relative to your directory"`
-		TTL      string   `json:"ttl,omitempty" jsonschema:"default 15m"`
+		TTL      string   `json:"ttl,omitempty" jsonschema:"default 30m"`
 		Shared   bool     `json:"shared,omitempty"`
 		Reason   string   `json:"reason,omitempty"`
 	}
@@ -85,7 +85,7 @@ func until(t *time.Time) string {
 func (s *Server) addReservationTools() {
 	mcp.AddTool(s.mcp, &mcp.Tool{Name: "reserve", Description: "Reserve files or globs for yourself, all or none, while you are live."},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in reserveIn) (*mcp.CallToolResult, any, error) {
-			ttl, err := parseTTL(in.TTL, cli.DefaultClaimTTL)
+			ttl, err := parseTTL(in.TTL, cli.DefaultReserveTTL)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -170,7 +170,7 @@ func (s *Server) addReservationTools() {
 			}
 			lines := make([]string, len(held))
 			for i, h := range held {
-				lines[i] = reservationText(h)
+				lines[i] = cli.ReservationText(h)
 			}
 			return text(lines...), nil, nil
 		})
@@ -184,19 +184,6 @@ func (s *Server) addReservationTools() {
 			}
 			return text(lines...), nil, nil
 		})
-}
-
-// reservationText is one reservation as a line: pattern, holder, expiry,
-// and whether it is shared and why it was taken.
-func reservationText(h state.HeldReservation) string {
-	line := h.Pattern + " by " + h.Holder + until(h.Record.ExpiresAt)
-	if h.Shared {
-		line += " shared"
-	}
-	if h.Reason != "" {
-		line += " (" + h.Reason + ")"
-	}
-	return line
 }
 
 // who lists the live agents (presence records), each with its last

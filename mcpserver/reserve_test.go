@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codi2/codi2/cli"
 	"github.com/codi2/codi2/internal/repo"
 	"github.com/codi2/codi2/mcpserver"
 	"github.com/codi2/codi2/state"
@@ -50,7 +51,7 @@ func TestTools_Reservations(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, held, 1)
 	assert.Equal(t, "agent-2", held[0].Record.BoundTo, "bound to the presence")
-	assert.WithinDuration(t, time.Now().Add(15*time.Minute), *held[0].Record.ExpiresAt, time.Minute)
+	assert.WithinDuration(t, time.Now().Add(cli.DefaultReserveTTL), *held[0].Record.ExpiresAt, time.Minute)
 	exp := held[0].Record.ExpiresAt.UTC().Format(time.RFC3339)
 
 	// agent-3 works in src/: its paths are relative to that.
@@ -64,10 +65,11 @@ func TestTools_Reservations(t *testing.T) {
 	assert.Contains(t, out, "(shared;")
 
 	out, _ = call(t, a3, "reservations", nil)
-	assert.Equal(t, []string{"src/** by agent-2 until " + exp + " (refactor)", "docs/** by agent-3 until " + heldUntil(t, sc, project, "agent-3") + " shared"},
+	assert.Equal(t, []string{project + " src/** by agent-2 (exclusive, rev 1) until " + exp + ": refactor",
+		project + " docs/** by agent-3 (shared, rev 1) until " + heldUntil(t, sc, project, "agent-3")},
 		strings.Split(out, "\n"))
 	out, _ = call(t, a3, "reservations", map[string]any{"path": "pkg/x.go"})
-	assert.Equal(t, "src/** by agent-2 until "+exp+" (refactor)", out, "relative to agent-3's directory")
+	assert.Equal(t, project+" src/** by agent-2 (exclusive, rev 1) until "+exp+": refactor", out, "relative to agent-3's directory")
 	out, _ = call(t, a3, "reservations", map[string]any{"agent": "agent-3", "path": "main.go"})
 	assert.Equal(t, "none", out)
 

@@ -83,7 +83,7 @@ func BenchmarkHook_Process(b *testing.B) {
 	bin := proctest.Build(b)
 	// The reservation check in a real repository: a free file (list the
 	// reservations covering it) and one agent-2 holds (deny).
-	root, project := gitRepo(b)
+	root, project := projectRepo(b)
 	nc, err := nats.Connect(srv.URL)
 	require.NoError(b, err)
 	defer nc.Close()

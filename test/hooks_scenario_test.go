@@ -22,9 +22,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// gitRepo makes a git repository with one commit and returns its root and
+// projectRepo makes a git repository with one commit and returns its root and
 // project name.
-func gitRepo(t testing.TB) (string, string) {
+func projectRepo(t testing.TB) (string, string) {
 	t.Helper()
 	dir := t.TempDir()
 	gitIn(t, dir, nil, "init", "-q")
@@ -90,7 +90,7 @@ func editOf(file string) map[string]any {
 func TestHooks_Scenario_ReservationEnforcedUntilPresenceLapses(t *testing.T) {
 	srv := startCodi2(t)
 	bin := proctest.Build(t)
-	root, project := gitRepo(t)
+	root, project := projectRepo(t)
 	env2 := []string{"CODI2_NATS_URL=" + srv.URL, "CODI2_AGENT=agent-2"}
 	env3 := []string{"CODI2_NATS_URL=" + srv.URL, "CODI2_AGENT=agent-3"}
 	main := filepath.Join(root, "src", "main.go")
@@ -143,7 +143,7 @@ func TestHooks_Binary_PreToolUseAndCommitFailOpen(t *testing.T) {
 		t.Skip("builds and runs codi2")
 	}
 	bin := proctest.Build(t)
-	root, _ := gitRepo(t)
+	root, _ := projectRepo(t)
 	dead := "nats://127.0.0.1:" + strconv.Itoa(proctest.FreePort(t))
 	env := []string{"CODI2_NATS_URL=" + dead, "CODI2_AGENT=agent-3"}
 	start := time.Now()
@@ -165,7 +165,7 @@ func TestHooks_Binary_PreToolUseAndCommitFailOpen(t *testing.T) {
 func TestHooks_Binary_FileWriteMailAndStop(t *testing.T) {
 	srv := startCodi2(t)
 	bin := proctest.Build(t)
-	root, project := gitRepo(t)
+	root, project := projectRepo(t)
 	env := []string{"CODI2_NATS_URL=" + srv.URL, "CODI2_AGENT=agent-3"}
 	nc := connect(t, srv.URL, "orchestrator")
 	orch, err := bus.NewAgent("orchestrator", nc)
