@@ -175,7 +175,14 @@ func handle(ctx context.Context, event string, cfg Config, hi Input) (Output, er
 	// the budget.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	opts := []nats.Option{nats.Name("codi2 hook " + event), nats.Timeout(cfg.Budget), nats.NoReconnect(),
+	// The connection gets what is left of the budget (git may have used
+	// some), so that a server that takes the connection and never answers
+	// costs the agent no more than the budget in all.
+	left := cfg.Budget
+	if dl, ok := ctx.Deadline(); ok {
+		left = max(time.Until(dl), time.Millisecond)
+	}
+	opts := []nats.Option{nats.Name("codi2 hook " + event), nats.Timeout(left), nats.NoReconnect(),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrPermissionViolation) {
 				cancel(fmt.Errorf("codi2 refused %s: %w (check CODI2_AGENT and CODI2_CREDS)", cfg.Agent, err))

@@ -97,7 +97,11 @@ func preCommit(ctx context.Context, cfg GitConfig) ([]string, error) {
 	if len(files) == 0 {
 		return nil, nil
 	}
-	opts := []nats.Option{nats.Name("codi2 hook git-pre-commit"), nats.Timeout(cfg.Budget), nats.NoReconnect()}
+	left := cfg.Budget
+	if dl, ok := ctx.Deadline(); ok {
+		left = max(time.Until(dl), time.Millisecond) // what git left of the budget
+	}
+	opts := []nats.Option{nats.Name("codi2 hook git-pre-commit"), nats.Timeout(left), nats.NoReconnect()}
 	if cfg.Creds != "" {
 		opts = append(opts, bus.Credentials(cfg.Creds))
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -237,4 +238,37 @@ func TestClaude_SessionStart_NamesDerivedAgent(t *testing.T) {
 		strings.NewReader(`{"session_id":"s-7","cwd":"/","hook_event_name":"SessionStart","source":"startup"}`), &out))
 	assert.Equal(t, `{"hookSpecificOutput":{"hookEventName":"SessionStart","additionalContext":"codi2: this session is agent `+
 		hooks.AgentForSession("s-7")+` (derived from the session id; set CODI2_AGENT to choose one)."}}`+"\n", out.String())
+}
+
+// A server that takes the connection and never answers (hung, or not
+// codi2) costs the edit at most the budget: no decision, and why.
+func TestClaude_PreToolUse_SilentServer(t *testing.T) {
+	root, _ := gitRepo(t, true)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan struct{})
+	t.Cleanup(func() { <-done })
+	t.Cleanup(func() { _ = ln.Close() }) // runs first: ends the accept loop
+	go func() {
+		defer close(done)
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				_ = c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c) // held open, never a byte back
+		}
+	}()
+	start := time.Now()
+	var out bytes.Buffer
+	require.NoError(t, hooks.RunClaude(context.Background(), "PreToolUse", hooks.Config{Agent: "agent-3", NATSURL: "nats://" + ln.Addr().String()},
+		strings.NewReader(editInput(t, root, "Edit", filepath.Join(root, "src", "main.go"))), &out))
+	assert.Less(t, time.Since(start), 500*time.Millisecond)
+	assert.Equal(t, `{"systemMessage":"codi2 PreToolUse hook skipped: codi2 unreachable at nats://`+ln.Addr().String()+`"}`+"\n", out.String())
 }
