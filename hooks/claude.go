@@ -1,9 +1,11 @@
 // Package hooks puts codi2 inside Claude Code's agent loop through its
 // hooks (JSON on stdin, JSON on stdout, as Claude Code's hooks reference
-// defines them): mail delivered into the session's context, file edits
-// recorded in the audit log, and `hooks install` to wire it up. Every hook
-// fails open: a coordination tool that blocks an agent because it is itself
-// down is worse than none.
+// defines them): edits of files another agent reserved denied before they
+// happen, the agent's presence kept alive, mail delivered into the
+// session's context, file edits recorded in the audit log, a git
+// pre-commit check of the same reservations, and `hooks install` to wire
+// it up. Every hook fails open: a coordination tool that blocks an agent
+// because it is itself down is worse than none.
 package hooks
 
 import (
