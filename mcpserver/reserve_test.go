@@ -147,17 +147,17 @@ func TestTools_ReservationsBadInput(t *testing.T) {
 func TestPresence_HeartbeatAndSignOff(t *testing.T) {
 	e := newEnv(t)
 	root, project := gitRepo(t)
-	a2, _, stop := e.sessionWith(t, mcpserver.Config{Agent: "agent-2", Dir: root, PresenceTTL: 600 * time.Millisecond})
+	a2, _, stop := e.sessionWith(t, mcpserver.Config{Agent: "agent-2", Dir: root, PresenceTTL: 3 * time.Second})
 	out, isErr := call(t, a2, "reserve", map[string]any{"patterns": []string{"src/**"}})
 	require.False(t, isErr, out)
 	sc, err := state.NewClient(e.conn(t), "agent-2")
 	require.NoError(t, err)
 	ctx := context.Background()
-	// Renewed every 200 ms: alive after several of its own lifetimes.
+	// Renewed every second: alive past its own lifetime.
 	require.Eventually(t, func() bool {
 		p, err := sc.Get(ctx, state.KindAgent, "agent-2", 0)
-		return err == nil && p.Rev >= 6
-	}, 20*time.Second, 50*time.Millisecond)
+		return err == nil && p.Rev >= 5
+	}, 30*time.Second, 100*time.Millisecond)
 	held, err := sc.Reservations(ctx, project, "agent-2", "")
 	require.NoError(t, err)
 	require.Len(t, held, 1, "still held while the server runs")
