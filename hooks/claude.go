@@ -1,9 +1,11 @@
 // Package hooks puts codi2 inside Claude Code's agent loop through its
 // hooks (JSON on stdin, JSON on stdout, as Claude Code's hooks reference
-// defines them): mail delivered into the session's context, file edits
-// recorded in the audit log, and `hooks install` to wire it up. Every hook
-// fails open: a coordination tool that blocks an agent because it is itself
-// down is worse than none.
+// defines them): edits of files another agent reserved denied before they
+// happen, the agent's presence kept alive, mail delivered into the
+// session's context, file edits recorded in the audit log, a git
+// pre-commit check of the same reservations, and `hooks install` to wire
+// it up. Every hook fails open: a coordination tool that blocks an agent
+// because it is itself down is worse than none.
 package hooks
 
 import (
@@ -14,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -22,6 +25,7 @@ import (
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/cli"
 	"github.com/codi2/codi2/internal/repo"
+	"github.com/codi2/codi2/state"
 	"github.com/codi2/codi2/subjects"
 	"github.com/nats-io/nats.go"
 )
@@ -81,7 +85,26 @@ type Config struct {
 	Budget time.Duration
 	// MaxMail bounds the messages one hook delivers. Default 10.
 	MaxMail int
+	// Project overrides the project name derived from the repository
+	// (repo.Find), as the agent verbs' --project does.
+	Project string
+	// PresenceTTL is how long the agent's presence lasts after a hook's
+	// heartbeat (SessionStart, UserPromptSubmit, PostToolUse, Stop).
+	// Default DefaultPresenceTTL.
+	PresenceTTL time.Duration
+	// AutoReserve, when positive, makes PreToolUse reserve a free file for
+	// the agent on its first edit, exclusively, bound to its presence, for
+	// this long.
+	AutoReserve time.Duration
+
+	// derived is set when Agent came from the session id.
+	derived bool
 }
+
+// DefaultPresenceTTL is the presence a hook's heartbeat gives the agent: a
+// session that runs no hook for this long is no longer live, and what is
+// bound to its presence (auto-reserved files) is released.
+const DefaultPresenceTTL = 10 * time.Minute
 
 // AgentForSession is the agent id of a Claude Code session that was given
 // none: "claude-" and 8 hex digits of the SHA-256 of its session id, the
@@ -109,10 +132,13 @@ func RunClaude(ctx context.Context, event string, cfg Config, in io.Reader, out 
 		cfg.MaxMail = 10
 	}
 	if cfg.Agent == "" {
-		cfg.Agent = AgentForSession(hi.SessionID)
+		cfg.Agent, cfg.derived = AgentForSession(hi.SessionID), true
 	}
 	if cfg.NATSURL == "" {
 		cfg.NATSURL = cli.DefaultNATSURL
+	}
+	if cfg.PresenceTTL <= 0 {
+		cfg.PresenceTTL = DefaultPresenceTTL
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Budget)
 	defer cancel()
@@ -132,17 +158,33 @@ func handle(ctx context.Context, event string, cfg Config, hi Input) (Output, er
 	if err := subjects.ValidAgent(cfg.Agent); err != nil {
 		return Output{}, fmt.Errorf("agent id %q: %w", cfg.Agent, err)
 	}
+	var target Target
 	if event == "PreToolUse" {
-		// File reservations are not enforced yet: no decision (never
-		// "allow", which would skip the user's permission prompt).
-		return Output{}, nil
+		// Only file edits are checked (Bash is left alone), and only in a
+		// repository codi2 can name; no decision otherwise, never "allow",
+		// which would skip the user's permission prompt.
+		p := toolPath(hi)
+		if !FileTools[hi.ToolName] || p == "" {
+			return Output{}, nil
+		}
+		var err error
+		if target, err = FindTarget(ctx, hi.Cwd, p, cfg.Project); err != nil {
+			return Output{}, err
+		}
 	}
 	// A refused publish or subscription (credentials of another agent)
 	// arrives asynchronously: end the hook at once instead of waiting out
 	// the budget.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	opts := []nats.Option{nats.Name("codi2 hook " + event), nats.Timeout(cfg.Budget), nats.NoReconnect(),
+	// The connection gets what is left of the budget (git may have used
+	// some), so that a server that takes the connection and never answers
+	// costs the agent no more than the budget in all.
+	left := cfg.Budget
+	if dl, ok := ctx.Deadline(); ok {
+		left = max(time.Until(dl), time.Millisecond)
+	}
+	opts := []nats.Option{nats.Name("codi2 hook " + event), nats.Timeout(left), nats.NoReconnect(),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrPermissionViolation) {
 				cancel(fmt.Errorf("codi2 refused %s: %w (check CODI2_AGENT and CODI2_CREDS)", cfg.Agent, err))
@@ -163,21 +205,82 @@ func handle(ctx context.Context, event string, cfg Config, hi Input) (Output, er
 	if err != nil {
 		return Output{}, err
 	}
+	sc, err := state.NewClient(nc, cfg.Agent)
+	if err != nil {
+		return Output{}, err
+	}
 	var out Output
 	switch event {
+	case "PreToolUse":
+		out, err = preToolUse(ctx, sc, cfg, target)
 	case "PostToolUse":
-		out, err = postToolUse(ctx, a, nc, cfg, hi)
+		out, err = postToolUse(ctx, a, sc, nc, cfg, hi)
 	case "Stop":
-		out, err = stop(ctx, a, cfg, hi)
+		out, err = stop(ctx, a, sc, cfg, hi)
+	case "SessionStart":
+		out, err = sessionStart(ctx, a, sc, cfg, hi)
 	default:
+		note := heartbeat(ctx, sc, cfg, hi, "")
 		var mail string
 		mail, err = deliver(ctx, a, cfg.MaxMail, nil)
 		out = withContext(event, mail)
+		out.SystemMessage = note
 	}
 	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.DeadlineExceeded) && !errors.Is(cause, context.Canceled) {
 		err = cause
 	}
 	return out, err
+}
+
+// heartbeat keeps the agent's presence alive for cfg.PresenceTTL, with the
+// session id, the host and the work tree (root, when known) as its fields.
+// A failure does not stop the hook: it is returned as a note for the
+// output's systemMessage ("" when it worked).
+func heartbeat(ctx context.Context, sc *state.Client, cfg Config, hi Input, root string) string {
+	fields := map[string]any{"session": hi.SessionID}
+	if host, err := os.Hostname(); err == nil {
+		fields["host"] = host
+	}
+	if root != "" {
+		fields["worktree"] = root
+	}
+	if _, err := sc.Heartbeat(ctx, cfg.PresenceTTL, fields); err != nil {
+		return "codi2: presence of " + cfg.Agent + " not renewed: " + err.Error()
+	}
+	return ""
+}
+
+// sessionStart renews the agent's presence and gives the model its mail
+// and a summary of what it holds: its reservations in the project of the
+// session's directory, and its task claims.
+func sessionStart(ctx context.Context, a *bus.Agent, sc *state.Client, cfg Config, hi Input) (Output, error) {
+	project, root := cfg.Project, ""
+	if hi.Cwd != "" {
+		if r, err := repo.Find(ctx, hi.Cwd); err == nil || errors.Is(err, repo.ErrNoCommits) {
+			root = r.Root
+			if project == "" {
+				project = r.Project
+			}
+		}
+	}
+	note := heartbeat(ctx, sc, cfg, hi, root)
+	held, err := holdings(ctx, sc, project)
+	if err != nil {
+		return Output{}, err
+	}
+	mail, err := deliver(ctx, a, cfg.MaxMail, nil)
+	if cfg.derived {
+		// The model needs its id to be told apart in messages and
+		// reservations, and to give it to codi2 commands it runs.
+		held = "codi2: this session is agent " + cfg.Agent + " (derived from the session id; set CODI2_AGENT to choose one).\n" + held
+	}
+	text := strings.Trim(held+"\n"+mail, "\n")
+	out := withContext("SessionStart", text)
+	out.SystemMessage = note
+	if err != nil && mail == "" {
+		return Output{}, err
+	}
+	return out, nil
 }
 
 // withContext is an Output that gives the model text as additional
@@ -192,26 +295,26 @@ func withContext(event, text string) Output {
 // deliver fetches and acks up to max pending messages and words them for
 // the model. With want set, it delivers only when some pending message
 // passes want, and then everything up to the last such message (mail is
-// taken in stream order).
+// taken in stream order). It peeks first and then takes exactly what it
+// saw: a catch-up that finds nothing would wait out the bus's idle wait
+// (200 ms) to be sure, most of a hook's budget.
 func deliver(ctx context.Context, a *bus.Agent, max int, want func(bus.Message) bool) (string, error) {
 	var lines []string
-	if want != nil {
-		pending, err := a.Peek(ctx, max)
-		if err != nil {
-			return "", err
-		}
-		n := 0
-		for i, m := range pending {
-			if want(m) {
-				n = i + 1
-			}
-		}
-		if n == 0 {
-			return "", nil
-		}
-		max = n
+	pending, err := a.Peek(ctx, max)
+	if err != nil {
+		return "", err
 	}
-	err := a.Receive(ctx, bus.ReceiveConfig{UntilIdle: true, Max: max}, func(_ context.Context, m bus.Message) error {
+	n := 0
+	for i, m := range pending {
+		if want == nil || want(m) {
+			n = i + 1
+		}
+	}
+	if n == 0 {
+		return "", nil
+	}
+	max = n
+	err = a.Receive(ctx, bus.ReceiveConfig{UntilIdle: true, Max: max}, func(_ context.Context, m bus.Message) error {
 		lines = append(lines, cli.MailOf(m).Text())
 		return nil
 	})
@@ -234,15 +337,16 @@ type FileWrite struct {
 	Project string `json:"project,omitempty"`
 }
 
-func postToolUse(ctx context.Context, a *bus.Agent, nc *nats.Conn, cfg Config, hi Input) (Output, error) {
+func postToolUse(ctx context.Context, a *bus.Agent, sc *state.Client, nc *nats.Conn, cfg Config, hi Input) (Output, error) {
 	if FileTools[hi.ToolName] {
 		if err := recordWrite(ctx, nc, cfg, hi); err != nil {
 			return Output{}, err
 		}
 	}
+	note := heartbeat(ctx, sc, cfg, hi, "")
 	pending, err := a.Peek(ctx, cfg.MaxMail)
 	if err != nil || len(pending) == 0 {
-		return Output{}, err
+		return Output{SystemMessage: note}, err
 	}
 	from := map[string]bool{}
 	var names []string
@@ -256,20 +360,14 @@ func postToolUse(ctx context.Context, a *bus.Agent, nc *nats.Conn, cfg Config, h
 	if len(pending) == cfg.MaxMail {
 		more = "+"
 	}
-	return withContext("PostToolUse", fmt.Sprintf("codi2: %d%s new message(s) for %s from %s; read them with `codi2 inbox` or the inbox tool.",
-		len(pending), more, a.ID(), strings.Join(names, ", "))), nil
+	out := withContext("PostToolUse", fmt.Sprintf("codi2: %d%s new message(s) for %s from %s; read them with `codi2 inbox` or the inbox tool.",
+		len(pending), more, a.ID(), strings.Join(names, ", ")))
+	out.SystemMessage = note
+	return out, nil
 }
 
 func recordWrite(ctx context.Context, nc *nats.Conn, cfg Config, hi Input) error {
-	var ti struct {
-		FilePath     string `json:"file_path"`
-		NotebookPath string `json:"notebook_path"`
-	}
-	_ = json.Unmarshal(hi.ToolInput, &ti)
-	p := ti.FilePath
-	if p == "" {
-		p = ti.NotebookPath
-	}
+	p := toolPath(hi)
 	if p == "" {
 		return nil
 	}
@@ -301,15 +399,16 @@ func recordWrite(ctx context.Context, nc *nats.Conn, cfg Config, hi Input) error
 // stop blocks the session's stop once when urgent mail is waiting, handing
 // the mail over as the reason. Never when stop_hook_active: a stop that a
 // hook already continued is let go, so the session cannot loop.
-func stop(ctx context.Context, a *bus.Agent, cfg Config, hi Input) (Output, error) {
+func stop(ctx context.Context, a *bus.Agent, sc *state.Client, cfg Config, hi Input) (Output, error) {
+	note := heartbeat(ctx, sc, cfg, hi, "")
 	if hi.StopHookActive {
-		return Output{}, nil
+		return Output{SystemMessage: note}, nil
 	}
 	mail, err := deliver(ctx, a, cfg.MaxMail, func(m bus.Message) bool {
 		return m.Header.Get(cli.HeaderImportance) == "urgent"
 	})
 	if err != nil || mail == "" {
-		return Output{}, err
+		return Output{SystemMessage: note}, err
 	}
-	return Output{Decision: "block", Reason: "Urgent " + mail + "\nHandle it before you stop."}, nil
+	return Output{SystemMessage: note, Decision: "block", Reason: "Urgent " + mail + "\nHandle it before you stop."}, nil
 }

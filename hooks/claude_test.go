@@ -151,7 +151,8 @@ func TestClaude_FailsOpen(t *testing.T) {
 	var out bytes.Buffer
 	require.NoError(t, hooks.RunClaude(context.Background(), "PreToolUse", hooks.Config{NATSURL: dead},
 		strings.NewReader(`{"session_id":"s","hook_event_name":"PreToolUse","tool_name":"Edit","tool_input":{"file_path":"/x"}}`), &out))
-	assert.Equal(t, "{}\n", out.String(), "PreToolUse makes no decision: never allow")
+	assert.Contains(t, out.String(), `{"systemMessage":"codi2 PreToolUse hook skipped: hooks: not in a repository codi2 manages: /x is not in a git repository"}`,
+		"PreToolUse makes no decision: never allow")
 	out.Reset()
 	require.NoError(t, hooks.RunClaude(context.Background(), "Notification", hooks.Config{NATSURL: dead}, strings.NewReader(`{}`), &out))
 	assert.Equal(t, "{}\n", out.String())

@@ -1,5 +1,6 @@
 // Package mcpserver is codi2's Model Context Protocol server: one agent's
-// mail, claims, audit log and state as MCP tools, built with the official
+// mail, claims, file reservations, presence, audit log and state as MCP
+// tools, built with the official
 // Go SDK on the public clients bus.Agent, state.Client and audit.Client. It
 // tells the session about new mail as it arrives (see Notify).
 package mcpserver
@@ -9,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -42,9 +44,22 @@ type Config struct {
 	// Version is reported to the client. Default "dev".
 	Version string
 	// Log receives what the server does besides answering: mail
-	// notifications that failed. Default: none.
+	// notifications and heartbeats that failed. Default: none.
 	Log zerolog.Logger
+	// Dir is the directory paths given to the reservation tools are
+	// relative to, and whose git repository names the project. Default:
+	// the working directory.
+	Dir string
+	// Project overrides the project name derived from Dir's repository.
+	Project string
+	// PresenceTTL is the presence each heartbeat gives the agent while Run
+	// runs (every PresenceTTL/3). Default DefaultPresenceTTL.
+	PresenceTTL time.Duration
 }
+
+// DefaultPresenceTTL is the presence the MCP server keeps alive: a server
+// that stops heartbeating (killed) leaves the agent live at most this long.
+const DefaultPresenceTTL = time.Minute
 
 // Validate fills defaults and reports a bad configuration.
 func (c *Config) Validate() error {
@@ -53,6 +68,16 @@ func (c *Config) Validate() error {
 	}
 	if c.Version == "" {
 		c.Version = "dev"
+	}
+	if c.PresenceTTL <= 0 {
+		c.PresenceTTL = DefaultPresenceTTL
+	}
+	if c.Dir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return fmt.Errorf("mcpserver: working directory: %w", err)
+		}
+		c.Dir = wd
 	}
 	if err := subjects.ValidAgent(c.Agent); err != nil {
 		return fmt.Errorf("mcpserver: agent %q: %w", c.Agent, err)
@@ -94,7 +119,7 @@ func New(cfg Config, nc *nats.Conn) (*Server, error) {
 	s := &Server{cfg: cfg, nc: nc, agent: a, state: sc, audit: ac}
 	s.mcp = mcp.NewServer(&mcp.Implementation{Name: "codi2", Version: cfg.Version}, &mcp.ServerOptions{
 		Instructions: "codi2 coordinates you with other agents as " + cfg.Agent +
-			": check inbox, claim work before starting it, release it when done.",
+			": check inbox, claim work before starting it, reserve files before editing them, release both when done.",
 		Capabilities: &mcp.ServerCapabilities{
 			Logging:      &mcp.LoggingCapabilities{},
 			Tools:        &mcp.ToolCapabilities{},
@@ -105,6 +130,7 @@ func New(cfg Config, nc *nats.Conn) (*Server, error) {
 		UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { return nil },
 	})
 	s.addTools()
+	s.addReservationTools()
 	s.mcp.AddResource(&mcp.Resource{URI: InboxURI, Name: "inbox", Description: "pending mail (read with the inbox tool)", MIMEType: "text/plain"},
 		s.readInbox)
 	return s, nil
@@ -118,7 +144,9 @@ func (s *Server) MCP() *mcp.Server { return s.mcp }
 func (s *Server) Close() error { return s.audit.Close() }
 
 // Run serves one session on t (stdio, usually) until ctx is done or the
-// client goes away, telling the session about new mail as it arrives.
+// client goes away, telling the session about new mail as it arrives and
+// keeping the agent's presence alive (KeepPresent: it signs off when Run
+// returns).
 func (s *Server) Run(ctx context.Context, t mcp.Transport) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -127,6 +155,9 @@ func (s *Server) Run(ctx context.Context, t mcp.Transport) error {
 		return fmt.Errorf("mcpserver: mail notifications: %w", err)
 	}
 	defer func() { _ = in.Unsubscribe(); <-in.Done() }()
+	present := make(chan struct{})
+	go func() { defer close(present); s.KeepPresent(ctx) }()
+	defer func() { cancel(); <-present }()
 	err = s.mcp.Run(ctx, &notifyTransport{t: t, s: s})
 	if ctx.Err() != nil {
 		return nil

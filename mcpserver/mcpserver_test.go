@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,7 +37,15 @@ func (e env) conn(t *testing.T) *nats.Conn {
 // connected client session and the notifications it received.
 func (e env) session(t *testing.T, agent string) (*mcp.ClientSession, *notes) {
 	t.Helper()
-	s, err := mcpserver.New(mcpserver.Config{Agent: agent}, e.conn(t))
+	cs, n, _ := e.sessionWith(t, mcpserver.Config{Agent: agent, Dir: t.TempDir()})
+	return cs, n
+}
+
+// sessionWith is session with a whole Config; stop ends the session and
+// waits for Run to return.
+func (e env) sessionWith(t *testing.T, cfg mcpserver.Config) (*mcp.ClientSession, *notes, func()) {
+	t.Helper()
+	s, err := mcpserver.New(cfg, e.conn(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	ct, st := mcp.NewInMemoryTransports()
@@ -54,12 +63,16 @@ func (e env) session(t *testing.T, agent string) (*mcp.ClientSession, *notes) {
 	})
 	cs, err := c.Connect(ctx, ct, nil)
 	require.NoError(t, err)
-	t.Cleanup(func() {
-		_ = cs.Close()
-		cancel()
-		require.NoError(t, <-done)
-	})
-	return cs, n
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			_ = cs.Close()
+			cancel()
+			require.NoError(t, <-done)
+		})
+	}
+	t.Cleanup(stop)
+	return cs, n, stop
 }
 
 type notes struct {

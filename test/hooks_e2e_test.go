@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +13,8 @@ import (
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/internal/latency"
 	"github.com/codi2/codi2/internal/proctest"
+	"github.com/codi2/codi2/state"
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -56,7 +59,8 @@ func TestHooks_Binary_MailAndFailOpen(t *testing.T) {
 	out, code = runHook(t, bin, srv.URL, "agent-2", "PreToolUse",
 		`{"session_id":"s-1","cwd":"/tmp","hook_event_name":"PreToolUse","tool_name":"Edit","tool_input":{"file_path":"/tmp/x.go","old_string":"a","new_string":"b"}}`)
 	assert.Equal(t, 0, code)
-	assert.Equal(t, "{}\n", out, "no permission decision, never allow")
+	assert.Equal(t, `{"systemMessage":"codi2 PreToolUse hook skipped: hooks: not in a repository codi2 manages: /tmp/x.go is not in a git repository"}`+"\n", out,
+		"no permission decision, never allow")
 
 	dead := "nats://127.0.0.1:" + strconv.Itoa(proctest.FreePort(t))
 	start := time.Now()
@@ -77,15 +81,26 @@ func BenchmarkHook_Process(b *testing.B) {
 	}
 	srv := proctest.Start(b, proctest.Build(b), b.TempDir(), 0)
 	bin := proctest.Build(b)
-	for _, ev := range []struct{ name, input string }{
-		{"PreToolUse", `{"session_id":"s","cwd":"/tmp","hook_event_name":"PreToolUse","tool_name":"Edit","tool_input":{"file_path":"/tmp/x.go"}}`},
-		{"UserPromptSubmit", `{"session_id":"s","hook_event_name":"UserPromptSubmit","prompt":"hi"}`},
+	// The reservation check in a real repository: a free file (list the
+	// reservations covering it) and one agent-2 holds (deny).
+	root, project := projectRepo(b)
+	nc, err := nats.Connect(srv.URL)
+	require.NoError(b, err)
+	defer nc.Close()
+	a2, err := state.NewClient(nc, "agent-2")
+	require.NoError(b, err)
+	_, err = a2.Reserve(context.Background(), project, []string{"src/**"}, state.ReserveOptions{TTL: time.Hour})
+	require.NoError(b, err)
+	for _, ev := range []struct{ name, event, input string }{
+		{"PreToolUse", "PreToolUse", claudeInput(b, "s", root, "PreToolUse", editOf(filepath.Join(root, "README.md")))},
+		{"PreToolUse-deny", "PreToolUse", claudeInput(b, "s", root, "PreToolUse", editOf(filepath.Join(root, "src", "main.go")))},
+		{"UserPromptSubmit", "UserPromptSubmit", `{"session_id":"s","hook_event_name":"UserPromptSubmit","prompt":"hi"}`},
 	} {
 		b.Run(ev.name, func(b *testing.B) {
 			rec := latency.NewRecorder(b.N)
 			for range b.N {
 				start := time.Now()
-				if _, code := runHook(b, bin, srv.URL, "agent-2", ev.name, ev.input); code != 0 {
+				if _, code := runHook(b, bin, srv.URL, "agent-3", ev.event, ev.input); code != 0 {
 					b.Fatalf("exit %d", code)
 				}
 				rec.Record(time.Since(start))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -113,4 +114,35 @@ func TestRun_ServeNATSURLFromEnv(t *testing.T) {
 	assert.True(t, flagGiven([]string{"--nats-url=x"}, "nats-url"))
 	assert.True(t, flagGiven([]string{"-nats-url", "x"}, "nats-url"))
 	assert.False(t, flagGiven([]string{"--nats-listen", "x"}, "nats-url"))
+}
+
+func TestRun_GitHook(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command("git", "init", "-q")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	hook := filepath.Join(dir, ".git", "hooks", "pre-commit")
+
+	code, out2, errs := runIn(t, "", "hooks", "install", "--git", "--dir", dir, "--dry-run")
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out2, "wrote "+hook)
+	_, err = os.Stat(hook)
+	assert.True(t, os.IsNotExist(err), "dry run writes nothing")
+	code, _, errs = runIn(t, "", "hooks", "install", "--git", "--dir", dir)
+	require.Equal(t, 0, code, errs)
+	_, err = os.Stat(hook)
+	require.NoError(t, err)
+	code, out2, _ = runIn(t, "", "hooks", "uninstall", "--git", "--dir", dir)
+	assert.Equal(t, 0, code)
+	assert.Contains(t, out2, "removed "+hook)
+	code, _, errs = runIn(t, "", "hooks", "install", "--git", "--dir", t.TempDir())
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "not in a repository codi2 manages")
+
+	dead := "nats://127.0.0.1:" + strconv.Itoa(proctest.FreePort(t))
+	code, _, errs = runIn(t, "", "hook", "git-pre-commit", "--nats-url", dead, "--agent", "agent-3")
+	assert.Equal(t, 0, code, "fails open: %s", errs)
+	code, _, _ = runIn(t, "", "hook", "git-pre-commit", "--nope")
+	assert.Equal(t, 1, code)
 }

@@ -12,8 +12,11 @@ import (
 // runHook runs `codi2 hook claude EVENT`: one Claude Code hook, input on
 // stdin, output on stdout. It exits 0 whatever the server does (fail open).
 func runHook(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) >= 1 && args[0] == "git-pre-commit" {
+		return runGitPreCommit(ctx, args[1:], stderr)
+	}
 	if len(args) < 2 || args[0] != "claude" {
-		return fmt.Errorf("usage: codi2 hook claude EVENT (SessionStart, UserPromptSubmit, PreToolUse, PostToolUse, Stop)")
+		return fmt.Errorf("usage: codi2 hook claude EVENT (SessionStart, UserPromptSubmit, PreToolUse, PostToolUse, Stop), or codi2 hook git-pre-commit")
 	}
 	event := args[1]
 	fs := newFlagSet("hook", stderr)
@@ -21,24 +24,60 @@ func runHook(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	url := fs.String("nats-url", cli.DefaultNATSURL, "the codi2 server")
 	creds := fs.String("creds", "", "NATS credentials file")
 	budget := fs.Duration("budget", hooks.DefaultBudget, "time the hook may spend on the server before it lets the agent go on")
+	project := fs.String("project", "", "project name (default: derived from the repository)")
+	presence := fs.Duration("presence-ttl", hooks.DefaultPresenceTTL, "how long the agent stays live after a hook's heartbeat")
+	autoReserve := fs.Duration("auto-reserve", 0, "PreToolUse: reserve a free file on its first edit for this long (0: off)")
 	if err := parseWithEnv(fs, args[2:]); err != nil {
 		return err
 	}
-	return hooks.RunClaude(ctx, event, hooks.Config{Agent: *agent, NATSURL: *url, Creds: *creds, Budget: *budget}, stdin, stdout)
+	return hooks.RunClaude(ctx, event, hooks.Config{Agent: *agent, NATSURL: *url, Creds: *creds, Budget: *budget,
+		Project: *project, PresenceTTL: *presence, AutoReserve: *autoReserve}, stdin, stdout)
+}
+
+// runGitPreCommit runs `codi2 hook git-pre-commit`, git's pre-commit hook:
+// an error (exit 1) refuses the commit; codi2 unreachable is a warning on
+// stderr and exit 0.
+func runGitPreCommit(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlagSet("hook git-pre-commit", stderr)
+	agent := fs.String("agent", "", "the committing agent (its own reservations do not block)")
+	url := fs.String("nats-url", cli.DefaultNATSURL, "the codi2 server")
+	creds := fs.String("creds", "", "NATS credentials file")
+	project := fs.String("project", "", "project name (default: derived from the repository)")
+	budget := fs.Duration("budget", hooks.DefaultGitBudget, "time the check may spend on the server before it lets the commit through")
+	if err := parseWithEnv(fs, args); err != nil {
+		return err
+	}
+	return hooks.PreCommit(ctx, hooks.GitConfig{Agent: *agent, NATSURL: *url, Creds: *creds, Project: *project, Dir: ".", Budget: *budget}, stderr)
 }
 
 // runHooks runs `codi2 hooks install|uninstall`: the Claude Code hook
 // entries and the MCP server, merged into the project's settings.
 func runHooks(args []string, stdout, stderr io.Writer) error {
 	if len(args) < 1 || (args[0] != "install" && args[0] != "uninstall") {
-		return fmt.Errorf("usage: codi2 hooks install|uninstall [--dir DIR] [--bin PATH] [--dry-run]")
+		return fmt.Errorf("usage: codi2 hooks install|uninstall [--dir DIR] [--bin PATH] [--dry-run] [--git]")
 	}
 	fs := newFlagSet("hooks "+args[0], stderr)
 	dir := fs.String("dir", ".", "the project directory (where .claude/ and .mcp.json live)")
 	bin := fs.String("bin", hooks.Command, "the command the entries run")
 	dry := fs.Bool("dry-run", false, "print the changes without writing them")
+	git := fs.Bool("git", false, "also the git pre-commit hook that refuses commits of files another agent reserved")
 	if err := parseWithEnv(fs, args[1:]); err != nil {
 		return err
+	}
+	if *git {
+		var did []string
+		var err error
+		if args[0] == "install" {
+			did, err = hooks.GitInstall(context.Background(), *dir, *bin, *dry)
+		} else {
+			did, err = hooks.GitUninstall(context.Background(), *dir, *dry)
+		}
+		if err != nil {
+			return err
+		}
+		for _, d := range did {
+			fmt.Fprintln(stdout, d)
+		}
 	}
 	plan := hooks.Install
 	if args[0] == "uninstall" {

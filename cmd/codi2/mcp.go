@@ -25,6 +25,8 @@ func runMCP(ctx context.Context, args []string, stderr io.Writer) error {
 	creds := fs.String("creds", "", "NATS credentials file")
 	timeout := fs.Duration("timeout", cli.DefaultTimeout, "bound on each request a tool makes")
 	httpAddr := fs.String("http", "", "serve streamable HTTP on HOST:PORT instead of stdio")
+	project := fs.String("project", "", "project name of the reservation tools (default: derived from the repository)")
+	presence := fs.Duration("presence-ttl", mcpserver.DefaultPresenceTTL, "the agent's presence, renewed every third of it while the server runs")
 	if err := parseWithEnv(fs, args); err != nil {
 		return err
 	}
@@ -41,7 +43,8 @@ func runMCP(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	s, err := mcpserver.New(mcpserver.Config{Agent: *agent, Timeout: *timeout, Version: versionString(), Log: log}, nc)
+	s, err := mcpserver.New(mcpserver.Config{Agent: *agent, Timeout: *timeout, Version: versionString(), Log: log,
+		Project: *project, PresenceTTL: *presence}, nc)
 	if err != nil {
 		return err
 	}
@@ -62,6 +65,12 @@ func runMCP(ctx context.Context, args []string, stderr io.Writer) error {
 		_ = hs.Shutdown(sctx)
 	})
 	defer stop()
+	// The presence lasts as long as the HTTP server: it signs off once
+	// Serve has returned.
+	pctx, cancel := context.WithCancel(ctx)
+	present := make(chan struct{})
+	go func() { defer close(present); s.KeepPresent(pctx) }()
+	defer func() { cancel(); <-present }()
 	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
