@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -226,6 +227,9 @@ func (e *env) connect() error {
 // me is the agent id the verb acts as: --agent, required for verbs that
 // send or hold anything.
 func (e *env) me() (string, error) {
+	if e.g.agent == "" && e.agentFlag {
+		return "", usageError{errors.New("--agent is empty: give an agent id")}
+	}
 	if e.g.agent == "" {
 		return "", usageError{errors.New("no agent id: pass --agent ID or set CODI2_AGENT")}
 	}
@@ -348,6 +352,27 @@ func (p printer) emit(v any, text string) error {
 	_, err := fmt.Fprintln(p.w, text)
 	return err
 }
+
+// clean makes s safe for one line of text output: control characters
+// (a newline in a file name, a task id) are written as Go escapes, so a
+// value can neither break a result across lines nor forge one.
+func clean(s string) string {
+	if !strings.ContainsFunc(s, isControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if isControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
 
 // readData returns the verb's DATA argument: the argument itself, "-" for
 // standard input, or nothing.

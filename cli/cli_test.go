@@ -290,7 +290,7 @@ func TestRun_ExitCodes(t *testing.T) {
 		{"reserve zero ttl", "a", url, []string{"reserve", "x", "--ttl", "0s"}, cli.ExitUsage, "--ttl"},
 		{"reserve bad project", "a", url, []string{"reserve", "x", "--project", "a.b"}, cli.ExitUsage, "--project"},
 		{"unreserve both", "a", url, []string{"unreserve", "x", "--all"}, cli.ExitUsage, "PATTERNs or --all"},
-		{"unreserve neither", "a", url, []string{"unreserve"}, cli.ExitUsage, "PATTERNs or --all"},
+		{"unreserve neither", "a", url, []string{"unreserve"}, cli.ExitUsage, "give the PATTERNs to release, or --all"},
 		{"heartbeat zero ttl", "a", url, []string{"heartbeat", "--ttl", "0s"}, cli.ExitUsage, "--ttl"},
 		{"reservations with args", "a", url, []string{"reservations", "x"}, cli.ExitUsage, "unknown command"},
 	}

@@ -200,10 +200,10 @@ func presenceText(p presenceJSON, now time.Time) string {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		fmt.Fprintf(&b, " %s=%v", k, p.Fields[k])
+		fmt.Fprintf(&b, " %s=%s", clean(k), clean(fmt.Sprint(p.Fields[k])))
 	}
 	for _, c := range p.Claims {
-		fmt.Fprintf(&b, "\n  holds %s/%s rev %d", c.Kind, c.ID, c.Rev)
+		fmt.Fprintf(&b, "\n  holds %s/%s rev %d", c.Kind, clean(unescaped(c.ID)), c.Rev)
 		if c.ExpiresAt != nil {
 			fmt.Fprintf(&b, " until %s", c.ExpiresAt.UTC().Format(time.RFC3339))
 		}
@@ -213,7 +213,7 @@ func presenceText(p presenceJSON, now time.Time) string {
 		if r.Shared {
 			mode = "shared"
 		}
-		fmt.Fprintf(&b, "\n  reserves %s (%s, rev %d)", r.Pattern, mode, r.Rev)
+		fmt.Fprintf(&b, "\n  reserves %s (%s, rev %d)", clean(r.Pattern), mode, r.Rev)
 		if r.ExpiresAt != nil {
 			fmt.Fprintf(&b, " until %s", r.ExpiresAt.UTC().Format(time.RFC3339))
 		}

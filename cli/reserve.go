@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,9 +26,10 @@ type workspace struct {
 	project string
 }
 
-// workspace finds the repository and project of the working directory.
-// Outside a repository (or in one without commits) --project is required,
-// and patterns are taken as relative to the working directory.
+// workspace finds the repository and project of the working directory. In
+// a repository without commits --project is required. Outside a repository
+// there is no root for paths to be relative to: patterns and paths are
+// refused (workspace.patterns), listing works with --project.
 func (e *env) workspace(cmd *cobra.Command) (workspace, error) {
 	cwd, err := os.Getwd()
 	if err != nil {
@@ -42,8 +42,6 @@ func (e *env) workspace(cmd *cobra.Command) (workspace, error) {
 		ws.repo, ws.inRepo = r, true
 	case errors.Is(err, repo.ErrNoCommits):
 		ws.repo, ws.inRepo = r, true // paths relative to its root; the project must be given
-	default:
-		ws.repo = repo.Repo{Root: cwd}
 	}
 	if ws.project == "" {
 		ws.project = ws.repo.Project
@@ -57,10 +55,22 @@ func (e *env) workspace(cmd *cobra.Command) (workspace, error) {
 	return ws, nil
 }
 
+// errNoRoot is the usage error of a pattern or path given outside a
+// repository.
+func (ws workspace) errNoRoot() error {
+	return usageError{fmt.Errorf("%s is not in a git repository: patterns and paths are relative to a repository root, so run this inside one", ws.cwd)}
+}
+
 // patterns normalizes the PATTERN arguments against the repository root:
 // a path outside it, or a malformed glob, is bad usage and nothing is
 // reserved.
 func (ws workspace) patterns(args []string) ([]string, error) {
+	if !ws.inRepo {
+		return nil, ws.errNoRoot()
+	}
+	if len(args) > state.MaxTxnOps {
+		return nil, usageError{fmt.Errorf("%d patterns: at most %d in one command", len(args), state.MaxTxnOps)}
+	}
 	out := make([]string, 0, len(args))
 	for _, a := range args {
 		p, err := ws.repo.Pattern(ws.cwd, a)
@@ -96,12 +106,12 @@ func ReservationText(h state.HeldReservation) string {
 	if h.Shared {
 		mode = "shared"
 	}
-	s := fmt.Sprintf("%s %s by %s (%s, rev %d)", h.Project, h.Pattern, h.Holder, mode, h.Record.Rev)
+	s := fmt.Sprintf("%s %s by %s (%s, rev %d)", h.Project, clean(h.Pattern), h.Holder, mode, h.Record.Rev)
 	if h.Record.ExpiresAt != nil {
 		s += " until " + h.Record.ExpiresAt.UTC().Format(time.RFC3339)
 	}
 	if h.Reason != "" {
-		s += ": " + h.Reason
+		s += ": " + clean(h.Reason)
 	}
 	return s
 }
@@ -125,7 +135,7 @@ func overlapError(err error, project, me string, pats []string) error {
 		}
 	}
 	return conflictError{msg: fmt.Sprintf("conflict: %s overlaps %s reserved by %s (rev %d, %s; both match %s)",
-		mine, o.Pattern, o.Holder, o.Rev, until, o.Path)}
+		clean(mine), clean(o.Pattern), o.Holder, o.Rev, until, clean(o.Path))}
 }
 
 func (e *env) reserveCmd() *cobra.Command {
@@ -197,8 +207,11 @@ func (e *env) unreserveCmd() *cobra.Command {
 (normalized the same way), all or none: exit 4 when you hold no reservation
 of one of them. --all releases every reservation you hold in the project.`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if all != (len(args) == 0) {
+			switch {
+			case all && len(args) > 0:
 				return errors.New("give PATTERNs or --all, not both")
+			case !all && len(args) == 0:
+				return errors.New("give the PATTERNs to release, or --all")
 			}
 			return nil
 		},
@@ -215,24 +228,19 @@ of one of them. --all releases every reservation you hold in the project.`,
 			defer cancel()
 			var pats []string
 			if all {
-				if pats, err = c.UnreserveAll(ctx, ws.project); err != nil {
-					return err
-				}
-			} else {
-				if pats, err = ws.patterns(args); err != nil {
-					return err
-				}
-				if err := c.Unreserve(ctx, ws.project, pats); err != nil {
-					return err
+				pats, err = c.UnreserveAll(ctx, ws.project)
+			} else if pats, err = ws.patterns(args); err == nil {
+				if err = c.Unreserve(ctx, ws.project, pats); err != nil {
+					pats = nil
 				}
 			}
 			for _, p := range pats {
 				v := map[string]any{"project": ws.project, "pattern": p, "holder": c.Agent(), "released": true}
-				if err := e.out.emit(v, "released "+ws.project+" "+p); err != nil {
+				if err := e.out.emit(v, "released "+ws.project+" "+clean(p)); err != nil {
 					return err
 				}
 			}
-			return nil
+			return err
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "release every reservation you hold in the project")
@@ -261,11 +269,12 @@ absolute), which is how to ask "may I edit this file?".`,
 				}
 			}
 			if path != "" {
-				ps, err := ws.patterns([]string{path})
-				if err != nil {
-					return err
+				if !ws.inRepo {
+					return ws.errNoRoot()
 				}
-				path = strings.TrimSuffix(ps[0], "/")
+				if path, err = ws.repo.Path(ws.cwd, path); err != nil {
+					return usageError{fmt.Errorf("--path: %w", err)}
+				}
 			}
 			c, err := e.stateClient(false)
 			if err != nil {

@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -135,4 +136,75 @@ func TestRun_HeartbeatWho(t *testing.T) {
 	r = run(t, url, "agent-2", "", "heartbeat", "--stop")
 	assert.Equal(t, cli.ExitNotFound, r.code, "no presence to end")
 	assert.Contains(t, r.err, "agent-2 has no live presence")
+}
+
+// Inputs a breaker found, each a test: a path means one file whatever the
+// working directory, a directory means what is under it, a file's name is
+// not read as a glob, and text output stays one line per result.
+func TestRun_Reserve_BreakerInputs(t *testing.T) {
+	url := startServer(t)
+	root := gitRepo(t) // cwd <root>/src
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "app", "[id]"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "app", "[id]", "page.tsx"), nil, 0o644))
+
+	// A directory, typed any way, covers its files.
+	r := run(t, url, "agent-2", "", "reserve", ".", "--json")
+	require.Equal(t, cli.ExitOK, r.code, r.err)
+	assert.Equal(t, "src/**", jsonLine[map[string]any](t, r.out)["pattern"])
+	r = run(t, url, "agent-3", "", "reserve", "sub/x.go")
+	assert.Equal(t, cli.ExitConflict, r.code, "src/sub/x.go is under src: %s", r.err)
+
+	// A file named with glob characters is that file.
+	r = run(t, url, "agent-2", "", "reserve", "../app/[id]/page.tsx", "--json")
+	require.Equal(t, cli.ExitOK, r.code, r.err)
+	assert.Equal(t, `app/\[id]/page.tsx`, jsonLine[map[string]any](t, r.out)["pattern"])
+	r = run(t, url, "", "", "reservations", "--path", "../app/[id]/page.tsx", "--json")
+	require.Equal(t, cli.ExitOK, r.code, r.err)
+	require.Len(t, r.lines(), 1, "the file's reservation covers its path")
+	r = run(t, url, "agent-3", "", "reserve", "../app/[id]/page.tsx")
+	assert.Equal(t, cli.ExitConflict, r.code, r.err)
+
+	// A newline in a name or a reason cannot break or forge a line.
+	r = run(t, url, "agent-4", "", "reserve", "../nl\nx", "--reason", "a\nforged line")
+	require.Equal(t, cli.ExitOK, r.code, r.err)
+	assert.Equal(t, 1, strings.Count(r.out, "\n"), r.out)
+	assert.Contains(t, r.out, `nl\nx by agent-4`)
+	r = run(t, url, "agent-4", "", "heartbeat", "--task", "T-1\ninjected")
+	require.Equal(t, cli.ExitOK, r.code, r.err)
+	assert.Equal(t, 1, strings.Count(r.out, "\n"), r.out)
+	r = run(t, url, "", "", "who")
+	require.Equal(t, cli.ExitOK, r.code, r.err)
+	assert.Contains(t, r.out, `task=T-1\ninjected`)
+
+	// Too many patterns for one command, and an empty --agent, are named.
+	many := []string{"reserve"}
+	for i := range 65 {
+		many = append(many, fmt.Sprintf("f%d", i))
+	}
+	r = run(t, url, "agent-2", "", many...)
+	assert.Equal(t, cli.ExitUsage, r.code)
+	assert.Contains(t, r.err, "65 patterns: at most 64 in one command")
+	r = run(t, url, "agent-2", "", "reservations", "--agent", "")
+	assert.Equal(t, cli.ExitUsage, r.code)
+	assert.Contains(t, r.err, "--agent is empty")
+}
+
+// Outside a repository there is no root for paths: reserve and --path are
+// refused even with --project (a breaker's input: two agents in different
+// directories both held norepo/x), listing works.
+func TestRun_Reserve_OutsideRepository(t *testing.T) {
+	url := startServer(t)
+	t.Chdir(t.TempDir())
+	for _, args := range [][]string{{"reserve", "x", "--project", "qq"}, {"unreserve", "x", "--project", "qq"},
+		{"reservations", "--path", "x", "--project", "qq"}} {
+		r := run(t, url, "agent-2", "", args...)
+		assert.Equal(t, cli.ExitUsage, r.code, "%v: %s", args, r.err)
+		assert.Contains(t, r.err, "is not in a git repository: patterns and paths are relative to a repository root")
+	}
+	r := run(t, url, "agent-2", "", "reserve", "x")
+	assert.Equal(t, cli.ExitUsage, r.code)
+	assert.Contains(t, r.err, "pass --project NAME or set CODI2_PROJECT")
+	r = run(t, url, "agent-2", "", "reservations", "--project", "qq")
+	require.Equal(t, cli.ExitOK, r.code, r.err)
+	assert.Equal(t, "no live reservations in qq\n", r.out)
 }

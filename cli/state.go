@@ -36,14 +36,19 @@ func ids(args []string) (kind, id string, err error) {
 	return kind, id, nil
 }
 
+// unescaped is the id as it was typed (subjects.Unescape), or as it is when
+// it is not an escaped token.
+func unescaped(id string) string {
+	if s, err := subjects.Unescape(id); err == nil {
+		return s
+	}
+	return id
+}
+
 // RecordText is a record in one line.
 func RecordText(r state.Record) string {
-	id, err := subjects.Unescape(r.ID)
-	if err != nil {
-		id = r.ID
-	}
 	fields, _ := json.Marshal(r.Fields)
-	s := fmt.Sprintf("%s/%s rev %d by %s at %s", r.Kind, id, r.Rev, r.UpdatedBy, r.UpdatedAt.UTC().Format(time.RFC3339))
+	s := fmt.Sprintf("%s/%s rev %d by %s at %s", r.Kind, clean(unescaped(r.ID)), r.Rev, r.UpdatedBy, r.UpdatedAt.UTC().Format(time.RFC3339))
 	if r.ExpiresAt != nil {
 		s += " until " + r.ExpiresAt.UTC().Format(time.RFC3339)
 	}

@@ -379,7 +379,7 @@ func recordWrite(ctx context.Context, nc *nats.Conn, cfg Config, hi Input) error
 	// Relative to the repository's root, also in one without commits yet
 	// (which has no project name).
 	if r, err := repo.Find(ctx, dir); err == nil || errors.Is(err, repo.ErrNoCommits) {
-		if rel, err := r.Pattern(hi.Cwd, p); err == nil {
+		if rel, err := r.Path(hi.Cwd, p); err == nil {
 			fw.Path, fw.Project = rel, r.Project
 		}
 	}

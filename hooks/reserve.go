@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/codi2/codi2/internal/pathglob"
 	"github.com/codi2/codi2/internal/repo"
 	"github.com/codi2/codi2/state"
 )
@@ -62,7 +63,7 @@ func FindTarget(ctx context.Context, cwd, p, project string) (Target, error) {
 	default:
 		return Target{}, fmt.Errorf("%w: %s is not in a git repository", ErrNotManaged, p)
 	}
-	rel, err := r.Pattern(cwd, abs)
+	rel, err := r.Path(cwd, abs)
 	if err != nil {
 		return Target{}, fmt.Errorf("%w: %s: %w", ErrNotManaged, p, err)
 	}
@@ -141,7 +142,7 @@ func preToolUse(ctx context.Context, sc *state.Client, cfg Config, t Target) (Ou
 			return Output{}, nil // held already: only the first edit reserves
 		}
 	}
-	recs, err := sc.Reserve(ctx, t.Project, []string{t.Path}, state.ReserveOptions{TTL: cfg.AutoReserve, Bind: true, Reason: "auto-reserved on edit"})
+	recs, err := sc.Reserve(ctx, t.Project, []string{pathglob.QuoteMeta(t.Path)}, state.ReserveOptions{TTL: cfg.AutoReserve, Bind: true, Reason: "auto-reserved on edit"})
 	var ce *state.ConflictError
 	switch {
 	case errors.As(err, &ce) && ce.Event.Overlap != nil:

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/codi2/codi2/cli"
-	"github.com/codi2/codi2/internal/pathglob"
 	"github.com/codi2/codi2/internal/repo"
 	"github.com/codi2/codi2/state"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -51,12 +50,23 @@ func (s *Server) where(ctx context.Context) (repo.Repo, error) {
 }
 
 // pattern normalizes p, typed relative to Config.Dir, to a pattern relative
-// to the repository root (as it is when there is no repository).
+// to the repository root. Outside a repository there is no root to be
+// relative to, so nothing can be reserved there (two servers in different
+// directories would read one path two ways).
 func (s *Server) pattern(r repo.Repo, p string) (string, error) {
 	if r.Root == "" {
-		return pathglob.Normalize(p)
+		return "", fmt.Errorf("%s is not in a git repository: patterns are relative to a repository root", s.cfg.Dir)
 	}
 	return r.Pattern(s.cfg.Dir, p)
+}
+
+// path is the file p, typed relative to Config.Dir, relative to the
+// repository root, with no wildcard read in it.
+func (s *Server) path(r repo.Repo, p string) (string, error) {
+	if r.Root == "" {
+		return "", fmt.Errorf("%s is not in a git repository: paths are relative to a repository root", s.cfg.Dir)
+	}
+	return r.Path(s.cfg.Dir, p)
 }
 
 // overlap words a refused reservation so that the model knows who holds
@@ -160,7 +170,7 @@ func (s *Server) addReservationTools() {
 			}
 			path := ""
 			if in.Path != "" {
-				if path, err = s.pattern(r, in.Path); err != nil {
+				if path, err = s.path(r, in.Path); err != nil {
 					return nil, nil, err
 				}
 			}

@@ -126,26 +126,41 @@ func (c *Client) Unreserve(ctx context.Context, project string, patterns []strin
 }
 
 // UnreserveAll releases every live reservation of this agent in project and
-// returns the patterns released. Safe for concurrent use.
+// returns the patterns released, also when it fails part way: more than
+// MaxTxnOps reservations are released in several commands. A reservation
+// that ended meanwhile is skipped (the list is read again, at most three
+// times); one renewed meanwhile is released as it now is. Safe for
+// concurrent use.
 func (c *Client) UnreserveAll(ctx context.Context, project string) ([]string, error) {
-	held, err := c.Reservations(ctx, project, c.agent, "")
-	if err != nil {
-		return nil, err
-	}
 	var done []string
-	for chunk := range slices.Chunk(held, MaxTxnOps) {
-		var ops []TxnOp
-		var pats []string
-		for _, r := range chunk {
-			ops = append(ops, TxnOp{Kind: KindReservation, ID: r.Record.ID, Command: Command{Op: OpDelete, ExpectRev: Expect(r.Record.Rev)}})
-			pats = append(pats, r.Pattern)
-		}
-		if _, err := c.Txn(ctx, ops); err != nil {
+	for round := 0; ; round++ {
+		held, err := c.Reservations(ctx, project, c.agent, "")
+		if err != nil || len(held) == 0 {
 			return done, err
 		}
-		done = append(done, pats...)
+		gone := false
+		for chunk := range slices.Chunk(held, MaxTxnOps) {
+			var ops []TxnOp
+			for _, r := range chunk {
+				ops = append(ops, TxnOp{Kind: KindReservation, ID: r.Record.ID, Command: Command{Op: OpDelete}})
+			}
+			_, err := c.Txn(ctx, ops)
+			var ce *ConflictError
+			if errors.As(err, &ce) && ce.Event.CurrentRev == 0 && round < 2 {
+				gone = true // one ended meanwhile: list again
+				break
+			}
+			if err != nil {
+				return done, err
+			}
+			for _, r := range chunk {
+				done = append(done, r.Pattern)
+			}
+		}
+		if !gone {
+			return done, nil
+		}
 	}
-	return done, nil
 }
 
 // HeldReservation is a live reservation as listed: its record and its

@@ -48,6 +48,10 @@ type token struct {
 	set  runeSet
 }
 
+// HasMeta reports whether s holds a character a pattern reads as a
+// wildcard or escape.
+func HasMeta(s string) bool { return strings.ContainsAny(s, `*?[\`) }
+
 // String is the pattern as compiled (normalized).
 func (p Pattern) String() string { return p.text }
 
@@ -220,6 +224,11 @@ func (p Pattern) Match(name string) bool {
 }
 
 // escapeLiteral turns a path into a pattern matching exactly it.
+// QuoteMeta escapes the characters a pattern reads as wildcards ('*', '?',
+// '[' and '\'), so that the result matches exactly the path s: how to
+// reserve a file named "app/[id]/page.tsx". Safe for concurrent use.
+func QuoteMeta(s string) string { return escapeLiteral(s) }
+
 func escapeLiteral(s string) string {
 	var b strings.Builder
 	for _, r := range s {

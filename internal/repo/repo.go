@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -56,14 +57,17 @@ func Find(ctx context.Context, dir string) (Repo, error) {
 	if err != nil {
 		return Repo{}, fmt.Errorf("%w: %s: %v", ErrNotRepo, top, err)
 	}
-	roots, err := git(ctx, root, "rev-list", "--max-parents=0", "--reverse", "--date-order", "HEAD")
+	// The root commit of HEAD's first-parent chain: merging another
+	// history (a subtree, a vendored project, whatever its dates) brings
+	// its roots in as second parents, so the project stays the same.
+	roots, err := git(ctx, root, "rev-list", "--max-parents=0", "--first-parent", "HEAD")
 	if err != nil || roots == "" {
 		// The root is known, the project is not: callers that need only
 		// paths relative to the root may go on with it.
 		return Repo{Root: root}, fmt.Errorf("%w in %s: pass a project name", ErrNoCommits, root)
 	}
-	first := strings.Fields(roots) // --reverse: the oldest root commit first
-	return Repo{Root: root, Project: "git-" + first[0][:12]}, nil
+	first := strings.Fields(roots)
+	return Repo{Root: root, Project: "git-" + first[len(first)-1][:12]}, nil
 }
 
 func git(ctx context.Context, dir string, args ...string) (string, error) {
@@ -86,27 +90,67 @@ func git(ctx context.Context, dir string, args ...string) (string, error) {
 // Pattern turns a path or glob as an agent typed it in directory cwd
 // (relative to cwd, or absolute) into a normalized pattern relative to the
 // root: "./src/x", "src//x", "src/y/../x" and the absolute path of the same
-// file are one pattern. A pattern outside the root fails with ErrOutside; a
-// malformed glob with pathglob.ErrBadPattern.
+// file are one pattern. What names an existing directory means the
+// directory and everything under it ("src" and "src/" are "src/**"; "." at
+// the root is "**"); what names an existing file or directory is taken
+// literally even when its name holds wildcard characters
+// ("app/[id]/page.tsx" is reserved as that file, escaped). A pattern
+// outside the root fails with ErrOutside; a malformed glob with
+// pathglob.ErrBadPattern.
 func (r Repo) Pattern(cwd, p string) (string, error) {
+	rel, st, err := r.rel(cwd, p)
+	if err != nil {
+		return "", err
+	}
+	if st != nil {
+		if pathglob.HasMeta(rel) {
+			rel = pathglob.QuoteMeta(rel)
+		}
+		if st.IsDir() && rel != "." {
+			rel += "/"
+		}
+	} else if strings.HasSuffix(p, "/") && rel != "." {
+		rel += "/"
+	}
+	return pathglob.Normalize(rel)
+}
+
+// Path turns a file path as an agent typed it in directory cwd into the
+// cleaned path relative to the root, with no wildcards read in it: the
+// form reservations are matched against. It fails with ErrOutside for a
+// path outside the root.
+func (r Repo) Path(cwd, p string) (string, error) {
+	rel, _, err := r.rel(cwd, p)
+	if err != nil {
+		return "", err
+	}
+	if rel == "." {
+		return "", fmt.Errorf("%w: %s is the repository root, not a file", pathglob.ErrBadPattern, p)
+	}
+	return rel, nil
+}
+
+// rel is p relative to the root (slash-separated, cleaned), and the file
+// it names when that exists.
+func (r Repo) rel(cwd, p string) (string, os.FileInfo, error) {
 	if p == "" {
-		return "", fmt.Errorf("%w: empty", pathglob.ErrBadPattern)
+		return "", nil, fmt.Errorf("%w: empty", pathglob.ErrBadPattern)
 	}
 	abs := p
 	if !filepath.IsAbs(p) {
 		abs = filepath.Join(cwd, p)
 	}
-	dir := strings.HasSuffix(p, "/")
-	abs = resolveExisting(filepath.Clean(abs))
-	rel, err := filepath.Rel(r.Root, abs)
+	abs = filepath.Clean(abs)
+	st, _ := os.Stat(abs)
+	resolved := resolveExisting(abs)
+	rel, err := filepath.Rel(r.Root, resolved)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return "", fmt.Errorf("%w: %s is not under %s", ErrOutside, p, r.Root)
+		if resolved != abs {
+			return "", nil, fmt.Errorf("%w: %s (which resolves to %s) is not under %s", ErrOutside, p, resolved, r.Root)
+		}
+		return "", nil, fmt.Errorf("%w: %s is not under %s", ErrOutside, p, r.Root)
 	}
-	rel = filepath.ToSlash(rel)
-	if dir && rel != "." {
-		rel += "/"
-	}
-	return pathglob.Normalize(rel)
+	return filepath.ToSlash(rel), st, nil
 }
 
 // resolveExisting resolves symlinks in the longest existing prefix of an

@@ -71,6 +71,33 @@ func TestFind_ProjectSharedByClonesAndWorktrees(t *testing.T) {
 	assert.ErrorIs(t, err, repo.ErrNoCommits)
 }
 
+// Merging an unrelated, older history into a clone keeps its project (a
+// breaker's input: the oldest root commit by date moved the clone to
+// another project, out of its reservations).
+func TestFind_ProjectStableAcrossMergedHistories(t *testing.T) {
+	ctx := context.Background()
+	dir := newRepo(t, "x")
+	r, err := repo.Find(ctx, dir)
+	require.NoError(t, err)
+	old := t.TempDir()
+	gitIn(t, old, "init", "-q")
+	require.NoError(t, os.WriteFile(filepath.Join(old, "vendored"), []byte("v"), 0o644))
+	gitIn(t, old, "add", ".")
+	cmd := exec.Command("git", "commit", "-q", "-m", "old", "--date", "2000-01-01T00:00:00Z")
+	cmd.Dir = old
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t",
+		"GIT_COMMITTER_DATE=2000-01-01T00:00:00Z")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	clone := filepath.Join(t.TempDir(), "clone")
+	gitIn(t, dir, "clone", "-q", dir, clone)
+	gitIn(t, clone, "fetch", "-q", old, "HEAD")
+	gitIn(t, clone, "merge", "-q", "--allow-unrelated-histories", "-m", "vendor", "FETCH_HEAD")
+	rc, err := repo.Find(ctx, clone)
+	require.NoError(t, err)
+	assert.Equal(t, r.Project, rc.Project)
+}
+
 func TestRepo_Pattern(t *testing.T) {
 	dir := newRepo(t, "x")
 	r, err := repo.Find(context.Background(), dir)
@@ -95,7 +122,22 @@ func TestRepo_Pattern(t *testing.T) {
 		{dir, "/etc/passwd", "", repo.ErrOutside},
 		{dir, "", "", pathglob.ErrBadPattern},
 		{dir, "src/[x", "", nil},
+		// An existing directory means everything under it, however typed
+		// (a breaker's input: "src" was reserved as the literal path
+		// "src", covering none of its files).
+		{dir, "src", "src/**", nil},
+		{dir, "./src", "src/**", nil},
+		{dir, "src/.", "src/**", nil},
+		{src, ".", "src/**", nil},
+		{dir, filepath.Join(dir, "src"), "src/**", nil},
+		{dir, "src/y", "src/y/**", nil},
+		{dir, "src/new/", "src/new/**", nil},
+		// An existing file is that file, wildcard characters and all.
+		{dir, "app/[id]/page.tsx", `app/\[id]/page.tsx`, nil},
+		{dir, "app/[id]/*.tsx", `app/[id]/*.tsx`, nil},
 	}
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "app", "[id]"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "app", "[id]", "page.tsx"), nil, 0o644))
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
 			got, err := r.Pattern(tt.cwd, tt.in)
@@ -109,10 +151,36 @@ func TestRepo_Pattern(t *testing.T) {
 			}
 		})
 	}
+	// Paths are paths: no wildcard is read, the file is matched as named.
+	for in, want := range map[string]string{"app/[id]/page.tsx": "app/[id]/page.tsx", "./src//x": "src/x", filepath.Join(src, "x"): "src/x"} {
+		got, err := r.Path(dir, in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+		pat, err := r.Pattern(dir, in)
+		require.NoError(t, err)
+		assert.True(t, mustMatch(t, pat, got), "the file's own pattern matches its path: %s", in)
+	}
+	_, err = r.Path(dir, ".")
+	require.ErrorIs(t, err, pathglob.ErrBadPattern)
+	_, err = r.Path(dir, "/etc/passwd")
+	require.ErrorIs(t, err, repo.ErrOutside)
+	// A symlink out of the repository says where it leads.
+	require.NoError(t, os.Symlink("/etc/hostname", filepath.Join(dir, "hostlink")))
+	_, err = r.Pattern(dir, "hostlink")
+	require.ErrorIs(t, err, repo.ErrOutside)
+	assert.Contains(t, err.Error(), "which resolves to /etc/hostname")
+
 	// Through a symlinked directory: the same pattern.
 	link := filepath.Join(t.TempDir(), "link")
 	require.NoError(t, os.Symlink(dir, link))
 	got, err := r.Pattern(link, "src/x")
 	require.NoError(t, err)
 	assert.Equal(t, "src/x", got)
+}
+
+func mustMatch(t *testing.T, pattern, path string) bool {
+	t.Helper()
+	p, err := pathglob.Compile(pattern)
+	require.NoError(t, err)
+	return p.Match(path)
 }
