@@ -3,7 +3,6 @@ package cli_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,23 +12,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/codi2/codi2/cli"
+	"github.com/codi2/codi2/internal/gittest"
 )
 
-// gitRepo makes a repository with one commit in a temp dir, changes the
-// working directory to it for the test, and returns its root.
+// gitRepo makes a repository with one commit, changes the working
+// directory to its src directory for the test, and returns its root.
 func gitRepo(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	for _, args := range [][]string{{"init", "-q"}, {"-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "first"}} {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, string(out))
-	}
-	require.NoError(t, os.MkdirAll(filepath.Join(dir, "src", "sub"), 0o755))
-	t.Chdir(filepath.Join(dir, "src"))
-	root, err := filepath.EvalSymlinks(dir)
-	require.NoError(t, err)
+	root, _ := gittest.Repo(t)
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "src", "sub"), 0o755))
+	t.Chdir(filepath.Join(root, "src"))
 	return root
 }
 

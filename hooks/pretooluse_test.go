@@ -6,43 +6,31 @@ import (
 	"encoding/json"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/codi2/codi2/internal/gittest"
+
 	"github.com/codi2/codi2/hooks"
 	"github.com/codi2/codi2/internal/proctest"
-	"github.com/codi2/codi2/internal/repo"
 	"github.com/codi2/codi2/state"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// gitRepo makes a git repository with one commit and returns its root
-// (symlinks resolved) and project name.
+// gitRepo makes a git repository, with one commit when commit is set, and
+// returns its root (symlinks resolved) and project name ("" without a
+// commit).
 func gitRepo(t *testing.T, commit bool) (string, string) {
 	t.Helper()
-	dir := t.TempDir()
-	steps := [][]string{{"init", "-q"}}
 	if commit {
-		steps = append(steps, []string{"commit", "-q", "--allow-empty", "-m", "first"})
+		return gittest.Repo(t)
 	}
-	for _, args := range steps {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t")
-		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, "%s", out)
-	}
-	r, err := repo.Find(context.Background(), dir)
-	if commit {
-		require.NoError(t, err)
-	}
-	return r.Root, r.Project
+	return gittest.Init(t), ""
 }
 
 // editInput is a Claude Code PreToolUse input for tool on file, as the

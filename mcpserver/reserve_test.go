@@ -3,14 +3,14 @@ package mcpserver_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/codi2/codi2/internal/gittest"
+
 	"github.com/codi2/codi2/cli"
-	"github.com/codi2/codi2/internal/repo"
 	"github.com/codi2/codi2/mcpserver"
 	"github.com/codi2/codi2/state"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -20,20 +20,7 @@ import (
 
 // gitRepo makes a git repository with one commit and returns its root and
 // project name.
-func gitRepo(t *testing.T) (string, string) {
-	t.Helper()
-	dir := t.TempDir()
-	for _, args := range [][]string{{"init", "-q"}, {"commit", "-q", "--allow-empty", "-m", "first"}} {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t")
-		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, "%s", out)
-	}
-	r, err := repo.Find(context.Background(), dir)
-	require.NoError(t, err)
-	return r.Root, r.Project
-}
+func gitRepo(t *testing.T) (string, string) { return gittest.Repo(t) }
 
 func TestTools_Reservations(t *testing.T) {
 	e := newEnv(t)

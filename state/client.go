@@ -101,13 +101,26 @@ func (c *Client) Apply(ctx context.Context, kind, id string, cmd Command) (Event
 	if err != nil {
 		return Event{}, fmt.Errorf("%w: %s: %w", ErrBadRequest, subj, err)
 	}
+	ev, err := c.publish(ctx, subj, evtSubj, nuid.Next(), data, func(ev Event) bool { return ev.Op != OpExpire && ev.Op != OpRelease })
+	if err != nil {
+		return Event{}, err
+	}
+	return ev, ev.Err()
+}
+
+// publish stores data on subj with Nats-Msg-Id msgID and waits for its
+// outcome event on evtSubj: the first whose seq is the PubAck's and that
+// mine accepts. It subscribes before publishing, so the event cannot be
+// missed. A context that ends after the PubAck is ErrTimeout naming the
+// sequence.
+func (c *Client) publish(ctx context.Context, subj, evtSubj, msgID string, data []byte, mine func(Event) bool) (Event, error) {
 	sub, err := c.nc.SubscribeSync(evtSubj)
 	if err != nil {
 		return Event{}, fmt.Errorf("state: subscribe %s: %w", evtSubj, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	msg := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, nuid.Next())
+	msg.Header.Set(jetstream.MsgIDHeader, msgID)
 	ack, err := c.js.PublishMsg(ctx, msg)
 	if err != nil {
 		return Event{}, fmt.Errorf("state: publish %s: %w", subj, err)
@@ -118,10 +131,9 @@ func (c *Client) Apply(ctx context.Context, kind, id string, cmd Command) (Event
 			return Event{}, fmt.Errorf("%w: no outcome for %s seq %d: %w", ErrTimeout, subj, ack.Sequence, err)
 		}
 		var ev Event
-		if json.Unmarshal(m.Data, &ev) != nil || ev.Seq != ack.Sequence || ev.Op == OpExpire {
-			continue
+		if json.Unmarshal(m.Data, &ev) == nil && ev.Seq == ack.Sequence && mine(ev) {
+			return ev, nil
 		}
-		return ev, ev.Err()
 	}
 }
 

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
 	"github.com/codi2/codi2/subjects"
@@ -40,28 +38,11 @@ func (c *Client) Txn(ctx context.Context, ops []TxnOp) (Event, error) {
 	if err != nil {
 		return Event{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
-	sub, err := c.nc.SubscribeSync(evtSubj)
+	ev, err := c.publish(ctx, subj, evtSubj, txid, data, func(Event) bool { return true })
 	if err != nil {
-		return Event{}, fmt.Errorf("state: subscribe %s: %w", evtSubj, err)
+		return Event{}, err
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	msg := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, txid)
-	ack, err := c.js.PublishMsg(ctx, msg)
-	if err != nil {
-		return Event{}, fmt.Errorf("state: publish %s: %w", subj, err)
-	}
-	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return Event{}, fmt.Errorf("%w: no outcome for %s seq %d: %w", ErrTimeout, subj, ack.Sequence, err)
-		}
-		var ev Event
-		if json.Unmarshal(m.Data, &ev) != nil || ev.Seq != ack.Sequence {
-			continue
-		}
-		return ev, ev.txnErr(ops)
-	}
+	return ev, ev.txnErr(ops)
 }
 
 // txnErr is the error of a multi-record command's summary event ev.

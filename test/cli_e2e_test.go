@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codi2/codi2/internal/gittest"
 	"github.com/codi2/codi2/internal/proctest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -38,18 +39,13 @@ func codi2In(t *testing.T, dir, bin, url, agent string, args ...string) (string,
 	return out.String(), errb.String(), code
 }
 
-// gitRepo makes a repository with one commit and returns its root.
+// gitRepo makes a repository with one commit and a src directory and
+// returns its root.
 func gitRepo(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	for _, args := range [][]string{{"init", "-q"}, {"-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "first"}} {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, string(out))
-	}
-	require.NoError(t, os.MkdirAll(filepath.Join(dir, "src"), 0o755))
-	return dir
+	root, _ := gittest.Repo(t)
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "src"), 0o755))
+	return root
 }
 
 // The ADR-028 story through the agent command line of the built binary, in

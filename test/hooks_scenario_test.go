@@ -12,11 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codi2/codi2/internal/gittest"
+
 	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/cli"
 	"github.com/codi2/codi2/internal/proctest"
-	"github.com/codi2/codi2/internal/repo"
 	"github.com/codi2/codi2/state"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -24,31 +25,18 @@ import (
 
 // projectRepo makes a git repository with one commit and returns its root and
 // project name.
-func projectRepo(t testing.TB) (string, string) {
-	t.Helper()
-	dir := t.TempDir()
-	gitIn(t, dir, nil, "init", "-q")
-	gitIn(t, dir, nil, "commit", "-q", "--allow-empty", "-m", "first")
-	r, err := repo.Find(context.Background(), dir)
-	require.NoError(t, err)
-	return r.Root, r.Project
-}
+func projectRepo(t testing.TB) (string, string) { return gittest.Repo(t) }
 
-// gitIn runs git in dir with env added and returns its combined output and
-// error.
+// gitIn runs git in dir with env added and returns its combined output.
 func gitIn(t testing.TB, dir string, env []string, args ...string) string {
 	t.Helper()
-	out, err := gitTry(dir, env, args...)
+	out, err := gittest.Try(dir, env, args...)
 	require.NoError(t, err, "git %v: %s", args, out)
 	return out
 }
 
 func gitTry(dir string, env []string, args ...string) (string, error) {
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t"), env...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return gittest.Try(dir, env, args...)
 }
 
 // hookIn pipes a hook input into the built binary with env added, as
