@@ -81,6 +81,17 @@ func TestClaude_PreToolUse_DeniesReservedByAnother(t *testing.T) {
 	require.NotNil(t, o.HookSpecificOutput)
 	assert.Contains(t, o.HookSpecificOutput.PermissionDecisionReason, "src/pkg/new.go is reserved by agent-2")
 
+	// A file whose name holds glob characters is checked as that file
+	// (it was matched as a glob), whether reserved literally or by a glob.
+	page := filepath.Join(root, "app", "[id]", "page.tsx")
+	require.NoError(t, os.MkdirAll(filepath.Dir(page), 0o755))
+	require.NoError(t, os.WriteFile(page, nil, 0o644))
+	_, err = stateClient(t, nc, "agent-2").Reserve(ctx, project, []string{`app/\[id]/page.tsx`}, state.ReserveOptions{TTL: time.Hour})
+	require.NoError(t, err)
+	o, _ = hook(t, url, "agent-3", "PreToolUse", editInput(t, root, "Edit", page))
+	require.NotNil(t, o.HookSpecificOutput)
+	assert.Contains(t, o.HookSpecificOutput.PermissionDecisionReason, "app/[id]/page.tsx is reserved by agent-2")
+
 	for name, in := range map[string]string{
 		"own reservation":         "", // agent-2 below
 		"shared reservation":      editInput(t, root, "Edit", filepath.Join(root, "docs", "a.md")),
