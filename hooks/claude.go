@@ -151,7 +151,7 @@ func RunClaude(ctx context.Context, event string, cfg Config, in io.Reader, out 
 
 func handle(ctx context.Context, event string, cfg Config, hi Input) (Output, error) {
 	switch event {
-	case "SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "PreToolUse":
+	case "SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "PreToolUse", "SessionEnd":
 	default:
 		return Output{}, nil // an event codi2 has nothing for: no decision
 	}
@@ -219,6 +219,8 @@ func handle(ctx context.Context, event string, cfg Config, hi Input) (Output, er
 		out, err = stop(ctx, a, sc, cfg, hi)
 	case "SessionStart":
 		out, err = sessionStart(ctx, a, sc, cfg, hi)
+	case "SessionEnd":
+		out = sessionEnd(ctx, sc, cfg)
 	default:
 		note := heartbeat(ctx, sc, cfg, hi, "")
 		var mail string
@@ -230,6 +232,17 @@ func handle(ctx context.Context, event string, cfg Config, hi Input) (Output, er
 		err = cause
 	}
 	return out, err
+}
+
+// sessionEnd signs the agent off, so that what is bound to its presence
+// (reservations, claims) is released now rather than when the presence
+// lapses. SessionEnd cannot block and takes only the common output fields
+// (Claude Code's hooks reference); a failure is a systemMessage.
+func sessionEnd(ctx context.Context, sc *state.Client, cfg Config) Output {
+	if err := sc.SignOff(ctx); err != nil && !errors.Is(err, state.ErrNotFound) {
+		return Output{SystemMessage: "codi2: " + cfg.Agent + " not signed off: " + err.Error()}
+	}
+	return Output{}
 }
 
 // heartbeat keeps the agent's presence alive for cfg.PresenceTTL, with the

@@ -25,6 +25,7 @@ var events = []struct{ name, matcher string }{
 	{"PreToolUse", fileMatcher},
 	{"PostToolUse", fileMatcher},
 	{"Stop", ""},
+	{"SessionEnd", ""},
 }
 
 // Change is one file Install or Uninstall would write: its path, and its

@@ -271,3 +271,26 @@ func TestClaude_PreToolUse_SilentServer(t *testing.T) {
 	assert.Less(t, time.Since(start), 500*time.Millisecond)
 	assert.Equal(t, `{"systemMessage":"codi2 PreToolUse hook skipped: codi2 unreachable at nats://`+ln.Addr().String()+`"}`+"\n", out.String())
 }
+
+// SessionEnd signs the agent off: what is bound to its presence is
+// released at once instead of when the presence lapses. It never blocks
+// and says nothing when there is nothing to end.
+func TestClaude_SessionEnd_SignsOff(t *testing.T) {
+	url, nc := startServer(t)
+	_, project := gitRepo(t, true)
+	ctx := context.Background()
+	sc := stateClient(t, nc, "agent-2")
+	_, err := sc.Heartbeat(ctx, time.Hour, nil)
+	require.NoError(t, err)
+	_, err = sc.Reserve(ctx, project, []string{"src/**"}, state.ReserveOptions{TTL: time.Hour, Bind: true})
+	require.NoError(t, err)
+
+	in := `{"session_id":"s","hook_event_name":"SessionEnd","reason":"exit"}`
+	_, raw := hook(t, url, "agent-2", "SessionEnd", in)
+	assert.Equal(t, "{}", raw)
+	held, err := sc.Reservations(ctx, project, "", "")
+	require.NoError(t, err)
+	assert.Empty(t, held, "released with the presence")
+	_, raw = hook(t, url, "agent-2", "SessionEnd", in)
+	assert.Equal(t, "{}", raw, "no presence left: nothing to say")
+}
