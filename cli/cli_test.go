@@ -408,4 +408,17 @@ func TestRun_AuthRefusalsAndPayload(t *testing.T) {
 	r = run(t, url, "agent-1", strings.Repeat("a", 1_100_000), "log", "big", "-", "--creds", file)
 	assert.Equal(t, cli.ExitUsage, r.code, r.err)
 	assert.Contains(t, r.err, "max payload")
+
+	// Multi-record commands, presence and reservations work with an
+	// agent's own credentials, and only as itself.
+	gitRepo(t)
+	for _, args := range [][]string{{"heartbeat"}, {"reserve", "x/**"}, {"reservations"}, {"who"}, {"unreserve", "x/**"}, {"heartbeat", "--stop"}} {
+		r = run(t, url, "agent-1", "", append(args, "--creds", file)...)
+		assert.Equal(t, cli.ExitOK, r.code, "%v: %s", args, r.err)
+	}
+	for _, args := range [][]string{{"heartbeat"}, {"reserve", "x/**"}} {
+		r = run(t, url, "agent-2", "", append(args, "--creds", file, "--timeout", "10s")...)
+		assert.Equal(t, cli.ExitError, r.code, "%v as another agent: %s", args, r.err)
+		assert.Contains(t, r.err, "permissions violation")
+	}
 }
