@@ -131,7 +131,7 @@ func TestRun_ClaimRenewRelease(t *testing.T) {
 	assert.Contains(t, r.out, "renewed task/ADR-028 rev 2 by agent-2")
 	r = run(t, url, "agent-2", "", "renew", "task", "ADR-028", "--rev", "1")
 	assert.Equal(t, cli.ExitConflict, r.code, "a stale rev")
-	assert.Contains(t, r.err, "held by agent-2 at rev 2")
+	assert.Contains(t, r.err, "the rev given is stale: task/ADR-028 is at rev 2, held by you until ")
 
 	r = run(t, url, "agent-3", "", "release", "task", "ADR-028", "--rev", "1")
 	assert.Equal(t, cli.ExitConflict, r.code)

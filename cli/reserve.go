@@ -110,6 +110,9 @@ func ReservationText(h state.HeldReservation) string {
 	if h.Record.ExpiresAt != nil {
 		s += " until " + h.Record.ExpiresAt.UTC().Format(time.RFC3339)
 	}
+	if h.Record.BoundTo != "" {
+		s += " or " + h.Record.BoundTo + "'s presence ends"
+	}
 	if h.Reason != "" {
 		s += ": " + clean(h.Reason)
 	}

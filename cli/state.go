@@ -52,6 +52,9 @@ func RecordText(r state.Record) string {
 	if r.ExpiresAt != nil {
 		s += " until " + r.ExpiresAt.UTC().Format(time.RFC3339)
 	}
+	if r.BoundTo != "" {
+		s += " or " + r.BoundTo + "'s presence ends"
+	}
 	return s + " " + string(fields)
 }
 
@@ -75,6 +78,9 @@ func (e *env) conflict(cmd *cobra.Command, c *state.Client, kind, id string, err
 		return conflictError{msg: fmt.Sprintf("%s: %s/%s does not exist (any more)", state.ErrConflict, kind, id)}
 	case gerr != nil:
 		return err
+	case cur.Holder() == c.Agent():
+		return conflictError{msg: fmt.Sprintf("%s: the rev given is stale: %s/%s is at rev %d, held by you until %s (pass --rev %d)",
+			state.ErrConflict, kind, id, cur.Rev, cur.ExpiresAt.UTC().Format(time.RFC3339), cur.Rev)}
 	case cur.ExpiresAt != nil:
 		return conflictError{msg: (&state.HeldError{Record: cur}).Error()}
 	}
