@@ -81,6 +81,9 @@ type env struct {
 	// agentFlag is whether --agent was given on the command line (not
 	// from CODI2_AGENT): reservations filters by it only then.
 	agentFlag bool
+	// follow makes the connection reconnect for ever (watch), saying so
+	// on standard error, instead of failing at the first loss.
+	follow bool
 	nc        *nats.Conn
 	out       printer
 	// cancel ends the verb at once when the server refuses a publish or
@@ -196,7 +199,20 @@ func (e *env) connect() error {
 	if e.nc != nil {
 		return nil
 	}
-	opts := []nats.Option{nats.Name("codi2 cli"), nats.Timeout(e.g.timeout), nats.NoReconnect(),
+	reconnect := nats.NoReconnect()
+	if e.follow {
+		reconnect = func(o *nats.Options) error {
+			o.AllowReconnect, o.MaxReconnect, o.ReconnectWait = true, -1, time.Second
+			o.DisconnectedErrCB = func(_ *nats.Conn, err error) {
+				fmt.Fprintf(e.io.Err, "codi2: lost the server at %s (%v); reconnecting\n", e.g.natsURL, err)
+			}
+			o.ReconnectedCB = func(*nats.Conn) {
+				fmt.Fprintln(e.io.Err, "codi2: reconnected; events committed meanwhile are not replayed")
+			}
+			return nil
+		}
+	}
+	opts := []nats.Option{nats.Name("codi2 cli"), nats.Timeout(e.g.timeout), reconnect,
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrPermissionViolation) {
 				e.denied.CompareAndSwap(nil, &err)

@@ -365,7 +365,10 @@ func (e *env) watchCmd() *cobra.Command {
 		Use:   "watch KIND [ID]",
 		Short: "print state events as they happen, until interrupted",
 		Long: `Print every outcome of a command on KIND's records (or KIND/ID's) as the state
-service commits it, applied or rejected, until Ctrl-C (exit 0).`,
+service commits it, applied or rejected, until Ctrl-C (exit 0). When the
+server goes away, watch says so on standard error and reconnects for as long
+as it takes; events committed while it was away are not replayed (read the
+records with get or list, or the audit log with history).`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind := args[0]
@@ -381,6 +384,7 @@ service commits it, applied or rejected, until Ctrl-C (exit 0).`,
 				}
 				subj, _ = subjects.StateEvt(kind, id)
 			}
+			e.follow = true
 			if err := e.connect(); err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -133,4 +134,35 @@ func TestCLI_ADR028Story(t *testing.T) {
 	_, errs, code = codi2(t, bin, "nats://127.0.0.1:1", "agent-2", "status", "--timeout", "1s")
 	assert.Equal(t, 5, code)
 	assert.Equal(t, 1, strings.Count(errs, "\n"), errs)
+}
+
+// watch follows events across a server restart (a new user's input: it
+// exited 5 with "connection closed"), saying on standard error that it
+// lost the server and reconnected.
+func TestCLI_WatchSurvivesRestart(t *testing.T) {
+	srv := startCodi2(t)
+	bin := proctest.Build(t)
+	var out, errb proctest.Buffer
+	cmd := exec.Command(bin, "watch", "task")
+	cmd.Env = append(cmd.Environ(), "CODI2_NATS_URL="+srv.URL)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+
+	// Claims until watch prints one (it subscribes a moment after it starts).
+	seen := func(prefix string) {
+		t.Helper()
+		n := 0
+		require.Eventually(t, func() bool {
+			n++
+			codi2(t, bin, srv.URL, "agent-2", "claim", "task", fmt.Sprintf("%s-%d", prefix, n), "--bind=false")
+			return strings.Contains(out.String(), "codi.state.evt.task."+prefix+"-")
+		}, 30*time.Second, 200*time.Millisecond, "stdout: %s\nstderr: %s", &out, &errb)
+	}
+	seen("before")
+	srv = srv.Restart(t)
+	require.Eventually(t, func() bool { return strings.Contains(errb.String(), "reconnected") }, 30*time.Second, 20*time.Millisecond, errb.String())
+	seen("after")
+	assert.Contains(t, errb.String(), "codi2: lost the server at "+srv.URL)
+	require.Nil(t, cmd.ProcessState, "watch is still running")
 }
