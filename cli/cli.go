@@ -84,8 +84,8 @@ type env struct {
 	// follow makes the connection reconnect for ever (watch), saying so
 	// on standard error, instead of failing at the first loss.
 	follow bool
-	nc        *nats.Conn
-	out       printer
+	nc     *nats.Conn
+	out    printer
 	// cancel ends the verb at once when the server refuses a publish or
 	// subscription (a permissions violation arrives asynchronously, and
 	// the request it refused would otherwise wait out --timeout); denied
