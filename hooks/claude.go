@@ -149,11 +149,19 @@ func RunClaude(ctx context.Context, event string, cfg Config, in io.Reader, out 
 	return json.NewEncoder(out).Encode(o)
 }
 
+// Events are the Claude Code hook events codi2 acts on, as `codi2 hook
+// claude EVENT` takes them (case sensitive, as in Claude Code's settings).
+var Events = []string{"SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "Stop", "SessionEnd"}
+
 func handle(ctx context.Context, event string, cfg Config, hi Input) (Output, error) {
 	switch event {
 	case "SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "PreToolUse", "SessionEnd":
+	case "Notification", "SubagentStop", "PreCompact":
+		return Output{}, nil // a Claude Code event codi2 has nothing for: no decision
 	default:
-		return Output{}, nil // an event codi2 has nothing for: no decision
+		// Most likely a typo in the settings (event names are case
+		// sensitive): say so rather than silently guard nothing.
+		return Output{}, fmt.Errorf("%q is not a Claude Code hook event codi2 knows (%s)", event, strings.Join(Events, ", "))
 	}
 	if err := subjects.ValidAgent(cfg.Agent); err != nil {
 		return Output{}, fmt.Errorf("agent id %q: %w", cfg.Agent, err)

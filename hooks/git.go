@@ -230,10 +230,14 @@ func GitInstall(ctx context.Context, dir, bin string, dry bool) ([]string, error
 			}
 		}
 	}
-	did = append(did, "wrote "+hook)
 	if dry {
-		return did, nil
+		// Say what would be written, the script included.
+		for i := range did {
+			did[i] = "would have " + did[i]
+		}
+		return append(did, "would write "+hook+":\n"+gitHook(bin)), nil
 	}
+	did = append(did, "wrote "+hook)
 	if err := os.MkdirAll(hooksDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -263,6 +267,9 @@ func GitUninstall(ctx context.Context, dir string, dry bool) ([]string, error) {
 		did = append(did, "moved "+chained+" back to "+hook)
 	}
 	if dry {
+		for i := range did {
+			did[i] = "would have " + did[i]
+		}
 		return did, nil
 	}
 	if err := os.Remove(hook); err != nil {

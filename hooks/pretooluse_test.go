@@ -294,3 +294,15 @@ func TestClaude_SessionEnd_SignsOff(t *testing.T) {
 	_, raw = hook(t, url, "agent-2", "SessionEnd", in)
 	assert.Equal(t, "{}", raw, "no presence left: nothing to say")
 }
+
+// An event name codi2 does not know (a typo in the settings: names are
+// case sensitive) is said in systemMessage instead of silently guarding
+// nothing; Claude Code's other events get no decision and no message.
+func TestClaude_UnknownEvent(t *testing.T) {
+	url, _ := startServer(t)
+	in := `{"session_id":"s","hook_event_name":"PreToolUse","tool_name":"Edit","tool_input":{"file_path":"/tmp/x"}}`
+	o, _ := hook(t, url, "agent-2", "pretooluse", in)
+	assert.Contains(t, o.SystemMessage, `"pretooluse" is not a Claude Code hook event codi2 knows (SessionStart, UserPromptSubmit, PreToolUse`)
+	_, raw := hook(t, url, "agent-2", "Notification", `{"session_id":"s","hook_event_name":"Notification"}`)
+	assert.Equal(t, "{}", raw)
+}

@@ -126,7 +126,8 @@ func TestRun_GitHook(t *testing.T) {
 
 	code, out2, errs := runIn(t, "", "hooks", "install", "--git", "--dir", dir, "--dry-run")
 	require.Equal(t, 0, code, errs)
-	assert.Contains(t, out2, "wrote "+hook)
+	assert.Contains(t, out2, "would write "+hook+":\n#!/bin/sh\n")
+	assert.NotContains(t, out2, "wrote ")
 	_, err = os.Stat(hook)
 	assert.True(t, os.IsNotExist(err), "dry run writes nothing")
 	code, _, errs = runIn(t, "", "hooks", "install", "--git", "--dir", dir)

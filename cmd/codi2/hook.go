@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/codi2/codi2/cli"
 	"github.com/codi2/codi2/hooks"
@@ -15,8 +17,15 @@ func runHook(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if len(args) >= 1 && args[0] == "git-pre-commit" {
 		return runGitPreCommit(ctx, args[1:], stderr)
 	}
+	usage := "usage: codi2 hook claude EVENT [flags] (EVENT: " + strings.Join(hooks.Events, ", ") +
+		"; JSON on stdin and stdout, see README \"Claude Code hooks\"), or codi2 hook git-pre-commit"
+	if len(args) >= 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") ||
+		len(args) == 2 && args[0] == "claude" && (args[1] == "-h" || args[1] == "--help") {
+		fmt.Fprintln(stderr, usage)
+		return nil
+	}
 	if len(args) < 2 || args[0] != "claude" {
-		return fmt.Errorf("usage: codi2 hook claude EVENT (SessionStart, UserPromptSubmit, PreToolUse, PostToolUse, Stop), or codi2 hook git-pre-commit")
+		return errors.New(usage)
 	}
 	event := args[1]
 	fs := newFlagSet("hook", stderr)
