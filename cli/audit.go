@@ -114,11 +114,15 @@ exact tokens; --limit stops after N records (default 100).`,
 				if err != nil {
 					return err
 				}
-				for _, r := range page.Records {
+				for i, r := range page.Records {
 					if err := e.out.emit(json.RawMessage(r.Raw), HistoryText(r)); err != nil {
 						return err
 					}
 					if n++; n >= limit {
+						if i < len(page.Records)-1 || page.NextAfterSeq != 0 {
+							// Standard error: --json output stays records only.
+							fmt.Fprintf(e.io.Err, "codi2: stopped at --limit %d; more records follow (raise --limit, or --from a later time)\n", limit)
+						}
 						return nil
 					}
 				}

@@ -233,6 +233,10 @@ func TestRun_LogHistoryStatus(t *testing.T) {
 	assert.Contains(t, r.out, "agent-2 note base64:")
 	r = run(t, url, "", "", "history", "--limit", "1", "--from", "2000-01-01T00:00:00Z", "--to", "now")
 	assert.Len(t, r.lines(), 1)
+	assert.Equal(t, "codi2: stopped at --limit 1; more records follow (raise --limit, or --from a later time)\n", r.err,
+		"a cut list says so (a new user's input: history stopped at 100 without a word)")
+	r = run(t, url, "", "", "history", "--limit", "1000")
+	assert.Empty(t, r.err, "nothing cut, nothing said")
 
 	r = run(t, url, "", "", "status", "--json")
 	require.Equal(t, cli.ExitOK, r.code, r.err)

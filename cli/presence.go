@@ -167,7 +167,7 @@ working directory is in a repository, or --project is given).`,
 				}
 				n++
 				p := presenceJSON{Agent: a.ID, LastHeartbeat: a.UpdatedAt, ExpiresAt: a.ExpiresAt, Fields: map[string]any{},
-					Claims: claims[a.ID], Reservations: reserved[a.ID]}
+					Claims: append([]claimJSON{}, claims[a.ID]...), Reservations: append([]reservationJSON{}, reserved[a.ID]...)}
 				for k := range a.Fields {
 					var v any
 					_ = a.Field(k, &v)

@@ -155,9 +155,13 @@ func (s *Server) Run(ctx context.Context, t mcp.Transport) error {
 		return fmt.Errorf("mcpserver: mail notifications: %w", err)
 	}
 	defer func() { _ = in.Unsubscribe(); <-in.Done() }()
-	present := make(chan struct{})
-	go func() { defer close(present); s.KeepPresent(ctx) }()
+	present, ready := make(chan struct{}), make(chan struct{})
+	go func() { defer close(present); s.KeepPresent(ctx, ready) }()
 	defer func() { cancel(); <-present }()
+	select { // present before the first tool call can ask who is
+	case <-ready:
+	case <-ctx.Done():
+	}
 	err = s.mcp.Run(ctx, &notifyTransport{t: t, s: s})
 	if ctx.Err() != nil {
 		return nil

@@ -303,8 +303,10 @@ func dedupe(ss []string) []string {
 // directory and "via": "mcp" as fields; then it signs off (ending the
 // presence releases what is bound to it: the reservations the reserve tool
 // took). A heartbeat that fails is logged and retried at the next tick.
-// Run calls it; an HTTP server calls it beside its handler.
-func (s *Server) KeepPresent(ctx context.Context) {
+// Run calls it; an HTTP server calls it beside its handler. The first
+// heartbeat is done when ready is closed (nil: not told), so that a who
+// right after the session starts lists this agent.
+func (s *Server) KeepPresent(ctx context.Context, ready chan<- struct{}) {
 	fields := map[string]any{"via": "mcp", "worktree": s.cfg.Dir}
 	if host, err := os.Hostname(); err == nil {
 		fields["host"] = host
@@ -317,6 +319,9 @@ func (s *Server) KeepPresent(ctx context.Context) {
 		}
 	}
 	beat()
+	if ready != nil {
+		close(ready)
+	}
 	tick := time.NewTicker(s.cfg.PresenceTTL / 3)
 	defer tick.Stop()
 	for {
@@ -326,7 +331,7 @@ func (s *Server) KeepPresent(ctx context.Context) {
 		case <-ctx.Done():
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Timeout)
 			defer cancel()
-			if err := s.state.SignOff(sctx); err != nil && !errors.Is(err, state.ErrConflict) {
+			if err := s.state.SignOff(sctx); err != nil && !errors.Is(err, state.ErrNotFound) {
 				s.cfg.Log.Warn().Err(err).Str("agent", s.cfg.Agent).Msg("presence sign-off")
 			}
 			return

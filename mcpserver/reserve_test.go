@@ -52,11 +52,11 @@ func TestTools_Reservations(t *testing.T) {
 	assert.Contains(t, out, "(shared;")
 
 	out, _ = call(t, a3, "reservations", nil)
-	assert.Equal(t, []string{project + " src/** by agent-2 (exclusive, rev 1) until " + exp + ": refactor",
-		project + " docs/** by agent-3 (shared, rev 1) until " + heldUntil(t, sc, project, "agent-3")},
+	assert.Equal(t, []string{project + " src/** by agent-2 (exclusive, rev 1) until " + exp + " or agent-2's presence ends: refactor",
+		project + " docs/** by agent-3 (shared, rev 1) until " + heldUntil(t, sc, project, "agent-3") + " or agent-3's presence ends"},
 		strings.Split(out, "\n"))
 	out, _ = call(t, a3, "reservations", map[string]any{"path": "pkg/x.go"})
-	assert.Equal(t, project+" src/** by agent-2 (exclusive, rev 1) until "+exp+": refactor", out, "relative to agent-3's directory")
+	assert.Equal(t, project+" src/** by agent-2 (exclusive, rev 1) until "+exp+" or agent-2's presence ends: refactor", out, "relative to agent-3's directory")
 	out, _ = call(t, a3, "reservations", map[string]any{"agent": "agent-3", "path": "main.go"})
 	assert.Equal(t, "none", out)
 

@@ -69,7 +69,7 @@ func runMCP(ctx context.Context, args []string, stderr io.Writer) error {
 	// Serve has returned.
 	pctx, cancel := context.WithCancel(ctx)
 	present := make(chan struct{})
-	go func() { defer close(present); s.KeepPresent(pctx) }()
+	go func() { defer close(present); s.KeepPresent(pctx, nil) }()
 	defer func() { cancel(); <-present }()
 	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
