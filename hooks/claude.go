@@ -253,6 +253,17 @@ func sessionEnd(ctx context.Context, sc *state.Client, cfg Config) Output {
 	return Output{}
 }
 
+// agentFlag is what a codi2 command the hook suggests to the model needs to
+// act as this agent: nothing when the id came from CODI2_AGENT (the
+// model's shell has it too), " --agent ID" when it was derived from the
+// session, which a shell cannot know.
+func (c Config) agentFlag() string {
+	if c.derived {
+		return " --agent " + c.Agent
+	}
+	return ""
+}
+
 // heartbeat keeps the agent's presence alive for cfg.PresenceTTL, with the
 // session id, the host and the work tree (root, when known) as its fields.
 // A failure does not stop the hook: it is returned as a note for the
@@ -381,8 +392,8 @@ func postToolUse(ctx context.Context, a *bus.Agent, sc *state.Client, nc *nats.C
 	if len(pending) == cfg.MaxMail {
 		more = "+"
 	}
-	out := withContext("PostToolUse", fmt.Sprintf("codi2: %d%s new message(s) for %s from %s; read them with `codi2 inbox` or the inbox tool.",
-		len(pending), more, a.ID(), strings.Join(names, ", ")))
+	out := withContext("PostToolUse", fmt.Sprintf("codi2: %d%s new message(s) for %s from %s; read them with `codi2 inbox%s` or the inbox tool.",
+		len(pending), more, a.ID(), strings.Join(names, ", "), cfg.agentFlag()))
 	out.SystemMessage = note
 	return out, nil
 }

@@ -134,6 +134,14 @@ func TestClaude_PreToolUse_AutoReserve(t *testing.T) {
 	assert.Equal(t, "agent-3", held[0].Record.BoundTo, "bound to the presence")
 	assert.WithinDuration(t, time.Now().Add(15*time.Minute), *held[0].Record.ExpiresAt, time.Minute)
 
+	assert.Contains(t, o.HookSpecificOutput.AdditionalContext, "release it with `codi2 unreserve src/main.go`.",
+		"CODI2_AGENT is the shell's too: no --agent")
+	o = run("", "src/other.go")
+	require.NotNil(t, o.HookSpecificOutput)
+	derived := hooks.AgentForSession("s-3")
+	assert.Contains(t, o.HookSpecificOutput.AdditionalContext, "release it with `codi2 unreserve --agent "+derived+" src/other.go`.",
+		"an id derived from the session is one the model's shell does not have (a new user's input)")
+
 	o = run("agent-3", "src/main.go")
 	assert.Nil(t, o.HookSpecificOutput, "the first edit reserves, later ones do not")
 	o = run("agent-2", "src/main.go")

@@ -159,8 +159,8 @@ func preToolUse(ctx context.Context, sc *state.Client, cfg Config, t Target) (Ou
 	if len(recs) == 1 && recs[0].ExpiresAt != nil {
 		until = " until " + recs[0].ExpiresAt.UTC().Format(time.RFC3339)
 	}
-	return withContext("PreToolUse", fmt.Sprintf("codi2: reserved %s for %s%s, or until your presence ends; release it with `codi2 unreserve %s`.",
-		t.Path, cfg.Agent, until, t.Path)), nil
+	return withContext("PreToolUse", fmt.Sprintf("codi2: reserved %s for %s%s, or until your presence ends; release it with `codi2 unreserve%s %s`.",
+		t.Path, cfg.Agent, until, cfg.agentFlag(), shellQuote(pathglob.QuoteMeta(t.Path)))), nil
 }
 
 // holdings words what the agent holds for the model: its live reservations

@@ -99,6 +99,24 @@ type Server struct {
 	conns []*notifyConn // connections that take channel notifications
 }
 
+// whileConnected answers a tool call at once, as a tool error saying so,
+// while the connection to codi2 is down (it reconnects on its own), instead
+// of letting the call wait out Config.Timeout and fail with a timeout of
+// some internal subject.
+func (s *Server) whileConnected(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		if method != "tools/call" || s.nc.IsConnected() {
+			return next(ctx, method, req)
+		}
+		url := strings.Join(s.nc.Servers(), ", ")
+		msg := fmt.Sprintf("codi2 is unreachable at %s (reconnecting; try again shortly)", url)
+		if s.nc.IsClosed() {
+			msg = fmt.Sprintf("the connection to codi2 at %s is closed; restart the MCP server", url)
+		}
+		return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: msg}}}, nil
+	}
+}
+
 // New returns the server for cfg.Agent over nc.
 func New(cfg Config, nc *nats.Conn) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
@@ -131,6 +149,7 @@ func New(cfg Config, nc *nats.Conn) (*Server, error) {
 	})
 	s.addTools()
 	s.addReservationTools()
+	s.mcp.AddReceivingMiddleware(s.whileConnected)
 	s.mcp.AddResource(&mcp.Resource{URI: InboxURI, Name: "inbox", Description: "pending mail (read with the inbox tool)", MIMEType: "text/plain"},
 		s.readInbox)
 	return s, nil

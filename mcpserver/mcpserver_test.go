@@ -234,3 +234,25 @@ func TestNotify_NewMail(t *testing.T) {
 	out, _ := call(t, a2, "inbox", nil)
 	assert.Contains(t, out, "task.assign: go", "still in the inbox until fetched")
 }
+
+// With codi2 gone, a tool call is answered at once with a tool error
+// saying so, not after the timeout with an internal subject (a new user's
+// input: "state: timed out: codi.state.list.agent: context deadline
+// exceeded" after 5 s).
+func TestTools_ServerDown(t *testing.T) {
+	srv := servertest.Start(t, false)
+	e := env{url: srv.Bus().ClientURL()}
+	cs, _ := e.session(t, "agent-1")
+	out, isErr := call(t, cs, "who", nil)
+	require.False(t, isErr, out)
+	require.NoError(t, srv.Stop())
+	ok := assert.Eventually(t, func() bool {
+		out, isErr = call(t, cs, "who", nil)
+		return isErr && strings.Contains(out, "codi2 is unreachable at "+e.url+" (reconnecting; try again shortly)")
+	}, 10*time.Second, 50*time.Millisecond)
+	require.True(t, ok, "last answer: %s", out)
+	start := time.Now()
+	_, isErr = call(t, cs, "state", map[string]any{"kind": "task"})
+	assert.True(t, isErr)
+	assert.Less(t, time.Since(start), time.Second, "at once, not after the timeout")
+}

@@ -30,6 +30,11 @@ func runMCP(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := parseWithEnv(fs, args); err != nil {
 		return err
 	}
+	if *agent == "" {
+		// The hooks derive an id from the Claude Code session; an MCP
+		// server is not told the session, so it cannot.
+		return errors.New("mcp: no agent id: set CODI2_AGENT in the environment Claude Code starts with (CODI2_AGENT=agent-2 claude), or pass --agent; the hooks then act as the same agent")
+	}
 	opts := []nats.Option{nats.Name("codi2 mcp " + *agent), nats.MaxReconnects(-1)}
 	if *creds != "" {
 		opts = append(opts, bus.Credentials(*creds))
