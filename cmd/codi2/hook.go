@@ -110,5 +110,12 @@ func runHooks(args []string, stdout, stderr io.Writer) error {
 	if *dry {
 		return nil
 	}
-	return hooks.Apply(changes)
+	if err := hooks.Apply(changes); err != nil {
+		return err
+	}
+	if args[0] == "install" {
+		fmt.Fprintln(stdout, "next: start Claude Code with CODI2_AGENT set (CODI2_AGENT=agent-2 claude): the MCP server needs it, "+
+			"and it makes the hooks, the MCP tools, the git hook and your shell one agent; without it each session's hooks act as claude-<hash of the session id>")
+	}
+	return nil
 }
