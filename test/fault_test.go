@@ -162,31 +162,62 @@ func TestFault_OperatorActionsUnderLoad(t *testing.T) {
 
 	// The log: every event, and the lost ranges of both services.
 	type span struct{ first, last uint64 }
-	lost := map[string][]span{}
-	seen := map[string]int{}
-	q := audit.Query{Limit: audit.MaxQueryLimit}
-	for {
-		page, err := ac.Query(ctx, q)
-		require.NoError(t, err)
-		for _, r := range page.Records {
-			switch {
-			case r.Category == "lost":
-				var l struct {
-					Stream   string
-					FirstSeq uint64 `json:"first_seq"`
-					LastSeq  uint64 `json:"last_seq"`
+	var (
+		lost map[string][]span
+		seen map[string]int
+	)
+	readLog := func() {
+		lost, seen = map[string][]span{}, map[string]int{}
+		q := audit.Query{Limit: audit.MaxQueryLimit}
+		for {
+			page, err := ac.Query(ctx, q)
+			require.NoError(t, err)
+			for _, r := range page.Records {
+				switch {
+				case r.Category == "lost":
+					var l struct {
+						Stream   string
+						FirstSeq uint64 `json:"first_seq"`
+						LastSeq  uint64 `json:"last_seq"`
+					}
+					require.NoError(t, json.Unmarshal(r.Data, &l))
+					lost[l.Stream] = append(lost[l.Stream], span{l.FirstSeq, l.LastSeq})
+				case r.Source == "fi-agent":
+					seen[r.MsgID]++
 				}
-				require.NoError(t, json.Unmarshal(r.Data, &l))
-				lost[l.Stream] = append(lost[l.Stream], span{l.FirstSeq, l.LastSeq})
-			case r.Source == "fi-agent":
-				seen[r.MsgID]++
+			}
+			if page.NextAfterSeq == 0 {
+				return
+			}
+			q.AfterSeq = page.NextAfterSeq
+		}
+	}
+	// The state service records a lost tail in its store with the
+	// watermark, then publishes its audit event: the watermark can be
+	// caught up a moment before the log has the event. Wait for the log to
+	// name every command the store does not have (or give up and report).
+	led.mu.Lock()
+	absent := map[string]uint64{}
+	for id, seq := range led.state {
+		if _, err := sc.Get(ctx, "task", id, 0); err != nil {
+			absent[id] = seq
+		}
+	}
+	led.mu.Unlock()
+	named := func() bool {
+		readLog()
+		for _, seq := range absent {
+			found := false
+			for _, sp := range lost[bus.StreamState] {
+				found = found || sp.first <= seq && seq <= sp.last
+			}
+			if !found {
+				return false
 			}
 		}
-		if page.NextAfterSeq == 0 {
-			break
-		}
-		q.AfterSeq = page.NextAfterSeq
+		return true
 	}
+	assert.Eventually(t, named, 30*time.Second, 200*time.Millisecond, "the log names every state command the store lacks (the checks below say which)")
 	accounted := func(stream string, seq uint64) bool {
 		for _, s := range lost[stream] {
 			if s.first <= seq && seq <= s.last {

@@ -77,7 +77,7 @@ func TestMCP_Stdio_ReservationsAndPresence(t *testing.T) {
 	assert.True(t, isErr)
 	assert.Regexp(t, `^src/main.go overlaps agent-2's reservation src/\*\* until \S+Z; nothing was reserved`, out)
 	out, _ = callText(a3, "reservations", map[string]any{"path": "src/main.go"})
-	assert.Regexp(t, `^git-[0-9a-f]{12} src/\*\* by agent-2 \(exclusive, rev 1\) until \S+Z$`, out)
+	assert.Regexp(t, `^git-[0-9a-f]{12} src/\*\* by agent-2 \(exclusive, rev 1\) until \S+Z or agent-2's presence ends$`, out)
 	require.Eventually(t, func() bool {
 		out, _ = callText(a3, "who", nil)
 		return strings.Contains(out, "agent-2 (seen ") && strings.Contains(out, "agent-3 (seen ")
