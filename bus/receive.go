@@ -189,6 +189,19 @@ func optTime(t time.Time) *time.Time {
 	return &t
 }
 
+// Open makes sure the agent's inbox consumer exists, creating it to begin
+// at from when it does not (an existing one goes on from where it is): for
+// an agent whose id is new by construction (one per Claude Code session)
+// DeliverNew keeps it from being handed the week of broadcasts CODI_MSG
+// holds from before it existed. Like Receive it asks the inbox service and
+// does the work itself when nobody answers. Safe for concurrent use.
+func (a *Agent) Open(ctx context.Context, from DeliverFrom) error {
+	cfg := ReceiveConfig{Deliver: from}
+	cfg.defaults()
+	r := &receiver{a: a, cfg: cfg, name: ConsumerName(a.id), log: cfg.Log}
+	return r.open(ctx, false)
+}
+
 // open finds the consumer, or has it made: at cfg.Deliver the first time,
 // right after the floor when it was deleted under us (recreate). It asks
 // the inbox service (codi.inbox.open.<id>), which makes consumers for

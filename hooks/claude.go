@@ -300,6 +300,14 @@ func sessionStart(ctx context.Context, a *bus.Agent, sc *state.Client, cfg Confi
 	if err != nil {
 		return Output{}, err
 	}
+	if cfg.derived {
+		// An id derived from this session is new: its inbox begins now,
+		// not with the broadcasts CODI_MSG holds from before it existed
+		// (a new user's input: every session replayed a week of them).
+		if err := a.Open(ctx, bus.DeliverNew); err != nil {
+			return Output{}, err
+		}
+	}
 	mail, err := deliver(ctx, a, cfg.MaxMail, nil)
 	if cfg.derived {
 		// The model needs its id to be told apart in messages and

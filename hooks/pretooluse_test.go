@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/codi2/codi2/bus"
 	"net"
 	"os"
 	"path/filepath"
@@ -239,12 +240,26 @@ func TestClaude_SessionStart_HeartbeatAndHoldings(t *testing.T) {
 
 // A session without CODI2_AGENT is told the agent id derived for it.
 func TestClaude_SessionStart_NamesDerivedAgent(t *testing.T) {
-	url, _ := startServer(t)
+	url, nc := startServer(t)
+	// A broadcast from before the session is not this new agent's mail (a
+	// new user's input: every session replayed a week of broadcasts), but
+	// one sent after it started is.
+	sender, err := bus.NewAgent("agent-2", nc)
+	require.NoError(t, err)
+	_, err = sender.Send(context.Background(), "all", "standup", []byte("before"))
+	require.NoError(t, err)
 	var out bytes.Buffer
 	require.NoError(t, hooks.RunClaude(context.Background(), "SessionStart", hooks.Config{NATSURL: url, Budget: 5 * time.Second},
 		strings.NewReader(`{"session_id":"s-7","cwd":"/","hook_event_name":"SessionStart","source":"startup"}`), &out))
 	assert.Equal(t, `{"hookSpecificOutput":{"hookEventName":"SessionStart","additionalContext":"codi2: this session is agent `+
 		hooks.AgentForSession("s-7")+` (derived from the session id; set CODI2_AGENT to choose one)."}}`+"\n", out.String())
+	_, err = sender.Send(context.Background(), "all", "standup", []byte("after"))
+	require.NoError(t, err)
+	out.Reset()
+	require.NoError(t, hooks.RunClaude(context.Background(), "UserPromptSubmit", hooks.Config{NATSURL: url, Budget: 5 * time.Second},
+		strings.NewReader(`{"session_id":"s-7","cwd":"/","hook_event_name":"UserPromptSubmit","prompt":"hi"}`), &out))
+	assert.Contains(t, out.String(), "after")
+	assert.NotContains(t, out.String(), "before")
 }
 
 // A server that takes the connection and never answers (hung, or not
