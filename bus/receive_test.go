@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -623,4 +624,33 @@ func oldAndMid(t *testing.T, b *bus.Bus, orch *bus.Agent) time.Time {
 	_, err = orch.Broadcast(ctx, "standup", []byte("mid"))
 	require.NoError(t, err)
 	return since
+}
+
+// Open makes the inbox consumer without taking anything: with DeliverNew
+// what was stored before is never handed over (a session-derived agent);
+// an existing consumer keeps its start. With and without the inbox
+// service.
+func TestAgent_Open(t *testing.T) {
+	for _, withService := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inbox service %v", withService), func(t *testing.T) {
+			b := bustest.Run(t)
+			if withService {
+				serveInboxes(t, b)
+			}
+			ctx := context.Background()
+			orch := newAgent(t, b, "orchestrator")
+			oldAndMid(t, b, orch)
+			a := newAgent(t, b, "agent-1")
+			require.NoError(t, a.Open(ctx, bus.DeliverNew))
+			pending, err := a.Peek(ctx, 10)
+			require.NoError(t, err)
+			assert.Empty(t, pending, "nothing from before the consumer")
+			_, err = orch.Send(ctx, "all", "standup", []byte("new"))
+			require.NoError(t, err)
+			require.NoError(t, a.Open(ctx, bus.DeliverAll), "an existing consumer keeps its start")
+			r := startReceiver(t, a, bus.ReceiveConfig{UntilIdle: true}, nil)
+			require.NoError(t, r.wait(t))
+			assert.Equal(t, []string{"new"}, datas(r.got()))
+		})
+	}
 }
