@@ -1,0 +1,45 @@
+package filewatch
+
+import "time"
+
+// The kinds of Change, and the audit event category token after "file.".
+const (
+	OpCreate  = "create"
+	OpWrite   = "write"
+	OpRemove  = "remove"
+	OpRename  = "rename"
+	OpDropped = "dropped" // changes the queue could not hold (Dropped set)
+)
+
+// Change is one recorded change of one file: the payload of the audit event
+// file.<op>. A plain value, safe to share.
+type Change struct {
+	// Op is OpCreate, OpWrite, OpRemove, OpRename (the file was moved away
+	// from Path) or OpDropped.
+	Op string `json:"op"`
+	// Path is relative to the repository root, with slashes.
+	Path string `json:"path,omitempty"`
+	// Agent is the agent the watcher records for.
+	Agent string `json:"agent"`
+	// Project is the repository's project name, when known.
+	Project string `json:"project,omitempty"`
+	// Size (bytes) and SHA256 (lower-case hex) of the file once its
+	// writes settled, for create and write (absent with Config.NoHash).
+	// The hook of codi2 hook claude PostToolUse records the same hash, so
+	// the two events of one edit are recognisable as one change.
+	Size   *int64 `json:"size,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
+	// Time is when the change was decided (after the window), UTC.
+	Time time.Time `json:"time"`
+	// Dropped, First and Last describe an OpDropped change: how many
+	// changes were dropped and when the first and last of them were.
+	Dropped int        `json:"dropped,omitempty"`
+	First   *time.Time `json:"first,omitempty"`
+	Last    *time.Time `json:"last,omitempty"`
+
+	// ID is unique per change of one watcher run (the Nats-Msg-Id).
+	ID string `json:"-"`
+	// Seen is when the watcher read the first kernel event of the change
+	// (zero for a change found by a scan); for latency measurements.
+	Seen time.Time `json:"-"`
+}

@@ -1,0 +1,445 @@
+package filewatch_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/codi2/codi2/audit"
+	"github.com/codi2/codi2/bus/bustest"
+	"github.com/codi2/codi2/filewatch"
+	"github.com/codi2/codi2/internal/server"
+	"github.com/codi2/codi2/internal/servertest"
+	"github.com/fsnotify/fsnotify"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// recorder is a Sink that keeps what it is handed, and can fail on
+// demand; wrapped around AuditSink where a test needs the real log.
+type recorder struct {
+	mu      sync.Mutex
+	changes []filewatch.Change
+	next    filewatch.Sink
+}
+
+func (r *recorder) sink(ctx context.Context, c filewatch.Change) error {
+	if r.next != nil {
+		if err := r.next(ctx, c); err != nil {
+			return err
+		}
+	}
+	r.mu.Lock()
+	r.changes = append(r.changes, c)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *recorder) all() []filewatch.Change {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]filewatch.Change(nil), r.changes...)
+}
+
+// ops lists the recorded changes of path as their ops, in order.
+func (r *recorder) ops(path string) []string {
+	var ops []string
+	for _, c := range r.all() {
+		if c.Path == path {
+			ops = append(ops, c.Op)
+		}
+	}
+	return ops
+}
+
+// start runs a Watcher on root with cfg until the test ends.
+func start(t testing.TB, cfg filewatch.Config, sink filewatch.Sink) *filewatch.Watcher {
+	t.Helper()
+	if cfg.Agent == "" {
+		cfg.Agent = "agent-1"
+	}
+	w, err := filewatch.New(cfg, sink, bustest.Logger(t))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, 2*time.Second) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	select {
+	case <-w.Ready():
+	case err := <-done:
+		t.Fatalf("Run returned before it watched the tree: %v", err)
+	}
+	return w
+}
+
+func write(t testing.TB, path, data string) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+	require.NoError(t, os.WriteFile(path, []byte(data), 0o644))
+}
+
+func sum(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+func eventually(t testing.TB, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	require.Eventually(t, cond, 20*time.Second, 10*time.Millisecond, fmt.Sprintf(msg, args...))
+}
+
+func TestWatcher_Run_RecordsEachKindOfChange(t *testing.T) {
+	root := t.TempDir()
+	write(t, filepath.Join(root, "old.txt"), "old")
+	write(t, filepath.Join(root, "gone.txt"), "bye")
+	r := &recorder{}
+	start(t, filewatch.Config{Root: root, Settle: 20 * time.Millisecond, Project: "git-abc"}, r.sink)
+
+	write(t, filepath.Join(root, "src", "new.go"), "package x")
+	write(t, filepath.Join(root, "old.txt"), "new content")
+	require.NoError(t, os.Rename(filepath.Join(root, "gone.txt"), filepath.Join(root, "moved.txt")))
+	eventually(t, func() bool { return len(r.all()) >= 4 }, "4 changes, got %v", r.all())
+	require.NoError(t, os.Remove(filepath.Join(root, "moved.txt")))
+	eventually(t, func() bool { return len(r.ops("moved.txt")) == 2 }, "moved.txt created and removed: %v", r.all())
+
+	assert.Equal(t, []string{"create"}, r.ops("src/new.go"))
+	assert.Equal(t, []string{"write"}, r.ops("old.txt"))
+	assert.Equal(t, []string{"rename"}, r.ops("gone.txt"))
+	assert.Equal(t, []string{"create", "remove"}, r.ops("moved.txt"))
+	for _, c := range r.all() {
+		assert.Equal(t, "agent-1", c.Agent)
+		assert.Equal(t, "git-abc", c.Project)
+		switch c.Path {
+		case "src/new.go":
+			assert.Equal(t, sum("package x"), c.SHA256)
+			require.NotNil(t, c.Size)
+			assert.EqualValues(t, 9, *c.Size)
+		case "old.txt":
+			assert.Equal(t, sum("new content"), c.SHA256)
+		case "gone.txt":
+			assert.Empty(t, c.SHA256)
+		}
+	}
+}
+
+func TestWatcher_Run_IgnoresGitAndGitignore(t *testing.T) {
+	root := t.TempDir()
+	write(t, filepath.Join(root, ".gitignore"), "*.log\nbuild/\n")
+	write(t, filepath.Join(root, "sub", ".gitignore"), "secret.txt\n")
+	write(t, filepath.Join(root, ".git", "HEAD"), "ref")
+	r := &recorder{}
+	start(t, filewatch.Config{Root: root, Settle: 10 * time.Millisecond}, r.sink)
+
+	write(t, filepath.Join(root, ".git", "index"), "x")
+	write(t, filepath.Join(root, "debug.log"), "x")
+	write(t, filepath.Join(root, "build", "out.bin"), "x")
+	write(t, filepath.Join(root, "sub", "secret.txt"), "x")
+	write(t, filepath.Join(root, "secret.txt"), "kept: only sub/ ignores it")
+	write(t, filepath.Join(root, "sub", "kept.txt"), "x")
+	eventually(t, func() bool { return len(r.ops("sub/kept.txt")) == 1 && len(r.ops("secret.txt")) == 1 }, "kept files: %v", r.all())
+	// A .gitignore written now applies from now on.
+	write(t, filepath.Join(root, ".gitignore"), "*.log\nbuild/\n*.tmp\n")
+	eventually(t, func() bool { return len(r.ops(".gitignore")) == 1 }, ".gitignore write: %v", r.all())
+	write(t, filepath.Join(root, "x.tmp"), "x")
+	write(t, filepath.Join(root, "last.txt"), "x")
+	eventually(t, func() bool { return len(r.ops("last.txt")) == 1 }, "last.txt: %v", r.all())
+	for _, c := range r.all() {
+		assert.Contains(t, []string{"secret.txt", "sub/kept.txt", ".gitignore", "last.txt"}, c.Path)
+	}
+}
+
+func TestWatcher_Run_CoalescesABurst(t *testing.T) {
+	root := t.TempDir()
+	write(t, filepath.Join(root, "hot.txt"), "start")
+	r := &recorder{}
+	start(t, filewatch.Config{Root: root, Settle: 200 * time.Millisecond}, r.sink)
+
+	f, err := os.OpenFile(filepath.Join(root, "hot.txt"), os.O_WRONLY|os.O_APPEND, 0)
+	require.NoError(t, err)
+	want := "start"
+	for i := range 1000 {
+		line := fmt.Sprintf("line %d\n", i)
+		_, err := f.WriteString(line)
+		require.NoError(t, err)
+		want += line
+	}
+	require.NoError(t, f.Close())
+	// An editor's save: a temporary file renamed over the file.
+	write(t, filepath.Join(root, "doc.md.swp"), "saved")
+	require.NoError(t, os.Rename(filepath.Join(root, "doc.md.swp"), filepath.Join(root, "doc.md")))
+
+	eventually(t, func() bool { return len(r.ops("hot.txt")) == 1 && len(r.ops("doc.md")) == 1 }, "one write each: %v", r.all())
+	c := r.all()
+	for _, ch := range c {
+		if ch.Path == "hot.txt" {
+			assert.Equal(t, "write", ch.Op)
+			assert.Equal(t, sum(want), ch.SHA256, "hashed after the burst settled")
+		}
+	}
+	assert.Empty(t, r.ops("doc.md.swp"), "a temporary file that came and went within the window is no change")
+	// Nothing more arrives for the burst.
+	time.Sleep(400 * time.Millisecond) // a window and a half: proving an absence, not waiting for a result
+	assert.Len(t, r.ops("hot.txt"), 1)
+}
+
+func TestWatcher_Run_DirectoryRemovedAndRecreated(t *testing.T) {
+	root := t.TempDir()
+	write(t, filepath.Join(root, "pkg", "a", "x.go"), "x")
+	r := &recorder{}
+	start(t, filewatch.Config{Root: root, Settle: 10 * time.Millisecond}, r.sink)
+
+	require.NoError(t, os.RemoveAll(filepath.Join(root, "pkg")))
+	eventually(t, func() bool { return len(r.ops("pkg/a/x.go")) == 1 }, "removed: %v", r.all())
+	write(t, filepath.Join(root, "pkg", "a", "x.go"), "again")
+	write(t, filepath.Join(root, "pkg", "a", "b", "y.go"), "deep")
+	eventually(t, func() bool { return len(r.ops("pkg/a/x.go")) == 2 && len(r.ops("pkg/a/b/y.go")) == 1 }, "recreated: %v", r.all())
+	write(t, filepath.Join(root, "pkg", "a", "b", "y.go"), "deeper")
+	eventually(t, func() bool { return len(r.ops("pkg/a/b/y.go")) == 2 }, "still watched: %v", r.all())
+	assert.Equal(t, []string{"remove", "create"}, r.ops("pkg/a/x.go"))
+	assert.Equal(t, []string{"create", "write"}, r.ops("pkg/a/b/y.go"))
+
+	// A directory moved away: its files are renamed away, the new place's
+	// files created.
+	require.NoError(t, os.Rename(filepath.Join(root, "pkg"), filepath.Join(root, "lib")))
+	eventually(t, func() bool { return len(r.ops("lib/a/b/y.go")) == 1 && len(r.ops("pkg/a/b/y.go")) == 3 }, "moved: %v", r.all())
+	assert.Equal(t, "rename", r.ops("pkg/a/b/y.go")[2])
+}
+
+func TestWatcher_Run_WatchedDirectoryRecreated(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "work")
+	write(t, filepath.Join(dir, "a.txt"), "a")
+	r := &recorder{}
+	start(t, filewatch.Config{Root: root, Dir: dir, Settle: 10 * time.Millisecond}, r.sink)
+	write(t, filepath.Join(root, "outside.txt"), "not watched")
+
+	require.NoError(t, os.RemoveAll(dir))
+	eventually(t, func() bool { return len(r.ops("work/a.txt")) == 1 }, "removed: %v", r.all())
+	write(t, filepath.Join(dir, "a.txt"), "back")
+	eventually(t, func() bool { return len(r.ops("work/a.txt")) == 2 }, "recreated: %v", r.all())
+	write(t, filepath.Join(dir, "b.txt"), "b")
+	eventually(t, func() bool { return len(r.ops("work/b.txt")) == 1 }, "watched again: %v", r.all())
+	assert.Empty(t, r.ops("outside.txt"))
+}
+
+func TestWatcher_Run_TenThousandFiles(t *testing.T) {
+	root := t.TempDir()
+	r := &recorder{}
+	w := start(t, filewatch.Config{Root: root, Settle: 50 * time.Millisecond}, r.sink)
+	const n = 10_000
+	for i := range n {
+		write(t, filepath.Join(root, "gen", fmt.Sprintf("d%02d", i%50), fmt.Sprintf("f%05d.txt", i)), fmt.Sprint(i))
+	}
+	eventually(t, func() bool { return len(r.all()) >= n }, "10,000 creates, got %d", len(r.all()))
+	seen := map[string]int{}
+	for _, c := range r.all() {
+		seen[c.Path]++
+		assert.Equal(t, "create", c.Op, c.Path)
+	}
+	assert.Len(t, seen, n)
+	for p, k := range seen {
+		if k != 1 {
+			t.Errorf("%s recorded %d times", p, k)
+		}
+	}
+	t.Logf("stats: %+v", w.Stats())
+}
+
+func TestWatcher_Run_QueuesWhileTheSinkFailsAndReportsDrops(t *testing.T) {
+	root := t.TempDir()
+	down := true
+	r := &recorder{next: func(context.Context, filewatch.Change) error {
+		if down {
+			return errors.New("server restarting")
+		}
+		return nil
+	}}
+	var mu sync.Mutex
+	sink := func(ctx context.Context, c filewatch.Change) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return r.sink(ctx, c)
+	}
+	w := start(t, filewatch.Config{Root: root, Settle: 5 * time.Millisecond, MaxQueue: 3,
+		RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond}, sink)
+	for i := range 5 {
+		write(t, filepath.Join(root, fmt.Sprintf("f%d", i)), "x")
+		eventually(t, func() bool { st := w.Stats(); return st.Queued+st.Dropped == i+1 }, "change %d noted: %+v", i, w.Stats())
+	}
+	assert.Equal(t, filewatch.Stats{Queued: 3, Dropped: 2}, w.Stats())
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	eventually(t, func() bool { return len(r.all()) == 4 }, "3 changes and a report: %v", r.all())
+	c := r.all()
+	assert.Equal(t, "f0", c[0].Path, "the change that found the sink working again")
+	assert.Equal(t, filewatch.OpDropped, c[1].Op, "then the report")
+	assert.Equal(t, 2, c[1].Dropped)
+	require.NotNil(t, c[1].First)
+	assert.False(t, c[1].Last.Before(*c[1].First))
+	assert.Equal(t, "f1", c[2].Path)
+	assert.Equal(t, "f2", c[3].Path)
+}
+
+func TestWatcher_Run_KeepsGoingAcrossAServerRestart(t *testing.T) {
+	data := t.TempDir()
+	s, err := server.Start(context.Background(), server.Config{DataDir: data, NATSListen: "127.0.0.1:-1"}, bustest.Logger(t))
+	require.NoError(t, err)
+	url := s.Bus().ClientURL()
+	nc := connect(t, url)
+	ac, err := audit.NewClient(nc)
+	require.NoError(t, err)
+	root := t.TempDir()
+	start(t, filewatch.Config{Root: root, Settle: 5 * time.Millisecond, RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond},
+		filewatch.AuditSink(ac, false))
+
+	write(t, filepath.Join(root, "before.txt"), "1")
+	eventually(t, func() bool { return len(logged(t, ac)) == 1 }, "first change logged")
+	require.NoError(t, s.Stop())
+	write(t, filepath.Join(root, "during.txt"), "2")
+	write(t, filepath.Join(root, "during2.txt"), "3")
+	host := url[len("nats://"):]
+	s, err = server.Start(context.Background(), server.Config{DataDir: data, NATSListen: host}, bustest.Logger(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Stop() })
+	write(t, filepath.Join(root, "after.txt"), "4")
+	eventually(t, func() bool { return len(logged(t, ac)) == 4 }, "all four changes logged, once: %v", logged(t, ac))
+	paths := map[string]bool{}
+	for _, rec := range logged(t, ac) {
+		var c filewatch.Change
+		require.NoError(t, json.Unmarshal(rec.Data, &c))
+		assert.Equal(t, "create", c.Op)
+		assert.Equal(t, "codi.audit.log.agent-1.file.create", rec.Subject)
+		paths[c.Path] = true
+	}
+	assert.Len(t, paths, 4)
+}
+
+func TestWatcher_Run_AuditEventsInTheLog(t *testing.T) {
+	s := servertest.Start(t, false)
+	ac, err := audit.NewClient(connect(t, s.Bus().ClientURL()))
+	require.NoError(t, err)
+	root := t.TempDir()
+	start(t, filewatch.Config{Root: root, Settle: 5 * time.Millisecond}, filewatch.AuditSink(ac, true))
+	write(t, filepath.Join(root, "a.go"), "package a")
+	eventually(t, func() bool { return len(logged(t, ac)) == 1 }, "logged")
+	rec := logged(t, ac)[0]
+	assert.Equal(t, "agent-1", rec.Source)
+	assert.Equal(t, "file", rec.Category)
+	assert.Contains(t, string(rec.Data), `"sha256":"`+sum("package a")+`"`)
+}
+
+func connect(t testing.TB, url string) *natsConn {
+	t.Helper()
+	nc, err := natsConnect(url)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// logged is the file events in the audit log, in log order.
+func logged(t testing.TB, ac *audit.Client) []audit.Record {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	res, err := ac.Query(ctx, audit.Query{Category: "file", Limit: 1000})
+	if err != nil {
+		return nil
+	}
+	return res.Records
+}
+
+func TestConfig_Validate(t *testing.T) {
+	root := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		cfg  filewatch.Config
+	}{
+		{"no root", filewatch.Config{}},
+		{"relative root", filewatch.Config{Root: "x"}},
+		{"relative dir", filewatch.Config{Root: root, Dir: "x"}},
+		{"dir outside", filewatch.Config{Root: root, Dir: filepath.Dir(root)}},
+		{"bad agent", filewatch.Config{Root: root, Agent: "a.b"}},
+		{"negative queue", filewatch.Config{Root: root, MaxQueue: -1}},
+		{"bad backoff", filewatch.Config{Root: root, RetryMin: time.Second, RetryMax: time.Millisecond}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := filewatch.New(tc.cfg, func(context.Context, filewatch.Change) error { return nil }, zerolog.Nop())
+			require.ErrorIs(t, err, filewatch.ErrConfig)
+		})
+	}
+	_, err := filewatch.New(filewatch.Config{Root: root}, nil, zerolog.Nop())
+	require.ErrorIs(t, err, filewatch.ErrConfig)
+}
+
+func TestWatcher_Run_OverflowRescans(t *testing.T) {
+	root := t.TempDir()
+	write(t, filepath.Join(root, "keep.txt"), "same")
+	write(t, filepath.Join(root, "edit.txt"), "v1")
+	write(t, filepath.Join(root, "drop.txt"), "x")
+	r := &recorder{}
+	w := start(t, filewatch.Config{Root: root, Settle: 300 * time.Millisecond}, r.sink)
+	write(t, filepath.Join(root, "edit.txt"), "v2 longer")
+	write(t, filepath.Join(root, "d", "new.txt"), "n")
+	require.NoError(t, os.Remove(filepath.Join(root, "drop.txt")))
+	w.Inject(fsnotify.ErrEventOverflow)
+	w.Inject(errors.New("some other watch error")) // logged, ignored
+	eventually(t, func() bool { return len(r.all()) == 3 }, "three changes: %v", r.all())
+	// The kernel's own events, decided after the window, add nothing.
+	time.Sleep(500 * time.Millisecond) // proving an absence: past the window
+	assert.Equal(t, []string{"write"}, r.ops("edit.txt"))
+	assert.Equal(t, []string{"create"}, r.ops("d/new.txt"))
+	assert.Equal(t, []string{"remove"}, r.ops("drop.txt"))
+	assert.Equal(t, 1, w.Stats().Rescans)
+}
+
+func TestWatcher_Run_NoHashAndNoWindow(t *testing.T) {
+	root := t.TempDir()
+	write(t, filepath.Join(root, "a.txt"), "a")
+	require.NoError(t, os.Symlink("a.txt", filepath.Join(root, "link")))
+	r := &recorder{}
+	start(t, filewatch.Config{Root: root, Settle: -1, NoHash: true}, r.sink)
+	write(t, filepath.Join(root, "b.txt"), "b")
+	require.NoError(t, os.Symlink("b.txt", filepath.Join(root, "link2")))
+	require.NoError(t, os.Chmod(filepath.Join(root, "a.txt"), 0o600))
+	write(t, filepath.Join(root, "c.txt"), "c")
+	eventually(t, func() bool { return len(r.ops("c.txt")) > 0 }, "c.txt: %v", r.all())
+	for _, c := range r.all() {
+		assert.Nil(t, c.Size)
+		assert.Empty(t, c.SHA256)
+		assert.NotEqual(t, "link2", c.Path, "symbolic links are not recorded")
+		assert.NotEqual(t, "a.txt", c.Path, "a chmod is no change")
+	}
+	assert.Equal(t, "create", r.ops("b.txt")[0])
+}
+
+func TestWatcher_Run_SameContentIsNoChange(t *testing.T) {
+	root := t.TempDir()
+	r := &recorder{}
+	start(t, filewatch.Config{Root: root, Settle: 10 * time.Millisecond}, r.sink)
+	write(t, filepath.Join(root, "a.txt"), "a")
+	eventually(t, func() bool { return len(r.ops("a.txt")) == 1 }, "created")
+	write(t, filepath.Join(root, "a.txt"), "a")
+	write(t, filepath.Join(root, "b.txt"), "b")
+	eventually(t, func() bool { return len(r.ops("b.txt")) == 1 }, "b created")
+	time.Sleep(100 * time.Millisecond) // proving an absence: past a.txt's window
+	assert.Equal(t, []string{"create"}, r.ops("a.txt"), "rewritten with the same bytes")
+	// A .gitignore removed stops ignoring.
+	write(t, filepath.Join(root, ".gitignore"), "*.o\n")
+	eventually(t, func() bool { return len(r.ops(".gitignore")) == 1 }, ".gitignore")
+	require.NoError(t, os.Remove(filepath.Join(root, ".gitignore")))
+	eventually(t, func() bool { return len(r.ops(".gitignore")) == 2 }, ".gitignore removed")
+	write(t, filepath.Join(root, "x.o"), "o")
+	eventually(t, func() bool { return len(r.ops("x.o")) == 1 }, "x.o no longer ignored: %v", r.all())
+}
