@@ -92,6 +92,9 @@ type env struct {
 	// holds that refusal.
 	cancel context.CancelFunc
 	denied atomic.Pointer[error]
+	// reconnect makes connect's connection wait for the server and
+	// reconnect for ever (watch --files), instead of failing at once.
+	reconnect bool
 }
 
 // Run runs one agent verb (args[0] is the verb) and returns the process
@@ -228,6 +231,12 @@ func (e *env) connect() error {
 			return usageError{fmt.Errorf("--creds %s: not a NATS credentials file (codi2 agent add makes one)", e.g.creds)}
 		}
 		opts = append(opts, bus.Credentials(e.g.creds))
+	}
+	if e.reconnect {
+		opts = append(opts, nats.RetryOnFailedConnect(true), func(o *nats.Options) error {
+			o.AllowReconnect, o.MaxReconnect, o.ReconnectWait = true, -1, 250*time.Millisecond
+			return nil
+		})
 	}
 	nc, err := nats.Connect(e.g.natsURL, opts...)
 	if errors.Is(err, nats.ErrAuthorization) {

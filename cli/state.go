@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/codi2/codi2/filewatch"
 	"strings"
 	"time"
 
@@ -361,16 +362,30 @@ func jsonEqual(a, b json.RawMessage) bool {
 }
 
 func (e *env) watchCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "watch KIND [ID]",
-		Short: "print state events as they happen, until interrupted",
+	var fo filesOptions
+	cmd := &cobra.Command{
+		Use:   "watch KIND [ID] | watch --files [DIR]",
+		Short: "print state events as they happen (--files: record file changes), until interrupted",
 		Long: `Print every outcome of a command on KIND's records (or KIND/ID's) as the state
 service commits it, applied or rejected, until Ctrl-C (exit 0). When the
 server goes away, watch says so on standard error and reconnects for as long
 as it takes; events committed while it was away are not replayed (read the
-records with get or list, or the audit log with history).`,
-		Args: cobra.RangeArgs(1, 2),
+records with get or list, or the audit log with history).
+
+With --files, watch the working tree DIR (default: the repository's root)
+and record each file change as the audit event file.<create|write|remove|rename>
+from --agent (or "unknown"), printing each once recorded (see README, "File
+changes").`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if fo.files {
+				return cobra.MaximumNArgs(1)(cmd, args)
+			}
+			return cobra.RangeArgs(1, 2)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if fo.files {
+				return e.watchFiles(cmd, args, fo)
+			}
 			kind := args[0]
 			if err := subjects.ValidKind(kind); err != nil {
 				return usageError{fmt.Errorf("kind %q: %w", kind, err)}
@@ -414,6 +429,11 @@ records with get or list, or the audit log with history).`,
 			}
 		},
 	}
+	f := cmd.Flags()
+	f.BoolVar(&fo.files, "files", false, "record the working tree's file changes instead (DIR: default the repository root)")
+	f.BoolVar(&fo.noHash, "no-hash", false, "with --files: do not read files (no size or sha256; for huge trees)")
+	f.DurationVar(&fo.settle, "settle", filewatch.DefaultSettle, "with --files: a file's events within this quiet window are one change")
+	return cmd
 }
 
 func eventText(subject string, ev state.Event) string {

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/codi2/codi2/internal/retry"
 	"github.com/fsnotify/fsnotify"
 	"github.com/rs/zerolog"
 )
@@ -534,7 +535,7 @@ func (w *Watcher) done(c Change) {
 // send hands queued changes to the Sink in order, retrying a failing Sink
 // with backoff, until ctx ends or, once Run is closing, the queue is empty.
 func (w *Watcher) send(ctx context.Context) {
-	backoff := w.cfg.RetryMin
+	backoff := retry.Backoff{Delay: w.cfg.RetryMin, Max: w.cfg.RetryMax}
 	failing := false
 	for {
 		c, closing, ok := w.next(!failing)
@@ -556,7 +557,7 @@ func (w *Watcher) send(ctx context.Context) {
 			if failing {
 				w.log.Info().Msg("recording changes again")
 			}
-			failing, backoff = false, w.cfg.RetryMin
+			failing, backoff.Delay = false, w.cfg.RetryMin
 			w.done(c)
 			continue
 		}
@@ -567,14 +568,9 @@ func (w *Watcher) send(ctx context.Context) {
 			w.log.Warn().Err(err).Str("path", c.Path).Msg("cannot record changes: queueing them and retrying")
 			failing = true
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if backoff.Wait(ctx) != nil {
 			return
 		}
-		backoff = min(backoff*2, w.cfg.RetryMax)
 	}
 }
 

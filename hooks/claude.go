@@ -375,6 +375,34 @@ type FileWrite struct {
 	Agent   string `json:"agent"`
 	Session string `json:"session"`
 	Project string `json:"project,omitempty"`
+	// Size (bytes) and SHA256 (lower-case hex) of the file after the
+	// edit, as codi2 watch --files records them, so the two events of
+	// one edit are recognisable as one change; absent when the file cannot
+	// be read or is larger than MaxHashBytes.
+	Size   *int64 `json:"size,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// MaxHashBytes bounds the file PostToolUse hashes, so that the hook stays
+// within its budget.
+const MaxHashBytes = 16 << 20
+
+// hashFile returns the size and SHA-256 of the file at p, or nothing.
+func hashFile(p string) (*int64, string) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, ""
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() || fi.Size() > MaxHashBytes {
+		return nil, ""
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return nil, ""
+	}
+	return &n, hex.EncodeToString(h.Sum(nil))
 }
 
 func postToolUse(ctx context.Context, a *bus.Agent, sc *state.Client, nc *nats.Conn, cfg Config, hi Input) (Output, error) {
@@ -412,6 +440,11 @@ func recordWrite(ctx context.Context, nc *nats.Conn, cfg Config, hi Input) error
 		return nil
 	}
 	fw := FileWrite{Path: p, Tool: hi.ToolName, Agent: cfg.Agent, Session: hi.SessionID}
+	abs := p
+	if !filepath.IsAbs(abs) && hi.Cwd != "" {
+		abs = filepath.Join(hi.Cwd, abs)
+	}
+	fw.Size, fw.SHA256 = hashFile(abs)
 	dir := hi.Cwd
 	if dir == "" {
 		dir = filepath.Dir(p)

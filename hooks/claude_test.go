@@ -3,6 +3,8 @@ package hooks_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -14,7 +16,9 @@ import (
 
 	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/cli"
+	"github.com/codi2/codi2/filewatch"
 	"github.com/codi2/codi2/hooks"
 	"github.com/codi2/codi2/internal/auth"
 	"github.com/codi2/codi2/internal/proctest"
@@ -84,23 +88,49 @@ func TestClaude_PostToolUse_RecordsWriteAndSummarizesMail(t *testing.T) {
 		require.NoError(t, err, "%s", out)
 	}
 	file := filepath.Join(dir, "src", "main.go")
+	require.NoError(t, os.MkdirAll(filepath.Dir(file), 0o755))
+	require.NoError(t, os.WriteFile(file, []byte("package b"), 0o644))
+	// codi2 watch --files records the same edit: same path, same hash.
+	ac, err := audit.NewClient(nc)
+	require.NoError(t, err)
+	defer ac.Close()
+	w, err := filewatch.New(filewatch.Config{Root: dir, Agent: "agent-2", Settle: 10 * time.Millisecond},
+		filewatch.AuditSink(ac, false), bustest.Logger(t))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- w.Run(ctx, time.Second) }()
+	defer func() { cancel(); require.NoError(t, <-ran) }()
+	<-w.Ready()
+	require.NoError(t, os.WriteFile(file, []byte("package main"), 0o644))
+
 	input, _ := json.Marshal(map[string]any{"session_id": "s-9", "cwd": dir, "hook_event_name": "PostToolUse", "tool_name": "Edit",
 		"tool_input": map[string]any{"file_path": file, "old_string": "a", "new_string": "b"}, "tool_response": map[string]any{"success": true}})
 	_, raw := hook(t, url, "agent-2", "PostToolUse", string(input))
 	assert.Equal(t, "{}", raw, "no mail: nothing for the model")
 
-	ac, err := audit.NewClient(nc)
-	require.NoError(t, err)
-	defer ac.Close()
 	var recs []audit.Record
 	require.Eventually(t, func() bool {
 		res, err := ac.Query(context.Background(), audit.Query{Source: "agent-2", Category: "file"})
 		recs = res.Records
-		return err == nil && len(recs) == 1
+		return err == nil && len(recs) == 2
 	}, 10*time.Second, 20*time.Millisecond)
-	assert.Equal(t, "codi.audit.log.agent-2.file.write", recs[0].Subject)
 	var fw hooks.FileWrite
-	require.NoError(t, json.Unmarshal(recs[0].Data, &fw))
+	var change filewatch.Change
+	for _, rec := range recs {
+		assert.Equal(t, "codi.audit.log.agent-2.file.write", rec.Subject)
+		if strings.Contains(string(rec.Data), `"tool"`) {
+			require.NoError(t, json.Unmarshal(rec.Data, &fw))
+		} else {
+			require.NoError(t, json.Unmarshal(rec.Data, &change))
+		}
+	}
+	sum := sha256.Sum256([]byte("package main"))
+	assert.Equal(t, hex.EncodeToString(sum[:]), fw.SHA256)
+	require.NotNil(t, fw.Size)
+	assert.EqualValues(t, 12, *fw.Size)
+	assert.Equal(t, fw.SHA256, change.SHA256, "the hook's and the watcher's event of one edit carry one hash")
+	assert.Equal(t, fw.Path, change.Path)
 	assert.Equal(t, "src/main.go", fw.Path, "relative to the repository root")
 	assert.Equal(t, "Edit", fw.Tool)
 	assert.Equal(t, "s-9", fw.Session)

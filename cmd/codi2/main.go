@@ -66,6 +66,7 @@ Agent verbs (codi2 VERB -h for each; --agent/CODI2_AGENT, --nats-url/CODI2_NATS_
   get KIND ID             read one record
   list KIND               list records of a kind
   watch KIND [ID]         print state events as they happen
+  watch --files [DIR]     record the working tree's file changes as audit events
   status                  the server's watermarks and health
 
 Exit codes: 0 done, 1 error, 2 bad usage, 3 conflict (lost a claim or reservation;
