@@ -50,7 +50,7 @@ type IO struct {
 
 // Verbs lists the agent verbs, in the order `codi2 help` shows them.
 var Verbs = []string{"send", "inbox", "claim", "renew", "release", "reserve", "unreserve", "reservations", "heartbeat", "who",
-	"log", "history", "get", "list", "watch", "status"}
+	"log", "history", "get", "list", "watch", "status", "import"}
 
 // IsVerb reports whether name is an agent verb handled by Run.
 func IsVerb(name string) bool {
@@ -158,7 +158,7 @@ func (e *env) root() *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(e.sendCmd(), e.inboxCmd(), e.claimCmd(), e.renewCmd(), e.releaseCmd(),
 		e.reserveCmd(), e.unreserveCmd(), e.reservationsCmd(), e.heartbeatCmd(), e.whoCmd(),
-		e.logCmd(), e.historyCmd(), e.getCmd(), e.listCmd(), e.watchCmd(), e.statusCmd())
+		e.logCmd(), e.historyCmd(), e.getCmd(), e.listCmd(), e.watchCmd(), e.statusCmd(), e.importCmd())
 	for _, c := range root.Commands() {
 		c.Args = wrapArgs(c.Args)
 	}

@@ -68,6 +68,7 @@ Agent verbs (codi2 VERB -h for each; --agent/CODI2_AGENT, --nats-url/CODI2_NATS_
   watch KIND [ID]         print state events as they happen
   watch --files [DIR]     record the working tree's file changes as audit events
   status                  the server's watermarks and health
+  import v1 FILE...       import CODI v1 logs (audit events, task state; --dry-run)
 
 Exit codes: 0 done, 1 error, 2 bad usage, 3 conflict (lost a claim or reservation;
 the holder is printed), 4 not found, 5 server unreachable or timed out.

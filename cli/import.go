@@ -1,0 +1,110 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/codi2/codi2/audit"
+	"github.com/codi2/codi2/state"
+	"github.com/codi2/codi2/subjects"
+	"github.com/codi2/codi2/v1import"
+)
+
+func (e *env) importCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "import v1 FILE...",
+		Short: "import CODI v1 logs: audit events, task state (see README, Importing CODI v1 logs)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return usageError{fmt.Errorf("import: say what to import: codi2 import v1 FILE...")}
+		},
+	}
+	var dryRun bool
+	v1 := &cobra.Command{
+		Use:   "v1 FILE...",
+		Short: "import CODI v1 JSON-lines logs",
+		Long: `Read CODI v1 logs (torn and spliced lines included) and publish every event as
+an audit event of source --agent (default v1-import), every fragment that
+is not an event as a non-JSON audit event, and every state update
+(TASK_ASSIGN, STATUS_UPDATE) as a command on task/<task>. A second import of
+a file imports nothing twice. Prints a summary per file; a progress bar on a
+terminal. --dry-run reads and counts only.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			source := e.g.agent
+			if source == "" {
+				source = v1import.DefaultSource
+			}
+			if err := subjects.ValidAgent(source); err != nil {
+				return usageError{fmt.Errorf("agent id %q: %w", source, err)}
+			}
+			if err := e.connect(); err != nil {
+				return err
+			}
+			sc, err := state.NewClient(e.nc, source)
+			if err != nil {
+				return err
+			}
+			ac, err := audit.NewClient(e.nc)
+			if err != nil {
+				return err
+			}
+			defer ac.Close()
+			for _, file := range args {
+				cfg := v1import.Config{DryRun: dryRun}
+				bar := e.progress(file)
+				if bar != nil {
+					cfg.Progress = func(read, size int64) {
+						bar.ChangeMax64(size)
+						_ = bar.Set64(read)
+					}
+				}
+				im, err := v1import.New(cfg, ac, sc)
+				if err != nil {
+					return err
+				}
+				sum, err := im.Import(cmd.Context(), file)
+				if bar != nil {
+					_ = bar.Finish()
+				}
+				if err != nil {
+					return err
+				}
+				if err := e.out.emit(sum, summaryText(sum)); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	v1.Flags().BoolVar(&dryRun, "dry-run", false, "read and count, publish nothing")
+	v1.Args = wrapArgs(v1.Args)
+	cmd.AddCommand(v1)
+	return cmd
+}
+
+// progress is a progress bar on standard error when it is a terminal.
+func (e *env) progress(file string) *progressbar.ProgressBar {
+	f, ok := e.io.Err.(*os.File)
+	if !ok || !isatty.IsTerminal(f.Fd()) {
+		return nil
+	}
+	return progressbar.NewOptions64(-1, progressbar.OptionSetWriter(io.Writer(f)), progressbar.OptionShowBytes(true),
+		progressbar.OptionSetDescription(file), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+}
+
+// summaryText is an import's summary on one line.
+func summaryText(s v1import.Summary) string {
+	dry := ""
+	if s.DryRun {
+		dry = " (dry run: nothing published)"
+	}
+	return fmt.Sprintf("%s: %d lines (%d imported before), %d imported: %d events (%d recovered from torn lines), %d unparseable; %d state commands; %d partial line left%s",
+		s.File, s.Lines, s.Skipped, s.Imported, s.Events, s.Recovered, s.Unparseable, s.StateCommands, s.Partial, dry)
+}

@@ -1,0 +1,36 @@
+/*
+Package v1import imports CODI v1 logs into codi2: the JSON-lines file v1's
+agents appended messages, state updates and audit events to (ADR-028, "Old
+Way"; modelled by internal/v1sim).
+
+# Basics
+
+Split reads one line of a v1 log the way v1 left it under load: a whole
+event; two events joined when a newline was lost; the head of one event
+torn off and spliced onto another event or fragment (v1's buffered writers
+flushed 4 KiB at a time); or bytes that are not JSON at all. It returns the
+complete events it finds, each with its offset, and the rest as fragments.
+
+Importer.Import reads a file and publishes, through the public clients:
+every event as the audit event codi.audit.log.<source>.v1.<ACTION> with
+the original line and its file offset, every fragment as the non-JSON audit
+event codi.audit.log.<source>.v1.unparseable (kept byte for byte), and
+every state update (TASK_ASSIGN, STATUS_UPDATE) as a merge command on
+task/<task>. Each publish carries the Nats-Msg-Id v1-<file id>-<offset>,
+where the file id is derived from the file's first line, so a second import
+of the same file (also a copy, or the file grown since) publishes nothing
+twice: a checkpoint record v1-import/<file id> in the state store says how
+far an import got, the audit log drops a source's repeated ids for ever, and
+JetStream's duplicate window covers the commands published after the last
+checkpoint.
+
+# Caveats
+
+Events whose halves were spliced into valid JSON (one event's head with
+another's tail) cannot be told from real ones: they are imported as they
+read. A final line without its newline that is not a complete event may
+still be being written: it is left for the next import, and the checkpoint
+stays before it. TASK_ACK and other actions are audit events only: replaying
+v1's messages into agents' inboxes would hand them long-finished work.
+*/
+package v1import

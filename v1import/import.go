@@ -1,0 +1,421 @@
+package v1import
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/codi2/codi2/audit"
+	"github.com/codi2/codi2/state"
+	"github.com/codi2/codi2/subjects"
+)
+
+// Names the import writes under.
+const (
+	// DefaultSource is the audit source (and state actor) of imported
+	// events.
+	DefaultSource = "v1-import"
+	// AuditCategory is the category of imported audit events:
+	// codi.audit.log.<source>.v1.<ACTION>.
+	AuditCategory = "v1"
+	// UnparseableToken is the token after the category for fragments.
+	UnparseableToken = "unparseable"
+	// CheckpointKind is the state kind of the checkpoint records, one per
+	// file id.
+	CheckpointKind = "v1-import"
+	// TaskKind is the state kind v1's state updates go to.
+	TaskKind = "task"
+)
+
+// Config configures an Importer. A plain value; zero fields are defaults.
+type Config struct {
+	// Window bounds publishes awaiting their PubAck (default 2048, at most
+	// 4000, nats.go's bound per client).
+	Window int
+	// CheckpointLines is how many lines pass between checkpoints (default
+	// 50,000).
+	CheckpointLines int
+	// DryRun reads and counts, publishes nothing.
+	DryRun bool
+	// Progress, when set, is called with the bytes read so far and the
+	// file's size, at most every 64 KiB read.
+	Progress func(read, size int64)
+}
+
+// Summary is what one Import did. A plain value.
+type Summary struct {
+	File   string `json:"file"`
+	FileID string `json:"file_id"`
+	// Lines counts the file's lines (newline-terminated, and a final one
+	// without); Skipped those an earlier import had done (the checkpoint).
+	Lines   int `json:"lines"`
+	Skipped int `json:"skipped"`
+	// Events counts complete v1 events found, Recovered those among them
+	// found in a torn line (Split), Unparseable the fragments kept as
+	// non-JSON audit events.
+	Events      int `json:"events"`
+	Recovered   int `json:"recovered"`
+	Unparseable int `json:"unparseable"`
+	// Imported counts audit events published (Events + Unparseable),
+	// StateCommands the task commands.
+	Imported      int `json:"imported"`
+	StateCommands int `json:"state_commands"`
+	// Partial is 1 when a final line without newline was left for the next
+	// import.
+	Partial int   `json:"partial"`
+	Bytes   int64 `json:"bytes"`
+	// Elapsed is the time to read and store everything (PubAcks), Applied
+	// the time until the state service had applied the last command.
+	Elapsed time.Duration `json:"elapsed_ns"`
+	Applied time.Duration `json:"applied_ns"`
+	DryRun  bool          `json:"dry_run,omitempty"`
+}
+
+// Importer imports v1 logs through an audit and a state client; the state
+// client's agent is the audit source and the commands' actor. Safe for
+// concurrent use by Imports of different files.
+type Importer struct {
+	cfg   Config
+	audit *audit.Client
+	state *state.Client
+}
+
+// New returns an Importer. It fails with ErrConfig for a bad cfg or a
+// missing client.
+func New(cfg Config, ac *audit.Client, sc *state.Client) (*Importer, error) {
+	if cfg.Window == 0 {
+		cfg.Window = 2048
+	}
+	if cfg.CheckpointLines == 0 {
+		cfg.CheckpointLines = 50_000
+	}
+	switch {
+	case cfg.Window < 1 || cfg.Window > 4000:
+		return nil, fmt.Errorf("%w: Window must be 1..4000, got %d", ErrConfig, cfg.Window)
+	case cfg.CheckpointLines < 1:
+		return nil, fmt.Errorf("%w: CheckpointLines must be positive, got %d", ErrConfig, cfg.CheckpointLines)
+	case sc == nil || ac == nil && !cfg.DryRun:
+		return nil, fmt.Errorf("%w: an audit and a state client are needed", ErrConfig)
+	}
+	return &Importer{cfg: cfg, audit: ac, state: sc}, nil
+}
+
+// Checkpoint is the record v1-import/<file id>: how far imports of a file
+// got. Offset is the first byte not imported yet, Lines the lines before
+// it.
+type Checkpoint struct {
+	File   string `json:"file"`
+	Offset int64  `json:"offset"`
+	Lines  int    `json:"lines"`
+}
+
+// FileID derives a file's identity from its first line (up to 4 KiB): the
+// same for a copy of the file and for the file after v1 appended more, so
+// a re-run finds its checkpoint and its ids. 16 hex digits of SHA-256.
+func FileID(f io.ReaderAt) (string, error) {
+	buf := make([]byte, 4096)
+	n, err := f.ReadAt(buf, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	buf = buf[:n]
+	if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+		buf = buf[:i+1]
+	}
+	h := sha256.Sum256(buf)
+	return hex.EncodeToString(h[:8]), nil
+}
+
+// run is one Import's state.
+type run struct {
+	im      *Importer
+	ctx     context.Context
+	sum     Summary
+	quoted  []byte // the file name, as JSON
+	window  []jetstream.PubAckFuture
+	lastSeq uint64 // the last checkpoint's CODI_STATE sequence
+	buf     []byte
+}
+
+// Import reads the v1 log at path from its checkpoint on and publishes its
+// events (see the package doc). It returns once every publish has its
+// PubAck and the state service has applied the last command (the
+// checkpoint), or with the first error: ErrPublish for a failed PubAck,
+// the context's error, or a read error; a re-run resumes at the last
+// checkpoint and publishes nothing twice.
+func (im *Importer) Import(ctx context.Context, path string) (Summary, error) {
+	start := time.Now()
+	r := &run{im: im, ctx: ctx, sum: Summary{File: path, DryRun: im.cfg.DryRun}}
+	r.quoted, _ = json.Marshal(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return r.sum, fmt.Errorf("v1import: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return r.sum, fmt.Errorf("v1import: %w", err)
+	}
+	if r.sum.FileID, err = FileID(f); err != nil {
+		return r.sum, fmt.Errorf("v1import: %s: %w", path, err)
+	}
+	cp := Checkpoint{File: path}
+	if rec, err := im.state.Get(ctx, CheckpointKind, r.sum.FileID, 0); err == nil {
+		if b, ok := rec.Fields["offset"]; ok {
+			_ = json.Unmarshal(b, &cp.Offset)
+		}
+		if b, ok := rec.Fields["lines"]; ok {
+			_ = json.Unmarshal(b, &cp.Lines)
+		}
+	} else if !errors.Is(err, state.ErrNotFound) {
+		return r.sum, fmt.Errorf("v1import: %s: read the checkpoint: %w", path, err)
+	}
+	r.sum.Skipped, r.sum.Lines = cp.Lines, cp.Lines
+	if _, err := f.Seek(cp.Offset, io.SeekStart); err != nil {
+		return r.sum, fmt.Errorf("v1import: %s: %w", path, err)
+	}
+
+	off := cp.Offset
+	br := bufio.NewReaderSize(f, 256<<10)
+	var long []byte
+	lastProgress := off
+	for {
+		chunk, rerr := br.ReadSlice('\n')
+		if errors.Is(rerr, bufio.ErrBufferFull) {
+			long = append(long, chunk...)
+			continue
+		}
+		line := chunk
+		if len(long) > 0 {
+			line = append(long, chunk...)
+			long = long[:0]
+		}
+		if rerr != nil && !errors.Is(rerr, io.EOF) {
+			return r.sum, fmt.Errorf("v1import: %s at byte %d: %w", path, off, rerr)
+		}
+		if len(line) == 0 {
+			break
+		}
+		terminated := line[len(line)-1] == '\n'
+		body := bytes.TrimSuffix(line, []byte{'\n'})
+		if !terminated && !isObject(body) {
+			r.sum.Partial = 1 // still being written, perhaps: the next import's
+			break
+		}
+		r.sum.Lines++
+		if err := r.line(off, body); err != nil {
+			return r.sum, err
+		}
+		off += int64(len(line))
+		r.sum.Bytes = off
+		if (r.sum.Lines-cp.Lines)%im.cfg.CheckpointLines == 0 {
+			if err := r.checkpoint(off); err != nil {
+				return r.sum, err
+			}
+		}
+		if im.cfg.Progress != nil && off-lastProgress >= 64<<10 {
+			im.cfg.Progress(off, fi.Size())
+			lastProgress = off
+		}
+		if !terminated {
+			break
+		}
+	}
+	if im.cfg.Progress != nil {
+		im.cfg.Progress(off, fi.Size())
+	}
+	if off > cp.Offset {
+		if err := r.checkpoint(off); err != nil {
+			return r.sum, err
+		}
+	}
+	r.sum.Elapsed = time.Since(start)
+	if err := r.applied(); err != nil {
+		return r.sum, err
+	}
+	r.sum.Applied = time.Since(start)
+	return r.sum, nil
+}
+
+// line imports the pieces of the line at file offset off.
+func (r *run) line(off int64, line []byte) error {
+	pieces := Split(line)
+	for _, p := range pieces {
+		at := off + int64(p.Off)
+		id := "v1-" + r.sum.FileID + "-" + strconv.FormatInt(at, 10)
+		if !p.Event {
+			r.sum.Unparseable++
+			if err := r.publishAudit(UnparseableToken, p.Raw, id); err != nil {
+				return err
+			}
+			continue
+		}
+		r.sum.Events++
+		if len(pieces) > 1 {
+			r.sum.Recovered++
+		}
+		ev, _ := Decode(p.Raw)
+		tok := subjects.Escape(ev.Action)
+		if subjects.ValidToken(tok) != nil {
+			tok = "event"
+		}
+		if err := r.publishAudit(tok, r.payload(at, p.Raw), id); err != nil {
+			return err
+		}
+		if cmd, ok := command(ev); ok {
+			if err := r.publishCommand(subjects.Escape(ev.Task), cmd, id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// command is the state command of a v1 state update.
+func command(ev Event) (state.Command, bool) {
+	if ev.Task == "" {
+		return state.Command{}, false
+	}
+	fields := map[string]any{"v1_ts": ev.TS, "v1_from": ev.From}
+	switch {
+	case ev.Action == "TASK_ASSIGN" && ev.To != "":
+		fields["assignee"] = ev.To
+	case ev.Action == "STATUS_UPDATE" && ev.Status != "":
+		fields["status"] = ev.Status
+	default:
+		return state.Command{}, false
+	}
+	return state.Command{Op: state.OpMerge, Fields: fields}, true
+}
+
+// payload is the audit event of an event: the file, its id, the offset
+// and the original line (as JSON when it is UTF-8, else base64).
+func (r *run) payload(at int64, raw []byte) []byte {
+	b := r.buf[:0]
+	b = append(b, `{"file":`...)
+	b = append(b, r.quoted...)
+	b = append(b, `,"file_id":"`...)
+	b = append(b, r.sum.FileID...)
+	b = append(b, `","offset":`...)
+	b = strconv.AppendInt(b, at, 10)
+	if utf8.Valid(raw) {
+		b = append(b, `,"line":`...)
+		b = append(b, bytes.TrimSpace(raw)...)
+	} else {
+		b = append(b, `,"line_base64":"`...)
+		b = base64.StdEncoding.AppendEncode(b, raw)
+		b = append(b, '"')
+	}
+	b = append(b, '}')
+	r.buf = b
+	return b
+}
+
+func (r *run) publishAudit(tok string, data []byte, id string) error {
+	r.sum.Imported++
+	if r.im.cfg.DryRun {
+		return nil
+	}
+	f, err := r.im.audit.LogAsync(r.im.state.Agent(), AuditCategory, data, audit.WithTokens(tok), audit.WithMsgID(id))
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrPublish, r.sum.File, err)
+	}
+	return r.track(f)
+}
+
+func (r *run) publishCommand(id string, cmd state.Command, msgID string) error {
+	if subjects.ValidToken(id) != nil {
+		return nil // a task id no subject can carry: the audit event keeps it
+	}
+	r.sum.StateCommands++
+	if r.im.cfg.DryRun {
+		return nil
+	}
+	f, err := r.im.state.PublishAsync(TaskKind, id, cmd, msgID)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrPublish, r.sum.File, err)
+	}
+	return r.track(f)
+}
+
+// track keeps f in the window, waiting for the older half when it is full.
+func (r *run) track(f jetstream.PubAckFuture) error {
+	r.window = append(r.window, f)
+	if len(r.window) < r.im.cfg.Window {
+		return nil
+	}
+	half := max(len(r.window)/2, 1)
+	if err := r.wait(r.window[:half]); err != nil {
+		return err
+	}
+	r.window = append(r.window[:0], r.window[half:]...)
+	return nil
+}
+
+func (r *run) wait(fs []jetstream.PubAckFuture) error {
+	for _, f := range fs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("%w: %s: %s: %w", ErrPublish, r.sum.File, f.Msg().Subject, err)
+		case <-r.ctx.Done():
+			return r.ctx.Err()
+		}
+	}
+	return nil
+}
+
+// checkpoint waits for every publish so far, then records that the file
+// is imported up to off.
+func (r *run) checkpoint(off int64) error {
+	if r.im.cfg.DryRun {
+		return nil
+	}
+	if err := r.wait(r.window); err != nil {
+		return err
+	}
+	r.window = r.window[:0]
+	cmd := state.Command{Op: state.OpMerge, Fields: map[string]any{"file": r.sum.File, "offset": off, "lines": r.sum.Lines}}
+	f, err := r.im.state.PublishAsync(CheckpointKind, r.sum.FileID, cmd, "")
+	if err != nil {
+		return fmt.Errorf("%w: %s: checkpoint: %w", ErrPublish, r.sum.File, err)
+	}
+	select {
+	case ack := <-f.Ok():
+		r.lastSeq = ack.Sequence
+		return nil
+	case err := <-f.Err():
+		return fmt.Errorf("%w: %s: checkpoint: %w", ErrPublish, r.sum.File, err)
+	case <-r.ctx.Done():
+		return r.ctx.Err()
+	}
+}
+
+// applied waits until the state service has applied the last command.
+func (r *run) applied() error {
+	if r.lastSeq == 0 {
+		return nil
+	}
+	for {
+		_, err := r.im.state.Get(r.ctx, CheckpointKind, r.sum.FileID, r.lastSeq)
+		if !errors.Is(err, state.ErrTimeout) {
+			if err != nil {
+				return fmt.Errorf("v1import: %s: wait for the state service: %w", r.sum.File, err)
+			}
+			return nil
+		}
+	}
+}

@@ -1,0 +1,296 @@
+package v1import_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codi2/codi2/audit"
+	"github.com/codi2/codi2/internal/servertest"
+	"github.com/codi2/codi2/internal/v1sim"
+	"github.com/codi2/codi2/state"
+	"github.com/codi2/codi2/v1import"
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+type clients struct {
+	ac  *audit.Client
+	sc  *state.Client
+	url string
+}
+
+func startClients(t testing.TB) clients {
+	t.Helper()
+	s := servertest.Start(t, false)
+	nc, err := nats.Connect(s.Bus().ClientURL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	ac, err := audit.NewClient(nc)
+	require.NoError(t, err)
+	sc, err := state.NewClient(nc, v1import.DefaultSource)
+	require.NoError(t, err)
+	return clients{ac, sc, s.Bus().ClientURL()}
+}
+
+func (c clients) importer(t testing.TB, cfg v1import.Config) *v1import.Importer {
+	t.Helper()
+	im, err := v1import.New(cfg, c.ac, c.sc)
+	require.NoError(t, err)
+	return im
+}
+
+// imported is every v1-import audit record, once the log holds n of them.
+func (c clients) imported(t testing.TB, n int) []audit.Record {
+	t.Helper()
+	var recs []audit.Record
+	require.Eventually(t, func() bool {
+		recs = recs[:0]
+		q := audit.Query{Source: v1import.DefaultSource, Limit: 1000}
+		for {
+			res, err := c.ac.Query(context.Background(), q)
+			if err != nil {
+				return false
+			}
+			recs = append(recs, res.Records...)
+			if res.NextAfterSeq == 0 || len(res.Records) == 0 {
+				break
+			}
+			q.AfterSeq = res.NextAfterSeq
+		}
+		return len(recs) >= n
+	}, 60*time.Second, 50*time.Millisecond)
+	return recs
+}
+
+// lines returns the offsets of the file's newline-terminated lines.
+func lines(t testing.TB, path string) (offs []int64, text [][]byte) {
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var off int64
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			break
+		}
+		offs, text = append(offs, off), append(text, b[:i])
+		off += int64(i + 1)
+		b = b[i+1:]
+	}
+	return offs, text
+}
+
+func TestImporter_Import_V1SimLog(t *testing.T) {
+	c := startClients(t)
+	dir := t.TempDir()
+	res, err := v1sim.RunWrites(context.Background(), v1sim.Config{Dir: dir, Writers: 5, EventsPerWriter: 2000, Mode: v1sim.Buffered})
+	require.NoError(t, err)
+	integrity, err := v1sim.Verify(res.Path, v1sim.Config{Dir: dir, Writers: 5, EventsPerWriter: 2000})
+	require.NoError(t, err)
+	t.Logf("v1 log: %+v", integrity)
+
+	sum, err := c.importer(t, v1import.Config{CheckpointLines: 3000}).Import(context.Background(), res.Path)
+	require.NoError(t, err)
+	t.Logf("import: %+v", sum)
+	assert.Equal(t, integrity.Lines, sum.Lines)
+	assert.Equal(t, sum.Events+sum.Unparseable, sum.Imported)
+	assert.GreaterOrEqual(t, sum.Events, integrity.Parsed, "every line that parses, and events recovered from torn ones")
+
+	recs := c.imported(t, sum.Imported)
+	require.Len(t, recs, sum.Imported)
+	byID := map[string]audit.Record{}
+	for _, r := range recs {
+		_, dup := byID[r.MsgID]
+		require.False(t, dup, "imported twice: %s", r.MsgID)
+		byID[r.MsgID] = r
+	}
+	// Every intact line (one JSON object) is in the log once, as it was,
+	// under its offset.
+	offs, text := lines(t, res.Path)
+	intact := 0
+	for i, line := range text {
+		var v map[string]any
+		if json.Unmarshal(line, &v) != nil {
+			continue
+		}
+		intact++
+		r, ok := byID["v1-"+sum.FileID+"-"+strconv.FormatInt(offs[i], 10)]
+		require.True(t, ok, "line at %d not imported: %s", offs[i], line)
+		var p struct {
+			Offset int64           `json:"offset"`
+			Line   json.RawMessage `json:"line"`
+		}
+		require.NoError(t, json.Unmarshal(r.Data, &p))
+		assert.Equal(t, offs[i], p.Offset)
+		assert.JSONEq(t, string(line), string(p.Line))
+	}
+	assert.GreaterOrEqual(t, intact, integrity.Parsed)
+	// Unparseable fragments are kept as non-JSON events.
+	frags := 0
+	for _, r := range recs {
+		if r.Encoding == audit.EncodingBase64 {
+			frags++
+			assert.Equal(t, "codi.audit.log.v1-import.v1.unparseable", r.Subject)
+		}
+	}
+	assert.Equal(t, sum.Unparseable, frags)
+
+	// The state: the last status update of each task, in file order.
+	rec, err := c.sc.Get(context.Background(), v1import.TaskKind, "ADR-000", 0)
+	require.NoError(t, err)
+	assert.Contains(t, rec.Fields, "status")
+	assert.Contains(t, rec.Fields, "assignee")
+
+	// A second import adds nothing.
+	again, err := c.importer(t, v1import.Config{}).Import(context.Background(), res.Path)
+	require.NoError(t, err)
+	assert.Equal(t, 0, again.Imported)
+	assert.Equal(t, 0, again.StateCommands)
+	assert.Equal(t, sum.Lines, again.Skipped)
+	assert.Len(t, c.imported(t, sum.Imported), sum.Imported)
+}
+
+
+func TestImporter_Import_GrowingFileAndPartialLine(t *testing.T) {
+	c := startClients(t)
+	path := filepath.Join(t.TempDir(), "codi.log")
+	l1 := `{"ts":"t1","action":"TASK_ASSIGN","from":"o","to":"agent-1","task":"T-1"}` + "\n"
+	l2 := `{"ts":"t2","action":"STATUS_UPDATE","from":"agent-1","task":"T-1","status":"in_progress"}` + "\n"
+	partial := `{"ts":"t3","action":"STATUS_UPD`
+	require.NoError(t, os.WriteFile(path, []byte(l1+l2+partial), 0o644))
+	im := c.importer(t, v1import.Config{})
+	sum, err := im.Import(context.Background(), path)
+	require.NoError(t, err)
+	assert.Equal(t, 2, sum.Lines)
+	assert.Equal(t, 1, sum.Partial, "the unfinished line is left for later")
+	assert.Equal(t, 2, sum.StateCommands)
+	rec, err := c.sc.Get(context.Background(), v1import.TaskKind, "T-1", 0)
+	require.NoError(t, err)
+	assert.JSONEq(t, `"in_progress"`, string(rec.Fields["status"]))
+	assert.JSONEq(t, `"agent-1"`, string(rec.Fields["assignee"]))
+
+	// v1 finishes the line and appends another: only they are imported.
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString(`ATE","from":"agent-1","task":"T-1","status":"done"}` + "\n" + "garbage \xff\n" + `{"action":"TASK_ACK","task":"T-1"}`)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	sum, err = im.Import(context.Background(), path)
+	require.NoError(t, err)
+	assert.Equal(t, 5, sum.Lines)
+	assert.Equal(t, 2, sum.Skipped)
+	assert.Equal(t, 3, sum.Imported)
+	assert.Equal(t, 1, sum.Unparseable)
+	assert.Equal(t, 1, sum.StateCommands)
+	assert.Equal(t, 0, sum.Partial, "a complete event without its newline is imported")
+	rec, err = c.sc.Get(context.Background(), v1import.TaskKind, "T-1", 0)
+	require.NoError(t, err)
+	assert.JSONEq(t, `"done"`, string(rec.Fields["status"]))
+	c.imported(t, 5)
+}
+
+func TestImporter_Import_DryRun(t *testing.T) {
+	c := startClients(t)
+	path := filepath.Join(t.TempDir(), "codi.log")
+	require.NoError(t, os.WriteFile(path, []byte(`{"action":"STATUS_UPDATE","task":"T-1","status":"x"}`+"\nnot json\n\n"), 0o644))
+	var progress int64
+	im := c.importer(t, v1import.Config{DryRun: true, Progress: func(read, size int64) { progress = read }})
+	sum, err := im.Import(context.Background(), path)
+	require.NoError(t, err)
+	assert.Equal(t, v1import.Summary{File: path, FileID: sum.FileID, Lines: 3, Events: 1, Unparseable: 1, Imported: 2,
+		StateCommands: 1, Bytes: sum.Bytes, Elapsed: sum.Elapsed, Applied: sum.Applied, DryRun: true}, sum)
+	assert.EqualValues(t, 63, progress)
+	_, err = c.sc.Get(context.Background(), v1import.TaskKind, "T-1", 0)
+	require.ErrorIs(t, err, state.ErrNotFound, "a dry run publishes nothing")
+	_, err = c.sc.Get(context.Background(), v1import.CheckpointKind, sum.FileID, 0)
+	require.ErrorIs(t, err, state.ErrNotFound, "nor a checkpoint")
+}
+
+func TestNew_BadConfig(t *testing.T) {
+	c := startClients(t)
+	for _, cfg := range []v1import.Config{{Window: 5000}, {Window: -1}, {CheckpointLines: -1}} {
+		_, err := v1import.New(cfg, c.ac, c.sc)
+		require.ErrorIs(t, err, v1import.ErrConfig)
+	}
+	_, err := v1import.New(v1import.Config{}, nil, c.sc)
+	require.ErrorIs(t, err, v1import.ErrConfig)
+	_, err = c.importer(t, v1import.Config{}).Import(context.Background(), "/nonexistent")
+	require.Error(t, err)
+}
+
+func TestImporter_Import_OddEvents(t *testing.T) {
+	c := startClients(t)
+	path := filepath.Join(t.TempDir(), "codi.log")
+	long := strings.Repeat("x", 300)
+	data := `{"action":"STATUS_UPDATE","task":"` + long + `","status":"done"}` + "\n" + // no subject carries this id
+		"{\"action\":\"TASK_ASSIGN\",\"task\":\"T-\xff\",\"to\":\"agent-1\"}\n" + // not UTF-8
+		`{"action":"a.b c","task":"T-2","to":"agent-1"}` + "\n" + // an action escaped into a token
+		`{"action":"` + long + `"}` + "\n" + // an action no token holds
+		`{"action":"STATUS_UPDATE"}` + "\n" // no task
+	require.NoError(t, os.WriteFile(path, []byte(data), 0o644))
+	sum, err := c.importer(t, v1import.Config{CheckpointLines: 1, Window: 1}).Import(context.Background(), path)
+	require.NoError(t, err)
+	assert.Equal(t, 5, sum.Events)
+	assert.Equal(t, 1, sum.StateCommands, "only T-\\ufffd: the long id has no subject, the others no state update")
+	recs := c.imported(t, 5)
+	subjects := map[string]bool{}
+	for _, r := range recs {
+		subjects[r.Subject] = true
+		if strings.Contains(r.Subject, "TASK_ASSIGN") {
+			assert.Contains(t, string(r.Data), `"line_base64":"`)
+		}
+	}
+	assert.True(t, subjects["codi.audit.log.v1-import.v1.a%2Eb%20c"], "%v", subjects)
+	assert.True(t, subjects["codi.audit.log.v1-import.v1.event"], "%v", subjects)
+	cp, err := c.sc.Get(context.Background(), v1import.CheckpointKind, sum.FileID, 0)
+	require.NoError(t, err)
+	assert.JSONEq(t, `5`, string(cp.Fields["lines"]))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, os.WriteFile(path, []byte(data+data), 0o644))
+	_, err = c.importer(t, v1import.Config{Window: 1}).Import(ctx, path)
+	require.ErrorIs(t, err, context.Canceled)
+}
+
+func TestImporter_Import_LongLinesAndAClosedConnection(t *testing.T) {
+	c := startClients(t)
+	path := filepath.Join(t.TempDir(), "codi.log")
+	long := `{"action":"NOTE","pad":"` + strings.Repeat("p", 600<<10) + `"}`
+	require.NoError(t, os.WriteFile(path, []byte(long+"\n"+long[:1000]), 0o644))
+	sum, err := c.importer(t, v1import.Config{}).Import(context.Background(), path)
+	require.NoError(t, err)
+	assert.Equal(t, 1, sum.Events, "a line longer than the read buffer")
+	assert.Equal(t, 1, sum.Partial)
+
+	nc, err := nats.Connect(c.url)
+	require.NoError(t, err)
+	ac, err := audit.NewClient(nc)
+	require.NoError(t, err)
+	sc, err := state.NewClient(nc, "v1-import")
+	require.NoError(t, err)
+	nc.Close()
+	im, err := v1import.New(v1import.Config{}, ac, sc)
+	require.NoError(t, err)
+	_, err = im.Import(context.Background(), path)
+	require.ErrorIs(t, err, nats.ErrConnectionClosed)
+}
+
+func TestImporter_Import_CancelledMidway(t *testing.T) {
+	c := startClients(t)
+	path := filepath.Join(t.TempDir(), "codi.log")
+	line := `{"action":"STATUS_UPDATE","task":"T-1","status":"` + strings.Repeat("s", 1000) + `"}` + "\n"
+	require.NoError(t, os.WriteFile(path, []byte(strings.Repeat(line, 300)), 0o644))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	im := c.importer(t, v1import.Config{Window: 4, Progress: func(int64, int64) { cancel() }})
+	_, err := im.Import(ctx, path)
+	require.ErrorIs(t, err, context.Canceled)
+}
