@@ -157,7 +157,6 @@ func TestImporter_Import_V1SimLog(t *testing.T) {
 	assert.Len(t, c.imported(t, sum.Imported), sum.Imported)
 }
 
-
 func TestImporter_Import_GrowingFileAndPartialLine(t *testing.T) {
 	c := startClients(t)
 	path := filepath.Join(t.TempDir(), "codi.log")
