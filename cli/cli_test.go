@@ -191,6 +191,13 @@ func TestRun_ListGetWatch(t *testing.T) {
 	assert.Len(t, r.lines(), 3)
 	r = run(t, url, "", "", "list", "task", "--since", "+1h")
 	assert.Empty(t, r.lines())
+	r = run(t, url, "", "", "list", "task", "--until", "+1h", "--where", "status=done", "--held", "true")
+	require.Equal(t, cli.ExitOK, r.code, r.err)
+	assert.Len(t, r.lines(), 1)
+	r = run(t, url, "", "", "list", "task", "--until", "1h")
+	assert.Empty(t, r.lines())
+	r = run(t, url, "", "", "list", "task", "--held", "false")
+	assert.Empty(t, r.lines(), "every task is claimed")
 
 	// watch prints events until interrupted.
 	var errb bytes.Buffer
@@ -273,6 +280,8 @@ func TestRun_ExitCodes(t *testing.T) {
 		{"release without rev", "a", url, []string{"release", "task", "x"}, cli.ExitUsage, "--rev is required"},
 		{"bad since", "a", url, []string{"list", "task", "--since", "yesterday"}, cli.ExitUsage, "--since"},
 		{"bad where", "a", url, []string{"list", "task", "--where", "nope"}, cli.ExitUsage, "--where"},
+		{"bad until", "a", url, []string{"list", "task", "--until", "later"}, cli.ExitUsage, "--until"},
+		{"bad held", "a", url, []string{"list", "task", "--held", "maybe"}, cli.ExitUsage, "--held"},
 		{"bad list kind", "a", url, []string{"list", "Task"}, cli.ExitUsage, "kind"},
 		{"bad watch kind", "a", url, []string{"watch", "Task"}, cli.ExitUsage, "kind"},
 		{"bad category", "a", url, []string{"log", "a.b"}, cli.ExitUsage, "category"},

@@ -248,17 +248,20 @@ and when, when its lease ends. Exit 4 when it does not exist.`,
 
 func (e *env) listCmd() *cobra.Command {
 	var (
-		prefix, since string
-		limit         int
-		where         []string
+		prefix, since, until, held string
+		limit                      int
+		where                      []string
 	)
 	cmd := &cobra.Command{
 		Use:   "list KIND",
 		Short: "list records of a kind, in id order",
 		Long: `List KIND's records in id order. --prefix selects ids starting with it,
---since those changed since a time (RFC 3339, "now", or "1h" for an hour ago),
---where k=v those whose field k is v (a JSON value, or a string); --limit
-stops after N records.`,
+--since and --until those changed in [since, until) (RFC 3339, "now", or "1h"
+for an hour ago), --where k=v those whose field k is v (a JSON value, or a
+string; repeatable, all must hold), --held true|false those whose lease is
+live or not; --limit stops after N records. The server filters, from an
+index where it can (codi2 list task --since 1h --where assignee=agent-1
+reads only those tasks).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind := args[0]
@@ -268,7 +271,7 @@ stops after N records.`,
 			if limit < 0 {
 				return usageError{fmt.Errorf("--limit must not be negative, got %d", limit)}
 			}
-			match, err := e.filter(since, where)
+			q, err := e.listQuery(since, until, held, where)
 			if err != nil {
 				return err
 			}
@@ -276,19 +279,16 @@ stops after N records.`,
 			if err != nil {
 				return err
 			}
-			opts := state.ListOptions{Prefix: subjects.Escape(prefix)}
+			q.Prefix = subjects.Escape(prefix)
 			n := 0
 			for {
 				ctx, cancel := e.ctx(cmd)
-				page, err := c.List(ctx, kind, opts)
+				page, err := c.ListWhere(ctx, kind, q)
 				cancel()
 				if err != nil {
 					return err
 				}
 				for _, rec := range page.Records {
-					if !match(rec) {
-						continue
-					}
 					if err := e.out.emit(rec, RecordText(rec)); err != nil {
 						return err
 					}
@@ -299,66 +299,60 @@ stops after N records.`,
 				if page.NextAfter == "" {
 					return nil
 				}
-				opts.After = page.NextAfter
+				q.After = page.NextAfter
 			}
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&prefix, "prefix", "", "only ids starting with this (as typed; escaped like the ids)")
 	f.StringVar(&since, "since", "", "only records changed since: "+timeparse.Example)
+	f.StringVar(&until, "until", "", "only records changed before this time")
+	f.StringVar(&held, "held", "", "true: only records with a live lease; false: only those without")
 	f.IntVar(&limit, "limit", 0, "at most N records (0: all)")
 	f.StringArrayVar(&where, "where", nil, "only records whose field k is v (k=v, repeatable)")
 	return cmd
 }
 
-// filter builds list's record filter from --since and --where.
-func (e *env) filter(since string, where []string) (func(state.Record) bool, error) {
-	var from time.Time
-	if since != "" {
-		t, err := timeparse.Parse(since, e.io.Now())
-		if err != nil {
-			return nil, usageError{fmt.Errorf("--since: %w", err)}
+// listQuery builds list's server-side filters from --since, --until,
+// --held and --where; times are read at this process's now.
+func (e *env) listQuery(since, until, held string, where []string) (state.ListQuery, error) {
+	var q state.ListQuery
+	for _, t := range []struct {
+		flag, v string
+		to      *string
+	}{{"since", since, &q.UpdatedAfter}, {"until", until, &q.UpdatedBefore}} {
+		if t.v == "" {
+			continue
 		}
-		from = t
+		at, err := timeparse.Parse(t.v, e.io.Now())
+		if err != nil {
+			return q, usageError{fmt.Errorf("--%s: %w", t.flag, err)}
+		}
+		*t.to = at.UTC().Format(time.RFC3339Nano)
 	}
-	type cond struct {
-		key  string
-		want json.RawMessage
+	switch held {
+	case "":
+	case "true", "false":
+		b := held == "true"
+		q.Held = &b
+	default:
+		return q, usageError{fmt.Errorf("--held %q: want true or false", held)}
 	}
-	var conds []cond
 	for _, w := range where {
 		k, v, ok := strings.Cut(w, "=")
 		if !ok || k == "" {
-			return nil, usageError{fmt.Errorf("--where %q: want field=value", w)}
+			return q, usageError{fmt.Errorf("--where %q: want field=value", w)}
 		}
 		raw := json.RawMessage(v)
 		if !json.Valid(raw) {
 			raw, _ = json.Marshal(v)
 		}
-		conds = append(conds, cond{k, raw})
-	}
-	return func(r state.Record) bool {
-		if !from.IsZero() && r.UpdatedAt.Before(from) {
-			return false
+		if q.Where == nil {
+			q.Where = map[string]json.RawMessage{}
 		}
-		for _, c := range conds {
-			got, ok := r.Fields[c.key]
-			if !ok || !jsonEqual(got, c.want) {
-				return false
-			}
-		}
-		return true
-	}, nil
-}
-
-func jsonEqual(a, b json.RawMessage) bool {
-	var x, y any
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return false
+		q.Where[k] = raw
 	}
-	xb, _ := json.Marshal(x)
-	yb, _ := json.Marshal(y)
-	return string(xb) == string(yb)
+	return q, nil
 }
 
 func (e *env) watchCmd() *cobra.Command {

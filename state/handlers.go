@@ -214,9 +214,13 @@ func (s *Service) handleList(req micro.Request) {
 	}
 	defer s.reqs.Done()
 	p, err := parseRequestSubject(req.Subject(), subjects.TypeStateList)
-	var o ListOptions
+	var o ListQuery // ListOptions and the filters (filter.go)
 	if err == nil {
 		err = decodeBody(req.Data(), &o)
+	}
+	var f filter
+	if err == nil && o.filtered() {
+		f, err = parseFilter(o, time.Now())
 	}
 	switch {
 	case err != nil:
@@ -231,7 +235,12 @@ func (s *Service) handleList(req micro.Request) {
 		respondError(req, codeBadRequest, "bad list request: "+err.Error())
 		return
 	}
-	body, err := s.list(p.Kind, o)
+	var body []byte
+	if o.filtered() {
+		body, err = s.listFiltered(p.Kind, o, f)
+	} else {
+		body, err = s.list(p.Kind, o.options())
+	}
 	if err != nil {
 		s.readFailed(req, "list", err)
 		return
@@ -247,17 +256,7 @@ func (s *Service) list(kind string, o ListOptions) ([]byte, error) {
 		limit = DefaultListLimit
 	}
 	limit = min(limit, s.cfg.MaxListLimit)
-	begin, end := kv.Tuple{prefixState, kind}.Range()
-	if o.Prefix != "" {
-		pk := kv.Tuple{prefixState, kind, o.Prefix}.Pack()
-		begin = pk[:len(pk)-1] // the id without its terminator: a raw prefix
-		end = kv.PrefixEnd(begin)
-	}
-	if o.After != "" {
-		if ak := append(kv.Tuple{prefixState, kind, o.After}.Pack(), 0x00); bytes.Compare(ak, begin) > 0 {
-			begin = ak
-		}
-	}
+	begin, end := s.listRange(kind, o)
 	maxBytes := int(s.nc.MaxPayload()) - 1024
 	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
 	defer cancel()
@@ -303,22 +302,7 @@ func (s *Service) list(kind string, o ListOptions) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var b bytes.Buffer
-	b.WriteString(`{"records":[`)
-	for i, r := range recs {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.Write(r)
-	}
-	b.WriteString(`],"next_after":`)
-	next := ""
-	if more {
-		next = lastID
-	}
-	b.Write(mustJSON(next))
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	return encodeList(recs, lastID, more), nil
 }
 
 // handleStatus answers codi.state.status with the watermark.

@@ -115,7 +115,10 @@ func (s *Service) Run(ctx context.Context) error {
 		return ErrRunning
 	}
 	l := &loop{s: s, cfg: s.cfg, log: s.log, spilled: true}
-	err := l.start(ctx)
+	err := s.buildIndex(ctx) // records stored before the list indexes (index.go)
+	if err == nil {
+		err = l.start(ctx)
+	}
 	if err != nil && ctx.Err() != nil {
 		// Stopped while starting: nothing was consumed, nothing to commit.
 		err = nil

@@ -278,6 +278,9 @@ func (u *undoTxn) rollback() error {
 // applyWrites makes ws in tx.
 func applyWrites(tx kv.Txn, ws []write) error {
 	for _, w := range ws {
+		if err := indexWrite(tx, w); err != nil { // the list indexes (index.go)
+			return err
+		}
 		var err error
 		if w.clear {
 			err = tx.Clear(w.key)

@@ -1,0 +1,181 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/codi2/codi2/internal/kv"
+)
+
+// Secondary indexes of live records, for list filters (filter.go):
+//
+//	("state-by-time", kind, updated_at_unix_nano, id)  -> empty
+//	("state-by-field", kind, field, canonical value, id) -> empty
+//
+// The field index holds each top-level field whose value is a JSON string,
+// number, boolean or null of at most maxIndexedValue bytes in canonical
+// form (canonical: decoded and encoded again by encoding/json, so 1.0 and 1
+// are one value). Entries are written in the transaction that writes the
+// record (applyPlan calls indexWrite) and removed when it changes or dies.
+// They are hints: a query reads the record an entry names and checks it,
+// so a stale entry (left by a corrupt old value) is skipped, never served.
+const (
+	prefixByTime  = "state-by-time"
+	prefixByField = "state-by-field"
+	// maxIndexedValue bounds the canonical values the field index holds.
+	maxIndexedValue = 256
+	// indexBatch is how many records one backfill transaction indexes.
+	indexBatch = 1000
+)
+
+// indexVersionKey marks a store whose records are all indexed.
+func indexVersionKey() []byte {
+	return kv.Tuple{prefixMeta, "index", "state-by-time,state-by-field", "1"}.Pack()
+}
+
+func byTimeKey(kind string, ns int64, id string) []byte {
+	return kv.Tuple{prefixByTime, kind, ns, id}.Pack()
+}
+
+func byFieldKey(kind, field, value, id string) []byte {
+	return kv.Tuple{prefixByField, kind, field, value, id}.Pack()
+}
+
+// canonical returns the canonical form of a JSON value and whether the
+// field index holds it (a scalar of at most maxIndexedValue bytes).
+func canonical(raw json.RawMessage) (string, bool) {
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
+		return "", false
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", false
+	}
+	switch v.(type) {
+	case map[string]any, []any:
+		return string(b), false
+	}
+	return string(b), len(b) <= maxIndexedValue
+}
+
+// indexKeys are the index entries of the live record r.
+func indexKeys(r Record) [][]byte {
+	keys := [][]byte{byTimeKey(r.Kind, r.UpdatedAt.UnixNano(), r.ID)}
+	for f, v := range r.Fields {
+		if c, ok := canonical(v); ok && len(f) <= maxIndexedValue {
+			keys = append(keys, byFieldKey(r.Kind, f, c, r.ID))
+		}
+	}
+	return keys
+}
+
+// indexWrite keeps the indexes in step with the record write w (a state
+// key): it removes the entries of the value w replaces and adds those of
+// the value it writes. Called in the transaction that makes w, before it.
+func indexWrite(tx kv.Txn, w write) error {
+	t, err := kv.Unpack(w.key)
+	if err != nil || len(t) != 3 || t[0] != prefixState {
+		return nil // not a record
+	}
+	var old, next [][]byte
+	if v, err := tx.Get(w.key); err == nil {
+		if st, err := decodeStored(w.key, v); err == nil && !st.tombstone {
+			old = indexKeys(st.Record)
+		}
+		// A corrupt old value: its entries, if any, stay as stale hints.
+	} else if !errors.Is(err, kv.ErrNotFound) {
+		return err
+	}
+	if !w.clear {
+		st, err := decodeStored(w.key, w.value)
+		if err != nil {
+			return err
+		}
+		if !st.tombstone {
+			next = indexKeys(st.Record)
+		}
+	}
+	keep := make(map[string]bool, len(next))
+	for _, k := range next {
+		keep[string(k)] = true
+	}
+	for _, k := range old {
+		if keep[string(k)] {
+			delete(keep, string(k)) // unchanged: already there
+			continue
+		}
+		if err := tx.Clear(k); err != nil {
+			return err
+		}
+	}
+	for _, k := range next {
+		if keep[string(k)] {
+			if err := tx.Set(k, []byte{}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// buildIndex indexes every live record of a store written before the
+// indexes existed, indexBatch records per transaction, then marks the store
+// as indexed. Run calls it before it applies anything; a store already
+// marked costs one read.
+func (s *Service) buildIndex(ctx context.Context) error {
+	marked := false
+	if err := s.store.View(ctx, func(tx kv.ReadTxn) error {
+		_, err := tx.Get(indexVersionKey())
+		marked = err == nil
+		if errors.Is(err, kv.ErrNotFound) {
+			return nil
+		}
+		return err
+	}); err != nil || marked {
+		return err
+	}
+	begin, end := kv.Tuple{prefixState}.Range()
+	n := 0
+	for {
+		var last []byte
+		err := s.store.Update(ctx, func(tx kv.Txn) error {
+			last = nil
+			kvs, err := tx.GetRange(begin, end, kv.RangeOptions{Limit: indexBatch})
+			if err != nil {
+				return err
+			}
+			for _, p := range kvs {
+				last = p.Key
+				st, err := decodeStored(p.Key, p.Value)
+				if err != nil || st.tombstone {
+					continue // a corrupt record is served by nobody: no entries
+				}
+				for _, k := range indexKeys(st.Record) {
+					if err := tx.Set(k, []byte{}); err != nil {
+						return err
+					}
+				}
+			}
+			if len(kvs) < indexBatch {
+				return tx.Set(indexVersionKey(), []byte{})
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("state: build the list indexes: %w", err)
+		}
+		if last == nil || bytes.Equal(last, begin) {
+			break
+		}
+		n++
+		begin = append(bytes.Clone(last), 0x00)
+		if n%100 == 0 {
+			s.log.Info().Int("records", n*indexBatch).Msg("building the list indexes")
+		}
+	}
+	return nil
+}
