@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -81,6 +83,31 @@ func parseFilter(q ListQuery, now time.Time) (filter, error) {
 	return f, nil
 }
 
+// matchBody decodes what the filters need of the record JSON body and
+// checks it: the times and lease always, the fields only with where.
+func (f filter) matchBody(key, body []byte) (bool, error) {
+	var r struct {
+		UpdatedAt time.Time                  `json:"updated_at"`
+		ExpiresAt *time.Time                 `json:"expires_at"`
+		Fields    map[string]json.RawMessage `json:"fields"`
+	}
+	var head struct {
+		UpdatedAt time.Time  `json:"updated_at"`
+		ExpiresAt *time.Time `json:"expires_at"`
+	}
+	var err error
+	if len(f.where) > 0 {
+		err = json.Unmarshal(body, &r)
+	} else {
+		err = json.Unmarshal(body, &head)
+		r.UpdatedAt, r.ExpiresAt = head.UpdatedAt, head.ExpiresAt
+	}
+	if err != nil {
+		return false, fmt.Errorf("%w: record %s: %v", ErrCorrupt, recordName(key), err)
+	}
+	return f.match(Record{UpdatedAt: r.UpdatedAt, ExpiresAt: r.ExpiresAt, Fields: r.Fields}), nil
+}
+
 // match reports whether r passes every filter.
 func (f filter) match(r Record) bool {
 	ns := r.UpdatedAt.UnixNano()
@@ -94,6 +121,9 @@ func (f filter) match(r Record) bool {
 		v, ok := r.Fields[k]
 		if !ok {
 			return false
+		}
+		if string(v) == want {
+			continue // already canonical, as most stored values are
 		}
 		if c, _ := canonical(v); c != want {
 			return false
@@ -112,6 +142,9 @@ const maxIndexScan = 20_000
 type source struct {
 	begin, end []byte
 	idAt       int
+	// wideBegin and wideEnd are a second range of a field's source: the
+	// records of too many fields to index each (index.go).
+	wideBegin, wideEnd []byte
 }
 
 // sources are the index ranges the filter can read instead of the kind.
@@ -130,17 +163,34 @@ func (f filter) sources(kind string) []source {
 	for k, c := range f.where {
 		if len(c) <= maxIndexedValue && len(k) <= maxIndexedValue && !strings.HasPrefix(c, "{") && !strings.HasPrefix(c, "[") {
 			begin, end := kv.Tuple{prefixByField, kind, k, c}.Range()
-			out = append(out, source{begin: begin, end: end, idAt: 4})
+			wb, we := kv.Tuple{prefixByField, kind, "", ""}.Range()
+			out = append(out, source{begin: begin, end: end, idAt: 4, wideBegin: wb, wideEnd: we})
 		}
 	}
 	return out
 }
 
-// listFiltered answers a list request with filters: from the smallest index
-// range when one holds at most maxIndexScan entries (its ids sorted, so
-// pages are in id order as without filters), else by reading the kind in
-// id order and checking every record. Either way only live records that
-// match every filter are listed, Limit per page, NextAfter as in list.
+// covered reports whether the sources answer every filter: no held, and
+// every where value indexed.
+func (f filter) covered(srcs []source) bool {
+	return f.held == nil && len(srcs) == len(f.where)+btoi(!f.from.IsZero() || !f.to.IsZero())
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// listFiltered answers a list request with filters: from the index ranges
+// the filters name, when at least one holds at most maxIndexScan entries
+// (the ids in every such range, sorted, so pages are in id order as without
+// filters), else by reading the kind in id order and checking every
+// record. A record the indexes alone prove a match (every filter has its
+// range, every range was read) is not decoded; any other is checked. Only
+// live records that match every filter are listed, Limit per page,
+// NextAfter as in list.
 func (s *Service) listFiltered(kind string, q ListQuery, f filter) ([]byte, error) {
 	limit := q.Limit
 	if limit == 0 {
@@ -155,42 +205,50 @@ func (s *Service) listFiltered(kind string, q ListQuery, f filter) ([]byte, erro
 		lastID string
 		more   bool
 	)
-	// add takes the record at key if it matches; done when the page is full.
-	add := func(key, v []byte, size *int) (done bool, err error) {
-		st, err := decodeStored(key, v)
-		if err != nil {
+	// add takes the record id at key if it matches; done when the page is
+	// full. proven: the indexes show that it matches.
+	add := func(key, v []byte, id string, proven bool, size *int) (done bool, err error) {
+		body, live, err := openStored(key, v)
+		if err != nil || !live {
 			return false, err
 		}
-		if st.tombstone || !f.match(st.Record) {
-			return false, nil
+		if !proven {
+			ok, err := f.matchBody(key, body)
+			if err != nil || !ok {
+				return false, err
+			}
 		}
-		body, _, _ := openStored(key, v)
 		if len(recs) == limit || *size+len(body) > maxBytes {
 			more = true
 			return true, nil
 		}
-		recs, lastID = append(recs, body), st.ID
+		recs, lastID = append(recs, body), id
 		*size += len(body)
 		return false, nil
 	}
 	err := s.store.View(ctx, func(tx kv.ReadTxn) error {
 		recs, lastID, more = recs[:0], "", false
-		ids, indexed, err := pickSource(tx, f.sources(kind))
+		srcs := f.sources(kind)
+		ids, all, err := intersect(tx, srcs)
 		if err != nil {
 			return err
 		}
 		size := 0
-		if indexed {
+		if ids != nil {
+			proven := all && f.covered(srcs)
 			for _, id := range ids {
 				if !strings.HasPrefix(id, q.Prefix) || q.After != "" && id <= q.After {
 					continue
 				}
 				key := stateKey(kind, id)
 				v, err := tx.Get(key)
-				if err != nil {
-					continue // a stale entry
+				if errors.Is(err, kv.ErrNotFound) {
+					continue
 				}
-				if done, err := add(key, v, &size); done || err != nil {
+				if err != nil {
+					return err
+				}
+				if done, err := add(key, v, id, proven, &size); done || err != nil {
 					return err
 				}
 			}
@@ -203,7 +261,12 @@ func (s *Service) listFiltered(kind string, q ListQuery, f filter) ([]byte, erro
 				return err
 			}
 			for _, p := range kvs {
-				if done, err := add(p.Key, p.Value, &size); done || err != nil {
+				t, err := kv.Unpack(p.Key)
+				if err != nil || len(t) != 3 {
+					return fmt.Errorf("state: corrupt record key: %v", err)
+				}
+				id, _ := t[2].(string)
+				if done, err := add(p.Key, p.Value, id, false, &size); done || err != nil {
 					return err
 				}
 			}
@@ -219,36 +282,52 @@ func (s *Service) listFiltered(kind string, q ListQuery, f filter) ([]byte, erro
 	return encodeList(recs, lastID, more), nil
 }
 
-// pickSource counts each source's entries up to maxIndexScan and returns
-// the ids of the smallest, sorted, with indexed true; indexed is false when
-// there is no source or every one is too large.
-func pickSource(tx kv.ReadTxn, srcs []source) (ids []string, indexed bool, err error) {
-	var best []kv.KeyValue
-	bestAt := 0
+// intersect reads each source's entries up to maxIndexScan and returns
+// the ids found in every source that fits, sorted; all says every source
+// fit and proves its filter of every id. ids is nil when none fits (or there is none): read the kind instead.
+func intersect(tx kv.ReadTxn, srcs []source) (ids []string, all bool, err error) {
+	var in map[string]bool
+	all = true
 	for _, src := range srcs {
-		lim := maxIndexScan + 1
-		if indexed {
-			lim = len(best) // only a smaller one is worth it
-		}
-		kvs, err := tx.GetRange(src.begin, src.end, kv.RangeOptions{Limit: lim})
+		kvs, err := tx.GetRange(src.begin, src.end, kv.RangeOptions{Limit: maxIndexScan + 1})
 		if err != nil {
 			return nil, false, err
 		}
-		if len(kvs) <= maxIndexScan && (!indexed || len(kvs) < len(best)) {
-			best, bestAt, indexed = kvs, src.idAt, true
+		if src.wideBegin != nil && len(kvs) <= maxIndexScan {
+			wide, err := tx.GetRange(src.wideBegin, src.wideEnd, kv.RangeOptions{Limit: maxIndexScan + 1 - len(kvs)})
+			if err != nil {
+				return nil, false, err
+			}
+			if len(wide) > 0 {
+				all = false // those records' fields are not proven
+				kvs = append(kvs, wide...)
+			}
 		}
-	}
-	for _, p := range best {
-		t, err := kv.Unpack(p.Key)
-		if err != nil || len(t) <= bestAt {
+		if len(kvs) > maxIndexScan {
+			all = false
 			continue
 		}
-		if id, ok := t[bestAt].(string); ok {
-			ids = append(ids, id)
+		got := make(map[string]bool, len(kvs))
+		for _, p := range kvs {
+			t, err := kv.Unpack(p.Key)
+			if err != nil || len(t) <= src.idAt {
+				return nil, false, fmt.Errorf("%w: index key: %v", ErrCorrupt, err)
+			}
+			id, _ := t[src.idAt].(string)
+			if in == nil || in[id] {
+				got[id] = true
+			}
 		}
+		in = got
 	}
-	slices.Sort(ids)
-	return ids, indexed, nil
+	if in == nil {
+		return nil, false, nil
+	}
+	ids = slices.Sorted(maps.Keys(in))
+	if ids == nil {
+		ids = []string{}
+	}
+	return ids, all, nil
 }
 
 // listRange is the key range a list request reads without an index: the

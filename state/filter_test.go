@@ -155,7 +155,7 @@ func TestService_Run_BuildsTheIndexes(t *testing.T) {
 	r.stop(t)
 	// Drop the indexes and their mark, as an older codi2 left the store.
 	require.NoError(t, e.store.Update(context.Background(), func(tx kv.Txn) error {
-		for _, p := range []kv.Tuple{{"state-by-time"}, {"state-by-field"}} {
+		for _, p := range []kv.Tuple{{"state-by-time"}, {"state-by-field"}, {"state-index-of"}} {
 			b, end := p.Range()
 			kvs, err := tx.GetRange(b, end, kv.RangeOptions{})
 			if err != nil {
@@ -172,4 +172,31 @@ func TestService_Run_BuildsTheIndexes(t *testing.T) {
 	e.start(fastConfig())
 	got, _ := listAll(t, c, "task", state.ListQuery{Where: map[string]json.RawMessage{"status": raw(`"open"`)}})
 	assert.Len(t, got, 5)
+}
+
+// A record with too many fields to index each is still found by a field
+// filter, and checked.
+func TestClient_ListWhere_WideRecord(t *testing.T) {
+	e := newEnv(t)
+	e.start(fastConfig())
+	c := e.client("agent-1")
+	wide := map[string]any{"status": "open"}
+	for i := range 300 {
+		wide[fmt.Sprintf("f%03d", i)] = i
+	}
+	merge(t, c, "W-1", wide, 0)
+	merge(t, c, "W-2", map[string]any{"status": "open"}, 0)
+	wide["status"] = "done"
+	merge(t, c, "W-3", wide, 0)
+	got, _ := listAll(t, c, "task", state.ListQuery{Where: map[string]json.RawMessage{"status": raw(`"open"`)}})
+	assert.Equal(t, []string{"W-1", "W-2"}, got)
+	got, _ = listAll(t, c, "task", state.ListQuery{Where: map[string]json.RawMessage{"f007": raw(`7`)}})
+	assert.Equal(t, []string{"W-1", "W-3"}, got)
+	// Narrowed to few fields again, it is indexed field by field.
+	_, err := c.Apply(ctxT(t), "task", "W-3", state.Command{Op: state.OpPut, Fields: map[string]any{"status": "open"}})
+	require.NoError(t, err)
+	got, _ = listAll(t, c, "task", state.ListQuery{Where: map[string]json.RawMessage{"status": raw(`"open"`)}})
+	assert.Equal(t, []string{"W-1", "W-2", "W-3"}, got)
+	got, _ = listAll(t, c, "task", state.ListQuery{Where: map[string]json.RawMessage{"f007": raw(`7`)}})
+	assert.Equal(t, []string{"W-1"}, got)
 }

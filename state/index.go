@@ -6,27 +6,38 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/codi2/codi2/internal/kv"
 )
 
 // Secondary indexes of live records, for list filters (filter.go):
 //
-//	("state-by-time", kind, updated_at_unix_nano, id)  -> empty
-//	("state-by-field", kind, field, canonical value, id) -> empty
+//	("state-by-time", kind, updated_at_unix_nano, id)     -> empty
+//	("state-by-field", kind, field, canonical value, id)  -> empty
+//	("state-index-of", kind, id)                          -> Tuple of the record's entry keys
 //
 // The field index holds each top-level field whose value is a JSON string,
 // number, boolean or null of at most maxIndexedValue bytes in canonical
 // form (canonical: decoded and encoded again by encoding/json, so 1.0 and 1
-// are one value). Entries are written in the transaction that writes the
-// record (applyPlan calls indexWrite) and removed when it changes or dies.
-// They are hints: a query reads the record an entry names and checks it,
-// so a stale entry (left by a corrupt old value) is skipped, never served.
+// are one value). A record of more than maxIndexedFields fields has the one
+// entry (kind, "", "", id) instead, which every field's range includes (a
+// where never names the field ""). Entries
+// are written in the transaction that writes the record (applyPlan calls
+// indexWrite), and the record's list of entries with them, so that the
+// entries of the value it replaces are removed exactly, even when that
+// value is damaged: a live record has exactly its entries, and nothing
+// else is indexed.
 const (
 	prefixByTime  = "state-by-time"
 	prefixByField = "state-by-field"
+	prefixIndexOf = "state-index-of"
 	// maxIndexedValue bounds the canonical values the field index holds.
 	maxIndexedValue = 256
+	// maxIndexedFields bounds the fields of one record the index lists,
+	// so that its list of entries stays far below the store's value limit.
+	maxIndexedFields = 256
 	// indexBatch is how many records one backfill transaction indexes.
 	indexBatch = 1000
 )
@@ -65,8 +76,12 @@ func canonical(raw json.RawMessage) (string, bool) {
 // indexKeys are the index entries of the live record r.
 func indexKeys(r Record) [][]byte {
 	keys := [][]byte{byTimeKey(r.Kind, r.UpdatedAt.UnixNano(), r.ID)}
-	for f, v := range r.Fields {
-		if c, ok := canonical(v); ok && len(f) <= maxIndexedValue {
+	if len(r.Fields) > maxIndexedFields {
+		// Too many to list: one entry that every field's range includes.
+		return append(keys, byFieldKey(r.Kind, "", "", r.ID))
+	}
+	for _, f := range slices.Sorted(maps.Keys(r.Fields)) {
+		if c, ok := canonical(r.Fields[f]); ok && len(f) <= maxIndexedValue {
 			keys = append(keys, byFieldKey(r.Kind, f, c, r.ID))
 		}
 	}
@@ -74,22 +89,26 @@ func indexKeys(r Record) [][]byte {
 }
 
 // indexWrite keeps the indexes in step with the record write w (a state
-// key): it removes the entries of the value w replaces and adds those of
-// the value it writes. Called in the transaction that makes w, before it.
+// key): it removes the entries the record had (its "state-index-of" list)
+// and adds those of the value w writes. Called in the transaction that
+// makes w.
 func indexWrite(tx kv.Txn, w write) error {
 	t, err := kv.Unpack(w.key)
 	if err != nil || len(t) != 3 || t[0] != prefixState {
 		return nil // not a record
 	}
-	var old, next [][]byte
-	if v, err := tx.Get(w.key); err == nil {
-		if st, err := decodeStored(w.key, v); err == nil && !st.tombstone {
-			old = indexKeys(st.Record)
+	kind, _ := t[1].(string)
+	id, _ := t[2].(string)
+	of := kv.Tuple{prefixIndexOf, kind, id}.Pack()
+	var old kv.Tuple
+	if v, err := tx.Get(of); err == nil {
+		if old, err = kv.Unpack(v); err != nil {
+			return fmt.Errorf("%w: index list of %s/%s: %v", ErrCorrupt, kind, id, err)
 		}
-		// A corrupt old value: its entries, if any, stay as stale hints.
 	} else if !errors.Is(err, kv.ErrNotFound) {
 		return err
 	}
+	var next [][]byte
 	if !w.clear {
 		st, err := decodeStored(w.key, w.value)
 		if err != nil {
@@ -103,7 +122,8 @@ func indexWrite(tx kv.Txn, w write) error {
 	for _, k := range next {
 		keep[string(k)] = true
 	}
-	for _, k := range old {
+	for _, e := range old {
+		k, _ := e.([]byte)
 		if keep[string(k)] {
 			delete(keep, string(k)) // unchanged: already there
 			continue
@@ -112,14 +132,22 @@ func indexWrite(tx kv.Txn, w write) error {
 			return err
 		}
 	}
-	for _, k := range next {
+	if len(next) == 0 {
+		if len(old) == 0 {
+			return nil
+		}
+		return tx.Clear(of)
+	}
+	list := make(kv.Tuple, len(next))
+	for i, k := range next {
+		list[i] = k
 		if keep[string(k)] {
 			if err := tx.Set(k, []byte{}); err != nil {
 				return err
 			}
 		}
 	}
-	return nil
+	return tx.Set(of, list.Pack())
 }
 
 // buildIndex indexes every live record of a store written before the
@@ -154,10 +182,8 @@ func (s *Service) buildIndex(ctx context.Context) error {
 				if err != nil || st.tombstone {
 					continue // a corrupt record is served by nobody: no entries
 				}
-				for _, k := range indexKeys(st.Record) {
-					if err := tx.Set(k, []byte{}); err != nil {
-						return err
-					}
+				if err := indexWrite(tx, write{key: p.Key, value: p.Value}); err != nil {
+					return err
 				}
 			}
 			if len(kvs) < indexBatch {
