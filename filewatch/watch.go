@@ -201,7 +201,7 @@ func (w *Watcher) loop(ctx context.Context) error {
 				// The watched directory was removed: watch it again once
 				// it is back, its files as created.
 				if fi, err := os.Stat(w.cfg.Dir); err == nil && fi.IsDir() {
-					_ = w.addTree(w.dirRel, true)
+					w.watchNew(w.dirRel)
 				}
 			}
 		}
@@ -266,7 +266,7 @@ func (w *Watcher) decide(rel string, p *pend) {
 	fi, err := os.Lstat(abs)
 	if err == nil && fi.IsDir() {
 		if !w.dirs[rel] && !w.ign.ignored(rel, true) {
-			_ = w.addTree(rel, true) // a new or recreated directory
+			w.watchNew(rel) // a new or recreated directory
 		}
 		return
 	}
@@ -376,12 +376,10 @@ func (w *Watcher) addTree(rel string, report bool) error {
 		if !d.Type().IsRegular() || w.ign.ignored(r, false) {
 			return nil
 		}
-		fi, err := d.Info()
-		if err != nil {
-			return nil
-		}
 		if !report {
-			w.files[r] = fileInfo{size: fi.Size(), mtime: fi.ModTime()}
+			if fi, err := d.Info(); err == nil {
+				w.files[r] = fileInfo{size: fi.Size(), mtime: fi.ModTime()}
+			}
 			return nil
 		}
 		if _, known := w.files[r]; !known && w.pending[r] == nil {
@@ -392,6 +390,15 @@ func (w *Watcher) addTree(rel string, report bool) error {
 		}
 		return nil
 	})
+}
+
+// watchNew watches the directory rel that appeared, its files as created;
+// a directory the kernel will not watch (the watch limit) is logged at
+// error, and its changes go unrecorded until the watcher restarts.
+func (w *Watcher) watchNew(rel string) {
+	if err := w.addTree(rel, true); err != nil {
+		w.log.Error().Err(err).Str("dir", rel).Msg("cannot watch a new directory: its changes are not recorded")
+	}
 }
 
 // dropTree forgets the directory rel and records every file the watcher
@@ -430,7 +437,7 @@ func (w *Watcher) rescan() {
 				return filepath.SkipDir
 			}
 			if !w.dirs[r] {
-				_ = w.addTree(r, true)
+				w.watchNew(r)
 				return filepath.SkipDir
 			}
 			return nil
