@@ -19,12 +19,16 @@ type Change struct {
 	Op string `json:"op"`
 	// Path is relative to the repository root, with slashes.
 	Path string `json:"path,omitempty"`
+	// To is a rename's new path, when the watcher saw the file arrive
+	// there (a move within the tree); empty when it left the tree.
+	To string `json:"to,omitempty"`
 	// Agent is the agent the watcher records for.
 	Agent string `json:"agent"`
 	// Project is the repository's project name, when known.
 	Project string `json:"project,omitempty"`
 	// Size (bytes) and SHA256 (lower-case hex) of the file once its
-	// writes settled, for create and write (absent with Config.NoHash).
+	// writes settled, for create, write and a rename with To (absent with
+	// Config.NoHash).
 	// The hook of codi2 hook claude PostToolUse records the same hash, so
 	// the two events of one edit are recognisable as one change.
 	Size   *int64 `json:"size,omitempty"`

@@ -19,9 +19,11 @@ window is one Change, so an editor's save (truncate, writes, close; or a
 temporary file renamed over the file) is one write, and 1,000 writes in a
 burst are one. The kind compares the file with what the watcher knew before
 the window: a file it did not know that exists now is a create, one it knew
-that exists is a write, one it knew that is gone is a remove (a rename when
-the kernel said it was moved away; the new name is a create), and one that
-appeared and vanished within the window is no change at all.
+that exists is a write (unless its bytes are the same), one it knew that is
+gone is a remove (a rename when the kernel said it was moved away), a known
+file found at a new path with its old path gone (the same inode) is one
+rename from the old path To the new, and one that appeared and vanished
+within the window is no change at all.
 
 Paths that .gitignore files (the repository's, and those of each directory
 on the way down) ignore are skipped, and so is .git/.

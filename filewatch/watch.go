@@ -44,6 +44,7 @@ type fileInfo struct {
 	size  int64
 	mtime time.Time
 	hash  string
+	ino   uint64 // 0: unknown
 }
 
 // pend is a file's kernel events within the current window.
@@ -66,6 +67,7 @@ type Watcher struct {
 	fw      *fsnotify.Watcher
 	ign     *ignorer
 	files   map[string]fileInfo
+	inodes  map[uint64]string // the known files by inode, to pair a move
 	dirs    map[string]bool
 	pending map[string]*pend
 	n       uint64
@@ -103,7 +105,7 @@ func New(cfg Config, sink Sink, log zerolog.Logger) (*Watcher, error) {
 		cfg: cfg, sink: sink, dirRel: rel,
 		log:   log.With().Str("component", "filewatch").Logger(),
 		runID: "file-" + cfg.Agent + "-" + strconv.FormatInt(time.Now().UnixNano(), 36),
-		ign:   newIgnorer(cfg.Root), files: map[string]fileInfo{}, dirs: map[string]bool{},
+		ign:   newIgnorer(cfg.Root), files: map[string]fileInfo{}, inodes: map[uint64]string{}, dirs: map[string]bool{},
 		pending: map[string]*pend{}, wake: make(chan struct{}, 1), ready: make(chan struct{}),
 	}, nil
 }
@@ -234,12 +236,23 @@ func (w *Watcher) flush(now time.Time, all bool) {
 		return
 	}
 	w.flushed = now
+	var gone []string
 	for rel, p := range w.pending {
 		if all || now.Sub(p.last) >= w.cfg.Settle {
-			delete(w.pending, rel)
 			if !all && w.busy(rel, p, now) {
 				continue
 			}
+			if _, err := os.Lstat(w.abs(rel)); err != nil {
+				gone = append(gone, rel) // after the present ones: a move's new name pairs it first
+				continue
+			}
+			delete(w.pending, rel)
+			w.decide(rel, p)
+		}
+	}
+	for _, rel := range gone {
+		if p := w.pending[rel]; p != nil {
+			delete(w.pending, rel)
 			w.decide(rel, p)
 		}
 	}
@@ -253,11 +266,8 @@ func (w *Watcher) busy(rel string, p *pend, now time.Time) bool {
 	if err != nil || !fi.Mode().IsRegular() || now.Sub(p.seen) > 10*w.cfg.Settle+time.Second {
 		return false
 	}
-	if age := now.Sub(fi.ModTime()); age < 0 || age >= w.cfg.Settle {
-		return false
-	}
-	w.pending[rel] = p
-	return true
+	age := now.Sub(fi.ModTime())
+	return age >= 0 && age < w.cfg.Settle
 }
 
 // decide compares rel with what the watcher knew and records the change.
@@ -294,7 +304,7 @@ func (w *Watcher) decide(rel string, p *pend) {
 		w.dropTree(rel, op, p.seen)
 	}
 	if _, known := w.files[rel]; known {
-		delete(w.files, rel)
+		w.forget(rel)
 		w.emit(Change{Op: op, Path: rel}, p.seen)
 	}
 }
@@ -303,18 +313,60 @@ func (w *Watcher) decide(rel string, p *pend) {
 // write when its content changed.
 func (w *Watcher) present(rel string, info fileInfo, seen time.Time) {
 	old, known := w.files[rel]
-	w.files[rel] = info
+	from := ""
+	if !known {
+		from = w.movedFrom(rel, info)
+	}
+	w.remember(rel, info)
 	if known && unchanged(old, info) {
 		return
 	}
 	c := Change{Op: OpWrite, Path: rel}
-	if !known {
+	switch {
+	case from != "":
+		// A known file gone from its path, under this one: a move.
+		w.forget(from)
+		delete(w.pending, from)
+		c.Op, c.Path, c.To = OpRename, from, rel
+	case !known:
 		c.Op = OpCreate
 	}
 	if !w.cfg.NoHash {
 		c.Size, c.SHA256 = &info.size, info.hash
 	}
 	w.emit(c, seen)
+}
+
+// remember records that rel exists with info.
+func (w *Watcher) remember(rel string, info fileInfo) {
+	if old, ok := w.files[rel]; ok && old.ino != 0 && w.inodes[old.ino] == rel {
+		delete(w.inodes, old.ino)
+	}
+	w.files[rel] = info
+	if info.ino != 0 {
+		w.inodes[info.ino] = rel
+	}
+}
+
+// forget drops rel from the known files.
+func (w *Watcher) forget(rel string) {
+	if old, ok := w.files[rel]; ok && old.ino != 0 && w.inodes[old.ino] == rel {
+		delete(w.inodes, old.ino)
+	}
+	delete(w.files, rel)
+}
+
+// movedFrom is the known path of the file now at rel when that path no
+// longer holds it (the file was moved to rel), else "".
+func (w *Watcher) movedFrom(rel string, info fileInfo) string {
+	from, ok := w.inodes[info.ino]
+	if info.ino == 0 || !ok || from == rel {
+		return ""
+	}
+	if fi, err := os.Lstat(w.abs(from)); err == nil && inodeOf(fi) == info.ino {
+		return "" // still there: a hard link
+	}
+	return from
 }
 
 // unchanged: the same content, by hash when both are known, else by size
@@ -331,7 +383,7 @@ func unchanged(a, b fileInfo) bool {
 
 // info reads abs's size, time and (unless NoHash) SHA-256.
 func (w *Watcher) info(abs string, fi fs.FileInfo) (fileInfo, error) {
-	info := fileInfo{size: fi.Size(), mtime: fi.ModTime()}
+	info := fileInfo{size: fi.Size(), mtime: fi.ModTime(), ino: inodeOf(fi)}
 	if w.cfg.NoHash {
 		return info, nil
 	}
@@ -378,7 +430,7 @@ func (w *Watcher) addTree(rel string, report bool) error {
 		}
 		if !report {
 			if fi, err := d.Info(); err == nil {
-				w.files[r] = fileInfo{size: fi.Size(), mtime: fi.ModTime()}
+				w.remember(r, fileInfo{size: fi.Size(), mtime: fi.ModTime(), ino: inodeOf(fi)})
 			}
 			return nil
 		}
@@ -412,7 +464,7 @@ func (w *Watcher) dropTree(rel, op string, seen time.Time) {
 	}
 	for f := range w.files {
 		if under(f, rel) {
-			delete(w.files, f)
+			w.forget(f)
 			w.emit(Change{Op: op, Path: f}, seen)
 		}
 	}
