@@ -24,6 +24,10 @@ Config.GetWait, 1s).
 Client is the agent-side API: Apply sends a command and waits for its event;
 Claim, Refresh and Release are the lease idioms (expect_rev 0 plus ttl, merge
 with expect_rev plus ttl, delete with expect_rev); Get, List and Status read.
+ListWhere lists with filters (updated_after, updated_before, where, held:
+ListQuery), served from a time index and a field index that every record
+write keeps in its own transaction (index.go, filter.go); PublishAsync sends
+commands without waiting, for bulk writers.
 
 # Exactly once
 
