@@ -236,24 +236,29 @@ func (w *Watcher) flush(now time.Time, all bool) {
 		return
 	}
 	w.flushed = now
-	var gone []string
+	// Directories first (a recreated one drops its old tree before its
+	// files are decided), then files, then what is gone (a move's new
+	// name pairs it first).
+	var dirs, files, gone []string
 	for rel, p := range w.pending {
-		if all || now.Sub(p.last) >= w.cfg.Settle {
-			if !all && w.busy(rel, p, now) {
-				continue
-			}
-			if _, err := os.Lstat(w.abs(rel)); err != nil {
-				gone = append(gone, rel) // after the present ones: a move's new name pairs it first
-				continue
-			}
-			delete(w.pending, rel)
-			w.decide(rel, p)
+		if !all && (now.Sub(p.last) < w.cfg.Settle || w.busy(rel, p, now)) {
+			continue
+		}
+		switch fi, err := os.Lstat(w.abs(rel)); {
+		case err != nil:
+			gone = append(gone, rel)
+		case fi.IsDir():
+			dirs = append(dirs, rel)
+		default:
+			files = append(files, rel)
 		}
 	}
-	for _, rel := range gone {
-		if p := w.pending[rel]; p != nil {
-			delete(w.pending, rel)
-			w.decide(rel, p)
+	for _, group := range [][]string{dirs, files, gone} {
+		for _, rel := range group {
+			if p := w.pending[rel]; p != nil {
+				delete(w.pending, rel)
+				w.decide(rel, p)
+			}
 		}
 	}
 }
@@ -275,6 +280,11 @@ func (w *Watcher) decide(rel string, p *pend) {
 	abs := w.abs(rel)
 	fi, err := os.Lstat(abs)
 	if err == nil && fi.IsDir() {
+		if w.dirs[rel] && p.ops&(fsnotify.Remove|fsnotify.Rename) != 0 {
+			// Removed (or moved away) and made again within the window:
+			// the old tree is gone, its watches with it.
+			w.dropTree(rel, OpRemove, p.seen)
+		}
 		if !w.dirs[rel] && !w.ign.ignored(rel, true) {
 			w.watchNew(rel) // a new or recreated directory
 		}
