@@ -33,7 +33,7 @@ func TestRun_WatchFiles(t *testing.T) {
 	done := make(chan int, 1)
 	env := map[string]string{"CODI2_NATS_URL": url, "CODI2_AGENT": "agent-4"}
 	go func() {
-		done <- cli.Run(ctx, []string{"watch", "--files", filepath.Join(root, "src"), "--json", "--settle", "10ms"},
+		done <- cli.Run(ctx, []string{"watch", "--files", filepath.Join(root, "src"), "--json", "--settle", "100ms"},
 			cli.IO{Out: w, Err: &errb, Getenv: func(k string) string { return env[k] }})
 	}()
 	// The watcher may not be up yet: write until a change shows.

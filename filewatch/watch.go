@@ -241,7 +241,7 @@ func (w *Watcher) flush(now time.Time, all bool) {
 	// name pairs it first).
 	var dirs, files, gone []string
 	for rel, p := range w.pending {
-		if !all && (now.Sub(p.last) < w.cfg.Settle || w.busy(rel, p, now)) {
+		if !all && now.Sub(p.seen) <= w.maxOpen() && (now.Sub(p.last) < w.cfg.Settle || w.busy(rel, p, now)) {
 			continue
 		}
 		switch fi, err := os.Lstat(w.abs(rel)); {
@@ -263,12 +263,15 @@ func (w *Watcher) flush(now time.Time, all bool) {
 	}
 }
 
+// maxOpen bounds a window: a file written without a pause is decided ten
+// windows and a second after its first event, and again after the next.
+func (w *Watcher) maxOpen() time.Duration { return 10*w.cfg.Settle + time.Second }
+
 // busy keeps rel's window open while the file's modification time says it
-// was written within Settle (its writer may still be at it), for at most
-// ten windows and a second after its first event.
-func (w *Watcher) busy(rel string, p *pend, now time.Time) bool {
+// was written within Settle (its writer may still be at it).
+func (w *Watcher) busy(rel string, _ *pend, now time.Time) bool {
 	fi, err := os.Lstat(w.abs(rel))
-	if err != nil || !fi.Mode().IsRegular() || now.Sub(p.seen) > 10*w.cfg.Settle+time.Second {
+	if err != nil || !fi.Mode().IsRegular() {
 		return false
 	}
 	age := now.Sub(fi.ModTime())

@@ -105,7 +105,7 @@ func TestWatcher_Run_RecordsEachKindOfChange(t *testing.T) {
 	write(t, filepath.Join(root, "old.txt"), "old")
 	write(t, filepath.Join(root, "gone.txt"), "bye")
 	r := &recorder{}
-	start(t, filewatch.Config{Root: root, Settle: 20 * time.Millisecond, Project: "git-abc"}, r.sink)
+	start(t, filewatch.Config{Root: root, Settle: 150 * time.Millisecond, Project: "git-abc"}, r.sink)
 
 	write(t, filepath.Join(root, "src", "new.go"), "package x")
 	write(t, filepath.Join(root, "old.txt"), "new content")
@@ -144,7 +144,7 @@ func TestWatcher_Run_IgnoresGitAndGitignore(t *testing.T) {
 	write(t, filepath.Join(root, "sub", ".gitignore"), "secret.txt\n")
 	write(t, filepath.Join(root, ".git", "HEAD"), "ref")
 	r := &recorder{}
-	start(t, filewatch.Config{Root: root, Settle: 10 * time.Millisecond}, r.sink)
+	start(t, filewatch.Config{Root: root, Settle: 150 * time.Millisecond}, r.sink)
 
 	write(t, filepath.Join(root, ".git", "index"), "x")
 	write(t, filepath.Join(root, "debug.log"), "x")
@@ -168,7 +168,7 @@ func TestWatcher_Run_CoalescesABurst(t *testing.T) {
 	root := t.TempDir()
 	write(t, filepath.Join(root, "hot.txt"), "start")
 	r := &recorder{}
-	start(t, filewatch.Config{Root: root, Settle: 200 * time.Millisecond}, r.sink)
+	start(t, filewatch.Config{Root: root, Settle: 500 * time.Millisecond}, r.sink)
 
 	f, err := os.OpenFile(filepath.Join(root, "hot.txt"), os.O_WRONLY|os.O_APPEND, 0)
 	require.NoError(t, err)
@@ -194,7 +194,7 @@ func TestWatcher_Run_CoalescesABurst(t *testing.T) {
 	}
 	assert.Empty(t, r.ops("doc.md.swp"), "a temporary file that came and went within the window is no change")
 	// Nothing more arrives for the burst.
-	time.Sleep(400 * time.Millisecond) // a window and a half: proving an absence, not waiting for a result
+	time.Sleep(750 * time.Millisecond) // a window and a half: proving an absence, not waiting for a result
 	assert.Len(t, r.ops("hot.txt"), 1)
 }
 
@@ -202,7 +202,7 @@ func TestWatcher_Run_DirectoryRemovedAndRecreated(t *testing.T) {
 	root := t.TempDir()
 	write(t, filepath.Join(root, "pkg", "a", "x.go"), "x")
 	r := &recorder{}
-	start(t, filewatch.Config{Root: root, Settle: 10 * time.Millisecond}, r.sink)
+	start(t, filewatch.Config{Root: root, Settle: 150 * time.Millisecond}, r.sink)
 
 	require.NoError(t, os.RemoveAll(filepath.Join(root, "pkg")))
 	eventually(t, func() bool { return len(r.ops("pkg/a/x.go")) == 1 }, "removed: %v", r.all())
@@ -226,7 +226,7 @@ func TestWatcher_Run_WatchedDirectoryRecreated(t *testing.T) {
 	dir := filepath.Join(root, "work")
 	write(t, filepath.Join(dir, "a.txt"), "a")
 	r := &recorder{}
-	start(t, filewatch.Config{Root: root, Dir: dir, Settle: 10 * time.Millisecond}, r.sink)
+	start(t, filewatch.Config{Root: root, Dir: dir, Settle: 150 * time.Millisecond}, r.sink)
 	write(t, filepath.Join(root, "outside.txt"), "not watched")
 
 	require.NoError(t, os.RemoveAll(dir))
@@ -301,7 +301,7 @@ func TestWatcher_Run_QueuesWhileTheSinkFailsAndReportsDrops(t *testing.T) {
 		defer mu.Unlock()
 		return r.sink(ctx, c)
 	}
-	w := start(t, filewatch.Config{Root: root, Settle: 5 * time.Millisecond, MaxQueue: 3,
+	w := start(t, filewatch.Config{Root: root, Settle: 100 * time.Millisecond, MaxQueue: 3,
 		RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond}, sink)
 	for i := range 5 {
 		write(t, filepath.Join(root, fmt.Sprintf("f%d", i)), "x")
@@ -331,7 +331,7 @@ func TestWatcher_Run_KeepsGoingAcrossAServerRestart(t *testing.T) {
 	ac, err := audit.NewClient(nc)
 	require.NoError(t, err)
 	root := t.TempDir()
-	start(t, filewatch.Config{Root: root, Settle: 5 * time.Millisecond, RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond},
+	start(t, filewatch.Config{Root: root, Settle: 100 * time.Millisecond, RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond},
 		filewatch.AuditSink(ac, false))
 
 	write(t, filepath.Join(root, "before.txt"), "1")
@@ -361,7 +361,7 @@ func TestWatcher_Run_AuditEventsInTheLog(t *testing.T) {
 	ac, err := audit.NewClient(connect(t, s.Bus().ClientURL()))
 	require.NoError(t, err)
 	root := t.TempDir()
-	start(t, filewatch.Config{Root: root, Settle: 5 * time.Millisecond}, filewatch.AuditSink(ac, true))
+	start(t, filewatch.Config{Root: root, Settle: 100 * time.Millisecond}, filewatch.AuditSink(ac, true))
 	write(t, filepath.Join(root, "a.go"), "package a")
 	eventually(t, func() bool { return len(logged(t, ac)) == 1 }, "logged")
 	rec := logged(t, ac)[0]
@@ -456,13 +456,13 @@ func TestWatcher_Run_NoHashAndNoWindow(t *testing.T) {
 func TestWatcher_Run_SameContentIsNoChange(t *testing.T) {
 	root := t.TempDir()
 	r := &recorder{}
-	start(t, filewatch.Config{Root: root, Settle: 10 * time.Millisecond}, r.sink)
+	start(t, filewatch.Config{Root: root, Settle: 150 * time.Millisecond}, r.sink)
 	write(t, filepath.Join(root, "a.txt"), "a")
 	eventually(t, func() bool { return len(r.ops("a.txt")) == 1 }, "created")
 	write(t, filepath.Join(root, "a.txt"), "a")
 	write(t, filepath.Join(root, "b.txt"), "b")
 	eventually(t, func() bool { return len(r.ops("b.txt")) == 1 }, "b created")
-	time.Sleep(100 * time.Millisecond) // proving an absence: past a.txt's window
+	time.Sleep(300 * time.Millisecond) // proving an absence: past a.txt's window
 	assert.Equal(t, []string{"create"}, r.ops("a.txt"), "rewritten with the same bytes")
 	// A .gitignore removed stops ignoring.
 	write(t, filepath.Join(root, ".gitignore"), "*.o\n")
@@ -471,4 +471,23 @@ func TestWatcher_Run_SameContentIsNoChange(t *testing.T) {
 	eventually(t, func() bool { return len(r.ops(".gitignore")) == 2 }, ".gitignore removed")
 	write(t, filepath.Join(root, "x.o"), "o")
 	eventually(t, func() bool { return len(r.ops("x.o")) == 1 }, "x.o no longer ignored: %v", r.all())
+}
+
+// A file written without a pause is recorded all the same, once its window
+// has been open ten windows and a second.
+func TestWatcher_Run_NeverQuietFile(t *testing.T) {
+	root := t.TempDir()
+	r := &recorder{}
+	start(t, filewatch.Config{Root: root, Settle: 50 * time.Millisecond}, r.sink)
+	f, err := os.Create(filepath.Join(root, "app.log"))
+	require.NoError(t, err)
+	defer f.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for len(r.ops("app.log")) == 0 {
+		require.True(t, time.Now().Before(deadline), "never recorded while written")
+		_, err := f.WriteString("line\n")
+		require.NoError(t, err)
+		time.Sleep(10 * time.Millisecond) // the writer's pace, shorter than the window
+	}
+	assert.Equal(t, "create", r.ops("app.log")[0])
 }

@@ -94,7 +94,7 @@ func TestClaude_PostToolUse_RecordsWriteAndSummarizesMail(t *testing.T) {
 	ac, err := audit.NewClient(nc)
 	require.NoError(t, err)
 	defer ac.Close()
-	w, err := filewatch.New(filewatch.Config{Root: dir, Agent: "agent-2", Settle: 10 * time.Millisecond},
+	w, err := filewatch.New(filewatch.Config{Root: dir, Agent: "agent-2", Settle: 150 * time.Millisecond},
 		filewatch.AuditSink(ac, false), bustest.Logger(t))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
