@@ -16,10 +16,10 @@ recorded once.
 A change is decided when the file has been quiet for Config.Settle (the
 coalescing window, default 100 ms; a file written without a pause is decided
 ten windows and a second after its first event): every kernel event of one
-file within the window is one Change, so an editor's save (truncate, writes, close; or a
-temporary file renamed over the file) is one write, and 1,000 writes in a
-burst are one. The kind compares the file with what the watcher knew before
-the window: a file it did not know that exists now is a create, one it knew
+file within the window is one Change, so an editor's save (truncate, writes,
+close; or a temporary file renamed over the file) is one write, and 1,000
+writes in a burst are one. The kind compares the file with what the watcher
+knew before the window: a file it did not know that exists now is a create, one it knew
 that exists is a write (unless its bytes are the same), one it knew that is
 gone is a remove (a rename when the kernel said it was moved away), a known
 file found at a new path with its old path gone (the same inode) is one
