@@ -25,7 +25,7 @@ const (
 // failed a write (filestore.go setWriteErr: "Filestore [<stream>] Critical
 // write error: <error>"). From then on that store refuses every write until
 // it is loaded again.
-var writeErrRE = regexp.MustCompile(`^Filestore \[([^\]]+)\] Critical write error: (.*)$`)
+var writeErrRE = regexp.MustCompile(`^Filestore \[([^\]\s]+)\] Critical write error: (.*)$`)
 
 // storageFaults records the streams whose file store failed a write, as the
 // embedded server logs them. Safe for concurrent use.

@@ -31,6 +31,8 @@ func FuzzStorageFaults_Observe(f *testing.F) {
 		"Filestore [CODI_AUDIT] Critical write error: write /d/1.blk: no space left on device",
 		"Filestore [] Critical write error: x",
 		"Filestore [A]] Critical write error: x",
+		"Filestore [\n] Critical write error: ",
+		"Filestore [A B] Critical write error: x",
 		"JetStream stream '$G > CODI_AUDIT' critical write error: x",
 		"",
 	} {
@@ -39,8 +41,9 @@ func FuzzStorageFaults_Observe(f *testing.F) {
 	f.Fuzz(func(t *testing.T, line string) {
 		fs := newStorageFaults()
 		fs.observe(line)
+		name, _, _ := strings.Cut(strings.TrimPrefix(line, "Filestore ["), "]")
 		want := strings.HasPrefix(line, "Filestore [") && strings.Contains(line, "] Critical write error: ") &&
-			!strings.Contains(line, "\n") && len(line) > len("Filestore [") && line[len("Filestore [")] != ']'
+			!strings.Contains(line, "\n") && name != "" && !strings.ContainsAny(name, " \t\n\f\r") // the \s of writeErrRE
 		if fs.any() && !want {
 			t.Fatalf("recorded a fault for %q", line)
 		}
