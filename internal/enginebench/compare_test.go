@@ -1,0 +1,453 @@
+package enginebench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/bus/bustest"
+	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/internal/kv/kvtest"
+	"github.com/codi2/codi2/internal/latency"
+	"github.com/codi2/codi2/internal/servertest"
+	"github.com/codi2/codi2/state"
+	"github.com/codi2/codi2/subjects"
+)
+
+// writerCounts are the concurrent writers of the update cases.
+var writerCounts = []int{1, 5, 20}
+
+// racers is how many agents race for each record in the claim cases.
+const racers = 5
+
+// syncOps is how many operations (rounds for the claim race) the fsync
+// count runs under strace, after the timed run.
+const syncOps = 300
+
+// BenchmarkCompare measures, in one run, the update of one record per
+// writer through each system, and the contended claim race:
+//
+//   - codi2: a merge command published to CODI_STATE on a whole codi2
+//     server (servertest.Start: embedded NATS with serve's defaults, the
+//     state and audit services on their bbolt files), timed from publish
+//     to the codi.state.committed watermark reaching its PubAck sequence;
+//     the claim race is state.Client.Claim;
+//   - kv-default: jetstream.KeyValue.Update on a file bucket of a server
+//     with the default sync interval; the claim race is Create;
+//   - kv-sync-always: the same on a server with sync_always (nats-server
+//     sets it per server, so this is a second embedded server in the
+//     same process);
+//   - bbolt: one fsynced boltkv transaction with one Set (the commit the
+//     state service pays per batch); bbolt-batch: bbolt's own DB.Batch,
+//     which merges concurrent writers into one commit;
+//   - pebble: one Set with pebble.Sync (its WAL merges concurrent syncs).
+//
+// Metrics: p50-µs, p99-µs, ops/s and syncs/op (fsync plus fdatasync calls
+// of the whole process per operation, counted with strace over syncOps
+// more operations; absent when strace cannot attach). The ratios against
+// kv-sync-always are logged at the end. Run it alone on the machine:
+//
+//	go test -run XXX -bench Compare -benchtime 2000x ./internal/enginebench
+func BenchmarkCompare(b *testing.B) {
+	res := newResults()
+	srv := servertest.Start(b, false)
+	codi := bustest.Connect(b, srv.Bus())
+	codiJS, err := jetstream.New(codi)
+	require.NoError(b, err)
+	wm := watchWatermark(b, codi)
+
+	syncBus := bustest.Run(b, bus.Config{SyncAlways: true})
+	syncNC := bustest.Connect(b, syncBus)
+	kvDefault := newBucket(b, codiJS, "bench_default")
+	syncJS, err := jetstream.New(syncNC)
+	require.NoError(b, err)
+	kvSync := newBucket(b, syncJS, "bench_sync")
+
+	for _, writers := range writerCounts {
+		group := fmt.Sprintf("update/writers=%d", writers)
+		res.run(b, group+"/codi2", writers, func(b *testing.B) opFunc {
+			subjs := make([]string, writers)
+			run := time.Now().UnixNano()
+			for w := range subjs {
+				subjs[w], _ = subjects.StateCmd("bench", fmt.Sprintf("u%d-w%d", run, w), fmt.Sprintf("agent-%d", w))
+			}
+			payload := []byte(`{"op":"merge","fields":{"k":1}}`)
+			return func(w, _ int) error {
+				ack, err := codiJS.Publish(context.Background(), subjs[w], payload)
+				if err != nil {
+					return err
+				}
+				return wm.wait(ack.Sequence)
+			}
+		})
+		res.run(b, group+"/kv-default", writers, kvUpdates(kvDefault, writers))
+		res.run(b, group+"/kv-sync-always", writers, kvUpdates(kvSync, writers))
+		res.run(b, group+"/bbolt", writers, func(b *testing.B) opFunc {
+			store := kvtest.NewBolt(b)
+			val := make([]byte, 300)
+			return func(w, i int) error {
+				return store.Update(context.Background(), func(tx kv.Txn) error {
+					return tx.Set(kv.Tuple{"bench", int64(w), int64(i)}.Pack(), val)
+				})
+			}
+		})
+		res.run(b, group+"/bbolt-batch", writers, func(b *testing.B) opFunc {
+			db, err := bolt.Open(filepath.Join(b.TempDir(), "batch.db"), 0o600, nil)
+			require.NoError(b, err)
+			b.Cleanup(func() { _ = db.Close() })
+			val := make([]byte, 300)
+			return func(w, i int) error {
+				return db.Batch(func(tx *bolt.Tx) error {
+					bk, err := tx.CreateBucketIfNotExists([]byte("bench"))
+					if err != nil {
+						return err
+					}
+					return bk.Put(kv.Tuple{int64(w), int64(i)}.Pack(), val)
+				})
+			}
+		})
+		res.run(b, group+"/pebble", writers, func(b *testing.B) opFunc {
+			db, err := pebble.Open(b.TempDir(), &pebble.Options{Logger: quiet{}})
+			require.NoError(b, err)
+			b.Cleanup(func() { _ = db.Close() })
+			val := make([]byte, 300)
+			return func(w, i int) error {
+				return db.Set(kv.Tuple{int64(w), int64(i)}.Pack(), val, pebble.Sync)
+			}
+		})
+	}
+
+	group := fmt.Sprintf("claim-race/racers=%d", racers)
+	res.race(b, group+"/codi2", func(b *testing.B) raceFunc {
+		clients := make([]*state.Client, racers)
+		for r := range clients {
+			clients[r], err = state.NewClient(codi, fmt.Sprintf("agent-%d", r))
+			require.NoError(b, err)
+		}
+		prefix := fmt.Sprintf("race-%d", time.Now().UnixNano())
+		return func(r, round int) (bool, error) {
+			_, err := clients[r].Claim(context.Background(), "bench", fmt.Sprintf("%s-%d", prefix, round), time.Hour, nil)
+			if errors.Is(err, state.ErrConflict) {
+				return false, nil
+			}
+			return err == nil, err
+		}
+	})
+	res.race(b, group+"/kv-create-default", kvCreates(kvDefault))
+	res.race(b, group+"/kv-create-sync-always", kvCreates(kvSync))
+	res.logRatios(b)
+}
+
+// opFunc runs one operation of writer w (its i-th).
+type opFunc func(w, i int) error
+
+// raceFunc runs racer r's attempt in round and says whether it won.
+type raceFunc func(r, round int) (won bool, err error)
+
+func newBucket(b *testing.B, js jetstream.JetStream, name string) jetstream.KeyValue {
+	b.Helper()
+	kvb, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: name, Storage: jetstream.FileStorage})
+	require.NoError(b, err)
+	return kvb
+}
+
+// kvUpdates has each writer Update its own key at the revision it last
+// wrote (the KV equivalent of a merge with expect_rev).
+func kvUpdates(kvb jetstream.KeyValue, writers int) func(b *testing.B) opFunc {
+	return func(b *testing.B) opFunc {
+		keys := make([]string, writers)
+		revs := make([]uint64, writers)
+		for w := range keys {
+			keys[w] = fmt.Sprintf("w%d-%d", w, time.Now().UnixNano())
+			rev, err := kvb.Create(context.Background(), keys[w], []byte(`{"k":0}`))
+			require.NoError(b, err)
+			revs[w] = rev
+		}
+		return func(w, _ int) error {
+			rev, err := kvb.Update(context.Background(), keys[w], []byte(`{"k":1}`), revs[w])
+			revs[w] = rev
+			return err
+		}
+	}
+}
+
+func kvCreates(kvb jetstream.KeyValue) func(b *testing.B) raceFunc {
+	return func(b *testing.B) raceFunc {
+		prefix := fmt.Sprintf("race-%d", time.Now().UnixNano())
+		return func(_, round int) (bool, error) {
+			_, err := kvb.Create(context.Background(), fmt.Sprintf("%s-%d", prefix, round), []byte(`{"holder":"x"}`))
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				return false, nil
+			}
+			return err == nil, err
+		}
+	}
+}
+
+// results keeps each case's figures for the ratios logged at the end.
+type results struct {
+	mu  sync.Mutex
+	got map[string]figures
+}
+
+type figures struct {
+	p50, p99 time.Duration
+	rate     float64
+	syncs    float64 // -1: not counted
+}
+
+func newResults() *results { return &results{got: map[string]figures{}} }
+
+// run measures one update case: b.N operations split over writers, each
+// writer one at a time; then syncOps more under strace.
+func (r *results) run(b *testing.B, name string, writers int, setup func(b *testing.B) opFunc) {
+	b.Run(name, func(b *testing.B) {
+		op := setup(b)
+		next := make([]int, writers)
+		timed := func(w int) (time.Duration, error) {
+			start := time.Now()
+			err := op(w, next[w])
+			next[w]++
+			return time.Since(start), err
+		}
+		rec := latency.NewRecorder(b.N)
+		b.ResetTimer()
+		elapsed, err := spread(b.N, writers, func(w int) error {
+			d, err := timed(w)
+			rec.Record(d)
+			return err
+		})
+		b.StopTimer()
+		require.NoError(b, err)
+		f := figures{rate: latency.Throughput(b.N, elapsed), syncs: -1}
+		s := rec.Summary()
+		f.p50, f.p99 = s.P50, s.P99
+		if b.N >= 10 {
+			f.syncs = countSyncs(b, syncOps, func() error {
+				_, err := spread(syncOps, writers, func(w int) error { _, err := timed(w); return err })
+				return err
+			})
+		}
+		r.report(b, name, f)
+	})
+}
+
+// race measures the claim race: b.N rounds, in each racers agents try
+// to take one new record at once; exactly one must win. Latency is each
+// attempt's, the rate is attempts per second.
+func (r *results) race(b *testing.B, name string, setup func(b *testing.B) raceFunc) {
+	b.Run(name, func(b *testing.B) {
+		try := setup(b)
+		round := 0
+		rounds := func(n int, rec *latency.Recorder) error {
+			for range n {
+				var (
+					wg   sync.WaitGroup
+					mu   sync.Mutex
+					wins int
+					errs []error
+				)
+				start := make(chan struct{})
+				for a := range racers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						<-start
+						t0 := time.Now()
+						won, err := try(a, round)
+						d := time.Since(t0)
+						mu.Lock()
+						defer mu.Unlock()
+						if won {
+							wins++
+						}
+						if err != nil {
+							errs = append(errs, err)
+						}
+						if rec != nil {
+							rec.Record(d)
+						}
+					}()
+				}
+				close(start)
+				wg.Wait()
+				round++
+				if err := errors.Join(errs...); err != nil {
+					return err
+				}
+				if wins != 1 {
+					return fmt.Errorf("round %d: %d winners", round, wins)
+				}
+			}
+			return nil
+		}
+		rec := latency.NewRecorder(b.N * racers)
+		b.ResetTimer()
+		start := time.Now()
+		err := rounds(b.N, rec)
+		elapsed := time.Since(start)
+		b.StopTimer()
+		require.NoError(b, err)
+		f := figures{rate: latency.Throughput(b.N*racers, elapsed), syncs: -1}
+		s := rec.Summary()
+		f.p50, f.p99 = s.P50, s.P99
+		if b.N >= 10 {
+			if n := countSyncs(b, syncOps/racers, func() error { return rounds(syncOps/racers, nil) }); n >= 0 {
+				f.syncs = n / racers // per attempt
+			}
+		}
+		r.report(b, name, f)
+	})
+}
+
+func (r *results) report(b *testing.B, name string, f figures) {
+	b.ReportMetric(float64(f.p50.Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(f.p99.Nanoseconds())/1e3, "p99-µs")
+	b.ReportMetric(f.rate, "ops/s")
+	if f.syncs >= 0 {
+		b.ReportMetric(f.syncs, "syncs/op")
+	}
+	r.mu.Lock()
+	r.got[name] = f
+	r.mu.Unlock()
+}
+
+// logRatios logs every case's p50, p99 and rate as multiples of its
+// group's kv-sync-always case (kv-create-sync-always for the race):
+// below 1 is faster than KV.
+func (r *results) logRatios(b *testing.B) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	names := make([]string, 0, len(r.got))
+	for n := range r.got {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\n%-44s %9s %9s %10s %8s | vs kv-sync-always: %6s %6s %6s\n", "case", "p50-µs", "p99-µs", "ops/s", "syncs/op", "p50", "p99", "rate")
+	for _, n := range names {
+		f := r.got[n]
+		group := n[:strings.LastIndex(n, "/")]
+		ref, ok := r.got[group+"/kv-sync-always"]
+		if !ok {
+			ref, ok = r.got[group+"/kv-create-sync-always"]
+		}
+		fmt.Fprintf(&sb, "%-44s %9.0f %9.0f %10.0f %8.2f |", n, us(f.p50), us(f.p99), f.rate, f.syncs)
+		if ok {
+			fmt.Fprintf(&sb, " %25.2fx %5.2fx %5.2fx", us(f.p50)/us(ref.p50), us(f.p99)/us(ref.p99), f.rate/ref.rate)
+		}
+		sb.WriteString("\n")
+	}
+	b.Log(sb.String())
+}
+
+func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+
+// spread runs n calls of op split over writers goroutines, each running
+// its calls one at a time, and returns the wall time and the first error.
+func spread(n, writers int, op func(w int) error) (time.Duration, error) {
+	start := time.Now()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	for w := range writers {
+		count := n / writers
+		if w < n%writers {
+			count++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range count {
+				if err := op(w); err != nil {
+					mu.Lock()
+					first = cmpErr(first, err)
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start), first
+}
+
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// watermarkWatcher follows codi.state.committed.
+type watermarkWatcher struct {
+	mu  sync.Mutex
+	seq uint64
+	ch  chan struct{}
+}
+
+func watchWatermark(b *testing.B, nc *nats.Conn) *watermarkWatcher {
+	w := &watermarkWatcher{ch: make(chan struct{})}
+	sub, err := nc.Subscribe(subjects.StateCommitted, func(m *nats.Msg) {
+		var v struct {
+			StreamSeq uint64 `json:"stream_seq"`
+		}
+		if json.Unmarshal(m.Data, &v) != nil {
+			return
+		}
+		w.mu.Lock()
+		if v.StreamSeq > w.seq {
+			w.seq = v.StreamSeq
+			close(w.ch)
+			w.ch = make(chan struct{})
+		}
+		w.mu.Unlock()
+	})
+	require.NoError(b, err)
+	require.NoError(b, nc.Flush())
+	b.Cleanup(func() { _ = sub.Unsubscribe() })
+	return w
+}
+
+// wait blocks until the watermark reaches seq, for at most 30 s.
+func (w *watermarkWatcher) wait(seq uint64) error {
+	timeout := time.NewTimer(30 * time.Second)
+	defer timeout.Stop()
+	for {
+		w.mu.Lock()
+		cur, ch := w.seq, w.ch
+		w.mu.Unlock()
+		if cur >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-timeout.C:
+			return fmt.Errorf("watermark %d did not reach %d", cur, seq)
+		}
+	}
+}
+
+// quiet drops pebble's informational logs.
+type quiet struct{}
+
+func (quiet) Infof(string, ...any) {}
+func (quiet) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
+}
