@@ -5,14 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -198,14 +196,6 @@ func TestEncodeApplied(t *testing.T) {
 			return nil
 		}))
 	}
-}
-
-// Missed heartbeats are not reported as a deleted consumer (issue 12,
-// input 9).
-func TestLostReason(t *testing.T) {
-	assert.Equal(t, "consumer deleted", lostReason(jetstream.ErrConsumerDeleted))
-	assert.Equal(t, "consumer heartbeats missed", lostReason(fmt.Errorf("x: %w", jetstream.ErrNoHeartbeat)))
-	assert.Equal(t, "", lostReason(errors.New("other")))
 }
 
 func TestGeneration_IDs(t *testing.T) {

@@ -67,11 +67,11 @@ func (l *loop) leaseDue(now time.Time) bool {
 func (l *loop) caughtUp(ctx context.Context) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	info, err := l.stream.Info(ctx)
+	info, err := l.p.Stream().Info(ctx)
 	if err != nil {
 		return false, err
 	}
-	l.seen = max(l.seen, info.State.LastSeq)
+	l.p.See(info.State.LastSeq)
 	return info.State.LastSeq <= l.applied, nil
 }
 

@@ -15,7 +15,7 @@ import (
 
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/internal/kv"
-	"github.com/codi2/codi2/internal/retry"
+	"github.com/codi2/codi2/internal/pipeline"
 	"github.com/codi2/codi2/subjects"
 )
 
@@ -129,7 +129,10 @@ func (s *Service) Run(ctx context.Context) error {
 		svc, err = s.startMicro()
 		if err == nil {
 			close(s.ready)
-			err = l.run(ctx)
+			err = l.p.Run(ctx)
+			if err == nil {
+				err = l.finish()
+			}
 			// Answer the waiting gets (the final batch is committed), then
 			// stop the endpoints; until they are gone requests get 503.
 			s.stopRequests()
@@ -137,9 +140,7 @@ func (s *Service) Run(ctx context.Context) error {
 				s.log.Warn().Err(serr).Msg("stop micro service")
 			}
 		}
-		if l.sess != nil {
-			l.sess.stop()
-		}
+		l.p.Stop()
 	}
 	s.stopRequests()
 	if err != nil {
@@ -162,23 +163,20 @@ func (s *Service) stopRequests() {
 	s.reqs.Wait()
 }
 
-// loop is the single writer: it owns the consumer session, the watermark and
-// the audit outbox. Only Run's goroutine touches it.
+// loop is the single writer: it owns the watermark and the audit outbox,
+// and is the pipeline's handler (internal/pipeline owns the consumer).
+// Only Run's goroutine touches it.
 type loop struct {
-	s      *Service
-	cfg    Config
-	log    zerolog.Logger
-	stream jetstream.Stream
-	sess   *session
+	s   *Service
+	cfg Config
+	log zerolog.Logger
+	p   *pipeline.Pipeline[*inMsg]
 
-	applied  uint64    // committed watermark
-	lastTime time.Time // stored time of the last applied command
-	gen      string    // the stream's generation token (generation.go)
-	seen     uint64    // the highest stream seq known to exist (delivered, or the stream's last)
-	// tailChecked is when checkTail last looked.
-	tailChecked time.Time
-	hasGen      bool      // gen is stored (a store from before keeps none)
-	nextLease   time.Time // earliest lease in the index; zero for none
+	applied   uint64    // committed watermark
+	lastTime  time.Time // stored time of the last applied command
+	gen       string    // the stream's generation token (generation.go)
+	hasGen    bool      // gen is stored (a store from before keeps none)
+	nextLease time.Time // earliest lease in the index; zero for none
 	// sweepAfter delays a due sweep that waits for commands stored before
 	// the lease's end.
 	sweepAfter time.Time
@@ -201,33 +199,8 @@ type auditItem struct {
 	clearing bool   // handed to a transaction that clears its outbox key
 }
 
-// session is one Consume of the durable consumer.
-type session struct {
-	cc       jetstream.ConsumeContext
-	in       chan jetstream.Msg
-	quit     chan struct{}
-	lost     chan struct{} // closed when the consumer was deleted or its heartbeats stopped
-	lostOnce sync.Once
-	lostWhy  string // why lost was closed; read after <-lost
-	lastCSeq uint64 // last consumer (delivery) sequence seen
-	stopped  bool
-}
-
-func (ss *session) stop() {
-	if ss.stopped {
-		return
-	}
-	ss.stopped = true
-	close(ss.quit)
-	ss.cc.Stop()
-	select {
-	case <-ss.cc.Closed():
-	case <-time.After(5 * time.Second):
-	}
-}
-
 // start loads the watermark and outbox from the store and opens the
-// consumer.
+// pipeline (stream, resume, consumer).
 func (l *loop) start(ctx context.Context) error {
 	err := l.s.store.View(ctx, func(tx kv.ReadTxn) error {
 		applied, at, err := getAppliedAt(tx, l.cfg.Stream)
@@ -249,32 +222,78 @@ func (l *loop) start(ctx context.Context) error {
 	if err := l.pumpAudits(ctx); err != nil {
 		return err
 	}
-	l.stream, err = l.s.js.Stream(ctx, l.cfg.Stream)
-	if err != nil {
-		return fmt.Errorf("state: stream %s: %w", l.cfg.Stream, err)
-	}
-	l.seen = l.stream.CachedInfo().State.LastSeq
-	next, moved, err := bus.ResumeAfter(ctx, l.stream, l.applied, l.lastTime)
-	if err != nil {
-		return fmt.Errorf("state: check watermark: %w", err)
-	}
-	switch {
-	case moved:
-		if err := l.rebase(ctx, next, nil); err != nil {
-			return err
-		}
-	case !l.hasGen && l.applied == 0:
-		if err := l.newGeneration(ctx); err != nil {
-			return err
-		}
-	}
-	cons, err := l.ensureConsumer(ctx)
+	l.p, err = pipeline.New(pipeline.Config{
+		Name:    "state",
+		Stream:  l.cfg.Stream,
+		Subject: subjects.StateCmdWildcard,
+		Consumer: jetstream.ConsumerConfig{
+			Durable:       l.cfg.Consumer,
+			Description:   "codi2 state service",
+			FilterSubject: subjects.StateCmdWildcard,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       l.cfg.AckWait,
+			MaxAckPending: 5 * l.cfg.MaxBatch,
+			MaxDeliver:    -1,
+		},
+		MaxBatch:          l.cfg.MaxBatch,
+		MaxBatchBytes:     l.cfg.MaxBatchBytes,
+		MaxBatchWait:      l.cfg.MaxBatchWait,
+		PullMessages:      2 * l.cfg.MaxBatch,
+		Buffer:            l.cfg.MaxBatch,
+		ShutdownTimeout:   l.cfg.ShutdownTimeout,
+		TailCheckInterval: tailCheckInterval,
+	}, l.s.js, l, prepareCommand, &l.s.problem, l.log)
 	if err != nil {
 		return err
 	}
-	l.sess, err = l.consume(cons)
-	return err
+	return l.p.Open(ctx)
 }
+
+// prepareCommand is the pipeline's Prepare: the command and its size.
+func prepareCommand(m jetstream.Msg, md *jetstream.MsgMetadata) (*inMsg, int) {
+	return &inMsg{msg: m, seq: md.Sequence.Stream, cseq: md.Sequence.Consumer, time: md.Timestamp.UTC(), subject: m.Subject(), data: m.Data()}, len(m.Data())
+}
+
+// Watermark is the pipeline's view of the committed watermark.
+func (l *loop) Watermark() (uint64, time.Time) { return l.applied, l.lastTime }
+
+// Resume takes up stream at start: a moved watermark is rebased, and a
+// store that has applied nothing yet stores the stream's generation.
+func (l *loop) Resume(ctx context.Context, stream jetstream.Stream, keep uint64, moved bool) error {
+	switch {
+	case moved:
+		return l.rebase(ctx, stream, keep, nil)
+	case !l.hasGen && l.applied == 0:
+		return l.newGeneration(ctx, stream)
+	}
+	return nil
+}
+
+// Replace takes up stream, which replaced the one deleted under the
+// service, as a new generation, and records the commands lost with the
+// old one (first..last, reason LostRecreated) in the same transaction.
+func (l *loop) Replace(ctx context.Context, stream jetstream.Stream, keep, first, last uint64) error {
+	lost := lostOutcome(l.cfg.Stream, l.gen, first, last, LostRecreated)
+	return l.rebase(ctx, stream, keep, &lost)
+}
+
+// Commit applies a batch of commands (internal/pipeline acks it after).
+func (l *loop) Commit(ctx context.Context, batch []*pipeline.Msg[*inMsg]) error {
+	ims := make([]*inMsg, len(batch))
+	for i, m := range batch {
+		ims[i] = m.Value
+	}
+	return l.process(ctx, ims)
+}
+
+// Wake is when the loop's own work is next due (nextWake), and the
+// channel of audit PubAcks.
+func (l *loop) Wake(now time.Time) (time.Time, <-chan struct{}) {
+	return now.Add(l.nextWake(now)), l.auditsAcked()
+}
+
+// Tick runs the loop's own work; see housekeep.
+func (l *loop) Tick(ctx context.Context, idle bool) error { return l.housekeep(ctx, idle) }
 
 // rebase moves the watermark back to keep: the stream handed its sequence
 // numbers out again (see bus.ResumeAfter), and its commands after keep are
@@ -285,11 +304,11 @@ func (l *loop) start(ctx context.Context) error {
 // lost, when not nil, is the outcome recording what the old stream held
 // past the watermark (a stream deleted under the service); it goes to the
 // outbox in the same transaction.
-func (l *loop) rebase(ctx context.Context, keep uint64, lost *outcome) error {
+func (l *loop) rebase(ctx context.Context, stream jetstream.Stream, keep uint64, lost *outcome) error {
 	l.log.Warn().Str("stream", l.cfg.Stream).Uint64("applied", l.applied).
 		Uint64("new_applied", keep).Bool("by_time", !l.lastTime.IsZero()).
 		Msg("the stream handed out the watermark's sequence numbers again (recreated, or lost its tail); applying its newer commands")
-	gen := nextGeneration(l.gen, l.stream.CachedInfo().Created)
+	gen := nextGeneration(l.gen, stream.CachedInfo().Created)
 	err := l.update(ctx, func(tx kv.Txn) error {
 		if lost != nil {
 			if err := tx.Set(lost.audit.key, encodeOutbox(lost.audit)); err != nil {
@@ -304,7 +323,7 @@ func (l *loop) rebase(ctx context.Context, keep uint64, lost *outcome) error {
 	if err != nil {
 		return fmt.Errorf("state: rebase watermark: %w", err)
 	}
-	l.applied, l.gen, l.hasGen, l.seen = keep, gen, true, keep
+	l.applied, l.gen, l.hasGen = keep, gen, true
 	l.s.setWatermark(keep)
 	l.log.Info().Str("stream", l.cfg.Stream).Str("generation", gen).Msg("new stream generation")
 	if lost != nil {
@@ -313,57 +332,10 @@ func (l *loop) rebase(ctx context.Context, keep uint64, lost *outcome) error {
 	return nil
 }
 
-// checkStream runs before the consumer is recreated: a stream that was
-// deleted under the service is created again with the configuration it had,
-// and a stream that is not the one the service was reading (deleted and
-// created again by someone else) is taken up as a new generation. Either
-// way the commands the old stream held past the watermark are gone: one
-// error in the log and one audit event (Lost, reason "stream recreated")
-// name the stream and that range, and the service carries on with the new
-// stream. While the stream cannot be had, Problem reports it and this
-// retries until ctx is done.
-func (l *loop) checkStream(ctx context.Context) error {
-	old := l.stream.CachedInfo()
-	backoff := retry.Backoff{Delay: 100 * time.Millisecond, Max: 5 * time.Second}
-	for {
-		stream, created, err := bus.RecreateStream(ctx, l.s.js, old.Config)
-		if err == nil && !created && stream.CachedInfo().Created.Equal(old.Created) {
-			l.stream = stream
-			return nil
-		}
-		if err == nil {
-			return l.newStream(ctx, stream, old, created)
-		}
-		err = fmt.Errorf("state: %w", err)
-		l.s.problem.Set(err)
-		l.log.Error().Err(err).Dur("retry_in", backoff.Delay).Msg("stream missing and not recreated; retrying")
-		if backoff.Wait(ctx) != nil {
-			return err
-		}
-	}
-}
-
-// newStream takes up stream, which replaced old, as a new generation and
-// records the commands lost with old.
-func (l *loop) newStream(ctx context.Context, stream jetstream.Stream, old *jetstream.StreamInfo, created bool) error {
-	last := max(l.seen, l.applied)
-	lost := lostOutcome(l.cfg.Stream, l.gen, l.applied+1, last, LostRecreated)
-	l.s.problem.Set(fmt.Errorf("state: stream %s was deleted; recreating it", l.cfg.Stream))
-	l.log.Error().Str("stream", l.cfg.Stream).Bool("recreated_here", created).Time("old_created", old.Created).
-		Uint64("applied", l.applied).Uint64("lost_first_seq", l.applied+1).Uint64("lost_last_seq", last).Uint64("lost", last-l.applied).
-		Msg("the stream was deleted under the service: carrying on with a new, empty stream of the same configuration; commands it held past the watermark are lost (recorded in the audit log)")
-	l.stream = stream
-	next, _, err := bus.ResumeAfter(ctx, stream, l.applied, l.lastTime)
-	if err != nil {
-		return fmt.Errorf("state: check watermark: %w", err)
-	}
-	return l.rebase(ctx, next, &lost)
-}
-
 // newGeneration stores the generation token of a store that has applied
 // nothing yet: the stream's creation time.
-func (l *loop) newGeneration(ctx context.Context) error {
-	gen := nextGeneration("", l.stream.CachedInfo().Created)
+func (l *loop) newGeneration(ctx context.Context, stream jetstream.Stream) error {
+	gen := nextGeneration("", stream.CachedInfo().Created)
 	err := l.update(ctx, func(tx kv.Txn) error {
 		return tx.Set(generationKey(l.cfg.Stream), []byte(gen))
 	})
@@ -372,208 +344,6 @@ func (l *loop) newGeneration(ctx context.Context) error {
 	}
 	l.gen, l.hasGen = gen, true
 	return nil
-}
-
-func (l *loop) consumerConfig(startSeq uint64) jetstream.ConsumerConfig {
-	c := jetstream.ConsumerConfig{
-		Durable:       l.cfg.Consumer,
-		Description:   "codi2 state service",
-		FilterSubject: subjects.StateCmdWildcard,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       l.cfg.AckWait,
-		MaxAckPending: 5 * l.cfg.MaxBatch,
-		MaxDeliver:    -1,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	}
-	if startSeq > 1 {
-		c.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		c.OptStartSeq = startSeq
-	}
-	return c
-}
-
-// ensureConsumer creates the durable consumer, or updates it when its
-// position agrees with the store. A consumer that delivered past the store's
-// watermark, or holds unacknowledged messages (a crash, or a shutdown whose
-// last pull raced it), would hand the next commands out of order, so it is
-// recreated to start right after the watermark.
-func (l *loop) ensureConsumer(ctx context.Context) (jetstream.Consumer, error) {
-	cons, err := l.stream.Consumer(ctx, l.cfg.Consumer)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return l.createConsumer(ctx, false)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("state: consumer %s: %w", l.cfg.Consumer, err)
-	}
-	info := cons.CachedInfo()
-	if info.NumAckPending > 0 || info.Delivered.Stream > l.applied {
-		l.log.Info().Str("stream", l.cfg.Stream).Uint64("seq", l.applied).
-			Uint64("delivered", info.Delivered.Stream).Int("ack_pending", info.NumAckPending).
-			Msg("consumer is ahead of the store; recreating it after the watermark")
-		return l.createConsumer(ctx, true)
-	}
-	cc := l.consumerConfig(0)
-	cc.DeliverPolicy, cc.OptStartSeq, cc.OptStartTime = info.Config.DeliverPolicy, info.Config.OptStartSeq, info.Config.OptStartTime
-	cons, err = l.stream.CreateOrUpdateConsumer(ctx, cc)
-	if err != nil {
-		return nil, fmt.Errorf("state: update consumer %s: %w", l.cfg.Consumer, err)
-	}
-	return cons, nil
-}
-
-// createConsumer creates the durable consumer to deliver from right after
-// the watermark, deleting the one there first when replace is set.
-//
-// Right after a delete the server may still refuse a consumer of the same
-// name ("consumer already exists", or its files still going), so a replace
-// retries for a few seconds before it gives up; a missing stream fails at
-// once.
-func (l *loop) createConsumer(ctx context.Context, replace bool) (jetstream.Consumer, error) {
-	backoff := retry.Backoff{Delay: 20 * time.Millisecond, Max: time.Second}
-	for attempt := 1; ; attempt++ {
-		cons, err := l.tryCreateConsumer(ctx, replace)
-		if err == nil || !replace || attempt == createConsumerAttempts || errors.Is(err, jetstream.ErrStreamNotFound) {
-			return cons, err
-		}
-		l.log.Warn().Err(err).Dur("retry_in", backoff.Delay).Msg("recreate consumer")
-		if backoff.Wait(ctx) != nil {
-			return nil, err
-		}
-	}
-}
-
-// createConsumerAttempts bounds the tries of a consumer replace: about 5s.
-const createConsumerAttempts = 10
-
-func (l *loop) tryCreateConsumer(ctx context.Context, replace bool) (jetstream.Consumer, error) {
-	if replace {
-		if err := l.stream.DeleteConsumer(ctx, l.cfg.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return nil, fmt.Errorf("state: delete consumer %s: %w", l.cfg.Consumer, err)
-		}
-	}
-	cons, err := l.stream.CreateConsumer(ctx, l.consumerConfig(l.applied+1))
-	if err != nil {
-		return nil, fmt.Errorf("state: create consumer %s: %w", l.cfg.Consumer, err)
-	}
-	return cons, nil
-}
-
-func (l *loop) consume(cons jetstream.Consumer) (*session, error) {
-	ss := &session{in: make(chan jetstream.Msg, l.cfg.MaxBatch), quit: make(chan struct{}), lost: make(chan struct{})}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		select {
-		case ss.in <- m:
-		case <-ss.quit:
-		}
-	},
-		jetstream.PullMaxMessages(2*l.cfg.MaxBatch),
-		// Pull requests expire every 5s with heartbeats every 2.5s, so a
-		// consumer lost without a word (its stream deleted while no pull
-		// was pending) is noticed within about 5s, not a minute.
-		jetstream.PullExpiry(5*time.Second),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			l.log.Warn().Err(err).Str("stream", l.cfg.Stream).Msg("consumer")
-			// Missed heartbeats: the consumer may be gone. Repositioning
-			// recreates it after the watermark, which is harmless if it
-			// was not, and fails Run if the stream is gone.
-			if why := lostReason(err); why != "" {
-				ss.lostOnce.Do(func() { ss.lostWhy = why; close(ss.lost) })
-			}
-		}))
-	if err != nil {
-		return nil, fmt.Errorf("state: consume %s: %w", l.cfg.Consumer, err)
-	}
-	ss.cc = cc
-	return ss, nil
-}
-
-// lostReason says why err means the consumer may be gone, or "" when it
-// does not: the server deleted it, or its heartbeats stopped (the consumer,
-// its stream or the connection may be gone; the server does not say which).
-func lostReason(err error) string {
-	switch {
-	case errors.Is(err, jetstream.ErrConsumerDeleted):
-		return "consumer deleted"
-	case errors.Is(err, jetstream.ErrNoHeartbeat):
-		return "consumer heartbeats missed"
-	}
-	return ""
-}
-
-// reposition replaces the consumer session after a delivery gap, or after
-// the consumer was deleted under it: commands after the watermark are
-// delivered again, in order. It fails when the stream is gone.
-func (l *loop) reposition(ctx context.Context, why string) error {
-	l.log.Warn().Str("stream", l.cfg.Stream).Uint64("seq", l.applied).Msg(why + "; restarting the consumer after the watermark")
-	l.sess.stop()
-	if err := l.checkStream(ctx); err != nil {
-		return err
-	}
-	cons, err := l.createConsumer(ctx, true)
-	if err != nil {
-		return err
-	}
-	l.sess, err = l.consume(cons)
-	if err == nil {
-		l.s.problem.Set(nil)
-	}
-	return err
-}
-
-// run is the apply loop: wait for a command or a timer, gather a batch,
-// commit it, report it, look after leases and the outbox.
-func (l *loop) run(ctx context.Context) error {
-	// ctx only says when to stop: a gathered batch is committed and reported
-	// even if ctx ends meanwhile, so store work runs under work.
-	work := context.WithoutCancel(ctx)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		timer.Reset(l.nextWake(time.Now()))
-		var first jetstream.Msg
-		// Commands that wait go before the timer's work: with leases due
-		// the timer fires at once after every expiry slice, and commands
-		// must not wait for every slice.
-		if ctx.Err() != nil {
-			return l.shutdown()
-		}
-		select {
-		case first = <-l.sess.in:
-		default:
-			select {
-			case first = <-l.sess.in:
-			case <-timer.C:
-				if err := l.housekeep(work, true); err != nil {
-					return err
-				}
-				continue
-			case <-l.auditsAcked():
-				if err := l.pumpAudits(work); err != nil {
-					return err
-				}
-				continue
-			case <-l.sess.lost:
-				if err := l.reposition(work, l.sess.lostWhy); err != nil {
-					return err
-				}
-				continue
-			case <-ctx.Done():
-				return l.shutdown()
-			}
-		}
-		batch, gap := l.gather(ctx, first, l.cfg.MaxBatchWait)
-		if err := l.process(work, batch); err != nil {
-			return err
-		}
-		if gap {
-			if err := l.reposition(work, "delivery gap"); err != nil {
-				return err
-			}
-		}
-		if err := l.housekeep(work, false); err != nil {
-			return err
-		}
-	}
 }
 
 // nextWake is how long the loop may sleep: until the earliest lease, a due
@@ -602,73 +372,6 @@ func (l *loop) nextWake(now time.Time) time.Duration {
 		return d
 	}
 	return 0
-}
-
-// gather collects a batch that starts with first: whatever else is ready,
-// up to MaxBatch commands, waiting up to wait for more. Commands at or below
-// the watermark (replays) are acked and dropped. gap reports a hole in the
-// delivery sequence: the batch ends before it, and the caller repositions.
-func (l *loop) gather(ctx context.Context, first jetstream.Msg, wait time.Duration) (batch []*inMsg, gap bool) {
-	size := 0
-	add := func(m jetstream.Msg) {
-		md, err := m.Metadata()
-		if err != nil {
-			l.log.Error().Err(err).Str("subject", m.Subject()).Msg("message without JetStream metadata")
-			_ = m.Term()
-			return
-		}
-		if l.sess.lastCSeq != 0 && md.Sequence.Consumer != l.sess.lastCSeq+1 {
-			gap = true
-			return
-		}
-		l.sess.lastCSeq = md.Sequence.Consumer
-		seq := md.Sequence.Stream
-		l.seen = max(l.seen, seq)
-		last := l.applied
-		if n := len(batch); n > 0 {
-			last = batch[n-1].seq
-		}
-		switch {
-		case seq <= l.applied:
-			// A replay of a committed command: its effect is in the store.
-			_ = m.Ack()
-			return
-		case seq <= last:
-			// Out of order within this batch: only a redelivery can do
-			// that; start again from the watermark.
-			gap = true
-			return
-		}
-		batch = append(batch, &inMsg{msg: m, seq: seq, cseq: md.Sequence.Consumer, time: md.Timestamp.UTC(), subject: m.Subject(), data: m.Data()})
-		size += len(m.Data())
-	}
-	add(first)
-	var timeout <-chan time.Time
-	for !gap && len(batch) < l.cfg.MaxBatch && size < l.cfg.MaxBatchBytes {
-		select {
-		case m := <-l.sess.in:
-			add(m)
-			continue
-		default:
-		}
-		if wait <= 0 {
-			break
-		}
-		if timeout == nil {
-			t := time.NewTimer(wait)
-			defer t.Stop()
-			timeout = t.C
-		}
-		select {
-		case m := <-l.sess.in:
-			add(m)
-			continue
-		case <-timeout:
-		case <-ctx.Done():
-		}
-		break
-	}
-	return batch, gap
 }
 
 // process commits batch in as many transactions as its size needs and
@@ -860,7 +563,8 @@ func applyPlan(tx kv.Txn, p *plan) error {
 	return nil
 }
 
-// committed reports a committed batch: watermark, events, acks, audit.
+// committed reports a committed batch: watermark, events, audit (the
+// pipeline acks the commands).
 func (l *loop) committed(ctx context.Context, res batchResult, msgs []*inMsg, clears []*auditItem) {
 	l.dropCleared(clears)
 	advanced := res.applied > l.applied
@@ -881,11 +585,6 @@ func (l *loop) committed(ctx context.Context, res batchResult, msgs []*inMsg, cl
 	if advanced {
 		if err := l.s.nc.Publish(subjects.StateCommitted, mustJSON(watermark{StreamSeq: res.applied})); err != nil {
 			l.log.Warn().Err(err).Msg("publish watermark")
-		}
-	}
-	for _, im := range msgs {
-		if err := im.msg.Ack(); err != nil {
-			l.log.Warn().Err(err).Str("subject", im.subject).Uint64("seq", im.seq).Msg("ack")
 		}
 	}
 	l.lastActive = time.Now()
@@ -928,8 +627,8 @@ func (l *loop) report(outcomes []outcome) {
 }
 
 // housekeep runs after every batch and on the loop's timer: it publishes
-// pending audit events, expires due leases and, when idle, clears the
-// outbox.
+// pending audit events, expires due leases and, when idle (no command
+// waits), clears the outbox.
 func (l *loop) housekeep(ctx context.Context, idle bool) error {
 	if err := l.pumpAudits(ctx); err != nil {
 		return err
@@ -938,40 +637,26 @@ func (l *loop) housekeep(ctx context.Context, idle bool) error {
 	if err := l.sweep(ctx, now); err != nil {
 		return err
 	}
-	if idle && len(l.sess.in) == 0 && !now.Before(l.tailChecked.Add(tailCheckInterval)) {
-		l.tailChecked = now
-		if err := l.checkTail(ctx); err != nil {
-			return err
-		}
-	}
-	if idle && l.hasDone() && !now.Before(l.lastActive.Add(l.cfg.OutboxIdleFlush)) && len(l.sess.in) == 0 {
+	if idle && l.hasDone() && !now.Before(l.lastActive.Add(l.cfg.OutboxIdleFlush)) {
 		return l.flushOutbox(ctx)
 	}
 	return nil
 }
 
 // tailCheckInterval is how often an idle loop looks for commands the
-// stream lost after the watermark (checkTail).
+// stream lost after the watermark (Lost).
 const tailCheckInterval = 5 * time.Second
 
-// checkTail records the commands after the watermark that the stream no
-// longer holds when it holds none after it (bus.LostTail): purged while
-// the service was behind, they would never be delivered, and the
-// watermark would stay below the stream's end without a word. The loss is
-// logged at error and committed as one audit event with the watermark at
-// the stream's last sequence. A failed look is logged and tried again.
-func (l *loop) checkTail(ctx context.Context) error {
-	first, last, ok, err := bus.LostTail(ctx, l.stream, l.applied, subjects.StateCmdWildcard)
-	if err != nil {
-		l.log.Warn().Err(err).Str("stream", l.cfg.Stream).Msg("look for commands lost after the watermark")
-		return nil
-	}
-	if !ok {
-		return nil
-	}
+// Lost records the commands first..last after the watermark that the
+// stream no longer holds while it holds none after them (bus.LostTail,
+// called by the pipeline): purged while the service was behind, they would
+// never be delivered, and the watermark would stay below the stream's end
+// without a word. The loss is logged at error and committed as one audit
+// event with the watermark at the stream's last sequence.
+func (l *loop) Lost(ctx context.Context, first, last uint64) error {
 	o := lostOutcome(l.cfg.Stream, l.gen, first, last, "")
 	var res batchResult
-	err = l.update(ctx, func(tx kv.Txn) error {
+	err := l.update(ctx, func(tx kv.Txn) error {
 		// The loop is the only writer: the watermark is l.applied.
 		res = batchResult{applied: last, outcomes: []outcome{o}}
 		p := plan{outcomes: res.outcomes}
@@ -981,6 +666,7 @@ func (l *loop) checkTail(ctx context.Context) error {
 		if err := tx.Set(appliedKey(l.cfg.Stream), encodeApplied(last, l.lastTime)); err != nil {
 			return err
 		}
+		var err error
 		res.nextLease, err = firstLease(tx)
 		return err
 	})
@@ -991,42 +677,12 @@ func (l *loop) checkTail(ctx context.Context) error {
 	return nil
 }
 
-// shutdown stops intake, applies and acks what was delivered, and flushes
-// the audit outbox, all bounded by ShutdownTimeout.
-func (l *loop) shutdown() error {
+// finish flushes the audit outbox once the pipeline has stopped: it waits
+// for the audit PubAcks and clears the outbox keys they cover, bounded by
+// ShutdownTimeout.
+func (l *loop) finish() error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.ShutdownTimeout)
 	defer cancel()
-	l.sess.cc.Drain()
-	closed := l.sess.cc.Closed()
-	var err error
-drain:
-	for err == nil {
-		select {
-		case m := <-l.sess.in:
-			batch, gap := l.gather(ctx, m, 0)
-			err = l.process(ctx, batch)
-			if gap {
-				// The rest comes again, in order, on the next start.
-				break drain
-			}
-		case <-closed:
-			for err == nil && len(l.sess.in) > 0 {
-				batch, gap := l.gather(ctx, <-l.sess.in, 0)
-				err = l.process(ctx, batch)
-				if gap {
-					break
-				}
-			}
-			break drain
-		case <-ctx.Done():
-			l.log.Warn().Msg("shutdown timeout: commands left unapplied are redelivered on the next start")
-			break drain
-		}
-	}
-	l.sess.stop()
-	if err != nil {
-		return err
-	}
 	// Wait for the audit PubAcks, then clear what they cover.
 	for {
 		if err := l.pumpAudits(ctx); err != nil {
