@@ -1,17 +1,16 @@
 package audit
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/internal/pipeline"
 	"github.com/codi2/codi2/internal/retry"
 	"github.com/codi2/codi2/subjects"
 	"github.com/nats-io/nats.go"
@@ -60,42 +59,23 @@ func splitSubject(subject string) (source, category string) {
 	return subjects.Token(subject, 3), subjects.Token(subject, 4)
 }
 
-// commit appends a delivered batch and acks it. Events are applied in stream
-// order; a delivery at or below the applied seq is a redelivery and only
-// acked; a hole in the stream sequence (a message the client never got) is
-// filled by reading the message from the stream, so that nothing stored is
-// skipped. It returns an error only when the writer must stop.
-func (s *Service) commit(ctx context.Context, batch []*delivery) error {
-	evs := make([]*event, 0, len(batch))
-	for _, d := range batch {
-		if !d.ok {
-			// Not a stream delivery; nothing to record, and redelivery
-			// would not help.
-			s.log.Error().Str("subject", d.msg.Subject()).Msg("delivery without metadata")
-			_ = d.msg.Term()
-			continue
-		}
-		evs = append(evs, &d.ev)
-	}
-	slices.SortStableFunc(evs, func(a, b *event) int { return cmp.Compare(a.streamSeq, b.streamSeq) })
-	if n := len(evs); n > 0 {
-		s.seen = max(s.seen, evs[n-1].streamSeq)
+// Commit appends a delivered batch (internal/pipeline acks it after).
+// Events come in stream order, after the watermark; a jump in the stream
+// sequence before one (messages the stream no longer held when the
+// consumer reached them) is filled by reading the stream, so that nothing
+// stored is skipped, and what it does not hold is recorded as lost. It
+// returns an error only when the writer must stop: the store is closed, or
+// ctx ended (the pipeline's shutdown deadline) while appends failed.
+func (s *Service) Commit(ctx context.Context, batch []*pipeline.Msg[event]) error {
+	evs := make([]*event, len(batch))
+	for i, m := range batch {
+		evs[i] = &m.Value
 	}
 	// ctx only says when to stop retrying: a delivered batch is appended
 	// (its holes read from the stream) even while the service stops, or
 	// Run would fail a clean shutdown that raced a hole.
 	work := context.WithoutCancel(ctx)
-	if err := s.retry(ctx, func() error { return s.appendEvents(work, evs) }); err != nil {
-		return err
-	}
-	// AckAll: acking the batch's last delivery acks every one before it.
-	for i := len(batch) - 1; i >= 0; i-- {
-		if batch[i].ok {
-			_ = batch[i].msg.Ack()
-			break
-		}
-	}
-	return nil
+	return s.retry(ctx, func() error { return s.appendEvents(work, evs) })
 }
 
 // retry runs fn until it succeeds, backing off on failure. It gives up
@@ -174,25 +154,17 @@ func (s *Service) appendEvents(ctx context.Context, evs []*event) error {
 }
 
 // tailCheckInterval is how often the idle writer looks for events the
-// stream lost after the watermark (checkTail).
+// stream lost after the watermark (Lost).
 const tailCheckInterval = 5 * time.Second
 
-// checkTail records the events after the watermark that CODI_AUDIT no
-// longer holds when it holds none after it (bus.LostTail): purged while
-// the log was behind, they would never be delivered. The loss is logged at
-// error and appended as a lost record with the watermark at the stream's
-// last sequence. A failed look is logged and tried again; only a failed
+// Lost records the events first..last after the watermark that
+// CODI_AUDIT no longer holds while it holds none after them (bus.LostTail,
+// called by the pipeline): purged while the log was behind, they would
+// never be delivered. The loss is logged at error and appended as a lost
+// record with the watermark at the stream's last sequence. Only a failed
 // append is an error.
-func (s *Service) checkTail(ctx context.Context) error {
+func (s *Service) Lost(ctx context.Context, first, last uint64) error {
 	at := time.Now().UnixNano()
-	first, last, ok, err := bus.LostTail(ctx, s.stream, s.committed().applied, subjects.AuditLogWildcard)
-	if err != nil {
-		s.log.Warn().Err(err).Str("stream", bus.StreamAudit).Msg("look for events lost after the watermark")
-		return nil
-	}
-	if !ok {
-		return nil
-	}
 	s.log.Error().Str("stream", bus.StreamAudit).Uint64("first_seq", first).Uint64("last_seq", last).
 		Msg("audit events missing from the stream (purged or deleted before the log read them); recording the loss in the log")
 	lost := lostEvent(first, last, at, "")
