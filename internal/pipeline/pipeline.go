@@ -400,9 +400,6 @@ func (p *Pipeline[T]) gather(ctx context.Context, first *Msg[T], wait time.Durat
 // shutdown stops intake, commits and acks what was delivered, bounded by
 // ctx (which ends ShutdownTimeout after Run's), and stops the consumer.
 func (p *Pipeline[T]) shutdown(ctx context.Context) error {
-	if p.sess.stopped {
-		return nil
-	}
 	p.sess.cc.Drain()
 	closed := p.sess.cc.Closed()
 	for {
