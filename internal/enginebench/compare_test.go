@@ -348,7 +348,7 @@ func (r *results) logRatios(b *testing.B) {
 		}
 		fmt.Fprintf(&sb, "%-44s %9.0f %9.0f %10.0f %8.2f |", n, us(f.p50), us(f.p99), f.rate, f.syncs)
 		if ok {
-			fmt.Fprintf(&sb, " %25.2fx %5.2fx %5.2fx", us(f.p50)/us(ref.p50), us(f.p99)/us(ref.p99), f.rate/ref.rate)
+			fmt.Fprintf(&sb, " %18.2fx %5.2fx %5.2fx", us(f.p50)/us(ref.p50), us(f.p99)/us(ref.p99), f.rate/ref.rate)
 		}
 		sb.WriteString("\n")
 	}
