@@ -112,6 +112,15 @@ type Config struct {
 	// (under load they are cleared in the next batch). Default
 	// DefaultOutboxIdleFlush.
 	OutboxIdleFlush time.Duration
+	// AppendAudit, when set, appends each outcome's audit event to the
+	// audit log in the transaction that applies the command (subject,
+	// Nats-Msg-Id, payload, time), instead of keeping it in the outbox
+	// and publishing it to CODI_AUDIT for the audit service's own commit:
+	// one commit per batch for state and audit. It needs the store the
+	// audit service appends to (audit.AppendInTxn over a shared store).
+	// A prototype of issue 16's single commit path; nil (the default)
+	// keeps the outbox.
+	AppendAudit func(tx kv.Txn, subject, msgID string, data []byte, t time.Time) error
 }
 
 // Validate fills defaults into zero fields and reports a configuration that

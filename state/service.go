@@ -311,7 +311,7 @@ func (l *loop) rebase(ctx context.Context, stream jetstream.Stream, keep uint64,
 	gen := nextGeneration(l.gen, stream.CachedInfo().Created)
 	err := l.update(ctx, func(tx kv.Txn) error {
 		if lost != nil {
-			if err := tx.Set(lost.audit.key, encodeOutbox(lost.audit)); err != nil {
+			if err := l.applyPlan(tx, &plan{outcomes: []outcome{*lost}}); err != nil {
 				return err
 			}
 		}
@@ -425,7 +425,7 @@ func (l *loop) commitCorrupt(ctx context.Context, im *inMsg, cause error) (batch
 	err := l.update(ctx, func(tx kv.Txn) error {
 		res = batchResult{n: 1, applied: im.seq, lastTime: im.time, outcomes: outcomes}
 		p := plan{outcomes: res.outcomes}
-		if err := applyPlan(tx, &p); err != nil {
+		if err := l.applyPlan(tx, &p); err != nil {
 			return err
 		}
 		if err := tx.Set(appliedKey(l.cfg.Stream), encodeApplied(im.seq, im.time)); err != nil {
@@ -509,7 +509,7 @@ func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) 
 				res.n = i
 				break
 			}
-			if err := applyPlan(tx, &p); err != nil {
+			if err := l.applyPlan(tx, &p); err != nil {
 				return fmt.Errorf("state: apply %s seq=%d: %w", im.subject, im.seq, err)
 			}
 			res.bytes += size
@@ -542,6 +542,31 @@ func (l *loop) begin(tx kv.Txn, clears []*auditItem) (uint64, error) {
 		}
 	}
 	return getApplied(tx, l.cfg.Stream)
+}
+
+// applyPlan is applyPlan, or, with Config.AppendAudit, p's writes and its
+// audit events appended to the audit log in tx (the outbox stays empty).
+func (l *loop) applyPlan(tx kv.Txn, p *plan) error {
+	if l.cfg.AppendAudit == nil {
+		return applyPlan(tx, p)
+	}
+	if p.undo == nil {
+		if err := applyWrites(tx, p.writes); err != nil {
+			return err
+		}
+	}
+	for _, o := range p.outcomes {
+		if !o.summary {
+			if err := l.appendAudit(tx, o.audit); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (l *loop) appendAudit(tx kv.Txn, e outboxEntry) error {
+	return l.cfg.AppendAudit(tx, e.subject, e.msgID, e.data, time.Now())
 }
 
 // applyPlan makes p's writes (unless planning made them already) and
@@ -618,6 +643,9 @@ func (l *loop) report(outcomes []outcome) {
 		if o.summary {
 			continue
 		}
+		if l.cfg.AppendAudit != nil {
+			continue // in the log already
+		}
 		if len(l.audits) >= maxAuditMemory {
 			l.spilled = true
 			continue
@@ -660,7 +688,7 @@ func (l *loop) Lost(ctx context.Context, first, last uint64) error {
 		// The loop is the only writer: the watermark is l.applied.
 		res = batchResult{applied: last, outcomes: []outcome{o}}
 		p := plan{outcomes: res.outcomes}
-		if err := applyPlan(tx, &p); err != nil {
+		if err := l.applyPlan(tx, &p); err != nil {
 			return err
 		}
 		if err := tx.Set(appliedKey(l.cfg.Stream), encodeApplied(last, l.lastTime)); err != nil {

@@ -71,6 +71,14 @@ type Config struct {
 	// Metrics collects the services' counts for /metrics; nil makes a new
 	// registry (see Server.Metrics).
 	Metrics *httpapi.Metrics
+	// InlineAudit keeps the state and audit services in one bbolt file
+	// (store.db) and has the state service append each outcome's audit
+	// record in the transaction that applies the command
+	// (state.Config.AppendAudit with audit.AppendInTxn), instead of a
+	// second commit by the audit service: the prototype of issue 16's
+	// single commit path, off by default (with Store fdb both services share
+	// the database already).
+	InlineAudit bool
 	// State and Audit configure the two services.
 	State state.Config
 	Audit audit.Config
@@ -268,6 +276,9 @@ func (s *Server) start(ctx context.Context) error {
 	m := cfg.Metrics
 	stateCfg := cfg.State
 	stateCfg.Metrics = m
+	if cfg.InlineAudit {
+		stateCfg.AppendAudit = audit.AppendInTxn
+	}
 	if s.state, err = state.New(stateCfg, stateNC, m.CountCommits("state", st), s.log); err != nil {
 		return err
 	}

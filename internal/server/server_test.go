@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -197,4 +198,35 @@ func TestServer_HTTPAuth(t *testing.T) {
 		assert.Equal(t, want, rec.Code, "auth %v: %s", withAuth, rec.Body)
 		require.NoError(t, s.Stop())
 	}
+}
+
+// With InlineAudit both services share store.db and a state command's
+// audit record is appended in the command's own transaction: it is in
+// the log, once, without the audit service's commit (issue 16, the single
+// commit path's prototype).
+func TestServer_InlineAudit(t *testing.T) {
+	dir := t.TempDir()
+	s, err := server.Start(context.Background(), server.Config{DataDir: dir, NATSListen: "127.0.0.1:-1", InlineAudit: true}, bustest.Logger(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Stop() })
+	nc := bustest.Connect(t, s.Bus())
+	c, err := state.NewClient(nc, "agent-1")
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ev, err := c.Apply(ctx, "task", "ADR-028", state.Command{Op: state.OpPut, Fields: map[string]any{"status": "open"}})
+	require.NoError(t, err)
+	ac, err := audit.NewClient(nc)
+	require.NoError(t, err)
+	res, err := ac.Query(ctx, audit.Query{Source: "codi-state"})
+	require.NoError(t, err)
+	require.Len(t, res.Records, 1)
+	assert.Contains(t, res.Records[0].MsgID, strconv.FormatUint(ev.Seq, 10))
+	v, err := ac.Verify(ctx, audit.VerifyRequest{})
+	require.NoError(t, err)
+	assert.True(t, v.OK, "%+v", v)
+
+	require.NoError(t, s.Stop())
+	assert.FileExists(t, filepath.Join(dir, "store.db"))
+	assert.NoFileExists(t, filepath.Join(dir, "state.db"))
 }

@@ -1,0 +1,62 @@
+package audit
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/codi2/codi2/internal/kv"
+)
+
+// AppendInTxn appends one audit event to the hash-chained log inside tx, a
+// transaction of the store the audit service also appends to: subject is
+// the event's codi.audit.log subject, msgID its Nats-Msg-Id (the dedupe
+// key: an event whose source already used msgID is not appended again, so
+// a copy that reaches CODI_AUDIT later is skipped), data its payload and t
+// its time (Unix time; a record is never dated before the one it follows).
+//
+// It is the prototype of issue 16's single commit path: the state service,
+// given it as state.Config.AppendAudit over a store shared with the audit
+// service, records each outcome in the transaction that applies the
+// command instead of publishing it to CODI_AUDIT for a second commit. The
+// chain is read and written in tx, so the services' transactions order the
+// records; the audit service's cached status (Status, codi.audit.status,
+// codi.audit.committed) shows such records only after its next append.
+// Safe for concurrent use; like every write in tx it may run again when
+// the store retries the transaction.
+func AppendInTxn(tx kv.Txn, subject, msgID string, data []byte, t time.Time) error {
+	m, err := readMeta(tx)
+	if err != nil {
+		return err
+	}
+	hdr := nats.Header{}
+	if msgID != "" {
+		hdr.Set(jetstream.MsgIDHeader, msgID)
+	}
+	e := newEvent(0, t, subject, hdr, data)
+	if e.msgKey != nil {
+		v, err := getOptional(tx, e.msgKey)
+		if err != nil || v != nil {
+			return err
+		}
+	}
+	w := writer{tx: tx}
+	seq := m.head.Seq + 1
+	if e.msgKey != nil {
+		w.set(e.msgKey, strconv.AppendUint(nil, seq, 10))
+	}
+	at := max(e.t, m.head.Time)
+	rec := appendRecord(nil, seq, at, e.body, []byte(m.head.Hash))
+	putRecord(&w, seq, rec)
+	ix := newIndexer()
+	ix.add(&w, e.source, e.category, at, seq)
+	ix.flush(&w)
+	m.head = head{Seq: seq, Time: at, Bytes: m.head.Bytes + uint64(len(rec)), Flagged: m.head.Flagged, Hash: string(storedHash(rec))}
+	if e.flagged != "" {
+		m.head.Flagged++
+	}
+	w.setJSON(keyHead, m.head)
+	return w.err
+}
