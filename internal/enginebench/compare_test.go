@@ -15,6 +15,7 @@ import (
 	"github.com/cockroachdb/pebble"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/internal/kv/kvtest"
 	"github.com/codi2/codi2/internal/latency"
+	"github.com/codi2/codi2/internal/server"
 	"github.com/codi2/codi2/internal/servertest"
 	"github.com/codi2/codi2/state"
 	"github.com/codi2/codi2/subjects"
@@ -46,6 +48,9 @@ const syncOps = 300
 //     state and audit services on their bbolt files), timed from publish
 //     to the codi.state.committed watermark reaching its PubAck sequence;
 //     the claim race is state.Client.Claim;
+//   - codi2-inline-audit: the same on a second whole server with
+//     server.Config.InlineAudit (one bbolt file; each outcome's audit
+//     record appended in the command's transaction, no second commit);
 //   - kv-default: jetstream.KeyValue.Update on a file bucket of a server
 //     with the default sync interval; the claim race is Create;
 //   - kv-sync-always: the same on a server with sync_always (nats-server
@@ -69,6 +74,14 @@ func BenchmarkCompare(b *testing.B) {
 	codiJS, err := jetstream.New(codi)
 	require.NoError(b, err)
 	wm := watchWatermark(b, codi)
+	inline, err := server.Start(context.Background(), server.Config{DataDir: b.TempDir(), NATSListen: "127.0.0.1:-1", InlineAudit: true},
+		zerolog.Nop())
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = inline.Stop() })
+	inlineNC := bustest.Connect(b, inline.Bus())
+	inlineJS, err := jetstream.New(inlineNC)
+	require.NoError(b, err)
+	inlineWM := watchWatermark(b, inlineNC)
 
 	syncBus := bustest.Run(b, bus.Config{SyncAlways: true})
 	syncNC := bustest.Connect(b, syncBus)
@@ -79,21 +92,8 @@ func BenchmarkCompare(b *testing.B) {
 
 	for _, writers := range writerCounts {
 		group := fmt.Sprintf("update/writers=%d", writers)
-		res.run(b, group+"/codi2", writers, func(b *testing.B) opFunc {
-			subjs := make([]string, writers)
-			run := time.Now().UnixNano()
-			for w := range subjs {
-				subjs[w], _ = subjects.StateCmd("bench", fmt.Sprintf("u%d-w%d", run, w), fmt.Sprintf("agent-%d", w))
-			}
-			payload := []byte(`{"op":"merge","fields":{"k":1}}`)
-			return func(w, _ int) error {
-				ack, err := codiJS.Publish(context.Background(), subjs[w], payload)
-				if err != nil {
-					return err
-				}
-				return wm.wait(ack.Sequence)
-			}
-		})
+		res.run(b, group+"/codi2", writers, stateUpdates(codiJS, wm, writers))
+		res.run(b, group+"/codi2-inline-audit", writers, stateUpdates(inlineJS, inlineWM, writers))
 		res.run(b, group+"/kv-default", writers, kvUpdates(kvDefault, writers))
 		res.run(b, group+"/kv-sync-always", writers, kvUpdates(kvSync, writers))
 		res.run(b, group+"/bbolt", writers, func(b *testing.B) opFunc {
@@ -132,24 +132,31 @@ func BenchmarkCompare(b *testing.B) {
 	}
 
 	group := fmt.Sprintf("claim-race/racers=%d", racers)
-	res.race(b, group+"/codi2", func(b *testing.B) raceFunc {
-		clients := make([]*state.Client, racers)
-		for r := range clients {
-			clients[r], err = state.NewClient(codi, fmt.Sprintf("agent-%d", r))
-			require.NoError(b, err)
-		}
-		prefix := fmt.Sprintf("race-%d", time.Now().UnixNano())
-		return func(r, round int) (bool, error) {
-			_, err := clients[r].Claim(context.Background(), "bench", fmt.Sprintf("%s-%d", prefix, round), time.Hour, nil)
-			if errors.Is(err, state.ErrConflict) {
-				return false, nil
-			}
-			return err == nil, err
-		}
-	})
+	res.race(b, group+"/codi2", claims(codi))
+	res.race(b, group+"/codi2-inline-audit", claims(inlineNC))
 	res.race(b, group+"/kv-create-default", kvCreates(kvDefault))
 	res.race(b, group+"/kv-create-sync-always", kvCreates(kvSync))
 	res.logRatios(b)
+}
+
+// stateUpdates has each writer merge into its own record: publish the
+// command, then wait for the committed watermark to reach its PubAck.
+func stateUpdates(js jetstream.JetStream, wm *watermarkWatcher, writers int) func(b *testing.B) opFunc {
+	return func(*testing.B) opFunc {
+		subjs := make([]string, writers)
+		run := time.Now().UnixNano()
+		for w := range subjs {
+			subjs[w], _ = subjects.StateCmd("bench", fmt.Sprintf("u%d-w%d", run, w), fmt.Sprintf("agent-%d", w))
+		}
+		payload := []byte(`{"op":"merge","fields":{"k":1}}`)
+		return func(w, _ int) error {
+			ack, err := js.Publish(context.Background(), subjs[w], payload)
+			if err != nil {
+				return err
+			}
+			return wm.wait(ack.Sequence)
+		}
+	}
 }
 
 // opFunc runs one operation of writer w (its i-th).
@@ -181,6 +188,26 @@ func kvUpdates(kvb jetstream.KeyValue, writers int) func(b *testing.B) opFunc {
 			rev, err := kvb.Update(context.Background(), keys[w], []byte(`{"k":1}`), revs[w])
 			revs[w] = rev
 			return err
+		}
+	}
+}
+
+// claims has each racer Claim the round's record with state.Client.
+func claims(nc *nats.Conn) func(b *testing.B) raceFunc {
+	return func(b *testing.B) raceFunc {
+		clients := make([]*state.Client, racers)
+		for r := range clients {
+			var err error
+			clients[r], err = state.NewClient(nc, fmt.Sprintf("agent-%d", r))
+			require.NoError(b, err)
+		}
+		prefix := fmt.Sprintf("race-%d", time.Now().UnixNano())
+		return func(r, round int) (bool, error) {
+			_, err := clients[r].Claim(context.Background(), "bench", fmt.Sprintf("%s-%d", prefix, round), time.Hour, nil)
+			if errors.Is(err, state.ErrConflict) {
+				return false, nil
+			}
+			return err == nil, err
 		}
 	}
 }
