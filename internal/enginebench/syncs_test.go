@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,17 +37,17 @@ func countSyncs(b *testing.B, n int, work func() error) float64 {
 	// start before every thread that exists now is traced (later ones
 	// are followed by -f).
 	attached := make(chan struct{})
+	var count atomic.Int64 // threads attached
 	go func() {
 		sc := bufio.NewScanner(stderr)
-		count := 0
 		for sc.Scan() {
 			if strings.Contains(sc.Text(), "attached") {
-				if count++; count == len(threads) {
+				if count.Add(1) == int64(len(threads)) {
 					close(attached)
 				}
 			}
 		}
-		if count < len(threads) {
+		if count.Load() < int64(len(threads)) {
 			close(attached)
 		}
 	}()
@@ -59,10 +60,11 @@ func countSyncs(b *testing.B, n int, work func() error) float64 {
 	_ = cmd.Wait()
 	require.NoError(b, werr)
 	data, err := os.ReadFile(out)
-	if err != nil || len(data) == 0 {
+	if err != nil || count.Load() == 0 {
 		b.Logf("strace could not attach: no syncs/op")
 		return -1
 	}
+	// With no call traced, strace -c writes nothing: 0 syncs.
 	calls := 0
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.Fields(line)
