@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/internal/kv"
@@ -61,12 +62,15 @@ const syncOps = 300
 //     which merges concurrent writers into one commit;
 //   - pebble: one Set with pebble.Sync (its WAL merges concurrent syncs).
 //
-// Metrics: p50-µs, p99-µs, ops/s and syncs/op (fsync plus fdatasync calls
-// of the whole process per operation, counted with strace over syncOps
-// more operations; absent when strace cannot attach). The ratios against
-// kv-sync-always are logged at the end. Run it alone on the machine:
+// Each case reports p50-µs, p99-µs and ops/s; every case starts with both
+// codi2 servers' audit services caught up. After all timed runs, each
+// case runs syncOps more operations with strace attached to count fsync
+// plus fdatasync calls of the whole process per operation (syncs/op, -1
+// when strace cannot attach); the table logged at the end (-v) has every
+// case's figures and its ratios against kv-sync-always. Run it alone on
+// the machine:
 //
-//	go test -run XXX -bench Compare -benchtime 2000x ./internal/enginebench
+//	go test -run XXX -bench Compare -benchtime 1000x -v ./internal/enginebench
 func BenchmarkCompare(b *testing.B) {
 	res := newResults()
 	srv := servertest.Start(b, false)
@@ -82,6 +86,13 @@ func BenchmarkCompare(b *testing.B) {
 	inlineJS, err := jetstream.New(inlineNC)
 	require.NoError(b, err)
 	inlineWM := watchWatermark(b, inlineNC)
+	// Every case starts with both servers' audit services caught up, so
+	// that one case's audit backlog does not commit during the next.
+	res.settle = func(b *testing.B) {
+		for _, nc := range []*nats.Conn{codi, inlineNC} {
+			waitAuditCaughtUp(b, nc)
+		}
+	}
 
 	syncBus := bustest.Run(b, bus.Config{SyncAlways: true})
 	syncNC := bustest.Connect(b, syncBus)
@@ -136,6 +147,7 @@ func BenchmarkCompare(b *testing.B) {
 	res.race(b, group+"/codi2-inline-audit", claims(inlineNC))
 	res.race(b, group+"/kv-create-default", kvCreates(kvDefault))
 	res.race(b, group+"/kv-create-sync-always", kvCreates(kvSync))
+	res.countSyncsAll(b)
 	res.logRatios(b)
 }
 
@@ -227,8 +239,10 @@ func kvCreates(kvb jetstream.KeyValue) func(b *testing.B) raceFunc {
 
 // results keeps each case's figures for the ratios logged at the end.
 type results struct {
-	mu  sync.Mutex
-	got map[string]figures
+	mu     sync.Mutex
+	got    map[string]figures
+	counts map[string]func() float64 // each case's fsync count, run at the end
+	settle func(b *testing.B)        // run before each case; nil for none
 }
 
 type figures struct {
@@ -237,13 +251,20 @@ type figures struct {
 	syncs    float64 // -1: not counted
 }
 
-func newResults() *results { return &results{got: map[string]figures{}} }
+func newResults() *results {
+	return &results{got: map[string]figures{}, counts: map[string]func() float64{}}
+}
 
 // run measures one update case: b.N operations split over writers, each
 // writer one at a time; then syncOps more under strace.
 func (r *results) run(b *testing.B, name string, writers int, setup func(b *testing.B) opFunc) {
+	parent := b
 	b.Run(name, func(b *testing.B) {
-		op := setup(b)
+		if r.settle != nil {
+			r.settle(b)
+		}
+		// The case's resources live until the fsync counts at the end.
+		op := setup(parent)
 		next := make([]int, writers)
 		timed := func(w int) (time.Duration, error) {
 			start := time.Now()
@@ -263,13 +284,12 @@ func (r *results) run(b *testing.B, name string, writers int, setup func(b *test
 		f := figures{rate: latency.Throughput(b.N, elapsed), syncs: -1}
 		s := rec.Summary()
 		f.p50, f.p99 = s.P50, s.P99
-		if b.N >= 10 {
-			f.syncs = countSyncs(b, syncOps, func() error {
+		r.report(b, name, f, func() float64 {
+			return countSyncs(parent, syncOps, func() error {
 				_, err := spread(syncOps, writers, func(w int) error { _, err := timed(w); return err })
 				return err
 			})
-		}
-		r.report(b, name, f)
+		})
 	})
 }
 
@@ -277,8 +297,12 @@ func (r *results) run(b *testing.B, name string, writers int, setup func(b *test
 // to take one new record at once; exactly one must win. Latency is each
 // attempt's, the rate is attempts per second.
 func (r *results) race(b *testing.B, name string, setup func(b *testing.B) raceFunc) {
+	parent := b
 	b.Run(name, func(b *testing.B) {
-		try := setup(b)
+		if r.settle != nil {
+			r.settle(b)
+		}
+		try := setup(parent)
 		round := 0
 		rounds := func(n int, rec *latency.Recorder) error {
 			for range n {
@@ -332,25 +356,43 @@ func (r *results) race(b *testing.B, name string, setup func(b *testing.B) raceF
 		f := figures{rate: latency.Throughput(b.N*racers, elapsed), syncs: -1}
 		s := rec.Summary()
 		f.p50, f.p99 = s.P50, s.P99
-		if b.N >= 10 {
-			if n := countSyncs(b, syncOps/racers, func() error { return rounds(syncOps/racers, nil) }); n >= 0 {
-				f.syncs = n / racers // per attempt
+		r.report(b, name, f, func() float64 {
+			n := countSyncs(parent, syncOps/racers, func() error { return rounds(syncOps/racers, nil) })
+			if n < 0 {
+				return n
 			}
-		}
-		r.report(b, name, f)
+			return n / racers // per attempt
+		})
 	})
 }
 
-func (r *results) report(b *testing.B, name string, f figures) {
+// report reports a case's timed figures and keeps count, which counts its
+// fsyncs per operation, for countSyncsAll (the count of the case's last
+// run, the one with the full b.N).
+func (r *results) report(b *testing.B, name string, f figures, count func() float64) {
 	b.ReportMetric(float64(f.p50.Nanoseconds())/1e3, "p50-µs")
 	b.ReportMetric(float64(f.p99.Nanoseconds())/1e3, "p99-µs")
 	b.ReportMetric(f.rate, "ops/s")
-	if f.syncs >= 0 {
-		b.ReportMetric(f.syncs, "syncs/op")
-	}
 	r.mu.Lock()
 	r.got[name] = f
+	r.counts[name] = count
 	r.mu.Unlock()
+}
+
+// countSyncsAll counts every case's fsyncs per operation, after all the
+// timed runs: strace slows the whole process while it is attached (and
+// for a while after), which must not fall on another case's timing.
+func (r *results) countSyncsAll(b *testing.B) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, count := range r.counts {
+		if r.settle != nil {
+			r.settle(b)
+		}
+		f := r.got[name]
+		f.syncs = count()
+		r.got[name] = f
+	}
 }
 
 // logRatios logs every case's p50, p99 and rate as multiples of its
@@ -420,6 +462,25 @@ func cmpErr(a, b error) error {
 		return a
 	}
 	return b
+}
+
+// waitAuditCaughtUp waits until the audit service behind nc has
+// committed everything CODI_AUDIT holds.
+func waitAuditCaughtUp(b *testing.B, nc *nats.Conn) {
+	b.Helper()
+	js, err := jetstream.New(nc)
+	require.NoError(b, err)
+	ac, err := audit.NewClient(nc)
+	require.NoError(b, err)
+	ctx := context.Background()
+	require.Eventually(b, func() bool {
+		stream, err := js.Stream(ctx, bus.StreamAudit)
+		if err != nil {
+			return false
+		}
+		st, err := ac.Status(ctx)
+		return err == nil && st.StreamSeq >= stream.CachedInfo().State.LastSeq
+	}, time.Minute, 10*time.Millisecond, "the audit service did not catch up")
 }
 
 // watermarkWatcher follows codi.state.committed.
