@@ -295,6 +295,17 @@ func (e *env) stateClient(needAgent bool) (*state.Client, error) {
 	return state.NewClient(e.nc, id)
 }
 
+// stateCtx is stateClient and the verb's request context: the pair every
+// state verb starts with. cancel is a no-op when err is set.
+func (e *env) stateCtx(cmd *cobra.Command, needAgent bool) (*state.Client, context.Context, context.CancelFunc, error) {
+	c, err := e.stateClient(needAgent)
+	if err != nil {
+		return nil, nil, func() {}, err
+	}
+	ctx, cancel := e.ctx(cmd)
+	return c, ctx, cancel, nil
+}
+
 func (e *env) auditClient() (*audit.Client, error) {
 	if err := e.connect(); err != nil {
 		return nil, err

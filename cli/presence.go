@@ -39,11 +39,10 @@ record, so a crashed agent's work frees itself. --stop ends the presence now
 			if ttl <= 0 {
 				return usageError{fmt.Errorf("--ttl must be positive, got %s", ttl)}
 			}
-			c, err := e.stateClient(true)
+			c, ctx, cancel, err := e.stateCtx(cmd, true)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := e.ctx(cmd)
 			defer cancel()
 			if stop {
 				if err := c.SignOff(ctx); err != nil {
@@ -127,11 +126,10 @@ default) whose holder it is, and its reservations in this project (when the
 working directory is in a repository, or --project is given).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := e.stateClient(false)
+			c, ctx, cancel, err := e.stateCtx(cmd, false)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := e.ctx(cmd)
 			defer cancel()
 			now := e.io.Now()
 			agents, err := listAll(ctx, c, state.KindAgent)

@@ -173,11 +173,10 @@ repository is bad usage (exit 2).`,
 			if err != nil {
 				return err
 			}
-			c, err := e.stateClient(true)
+			c, ctx, cancel, err := e.stateCtx(cmd, true)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := e.ctx(cmd)
 			defer cancel()
 			recs, err := c.Reserve(ctx, ws.project, pats, state.ReserveOptions{TTL: ttl, Shared: shared, Reason: reason, Bind: bind})
 			if err != nil {
@@ -223,11 +222,10 @@ of one of them. --all releases every reservation you hold in the project.`,
 			if err != nil {
 				return err
 			}
-			c, err := e.stateClient(true)
+			c, ctx, cancel, err := e.stateCtx(cmd, true)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := e.ctx(cmd)
 			defer cancel()
 			var pats []string
 			if all {
@@ -279,11 +277,10 @@ absolute), which is how to ask "may I edit this file?".`,
 					return usageError{fmt.Errorf("--path: %w", err)}
 				}
 			}
-			c, err := e.stateClient(false)
+			c, ctx, cancel, err := e.stateCtx(cmd, false)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := e.ctx(cmd)
 			defer cancel()
 			held, err := c.Reservations(ctx, ws.project, holder, path)
 			if err != nil {

@@ -98,11 +98,10 @@ func (e *env) lease(cmd *cobra.Command, args []string,
 	if err != nil {
 		return err
 	}
-	c, err := e.stateClient(true)
+	c, ctx, cancel, err := e.stateCtx(cmd, true)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := e.ctx(cmd)
 	defer cancel()
 	v, text, err := op(ctx, c, kind, id)
 	if err != nil {
@@ -231,11 +230,10 @@ and when, when its lease ends. Exit 4 when it does not exist.`,
 			if err != nil {
 				return err
 			}
-			c, err := e.stateClient(false)
+			c, ctx, cancel, err := e.stateCtx(cmd, false)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := e.ctx(cmd)
 			defer cancel()
 			rec, err := c.Get(ctx, kind, id, 0)
 			if err != nil {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -84,7 +83,7 @@ func preCommit(ctx context.Context, cfg GitConfig) ([]string, error) {
 	if project == "" {
 		project = r.Project
 	}
-	staged, err := gitOut(ctx, r.Root, "diff", "--cached", "--name-only", "--no-renames", "-z")
+	staged, err := repo.Git(ctx, r.Root, "diff", "--cached", "--name-only", "--no-renames", "-z")
 	if err != nil {
 		return nil, fmt.Errorf("staged files: %w", err)
 	}
@@ -139,21 +138,6 @@ func preCommit(ctx context.Context, cfg GitConfig) ([]string, error) {
 	return blocked, nil
 }
 
-func gitOut(ctx context.Context, dir string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Dir = dir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			return "", errors.New(msg)
-		}
-		return "", err
-	}
-	return string(out), nil
-}
-
 // gitHookMarker is the line that marks a pre-commit hook as the one
 // GitInstall writes.
 const gitHookMarker = "# codi2 pre-commit hook: written by `codi2 hooks install --git`, removed by `codi2 hooks uninstall --git`"
@@ -183,7 +167,7 @@ func shellQuote(s string) string {
 // GitHooksDir is the directory git runs dir's hooks from (git rev-parse
 // --git-path hooks: the common one of all worktrees, or core.hooksPath).
 func GitHooksDir(ctx context.Context, dir string) (string, error) {
-	out, err := gitOut(ctx, dir, "rev-parse", "--git-path", "hooks")
+	out, err := repo.Git(ctx, dir, "rev-parse", "--git-path", "hooks")
 	if err != nil {
 		return "", fmt.Errorf("%w: %s: %w", ErrNotManaged, dir, err)
 	}

@@ -71,6 +71,14 @@ func Find(ctx context.Context, dir string) (Repo, error) {
 }
 
 func git(ctx context.Context, dir string, args ...string) (string, error) {
+	out, err := Git(ctx, dir, args...)
+	return strings.TrimSpace(out), err
+}
+
+// Git runs git with args in dir (bounded by a few seconds) and returns its
+// standard output as it is; a failure is an error holding git's own
+// message. Safe for concurrent use.
+func Git(ctx context.Context, dir string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, gitTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "git", args...)
@@ -84,7 +92,7 @@ func git(ctx context.Context, dir string, args ...string) (string, error) {
 		}
 		return "", err
 	}
-	return strings.TrimSpace(string(out)), nil
+	return string(out), nil
 }
 
 // Pattern turns a path or glob as an agent typed it in directory cwd
