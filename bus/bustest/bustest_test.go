@@ -2,6 +2,8 @@ package bustest_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"testing"
 
 	"github.com/codi2/codi2/bus"
@@ -40,4 +42,15 @@ func TestSquatConsumer(t *testing.T) {
 	squat.Release()
 	_, err = js.CreateOrUpdateConsumer(ctx, bus.StreamMsg, jetstream.ConsumerConfig{Durable: "mine"})
 	require.NoError(t, err)
+}
+
+func TestSelfSigned(t *testing.T) {
+	certFile, keyFile, pool := bustest.SelfSigned(t)
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	require.NoError(t, err)
+	cert, err := x509.ParseCertificate(pair.Certificate[0])
+	require.NoError(t, err)
+	_, err = cert.Verify(x509.VerifyOptions{Roots: pool})
+	require.NoError(t, err, "the pool trusts the certificate")
+	assert.Equal(t, "127.0.0.1", cert.IPAddresses[0].String())
 }

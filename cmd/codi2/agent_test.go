@@ -2,22 +2,16 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/codi2/codi2/bus/bustest"
 
 	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
@@ -134,33 +128,6 @@ func TestRun_ServeRefusesOpenNonLoopback(t *testing.T) {
 	assert.False(t, bus.IsLoopback("nonsense"))
 }
 
-// selfSigned writes a certificate and key for 127.0.0.1 and returns their
-// files and a pool that trusts the certificate.
-func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "codi2 test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	kder, err := x509.MarshalECPrivateKey(key)
-	require.NoError(t, err)
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
-	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600))
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
-}
-
 // serve --auth with TLS: an agent with credentials over TLS reaches the
 // services (the audit service's own connection is TLS too); without TLS
 // or without credentials nobody connects; `audit verify --creds` works;
@@ -170,7 +137,7 @@ func TestRun_ServeAuthTLS(t *testing.T) {
 	creds := filepath.Join(t.TempDir(), "agent-1.creds")
 	code, _, errOut := runCmd(context.Background(), "agent", "add", "agent-1", "--data", dir, "--out", creds)
 	require.Equal(t, 0, code, errOut)
-	certFile, keyFile, pool := selfSigned(t)
+	certFile, keyFile, pool := bustest.SelfSigned(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
