@@ -2,13 +2,11 @@ package state_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
@@ -47,7 +45,7 @@ func BenchmarkState(b *testing.B) {
 	nc := bustest.Connect(b, bs)
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 	require.NoError(b, err)
-	wm := watchWatermark(b, nc)
+	wm := bustest.WatchWatermark(b, nc, subjects.StateCommitted)
 
 	b.Run("raw-jetstream-publish", func(b *testing.B) {
 		subj, _ := subjects.Msg("bench", "bench", "raw")
@@ -80,7 +78,7 @@ func BenchmarkState(b *testing.B) {
 				if err != nil {
 					return 0, err
 				}
-				if err := wm.wait(ack.Sequence); err != nil {
+				if err := wm.Wait(ack.Sequence, 30*time.Second); err != nil {
 					return 0, err
 				}
 				return time.Since(start), nil
@@ -148,11 +146,11 @@ func measureLatency(b *testing.B, writers int, op func(w, i int) (time.Duration,
 // burst publishes b.N messages asynchronously and waits for every PubAck and,
 // with wm, for the committed watermark to reach the last one; it reports the
 // rate and, for state commands, the mean batch size.
-func burst(b *testing.B, js jetstream.JetStream, subject func(i int) string, wm *watermarkWatcher) {
+func burst(b *testing.B, js jetstream.JetStream, subject func(i int) string, wm *bustest.Watermark) {
 	payload := []byte(`{"op":"merge","fields":{"k":1}}`)
 	var batches0 int
 	if wm != nil {
-		batches0 = wm.batches()
+		batches0 = wm.Count()
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -173,68 +171,12 @@ func burst(b *testing.B, js jetstream.JetStream, subject func(i int) string, wm 
 		}
 	}
 	if wm != nil {
-		require.NoError(b, wm.wait(last))
+		require.NoError(b, wm.Wait(last, 30*time.Second))
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(latency.Throughput(b.N, elapsed), "cmds/s")
 	if wm != nil {
-		b.ReportMetric(float64(b.N)/float64(max(wm.batches()-batches0, 1)), "cmds/batch")
-	}
-}
-
-// watermarkWatcher follows codi.state.committed.
-type watermarkWatcher struct {
-	mu    sync.Mutex
-	seq   uint64
-	count int
-	ch    chan struct{}
-}
-
-func watchWatermark(b *testing.B, nc *nats.Conn) *watermarkWatcher {
-	w := &watermarkWatcher{ch: make(chan struct{})}
-	sub, err := nc.Subscribe(subjects.StateCommitted, func(m *nats.Msg) {
-		var v struct {
-			StreamSeq uint64 `json:"stream_seq"`
-		}
-		if json.Unmarshal(m.Data, &v) != nil {
-			return
-		}
-		w.mu.Lock()
-		w.count++
-		if v.StreamSeq > w.seq {
-			w.seq = v.StreamSeq
-			close(w.ch)
-			w.ch = make(chan struct{})
-		}
-		w.mu.Unlock()
-	})
-	require.NoError(b, err)
-	require.NoError(b, nc.Flush())
-	b.Cleanup(func() { _ = sub.Unsubscribe() })
-	return w
-}
-
-func (w *watermarkWatcher) batches() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.count
-}
-
-// wait blocks until the watermark reaches seq.
-func (w *watermarkWatcher) wait(seq uint64) error {
-	timeout := time.After(30 * time.Second)
-	for {
-		w.mu.Lock()
-		cur, ch := w.seq, w.ch
-		w.mu.Unlock()
-		if cur >= seq {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-timeout:
-			return fmt.Errorf("watermark %d did not reach %d", cur, seq)
-		}
+		b.ReportMetric(float64(b.N)/float64(max(wm.Count()-batches0, 1)), "cmds/batch")
 	}
 }

@@ -11,11 +11,13 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -150,4 +152,67 @@ func SelfSigned(t testing.TB) (certFile, keyFile string, pool *x509.CertPool) {
 	pool = x509.NewCertPool()
 	pool.AddCert(cert)
 	return certFile, keyFile, pool
+}
+
+// Watermark follows a service's committed watermark ({"stream_seq": N} on
+// subjects.StateCommitted or subjects.AuditCommitted), for a test or
+// benchmark that waits for its own writes. Safe for concurrent use.
+type Watermark struct {
+	mu    sync.Mutex
+	seq   uint64
+	count int
+	ch    chan struct{} // closed and replaced when seq grows
+}
+
+// WatchWatermark subscribes to subject on nc (flushed, so no later
+// watermark is missed) until the test ends.
+func WatchWatermark(t testing.TB, nc *nats.Conn, subject string) *Watermark {
+	t.Helper()
+	w := &Watermark{ch: make(chan struct{})}
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		var v struct {
+			StreamSeq uint64 `json:"stream_seq"`
+		}
+		if json.Unmarshal(m.Data, &v) != nil {
+			return
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.count++
+		if v.StreamSeq > w.seq {
+			w.seq = v.StreamSeq
+			close(w.ch)
+			w.ch = make(chan struct{})
+		}
+	})
+	require.NoError(t, err)
+	require.NoError(t, nc.Flush())
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return w
+}
+
+// Count is how many watermarks arrived: one per committed batch.
+func (w *Watermark) Count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.count
+}
+
+// Wait blocks until the watermark reaches seq, or fails after timeout.
+func (w *Watermark) Wait(seq uint64, timeout time.Duration) error {
+	tm := time.NewTimer(timeout)
+	defer tm.Stop()
+	for {
+		w.mu.Lock()
+		cur, ch := w.seq, w.ch
+		w.mu.Unlock()
+		if cur >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-tm.C:
+			return fmt.Errorf("watermark %d did not reach %d in %v", cur, seq, timeout)
+		}
+	}
 }

@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"testing"
+	"time"
 
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
+	"github.com/codi2/codi2/subjects"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -53,4 +55,19 @@ func TestSelfSigned(t *testing.T) {
 	_, err = cert.Verify(x509.VerifyOptions{Roots: pool})
 	require.NoError(t, err, "the pool trusts the certificate")
 	assert.Equal(t, "127.0.0.1", cert.IPAddresses[0].String())
+}
+
+func TestWatchWatermark(t *testing.T) {
+	b := bustest.Run(t)
+	nc := bustest.Connect(t, b)
+	w := bustest.WatchWatermark(t, nc, subjects.StateCommitted)
+	err := w.Wait(1, 10*time.Millisecond)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "watermark 0 did not reach 1")
+	for _, body := range []string{`{"stream_seq":2}`, `not json`, `{"stream_seq":1}`, `{"stream_seq":5}`} {
+		require.NoError(t, nc.Publish(subjects.StateCommitted, []byte(body)))
+	}
+	require.NoError(t, w.Wait(5, 5*time.Second))
+	assert.Equal(t, 3, w.Count(), "three watermarks, one of them older")
+	require.NoError(t, w.Wait(4, time.Millisecond), "already past")
 }

@@ -2,7 +2,6 @@ package enginebench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -77,7 +76,7 @@ func BenchmarkCompare(b *testing.B) {
 	codi := bustest.Connect(b, srv.Bus())
 	codiJS, err := jetstream.New(codi)
 	require.NoError(b, err)
-	wm := watchWatermark(b, codi)
+	wm := bustest.WatchWatermark(b, codi, subjects.StateCommitted)
 	inline, err := server.Start(context.Background(), server.Config{DataDir: b.TempDir(), NATSListen: "127.0.0.1:-1", InlineAudit: true},
 		zerolog.Nop())
 	require.NoError(b, err)
@@ -85,7 +84,7 @@ func BenchmarkCompare(b *testing.B) {
 	inlineNC := bustest.Connect(b, inline.Bus())
 	inlineJS, err := jetstream.New(inlineNC)
 	require.NoError(b, err)
-	inlineWM := watchWatermark(b, inlineNC)
+	inlineWM := bustest.WatchWatermark(b, inlineNC, subjects.StateCommitted)
 	// Every case starts with both servers' audit services caught up, so
 	// that one case's audit backlog does not commit during the next.
 	res.settle = func(b *testing.B) {
@@ -153,7 +152,7 @@ func BenchmarkCompare(b *testing.B) {
 
 // stateUpdates has each writer merge into its own record: publish the
 // command, then wait for the committed watermark to reach its PubAck.
-func stateUpdates(js jetstream.JetStream, wm *watermarkWatcher, writers int) func(b *testing.B) opFunc {
+func stateUpdates(js jetstream.JetStream, wm *bustest.Watermark, writers int) func(b *testing.B) opFunc {
 	return func(*testing.B) opFunc {
 		subjs := make([]string, writers)
 		run := time.Now().UnixNano()
@@ -166,7 +165,7 @@ func stateUpdates(js jetstream.JetStream, wm *watermarkWatcher, writers int) fun
 			if err != nil {
 				return err
 			}
-			return wm.wait(ack.Sequence)
+			return wm.Wait(ack.Sequence, 30*time.Second)
 		}
 	}
 }
@@ -481,55 +480,6 @@ func waitAuditCaughtUp(b *testing.B, nc *nats.Conn) {
 		st, err := ac.Status(ctx)
 		return err == nil && st.StreamSeq >= stream.CachedInfo().State.LastSeq
 	}, time.Minute, 10*time.Millisecond, "the audit service did not catch up")
-}
-
-// watermarkWatcher follows codi.state.committed.
-type watermarkWatcher struct {
-	mu  sync.Mutex
-	seq uint64
-	ch  chan struct{}
-}
-
-func watchWatermark(b *testing.B, nc *nats.Conn) *watermarkWatcher {
-	w := &watermarkWatcher{ch: make(chan struct{})}
-	sub, err := nc.Subscribe(subjects.StateCommitted, func(m *nats.Msg) {
-		var v struct {
-			StreamSeq uint64 `json:"stream_seq"`
-		}
-		if json.Unmarshal(m.Data, &v) != nil {
-			return
-		}
-		w.mu.Lock()
-		if v.StreamSeq > w.seq {
-			w.seq = v.StreamSeq
-			close(w.ch)
-			w.ch = make(chan struct{})
-		}
-		w.mu.Unlock()
-	})
-	require.NoError(b, err)
-	require.NoError(b, nc.Flush())
-	b.Cleanup(func() { _ = sub.Unsubscribe() })
-	return w
-}
-
-// wait blocks until the watermark reaches seq, for at most 30 s.
-func (w *watermarkWatcher) wait(seq uint64) error {
-	timeout := time.NewTimer(30 * time.Second)
-	defer timeout.Stop()
-	for {
-		w.mu.Lock()
-		cur, ch := w.seq, w.ch
-		w.mu.Unlock()
-		if cur >= seq {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-timeout.C:
-			return fmt.Errorf("watermark %d did not reach %d", cur, seq)
-		}
-	}
 }
 
 // quiet drops pebble's informational logs.
