@@ -24,13 +24,7 @@ func TestMCP_Stdio_ToolsAndConflict(t *testing.T) {
 	bin := proctest.Build(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	connect := func(agent string) *mcp.ClientSession {
-		cmd := exec.Command(bin, "mcp", "--agent", agent, "--nats-url", srv.URL)
-		cs, err := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil).Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = cs.Close() })
-		return cs
-	}
+	connect := func(agent string) *mcp.ClientSession { return mcpSession(ctx, t, bin, srv.URL, "", agent) }
 	a2, a3 := connect("agent-2"), connect("agent-3")
 	tools, err := a2.ListTools(ctx, nil)
 	require.NoError(t, err)
@@ -56,14 +50,7 @@ func TestMCP_Stdio_ReservationsAndPresence(t *testing.T) {
 	root, _ := projectRepo(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	connect := func(agent string) *mcp.ClientSession {
-		cmd := exec.Command(bin, "mcp", "--agent", agent, "--nats-url", srv.URL)
-		cmd.Dir = root
-		cs, err := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil).Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = cs.Close() })
-		return cs
-	}
+	connect := func(agent string) *mcp.ClientSession { return mcpSession(ctx, t, bin, srv.URL, root, agent) }
 	callText := func(cs *mcp.ClientSession, tool string, args map[string]any) (string, bool) {
 		t.Helper()
 		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: args})
@@ -173,14 +160,7 @@ func TestMCP_Stdio_EveryTool(t *testing.T) {
 	root, _ := projectRepo(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	connect := func(agent string) *mcp.ClientSession {
-		cmd := exec.Command(bin, "mcp", "--agent", agent, "--nats-url", srv.URL)
-		cmd.Dir = root
-		cs, err := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil).Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = cs.Close() })
-		return cs
-	}
+	connect := func(agent string) *mcp.ClientSession { return mcpSession(ctx, t, bin, srv.URL, root, agent) }
 	a2, a3 := connect("agent-2"), connect("agent-3")
 	tools, err := a2.ListTools(ctx, nil)
 	require.NoError(t, err)
@@ -228,4 +208,18 @@ func TestMCP_Stdio_EveryTool(t *testing.T) {
 	for _, tool := range tools.Tools {
 		assert.True(t, seen[tool.Name], "tool %s not exercised", tool.Name)
 	}
+}
+
+// mcpSession starts `codi2 mcp` for agent against url as a stdio
+// subprocess in dir ("" for the test's), as Claude Code runs it, and
+// connects the SDK's client to it; the session is closed when the test
+// ends.
+func mcpSession(ctx context.Context, t *testing.T, bin, url, dir, agent string) *mcp.ClientSession {
+	t.Helper()
+	cmd := exec.Command(bin, "mcp", "--agent", agent, "--nats-url", url)
+	cmd.Dir = dir
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil).Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cs.Close() })
+	return cs
 }
