@@ -10,4 +10,10 @@ var (
 	// PubAck failed); the import stops and a re-run resumes at the last
 	// checkpoint.
 	ErrPublish = errors.New("v1import: publish failed")
+	// ErrNotSameFile is returned by Import for a file whose first line is
+	// that of a file imported before (so it has that file's id and
+	// checkpoint) but whose content up to the checkpoint differs: it is
+	// another log, not that one grown, and importing it would reuse the
+	// other file's event ids (and be dropped as duplicates).
+	ErrNotSameFile = errors.New("v1import: not the file imported before under this id")
 )

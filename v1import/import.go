@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"strconv"
@@ -120,6 +121,10 @@ type Checkpoint struct {
 	File   string `json:"file"`
 	Offset int64  `json:"offset"`
 	Lines  int    `json:"lines"`
+	// PrefixSHA256 is the hex SHA-256 of the file's bytes before Offset:
+	// how a re-run tells the file grown from another file with the same
+	// first line (ErrNotSameFile). Empty in checkpoints written before it.
+	PrefixSHA256 string `json:"prefix_sha256,omitempty"`
 }
 
 // FileID derives a file's identity from its first line (up to 4 KiB): the
@@ -146,7 +151,8 @@ type run struct {
 	sum     Summary
 	quoted  []byte // the file name, as JSON
 	window  []jetstream.PubAckFuture
-	lastSeq uint64 // the last checkpoint's CODI_STATE sequence
+	lastSeq uint64    // the last checkpoint's CODI_STATE sequence
+	prefix  hash.Hash // SHA-256 of the bytes before the current offset
 	buf     []byte
 }
 
@@ -180,10 +186,27 @@ func (im *Importer) Import(ctx context.Context, path string) (Summary, error) {
 		if b, ok := rec.Fields["lines"]; ok {
 			_ = json.Unmarshal(b, &cp.Lines)
 		}
+		if b, ok := rec.Fields["file"]; ok {
+			_ = json.Unmarshal(b, &cp.File)
+		}
+		if b, ok := rec.Fields["prefix_sha256"]; ok {
+			_ = json.Unmarshal(b, &cp.PrefixSHA256)
+		}
 	} else if !errors.Is(err, state.ErrNotFound) {
 		return r.sum, fmt.Errorf("v1import: %s: read the checkpoint: %w", path, err)
 	}
 	r.sum.Skipped, r.sum.Lines = cp.Lines, cp.Lines
+	// The bytes already imported, hashed: they must be the ones the
+	// checkpoint saw, and the hash goes on over what this run reads.
+	r.prefix = sha256.New()
+	if _, err := io.CopyN(r.prefix, f, cp.Offset); err != nil && !errors.Is(err, io.EOF) {
+		return r.sum, fmt.Errorf("v1import: %s: %w", path, err)
+	}
+	if cp.Offset > 0 && (fi.Size() < cp.Offset || cp.PrefixSHA256 != "" && hex.EncodeToString(r.prefix.Sum(nil)) != cp.PrefixSHA256) {
+		return r.sum, fmt.Errorf("%w: %s (id %s) starts like %s, imported before up to byte %d, but its content differs there; "+
+			"it is another log with the same first line: import it from a copy with a distinct first line", ErrNotSameFile, path, r.sum.FileID,
+			cp.File, cp.Offset)
+	}
 	if _, err := f.Seek(cp.Offset, io.SeekStart); err != nil {
 		return r.sum, fmt.Errorf("v1import: %s: %w", path, err)
 	}
@@ -219,6 +242,7 @@ func (im *Importer) Import(ctx context.Context, path string) (Summary, error) {
 		if err := r.line(off, body); err != nil {
 			return r.sum, err
 		}
+		r.prefix.Write(line)
 		off += int64(len(line))
 		r.sum.Bytes = off
 		if (r.sum.Lines-cp.Lines)%im.cfg.CheckpointLines == 0 {
@@ -388,7 +412,8 @@ func (r *run) checkpoint(off int64) error {
 		return err
 	}
 	r.window = r.window[:0]
-	cmd := state.Command{Op: state.OpMerge, Fields: map[string]any{"file": r.sum.File, "offset": off, "lines": r.sum.Lines}}
+	cmd := state.Command{Op: state.OpMerge, Fields: map[string]any{"file": r.sum.File, "offset": off, "lines": r.sum.Lines,
+		"prefix_sha256": hex.EncodeToString(r.prefix.Sum(nil))}}
 	f, err := r.im.state.PublishAsync(CheckpointKind, r.sum.FileID, cmd, "")
 	if err != nil {
 		return fmt.Errorf("%w: %s: checkpoint: %w", ErrPublish, r.sum.File, err)

@@ -293,3 +293,34 @@ func TestImporter_Import_CancelledMidway(t *testing.T) {
 	_, err := im.Import(ctx, path)
 	require.ErrorIs(t, err, context.Canceled)
 }
+
+// Another log with the same first line has the first one's id and
+// checkpoint: it is refused, naming both, instead of being reported as
+// imported before (a new user's input: "13 imported before, 0 imported"
+// for a 4-line file whose events were never imported).
+func TestImporter_Import_SameFirstLineOtherFile(t *testing.T) {
+	c := startClients(t)
+	dir := t.TempDir()
+	first := `{"ts":"t1","action":"TASK_ASSIGN","from":"o","to":"agent-1","task":"T-1"}` + "\n"
+	one, other, shorter := filepath.Join(dir, "codi.log"), filepath.Join(dir, "other.log"), filepath.Join(dir, "short.log")
+	require.NoError(t, os.WriteFile(one, []byte(first+`{"ts":"t2","action":"TASK_ACK","from":"agent-1","task":"T-1"}`+"\n"), 0o644))
+	require.NoError(t, os.WriteFile(other, []byte(first+`{"ts":"t9","action":"TASK_ASSIGN","from":"o","to":"agent-2","task":"OTHER-1"}`+"\n"), 0o644))
+	require.NoError(t, os.WriteFile(shorter, []byte(first), 0o644))
+	im := c.importer(t, v1import.Config{})
+	_, err := im.Import(context.Background(), one)
+	require.NoError(t, err)
+	for _, p := range []string{other, shorter} {
+		_, err = im.Import(context.Background(), p)
+		require.ErrorIs(t, err, v1import.ErrNotSameFile, p)
+		assert.Contains(t, err.Error(), "starts like "+one+", imported before up to byte ")
+	}
+	// The file itself, grown, goes on.
+	f, err := os.OpenFile(one, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString(`{"ts":"t3","action":"TASK_ACK","from":"agent-1","task":"T-1"}` + "\n")
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	sum, err := im.Import(context.Background(), one)
+	require.NoError(t, err)
+	assert.Equal(t, 1, sum.Imported)
+}
