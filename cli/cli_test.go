@@ -306,6 +306,10 @@ func TestRun_ExitCodes(t *testing.T) {
 		{"unreserve neither", "a", url, []string{"unreserve"}, cli.ExitUsage, "give the PATTERNs to release, or --all"},
 		{"heartbeat zero ttl", "a", url, []string{"heartbeat", "--ttl", "0s"}, cli.ExitUsage, "--ttl"},
 		{"reservations with args", "a", url, []string{"reservations", "x"}, cli.ExitUsage, "unknown command"},
+		{"since after until", "a", url, []string{"list", "task", "--since", "1m", "--until", "5m"}, cli.ExitUsage, "--since 1m is not before --until 5m"},
+		{"negative settle", "a", url, []string{"watch", "--files", ".", "--settle", "-1s"}, cli.ExitUsage, "--settle must not be negative"},
+		{"missing watch dir", "a", url, []string{"watch", "--files", "/nonexistent/dir"}, cli.ExitUsage, "watch --files /nonexistent/dir: lstat"},
+		{"import without a file", "a", url, []string{"import", "v1"}, cli.ExitUsage, "(usage: codi2 import v1 FILE...)"},
 	}
 	for _, verb := range [][]string{{"send", "b", "x"}, {"inbox"}, {"claim", "task", "x"}, {"renew", "task", "x", "--rev", "1"},
 		{"release", "task", "x", "--rev", "1"}, {"log", "note"}, {"history"}, {"get", "task", "x"}, {"list", "task"},

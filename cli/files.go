@@ -25,19 +25,22 @@ type filesOptions struct {
 // connection reconnects for ever, so a server restart is waited out with
 // the changes queued (filewatch.Config.MaxQueue).
 func (e *env) watchFiles(cmd *cobra.Command, args []string, fo filesOptions) error {
-	dir := "."
+	arg := "."
 	if len(args) == 1 {
-		dir = args[0]
+		arg = args[0]
 	}
-	dir, err := filepath.Abs(dir)
+	dir, err := filepath.Abs(arg)
 	if err == nil {
 		dir, err = filepath.EvalSymlinks(dir)
 	}
 	if err != nil {
-		return usageError{fmt.Errorf("watch --files %s: %w", dir, err)}
+		return usageError{fmt.Errorf("watch --files %s: %w", arg, err)}
 	}
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return usageError{fmt.Errorf("watch --files %s: not a directory", dir)}
+		return usageError{fmt.Errorf("watch --files %s: not a directory", arg)}
+	}
+	if fo.settle < 0 {
+		return usageError{fmt.Errorf("--settle must not be negative, got %s", fo.settle)}
 	}
 	cfg := filewatch.Config{Root: dir, Agent: e.g.agent, NoHash: fo.noHash, Settle: fo.settle}
 	r, err := repo.Find(cmd.Context(), dir)
@@ -87,8 +90,13 @@ func changeText(c filewatch.Change) string {
 	case c.Op == filewatch.OpDropped:
 		return fmt.Sprintf("dropped %d changes (%s to %s) while the server was away", c.Dropped,
 			c.First.Format(time.RFC3339), c.Last.Format(time.RFC3339))
-	case c.SHA256 != "":
-		return fmt.Sprintf("%s %s (%d bytes, sha256 %.12s)", c.Op, c.Path, *c.Size, c.SHA256)
 	}
-	return c.Op + " " + c.Path
+	s := c.Op + " " + clean(c.Path)
+	if c.To != "" {
+		s += " -> " + clean(c.To)
+	}
+	if c.SHA256 != "" {
+		s += fmt.Sprintf(" (%d bytes, sha256 %.12s)", *c.Size, c.SHA256)
+	}
+	return s
 }

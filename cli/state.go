@@ -315,10 +315,12 @@ reads only those tasks).`,
 // --held and --where; times are read at this process's now.
 func (e *env) listQuery(since, until, held string, where []string) (state.ListQuery, error) {
 	var q state.ListQuery
+	var from, to time.Time
 	for _, t := range []struct {
 		flag, v string
 		to      *string
-	}{{"since", since, &q.UpdatedAfter}, {"until", until, &q.UpdatedBefore}} {
+		at      *time.Time
+	}{{"since", since, &q.UpdatedAfter, &from}, {"until", until, &q.UpdatedBefore, &to}} {
 		if t.v == "" {
 			continue
 		}
@@ -326,7 +328,10 @@ func (e *env) listQuery(since, until, held string, where []string) (state.ListQu
 		if err != nil {
 			return q, usageError{fmt.Errorf("--%s: %w", t.flag, err)}
 		}
-		*t.to = at.UTC().Format(time.RFC3339Nano)
+		*t.to, *t.at = at.UTC().Format(time.RFC3339Nano), at
+	}
+	if !from.IsZero() && !to.IsZero() && !from.Before(to) {
+		return q, usageError{fmt.Errorf("--since %s is not before --until %s: nothing could match", since, until)}
 	}
 	switch held {
 	case "":
