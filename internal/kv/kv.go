@@ -99,3 +99,39 @@ type KeyValue struct {
 	Key   []byte
 	Value []byte
 }
+
+// AsyncStore is a Store whose commit can be split in two, the way a
+// write-ahead log allows (pebble's CommitNoSyncWait and SyncWait): the
+// outcome of a transaction is decided, and visible to every later
+// transaction, before it is durable.
+//
+// UpdateAsync runs fn like Update. When fn returns nil its writes are
+// applied: later Update, UpdateAsync and View calls see them. The returned
+// durable function blocks until they are on stable storage (the log's
+// fsync) and reports a failure to get them there; it may be called once,
+// from any goroutine. Transactions become durable in the order their
+// UpdateAsync calls returned, so when one durable call returned nil every
+// earlier transaction is durable too. Until then a crash may lose the
+// writes, and the transactions that read them, together.
+//
+// Backends without a split commit (bbolt, FoundationDB) need not
+// implement it: UpdateAsync (the function) falls back to Update.
+type AsyncStore interface {
+	Store
+	UpdateAsync(ctx context.Context, fn func(tx Txn) error) (durable func() error, err error)
+}
+
+// UpdateAsync runs fn with s.UpdateAsync when s is an AsyncStore, and
+// otherwise with s.Update, returning a durable function that reports nil
+// at once (Update returns once the commit is durable).
+func UpdateAsync(ctx context.Context, s Store, fn func(tx Txn) error) (durable func() error, err error) {
+	if as, ok := s.(AsyncStore); ok {
+		return as.UpdateAsync(ctx, fn)
+	}
+	if err := s.Update(ctx, fn); err != nil {
+		return nil, err
+	}
+	return durableNow, nil
+}
+
+func durableNow() error { return nil }
