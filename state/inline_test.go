@@ -1,24 +1,34 @@
 package state_test
 
 import (
+	"strconv"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/state"
-	"time"
 )
 
 // With Config.AppendAudit every outcome's audit event (applied and
 // rejected alike) is written in the transaction that applies the command,
 // and nothing is published to CODI_AUDIT (issue 16, the single commit
-// path's prototype).
+// path's prototype). Each record is dated with the stored time of the
+// command it answers, not the clock of the transaction, so that applying
+// the stream again writes the same chain.
 func TestService_AppendAudit(t *testing.T) {
 	e := newEnv(t)
 	cfg := fastConfig()
-	cfg.AppendAudit = func(tx kv.Txn, subject, msgID string, data []byte, _ time.Time) error {
+	var mu sync.Mutex
+	dated := map[string]time.Time{}
+	cfg.AppendAudit = func(tx kv.Txn, subject, msgID string, data []byte, at time.Time) error {
+		mu.Lock()
+		dated[msgID] = at
+		mu.Unlock()
 		return tx.Set(kv.Tuple{"test-audit", msgID}.Pack(), append([]byte(subject+" "), data...))
 	}
 	e.start(cfg)
@@ -43,4 +53,14 @@ func TestService_AppendAudit(t *testing.T) {
 	assert.Contains(t, got[e.cmdID(ev.Seq)], "codi.audit.log.codi-state.")
 	assert.Contains(t, got[e.cmdID(bad.Seq)], `"rejected"`)
 	assert.Empty(t, e.audits(), "nothing is published to CODI_AUDIT")
+
+	stream, err := e.js.Stream(ctxT(t), bus.StreamState)
+	require.NoError(t, err)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, seq := range []uint64{ev.Seq, bad.Seq} {
+		m, err := stream.GetMsg(ctxT(t), seq)
+		require.NoError(t, err)
+		assert.True(t, m.Time.Equal(dated[e.cmdID(seq)]), "seq %s: dated %s, stored %s", strconv.FormatUint(seq, 10), dated[e.cmdID(seq)], m.Time)
+	}
 }

@@ -126,7 +126,7 @@ func (l *loop) expireDue(ctx context.Context, cutoff time.Time) error {
 				return err
 			}
 			pl := plan{writes: w, outcomes: o}
-			if err := l.applyPlan(tx, &pl); err != nil {
+			if err := l.applyPlan(tx, &pl, *st.ExpiresAt); err != nil {
 				return err
 			}
 			res.outcomes = append(res.outcomes, o...)

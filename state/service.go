@@ -311,7 +311,7 @@ func (l *loop) rebase(ctx context.Context, stream jetstream.Stream, keep uint64,
 	gen := nextGeneration(l.gen, stream.CachedInfo().Created)
 	err := l.update(ctx, func(tx kv.Txn) error {
 		if lost != nil {
-			if err := l.applyPlan(tx, &plan{outcomes: []outcome{*lost}}); err != nil {
+			if err := l.applyPlan(tx, &plan{outcomes: []outcome{*lost}}, l.lastTime); err != nil {
 				return err
 			}
 		}
@@ -425,7 +425,7 @@ func (l *loop) commitCorrupt(ctx context.Context, im *inMsg, cause error) (batch
 	err := l.update(ctx, func(tx kv.Txn) error {
 		res = batchResult{n: 1, applied: im.seq, lastTime: im.time, outcomes: outcomes}
 		p := plan{outcomes: res.outcomes}
-		if err := l.applyPlan(tx, &p); err != nil {
+		if err := l.applyPlan(tx, &p, im.time); err != nil {
 			return err
 		}
 		if err := tx.Set(appliedKey(l.cfg.Stream), encodeApplied(im.seq, im.time)); err != nil {
@@ -509,7 +509,7 @@ func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) 
 				res.n = i
 				break
 			}
-			if err := l.applyPlan(tx, &p); err != nil {
+			if err := l.applyPlan(tx, &p, im.time); err != nil {
 				return fmt.Errorf("state: apply %s seq=%d: %w", im.subject, im.seq, err)
 			}
 			res.bytes += size
@@ -545,8 +545,12 @@ func (l *loop) begin(tx kv.Txn, clears []*auditItem) (uint64, error) {
 }
 
 // applyPlan is applyPlan, or, with Config.AppendAudit, p's writes and its
-// audit events appended to the audit log in tx (the outbox stays empty).
-func (l *loop) applyPlan(tx kv.Txn, p *plan) error {
+// audit events appended to the audit log in tx (the outbox stays empty),
+// dated at: the stored time of the command they answer (or the lease end
+// of an expiry), never the clock of the transaction, so that applying the
+// same stream again writes the same records (every replica's chain is the
+// same; ARCHITECTURE.md).
+func (l *loop) applyPlan(tx kv.Txn, p *plan, at time.Time) error {
 	if l.cfg.AppendAudit == nil {
 		return applyPlan(tx, p)
 	}
@@ -557,16 +561,12 @@ func (l *loop) applyPlan(tx kv.Txn, p *plan) error {
 	}
 	for _, o := range p.outcomes {
 		if !o.summary {
-			if err := l.appendAudit(tx, o.audit); err != nil {
+			if err := l.cfg.AppendAudit(tx, o.audit.subject, o.audit.msgID, o.audit.data, at); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
-}
-
-func (l *loop) appendAudit(tx kv.Txn, e outboxEntry) error {
-	return l.cfg.AppendAudit(tx, e.subject, e.msgID, e.data, time.Now())
 }
 
 // applyPlan makes p's writes (unless planning made them already) and
@@ -688,7 +688,7 @@ func (l *loop) Lost(ctx context.Context, first, last uint64) error {
 		// The loop is the only writer: the watermark is l.applied.
 		res = batchResult{applied: last, outcomes: []outcome{o}}
 		p := plan{outcomes: res.outcomes}
-		if err := l.applyPlan(tx, &p); err != nil {
+		if err := l.applyPlan(tx, &p, l.lastTime); err != nil {
 			return err
 		}
 		if err := tx.Set(appliedKey(l.cfg.Stream), encodeApplied(last, l.lastTime)); err != nil {
