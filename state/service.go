@@ -385,7 +385,7 @@ func (l *loop) process(ctx context.Context, batch []*inMsg) error {
 	for len(batch) > 0 {
 		clears := l.takeDone()
 		start := time.Now()
-		res, err := l.commit(ctx, batch, clears)
+		res, durable, err := l.commit(ctx, batch, clears)
 		if err != nil {
 			l.untakeDone(clears)
 			if !errors.Is(err, kv.ErrCorrupt) {
@@ -401,7 +401,17 @@ func (l *loop) process(ctx context.Context, batch []*inMsg) error {
 			if res, err = l.commitCorrupt(ctx, batch[0], err); err != nil {
 				return err
 			}
-			clears = nil
+			clears, durable = nil, nil
+		}
+		// The outcomes are decided once the transaction is applied
+		// (commands apply in stream order, so a replay after a crash
+		// decides the same): they are answered now, and the watermark
+		// follows once the commit is durable.
+		l.decided(res)
+		if durable != nil {
+			if err := durable(); err != nil {
+				return fmt.Errorf("state: batch of %d at seq %d applied but not made durable: %w", res.n, batch[0].seq, err)
+			}
 		}
 		l.s.observeBatch(res.n, time.Since(start))
 		l.committed(ctx, res, batch[:res.n], clears)
@@ -455,18 +465,30 @@ type batchResult struct {
 	corrupt   []string // leases whose record is corrupt (expireDue)
 }
 
-// update runs fn in a store transaction, retrying conflicts and timeouts a
-// few times: fn is pure, so a retry is safe.
+// update runs fn in a store transaction and returns once it is durable;
+// see updateAsync.
 func (l *loop) update(ctx context.Context, fn func(tx kv.Txn) error) error {
-	var err error
+	durable, err := l.updateAsync(ctx, fn)
+	if err != nil {
+		return err
+	}
+	return durable()
+}
+
+// updateAsync runs fn in a store transaction, retrying conflicts and
+// timeouts a few times (fn is pure, so a retry is safe), and returns once
+// its writes are applied: durable reports when they are on stable storage
+// (kv.UpdateAsync; at once on a store without a split commit).
+func (l *loop) updateAsync(ctx context.Context, fn func(tx kv.Txn) error) (durable func() error, err error) {
 	for attempt := 0; attempt < 3; attempt++ {
-		if err = l.s.store.Update(ctx, fn); err == nil || !(errors.Is(err, kv.ErrConflict) || errors.Is(err, kv.ErrTimeout)) || ctx.Err() != nil {
-			return err
+		durable, err = kv.UpdateAsync(ctx, l.s.store, fn)
+		if err == nil || !(errors.Is(err, kv.ErrConflict) || errors.Is(err, kv.ErrTimeout)) || ctx.Err() != nil {
+			return durable, err
 		}
 		l.log.Warn().Err(err).Int("attempt", attempt+1).Msg("store transaction failed; retrying")
 		time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
 	}
-	return err
+	return nil, err
 }
 
 // maxBatchWork bounds the overlap-check steps of one batch transaction
@@ -478,10 +500,11 @@ const maxBatchWork = 2 * MaxCheckSteps
 // commit applies a prefix of batch (all of it unless MaxBatchBytes or
 // maxBatchWork cuts it)
 // and the watermark in one transaction, together with clearing the outbox
-// keys of acknowledged audit events.
-func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) (batchResult, error) {
+// keys of acknowledged audit events. It returns once the transaction is
+// applied; durable reports when it is on stable storage.
+func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) (batchResult, func() error, error) {
 	var res batchResult
-	err := l.update(ctx, func(tx kv.Txn) error {
+	durable, err := l.updateAsync(ctx, func(tx kv.Txn) error {
 		res = batchResult{n: len(batch), outcomes: res.outcomes[:0]}
 		applied, err := l.begin(tx, clears)
 		if err != nil {
@@ -528,9 +551,9 @@ func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) 
 		return err
 	})
 	if err != nil {
-		return batchResult{}, fmt.Errorf("state: commit batch of %d at seq %d: %w", len(batch), batch[0].seq, err)
+		return batchResult{}, nil, fmt.Errorf("state: commit batch of %d at seq %d: %w", len(batch), batch[0].seq, err)
 	}
-	return res, nil
+	return res, durable, nil
 }
 
 // begin starts a batch or expiry transaction: it clears the outbox keys of
@@ -588,15 +611,23 @@ func applyPlan(tx kv.Txn, p *plan) error {
 	return nil
 }
 
-// committed reports a committed batch: watermark, events, audit (the
-// pipeline acks the commands).
-func (l *loop) committed(ctx context.Context, res batchResult, msgs []*inMsg, clears []*auditItem) {
-	l.dropCleared(clears)
-	advanced := res.applied > l.applied
-	l.applied, l.nextLease = res.applied, res.nextLease
+// decided takes in a transaction that is applied, durable or not: the
+// loop's applied watermark and next lease, and the outcomes' events (the
+// answers to the commands).
+func (l *loop) decided(res batchResult) {
+	l.applied, l.nextLease = max(l.applied, res.applied), res.nextLease
 	if !res.lastTime.IsZero() {
 		l.lastTime = res.lastTime
 	}
+	l.announce(res.outcomes)
+}
+
+// committed reports a batch once it is durable: the committed watermark
+// and the audit events (the pipeline acks the commands). decided ran
+// before it.
+func (l *loop) committed(ctx context.Context, res batchResult, msgs []*inMsg, clears []*auditItem) {
+	l.dropCleared(clears)
+	advanced := res.applied > l.s.Watermark()
 	if advanced {
 		l.s.setWatermark(res.applied)
 	}
@@ -606,7 +637,7 @@ func (l *loop) committed(ctx context.Context, res batchResult, msgs []*inMsg, cl
 				Msg("commands missing from the stream (purged, deleted or expired before they were applied); recorded in the audit log")
 		}
 	}
-	l.report(res.outcomes)
+	l.queueAudits(res.outcomes)
 	if advanced {
 		if err := l.s.nc.Publish(subjects.StateCommitted, mustJSON(watermark{StreamSeq: res.applied})); err != nil {
 			l.log.Warn().Err(err).Msg("publish watermark")
@@ -619,8 +650,15 @@ func (l *loop) committed(ctx context.Context, res batchResult, msgs []*inMsg, cl
 	_ = l.pumpAudits(ctx)
 }
 
-// report publishes the events of outcomes and queues their audit events.
+// report publishes the events of outcomes and queues their audit events,
+// for a transaction that is durable already.
 func (l *loop) report(outcomes []outcome) {
+	l.announce(outcomes)
+	l.queueAudits(outcomes)
+}
+
+// announce publishes the events of outcomes and logs the rejections.
+func (l *loop) announce(outcomes []outcome) {
 	for i := range outcomes {
 		o := &outcomes[i]
 		l.s.observeOutcome(o)
@@ -640,6 +678,14 @@ func (l *loop) report(outcomes []outcome) {
 			}
 			e.Str("detail", o.detail).Msg("command rejected")
 		}
+	}
+}
+
+// queueAudits queues the audit events of outcomes for publishing to
+// CODI_AUDIT (none with Config.AppendAudit: they are in the log already).
+func (l *loop) queueAudits(outcomes []outcome) {
+	for i := range outcomes {
+		o := &outcomes[i]
 		if o.summary {
 			continue
 		}
@@ -701,6 +747,7 @@ func (l *loop) Lost(ctx context.Context, first, last uint64) error {
 	if err != nil {
 		return fmt.Errorf("state: record commands %d-%d lost: %w", first, last, err)
 	}
+	l.decided(res)
 	l.committed(ctx, res, nil, nil)
 	return nil
 }
