@@ -23,7 +23,7 @@ Open's directory holds pebble's files, all managed by pebble:
 	NNNNNN.log              write-ahead log: every commit, in commit order
 	NNNNNN.sst              sorted tables, written by flushes and compactions
 	MANIFEST-NNNNNN         the log of which tables make up the database
-	marker.manifest.*       which MANIFEST is current
+	marker.manifest.*       which MANIFEST is current (CURRENT too, for older readers)
 	marker.format-version.* the on-disk format (pebble.FormatNewest at creation)
 	OPTIONS-NNNNNN          the options the database was last opened with
 	LOCK                    held while a Store has the directory open

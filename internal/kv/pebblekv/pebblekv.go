@@ -82,6 +82,9 @@ type Store struct {
 	// when the last commit waited for it. A transaction that writes nothing
 	// is durable when last is. Guarded by writer.
 	last *pending
+	// failed, once set, fails every later commit: pebble found it could
+	// not go on (see commit). Guarded by writer.
+	failed error
 
 	mu      sync.Mutex
 	closed  bool
@@ -101,7 +104,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	if err := opts.FS.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirSynced(opts.FS, dir); err != nil {
 		return nil, fmt.Errorf("pebblekv: open %s: %w", dir, err)
 	}
 	// Locking first tells a held lock apart from every other failure.
@@ -135,10 +138,44 @@ func Open(dir string, opts Options) (*Store, error) {
 	}, nil
 }
 
+// mkdirSynced creates dir and its missing parents and fsyncs the directory
+// holding each one it created: pebble syncs the files it makes inside dir
+// and dir itself, but a new directory's own entry is durable only once its
+// parent is synced (a power loss would otherwise take the whole database).
+func mkdirSynced(fs vfs.FS, dir string) error {
+	var created []string
+	for d := dir; ; d = fs.PathDir(d) {
+		if _, err := fs.Stat(d); err == nil {
+			break
+		}
+		created = append(created, d)
+		if fs.PathDir(d) == d {
+			break
+		}
+	}
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for i := len(created) - 1; i >= 0; i-- {
+		parent, err := fs.OpenDir(fs.PathDir(created[i]))
+		if err != nil {
+			return err
+		}
+		err = parent.Sync()
+		if cerr := parent.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("sync the directory holding %s: %w", created[i], err)
+		}
+	}
+	return nil
+}
+
 // wrap adds the operation to a pebble error, and kv.ErrCorrupt when pebble
 // found damaged bytes.
 func wrap(dir, op string, err error) error {
-	if errors.Is(err, pebble.ErrCorruption) {
+	if pebble.IsCorruptionError(err) {
 		return fmt.Errorf("pebblekv: %s: %s: %w: %w", dir, op, kv.ErrCorrupt, err)
 	}
 	return fmt.Errorf("pebblekv: %s: %s: %w", dir, op, err)
@@ -230,21 +267,54 @@ func (s *Store) update(ctx context.Context, fn func(tx kv.Txn) error, sync bool)
 		// Nothing to log: durable when the commit before it is.
 		return s.last, nil
 	}
-	if sync {
-		if err := b.Commit(pebble.Sync); err != nil {
-			return nil, wrap(s.dir, "commit", err)
-		}
-		s.last = nil // the fsync covered every earlier commit
-		return nil, nil
-	}
-	if err := s.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+	if err := s.commit(b, sync); err != nil {
 		// pebble may still hold the batch: leave it to the collector.
 		keep = true
-		return nil, wrap(s.dir, "commit", err)
+		return nil, err
+	}
+	if sync {
+		s.last = nil // the fsync covered every earlier commit
+		return nil, nil
 	}
 	keep = true
 	s.last = &pending{b: b, dir: s.dir}
 	return s.last, nil
+}
+
+// commit applies b, waiting for the log's fsync when sync is set. pebble
+// cannot go on after a failed commit (a write or, for a waited commit, an
+// fsync of the log): it calls Fatalf, whose panic is caught here and kept
+// in s.failed, so that this and every later write fails with it instead of
+// ending the process. The caller holds the writer slot.
+func (s *Store) commit(b *pebble.Batch, sync bool) (err error) {
+	if s.failed != nil {
+		return s.failed
+	}
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		f, ok := r.(fatalError)
+		if !ok {
+			panic(r)
+		}
+		cause := f.err
+		if cause == nil {
+			cause = errors.New(f.msg)
+		}
+		s.failed = fmt.Errorf("pebblekv: %s: commit: %w (%s); writes are refused until the store is reopened", s.dir, cause, f.msg)
+		err = s.failed
+	}()
+	if sync {
+		err = b.Commit(pebble.Sync)
+	} else {
+		err = s.db.ApplyNoSyncWait(b, pebble.Sync)
+	}
+	if err != nil {
+		return wrap(s.dir, "commit", err)
+	}
+	return nil
 }
 
 // pending is a commit applied without waiting for its fsync.
@@ -378,11 +448,27 @@ func (l pebbleLogger) Infof(format string, args ...any) {
 	l.log.Debug().Str("component", "pebble").Msgf(format, args...)
 }
 
-// Fatalf logs at error level and panics: pebble calls it when it cannot go
-// on and expects it not to return (its default logger exits the process).
+// Fatalf logs at error level and panics with a fatalError: pebble calls
+// it when it cannot go on and expects it not to return (its default logger
+// exits the process). A commit catches the panic (see Store.commit); in
+// pebble's background work it ends the process, as pebble intends.
 func (l pebbleLogger) Fatalf(format string, args ...any) {
-	l.log.Error().Str("component", "pebble").Msgf(format, args...)
-	panic(fmt.Sprintf("pebble: "+format, args...))
+	f := fatalError{msg: fmt.Sprintf(format, args...)}
+	for _, a := range args {
+		if err, ok := a.(error); ok {
+			f.err = err
+			break
+		}
+	}
+	l.log.Error().Str("component", "pebble").Msg(f.msg)
+	panic(f)
+}
+
+// fatalError is the panic value of pebbleLogger.Fatalf: its message and
+// the first error among its arguments (the cause, nil if none).
+type fatalError struct {
+	msg string
+	err error
 }
 
 // events reports pebble's background errors and write stalls; every other
