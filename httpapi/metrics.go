@@ -127,10 +127,30 @@ func (m *Metrics) Appended(records int, took time.Duration) {
 }
 
 // CountCommits returns store with its successful Update calls counted as
-// codi2_store_commits_total{store=name}. The result is safe for
-// concurrent use as store is; closing it closes store.
+// codi2_store_commits_total{store=name}. When store is a kv.AsyncStore so
+// is the result, and its UpdateAsync calls that applied are counted too.
+// The result is safe for concurrent use as store is; closing it closes
+// store.
 func (m *Metrics) CountCommits(name string, store kv.Store) kv.Store {
-	return countingStore{Store: store, commits: m.storeCommits.WithLabelValues(name)}
+	c := countingStore{Store: store, commits: m.storeCommits.WithLabelValues(name)}
+	if as, ok := store.(kv.AsyncStore); ok {
+		return countingAsyncStore{countingStore: c, async: as}
+	}
+	return c
+}
+
+// countingAsyncStore is a countingStore that keeps kv.AsyncStore.
+type countingAsyncStore struct {
+	countingStore
+	async kv.AsyncStore
+}
+
+func (s countingAsyncStore) UpdateAsync(ctx context.Context, fn func(tx kv.Txn) error) (func() error, error) {
+	durable, err := s.async.UpdateAsync(ctx, fn)
+	if err == nil {
+		s.commits.Inc()
+	}
+	return durable, err
 }
 
 type countingStore struct {

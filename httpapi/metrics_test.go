@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/codi2/codi2/httpapi"
+	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/internal/kv/kvtest"
 	"github.com/codi2/codi2/state"
 )
 
@@ -132,4 +135,39 @@ func grepCodi2(text string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// CountCommits keeps a store's split commit (kv.AsyncStore), so that the
+// state service's kv.UpdateAsync is not turned into Update by the
+// counting; both kinds of commit are counted, a failed one is not, and a
+// store without it stays without it.
+func TestMetrics_CountCommits_KeepsAsyncStore(t *testing.T) {
+	m := httpapi.NewMetrics()
+	_, isAsync := m.CountCommits("bolt", kvtest.NewBolt(t)).(kv.AsyncStore)
+	assert.False(t, isAsync)
+
+	s, ok := m.CountCommits("pebble", kvtest.NewPebble(t)).(kv.AsyncStore)
+	require.True(t, ok, "the counted store lost UpdateAsync")
+	set := func(tx kv.Txn) error { return tx.Set([]byte("k"), []byte("v")) }
+	durable, err := s.UpdateAsync(t.Context(), set)
+	require.NoError(t, err)
+	require.NoError(t, durable())
+	require.NoError(t, s.Update(t.Context(), set))
+	_, err = s.UpdateAsync(t.Context(), func(kv.Txn) error { return errors.New("no") })
+	require.Error(t, err)
+
+	families, err := m.Registry().Gather()
+	require.NoError(t, err)
+	var got float64
+	for _, f := range families {
+		if f.GetName() != httpapi.MetricStoreCommits {
+			continue
+		}
+		for _, mt := range f.GetMetric() {
+			if mt.GetLabel()[0].GetValue() == "pebble" {
+				got = mt.GetCounter().GetValue()
+			}
+		}
+	}
+	assert.Equal(t, 2.0, got)
 }

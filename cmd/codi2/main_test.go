@@ -44,7 +44,7 @@ func TestRun_Commands(t *testing.T) {
 		{"serve help", []string{"serve", "-h"}, 0, "", "-nats-listen"},
 		{"bad flag", []string{"serve", "--no-such-flag"}, 1, "", "flag provided but not defined"},
 		{"extra args", []string{"serve", "now"}, 1, "", "unexpected arguments: now"},
-		{"bad store", []string{"serve", "--store", "mysql"}, 1, "", `--store "mysql": want bolt or fdb`},
+		{"bad store", []string{"serve", "--store", "mysql"}, 1, "", `--store "mysql": want bolt, pebble or fdb`},
 		{"bad http", []string{"serve", "--http-listen", "nope"}, 1, "", "--http-listen"},
 		{"bad level", []string{"serve", "--log-level", "loud"}, 1, "", "--log-level"},
 		{"bad format", []string{"serve", "--log-format", "xml"}, 1, "", "--log-format"},

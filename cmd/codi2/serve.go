@@ -57,7 +57,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.HTTPListen, "http-listen", "127.0.0.1:8080", "HTTP address HOST:PORT (API, live feed, dashboard, metrics, health)")
 	fs.StringVar(&c.WSListen, "ws-listen", "", "open the embedded NATS server's WebSocket listener on HOST:PORT (off when empty)")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "use this NATS server or cluster instead of the embedded one")
-	fs.StringVar(&c.Store, "store", "bolt", "state and audit store: bolt (embedded file) or fdb (FoundationDB)")
+	fs.StringVar(&c.Store, "store", "bolt", "state and audit store: bolt (embedded files), pebble (embedded write-ahead log, one fsync per commit) or fdb (FoundationDB)")
 	fs.StringVar(&c.FDBClusterFile, "fdb-cluster-file", "", "FoundationDB cluster file (--store fdb); empty: the client's default")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: auto (console on a terminal), json, console")
@@ -84,9 +84,9 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 		return c, fmt.Errorf("--audit-max-age %v: want a positive duration, or 0 to keep every age", c.AuditMaxAge)
 	}
 	switch c.Store {
-	case "bolt", "fdb":
+	case server.StoreBolt, server.StorePebble, server.StoreFDB:
 	default:
-		return c, fmt.Errorf("--store %q: want bolt or fdb", c.Store)
+		return c, fmt.Errorf("--store %q: want bolt, pebble or fdb", c.Store)
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPListen); err != nil {
 		return c, fmt.Errorf("--http-listen %q: %v", c.HTTPListen, err)

@@ -8,4 +8,9 @@ var (
 	// ErrDataDirLocked is returned when another process holds the data
 	// directory's lock; the error names that process's pid.
 	ErrDataDirLocked = errors.New("server: data directory in use")
+
+	// ErrOtherStore is returned when the data directory holds the files of
+	// the embedded engine other than Config.Store (state.db, audit.db or
+	// store.db for bolt, pebble/ for pebble); the error names them.
+	ErrOtherStore = errors.New("server: data directory holds another store's data")
 )

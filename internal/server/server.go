@@ -23,8 +23,9 @@ import (
 
 // Store names accepted by Config.Store.
 const (
-	StoreBolt = "bolt"
-	StoreFDB  = "fdb"
+	StoreBolt   = "bolt"
+	StoreFDB    = "fdb"
+	StorePebble = "pebble"
 )
 
 // DefaultCheckpointKey is the audit checkpoint signer key's file name in
@@ -34,8 +35,9 @@ const DefaultCheckpointKey = "audit.key"
 
 // Config describes one codi2 process.
 type Config struct {
-	// DataDir holds JetStream's files and the embedded stores (state.db,
-	// audit.db). It is created if missing. Required.
+	// DataDir holds JetStream's files and the embedded stores (state.db
+	// and audit.db, store.db with InlineAudit, or the directory pebble).
+	// It is created if missing. Required.
 	DataDir string
 	// NATSListen is the embedded NATS server's client address
 	// (bus.DefaultListen when empty; port -1 picks a free one).
@@ -52,7 +54,11 @@ type Config struct {
 	// may have waited before Readiness reports the service as lagging.
 	// Default DefaultReadyMaxLag.
 	ReadyMaxLag time.Duration
-	// Store is StoreBolt (the default) or StoreFDB.
+	// Store is StoreBolt (the default), StorePebble or StoreFDB. With
+	// StorePebble both services share one pebble database (DataDir/pebble)
+	// and the state service appends each outcome's audit record in the
+	// command's own transaction, as with InlineAudit: one log write and
+	// one fdatasync per commit, shared by concurrent commits.
 	Store string
 	// FDBClusterFile is the FoundationDB cluster file for StoreFDB; empty
 	// means the client library's default.
@@ -77,7 +83,7 @@ type Config struct {
 	// (state.Config.AppendAudit with audit.AppendInTxn), instead of a
 	// second commit by the audit service: the prototype of issue 16's
 	// single commit path, off by default (with Store fdb both services share
-	// the database already).
+	// the database already; StorePebble implies it).
 	InlineAudit bool
 	// State and Audit configure the two services.
 	State state.Config
@@ -107,8 +113,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.DataDir == "":
 		return errors.New("server: a data directory is required")
-	case c.Store != StoreBolt && c.Store != StoreFDB:
-		return fmt.Errorf("server: store %q: want %s or %s", c.Store, StoreBolt, StoreFDB)
+	case c.Store != StoreBolt && c.Store != StorePebble && c.Store != StoreFDB:
+		return fmt.Errorf("server: store %q: want %s, %s or %s", c.Store, StoreBolt, StorePebble, StoreFDB)
 	}
 	return nil
 }
@@ -259,7 +265,7 @@ func (s *Server) start(ctx context.Context) error {
 	if err := b.Listen(); err != nil {
 		return err
 	}
-	st, au, err := openStores(cfg)
+	st, au, err := openStores(cfg, s.log)
 	if err != nil {
 		return err
 	}
@@ -276,7 +282,7 @@ func (s *Server) start(ctx context.Context) error {
 	m := cfg.Metrics
 	stateCfg := cfg.State
 	stateCfg.Metrics = m
-	if cfg.InlineAudit {
+	if cfg.InlineAudit || cfg.Store == StorePebble {
 		stateCfg.AppendAudit = audit.AppendInTxn
 	}
 	if s.state, err = state.New(stateCfg, stateNC, m.CountCommits("state", st), s.log); err != nil {

@@ -30,6 +30,7 @@ func TestConfig_Validate(t *testing.T) {
 	}{
 		{"defaults", server.Config{DataDir: "x"}, ""},
 		{"fdb", server.Config{DataDir: "x", Store: server.StoreFDB}, ""},
+		{"pebble", server.Config{DataDir: "x", Store: server.StorePebble}, ""},
 		{"no dir", server.Config{}, "data directory"},
 		{"bad store", server.Config{DataDir: "x", Store: "mysql"}, `store "mysql"`},
 	}
@@ -229,4 +230,52 @@ func TestServer_InlineAudit(t *testing.T) {
 	require.NoError(t, s.Stop())
 	assert.FileExists(t, filepath.Join(dir, "store.db"))
 	assert.NoFileExists(t, filepath.Join(dir, "state.db"))
+}
+
+// With Store pebble both services share one pebble database in
+// DATA/pebble, and a state command's audit record is appended in the
+// command's own transaction: it is in the log, once, and the chain
+// verifies. A restart on the same directory finds both.
+func TestServer_Pebble(t *testing.T) {
+	dir := t.TempDir()
+	cfg := server.Config{DataDir: dir, NATSListen: "127.0.0.1:-1", Store: server.StorePebble}
+	s, err := server.Start(context.Background(), cfg, bustest.Logger(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Stop() })
+	nc := bustest.Connect(t, s.Bus())
+	c, err := state.NewClient(nc, "agent-1")
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ev, err := c.Apply(ctx, "task", "ADR-028", state.Command{Op: state.OpPut, Fields: map[string]any{"status": "open"}})
+	require.NoError(t, err)
+	ac, err := audit.NewClient(nc)
+	require.NoError(t, err)
+	res, err := ac.Query(ctx, audit.Query{Source: "codi-state"})
+	require.NoError(t, err)
+	require.Len(t, res.Records, 1)
+	assert.Contains(t, res.Records[0].MsgID, strconv.FormatUint(ev.Seq, 10))
+	v, err := ac.Verify(ctx, audit.VerifyRequest{})
+	require.NoError(t, err)
+	assert.True(t, v.OK, "%+v", v)
+	require.NoError(t, s.Stop())
+	assert.DirExists(t, filepath.Join(dir, server.PebbleDir))
+	for _, f := range []string{"state.db", "audit.db", "store.db"} {
+		assert.NoFileExists(t, filepath.Join(dir, f))
+	}
+
+	s, err = server.Start(context.Background(), cfg, bustest.Logger(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Stop() })
+	nc = bustest.Connect(t, s.Bus())
+	c, err = state.NewClient(nc, "agent-1")
+	require.NoError(t, err)
+	rec, err := c.Get(ctx, "task", "ADR-028", 0)
+	require.NoError(t, err)
+	assert.JSONEq(t, `"open"`, string(rec.Fields["status"]))
+	ac, err = audit.NewClient(nc)
+	require.NoError(t, err)
+	res, err = ac.Query(ctx, audit.Query{Source: "codi-state"})
+	require.NoError(t, err)
+	assert.Len(t, res.Records, 1, "after the restart")
 }

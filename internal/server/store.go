@@ -2,20 +2,52 @@ package server
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
+
+	"github.com/rs/zerolog"
 
 	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/internal/kv/boltkv"
+	"github.com/codi2/codi2/internal/kv/pebblekv"
 )
+
+// PebbleDir is the directory, in the data directory, of the pebble store
+// (Config.Store StorePebble).
+const PebbleDir = "pebble"
+
+// boltFiles are the bbolt stores a data directory may hold: the state and
+// audit files, and InlineAudit's one file.
+var boltFiles = []string{"state.db", "audit.db", "store.db"}
 
 // openStores opens the state and audit stores: two bbolt files, so that
 // their commits do not wait on one another, one bbolt file for both with
-// Config.InlineAudit, or one FoundationDB database for both (their keys
-// live under distinct tuple prefixes).
-func openStores(cfg Config) (st, au kv.Store, err error) {
-	if cfg.Store == StoreFDB {
+// Config.InlineAudit, one pebble database for both with StorePebble, or one
+// FoundationDB database for both (their keys live under distinct tuple
+// prefixes). An embedded store refuses a data directory that holds the
+// other embedded engine's files, rather than starting empty beside them.
+func openStores(cfg Config, log zerolog.Logger) (st, au kv.Store, err error) {
+	switch cfg.Store {
+	case StoreFDB:
 		db, err := openFDB(cfg.FDBClusterFile)
 		return db, db, err
+	case StorePebble:
+		if err := refuseOtherEngine(cfg.DataDir, StorePebble, StoreBolt, boltFiles...); err != nil {
+			return nil, nil, err
+		}
+		// One database, so that a state command and its audit record
+		// commit together, in one write to its log.
+		db, err := pebblekv.Open(filepath.Join(cfg.DataDir, PebbleDir), pebblekv.Options{
+			Log: log.With().Str("component", "store").Logger(),
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("store: %w", err)
+		}
+		return db, db, nil
+	}
+	if err := refuseOtherEngine(cfg.DataDir, StoreBolt, StorePebble, PebbleDir); err != nil {
+		return nil, nil, err
 	}
 	// A memory map larger than the file spares commits the remap that would
 	// wait for every open read (address space only, not memory or disk).
@@ -38,4 +70,20 @@ func openStores(cfg Config) (st, au kv.Store, err error) {
 		return nil, nil, fmt.Errorf("audit store: %w", err)
 	}
 	return st, au, nil
+}
+
+// refuseOtherEngine returns an error matching ErrOtherStore when dataDir
+// holds any of names, the files of the engine other than store.
+func refuseOtherEngine(dataDir, store, other string, names ...string) error {
+	var found []string
+	for _, name := range names {
+		if _, err := os.Stat(filepath.Join(dataDir, name)); err == nil {
+			found = append(found, name)
+		}
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s holds %s, the %s store's data; --store %s would start empty beside it: run with --store %s, or use another --data directory",
+		ErrOtherStore, dataDir, strings.Join(found, ", "), other, store, other)
 }

@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/codi2/codi2/internal/kv/boltkv"
+	"github.com/codi2/codi2/internal/kv/pebblekv"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -29,4 +31,72 @@ func TestStart_StoreLocked(t *testing.T) {
 			require.NoError(t, s.Stop())
 		})
 	}
+}
+
+// A data directory holding one embedded engine's data refuses the other,
+// naming what it found, rather than starting an empty store beside it;
+// nothing is created and nothing is left open.
+func TestStart_OtherEngineRefused(t *testing.T) {
+	tests := []struct {
+		name   string
+		store  string
+		inline bool
+		have   []string
+		want   []string
+	}{
+		{"pebble over bolt", StorePebble, false, []string{"state.db", "audit.db"}, []string{"state.db, audit.db", "the bolt store", "--store bolt"}},
+		{"pebble over inline bolt", StorePebble, false, []string{"store.db"}, []string{"store.db", "--store bolt"}},
+		{"bolt over pebble", StoreBolt, false, []string{PebbleDir + "/"}, []string{"holds pebble", "the pebble store", "--store pebble"}},
+		{"inline bolt over pebble", StoreBolt, true, []string{PebbleDir + "/"}, []string{"holds pebble", "--store pebble"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, name := range tt.have {
+				if name[len(name)-1] == '/' {
+					require.NoError(t, os.Mkdir(filepath.Join(dir, name), 0o755))
+					continue
+				}
+				require.NoError(t, os.WriteFile(filepath.Join(dir, name), nil, 0o600))
+			}
+			cfg := Config{DataDir: dir, NATSListen: "127.0.0.1:-1", Store: tt.store, InlineAudit: tt.inline}
+			_, err := Start(context.Background(), cfg, zerolog.Nop())
+			require.ErrorIs(t, err, ErrOtherStore)
+			for _, w := range tt.want {
+				assert.Contains(t, err.Error(), w)
+			}
+			for _, f := range append(boltFiles, PebbleDir) {
+				if !contains(tt.have, f) && !contains(tt.have, f+"/") {
+					assert.NoFileExists(t, filepath.Join(dir, f), "created by a refused start")
+					assert.NoDirExists(t, filepath.Join(dir, f), "created by a refused start")
+				}
+			}
+		})
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// A pebble directory held by another store fails the start with
+// pebblekv.ErrLocked, naming the directory, and leaves nothing open.
+func TestStart_PebbleLocked(t *testing.T) {
+	dir := t.TempDir()
+	held, err := pebblekv.Open(filepath.Join(dir, PebbleDir), pebblekv.Options{})
+	require.NoError(t, err)
+	cfg := Config{DataDir: dir, NATSListen: "127.0.0.1:-1", Store: StorePebble}
+	_, err = Start(context.Background(), cfg, zerolog.Nop())
+	require.ErrorIs(t, err, pebblekv.ErrLocked)
+	assert.Contains(t, err.Error(), PebbleDir)
+	require.NoError(t, held.Close())
+
+	s, err := Start(context.Background(), cfg, zerolog.Nop())
+	require.NoError(t, err)
+	require.NoError(t, s.Stop())
 }

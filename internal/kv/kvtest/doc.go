@@ -1,3 +1,4 @@
-// Package kvtest holds the conformance suite every kv.Store backend passes
-// (Run) and the one way tests get a real embedded store (NewBolt).
+// Package kvtest holds the conformance suites every kv.Store backend passes
+// (Run, and RunAsync for a kv.AsyncStore) and the one way tests get a real
+// embedded store (NewBolt, NewPebble).
 package kvtest

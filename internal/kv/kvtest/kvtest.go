@@ -9,6 +9,7 @@ import (
 
 	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/internal/kv/boltkv"
+	"github.com/codi2/codi2/internal/kv/pebblekv"
 )
 
 // NewBolt opens a real boltkv store on a fresh file in t.TempDir() and closes
@@ -22,6 +23,22 @@ func NewBolt(t testing.TB) kv.Store {
 		// open while it waits for an Update to commit.
 		InitialMmapSize: 64 << 20,
 	})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil && !errors.Is(err, kv.ErrClosed) {
+			t.Errorf("close store: %v", err)
+		}
+	})
+	return s
+}
+
+// NewPebble opens a real pebblekv store in a fresh directory under
+// t.TempDir() and closes it when the test ends (a store the test closed
+// itself is fine). Commits are fsynced as in production. Safe to call from
+// parallel tests; each call gets its own directory.
+func NewPebble(t testing.TB) kv.AsyncStore {
+	t.Helper()
+	s, err := pebblekv.Open(filepath.Join(t.TempDir(), "pebble"), pebblekv.Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil && !errors.Is(err, kv.ErrClosed) {

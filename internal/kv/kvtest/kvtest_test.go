@@ -1,6 +1,7 @@
 package kvtest_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/codi2/codi2/internal/kv"
@@ -11,4 +12,23 @@ import (
 // suite's own package, so that `go test -cover` measures the suite itself.
 func TestRun_Bolt(t *testing.T) {
 	kvtest.Run(t, func(t *testing.T) kv.Store { return kvtest.NewBolt(t) })
+}
+
+// TestRunAsync_Pebble runs the AsyncStore suite on the backend with a
+// split commit.
+func TestRunAsync_Pebble(t *testing.T) {
+	kvtest.RunAsync(t, func(t *testing.T) kv.AsyncStore { return kvtest.NewPebble(t) })
+}
+
+// TestRunAsync_BoltFallback runs the AsyncStore suite on bbolt through
+// kv.UpdateAsync's fallback to Update, which must keep the same promises.
+func TestRunAsync_BoltFallback(t *testing.T) {
+	kvtest.RunAsync(t, func(t *testing.T) kv.AsyncStore { return fallback{kvtest.NewBolt(t)} })
+}
+
+// fallback is a Store whose UpdateAsync is kv.UpdateAsync's fallback.
+type fallback struct{ kv.Store }
+
+func (f fallback) UpdateAsync(ctx context.Context, fn func(tx kv.Txn) error) (func() error, error) {
+	return kv.UpdateAsync(ctx, f.Store, fn)
 }

@@ -1,0 +1,53 @@
+/*
+Package pebblekv is the kv.Store and kv.AsyncStore on a pebble database
+(CockroachDB's log-structured engine, pure Go): one directory, ordered byte
+keys (FoundationDB's data model on one machine), one writer at a time and any
+number of snapshot readers. A commit is one record appended to the
+write-ahead log and one fdatasync of it, which pebble shares between commits
+queued behind one another (group commit).
+
+# Basics
+
+Update runs fn on an indexed pebble batch (reads see the batch's own writes
+over the database) while it holds the single writer slot, applies the batch
+and returns once the log is fsynced. UpdateAsync does the same but returns
+as soon as the batch is applied (visible to every later transaction) and
+releases the writer slot before the fsync, so the next transaction runs
+while the fsync is in flight; the durable function it returns waits for that
+fsync. View reads a pebble snapshot.
+
+# On-disk layout
+
+Open's directory holds pebble's files, all managed by pebble:
+
+	NNNNNN.log              write-ahead log: every commit, in commit order
+	NNNNNN.sst              sorted tables, written by flushes and compactions
+	MANIFEST-NNNNNN         the log of which tables make up the database
+	marker.manifest.*       which MANIFEST is current (CURRENT too, for older readers)
+	marker.format-version.* the on-disk format (pebble.FormatNewest at creation)
+	OPTIONS-NNNNNN          the options the database was last opened with
+	LOCK                    held while a Store has the directory open
+
+A commit lives in the log until its memtable (4 MiB by default) is flushed to
+a table; recovery at Open replays the logs. Keys are stored as given (one
+keyspace, tuple-encoded by the callers), values as given.
+
+# Caveats
+
+Durability: the log is written with pebble.Sync: each commit group costs one
+fdatasync of the log file, and no background sync of the log is configured
+(WALBytesPerSync 0), so the syscall count is the commit count or less. A
+process killed after UpdateAsync returned but before the fsync loses nothing
+(the bytes are in the OS page cache); a power loss or OS crash may lose the
+commits whose durable function had not returned nil, always a suffix of the
+commit order.
+
+ClearRange writes one range tombstone, so unlike bbolt it costs the same
+whatever it covers; reads over many tombstoned keys pay until a compaction
+removes them.
+
+pebble panics on internal invariant failures and calls its logger's Fatalf
+(logged at error level, then a panic) when it cannot go on, for example when
+its MANIFEST cannot be written.
+*/
+package pebblekv

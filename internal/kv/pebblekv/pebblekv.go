@@ -1,0 +1,485 @@
+package pebblekv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
+	"github.com/rs/zerolog"
+
+	"github.com/codi2/codi2/internal/kv"
+)
+
+// DefaultCacheSize is the block cache, in bytes, when Options.CacheSize is
+// zero. codi2's state fits in it many times over.
+const DefaultCacheSize = 32 << 20
+
+// Options configures Open. The zero value is ready to use.
+type Options struct {
+	// FS is the file system pebble writes to; nil means the operating
+	// system's (vfs.Default). Tests pass vfs.NewStrictMem() to simulate a
+	// power loss (its ResetToSyncedState drops every write not fsynced).
+	FS vfs.FS
+
+	// Log receives pebble's messages: its informational lines (table
+	// flushes, log rotations) at debug level, background errors at error
+	// level, write stalls at warn level. The zero Logger discards them.
+	Log zerolog.Logger
+
+	// CacheSize is the size, in bytes, of the block cache of table reads.
+	// Zero means DefaultCacheSize.
+	CacheSize int64
+
+	// TxnTimeout bounds every transaction, from its start, including the
+	// wait for the writer slot. Zero means kv.MaxTxnDuration, FoundationDB's
+	// limit, so that work which fits here also fits a cluster.
+	TxnTimeout time.Duration
+}
+
+// Validate reports options that can never work.
+func (o Options) Validate() error {
+	switch {
+	case o.CacheSize < 0:
+		return fmt.Errorf("pebblekv: negative CacheSize %d", o.CacheSize)
+	case o.TxnTimeout < 0:
+		return fmt.Errorf("pebblekv: negative TxnTimeout %v", o.TxnTimeout)
+	}
+	return nil
+}
+
+// withDefaults returns o with zero fields set to their defaults.
+func (o Options) withDefaults() Options {
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.CacheSize == 0 {
+		o.CacheSize = DefaultCacheSize
+	}
+	if o.TxnTimeout == 0 {
+		o.TxnTimeout = kv.MaxTxnDuration
+	}
+	return o
+}
+
+// Store is a kv.AsyncStore backed by one pebble database. It is safe for
+// concurrent use: Update and UpdateAsync run one at a time, in the order
+// they get the writer slot (so transactions are serializable), and Views
+// run concurrently with each other and with the writer.
+type Store struct {
+	db         *pebble.DB
+	dir        string
+	txnTimeout time.Duration
+
+	// writer is the single writer slot, held while fn runs and its batch is
+	// applied. A channel rather than a mutex lets a waiting Update give up
+	// on ctx, timeout or Close.
+	writer chan struct{}
+	// last is the last commit applied without waiting for its fsync, nil
+	// when the last commit waited for it. A transaction that writes nothing
+	// is durable when last is. Guarded by writer.
+	last *pending
+	// failed, once set, fails every later commit: pebble found it could
+	// not go on (see commit). Guarded by writer.
+	failed error
+
+	mu      sync.Mutex
+	closed  bool
+	closing chan struct{} // closed by Close; wakes Updates waiting for writer
+	running sync.WaitGroup
+}
+
+var _ kv.AsyncStore = (*Store)(nil)
+
+// Open opens or creates the pebble database in dir (created if missing,
+// with its parents). Only one Store may have a directory open: Open fails
+// with an error matching ErrLocked if its LOCK file is held. Opening
+// replays the write-ahead log; a damaged database fails with an error
+// matching kv.ErrCorrupt. The caller must Close the Store.
+func Open(dir string, opts Options) (*Store, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	if err := mkdirSynced(opts.FS, dir); err != nil {
+		return nil, fmt.Errorf("pebblekv: open %s: %w", dir, err)
+	}
+	// Locking first tells a held lock apart from every other failure.
+	lock, err := pebble.LockDirectory(dir, opts.FS)
+	if err != nil {
+		return nil, fmt.Errorf("pebblekv: open %s: %w (%v)", dir, ErrLocked, err)
+	}
+	// Open takes its own reference to the lock and to the cache; the
+	// database releases them when it closes.
+	defer lock.Close()
+	cache := pebble.NewCache(opts.CacheSize)
+	defer cache.Unref()
+	logger := pebbleLogger{opts.Log}
+	db, err := pebble.Open(dir, &pebble.Options{
+		FS:                 opts.FS,
+		Lock:               lock,
+		Cache:              cache,
+		Logger:             logger,
+		EventListener:      logger.events(),
+		FormatMajorVersion: pebble.FormatNewest,
+	})
+	if err != nil {
+		return nil, wrap(dir, "open", err)
+	}
+	return &Store{
+		db:         db,
+		dir:        dir,
+		txnTimeout: opts.TxnTimeout,
+		writer:     make(chan struct{}, 1),
+		closing:    make(chan struct{}),
+	}, nil
+}
+
+// mkdirSynced creates dir and its missing parents and fsyncs the directory
+// holding each one it created: pebble syncs the files it makes inside dir
+// and dir itself, but a new directory's own entry is durable only once its
+// parent is synced (a power loss would otherwise take the whole database).
+func mkdirSynced(fs vfs.FS, dir string) error {
+	var created []string
+	for d := dir; ; d = fs.PathDir(d) {
+		if _, err := fs.Stat(d); err == nil {
+			break
+		}
+		created = append(created, d)
+		if fs.PathDir(d) == d {
+			break
+		}
+	}
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for i := len(created) - 1; i >= 0; i-- {
+		parent, err := fs.OpenDir(fs.PathDir(created[i]))
+		if err != nil {
+			return err
+		}
+		err = parent.Sync()
+		if cerr := parent.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("sync the directory holding %s: %w", created[i], err)
+		}
+	}
+	return nil
+}
+
+// wrap adds the operation to a pebble error, and kv.ErrCorrupt when pebble
+// found damaged bytes.
+func wrap(dir, op string, err error) error {
+	if pebble.IsCorruptionError(err) {
+		return fmt.Errorf("pebblekv: %s: %s: %w: %w", dir, op, kv.ErrCorrupt, err)
+	}
+	return fmt.Errorf("pebblekv: %s: %s: %w", dir, op, err)
+}
+
+// Dir returns the directory the Store was opened on. Safe for concurrent
+// use.
+func (s *Store) Dir() string { return s.dir }
+
+// Update runs fn in the single read-write transaction, applies its writes
+// and returns nil once they are fsynced to the write-ahead log (and with
+// them every commit before). It waits for the writer slot (bounded by ctx
+// and the transaction timeout). An error from fn is returned unchanged and
+// nothing is written; a write error fn ignored fails the commit. fn runs
+// once here, but kv.Store allows retries: keep fn free of outside effects.
+// Safe for concurrent use.
+func (s *Store) Update(ctx context.Context, fn func(tx kv.Txn) error) error {
+	p, err := s.update(ctx, fn, true)
+	if err != nil {
+		return err
+	}
+	return p.wait()
+}
+
+// UpdateAsync implements kv.AsyncStore. It runs fn like Update and, when
+// fn returns nil, applies its writes with pebble's DB.ApplyNoSyncWait:
+// they are visible to every later transaction when UpdateAsync returns,
+// and the writer slot is free again while the log's fsync is in flight,
+// so the next transaction's commit joins the same or the next fsync
+// (pebble's log writer syncs everything written before a sync request, in
+// one fdatasync, for every commit queued by then).
+//
+// durable waits for the fsync (Batch.SyncWait) and returns its error. The
+// order kv.AsyncStore promises comes from pebble: the log is written in
+// commit order under the commit pipeline's mutex, its flusher pops sync
+// waiters in that order after a sync that covers all of them, and the
+// first failed sync is kept and returned to every later waiter, so a
+// durable call returns nil only if every earlier commit's sync succeeded.
+// A transaction that wrote nothing is durable when the commit before it
+// is. durable may be called from any goroutine, more than once, and after
+// Close (Close syncs the log). Not calling it costs nothing but the
+// batch's memory until it is collected. On error nothing was applied and
+// durable is nil. Safe for concurrent use.
+func (s *Store) UpdateAsync(ctx context.Context, fn func(tx kv.Txn) error) (durable func() error, err error) {
+	p, err := s.update(ctx, fn, false)
+	if err != nil {
+		return nil, err
+	}
+	return p.wait, nil
+}
+
+// update runs fn on an indexed batch while holding the writer slot and
+// commits the batch: with sync, it waits for the log's fsync; otherwise it
+// only applies it. It returns what the caller waits on for durability.
+func (s *Store) update(ctx context.Context, fn func(tx kv.Txn) error, sync bool) (*pending, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.running.Done()
+	t, err := s.newTxn(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.acquireWriter(t); err != nil {
+		return nil, err
+	}
+	defer func() { <-s.writer }()
+
+	b := s.db.NewIndexedBatch()
+	t.r, t.b = b, b
+	keep := false // the batch outlives update, until its fsync
+	defer func() {
+		t.done = true
+		if !keep {
+			// Also runs when fn panics.
+			_ = b.Close()
+		}
+	}()
+	if err := fn(t); err != nil {
+		return nil, err
+	}
+	if err := t.writes.Err(); err != nil {
+		return nil, err
+	}
+	if err := t.alive("commit"); err != nil {
+		return nil, err
+	}
+	if b.Empty() {
+		// Nothing to log: durable when the commit before it is.
+		return s.last, nil
+	}
+	if err := s.commit(b, sync); err != nil {
+		// pebble may still hold the batch: leave it to the collector.
+		keep = true
+		return nil, err
+	}
+	if sync {
+		s.last = nil // the fsync covered every earlier commit
+		return nil, nil
+	}
+	keep = true
+	s.last = &pending{b: b, dir: s.dir}
+	return s.last, nil
+}
+
+// commit applies b, waiting for the log's fsync when sync is set. pebble
+// cannot go on after a failed commit (a write or, for a waited commit, an
+// fsync of the log): it calls Fatalf, whose panic is caught here and kept
+// in s.failed, so that this and every later write fails with it instead of
+// ending the process. The caller holds the writer slot.
+func (s *Store) commit(b *pebble.Batch, sync bool) (err error) {
+	if s.failed != nil {
+		return s.failed
+	}
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		f, ok := r.(fatalError)
+		if !ok {
+			panic(r)
+		}
+		cause := f.err
+		if cause == nil {
+			cause = errors.New(f.msg)
+		}
+		s.failed = fmt.Errorf("pebblekv: %s: commit: %w (%s); writes are refused until the store is reopened", s.dir, cause, f.msg)
+		err = s.failed
+	}()
+	if sync {
+		err = b.Commit(pebble.Sync)
+	} else {
+		err = s.db.ApplyNoSyncWait(b, pebble.Sync)
+	}
+	if err != nil {
+		return wrap(s.dir, "commit", err)
+	}
+	return nil
+}
+
+// pending is a commit applied without waiting for its fsync.
+type pending struct {
+	once sync.Once
+	b    *pebble.Batch
+	dir  string
+	err  error
+}
+
+// wait waits for p's fsync and returns its error; a nil p is durable.
+// Safe for concurrent use and repeated calls.
+func (p *pending) wait() error {
+	if p == nil {
+		return nil
+	}
+	p.once.Do(func() {
+		if err := p.b.SyncWait(); err != nil {
+			p.err = wrap(p.dir, "sync log", err)
+		}
+		// pebble allows Close only after SyncWait.
+		_ = p.b.Close()
+		p.b = nil
+	})
+	return p.err
+}
+
+// View runs fn in a read-only transaction over a pebble snapshot taken when
+// it starts; commits made while fn runs are invisible to it, and commits
+// applied by UpdateAsync before it are visible even if not yet durable.
+// fn's error is returned unchanged. Views never wait for the writer. Safe
+// for concurrent use.
+func (s *Store) View(ctx context.Context, fn func(tx kv.ReadTxn) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.running.Done()
+	t, err := s.newTxn(ctx, false)
+	if err != nil {
+		return err
+	}
+	snap := s.db.NewSnapshot()
+	t.r = snap
+	defer func() {
+		t.done = true
+		_ = snap.Close()
+	}()
+	return fn(t)
+}
+
+// Close waits for running transactions to return, fails Updates still
+// waiting for the writer slot with kv.ErrClosed, and closes the database,
+// which fsyncs the log (so every durable function returns). Calls after
+// Close, including a second Close, return kv.ErrClosed. Safe for
+// concurrent use.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("pebblekv: close %s: %w", s.dir, kv.ErrClosed)
+	}
+	s.closed = true
+	close(s.closing)
+	s.mu.Unlock()
+
+	s.running.Wait()
+	if err := s.db.Close(); err != nil {
+		return wrap(s.dir, "close", err)
+	}
+	return nil
+}
+
+// enter registers a transaction with Close, or fails if the store is closed.
+func (s *Store) enter() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("pebblekv: %s: %w", s.dir, kv.ErrClosed)
+	}
+	s.running.Add(1)
+	return nil
+}
+
+// newTxn starts the clock of a transaction: its deadline is the earlier of
+// ctx's deadline and the store's transaction timeout.
+func (s *Store) newTxn(ctx context.Context, writable bool) (*txn, error) {
+	t := &txn{
+		ctx:      ctx,
+		dir:      s.dir,
+		writable: writable,
+		timeout:  s.txnTimeout,
+		deadline: time.Now().Add(s.txnTimeout),
+	}
+	if d, ok := ctx.Deadline(); ok && d.Before(t.deadline) {
+		t.deadline, t.ctxDeadline = d, true
+	}
+	if err := t.alive("begin"); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// acquireWriter takes the writer slot, giving up when t runs out of time or
+// the store closes.
+func (s *Store) acquireWriter(t *txn) error {
+	select {
+	case s.writer <- struct{}{}:
+		return nil
+	default:
+	}
+	timer := time.NewTimer(time.Until(t.deadline))
+	defer timer.Stop()
+	select {
+	case s.writer <- struct{}{}:
+		return nil
+	case <-t.ctx.Done():
+		return t.alive("wait for writer")
+	case <-timer.C:
+		return t.alive("wait for writer")
+	case <-s.closing:
+		return fmt.Errorf("pebblekv: %s: wait for writer: %w", s.dir, kv.ErrClosed)
+	}
+}
+
+// pebbleLogger routes pebble's logging to zerolog.
+type pebbleLogger struct{ log zerolog.Logger }
+
+// Infof logs pebble's informational lines at debug level: flushes,
+// compactions and log rotations are routine.
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug().Str("component", "pebble").Msgf(format, args...)
+}
+
+// Fatalf logs at error level and panics with a fatalError: pebble calls
+// it when it cannot go on and expects it not to return (its default logger
+// exits the process). A commit catches the panic (see Store.commit); in
+// pebble's background work it ends the process, as pebble intends.
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	f := fatalError{msg: fmt.Sprintf(format, args...)}
+	for _, a := range args {
+		if err, ok := a.(error); ok {
+			f.err = err
+			break
+		}
+	}
+	l.log.Error().Str("component", "pebble").Msg(f.msg)
+	panic(f)
+}
+
+// fatalError is the panic value of pebbleLogger.Fatalf: its message and
+// the first error among its arguments (the cause, nil if none).
+type fatalError struct {
+	msg string
+	err error
+}
+
+// events reports pebble's background errors and write stalls; every other
+// event is left to Infof or dropped.
+func (l pebbleLogger) events() *pebble.EventListener {
+	return &pebble.EventListener{
+		BackgroundError: func(err error) {
+			l.log.Error().Str("component", "pebble").Err(err).Msg("pebble background error")
+		},
+		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
+			l.log.Warn().Str("component", "pebble").Str("reason", info.Reason).Msg("pebble write stall: commits wait for flushes or compactions")
+		},
+	}
+}
