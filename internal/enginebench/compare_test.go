@@ -51,6 +51,9 @@ const syncOps = 300
 //   - codi2-inline-audit: the same on a second whole server with
 //     server.Config.InlineAudit (one bbolt file; each outcome's audit
 //     record appended in the command's transaction, no second commit);
+//   - codi2-pebble: the same on a third whole server with Store pebble
+//     (one pebble database, audit records appended in the command's
+//     transaction, one write-ahead-log fsync per commit group);
 //   - kv-default: jetstream.KeyValue.Update on a file bucket of a server
 //     with the default sync interval; the claim race is Create;
 //   - kv-sync-always: the same on a server with sync_always (nats-server
@@ -61,7 +64,7 @@ const syncOps = 300
 //     which merges concurrent writers into one commit;
 //   - pebble: one Set with pebble.Sync (its WAL merges concurrent syncs).
 //
-// Each case reports p50-µs, p99-µs and ops/s; every case starts with both
+// Each case reports p50-µs, p99-µs and ops/s; every case starts with the
 // codi2 servers' audit services caught up. After all timed runs, each
 // case runs syncOps more operations with strace attached to count fsync
 // plus fdatasync calls of the whole process per operation (syncs/op, -1
@@ -85,10 +88,18 @@ func BenchmarkCompare(b *testing.B) {
 	inlineJS, err := jetstream.New(inlineNC)
 	require.NoError(b, err)
 	inlineWM := bustest.WatchWatermark(b, inlineNC, subjects.StateCommitted)
-	// Every case starts with both servers' audit services caught up, so
-	// that one case's audit backlog does not commit during the next.
+	peb, err := server.Start(context.Background(), server.Config{DataDir: b.TempDir(), NATSListen: "127.0.0.1:-1", Store: server.StorePebble},
+		zerolog.Nop())
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = peb.Stop() })
+	pebNC := bustest.Connect(b, peb.Bus())
+	pebJS, err := jetstream.New(pebNC)
+	require.NoError(b, err)
+	pebWM := bustest.WatchWatermark(b, pebNC, subjects.StateCommitted)
+	// Every case starts with the codi2 servers' audit services caught up,
+	// so that one case's audit backlog does not commit during the next.
 	res.settle = func(b *testing.B) {
-		for _, nc := range []*nats.Conn{codi, inlineNC} {
+		for _, nc := range []*nats.Conn{codi, inlineNC, pebNC} {
 			waitAuditCaughtUp(b, nc)
 		}
 	}
@@ -104,6 +115,7 @@ func BenchmarkCompare(b *testing.B) {
 		group := fmt.Sprintf("update/writers=%d", writers)
 		res.run(b, group+"/codi2", writers, stateUpdates(codiJS, wm, writers))
 		res.run(b, group+"/codi2-inline-audit", writers, stateUpdates(inlineJS, inlineWM, writers))
+		res.run(b, group+"/codi2-pebble", writers, stateUpdates(pebJS, pebWM, writers))
 		res.run(b, group+"/kv-default", writers, kvUpdates(kvDefault, writers))
 		res.run(b, group+"/kv-sync-always", writers, kvUpdates(kvSync, writers))
 		res.run(b, group+"/bbolt", writers, func(b *testing.B) opFunc {
@@ -144,6 +156,7 @@ func BenchmarkCompare(b *testing.B) {
 	group := fmt.Sprintf("claim-race/racers=%d", racers)
 	res.race(b, group+"/codi2", claims(codi))
 	res.race(b, group+"/codi2-inline-audit", claims(inlineNC))
+	res.race(b, group+"/codi2-pebble", claims(pebNC))
 	res.race(b, group+"/kv-create-default", kvCreates(kvDefault))
 	res.race(b, group+"/kv-create-sync-always", kvCreates(kvSync))
 	res.countSyncsAll(b)
