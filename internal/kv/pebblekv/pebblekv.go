@@ -217,8 +217,13 @@ func (s *Store) Update(ctx context.Context, fn func(tx kv.Txn) error) error {
 // A transaction that wrote nothing is durable when the commit before it
 // is. durable may be called from any goroutine, more than once, and after
 // Close (Close syncs the log). Not calling it costs nothing but the
-// batch's memory until it is collected. On error nothing was applied and
-// durable is nil. Safe for concurrent use.
+// batch's memory until it is collected. On error durable is nil and,
+// unless the error is a failed commit (below), nothing was applied.
+//
+// A failed write or fsync of the log is fatal to pebble: its writes may
+// already be visible (pebble applies a batch before its sync completes),
+// durable reports the failure, and this and every later commit of the
+// store fails until it is reopened (see commit). Safe for concurrent use.
 func (s *Store) UpdateAsync(ctx context.Context, fn func(tx kv.Txn) error) (durable func() error, err error) {
 	p, err := s.update(ctx, fn, false)
 	if err != nil {
