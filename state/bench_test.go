@@ -180,3 +180,37 @@ func burst(b *testing.B, js jetstream.JetStream, subject func(i int) string, wm 
 		b.ReportMetric(float64(b.N)/float64(max(wm.Count()-batches0, 1)), "cmds/batch")
 	}
 }
+
+// BenchmarkClient_Apply measures Client.Apply, one command at a time, to
+// its applied event, with the bytes allocated per command in the whole
+// process (client, server and service): each call used to allocate a
+// SubscribeSync channel of 65,536 slots, half a megabyte.
+//
+//	go test -run XXX -bench Client_Apply -benchmem ./state
+func BenchmarkClient_Apply(b *testing.B) {
+	bs := bustest.Run(b)
+	svcNC, err := bs.Connect("codi-state")
+	require.NoError(b, err)
+	b.Cleanup(svcNC.Close)
+	svc, err := state.New(state.Config{}, svcNC, kvtest.NewPebble(b), zerolog.Nop())
+	require.NoError(b, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	b.Cleanup(func() {
+		cancel()
+		require.NoError(b, <-done)
+	})
+	c, err := state.NewClient(bustest.Connect(b, bs), "agent-1")
+	require.NoError(b, err)
+	cmd := state.Command{Op: state.OpMerge, Fields: map[string]any{"k": 1}}
+	_, err = c.Apply(context.Background(), "bench", "warm", cmd)
+	require.NoError(b, err)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := c.Apply(context.Background(), "bench", "r1", cmd); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

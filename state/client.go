@@ -113,8 +113,14 @@ func (c *Client) Apply(ctx context.Context, kind, id string, cmd Command) (Event
 // mine accepts. It subscribes before publishing, so the event cannot be
 // missed. A context that ends after the PubAck is ErrTimeout naming the
 // sequence.
+//
+// The events wait in a small channel of the call's own (outcomeBuffer)
+// rather than a SubscribeSync, whose 65,536-slot channel (nats.go's
+// DefaultSubChanLen) was half a megabyte allocated, and scanned by the
+// garbage collector, per command.
 func (c *Client) publish(ctx context.Context, subj, evtSubj, msgID string, data []byte, mine func(Event) bool) (Event, error) {
-	sub, err := c.nc.SubscribeSync(evtSubj)
+	events := make(chan *nats.Msg, outcomeBuffer)
+	sub, err := c.nc.ChanSubscribe(evtSubj, events)
 	if err != nil {
 		return Event{}, fmt.Errorf("state: subscribe %s: %w", evtSubj, err)
 	}
@@ -126,16 +132,27 @@ func (c *Client) publish(ctx context.Context, subj, evtSubj, msgID string, data 
 		return Event{}, fmt.Errorf("state: publish %s: %w", subj, err)
 	}
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return Event{}, fmt.Errorf("%w: no outcome for %s seq %d: %w", ErrTimeout, subj, ack.Sequence, err)
-		}
-		var ev Event
-		if json.Unmarshal(m.Data, &ev) == nil && ev.Seq == ack.Sequence && mine(ev) {
-			return ev, nil
+		select {
+		case m := <-events:
+			var ev Event
+			if json.Unmarshal(m.Data, &ev) == nil && ev.Seq == ack.Sequence && mine(ev) {
+				return ev, nil
+			}
+		case <-ctx.Done():
+			if n, _ := sub.Dropped(); n > 0 {
+				return Event{}, fmt.Errorf("%w: no outcome for %s seq %d: %d events of %s arrived faster than they were read and were dropped: %w",
+					ErrTimeout, subj, ack.Sequence, n, evtSubj, context.Cause(ctx))
+			}
+			return Event{}, fmt.Errorf("%w: no outcome for %s seq %d: %w", ErrTimeout, subj, ack.Sequence, context.Cause(ctx))
 		}
 	}
 }
+
+// outcomeBuffer is how many events of the record a command waits on are
+// held for it: those of other commands on the same record that arrive
+// before its own, while it waits for its PubAck. nats.go drops what does
+// not fit (a slow consumer), which publish reports at its timeout.
+const outcomeBuffer = 1024
 
 // HolderField is the field Claim sets to the claiming agent and Release
 // clears (null): who holds a record's lease. Refresh and Release refuse a

@@ -116,6 +116,7 @@ func BenchmarkCompare(b *testing.B) {
 		res.run(b, group+"/codi2", writers, stateUpdates(codiJS, wm, writers))
 		res.run(b, group+"/codi2-inline-audit", writers, stateUpdates(inlineJS, inlineWM, writers))
 		res.run(b, group+"/codi2-pebble", writers, stateUpdates(pebJS, pebWM, writers))
+		res.run(b, group+"/codi2-pebble-applied", writers, stateApplies(pebNC, writers))
 		res.run(b, group+"/kv-default", writers, kvUpdates(kvDefault, writers))
 		res.run(b, group+"/kv-sync-always", writers, kvUpdates(kvSync, writers))
 		res.run(b, group+"/bbolt", writers, func(b *testing.B) opFunc {
@@ -179,6 +180,29 @@ func stateUpdates(js jetstream.JetStream, wm *bustest.Watermark, writers int) fu
 				return err
 			}
 			return wm.Wait(ack.Sequence, 30*time.Second)
+		}
+	}
+}
+
+// stateApplies has each writer merge into its own record with
+// state.Client.Apply: publish the command, then wait for its applied event
+// (the answer; on pebble it comes before the fsync, the committed
+// watermark after it).
+func stateApplies(nc *nats.Conn, writers int) func(b *testing.B) opFunc {
+	return func(b *testing.B) opFunc {
+		clients := make([]*state.Client, writers)
+		ids := make([]string, writers)
+		run := time.Now().UnixNano()
+		for w := range clients {
+			var err error
+			clients[w], err = state.NewClient(nc, fmt.Sprintf("agent-%d", w))
+			require.NoError(b, err)
+			ids[w] = fmt.Sprintf("a%d-w%d", run, w)
+		}
+		cmd := state.Command{Op: state.OpMerge, Fields: map[string]any{"k": 1}}
+		return func(w, _ int) error {
+			_, err := clients[w].Apply(context.Background(), "bench", ids[w], cmd)
+			return err
 		}
 	}
 }
