@@ -298,7 +298,7 @@ func TestLoop_Process_DamageEveryTransactionReads(t *testing.T) {
 		{seq: 1, time: time.Unix(100, 0).UTC(), subject: "codi.state.cmd.task.a.agent-1", data: []byte(`{"op":"put"}`)},
 		{seq: 2, time: time.Unix(100, 0).UTC(), subject: "codi.state.cmd.task.b.agent-1", data: []byte(`{"op":"put"}`)},
 	}
-	err = l.process(context.Background(), batch)
+	_, err = l.apply(context.Background(), batch)
 	require.ErrorIs(t, err, kv.ErrCorrupt)
 	assert.ErrorContains(t, err, "seq=1")
 }

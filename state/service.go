@@ -188,6 +188,10 @@ type loop struct {
 	spilled     bool             // the store's outbox holds entries missing from audits
 	auditRetry  time.Time        // no publish attempts before this
 	lastActive  time.Time
+
+	// pending holds the batches applied and not yet durable, in commit
+	// order, each as its transactions (CommitAsync, Durable).
+	pending [][]piece
 }
 
 // auditItem is an outbox entry and the state of its publish.
@@ -277,13 +281,66 @@ func (l *loop) Replace(ctx context.Context, stream jetstream.Stream, keep, first
 	return l.rebase(ctx, stream, keep, &lost)
 }
 
-// Commit applies a batch of commands (internal/pipeline acks it after).
+// Commit applies a batch of commands and returns once it is durable
+// (internal/pipeline acks it after).
 func (l *loop) Commit(ctx context.Context, batch []*pipeline.Msg[*inMsg]) error {
+	durable, err := l.CommitAsync(ctx, batch)
+	if err != nil {
+		return err
+	}
+	if durable != nil {
+		if err := durable(); err != nil {
+			return err
+		}
+	}
+	return l.Durable(ctx, batch)
+}
+
+// CommitAsync applies a batch of commands and answers them (see apply);
+// durable, nil on a store without a split commit, waits for its fsync and
+// runs on a goroutine of the pipeline's, touching nothing of the loop's.
+// The pipeline calls Durable once it returned nil, then acks the batch.
+func (l *loop) CommitAsync(ctx context.Context, batch []*pipeline.Msg[*inMsg]) (func() error, error) {
 	ims := make([]*inMsg, len(batch))
 	for i, m := range batch {
 		ims[i] = m.Value
 	}
-	return l.process(ctx, ims)
+	pieces, err := l.apply(ctx, ims)
+	if err != nil {
+		return nil, err
+	}
+	l.pending = append(l.pending, pieces)
+	waits := false
+	for _, pc := range pieces {
+		waits = waits || pc.durable != nil
+	}
+	if !waits {
+		return nil, nil
+	}
+	return func() error {
+		for _, pc := range pieces {
+			if pc.durable == nil {
+				continue
+			}
+			if err := pc.durable(); err != nil {
+				return fmt.Errorf("state: batch of %d at seq %d applied but not made durable: %w", pc.res.n, pc.msgs[0].seq, err)
+			}
+		}
+		return nil
+	}, nil
+}
+
+// Durable reports the oldest batch CommitAsync applied, now durable: the
+// committed watermark and its audit events.
+func (l *loop) Durable(ctx context.Context, _ []*pipeline.Msg[*inMsg]) error {
+	pieces := l.pending[0]
+	l.pending[0] = nil
+	l.pending = l.pending[1:]
+	for _, pc := range pieces {
+		l.s.observeBatch(pc.res.n, pc.took)
+		l.committed(ctx, pc.res, pc.msgs, pc.clears)
+	}
+	return nil
 }
 
 // Wake is when the loop's own work is next due (nextWake), and the
@@ -374,14 +431,26 @@ func (l *loop) nextWake(now time.Time) time.Duration {
 	return 0
 }
 
-// process commits batch in as many transactions as its size needs and
-// reports each one.
+// piece is one transaction of a batch: applied, and durable once durable
+// returns nil (nil: durable already).
+type piece struct {
+	res     batchResult
+	durable func() error
+	msgs    []*inMsg
+	clears  []*auditItem
+	took    time.Duration
+}
+
+// apply commits batch in as many transactions as its size needs and takes
+// in each one's outcomes as decided (decided: its answers are published);
+// the caller reports each piece once it is durable (committed).
 //
 // A batch whose transaction fails on a damaged store page (kv.ErrCorrupt)
 // is committed again one command at a time, so that only the command that
 // touches the damage fails: it is rejected with reason corrupt (see
 // commitCorrupt) and the others are applied.
-func (l *loop) process(ctx context.Context, batch []*inMsg) error {
+func (l *loop) apply(ctx context.Context, batch []*inMsg) ([]piece, error) {
+	var out []piece
 	for len(batch) > 0 {
 		clears := l.takeDone()
 		start := time.Now()
@@ -389,17 +458,19 @@ func (l *loop) process(ctx context.Context, batch []*inMsg) error {
 		if err != nil {
 			l.untakeDone(clears)
 			if !errors.Is(err, kv.ErrCorrupt) {
-				return err
+				return out, err
 			}
 			if len(batch) > 1 {
-				if err := l.process(ctx, batch[:1]); err != nil {
-					return err
+				one, err := l.apply(ctx, batch[:1])
+				out = append(out, one...)
+				if err != nil {
+					return out, err
 				}
 				batch = batch[1:]
 				continue
 			}
 			if res, err = l.commitCorrupt(ctx, batch[0], err); err != nil {
-				return err
+				return out, err
 			}
 			clears, durable = nil, nil
 		}
@@ -408,16 +479,10 @@ func (l *loop) process(ctx context.Context, batch []*inMsg) error {
 		// decides the same): they are answered now, and the watermark
 		// follows once the commit is durable.
 		l.decided(res)
-		if durable != nil {
-			if err := durable(); err != nil {
-				return fmt.Errorf("state: batch of %d at seq %d applied but not made durable: %w", res.n, batch[0].seq, err)
-			}
-		}
-		l.s.observeBatch(res.n, time.Since(start))
-		l.committed(ctx, res, batch[:res.n], clears)
+		out = append(out, piece{res: res, durable: durable, msgs: batch[:res.n], clears: clears, took: time.Since(start)})
 		batch = batch[res.n:]
 	}
-	return nil
+	return out, nil
 }
 
 // commitCorrupt commits the rejection of im, whose transaction failed with

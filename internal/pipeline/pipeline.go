@@ -123,6 +123,33 @@ type Handler[T any] interface {
 	Tick(ctx context.Context, idle bool) error
 }
 
+// AsyncHandler is a Handler whose commits may be durable after they are
+// applied (a store with a split commit, kv.AsyncStore): the writer goes on
+// to the next batch while the last one's fsync is in flight.
+type AsyncHandler[T any] interface {
+	Handler[T]
+	// CommitAsync applies batch like Commit and returns once it is applied
+	// (later batches and reads see it); durable blocks until it is on
+	// stable storage, and is called once, from a goroutine of the
+	// pipeline's, in commit order. A nil durable means it is durable
+	// already.
+	CommitAsync(ctx context.Context, batch []*Msg[T]) (durable func() error, err error)
+	// Durable runs on the writer's goroutine once batch is durable, in
+	// commit order, before the pipeline acks it. An error stops Run.
+	Durable(ctx context.Context, batch []*Msg[T]) error
+}
+
+// MaxInFlight is how many batches an AsyncHandler's pipeline holds applied
+// and not yet durable; the writer waits for the oldest before it commits
+// one more.
+const MaxInFlight = 4
+
+// inFlight is a batch applied and not yet durable.
+type inFlight[T any] struct {
+	batch   []*Msg[T]
+	durable func() error
+}
+
 // Pipeline is one consumer and its single writer. Build it with New, then
 // call Open and Run from one goroutine. Stream and Seen are for the
 // handler, on that goroutine.
@@ -139,6 +166,14 @@ type Pipeline[T any] struct {
 	carry    *Msg[T]   // gathered but left for the next batch
 	seen     uint64    // highest stream seq known to exist
 	tailNext time.Time // when an idle pipeline next looks at the tail
+
+	// With an AsyncHandler: the batches applied and not yet durable, in
+	// commit order; syncs hands their durable functions to the goroutine
+	// that waits for them, which answers on synced, in the same order.
+	async    AsyncHandler[T]
+	inflight []inFlight[T]
+	syncs    chan func() error
+	synced   chan error
 }
 
 // New returns a pipeline over js for handler h. cfg is validated (defaults
@@ -152,7 +187,9 @@ func New[T any](cfg Config, js jetstream.JetStream, h Handler[T], prepare Prepar
 	if js == nil || h == nil || prepare == nil || problem == nil {
 		return nil, fmt.Errorf("%w: JetStream, a handler, a prepare function and a problem holder are required", ErrConfig)
 	}
-	return &Pipeline[T]{cfg: cfg, js: js, h: h, prepare: prepare, problem: problem, log: log}, nil
+	p := &Pipeline[T]{cfg: cfg, js: js, h: h, prepare: prepare, problem: problem, log: log}
+	p.async, _ = h.(AsyncHandler[T])
+	return p, nil
 }
 
 // Stream returns the stream the pipeline reads (nil before Open).
@@ -208,11 +245,18 @@ func (p *Pipeline[T]) Run(ctx context.Context) error {
 	stopDeadline := context.AfterFunc(ctx, func() { time.AfterFunc(p.cfg.ShutdownTimeout, cancel) })
 	defer stopDeadline()
 	defer p.sess.stop()
+	if p.async != nil {
+		stopSyncer := p.startSyncer()
+		defer stopSyncer()
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		if ctx.Err() != nil {
 			return p.shutdown(work)
+		}
+		if err := p.finishReady(work); err != nil {
+			return err
 		}
 		now := time.Now()
 		wake, signal := p.h.Wake(now)
@@ -233,6 +277,11 @@ func (p *Pipeline[T]) Run(ctx context.Context) error {
 			default:
 				select {
 				case first = <-p.sess.in:
+				case err := <-p.synced:
+					if err := p.finish(work, err); err != nil {
+						return err
+					}
+					continue
 				case <-timer.C:
 					if err := p.idle(work); err != nil {
 						return err
@@ -244,6 +293,9 @@ func (p *Pipeline[T]) Run(ctx context.Context) error {
 					}
 					continue
 				case <-p.sess.lost:
+					if err := p.drain(work); err != nil {
+						return err
+					}
 					if err := p.reposition(ctx, p.sess.why); err != nil {
 						if ctx.Err() != nil {
 							return nil
@@ -261,6 +313,9 @@ func (p *Pipeline[T]) Run(ctx context.Context) error {
 			return err
 		}
 		if gap {
+			if err := p.drain(work); err != nil {
+				return err
+			}
 			if err := p.reposition(ctx, "delivery gap"); err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -281,6 +336,9 @@ func (p *Pipeline[T]) idle(ctx context.Context) error {
 	empty := len(p.sess.in) == 0 && p.carry == nil
 	if empty && !now.Before(p.tailNext) {
 		p.tailNext = now.Add(p.cfg.TailCheckInterval)
+		if err := p.drain(ctx); err != nil {
+			return err
+		}
 		if err := p.checkTail(ctx); err != nil {
 			return err
 		}
@@ -304,14 +362,117 @@ func (p *Pipeline[T]) checkTail(ctx context.Context) error {
 	return p.h.Lost(ctx, first, last)
 }
 
-// commit hands batch to the handler and acks it.
+// commit hands batch to the handler and acks it once it is durable: at
+// once, or, with an AsyncHandler whose commit is not durable yet, when the
+// syncer says so (finish), holding at most MaxInFlight such batches.
 func (p *Pipeline[T]) commit(ctx context.Context, batch []*Msg[T]) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	if err := p.h.Commit(ctx, batch); err != nil {
+	if p.async == nil {
+		if err := p.h.Commit(ctx, batch); err != nil {
+			return err
+		}
+		p.ack(batch)
+		return nil
+	}
+	durable, err := p.async.CommitAsync(ctx, batch)
+	if err != nil {
 		return err
 	}
+	if durable == nil && len(p.inflight) == 0 {
+		if err := p.async.Durable(ctx, batch); err != nil {
+			return err
+		}
+		p.ack(batch)
+		return nil
+	}
+	if durable == nil {
+		durable = durableNow
+	}
+	p.inflight = append(p.inflight, inFlight[T]{batch: batch, durable: durable})
+	p.syncs <- durable // never blocks: it holds MaxInFlight
+	for len(p.inflight) >= MaxInFlight {
+		if err := p.finish(ctx, <-p.synced); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func durableNow() error { return nil }
+
+// finish takes the syncer's answer for the oldest batch in flight: on
+// success the handler's Durable runs and the batch is acked.
+func (p *Pipeline[T]) finish(ctx context.Context, err error) error {
+	f := p.inflight[0]
+	p.inflight[0] = inFlight[T]{}
+	p.inflight = p.inflight[1:]
+	if err != nil {
+		return err
+	}
+	if err := p.async.Durable(ctx, f.batch); err != nil {
+		return err
+	}
+	p.ack(f.batch)
+	return nil
+}
+
+// finishReady finishes the batches in flight that the syncer has answered
+// for, without waiting.
+func (p *Pipeline[T]) finishReady(ctx context.Context) error {
+	for len(p.inflight) > 0 {
+		select {
+		case err := <-p.synced:
+			if err := p.finish(ctx, err); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+// drain waits until every batch in flight is durable and acked: before
+// the pipeline repositions, looks at the tail, or stops.
+func (p *Pipeline[T]) drain(ctx context.Context) error {
+	for len(p.inflight) > 0 {
+		if err := p.finish(ctx, <-p.synced); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startSyncer starts the goroutine that waits, in commit order, for the
+// durable functions handed to it on syncs and answers each on synced. The
+// returned function stops it; durable functions it was handed and had not
+// started are dropped (Run returns: their batches are not acked, so they
+// are redelivered).
+func (p *Pipeline[T]) startSyncer() (stop func()) {
+	p.syncs = make(chan func() error, MaxInFlight)
+	p.synced = make(chan error, MaxInFlight)
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case durable := <-p.syncs:
+				p.synced <- durable() // never blocks: at most MaxInFlight wait
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
+}
+
+// ack acks batch's messages (its last alone with AckAllPolicy).
+func (p *Pipeline[T]) ack(batch []*Msg[T]) {
 	acks := batch
 	if p.cfg.Consumer.AckPolicy == jetstream.AckAllPolicy {
 		// Acking the last delivery acks every one before it.
@@ -322,7 +483,6 @@ func (p *Pipeline[T]) commit(ctx context.Context, batch []*Msg[T]) error {
 			p.log.Warn().Err(err).Str("stream", p.cfg.Stream).Uint64("seq", m.Seq).Msg("ack")
 		}
 	}
-	return nil
 }
 
 // gather collects a batch that starts with first: whatever else is ready,
@@ -398,8 +558,16 @@ func (p *Pipeline[T]) gather(ctx context.Context, first *Msg[T], wait time.Durat
 }
 
 // shutdown stops intake, commits and acks what was delivered, bounded by
-// ctx (which ends ShutdownTimeout after Run's), and stops the consumer.
+// ctx (which ends ShutdownTimeout after Run's), waits for the batches in
+// flight to be durable, and stops the consumer.
 func (p *Pipeline[T]) shutdown(ctx context.Context) error {
+	if err := p.shutdownIntake(ctx); err != nil {
+		return err
+	}
+	return p.drain(ctx)
+}
+
+func (p *Pipeline[T]) shutdownIntake(ctx context.Context) error {
 	p.sess.cc.Drain()
 	closed := p.sess.cc.Closed()
 	for {
