@@ -106,15 +106,28 @@ func BenchmarkRawJetStreamAsync(b *testing.B) {
 func BenchmarkRawJetStreamConsume(b *testing.B) {
 	for _, withID := range []bool{false, true} {
 		b.Run(idName(withID), func(b *testing.B) {
-			b.ReportMetric(rawConsume(b, withID, b.N*ingestEvents), "events/s")
+			r := rawConsume(b, withID, b.N*ingestEvents)
+			b.ReportMetric(r.perSec, "events/s")
+			b.ReportMetric(r.cpu, "cpu-us/event")
 		})
 	}
 }
 
+// ingestRun is what one throughput run measured.
+type ingestRun struct {
+	perSec float64 // events/s, from the first publish until the last is in
+	// cpu is the test process's CPU time (user and system: the server,
+	// the publisher and the consumer alike) per event over the same span,
+	// in microseconds; 0 where the platform does not say. On a shared
+	// machine it moves less than throughput does.
+	cpu       float64
+	perCommit float64 // events per commit (ingest only)
+}
+
 // rawConsume is one run of BenchmarkRawJetStreamConsume: n events through a
-// bus of its own, which it closes and removes before it returns. It returns
-// events/s. Only the publishing and reading are timed.
-func rawConsume(b *testing.B, withID bool, n int) float64 {
+// bus of its own, which it closes and removes before it returns. Only the
+// publishing and reading are timed.
+func rawConsume(b *testing.B, withID bool, n int) ingestRun {
 	b.StopTimer()
 	bs, js, scfg := rawStream(b)
 	defer closeBus(bs)
@@ -163,13 +176,16 @@ func rawConsume(b *testing.B, withID bool, n int) float64 {
 		}
 	}()
 	b.StartTimer()
-	start := time.Now()
+	start, cpu := time.Now(), processCPU()
 	publishAll(b, js, "bench.raw.agent-3.file", n, withID)
 	<-done
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu
 	b.StopTimer()
-	return latency.Throughput(n, elapsed)
+	return ingestRun{perSec: latency.Throughput(n, elapsed), cpu: perEventMicros(cpu, n)}
 }
+
+// perEventMicros is d per event of n, in microseconds.
+func perEventMicros(d time.Duration, n int) float64 { return d.Seconds() * 1e6 / float64(n) }
 
 // closeBus closes a bus that bustest.Run started and removes its data
 // directory now rather than when the benchmark ends, so that rounds do
@@ -187,28 +203,32 @@ func closeBus(bs *bus.Bus) {
 // Each of CODI2_AUDIT_BENCH_ROUNDS rounds (default 5) runs the ceiling
 // (rawConsume) and the service's ingest (ingestOnce) once each, on fresh
 // servers, in alternating order, so that both see the same load on
-// average. It reports the medians of both in events/s and the median of
-// the rounds' ratios (ingest over ceiling).
+// average. It reports the medians of both in events/s, the median of the
+// rounds' ratios (ingest over ceiling), and the medians of the process's
+// CPU time per event of both (see ingestRun).
 func BenchmarkIngestRatio(b *testing.B) {
 	rounds := benchEnvInt(b, "CODI2_AUDIT_BENCH_ROUNDS", 5)
 	for _, withID := range []bool{false, true} {
 		b.Run(idName(withID), func(b *testing.B) {
 			n := b.N * ingestEvents
-			var ceiling, ingest, ratio []float64
+			var ceiling, ingest, ratio, ceilingCPU, ingestCPU []float64
 			for r := range rounds {
-				var c, i float64
+				var c, i ingestRun
 				if r%2 == 0 {
 					c = rawConsume(b, withID, n)
-					i, _ = ingestOnce(b, withID, n)
+					i = ingestOnce(b, withID, n)
 				} else {
-					i, _ = ingestOnce(b, withID, n)
+					i = ingestOnce(b, withID, n)
 					c = rawConsume(b, withID, n)
 				}
-				ceiling, ingest, ratio = append(ceiling, c), append(ingest, i), append(ratio, i/c)
+				ceiling, ingest, ratio = append(ceiling, c.perSec), append(ingest, i.perSec), append(ratio, i.perSec/c.perSec)
+				ceilingCPU, ingestCPU = append(ceilingCPU, c.cpu), append(ingestCPU, i.cpu)
 			}
 			b.ReportMetric(median(ceiling), "ceiling-events/s")
 			b.ReportMetric(median(ingest), "ingest-events/s")
 			b.ReportMetric(median(ratio), "ratio")
+			b.ReportMetric(median(ceilingCPU), "ceiling-cpu-us/event")
+			b.ReportMetric(median(ingestCPU), "ingest-cpu-us/event")
 		})
 	}
 }
@@ -238,7 +258,9 @@ func rawStream(b *testing.B) (*bus.Bus, jetstream.JetStream, jetstream.StreamCon
 }
 
 // publishAll publishes n copies of benchPayload on subject, async, with a
-// Nats-Msg-Id each when withID, and waits for every PubAck.
+// Nats-Msg-Id each when withID, and waits for every PubAck. A publish may
+// wait up to benchStallWait for PubAcks to come in: nats.go's default of
+// 200ms failed runs on a loaded machine.
 func publishAll(b *testing.B, js jetstream.JetStream, subject string, n int, withID bool) {
 	b.Helper()
 	for i := range n {
@@ -257,10 +279,12 @@ func idName(withID bool) string {
 
 func idOpt(withID bool, i int) []jetstream.PublishOpt {
 	if !withID {
-		return nil
+		return []jetstream.PublishOpt{benchStallWait}
 	}
-	return []jetstream.PublishOpt{jetstream.WithMsgID("e-" + strconv.Itoa(i))}
+	return []jetstream.PublishOpt{benchStallWait, jetstream.WithMsgID("e-" + strconv.Itoa(i))}
 }
+
+var benchStallWait = jetstream.WithStallWait(10 * time.Second)
 
 // ingestEvents is the number of events one iteration of the throughput
 // benchmarks publishes.
@@ -311,16 +335,16 @@ func BenchmarkIngest(b *testing.B) {
 }
 
 func benchIngest(b *testing.B, withID bool) {
-	perSec, perCommit := ingestOnce(b, withID, b.N*ingestEvents)
-	b.ReportMetric(perSec, "events/s")
-	b.ReportMetric(perCommit, "events/commit")
+	r := ingestOnce(b, withID, b.N*ingestEvents)
+	b.ReportMetric(r.perSec, "events/s")
+	b.ReportMetric(r.perCommit, "events/commit")
+	b.ReportMetric(r.cpu, "cpu-us/event")
 }
 
 // ingestOnce is one run of BenchmarkIngest: n events through a bus, store
-// and service of its own, which it stops and removes before it returns. It
-// returns events/s and events per commit. Only the publishing and the wait
-// for the watermark are timed.
-func ingestOnce(b *testing.B, withID bool, n int) (perSec, perCommit float64) {
+// and service of its own, which it stops and removes before it returns.
+// Only the publishing and the wait for the watermark are timed.
+func ingestOnce(b *testing.B, withID bool, n int) ingestRun {
 	b.StopTimer()
 	bs := bustest.Run(b)
 	defer closeBus(bs)
@@ -344,13 +368,17 @@ func ingestOnce(b *testing.B, withID bool, n int) (perSec, perCommit float64) {
 	require.NoError(b, err)
 	defer sub.Unsubscribe()
 	b.StartTimer()
-	start := time.Now()
+	start, cpu := time.Now(), processCPU()
 	publishAll(b, js, "codi.audit.log.agent-3.file", n, withID)
 	_, err = c.WaitCommitted(context.Background(), base+uint64(n))
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu
 	b.StopTimer()
 	require.NoError(b, err)
-	return latency.Throughput(n, elapsed), float64(n) / float64(max(commits.Load(), 1))
+	return ingestRun{
+		perSec:    latency.Throughput(n, elapsed),
+		cpu:       perEventMicros(cpu, n),
+		perCommit: float64(n) / float64(max(commits.Load(), 1)),
+	}
 }
 
 // wait=0 is the default MaxBatchWait (group commit); wait=1ms makes the
@@ -686,6 +714,25 @@ func BenchmarkApply(b *testing.B) {
 		s.setMeta(m)
 	}
 	st := lat.Summary()
+	// bbolt splits the pages of appended keys half full: about 1.2 KB of
+	// file per record of 0.4 KB.
+	fi, err := os.Stat(store.Path())
+	require.NoError(b, err)
+	b.ReportMetric(float64(fi.Size())/float64(batch*b.N), "file-bytes/event")
 	b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(st.P50.Microseconds())/1000, "commit-p50-ms")
+}
+
+// BenchmarkNewEvent is the intake's work per delivered event (prepareEvent,
+// on the consumer's goroutine): the subject's tokens and flags, the
+// payload checked and copied into the record's body.
+func BenchmarkNewEvent(b *testing.B) {
+	at := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		e := newEvent(1, at, "codi.audit.log.agent-3.file", nil, benchPayload)
+		if len(e.body) == 0 {
+			b.Fatal("empty body")
+		}
+	}
 }
