@@ -62,6 +62,13 @@ type indexer struct {
 	byCategory map[string]*indexBlock
 	bySC       map[[2]string]*indexBlock
 	all        []*block // every block, in the order first used
+	// last is the source, category and blocks of the previous add: a
+	// batch is mostly runs of one agent's events, which then skip the
+	// three map lookups.
+	last struct {
+		source, category string
+		src, cat, sc     *indexBlock
+	}
 }
 
 // indexBlock is a block and the packed prefix of the index value it is for.
@@ -94,23 +101,33 @@ func (x *indexer) newBlock(prefix kv.Tuple) *indexBlock {
 // writing any block that is full.
 func (x *indexer) add(w *writer, source, category string, t int64, seq uint64) {
 	addTo(w, &x.byTime, timePrefix, t, seq)
-	b := x.bySource[source]
-	if b == nil {
-		b = x.newBlock(kv.Tuple{nsBySource, source})
-		x.bySource[source] = b
+	l := &x.last
+	if l.src == nil || source != l.source || category != l.category {
+		l.source, l.category = source, category
+		l.src, l.cat, l.sc = x.blocks(source, category)
 	}
-	addTo(w, &b.block, b.prefix, t, seq)
-	if b = x.byCategory[category]; b == nil {
-		b = x.newBlock(kv.Tuple{nsByCategory, category})
-		x.byCategory[category] = b
+	addTo(w, &l.src.block, l.src.prefix, t, seq)
+	addTo(w, &l.cat.block, l.cat.prefix, t, seq)
+	addTo(w, &l.sc.block, l.sc.prefix, t, seq)
+}
+
+// blocks returns the source, category and source+category blocks for
+// source and category, made on first use.
+func (x *indexer) blocks(source, category string) (src, cat, sc *indexBlock) {
+	if src = x.bySource[source]; src == nil {
+		src = x.newBlock(kv.Tuple{nsBySource, source})
+		x.bySource[source] = src
 	}
-	addTo(w, &b.block, b.prefix, t, seq)
-	sc := [2]string{source, category}
-	if b = x.bySC[sc]; b == nil {
-		b = x.newBlock(kv.Tuple{nsBySC, source, category})
-		x.bySC[sc] = b
+	if cat = x.byCategory[category]; cat == nil {
+		cat = x.newBlock(kv.Tuple{nsByCategory, category})
+		x.byCategory[category] = cat
 	}
-	addTo(w, &b.block, b.prefix, t, seq)
+	key := [2]string{source, category}
+	if sc = x.bySC[key]; sc == nil {
+		sc = x.newBlock(kv.Tuple{nsBySC, source, category})
+		x.bySC[key] = sc
+	}
+	return src, cat, sc
 }
 
 func addTo(w *writer, b *block, prefix []byte, t int64, seq uint64) {

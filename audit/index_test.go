@@ -233,3 +233,36 @@ func TestIndex_ReadsWhatItReturns(t *testing.T) {
 		}))
 	}
 }
+
+// TestIndexer_Add_MixedValues writes one commit whose events come in runs
+// of one source and category and switch between them, past a full block,
+// and reads every index back: each value's entries and nothing else's.
+func TestIndexer_Add_MixedValues(t *testing.T) {
+	store := kvtest.NewBolt(t)
+	// Each change of one without the other, and runs of one pair.
+	pairs := [][2]string{{"a", "x"}, {"a", "y"}, {"a", "y"}, {"b", "y"}, {"b", "x"}, {"a", "x"}}
+	want := map[string][]entry{}
+	put := func(prefix kv.Tuple, e entry) {
+		k := string(prefix.Pack())
+		want[k] = append(want[k], e)
+	}
+	require.NoError(t, store.Update(context.Background(), func(tx kv.Txn) error {
+		w := writer{tx: tx}
+		ix := newIndexer()
+		for i := range 3 * maxBlockEntries {
+			p, e := pairs[i%len(pairs)], entry{int64(1000 + i), uint64(i + 1)}
+			ix.add(&w, p[0], p[1], e.t, e.seq)
+			put(kv.Tuple{nsByTime}, e)
+			put(kv.Tuple{nsBySource, p[0]}, e)
+			put(kv.Tuple{nsByCategory, p[1]}, e)
+			put(kv.Tuple{nsBySC, p[0], p[1]}, e)
+		}
+		ix.flush(&w)
+		return w.err
+	}))
+	prefixes := []kv.Tuple{{nsByTime}, {nsBySource, "a"}, {nsBySource, "b"}, {nsByCategory, "x"}, {nsByCategory, "y"},
+		{nsBySC, "a", "x"}, {nsBySC, "a", "y"}, {nsBySC, "b", "x"}, {nsBySC, "b", "y"}}
+	for _, prefix := range prefixes {
+		assert.Equal(t, want[string(prefix.Pack())], scanAll(t, store, prefix, entry{0, 0}, nil, 4*maxBlockEntries), prefix)
+	}
+}

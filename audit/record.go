@@ -430,6 +430,12 @@ func encodeFlaggedBody(subject, source, category string, flags []string, msgID s
 		b = appendString(b, msgID)
 	}
 	if len(payload) > 0 && utf8.Valid(payload) {
+		if isCompactJSON(payload) {
+			// What json.Compact would copy unchanged, found in one
+			// pass without its scanner (a third of the intake's work).
+			b = append(b, `,"data":`...)
+			return append(b, payload...)
+		}
 		// Compact validates as it copies, appending to b in place, and
 		// does not escape HTML; on invalid JSON it appends nothing.
 		n := len(b)
@@ -442,6 +448,180 @@ func encodeFlaggedBody(subject, source, category string, flags []string, msgID s
 	b = append(b, `,"encoding":"base64","data":"`...)
 	b = base64.StdEncoding.AppendEncode(b, payload)
 	return append(b, '"')
+}
+
+// maxCompactDepth is the deepest nesting isCompactJSON follows; deeper
+// payloads go through json.Compact.
+const maxCompactDepth = 64
+
+// isCompactJSON reports whether b is one JSON value, as encoding/json
+// accepts it, with no whitespace outside its strings: a payload that
+// json.Compact would copy unchanged. It answers false for anything else,
+// valid or not, including values nested deeper than maxCompactDepth; the
+// caller then runs json.Compact, which decides. Bytes of 0x80 and above
+// are not checked here (the caller checks UTF-8).
+func isCompactJSON(b []byte) bool {
+	var open [maxCompactDepth]byte // '{' or '[' of each open container
+	depth, i := 0, 0
+	for {
+		// A value starts at i.
+		if i >= len(b) {
+			return false
+		}
+		switch c := b[i]; c {
+		case '{', '[':
+			if depth == len(open) {
+				return false
+			}
+			open[depth] = c
+			depth++
+			i++
+			if i < len(b) && b[i] == c+2 { // '}' and ']' follow '{' and '[' by two
+				depth--
+				i++
+				break
+			}
+			if c == '{' {
+				i = skipKey(b, i)
+			}
+			if i < 0 {
+				return false
+			}
+			continue
+		case '"':
+			i = skipJSONString(b, i)
+		case 't':
+			i = skipLiteral(b, i, "true")
+		case 'f':
+			i = skipLiteral(b, i, "false")
+		case 'n':
+			i = skipLiteral(b, i, "null")
+		default:
+			i = skipNumber(b, i)
+		}
+		if i < 0 {
+			return false
+		}
+		// A value ended at i: close containers until a comma starts the
+		// next value, or the input ends.
+		for {
+			if depth == 0 {
+				return i == len(b)
+			}
+			if i >= len(b) {
+				return false
+			}
+			c := b[i]
+			i++
+			if c == ',' {
+				if open[depth-1] == '{' {
+					if i = skipKey(b, i); i < 0 {
+						return false
+					}
+				}
+				break
+			}
+			if c != open[depth-1]+2 {
+				return false
+			}
+			depth--
+		}
+	}
+}
+
+// skipKey returns the index after an object member's `"key":` that starts
+// at i, or -1.
+func skipKey(b []byte, i int) int {
+	if i >= len(b) || b[i] != '"' {
+		return -1
+	}
+	if i = skipJSONString(b, i); i < 0 || i >= len(b) || b[i] != ':' {
+		return -1
+	}
+	return i + 1
+}
+
+// skipJSONString returns the index after the JSON string that starts at i
+// (b[i] is '"'), or -1 when it is not one: unterminated, a control
+// character, or an escape JSON does not have.
+func skipJSONString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1
+		case c < 0x20:
+			return -1
+		case c == '\\':
+			i++
+			if i >= len(b) {
+				return -1
+			}
+			switch b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(b) || !isHex(b[i+1]) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) {
+					return -1
+				}
+				i += 4
+			default:
+				return -1
+			}
+		}
+	}
+	return -1
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+// skipLiteral returns the index after lit at i, or -1.
+func skipLiteral(b []byte, i int, lit string) int {
+	if !bytes.HasPrefix(b[i:], []byte(lit)) {
+		return -1
+	}
+	return i + len(lit)
+}
+
+// skipNumber returns the index after the JSON number at i (RFC 8259:
+// -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?), or -1.
+func skipNumber(b []byte, i int) int {
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i >= len(b):
+		return -1
+	case b[i] == '0':
+		i++
+	case '1' <= b[i] && b[i] <= '9':
+		i = skipDigits(b, i)
+	default:
+		return -1
+	}
+	if i < len(b) && b[i] == '.' {
+		if i = skipDigits(b, i+1); i < 0 {
+			return -1
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		return skipDigits(b, i)
+	}
+	return i
+}
+
+// skipDigits returns the index after one or more digits at i, or -1.
+func skipDigits(b []byte, i int) int {
+	start := i
+	for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+		i++
+	}
+	if i == start {
+		return -1
+	}
+	return i
 }
 
 // encodeRecord returns the stored bytes and hash of the record at seq with

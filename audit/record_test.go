@@ -205,3 +205,69 @@ func TestRecord_Parse_Fallback(t *testing.T) {
 func isJSON(p []byte) bool {
 	return len(p) > 0 && utf8.Valid(p) && json.Valid(p)
 }
+
+// FuzzIsCompactJSON checks the intake's fast path against encoding/json:
+// whatever isCompactJSON accepts, json.Compact accepts and leaves as it
+// is; and every such payload nested at most maxCompactDepth deep takes the
+// fast path.
+func FuzzIsCompactJSON(f *testing.F) {
+	for _, s := range []string{
+		"", "{}", "[]", `{"a":1}`, `[1,"a",true,false,null]`, ` [1, "a" ] `, `{"a" :1}`,
+		`"\u00e9\n\"\\\/\b\f\r\t"`, `"\u12"`, `"\x"`, "\"\x01\"", `-0.5e+10`, `01`, `1.`, `1e`, `-`,
+		`{"a":{"b":[{}]}}`, `{"a":}`, `{"a":1,}`, `[1,]`, `{,}`, `tru`, `nulls`, `{"a"}`, `[1}`, `{"a":1]`,
+		strings.Repeat("[", 64) + strings.Repeat("]", 64), strings.Repeat("[", 65) + strings.Repeat("]", 65),
+		string(benchPayload), "\"\xff\"", "1 ", " 1",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var out bytes.Buffer
+		err := json.Compact(&out, b)
+		compact := err == nil && bytes.Equal(out.Bytes(), b)
+		fast := isCompactJSON(b)
+		if fast && !compact {
+			t.Fatalf("isCompactJSON(%q) = true, but json.Compact gives %q, %v", b, out.Bytes(), err)
+		}
+		if compact && !fast && nesting(b) <= maxCompactDepth {
+			t.Fatalf("isCompactJSON(%q) = false for a compact value", b)
+		}
+	})
+}
+
+// nesting returns the deepest nesting of containers in valid JSON b.
+func nesting(b []byte) int {
+	depth, deepest, inString := 0, 0, false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case !inString && (c == '{' || c == '['):
+			depth++
+			deepest = max(deepest, depth)
+		case !inString && (c == '}' || c == ']'):
+			depth--
+		}
+	}
+	return deepest
+}
+
+func TestIsCompactJSON(t *testing.T) {
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		{`{"action":"file.write","n":[1,-2.5e3,true,false,null,{}],"s":"\"\u00e9"}`, true},
+		{`[]`, true},
+		{`0`, true},
+		{`{"a": 1}`, false}, // whitespace: json.Compact's job
+		{`{"a":01}`, false}, // invalid
+		{`{"a":1`, false},   // unterminated
+		{`"tab	in"`, false}, // a control character in a string
+		{strings.Repeat("[", maxCompactDepth+1) + strings.Repeat("]", maxCompactDepth+1), false},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, isCompactJSON([]byte(tt.in)), tt.in)
+	}
+}
