@@ -81,11 +81,10 @@ type Store struct {
 
 	// writer is the single writer slot. Holding it before bbolt's own writer
 	// lock lets a waiting Update give up on ctx, timeout or Close.
-	writer chan struct{}
+	writer *kv.WriterSlot
 
 	mu      sync.Mutex
 	closed  bool
-	closing chan struct{} // closed by Close; wakes Updates waiting for writer
 	running sync.WaitGroup
 }
 
@@ -126,8 +125,7 @@ func Open(path string, opts Options) (s *Store, err error) {
 		db:         db,
 		path:       path,
 		txnTimeout: opts.TxnTimeout,
-		writer:     make(chan struct{}, 1),
-		closing:    make(chan struct{}),
+		writer:     kv.NewWriterSlot("boltkv: " + path),
 	}, nil
 }
 
@@ -149,10 +147,10 @@ func (s *Store) Update(ctx context.Context, fn func(tx kv.Txn) error) error {
 	if err != nil {
 		return err
 	}
-	if err := s.acquireWriter(t); err != nil {
+	if err := s.writer.Acquire(&t.Lifetime); err != nil {
 		return err
 	}
-	defer func() { <-s.writer }()
+	defer s.writer.Release()
 
 	btx, b, err := s.begin(true)
 	if err != nil {
@@ -161,7 +159,7 @@ func (s *Store) Update(ctx context.Context, fn func(tx kv.Txn) error) error {
 	t.tx, t.b, t.path = btx, b, s.path
 	committed := false
 	defer func() {
-		t.done = true
+		t.Done = true
 		if !committed {
 			// Also runs when fn panics, so the writer slot is not leaked.
 			_ = btx.Rollback()
@@ -174,7 +172,7 @@ func (s *Store) Update(ctx context.Context, fn func(tx kv.Txn) error) error {
 	if err := t.writes.Err(); err != nil {
 		return err
 	}
-	if err := t.alive("commit"); err != nil {
+	if err := t.Alive("commit"); err != nil {
 		return err
 	}
 	if err := s.commit(btx); err != nil {
@@ -254,7 +252,7 @@ func (s *Store) View(ctx context.Context, fn func(tx kv.ReadTxn) error) error {
 	}
 	t.tx, t.b, t.path = btx, b, s.path
 	defer func() {
-		t.done = true
+		t.Done = true
 		_ = btx.Rollback()
 	}()
 	return fn(t)
@@ -271,7 +269,7 @@ func (s *Store) Close() error {
 		return fmt.Errorf("boltkv: close %s: %w", s.path, kv.ErrClosed)
 	}
 	s.closed = true
-	close(s.closing)
+	s.writer.Close()
 	s.mu.Unlock()
 
 	s.running.Wait()
@@ -292,46 +290,6 @@ func (s *Store) enter() error {
 	return nil
 }
 
-// newTxn starts the clock of a transaction: its deadline is the earlier of
-// ctx's deadline and the store's transaction timeout.
-func (s *Store) newTxn(ctx context.Context, writable bool) (*txn, error) {
-	t := &txn{
-		ctx:      ctx,
-		writable: writable,
-		timeout:  s.txnTimeout,
-		deadline: time.Now().Add(s.txnTimeout),
-	}
-	if d, ok := ctx.Deadline(); ok && d.Before(t.deadline) {
-		t.deadline, t.ctxDeadline = d, true
-	}
-	if err := t.alive("begin"); err != nil {
-		return nil, err
-	}
-	return t, nil
-}
-
-// acquireWriter takes the writer slot, giving up when t runs out of time or
-// the store closes.
-func (s *Store) acquireWriter(t *txn) error {
-	select {
-	case s.writer <- struct{}{}:
-		return nil
-	default:
-	}
-	timer := time.NewTimer(time.Until(t.deadline))
-	defer timer.Stop()
-	select {
-	case s.writer <- struct{}{}:
-		return nil
-	case <-t.ctx.Done():
-		return t.alive("wait for writer")
-	case <-timer.C:
-		return t.alive("wait for writer")
-	case <-s.closing:
-		return fmt.Errorf("boltkv: %s: wait for writer: %w", s.path, kv.ErrClosed)
-	}
-}
-
 // txn implements kv.Txn (and so kv.ReadTxn) on a bbolt transaction. Writes
 // are refused in a View's txn.
 type txn struct {
@@ -339,12 +297,8 @@ type txn struct {
 	b    *bolt.Bucket
 	path string // the store's file, for errors
 
-	ctx         context.Context
-	deadline    time.Time
-	ctxDeadline bool // deadline came from ctx, not the store's timeout
-	timeout     time.Duration
+	kv.Lifetime // its clock; Done once fn returned
 	writable    bool
-	done        bool
 
 	writes kv.Writes // bytes against kv.MaxTxnWriteBytes; the first failed write fails the commit
 	arena  []byte    // copies of values given to bbolt; see copyValue
@@ -381,42 +335,10 @@ func (t *txn) copyValue(v []byte) []byte {
 	return t.arena[n:len(t.arena):len(t.arena)]
 }
 
-// alive reports whether t may still run: fn has not returned, ctx is not
-// done and the deadline has not passed. Reads and the commit call it; writes
-// call live, which skips the clock: they are buffered until the commit, which
-// fails past the deadline anyway (as in FoundationDB, where Set returns no
-// error and the commit reports the timeout).
-func (t *txn) alive(op string) error {
-	if err := t.live(op); err != nil {
-		return err
-	}
-	if !time.Now().Before(t.deadline) {
-		if t.ctxDeadline {
-			return fmt.Errorf("boltkv: %s: %w: %w", op, kv.ErrTimeout, context.DeadlineExceeded)
-		}
-		return fmt.Errorf("boltkv: %s: transaction older than %v: %w", op, t.timeout, kv.ErrTimeout)
-	}
-	return nil
-}
-
-// live reports whether fn has returned or ctx is done.
-func (t *txn) live(op string) error {
-	if t.done {
-		return fmt.Errorf("boltkv: %s: %w", op, kv.ErrTxnDone)
-	}
-	if err := t.ctx.Err(); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("boltkv: %s: %w: %w", op, kv.ErrTimeout, err)
-		}
-		return fmt.Errorf("boltkv: %s: %w", op, err)
-	}
-	return nil
-}
-
 // Get implements kv.ReadTxn. A missing key returns kv.ErrNotFound itself,
 // unwrapped, because misses are common and the caller knows the key.
 func (t *txn) Get(key []byte) (v []byte, err error) {
-	if err := t.alive("get"); err != nil {
+	if err := t.Alive("get"); err != nil {
 		return nil, err
 	}
 	if err := kv.CheckKey(key); err != nil {
@@ -433,7 +355,7 @@ func (t *txn) Get(key []byte) (v []byte, err error) {
 
 // GetRange implements kv.ReadTxn.
 func (t *txn) GetRange(begin, end []byte, opts kv.RangeOptions) (out []kv.KeyValue, err error) {
-	if err := t.alive("get range"); err != nil {
+	if err := t.Alive("get range"); err != nil {
 		return nil, err
 	}
 	if err := kv.CheckRange(begin, end); err != nil {
@@ -485,8 +407,8 @@ func (t *txn) GetRange(begin, end []byte, opts kv.RangeOptions) (out []kv.KeyVal
 // write runs the checks every write shares; kv.Writes keeps a failure so
 // that the commit fails even if fn ignores the error.
 func (t *txn) write(op string, n int, check error) error {
-	if err := t.live(op); err != nil {
-		if t.writable && !t.done {
+	if err := t.Live(op); err != nil {
+		if t.writable && !t.Done {
 			t.writes.Fail(err)
 		}
 		return err
@@ -567,4 +489,13 @@ func faultsPanic() (restore func()) {
 func (t *txn) fail(err error) error {
 	t.writes.Fail(err)
 	return err
+}
+
+// newTxn starts a transaction's clock (kv.Lifetime).
+func (s *Store) newTxn(ctx context.Context, writable bool) (*txn, error) {
+	life, err := kv.NewLifetime(ctx, s.txnTimeout, "boltkv")
+	if err != nil {
+		return nil, err
+	}
+	return &txn{Lifetime: life, path: s.path, writable: writable}, nil
 }

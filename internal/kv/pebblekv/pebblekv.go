@@ -77,7 +77,7 @@ type Store struct {
 	// writer is the single writer slot, held while fn runs and its batch is
 	// applied. A channel rather than a mutex lets a waiting Update give up
 	// on ctx, timeout or Close.
-	writer chan struct{}
+	writer *kv.WriterSlot
 	// last is the last commit applied without waiting for its fsync, nil
 	// when the last commit waited for it. A transaction that writes nothing
 	// is durable when last is. Guarded by writer.
@@ -88,7 +88,6 @@ type Store struct {
 
 	mu      sync.Mutex
 	closed  bool
-	closing chan struct{} // closed by Close; wakes Updates waiting for writer
 	running sync.WaitGroup
 }
 
@@ -133,8 +132,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		db:         db,
 		dir:        dir,
 		txnTimeout: opts.TxnTimeout,
-		writer:     make(chan struct{}, 1),
-		closing:    make(chan struct{}),
+		writer:     kv.NewWriterSlot("pebblekv: " + dir),
 	}, nil
 }
 
@@ -244,16 +242,16 @@ func (s *Store) update(ctx context.Context, fn func(tx kv.Txn) error, sync bool)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.acquireWriter(t); err != nil {
+	if err := s.writer.Acquire(&t.Lifetime); err != nil {
 		return nil, err
 	}
-	defer func() { <-s.writer }()
+	defer s.writer.Release()
 
 	b := s.db.NewIndexedBatch()
 	t.r, t.b = b, b
 	keep := false // the batch outlives update, until its fsync
 	defer func() {
-		t.done = true
+		t.Done = true
 		if !keep {
 			// Also runs when fn panics.
 			_ = b.Close()
@@ -265,7 +263,7 @@ func (s *Store) update(ctx context.Context, fn func(tx kv.Txn) error, sync bool)
 	if err := t.writes.Err(); err != nil {
 		return nil, err
 	}
-	if err := t.alive("commit"); err != nil {
+	if err := t.Alive("commit"); err != nil {
 		return nil, err
 	}
 	if b.Empty() {
@@ -364,7 +362,7 @@ func (s *Store) View(ctx context.Context, fn func(tx kv.ReadTxn) error) error {
 	snap := s.db.NewSnapshot()
 	t.r = snap
 	defer func() {
-		t.done = true
+		t.Done = true
 		_ = snap.Close()
 	}()
 	return fn(t)
@@ -382,7 +380,7 @@ func (s *Store) Close() error {
 		return fmt.Errorf("pebblekv: close %s: %w", s.dir, kv.ErrClosed)
 	}
 	s.closed = true
-	close(s.closing)
+	s.writer.Close()
 	s.mu.Unlock()
 
 	s.running.Wait()
@@ -401,47 +399,6 @@ func (s *Store) enter() error {
 	}
 	s.running.Add(1)
 	return nil
-}
-
-// newTxn starts the clock of a transaction: its deadline is the earlier of
-// ctx's deadline and the store's transaction timeout.
-func (s *Store) newTxn(ctx context.Context, writable bool) (*txn, error) {
-	t := &txn{
-		ctx:      ctx,
-		dir:      s.dir,
-		writable: writable,
-		timeout:  s.txnTimeout,
-		deadline: time.Now().Add(s.txnTimeout),
-	}
-	if d, ok := ctx.Deadline(); ok && d.Before(t.deadline) {
-		t.deadline, t.ctxDeadline = d, true
-	}
-	if err := t.alive("begin"); err != nil {
-		return nil, err
-	}
-	return t, nil
-}
-
-// acquireWriter takes the writer slot, giving up when t runs out of time or
-// the store closes.
-func (s *Store) acquireWriter(t *txn) error {
-	select {
-	case s.writer <- struct{}{}:
-		return nil
-	default:
-	}
-	timer := time.NewTimer(time.Until(t.deadline))
-	defer timer.Stop()
-	select {
-	case s.writer <- struct{}{}:
-		return nil
-	case <-t.ctx.Done():
-		return t.alive("wait for writer")
-	case <-timer.C:
-		return t.alive("wait for writer")
-	case <-s.closing:
-		return fmt.Errorf("pebblekv: %s: wait for writer: %w", s.dir, kv.ErrClosed)
-	}
 }
 
 // pebbleLogger routes pebble's logging to zerolog.
@@ -487,4 +444,13 @@ func (l pebbleLogger) events() *pebble.EventListener {
 			l.log.Warn().Str("component", "pebble").Str("reason", info.Reason).Msg("pebble write stall: commits wait for flushes or compactions")
 		},
 	}
+}
+
+// newTxn starts a transaction's clock (kv.Lifetime).
+func (s *Store) newTxn(ctx context.Context, writable bool) (*txn, error) {
+	life, err := kv.NewLifetime(ctx, s.txnTimeout, "pebblekv")
+	if err != nil {
+		return nil, err
+	}
+	return &txn{Lifetime: life, dir: s.dir, writable: writable}, nil
 }

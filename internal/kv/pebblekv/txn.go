@@ -2,11 +2,9 @@ package pebblekv
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/cockroachdb/pebble"
 
@@ -27,52 +25,16 @@ type txn struct {
 	b   *pebble.Batch // nil in a View
 	dir string        // the store's directory, for errors
 
-	ctx         context.Context
-	deadline    time.Time
-	ctxDeadline bool // deadline came from ctx, not the store's timeout
-	timeout     time.Duration
+	kv.Lifetime // its clock; Done once fn returned
 	writable    bool
-	done        bool
 
 	writes kv.Writes // bytes against kv.MaxTxnWriteBytes; the first failed write fails the commit
-}
-
-// alive reports whether t may still run: fn has not returned, ctx is not
-// done and the deadline has not passed. Reads and the commit call it; writes
-// call live, which skips the clock: they are buffered until the commit, which
-// fails past the deadline anyway (as in FoundationDB, where Set returns no
-// error and the commit reports the timeout).
-func (t *txn) alive(op string) error {
-	if err := t.live(op); err != nil {
-		return err
-	}
-	if !time.Now().Before(t.deadline) {
-		if t.ctxDeadline {
-			return fmt.Errorf("pebblekv: %s: %w: %w", op, kv.ErrTimeout, context.DeadlineExceeded)
-		}
-		return fmt.Errorf("pebblekv: %s: transaction older than %v: %w", op, t.timeout, kv.ErrTimeout)
-	}
-	return nil
-}
-
-// live reports whether fn has returned or ctx is done.
-func (t *txn) live(op string) error {
-	if t.done {
-		return fmt.Errorf("pebblekv: %s: %w", op, kv.ErrTxnDone)
-	}
-	if err := t.ctx.Err(); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("pebblekv: %s: %w: %w", op, kv.ErrTimeout, err)
-		}
-		return fmt.Errorf("pebblekv: %s: %w", op, err)
-	}
-	return nil
 }
 
 // Get implements kv.ReadTxn. A missing key returns kv.ErrNotFound itself,
 // unwrapped, because misses are common and the caller knows the key.
 func (t *txn) Get(key []byte) ([]byte, error) {
-	if err := t.alive("get"); err != nil {
+	if err := t.Alive("get"); err != nil {
 		return nil, err
 	}
 	if err := kv.CheckKey(key); err != nil {
@@ -94,7 +56,7 @@ func (t *txn) Get(key []byte) ([]byte, error) {
 
 // GetRange implements kv.ReadTxn.
 func (t *txn) GetRange(begin, end []byte, opts kv.RangeOptions) ([]kv.KeyValue, error) {
-	if err := t.alive("get range"); err != nil {
+	if err := t.Alive("get range"); err != nil {
 		return nil, err
 	}
 	if err := kv.CheckRange(begin, end); err != nil {
@@ -138,8 +100,8 @@ func (t *txn) GetRange(begin, end []byte, opts kv.RangeOptions) ([]kv.KeyValue, 
 // write runs the checks every write shares; kv.Writes keeps a failure so
 // that the commit fails even if fn ignores the error.
 func (t *txn) write(op string, n int, check error) error {
-	if err := t.live(op); err != nil {
-		if t.writable && !t.done {
+	if err := t.Live(op); err != nil {
+		if t.writable && !t.Done {
 			t.writes.Fail(err)
 		}
 		return err
