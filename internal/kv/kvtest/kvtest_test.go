@@ -2,10 +2,14 @@ package kvtest_test
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/internal/kv/kvtest"
+	"github.com/codi2/codi2/internal/kv/pebblekv"
+	"github.com/stretchr/testify/require"
 )
 
 // TestRun_Bolt runs the conformance suite on the default backend from the
@@ -31,4 +35,16 @@ type fallback struct{ kv.Store }
 
 func (f fallback) UpdateAsync(ctx context.Context, fn func(tx kv.Txn) error) (func() error, error) {
 	return kv.UpdateAsync(ctx, f.Store, fn)
+}
+
+// TestRunEmbedded_Pebble runs the embedded backends' suite from the
+// suite's own package (boltkv and pebblekv run it from theirs too), on the
+// backend that also goes through its UpdateAsync branches.
+func TestRunEmbedded_Pebble(t *testing.T) {
+	kvtest.RunEmbedded(t, func(t *testing.T, timeout time.Duration) kv.Store {
+		s, err := pebblekv.Open(filepath.Join(t.TempDir(), "pebble"), pebblekv.Options{TxnTimeout: timeout})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	})
 }
