@@ -48,3 +48,14 @@ func TestRunEmbedded_Pebble(t *testing.T) {
 		return s
 	})
 }
+
+func openCrashPebble(path string) (kv.Store, error) { return pebblekv.Open(path, pebblekv.Options{}) }
+
+// TestCrashChild_Pebble is TestRunCrash_Pebble's child (CrashChild).
+func TestCrashChild_Pebble(t *testing.T) { kvtest.CrashChild(openCrashPebble) }
+
+// TestRunCrash_Pebble runs the kill -9 test from the suite's own package
+// (boltkv and pebblekv run it from theirs too).
+func TestRunCrash_Pebble(t *testing.T) {
+	kvtest.RunCrash(t, "TestCrashChild_Pebble", filepath.Join(t.TempDir(), "crash"), openCrashPebble)
+}
