@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -69,43 +70,77 @@ func (l *Lifetime) Live(op string) error {
 	return nil
 }
 
-// WriterSlot is the single writer slot of an embedded backend: Updates
-// hold it one at a time, in the order they get it.
-type WriterSlot struct {
+// Gate is an embedded backend's door: it counts the transactions running
+// so that Close can wait for them, and holds the single writer slot that
+// Updates take one at a time, in the order they get it.
+type Gate struct {
 	slot    chan struct{}
-	closing chan struct{}
-	where   string // the backend and its file, for errors ("boltkv: /data/state.db")
+	closing chan struct{} // closed by Close; wakes writers waiting for the slot
+	where   string        // the backend and its file, for errors ("boltkv: /data/state.db")
+
+	mu      sync.Mutex
+	closed  bool
+	running sync.WaitGroup
 }
 
-// NewWriterSlot returns a free slot; where names the store in errors.
-func NewWriterSlot(where string) *WriterSlot {
-	return &WriterSlot{slot: make(chan struct{}, 1), closing: make(chan struct{}), where: where}
+// NewGate returns an open gate with a free slot; where names the store in
+// errors.
+func NewGate(where string) *Gate {
+	return &Gate{slot: make(chan struct{}, 1), closing: make(chan struct{}), where: where}
 }
 
-// Acquire takes the slot for the transaction l, giving up when l runs out
-// of time (Alive's error) or the slot is closed (ErrClosed).
-func (w *WriterSlot) Acquire(l *Lifetime) error {
+// Enter registers a transaction, or fails with ErrClosed once Close was
+// called. Every Enter that returned nil needs its Exit.
+func (g *Gate) Enter() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return fmt.Errorf("%s: %w", g.where, ErrClosed)
+	}
+	g.running.Add(1)
+	return nil
+}
+
+// Exit ends a transaction registered by Enter.
+func (g *Gate) Exit() { g.running.Done() }
+
+// Acquire takes the writer slot for the transaction l, giving up when l
+// runs out of time (Alive's error) or the gate closes (ErrClosed).
+func (g *Gate) Acquire(l *Lifetime) error {
 	select {
-	case w.slot <- struct{}{}:
+	case g.slot <- struct{}{}:
 		return nil
 	default:
 	}
 	timer := time.NewTimer(time.Until(l.deadline))
 	defer timer.Stop()
 	select {
-	case w.slot <- struct{}{}:
+	case g.slot <- struct{}{}:
 		return nil
 	case <-l.ctx.Done():
 		return l.Alive("wait for writer")
 	case <-timer.C:
 		return l.Alive("wait for writer")
-	case <-w.closing:
-		return fmt.Errorf("%s: wait for writer: %w", w.where, ErrClosed)
+	case <-g.closing:
+		return fmt.Errorf("%s: wait for writer: %w", g.where, ErrClosed)
 	}
 }
 
-// Release frees the slot taken by Acquire.
-func (w *WriterSlot) Release() { <-w.slot }
+// Release frees the writer slot taken by Acquire.
+func (g *Gate) Release() { <-g.slot }
 
-// Close wakes every Acquire waiting with ErrClosed. Call it once.
-func (w *WriterSlot) Close() { close(w.closing) }
+// Close refuses new transactions, fails writers waiting for the slot with
+// ErrClosed and waits for the running transactions to Exit; the backend
+// then closes its files. A second Close returns ErrClosed.
+func (g *Gate) Close() error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return fmt.Errorf("%s: close: %w", g.where, ErrClosed)
+	}
+	g.closed = true
+	close(g.closing)
+	g.mu.Unlock()
+	g.running.Wait()
+	return nil
+}

@@ -49,8 +49,8 @@ func TestLifetime(t *testing.T) {
 	assert.ErrorContains(t, err, "testkv: begin")
 }
 
-func TestWriterSlot(t *testing.T) {
-	w := kv.NewWriterSlot("testkv: /db")
+func TestGate(t *testing.T) {
+	w := kv.NewGate("testkv: /db")
 	l, err := kv.NewLifetime(context.Background(), time.Hour, "testkv")
 	require.NoError(t, err)
 	require.NoError(t, w.Acquire(&l))
@@ -81,4 +81,20 @@ func TestWriterSlot(t *testing.T) {
 	err = <-got
 	assert.ErrorIs(t, err, kv.ErrClosed)
 	assert.EqualError(t, err, "testkv: /db: wait for writer: "+kv.ErrClosed.Error())
+
+	// Close waited for the transaction that entered: it returns after Exit,
+	// and the gate is then shut.
+	closed := make(chan error, 1)
+	w2 := kv.NewGate("testkv: /db2")
+	require.NoError(t, w2.Enter())
+	go func() { closed <- w2.Close() }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned with a transaction running")
+	case <-time.After(20 * time.Millisecond):
+	}
+	w2.Exit()
+	require.NoError(t, <-closed)
+	assert.ErrorIs(t, w2.Enter(), kv.ErrClosed)
+	assert.ErrorIs(t, w2.Close(), kv.ErrClosed)
 }

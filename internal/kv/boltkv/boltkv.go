@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -79,13 +78,10 @@ type Store struct {
 	path       string
 	txnTimeout time.Duration
 
-	// writer is the single writer slot. Holding it before bbolt's own writer
-	// lock lets a waiting Update give up on ctx, timeout or Close.
-	writer *kv.WriterSlot
-
-	mu      sync.Mutex
-	closed  bool
-	running sync.WaitGroup
+	// gate counts running transactions for Close and holds the single
+	// writer slot. Holding it before bbolt's own writer lock lets a waiting
+	// Update give up on ctx, timeout or Close.
+	gate *kv.Gate
 }
 
 var _ kv.Store = (*Store)(nil)
@@ -125,7 +121,7 @@ func Open(path string, opts Options) (s *Store, err error) {
 		db:         db,
 		path:       path,
 		txnTimeout: opts.TxnTimeout,
-		writer:     kv.NewWriterSlot("boltkv: " + path),
+		gate:       kv.NewGate("boltkv: " + path),
 	}, nil
 }
 
@@ -139,18 +135,18 @@ func (s *Store) Path() string { return s.path }
 // commit. fn runs once here, but kv.Store allows retries: keep fn free of
 // outside effects. Safe for concurrent use.
 func (s *Store) Update(ctx context.Context, fn func(tx kv.Txn) error) error {
-	if err := s.enter(); err != nil {
+	if err := s.gate.Enter(); err != nil {
 		return err
 	}
-	defer s.running.Done()
+	defer s.gate.Exit()
 	t, err := s.newTxn(ctx, true)
 	if err != nil {
 		return err
 	}
-	if err := s.writer.Acquire(&t.Lifetime); err != nil {
+	if err := s.gate.Acquire(&t.Lifetime); err != nil {
 		return err
 	}
-	defer s.writer.Release()
+	defer s.gate.Release()
 
 	btx, b, err := s.begin(true)
 	if err != nil {
@@ -238,10 +234,10 @@ func guard(path, op string, err *error) {
 // an Update that must grow the file waits for it (see
 // Options.InitialMmapSize), so keep Views short. Safe for concurrent use.
 func (s *Store) View(ctx context.Context, fn func(tx kv.ReadTxn) error) error {
-	if err := s.enter(); err != nil {
+	if err := s.gate.Enter(); err != nil {
 		return err
 	}
-	defer s.running.Done()
+	defer s.gate.Exit()
 	t, err := s.newTxn(ctx, false)
 	if err != nil {
 		return err
@@ -263,30 +259,12 @@ func (s *Store) View(ctx context.Context, fn func(tx kv.ReadTxn) error) error {
 // after Close, including a second Close, return kv.ErrClosed. Safe for
 // concurrent use.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return fmt.Errorf("boltkv: close %s: %w", s.path, kv.ErrClosed)
+	if err := s.gate.Close(); err != nil {
+		return err
 	}
-	s.closed = true
-	s.writer.Close()
-	s.mu.Unlock()
-
-	s.running.Wait()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("boltkv: close %s: %w", s.path, err)
 	}
-	return nil
-}
-
-// enter registers a transaction with Close, or fails if the store is closed.
-func (s *Store) enter() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return fmt.Errorf("boltkv: %s: %w", s.path, kv.ErrClosed)
-	}
-	s.running.Add(1)
 	return nil
 }
 

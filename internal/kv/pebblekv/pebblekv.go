@@ -74,21 +74,17 @@ type Store struct {
 	dir        string
 	txnTimeout time.Duration
 
-	// writer is the single writer slot, held while fn runs and its batch is
-	// applied. A channel rather than a mutex lets a waiting Update give up
-	// on ctx, timeout or Close.
-	writer *kv.WriterSlot
+	// gate counts running transactions for Close and holds the single
+	// writer slot, held while fn runs and its batch is applied; a waiting
+	// Update gives up on ctx, timeout or Close.
+	gate *kv.Gate
 	// last is the last commit applied without waiting for its fsync, nil
 	// when the last commit waited for it. A transaction that writes nothing
-	// is durable when last is. Guarded by writer.
+	// is durable when last is. Guarded by the writer slot.
 	last *pending
 	// failed, once set, fails every later commit: pebble found it could
-	// not go on (see commit). Guarded by writer.
+	// not go on (see commit). Guarded by the writer slot.
 	failed error
-
-	mu      sync.Mutex
-	closed  bool
-	running sync.WaitGroup
 }
 
 var _ kv.AsyncStore = (*Store)(nil)
@@ -132,7 +128,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		db:         db,
 		dir:        dir,
 		txnTimeout: opts.TxnTimeout,
-		writer:     kv.NewWriterSlot("pebblekv: " + dir),
+		gate:       kv.NewGate("pebblekv: " + dir),
 	}, nil
 }
 
@@ -234,18 +230,18 @@ func (s *Store) UpdateAsync(ctx context.Context, fn func(tx kv.Txn) error) (dura
 // commits the batch: with sync, it waits for the log's fsync; otherwise it
 // only applies it. It returns what the caller waits on for durability.
 func (s *Store) update(ctx context.Context, fn func(tx kv.Txn) error, sync bool) (*pending, error) {
-	if err := s.enter(); err != nil {
+	if err := s.gate.Enter(); err != nil {
 		return nil, err
 	}
-	defer s.running.Done()
+	defer s.gate.Exit()
 	t, err := s.newTxn(ctx, true)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.writer.Acquire(&t.Lifetime); err != nil {
+	if err := s.gate.Acquire(&t.Lifetime); err != nil {
 		return nil, err
 	}
-	defer s.writer.Release()
+	defer s.gate.Release()
 
 	b := s.db.NewIndexedBatch()
 	t.r, t.b = b, b
@@ -351,10 +347,10 @@ func (p *pending) wait() error {
 // fn's error is returned unchanged. Views never wait for the writer. Safe
 // for concurrent use.
 func (s *Store) View(ctx context.Context, fn func(tx kv.ReadTxn) error) error {
-	if err := s.enter(); err != nil {
+	if err := s.gate.Enter(); err != nil {
 		return err
 	}
-	defer s.running.Done()
+	defer s.gate.Exit()
 	t, err := s.newTxn(ctx, false)
 	if err != nil {
 		return err
@@ -374,30 +370,12 @@ func (s *Store) View(ctx context.Context, fn func(tx kv.ReadTxn) error) error {
 // Close, including a second Close, return kv.ErrClosed. Safe for
 // concurrent use.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return fmt.Errorf("pebblekv: close %s: %w", s.dir, kv.ErrClosed)
+	if err := s.gate.Close(); err != nil {
+		return err
 	}
-	s.closed = true
-	s.writer.Close()
-	s.mu.Unlock()
-
-	s.running.Wait()
 	if err := s.db.Close(); err != nil {
 		return wrap(s.dir, "close", err)
 	}
-	return nil
-}
-
-// enter registers a transaction with Close, or fails if the store is closed.
-func (s *Store) enter() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return fmt.Errorf("pebblekv: %s: %w", s.dir, kv.ErrClosed)
-	}
-	s.running.Add(1)
 	return nil
 }
 
