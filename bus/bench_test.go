@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -274,8 +275,10 @@ type liveSide struct {
 //   - codi2: Agent.Send (waits for the PubAck) to Agent.Subscribe
 //
 // Each side sends b.N messages. It reports every side's p50 and p99 over
-// all its samples, codi2's p99 over raw's, and the median over rounds of
-// that ratio (issue 16's goal: at most 1.15).
+// all its samples and the process's CPU time per message while that side
+// ran (server, clients and runtime: when the machine has no idle CPU,
+// latency follows it), codi2's p99 over raw's, and the median over rounds
+// of that ratio (issue 16's goal: at most 1.15).
 //
 //	go test -run XXX -bench LiveDelivery -benchtime 20000x ./bus
 func BenchmarkLiveDelivery(b *testing.B) {
@@ -354,25 +357,33 @@ func BenchmarkLiveDelivery(b *testing.B) {
 			return <-codiGot, nil
 		}},
 	}
-	// run times n operations of op into all and returns their summary.
-	run := func(n int, op func() (time.Duration, error), all *latency.Recorder) latency.Summary {
+	all := make([]*latency.Recorder, len(sides))
+	for i := range all {
+		all[i] = latency.NewRecorder(b.N)
+	}
+	cpu := make([]time.Duration, len(sides)) // the process's CPU time while each side ran
+	// run times n messages of side i, adds them to all[i] unless warming up,
+	// and returns their summary.
+	run := func(i, n int, warm bool) latency.Summary {
 		round := latency.NewRecorder(n)
+		cpu0 := processCPU(b)
 		for range n {
-			d, err := op()
+			d, err := sides[i].op()
 			if err != nil {
 				b.Fatal(err)
 			}
 			round.Record(d)
-			all.Record(d)
+			if !warm {
+				all[i].Record(d)
+			}
+		}
+		if !warm {
+			cpu[i] += processCPU(b) - cpu0
 		}
 		return round.Summary()
 	}
-	for _, s := range sides { // warm up: connections, stream files, allocations
-		run(200, s.op, latency.NewRecorder(200))
-	}
-	all := make([]*latency.Recorder, len(sides))
-	for i := range all {
-		all[i] = latency.NewRecorder(b.N)
+	for i := range sides { // warm up: connections, stream files, allocations
+		run(i, 200, true)
 	}
 	var ratios []float64
 	b.ReportAllocs()
@@ -382,7 +393,7 @@ func BenchmarkLiveDelivery(b *testing.B) {
 		p99 := make([]time.Duration, len(sides))
 		for k := range sides {
 			i := (k + r) % len(sides) // every side takes every place in turn
-			p99[i] = run(n, sides[i].op, all[i]).P99
+			p99[i] = run(i, n, false).P99
 		}
 		ratios = append(ratios, float64(p99[len(sides)-1])/float64(p99[0]))
 		done += n
@@ -393,8 +404,17 @@ func BenchmarkLiveDelivery(b *testing.B) {
 		sums[i] = all[i].Summary()
 		b.ReportMetric(float64(sums[i].P50.Nanoseconds()), s.name+"-p50-ns")
 		b.ReportMetric(float64(sums[i].P99.Nanoseconds()), s.name+"-p99-ns")
+		b.ReportMetric(float64(cpu[i].Nanoseconds())/float64(b.N), s.name+"-cpu-ns/msg")
 	}
 	slices.Sort(ratios)
 	b.ReportMetric(float64(sums[len(sides)-1].P99)/float64(sums[0].P99), "codi2/raw-p99")
 	b.ReportMetric(ratios[len(ratios)/2], "codi2/raw-p99-round-median")
+}
+
+// processCPU is the CPU time (user and system) this process has used: the
+// embedded server's, the clients' and the runtime's together.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
