@@ -185,7 +185,12 @@ func (r *runner) rawOneWay(from, to string) (send func(context.Context) error, g
 		return nil, nil, nil, err
 	}
 	ch := make(chan time.Duration, 1)
-	s, err := sub.Subscribe(subj, func(m *nats.Msg) { ch <- sinceStamp(m.Data) })
+	s, err := sub.Subscribe(subj, func(m *nats.Msg) {
+		select {
+		case ch <- sinceStamp(m.Data):
+		default: // one message is out at a time: a second is a late one whose wait timed out
+		}
+	})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("bench: subscribe %s: %w", subj, err)
 	}
