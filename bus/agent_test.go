@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -258,6 +259,33 @@ func TestAgent_Send_DedupesRetries(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "t1", m.Header.Get("X-Trace"))
 	assert.NotEmpty(t, m.Header.Get(jetstream.MsgIDHeader))
+}
+
+// Live delivery is core NATS: every publish reaches the live inbox, the
+// stream's duplicate check only decides what is stored. A retried send is
+// stored once, handed over once by Receive, and delivered live twice.
+func TestAgent_Subscribe_RetriedSendDeliveredLiveAgain(t *testing.T) {
+	b := bustest.Run(t)
+	ctx := context.Background()
+	sender, rcv := newAgent(t, b, "agent-1"), newAgent(t, b, "agent-2")
+	var live atomic.Int32
+	in, err := rcv.Subscribe(func(bus.Message) { live.Add(1) })
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = in.Unsubscribe() })
+
+	for range 2 {
+		_, err := sender.Send(ctx, "agent-2", "task.assign", []byte("x"), bus.WithMsgID("assign-ADR-028"))
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return live.Load() == 2 }, 5*time.Second, 5*time.Millisecond)
+
+	var handed []uint64
+	err = rcv.Receive(ctx, bus.ReceiveConfig{UntilIdle: true}, func(_ context.Context, m bus.Message) error {
+		handed = append(handed, m.Seq)
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, []uint64{1}, handed, "stored once")
 }
 
 func TestAgent_Send_BadInput(t *testing.T) {

@@ -3,6 +3,8 @@ package bus_test
 import (
 	"context"
 	"encoding/binary"
+	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -244,4 +246,175 @@ func BenchmarkCatchUp(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 	})
+}
+
+// liveRound is how many messages each side sends in one round of
+// BenchmarkLiveDelivery before the next side takes its turn.
+const liveRound = 500
+
+// liveSide is one way of getting a message to a live subscriber, timed by
+// BenchmarkLiveDelivery: op sends one stamped message and returns its
+// one-way time.
+type liveSide struct {
+	name string
+	op   func() (time.Duration, error)
+}
+
+// BenchmarkLiveDelivery compares, in one run and in interleaved rounds so
+// that a noisy shared machine weighs on every side alike, the one-way
+// latency (send to the subscriber's handler) of raw core NATS with codi2's
+// durable Agent.Send to a live Agent.Subscribe, over TCP loopback, 100-byte
+// payloads (codi2 bench's default), one message at a time, and two steps
+// between them that say where codi2's extra time goes:
+//
+//   - raw: nc.Publish to an nc.Subscribe on another connection (not stored)
+//   - stored-noack: nc.PublishMsg with a Nats-Msg-Id into CODI_MSG without a
+//     reply subject: JetStream stores it, but sends no PubAck
+//   - jetstream: jetstream.Publish with a Nats-Msg-Id (waits for the PubAck)
+//     to an nc.Subscribe
+//   - codi2: Agent.Send (waits for the PubAck) to Agent.Subscribe
+//
+// Each side sends b.N messages. It reports every side's p50 and p99 over
+// all its samples and the process's CPU time per message while that side
+// ran (server, clients and runtime: when the machine has no idle CPU,
+// latency follows it), codi2's p99 over raw's, and the median over rounds
+// of that ratio (issue 16's goal: at most 1.15).
+//
+//	go test -run XXX -bench LiveDelivery -benchtime 20000x ./bus
+func BenchmarkLiveDelivery(b *testing.B) {
+	bs := bustest.Run(b)
+	ctx := context.Background()
+	payload := func() []byte {
+		p := make([]byte, 100)
+		binary.BigEndian.PutUint64(p, uint64(time.Now().UnixNano()))
+		return p
+	}
+	// subscribe delivers the one-way time of every message on subj to the
+	// returned channel.
+	subscribe := func(subj string) <-chan time.Duration {
+		nc := bustest.Connect(b, bs)
+		got := make(chan time.Duration, 1)
+		_, err := nc.Subscribe(subj, func(m *nats.Msg) { got <- sinceStamp(m.Data) })
+		require.NoError(b, err)
+		require.NoError(b, nc.Flush())
+		return got
+	}
+	// withDeadline gives each durable send a deadline, as codi2 bench
+	// does, so that jetstream does not add its default one.
+	withDeadline := func(send func(context.Context) error) error {
+		octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return send(octx)
+	}
+
+	rawPub, rawGot := bustest.Connect(b, bs), subscribe("bench.live")
+	noackPub, noackGot := bustest.Connect(b, bs), subscribe("codi.msg.agent-3.>")
+	js, err := jetstream.New(bustest.Connect(b, bs))
+	require.NoError(b, err)
+	jsGot := subscribe("codi.msg.agent-4.>")
+	sender, err := bus.NewAgent("agent-1", bustest.Connect(b, bs))
+	require.NoError(b, err)
+	rcv, err := bus.NewAgent("agent-2", bustest.Connect(b, bs))
+	require.NoError(b, err)
+	codiGot := make(chan time.Duration, 1)
+	in, err := rcv.Subscribe(func(m bus.Message) { codiGot <- sinceStamp(m.Data) })
+	require.NoError(b, err)
+	defer in.Unsubscribe()
+
+	sides := []liveSide{
+		{"raw", func() (time.Duration, error) {
+			if err := rawPub.Publish("bench.live", payload()); err != nil {
+				return 0, err
+			}
+			return <-rawGot, nil
+		}},
+		{"stored-noack", func() (time.Duration, error) {
+			m := &nats.Msg{Subject: "codi.msg.agent-3.agent-1.bench", Data: payload(), Header: nats.Header{}}
+			m.Header.Set(jetstream.MsgIDHeader, nuid.Next())
+			if err := noackPub.PublishMsg(m); err != nil {
+				return 0, err
+			}
+			return <-noackGot, nil
+		}},
+		{"jetstream", func() (time.Duration, error) {
+			err := withDeadline(func(ctx context.Context) error {
+				_, err := js.Publish(ctx, "codi.msg.agent-4.agent-1.bench", payload(), jetstream.WithMsgID(nuid.Next()))
+				return err
+			})
+			if err != nil {
+				return 0, err
+			}
+			return <-jsGot, nil
+		}},
+		{"codi2", func() (time.Duration, error) {
+			err := withDeadline(func(ctx context.Context) error {
+				_, err := sender.Send(ctx, "agent-2", "bench", payload())
+				return err
+			})
+			if err != nil {
+				return 0, err
+			}
+			return <-codiGot, nil
+		}},
+	}
+	all := make([]*latency.Recorder, len(sides))
+	for i := range all {
+		all[i] = latency.NewRecorder(b.N)
+	}
+	cpu := make([]time.Duration, len(sides)) // the process's CPU time while each side ran
+	// run times n messages of side i, adds them to all[i] unless warming up,
+	// and returns their summary.
+	run := func(i, n int, warm bool) latency.Summary {
+		round := latency.NewRecorder(n)
+		cpu0 := processCPU(b)
+		for range n {
+			d, err := sides[i].op()
+			if err != nil {
+				b.Fatal(err)
+			}
+			round.Record(d)
+			if !warm {
+				all[i].Record(d)
+			}
+		}
+		if !warm {
+			cpu[i] += processCPU(b) - cpu0
+		}
+		return round.Summary()
+	}
+	for i := range sides { // warm up: connections, stream files, allocations
+		run(i, 200, true)
+	}
+	var ratios []float64
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done, r := 0, 0; done < b.N; r++ {
+		n := min(liveRound, b.N-done)
+		p99 := make([]time.Duration, len(sides))
+		for k := range sides {
+			i := (k + r) % len(sides) // every side takes every place in turn
+			p99[i] = run(i, n, false).P99
+		}
+		ratios = append(ratios, float64(p99[len(sides)-1])/float64(p99[0]))
+		done += n
+	}
+	b.StopTimer()
+	sums := make([]latency.Summary, len(sides))
+	for i, s := range sides {
+		sums[i] = all[i].Summary()
+		b.ReportMetric(float64(sums[i].P50.Nanoseconds()), s.name+"-p50-ns")
+		b.ReportMetric(float64(sums[i].P99.Nanoseconds()), s.name+"-p99-ns")
+		b.ReportMetric(float64(cpu[i].Nanoseconds())/float64(b.N), s.name+"-cpu-ns/msg")
+	}
+	slices.Sort(ratios)
+	b.ReportMetric(float64(sums[len(sides)-1].P99)/float64(sums[0].P99), "codi2/raw-p99")
+	b.ReportMetric(ratios[len(ratios)/2], "codi2/raw-p99-round-median")
+}
+
+// processCPU is the CPU time (user and system) this process has used: the
+// embedded server's, the clients' and the runtime's together.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
