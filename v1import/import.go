@@ -211,6 +211,17 @@ func (im *Importer) Import(ctx context.Context, path string) (Summary, error) {
 		return r.sum, fmt.Errorf("v1import: %s: %w", path, err)
 	}
 
+	// A checkpoint after a final event without its newline ends mid-line:
+	// that line is counted, and what completes it (its newline, or events
+	// v1 appended to it) is imported without counting it again.
+	midLine := false
+	if cp.Offset > 0 {
+		var last [1]byte
+		if _, err := f.ReadAt(last[:], cp.Offset-1); err != nil {
+			return r.sum, fmt.Errorf("v1import: %s: %w", path, err)
+		}
+		midLine = last[0] != '\n'
+	}
 	off := cp.Offset
 	br := bufio.NewReaderSize(f, 256<<10)
 	var long []byte
@@ -238,14 +249,18 @@ func (im *Importer) Import(ctx context.Context, path string) (Summary, error) {
 			r.sum.Partial = 1 // still being written, perhaps: the next import's
 			break
 		}
-		r.sum.Lines++
+		counted := !midLine
+		if counted {
+			r.sum.Lines++
+		}
+		midLine = false
 		if err := r.line(off, body); err != nil {
 			return r.sum, err
 		}
 		r.prefix.Write(line)
 		off += int64(len(line))
 		r.sum.Bytes = off
-		if (r.sum.Lines-cp.Lines)%im.cfg.CheckpointLines == 0 {
+		if counted && (r.sum.Lines-cp.Lines)%im.cfg.CheckpointLines == 0 {
 			if err := r.checkpoint(off); err != nil {
 				return r.sum, err
 			}

@@ -324,3 +324,55 @@ func TestImporter_Import_SameFirstLineOtherFile(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1, sum.Imported)
 }
+
+// A final event without its newline is imported and counted; the run that
+// finds its newline (and what v1 appended after) must not count that line
+// again: the file has 3 lines, not 4.
+func TestImporter_Import_CompletedFinalLineCountedOnce(t *testing.T) {
+	c := startClients(t)
+	path := filepath.Join(t.TempDir(), "codi.log")
+	l1 := `{"ts":"t1","action":"TASK_ASSIGN","from":"o","to":"agent-1","task":"T-1"}` + "\n"
+	l2 := `{"ts":"t2","action":"TASK_ACK","from":"agent-1","task":"T-1"}`
+	require.NoError(t, os.WriteFile(path, []byte(l1+l2), 0o644))
+	im := c.importer(t, v1import.Config{})
+	sum, err := im.Import(context.Background(), path)
+	require.NoError(t, err)
+	assert.Equal(t, 2, sum.Lines)
+	assert.Equal(t, 0, sum.Partial)
+	assert.Equal(t, 2, sum.Imported)
+
+	// v1 writes the newline, then a line and an event spliced onto
+	// nothing: the second run starts mid-line.
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	l3 := `{"ts":"t3","action":"STATUS_UPDATE","from":"agent-1","task":"T-1","status":"done"}` + "\n"
+	_, err = f.WriteString("\n" + l3)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	sum, err = im.Import(context.Background(), path)
+	require.NoError(t, err)
+	assert.Equal(t, 3, sum.Lines, "l1, l2 and l3: l2's newline is not a line")
+	assert.Equal(t, 2, sum.Skipped)
+	assert.Equal(t, 1, sum.Imported)
+	cp, err := c.sc.Get(context.Background(), v1import.CheckpointKind, sum.FileID, 0)
+	require.NoError(t, err)
+	assert.JSONEq(t, `3`, string(cp.Fields["lines"]))
+
+	// An event appended to that line without a newline between (v1 lost
+	// it) is imported under its own offset, the line still counted once.
+	path2 := filepath.Join(t.TempDir(), "codi.log")
+	require.NoError(t, os.WriteFile(path2, []byte(`{"action":"another log"}`+"\n"+l2), 0o644))
+	sum, err = im.Import(context.Background(), path2)
+	require.NoError(t, err)
+	require.Equal(t, 2, sum.Lines)
+	f, err = os.OpenFile(path2, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString(l3)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	sum, err = im.Import(context.Background(), path2)
+	require.NoError(t, err)
+	assert.Equal(t, 2, sum.Lines, "the event spliced onto the last line is in that line")
+	assert.Equal(t, 1, sum.Imported)
+	assert.Equal(t, 1, sum.Events)
+}
