@@ -49,7 +49,8 @@ type Config struct {
 	// CheckpointLines is how many lines pass between checkpoints (default
 	// 50,000).
 	CheckpointLines int
-	// DryRun reads and counts, publishes nothing.
+	// DryRun reads and counts the whole file and publishes nothing: it
+	// needs no server (New accepts nil clients) and reads no checkpoint.
 	DryRun bool
 	// Progress, when set, is called with the bytes read so far and the
 	// file's size, at most every 64 KiB read.
@@ -95,7 +96,7 @@ type Importer struct {
 }
 
 // New returns an Importer. It fails with ErrConfig for a bad cfg or a
-// missing client.
+// missing client (both may be nil for a dry run).
 func New(cfg Config, ac *audit.Client, sc *state.Client) (*Importer, error) {
 	if cfg.Window == 0 {
 		cfg.Window = 2048
@@ -108,7 +109,7 @@ func New(cfg Config, ac *audit.Client, sc *state.Client) (*Importer, error) {
 		return nil, fmt.Errorf("%w: Window must be 1..4000, got %d", ErrConfig, cfg.Window)
 	case cfg.CheckpointLines < 1:
 		return nil, fmt.Errorf("%w: CheckpointLines must be positive, got %d", ErrConfig, cfg.CheckpointLines)
-	case sc == nil || ac == nil && !cfg.DryRun:
+	case (sc == nil || ac == nil) && !cfg.DryRun:
 		return nil, fmt.Errorf("%w: an audit and a state client are needed", ErrConfig)
 	}
 	return &Importer{cfg: cfg, audit: ac, state: sc}, nil
@@ -142,6 +143,29 @@ func FileID(f io.ReaderAt) (string, error) {
 	}
 	h := sha256.Sum256(buf)
 	return hex.EncodeToString(h[:8]), nil
+}
+
+// checkpoint reads the checkpoint of the file at path, whose id is id: the
+// zero Checkpoint for a file never imported, and for a dry run (which
+// counts the whole file without a server).
+func (im *Importer) checkpoint(ctx context.Context, path, id string) (Checkpoint, error) {
+	cp := Checkpoint{File: path}
+	if im.cfg.DryRun {
+		return cp, nil
+	}
+	rec, err := im.state.Get(ctx, CheckpointKind, id, 0)
+	switch {
+	case errors.Is(err, state.ErrNotFound):
+		return cp, nil
+	case err != nil:
+		return cp, fmt.Errorf("v1import: %s: read the checkpoint: %w", path, err)
+	}
+	for name, v := range map[string]any{"offset": &cp.Offset, "lines": &cp.Lines, "file": &cp.File, "prefix_sha256": &cp.PrefixSHA256} {
+		if b, ok := rec.Fields[name]; ok {
+			_ = json.Unmarshal(b, v)
+		}
+	}
+	return cp, nil
 }
 
 // run is one Import's state.
@@ -178,22 +202,9 @@ func (im *Importer) Import(ctx context.Context, path string) (Summary, error) {
 	if r.sum.FileID, err = FileID(f); err != nil {
 		return r.sum, fmt.Errorf("v1import: %s: %w", path, err)
 	}
-	cp := Checkpoint{File: path}
-	if rec, err := im.state.Get(ctx, CheckpointKind, r.sum.FileID, 0); err == nil {
-		if b, ok := rec.Fields["offset"]; ok {
-			_ = json.Unmarshal(b, &cp.Offset)
-		}
-		if b, ok := rec.Fields["lines"]; ok {
-			_ = json.Unmarshal(b, &cp.Lines)
-		}
-		if b, ok := rec.Fields["file"]; ok {
-			_ = json.Unmarshal(b, &cp.File)
-		}
-		if b, ok := rec.Fields["prefix_sha256"]; ok {
-			_ = json.Unmarshal(b, &cp.PrefixSHA256)
-		}
-	} else if !errors.Is(err, state.ErrNotFound) {
-		return r.sum, fmt.Errorf("v1import: %s: read the checkpoint: %w", path, err)
+	cp, err := im.checkpoint(ctx, path, r.sum.FileID)
+	if err != nil {
+		return r.sum, err
 	}
 	r.sum.Skipped, r.sum.Lines = cp.Lines, cp.Lines
 	// The bytes already imported, hashed: they must be the ones the

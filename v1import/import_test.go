@@ -210,6 +210,15 @@ func TestImporter_Import_DryRun(t *testing.T) {
 	require.ErrorIs(t, err, state.ErrNotFound, "a dry run publishes nothing")
 	_, err = c.sc.Get(context.Background(), v1import.CheckpointKind, sum.FileID, 0)
 	require.ErrorIs(t, err, state.ErrNotFound, "nor a checkpoint")
+
+	// Without clients (no server): the same counts.
+	im, err = v1import.New(v1import.Config{DryRun: true}, nil, nil)
+	require.NoError(t, err)
+	again, err := im.Import(context.Background(), path)
+	require.NoError(t, err)
+	assert.Equal(t, sum.Lines, again.Lines)
+	assert.Equal(t, sum.Imported, again.Imported)
+	assert.Equal(t, sum.StateCommands, again.StateCommands)
 }
 
 func TestNew_BadConfig(t *testing.T) {
