@@ -13,8 +13,9 @@ complete events it finds, each with its offset, and the rest as fragments.
 
 Importer.Import reads a file and publishes, through the public clients:
 every event as the audit event codi.audit.log.<source>.v1.<ACTION> with
-the original line and its file offset, every fragment as the non-JSON audit
-event codi.audit.log.<source>.v1.unparseable (kept byte for byte), and
+the original line and its file offset, every fragment as the audit event
+codi.audit.log.<source>.v1.unparseable with its file offset and its bytes
+kept exactly (base64), and
 every state update (TASK_ASSIGN, STATUS_UPDATE) as a merge command on
 task/<task>. Each publish carries the Nats-Msg-Id v1-<file id>-<offset>,
 where the file id is derived from the file's first line, so a second import

@@ -308,7 +308,7 @@ func (r *run) line(off int64, line []byte) error {
 		id := "v1-" + r.sum.FileID + "-" + strconv.FormatInt(at, 10)
 		if !p.Event {
 			r.sum.Unparseable++
-			if err := r.publishAudit(UnparseableToken, p.Raw, id); err != nil {
+			if err := r.publishAudit(UnparseableToken, r.payload(at, p.Raw, false), id); err != nil {
 				return err
 			}
 			continue
@@ -322,7 +322,7 @@ func (r *run) line(off int64, line []byte) error {
 		if subjects.ValidToken(tok) != nil {
 			tok = "event"
 		}
-		if err := r.publishAudit(tok, r.payload(at, p.Raw), id); err != nil {
+		if err := r.publishAudit(tok, r.payload(at, p.Raw, true), id); err != nil {
 			return err
 		}
 		if cmd, ok := command(ev); ok {
@@ -351,9 +351,10 @@ func command(ev Event) (state.Command, bool) {
 	return state.Command{Op: state.OpMerge, Fields: fields}, true
 }
 
-// payload is the audit event of an event: the file, its id, the offset
-// and the original line (as JSON when it is UTF-8, else base64).
-func (r *run) payload(at int64, raw []byte) []byte {
+// payload is the audit event of a piece of a line: the file, its id, the
+// piece's offset and its bytes: an event's as JSON when it is UTF-8
+// (event), else, and always for a fragment, base64.
+func (r *run) payload(at int64, raw []byte, event bool) []byte {
 	b := r.buf[:0]
 	b = append(b, `{"file":`...)
 	b = append(b, r.quoted...)
@@ -361,7 +362,7 @@ func (r *run) payload(at int64, raw []byte) []byte {
 	b = append(b, r.sum.FileID...)
 	b = append(b, `","offset":`...)
 	b = strconv.AppendInt(b, at, 10)
-	if utf8.Valid(raw) {
+	if event && utf8.Valid(raw) {
 		b = append(b, `,"line":`...)
 		b = append(b, bytes.TrimSpace(raw)...)
 	} else {

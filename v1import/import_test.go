@@ -132,12 +132,12 @@ func TestImporter_Import_V1SimLog(t *testing.T) {
 		assert.JSONEq(t, string(line), string(p.Line))
 	}
 	assert.GreaterOrEqual(t, intact, integrity.Parsed)
-	// Unparseable fragments are kept as non-JSON events.
+	// Unparseable fragments are kept byte for byte, with their offset.
 	frags := 0
 	for _, r := range recs {
-		if r.Encoding == audit.EncodingBase64 {
+		if r.Subject == "codi.audit.log.v1-import.v1.unparseable" {
 			frags++
-			assert.Equal(t, "codi.audit.log.v1-import.v1.unparseable", r.Subject)
+			assert.Contains(t, string(r.Data), `"line_base64":"`)
 		}
 	}
 	assert.Equal(t, sum.Unparseable, frags)
@@ -384,4 +384,42 @@ func TestImporter_Import_CompletedFinalLineCountedOnce(t *testing.T) {
 	assert.Equal(t, 2, sum.Lines, "the event spliced onto the last line is in that line")
 	assert.Equal(t, 1, sum.Imported)
 	assert.Equal(t, 1, sum.Events)
+}
+
+// An unparseable fragment's audit event carries the file, its id and the
+// fragment's offset like an event's, and its bytes exactly (base64).
+func TestImporter_Import_FragmentsCarryFileAndOffset(t *testing.T) {
+	c := startClients(t)
+	path := filepath.Join(t.TempDir(), "codi.log")
+	l1 := `{"ts":"t1","action":"TASK_ACK","from":"agent-1","task":"T-1"}` + "\n"
+	torn := `{"ts":"t2","action":"TASK_ASS` + `{"ts":"t3","action":"TASK_ACK","from":"agent-2","task":"T-2"}` + "\n"
+	garbage := "not json \xff\n"
+	require.NoError(t, os.WriteFile(path, []byte(l1+torn+garbage), 0o644))
+	sum, err := c.importer(t, v1import.Config{}).Import(context.Background(), path)
+	require.NoError(t, err)
+	require.Equal(t, 2, sum.Unparseable)
+	want := map[int64][]byte{ // offset: the fragment's bytes
+		int64(len(l1)):             []byte(`{"ts":"t2","action":"TASK_ASS`),
+		int64(len(l1) + len(torn)): []byte("not json \xff"),
+	}
+	n := 0
+	for _, r := range c.imported(t, sum.Imported) {
+		if r.Subject != "codi.audit.log.v1-import.v1.unparseable" {
+			continue
+		}
+		n++
+		var p struct {
+			File       string `json:"file"`
+			FileID     string `json:"file_id"`
+			Offset     *int64 `json:"offset"`
+			LineBase64 []byte `json:"line_base64"`
+		}
+		require.NoError(t, json.Unmarshal(r.Data, &p), "a fragment's event is an object: %s", r.Data)
+		assert.Equal(t, path, p.File)
+		assert.Equal(t, sum.FileID, p.FileID)
+		require.NotNil(t, p.Offset, "%s", r.Data)
+		assert.Equal(t, want[*p.Offset], p.LineBase64, "offset %d", *p.Offset)
+		assert.Equal(t, "v1-"+sum.FileID+"-"+strconv.FormatInt(*p.Offset, 10), r.MsgID)
+	}
+	assert.Equal(t, 2, n)
 }
