@@ -255,11 +255,12 @@ func newBulkEvent(streamSeq uint64, t time.Time, subject string, hdr nats.Header
 // expand returns chunk with each bulk event replaced by its entries, in
 // order; chunk itself when it holds none.
 func expand(chunk []*event) []*event {
-	n := 0
+	n, bulk := 0, false
 	for _, e := range chunk {
 		n += max(len(e.bulk), 1)
+		bulk = bulk || e.bulk != nil
 	}
-	if n == len(chunk) {
+	if !bulk {
 		return chunk
 	}
 	out := make([]*event, 0, n)

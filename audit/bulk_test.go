@@ -66,6 +66,17 @@ func TestService_Run_BulkEvents(t *testing.T) {
 	h.waitCommitted(ack.Sequence)
 	recs = h.wholeLog(5)
 	assert.JSONEq(t, `{"again":true}`, string(recs[4].Data))
+
+	// A bulk message of one event, alone in its batch.
+	b.Reset()
+	require.NoError(t, b.Add("v1", "id-9", []byte(`{"one":1}`)))
+	f, err = h.client.LogBulkAsync(b)
+	require.NoError(t, err)
+	ack = <-f.Ok()
+	h.waitCommitted(ack.Sequence)
+	recs = h.wholeLog(6)
+	assert.JSONEq(t, `{"one":1}`, string(recs[5].Data))
+	assert.Equal(t, "codi.audit.log.imp.v1", recs[5].Subject)
 	assert.True(t, h.verify(VerifyRequest{}).OK)
 }
 
