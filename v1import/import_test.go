@@ -17,6 +17,7 @@ import (
 	"github.com/codi2/codi2/state"
 	"github.com/codi2/codi2/v1import"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -24,6 +25,7 @@ import (
 type clients struct {
 	ac  *audit.Client
 	sc  *state.Client
+	js  jetstream.JetStream
 	url string
 }
 
@@ -37,7 +39,9 @@ func startClients(t testing.TB) clients {
 	require.NoError(t, err)
 	sc, err := state.NewClient(nc, v1import.DefaultSource)
 	require.NoError(t, err)
-	return clients{ac, sc, s.Bus().ClientURL()}
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	return clients{ac, sc, js, s.Bus().ClientURL()}
 }
 
 func (c clients) importer(t testing.TB, cfg v1import.Config) *v1import.Importer {
@@ -204,7 +208,7 @@ func TestImporter_Import_DryRun(t *testing.T) {
 	sum, err := im.Import(context.Background(), path)
 	require.NoError(t, err)
 	assert.Equal(t, v1import.Summary{File: path, FileID: sum.FileID, Lines: 3, Events: 1, Unparseable: 1, Imported: 2,
-		StateCommands: 1, Bytes: sum.Bytes, Elapsed: sum.Elapsed, Applied: sum.Applied, DryRun: true}, sum)
+		StateCommands: 1, Bytes: sum.Bytes, Elapsed: sum.Elapsed, Applied: sum.Applied, Committed: sum.Committed, DryRun: true}, sum)
 	assert.EqualValues(t, 63, progress)
 	_, err = c.sc.Get(context.Background(), v1import.TaskKind, "T-1", 0)
 	require.ErrorIs(t, err, state.ErrNotFound, "a dry run publishes nothing")
@@ -223,7 +227,7 @@ func TestImporter_Import_DryRun(t *testing.T) {
 
 func TestNew_BadConfig(t *testing.T) {
 	c := startClients(t)
-	for _, cfg := range []v1import.Config{{Window: 5000}, {Window: -1}, {CheckpointLines: -1}} {
+	for _, cfg := range []v1import.Config{{Window: 5000}, {Window: -1}, {CheckpointLines: -1}, {BulkEvents: 1025}, {TxnOps: 1}, {TxnOps: 64}} {
 		_, err := v1import.New(cfg, c.ac, c.sc)
 		require.ErrorIs(t, err, v1import.ErrConfig)
 	}
@@ -422,4 +426,96 @@ func TestImporter_Import_FragmentsCarryFileAndOffset(t *testing.T) {
 		assert.Equal(t, "v1-"+sum.FileID+"-"+strconv.FormatInt(*p.Offset, 10), r.MsgID)
 	}
 	assert.Equal(t, 2, n)
+}
+
+// An import stopped midway (a crash: what it had published goes on to be
+// stored and applied) and run again after JetStream's duplicate window has
+// passed imports every line's audit event and applies every state update
+// exactly once: the checkpoint's state_offset, moved in each update
+// command's own transaction, says which updates are applied.
+func TestImporter_Import_CrashThenRerunPastTheDuplicateWindow(t *testing.T) {
+	c := startClients(t)
+	ctx := context.Background()
+	for _, name := range []string{"CODI_STATE", "CODI_AUDIT"} {
+		st, err := c.js.Stream(ctx, name)
+		require.NoError(t, err)
+		cfg := st.CachedInfo().Config
+		cfg.Duplicates = 100 * time.Millisecond
+		_, err = c.js.UpdateStream(ctx, cfg)
+		require.NoError(t, err)
+	}
+	dir := t.TempDir()
+	res, err := v1sim.RunWrites(ctx, v1sim.Config{Dir: dir, Writers: 5, EventsPerWriter: 600, Mode: v1sim.Buffered})
+	require.NoError(t, err)
+	want, err := c.importer(t, v1import.Config{DryRun: true}).Import(ctx, res.Path)
+	require.NoError(t, err)
+	require.Greater(t, want.StateCommands, 1000)
+
+	stopped, stop := context.WithCancel(ctx)
+	defer stop()
+	var stoppedAt int64
+	crash := v1import.Config{CheckpointLines: 700, BulkEvents: 50, TxnOps: 10, Window: 4, Progress: func(read, size int64) {
+		if read > size/2 && stoppedAt == 0 {
+			stoppedAt = read
+			stop()
+		}
+	}}
+	_, err = c.importer(t, crash).Import(stopped, res.Path)
+	require.ErrorIs(t, err, context.Canceled)
+	// What the stopped run published is applied, and JetStream has
+	// forgotten its ids.
+	info, err := c.js.Stream(ctx, "CODI_STATE")
+	require.NoError(t, err)
+	_, err = c.sc.Get(ctx, v1import.CheckpointKind, want.FileID, info.CachedInfo().State.LastSeq)
+	require.NoError(t, err)
+	time.Sleep(300 * time.Millisecond) // the duplicate window passing: not waiting for a result
+
+	sum, err := c.importer(t, v1import.Config{TxnOps: 7}).Import(ctx, res.Path)
+	require.NoError(t, err)
+	assert.Equal(t, want.Lines, sum.Lines)
+	assert.Greater(t, sum.Skipped, 0, "the stopped run's checkpoint")
+	assert.Less(t, sum.StateCommands, want.StateCommands, "updates applied before are not sent again")
+
+	// Every line's event once.
+	recs := c.imported(t, want.Imported)
+	ids := map[string]bool{}
+	for _, r := range recs {
+		require.False(t, ids[r.MsgID], "imported twice: %s", r.MsgID)
+		ids[r.MsgID] = true
+	}
+	assert.Len(t, ids, want.Imported)
+	// Every update applied once: the tasks' revisions add up to them.
+	total := 0
+	list, err := c.sc.List(ctx, v1import.TaskKind, state.ListOptions{Limit: 1000})
+	require.NoError(t, err)
+	for _, r := range list.Records {
+		total += int(r.Rev)
+	}
+	assert.Equal(t, want.StateCommands, total)
+}
+
+// An update too large to share a command (it may be refused) goes in a
+// command of its own line; those around it are applied as usual.
+func TestImporter_Import_LargeUpdateAlone(t *testing.T) {
+	c := startClients(t)
+	path := filepath.Join(t.TempDir(), "codi.log")
+	big := strings.Repeat("s", 5000)
+	data := `{"action":"TASK_ASSIGN","task":"T-1","to":"agent-1"}` + "\n" +
+		`{"action":"STATUS_UPDATE","task":"T-1","status":"` + big + `"}{"action":"TASK_ASSIGN","task":"T-2","to":"agent-2"}` + "\n" +
+		`{"action":"STATUS_UPDATE","task":"T-1","status":"done"}` + "\n"
+	require.NoError(t, os.WriteFile(path, []byte(data), 0o644))
+	sum, err := c.importer(t, v1import.Config{}).Import(context.Background(), path)
+	require.NoError(t, err)
+	assert.Equal(t, 4, sum.StateCommands)
+	rec, err := c.sc.Get(context.Background(), v1import.TaskKind, "T-1", 0)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), rec.Rev)
+	assert.JSONEq(t, `"done"`, string(rec.Fields["status"]))
+	rec, err = c.sc.Get(context.Background(), v1import.TaskKind, "T-2", 0)
+	require.NoError(t, err)
+	assert.JSONEq(t, `"agent-2"`, string(rec.Fields["assignee"]))
+	cp, err := c.sc.Get(context.Background(), v1import.CheckpointKind, sum.FileID, 0)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(4), cp.Rev, "three update commands (before, the large line, after) and the last checkpoint")
+	assert.JSONEq(t, strconv.Itoa(len(data)), string(cp.Fields["state_offset"]))
 }
