@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"github.com/codi2/codi2/audit"
-	"github.com/codi2/codi2/internal/servertest"
+	"github.com/codi2/codi2/bus/bustest"
+	"github.com/codi2/codi2/internal/server"
 	"github.com/codi2/codi2/internal/v1sim"
 	"github.com/codi2/codi2/state"
 	"github.com/codi2/codi2/v1import"
@@ -31,7 +32,17 @@ type clients struct {
 
 func startClients(t testing.TB) clients {
 	t.Helper()
-	s := servertest.Start(t, false)
+	return startClientsWith(t, server.Config{})
+}
+
+// startClientsWith runs a whole server with cfg (its data directory and
+// listener made here) and returns clients of it.
+func startClientsWith(t testing.TB, cfg server.Config) clients {
+	t.Helper()
+	cfg.DataDir, cfg.NATSListen = t.TempDir(), "127.0.0.1:-1"
+	s, err := server.Start(context.Background(), cfg, bustest.Logger(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Stop() })
 	nc, err := nats.Connect(s.Bus().ClientURL())
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
