@@ -231,10 +231,12 @@ type run struct {
 
 // Import reads the v1 log at path from its checkpoint on and publishes its
 // events (see the package doc). It returns once every publish has its
-// PubAck and the state service has applied the last command (the
-// checkpoint), or with the first error: ErrPublish for a failed PubAck,
-// the context's error, or a read error; a re-run resumes at the last
-// checkpoint and publishes nothing twice.
+// PubAck, the state service has applied the last command (the checkpoint)
+// and the audit log has committed the last event, or with the first
+// error: ErrPublish for a failed PubAck, ErrNotSameFile, the context's
+// error, or a read error; a re-run resumes at the last checkpoint,
+// publishes no state update below its state_offset again and no audit
+// event the log does not drop as a repeat.
 func (im *Importer) Import(ctx context.Context, path string) (Summary, error) {
 	start := time.Now()
 	r := &run{im: im, ctx: ctx, sum: Summary{File: path, DryRun: im.cfg.DryRun}}
@@ -568,6 +570,7 @@ func (r *run) flushOps(n int, at int64) error {
 	ops = append(ops, state.TxnOp{Kind: CheckpointKind, ID: r.sum.FileID, Command: state.Command{Op: state.OpMerge,
 		Fields: map[string]any{"state_offset": at, "state_prefix_sha256": hex.EncodeToString(r.prefix.Sum(nil))}}})
 	f, err := r.im.state.PublishTxnAsync(txid, ops)
+	r.stateOffset = at
 	r.ops = append(r.ops[:0], rest...)
 	if len(rest) > 0 {
 		r.opsFrom = at
@@ -627,8 +630,14 @@ func (r *run) checkpoint(off int64) error {
 	}
 	r.window = r.window[:0]
 	sum := hex.EncodeToString(r.prefix.Sum(nil))
-	cmd := state.Command{Op: state.OpMerge, Fields: map[string]any{"file": r.sum.File, "offset": off, "lines": r.sum.Lines,
-		"prefix_sha256": sum, "state_offset": off, "state_prefix_sha256": sum}}
+	fields := map[string]any{"file": r.sum.File, "offset": off, "lines": r.sum.Lines, "prefix_sha256": sum}
+	if off >= r.stateOffset {
+		// Every update before off is applied before this command is; a
+		// re-run still short of an earlier run's state_offset keeps it.
+		fields["state_offset"], fields["state_prefix_sha256"] = off, sum
+		r.stateOffset = off
+	}
+	cmd := state.Command{Op: state.OpMerge, Fields: fields}
 	f, err := r.im.state.PublishAsync(CheckpointKind, r.sum.FileID, cmd, "")
 	if err != nil {
 		return fmt.Errorf("%w: %s: checkpoint: %w", ErrPublish, r.sum.File, err)

@@ -462,23 +462,28 @@ func TestImporter_Import_CrashThenRerunPastTheDuplicateWindow(t *testing.T) {
 	require.NoError(t, err)
 	require.Greater(t, want.StateCommands, 1000)
 
-	stopped, stop := context.WithCancel(ctx)
-	defer stop()
-	var stoppedAt int64
-	crash := v1import.Config{CheckpointLines: 700, BulkEvents: 50, TxnOps: 10, Window: 4, Progress: func(read, size int64) {
-		if read > size/2 && stoppedAt == 0 {
-			stoppedAt = read
-			stop()
+	// The first run stops halfway, before any periodic checkpoint: its
+	// update commands moved state_offset. The second, with a checkpoint
+	// per line, stops long before that offset: its checkpoints must not
+	// move state_offset back.
+	stopAt := func(at func(read, size int64) bool) (context.Context, func(read, size int64)) {
+		stopped, stop := context.WithCancel(ctx)
+		t.Cleanup(stop)
+		return stopped, func(read, size int64) {
+			if at(read, size) {
+				stop()
+			}
 		}
-	}}
+	}
+	stopped, progress := stopAt(func(read, size int64) bool { return read > size/2 })
+	crash := v1import.Config{CheckpointLines: 100_000, BulkEvents: 50, TxnOps: 10, Window: 4, Progress: progress}
 	_, err = c.importer(t, crash).Import(stopped, res.Path)
 	require.ErrorIs(t, err, context.Canceled)
-	// What the stopped run published is applied, and JetStream has
-	// forgotten its ids.
-	info, err := c.js.Stream(ctx, "CODI_STATE")
-	require.NoError(t, err)
-	_, err = c.sc.Get(ctx, v1import.CheckpointKind, want.FileID, info.CachedInfo().State.LastSeq)
-	require.NoError(t, err)
+	c.appliedAll(t, want.FileID)
+	stopped, progress = stopAt(func(read, size int64) bool { return true })
+	_, err = c.importer(t, v1import.Config{CheckpointLines: 1, Progress: progress}).Import(stopped, res.Path)
+	require.ErrorIs(t, err, context.Canceled)
+	c.appliedAll(t, want.FileID)
 	time.Sleep(300 * time.Millisecond) // the duplicate window passing: not waiting for a result
 
 	sum, err := c.importer(t, v1import.Config{TxnOps: 7}).Import(ctx, res.Path)
@@ -529,4 +534,14 @@ func TestImporter_Import_LargeUpdateAlone(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint64(4), cp.Rev, "three update commands (before, the large line, after) and the last checkpoint")
 	assert.JSONEq(t, strconv.Itoa(len(data)), string(cp.Fields["state_offset"]))
+}
+
+// appliedAll waits until the state service has applied everything
+// CODI_STATE holds (what a stopped import had published).
+func (c clients) appliedAll(t testing.TB, fileID string) {
+	t.Helper()
+	info, err := c.js.Stream(context.Background(), "CODI_STATE")
+	require.NoError(t, err)
+	_, err = c.sc.Get(context.Background(), v1import.CheckpointKind, fileID, info.CachedInfo().State.LastSeq)
+	require.NoError(t, err)
 }
