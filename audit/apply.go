@@ -30,9 +30,15 @@ type event struct {
 	msgKey    []byte // msgIDKey(source, msgID), nil without an id
 	flagged   string // what is wrong with the subject, for the log; "" when nothing
 	force     bool   // appended whatever the watermark (a rebase's loss record)
+
+	// bulk holds a bulk message's events, appended in its place (bulk.go).
+	bulk []event
 }
 
 func newEvent(streamSeq uint64, t time.Time, subject string, hdr nats.Header, data []byte) event {
+	if hdr.Get(BulkHeader) != "" {
+		return newBulkEvent(streamSeq, t, subject, hdr, data)
+	}
 	source, category := splitSubject(subject)
 	msgID := hdr.Get(jetstream.MsgIDHeader)
 	flags, detail := subjectFlags(subject, source, category)
@@ -304,7 +310,7 @@ func (s *Service) apply(chunk []*event, appliedTo uint64, rebase bool) (meta, er
 		var rec, num []byte
 		prev := []byte(m.head.Hash) // the last record's hash, as the chain goes
 		var lastAt int64            // stored time of the last event applied
-		for _, e := range chunk {
+		for _, e := range expand(chunk) {
 			if e.streamSeq <= m.applied && !e.force {
 				continue
 			}

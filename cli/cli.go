@@ -92,8 +92,9 @@ type env struct {
 	// holds that refusal.
 	cancel context.CancelFunc
 	denied atomic.Pointer[error]
-	// reconnect makes connect's connection wait for the server and
-	// reconnect for ever (watch --files), instead of failing at once.
+	// reconnect makes connect's connection reconnect for ever once it is
+	// connected (watch --files), instead of failing at the first loss; a
+	// server unreachable at start is still ExitUnreachable.
 	reconnect bool
 }
 
@@ -233,7 +234,11 @@ func (e *env) connect() error {
 		opts = append(opts, bus.Credentials(e.g.creds))
 	}
 	if e.reconnect {
-		opts = append(opts, nats.RetryOnFailedConnect(true), func(o *nats.Options) error {
+		// Reconnect for ever once connected; a server that does not
+		// answer at start is ExitUnreachable, as for every verb (with
+		// RetryOnFailedConnect the watcher ran without a server and each
+		// publish failed with "headers not supported").
+		opts = append(opts, func(o *nats.Options) error {
 			o.AllowReconnect, o.MaxReconnect, o.ReconnectWait = true, -1, 250*time.Millisecond
 			return nil
 		})

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -63,4 +64,37 @@ func TestRun_WatchFiles_BadUsage(t *testing.T) {
 		r := run(t, "nats://127.0.0.1:1", "", "", args...)
 		assert.Equal(t, cli.ExitUsage, r.code, "%v: %s", args, r.err)
 	}
+}
+
+// watch --files against a server that does not answer says so and exits
+// 5 (CONTRACT.md §5), like every verb, instead of watching and logging
+// "headers not supported" for each change it cannot publish.
+func TestRun_WatchFiles_Unreachable(t *testing.T) {
+	dead := "nats://127.0.0.1:" + strconv.Itoa(proctest.FreePort(t))
+	root := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	env := map[string]string{"CODI2_NATS_URL": dead, "CODI2_AGENT": "agent-4"}
+	done := make(chan int, 1)
+	go func() {
+		done <- cli.Run(ctx, []string{"watch", "--files", root, "--timeout", "1s"},
+			cli.IO{Out: &out, Err: &errb, Getenv: func(k string) string { return env[k] }})
+	}()
+	// Were it watching, this change would be published and fail.
+	require.Eventually(t, func() bool {
+		_ = os.WriteFile(filepath.Join(root, "a.txt"), []byte(time.Now().String()), 0o644)
+		select {
+		case code := <-done:
+			done <- code
+			return true
+		default:
+			return false
+		}
+	}, 9*time.Second, 50*time.Millisecond, "watch --files still running")
+	code := <-done
+	assert.Equal(t, cli.ExitUnreachable, code, errb.String())
+	assert.Contains(t, errb.String(), "cannot reach the codi2 server at "+dead)
+	assert.NotContains(t, errb.String(), "headers not supported")
+	assert.Equal(t, 1, strings.Count(errb.String(), "\n"), "one line: %q", errb.String())
 }

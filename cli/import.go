@@ -34,7 +34,7 @@ an audit event of source --agent (default v1-import), every fragment that
 is not an event as a non-JSON audit event, and every state update
 (TASK_ASSIGN, STATUS_UPDATE) as a command on task/<task>. A second import of
 a file imports nothing twice. Prints a summary per file; a progress bar on a
-terminal. --dry-run reads and counts only.`,
+terminal. --dry-run reads and counts the whole file, without a server.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			source := e.g.agent
@@ -44,18 +44,24 @@ terminal. --dry-run reads and counts only.`,
 			if err := subjects.ValidAgent(source); err != nil {
 				return usageError{fmt.Errorf("agent id %q: %w", source, err)}
 			}
-			if err := e.connect(); err != nil {
-				return err
+			// A dry run reads and counts only: it needs no server.
+			var (
+				sc *state.Client
+				ac *audit.Client
+			)
+			if !dryRun {
+				if err := e.connect(); err != nil {
+					return err
+				}
+				var err error
+				if sc, err = state.NewClient(e.nc, source); err != nil {
+					return err
+				}
+				if ac, err = audit.NewClient(e.nc); err != nil {
+					return err
+				}
+				defer ac.Close()
 			}
-			sc, err := state.NewClient(e.nc, source)
-			if err != nil {
-				return err
-			}
-			ac, err := audit.NewClient(e.nc)
-			if err != nil {
-				return err
-			}
-			defer ac.Close()
 			for _, file := range args {
 				cfg := v1import.Config{DryRun: dryRun}
 				bar := e.progress(file)

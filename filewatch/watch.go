@@ -327,17 +327,20 @@ func (w *Watcher) decide(rel string, p *pend) {
 func (w *Watcher) present(rel string, info fileInfo, seen time.Time) {
 	old, known := w.files[rel]
 	from := ""
-	if !known {
+	if !known || old.ino != info.ino {
+		// Unknown, or another file now (moved onto a known one: mv a b
+		// replaces b): a known file gone from its path makes it a move.
 		from = w.movedFrom(rel, info)
 	}
 	w.remember(rel, info)
-	if known && unchanged(old, info) {
+	if known && from == "" && unchanged(old, info) {
 		return
 	}
 	c := Change{Op: OpWrite, Path: rel}
 	switch {
 	case from != "":
-		// A known file gone from its path, under this one: a move.
+		// A known file gone from its path, under this one: a move (onto
+		// rel's old file, when rel was known: its content is replaced).
 		w.forget(from)
 		delete(w.pending, from)
 		c.Op, c.Path, c.To = OpRename, from, rel

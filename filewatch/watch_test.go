@@ -491,3 +491,26 @@ func TestWatcher_Run_NeverQuietFile(t *testing.T) {
 	}
 	assert.Equal(t, "create", r.ops("app.log")[0])
 }
+
+// A file moved onto another known file (mv a b, b existing) is one rename
+// naming its target, not a write of b and a rename of a without one.
+func TestWatcher_Run_RenameOntoAnExistingFile(t *testing.T) {
+	root := t.TempDir()
+	write(t, filepath.Join(root, "a.txt"), "the new content")
+	write(t, filepath.Join(root, "b.txt"), "the old content")
+	r := &recorder{}
+	start(t, filewatch.Config{Root: root, Settle: 100 * time.Millisecond}, r.sink)
+
+	require.NoError(t, os.Rename(filepath.Join(root, "a.txt"), filepath.Join(root, "b.txt")))
+	eventually(t, func() bool { return len(r.ops("a.txt")) == 1 }, "a.txt renamed: %v", r.all())
+	write(t, filepath.Join(root, "last.txt"), "x")
+	eventually(t, func() bool { return len(r.ops("last.txt")) == 1 }, "last.txt: %v", r.all())
+	assert.Empty(t, r.ops("b.txt"), "no write of the target: %v", r.all())
+	for _, c := range r.all() {
+		if c.Path == "a.txt" {
+			assert.Equal(t, filewatch.OpRename, c.Op)
+			assert.Equal(t, "b.txt", c.To, "the rename names its target")
+			assert.Equal(t, sum("the new content"), c.SHA256)
+		}
+	}
+}

@@ -13,16 +13,26 @@ complete events it finds, each with its offset, and the rest as fragments.
 
 Importer.Import reads a file and publishes, through the public clients:
 every event as the audit event codi.audit.log.<source>.v1.<ACTION> with
-the original line and its file offset, every fragment as the non-JSON audit
-event codi.audit.log.<source>.v1.unparseable (kept byte for byte), and
-every state update (TASK_ASSIGN, STATUS_UPDATE) as a merge command on
-task/<task>. Each publish carries the Nats-Msg-Id v1-<file id>-<offset>,
-where the file id is derived from the file's first line, so a second import
-of the same file (also a copy, or the file grown since) publishes nothing
-twice: a checkpoint record v1-import/<file id> in the state store says how
-far an import got, the audit log drops a source's repeated ids for ever, and
-JetStream's duplicate window covers the commands published after the last
-checkpoint.
+the original line and its file offset, every fragment as the audit event
+codi.audit.log.<source>.v1.unparseable with its file offset and its bytes
+kept exactly (base64), and every state update (TASK_ASSIGN, STATUS_UPDATE)
+as a merge operation on task/<task>. Each audit event carries the
+Nats-Msg-Id v1-<file id>-<offset>, where the file id is derived from the
+file's first line. Audit events travel up to 256 per bulk message
+(audit.Bulk: one CODI_AUDIT message, one record per event) and state
+updates up to 63 per multi-record command (each operation its own event
+and audit record), whole lines at a time, so that the services handle a
+few messages per thousand lines instead of one or two per line.
+
+A second import of the same file (also a copy, or the file grown since)
+publishes nothing twice: the checkpoint record v1-import/<file id> in the
+state store says how far an import got (offset, written every
+CheckpointLines once every publish before it has its PubAck) and how far
+its state updates are applied (state_offset, moved by the last operation
+of every update command, in that command's transaction, so a re-run after
+a crash sends none of them again, however late); the audit log drops a
+source's repeated ids for ever. Both offsets come with the SHA-256 of the
+file's bytes before them, checked on a re-run (ErrNotSameFile).
 
 # Caveats
 

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/codi2/codi2/audit"
+	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/state"
 	"github.com/codi2/codi2/subjects"
 )
@@ -43,13 +44,23 @@ const (
 
 // Config configures an Importer. A plain value; zero fields are defaults.
 type Config struct {
-	// Window bounds publishes awaiting their PubAck (default 2048, at most
-	// 4000, nats.go's bound per client).
+	// Window bounds messages awaiting their PubAck (default 64, at most
+	// 4000, nats.go's bound per client): with BulkEvents events per audit
+	// message, a few MiB in flight.
 	Window int
+	// BulkEvents is how many audit events one bulk message carries
+	// (default 256, at most audit.MaxBulkEntries); fewer when they pass
+	// 512 KiB.
+	BulkEvents int
+	// TxnOps bounds the task updates of one multi-record command, besides
+	// the checkpoint's (default and at most state.MaxTxnOps-1, at least 2:
+	// a command holds whole lines, and a line up to two events).
+	TxnOps int
 	// CheckpointLines is how many lines pass between checkpoints (default
 	// 50,000).
 	CheckpointLines int
-	// DryRun reads and counts, publishes nothing.
+	// DryRun reads and counts the whole file and publishes nothing: it
+	// needs no server (New accepts nil clients) and reads no checkpoint.
 	DryRun bool
 	// Progress, when set, is called with the bytes read so far and the
 	// file's size, at most every 64 KiB read.
@@ -71,7 +82,8 @@ type Summary struct {
 	Recovered   int `json:"recovered"`
 	Unparseable int `json:"unparseable"`
 	// Imported counts audit events published (Events + Unparseable),
-	// StateCommands the task commands.
+	// StateCommands the task updates (each its own operation, event and
+	// audit record).
 	Imported      int `json:"imported"`
 	StateCommands int `json:"state_commands"`
 	// Partial is 1 when a final line without newline was left for the next
@@ -79,10 +91,12 @@ type Summary struct {
 	Partial int   `json:"partial"`
 	Bytes   int64 `json:"bytes"`
 	// Elapsed is the time to read and store everything (PubAcks), Applied
-	// the time until the state service had applied the last command.
-	Elapsed time.Duration `json:"elapsed_ns"`
-	Applied time.Duration `json:"applied_ns"`
-	DryRun  bool          `json:"dry_run,omitempty"`
+	// the time until the state service had applied the last command,
+	// Committed until the audit log had committed the last event too.
+	Elapsed   time.Duration `json:"elapsed_ns"`
+	Applied   time.Duration `json:"applied_ns"`
+	Committed time.Duration `json:"committed_ns"`
+	DryRun    bool          `json:"dry_run,omitempty"`
 }
 
 // Importer imports v1 logs through an audit and a state client; the state
@@ -95,10 +109,16 @@ type Importer struct {
 }
 
 // New returns an Importer. It fails with ErrConfig for a bad cfg or a
-// missing client.
+// missing client (both may be nil for a dry run).
 func New(cfg Config, ac *audit.Client, sc *state.Client) (*Importer, error) {
 	if cfg.Window == 0 {
-		cfg.Window = 2048
+		cfg.Window = 64
+	}
+	if cfg.BulkEvents == 0 {
+		cfg.BulkEvents = 256
+	}
+	if cfg.TxnOps == 0 {
+		cfg.TxnOps = state.MaxTxnOps - 1
 	}
 	if cfg.CheckpointLines == 0 {
 		cfg.CheckpointLines = 50_000
@@ -106,9 +126,13 @@ func New(cfg Config, ac *audit.Client, sc *state.Client) (*Importer, error) {
 	switch {
 	case cfg.Window < 1 || cfg.Window > 4000:
 		return nil, fmt.Errorf("%w: Window must be 1..4000, got %d", ErrConfig, cfg.Window)
+	case cfg.BulkEvents < 1 || cfg.BulkEvents > audit.MaxBulkEntries:
+		return nil, fmt.Errorf("%w: BulkEvents must be 1..%d, got %d", ErrConfig, audit.MaxBulkEntries, cfg.BulkEvents)
+	case cfg.TxnOps < 2 || cfg.TxnOps > state.MaxTxnOps-1:
+		return nil, fmt.Errorf("%w: TxnOps must be 2..%d, got %d", ErrConfig, state.MaxTxnOps-1, cfg.TxnOps)
 	case cfg.CheckpointLines < 1:
 		return nil, fmt.Errorf("%w: CheckpointLines must be positive, got %d", ErrConfig, cfg.CheckpointLines)
-	case sc == nil || ac == nil && !cfg.DryRun:
+	case (sc == nil || ac == nil) && !cfg.DryRun:
 		return nil, fmt.Errorf("%w: an audit and a state client are needed", ErrConfig)
 	}
 	return &Importer{cfg: cfg, audit: ac, state: sc}, nil
@@ -116,11 +140,17 @@ func New(cfg Config, ac *audit.Client, sc *state.Client) (*Importer, error) {
 
 // Checkpoint is the record v1-import/<file id>: how far imports of a file
 // got. Offset is the first byte not imported yet, Lines the lines before
-// it.
+// it. StateOffset is how far the state updates got: every one at a file
+// offset below it is applied (each multi-record command of updates moves
+// it in its own transaction), so a re-run publishes none of them again.
 type Checkpoint struct {
-	File   string `json:"file"`
-	Offset int64  `json:"offset"`
-	Lines  int    `json:"lines"`
+	File        string `json:"file"`
+	Offset      int64  `json:"offset"`
+	Lines       int    `json:"lines"`
+	StateOffset int64  `json:"state_offset,omitempty"`
+	// StatePrefixSHA256 is the hex SHA-256 of the file's bytes before
+	// StateOffset, checked like PrefixSHA256.
+	StatePrefixSHA256 string `json:"state_prefix_sha256,omitempty"`
 	// PrefixSHA256 is the hex SHA-256 of the file's bytes before Offset:
 	// how a re-run tells the file grown from another file with the same
 	// first line (ErrNotSameFile). Empty in checkpoints written before it.
@@ -144,24 +174,69 @@ func FileID(f io.ReaderAt) (string, error) {
 	return hex.EncodeToString(h[:8]), nil
 }
 
+// source is the audit source and the commands' actor: the state client's
+// agent (DefaultSource for a dry run without clients).
+func (im *Importer) source() string {
+	if im.state == nil {
+		return DefaultSource
+	}
+	return im.state.Agent()
+}
+
+// checkpoint reads the checkpoint of the file at path, whose id is id: the
+// zero Checkpoint for a file never imported, and for a dry run (which
+// counts the whole file without a server).
+func (im *Importer) checkpoint(ctx context.Context, path, id string) (Checkpoint, error) {
+	cp := Checkpoint{File: path}
+	if im.cfg.DryRun {
+		return cp, nil
+	}
+	rec, err := im.state.Get(ctx, CheckpointKind, id, 0)
+	switch {
+	case errors.Is(err, state.ErrNotFound):
+		return cp, nil
+	case err != nil:
+		return cp, fmt.Errorf("v1import: %s: read the checkpoint: %w", path, err)
+	}
+	for name, v := range map[string]any{"offset": &cp.Offset, "lines": &cp.Lines, "file": &cp.File, "prefix_sha256": &cp.PrefixSHA256,
+		"state_offset": &cp.StateOffset, "state_prefix_sha256": &cp.StatePrefixSHA256} {
+		if b, ok := rec.Fields[name]; ok {
+			_ = json.Unmarshal(b, v)
+		}
+	}
+	return cp, nil
+}
+
 // run is one Import's state.
 type run struct {
-	im      *Importer
-	ctx     context.Context
-	sum     Summary
-	quoted  []byte // the file name, as JSON
-	window  []jetstream.PubAckFuture
-	lastSeq uint64    // the last checkpoint's CODI_STATE sequence
-	prefix  hash.Hash // SHA-256 of the bytes before the current offset
-	buf     []byte
+	im     *Importer
+	ctx    context.Context
+	sum    Summary
+	quoted []byte // the file name, as JSON
+	window []jetstream.PubAckFuture
+	// lastSeq is the last checkpoint's CODI_STATE sequence, auditSeq the
+	// highest CODI_AUDIT sequence of this run's PubAcks.
+	lastSeq, auditSeq uint64
+	prefix            hash.Hash // SHA-256 of the bytes before the current offset
+	buf               []byte
+	// bulk holds the audit events not yet sent; ops the task updates not
+	// yet sent, the first at file offset opsFrom; stateOffset is where
+	// the checkpoint says updates still need applying.
+	bulk             *audit.Bulk
+	ops              []state.TxnOp
+	opsFrom, opsLast int64
+	stateOffset      int64
+	large            bool // an update in ops may be refused (maxOpBytes)
 }
 
 // Import reads the v1 log at path from its checkpoint on and publishes its
 // events (see the package doc). It returns once every publish has its
-// PubAck and the state service has applied the last command (the
-// checkpoint), or with the first error: ErrPublish for a failed PubAck,
-// the context's error, or a read error; a re-run resumes at the last
-// checkpoint and publishes nothing twice.
+// PubAck, the state service has applied the last command (the checkpoint)
+// and the audit log has committed the last event, or with the first
+// error: ErrPublish for a failed PubAck, ErrNotSameFile, the context's
+// error, or a read error; a re-run resumes at the last checkpoint,
+// publishes no state update below its state_offset again and no audit
+// event the log does not drop as a repeat.
 func (im *Importer) Import(ctx context.Context, path string) (Summary, error) {
 	start := time.Now()
 	r := &run{im: im, ctx: ctx, sum: Summary{File: path, DryRun: im.cfg.DryRun}}
@@ -178,39 +253,52 @@ func (im *Importer) Import(ctx context.Context, path string) (Summary, error) {
 	if r.sum.FileID, err = FileID(f); err != nil {
 		return r.sum, fmt.Errorf("v1import: %s: %w", path, err)
 	}
-	cp := Checkpoint{File: path}
-	if rec, err := im.state.Get(ctx, CheckpointKind, r.sum.FileID, 0); err == nil {
-		if b, ok := rec.Fields["offset"]; ok {
-			_ = json.Unmarshal(b, &cp.Offset)
-		}
-		if b, ok := rec.Fields["lines"]; ok {
-			_ = json.Unmarshal(b, &cp.Lines)
-		}
-		if b, ok := rec.Fields["file"]; ok {
-			_ = json.Unmarshal(b, &cp.File)
-		}
-		if b, ok := rec.Fields["prefix_sha256"]; ok {
-			_ = json.Unmarshal(b, &cp.PrefixSHA256)
-		}
-	} else if !errors.Is(err, state.ErrNotFound) {
-		return r.sum, fmt.Errorf("v1import: %s: read the checkpoint: %w", path, err)
+	cp, err := im.checkpoint(ctx, path, r.sum.FileID)
+	if err != nil {
+		return r.sum, err
 	}
 	r.sum.Skipped, r.sum.Lines = cp.Lines, cp.Lines
+	r.stateOffset = cp.StateOffset
+	if r.bulk, err = audit.NewBulk(im.source()); err != nil {
+		return r.sum, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	// The bytes already imported, hashed: they must be the ones the
 	// checkpoint saw, and the hash goes on over what this run reads.
 	r.prefix = sha256.New()
 	if _, err := io.CopyN(r.prefix, f, cp.Offset); err != nil && !errors.Is(err, io.EOF) {
 		return r.sum, fmt.Errorf("v1import: %s: %w", path, err)
 	}
-	if cp.Offset > 0 && (fi.Size() < cp.Offset || cp.PrefixSHA256 != "" && hex.EncodeToString(r.prefix.Sum(nil)) != cp.PrefixSHA256) {
+	same := cp.Offset == 0 || fi.Size() >= cp.Offset && (cp.PrefixSHA256 == "" || hex.EncodeToString(r.prefix.Sum(nil)) == cp.PrefixSHA256)
+	if same && cp.StateOffset > cp.Offset {
+		// The updates up to StateOffset are skipped: the bytes up to it
+		// must be the ones their commands came from.
+		sh, _ := r.prefix.(hash.Cloner).Clone()
+		n, err := io.Copy(sh, io.NewSectionReader(f, cp.Offset, cp.StateOffset-cp.Offset))
+		if err != nil {
+			return r.sum, fmt.Errorf("v1import: %s: %w", path, err)
+		}
+		same = n == cp.StateOffset-cp.Offset && hex.EncodeToString(sh.Sum(nil)) == cp.StatePrefixSHA256
+	}
+	if !same {
 		return r.sum, fmt.Errorf("%w: %s (id %s) starts like %s, imported before up to byte %d, but its content differs there; "+
 			"it is another log with the same first line: import it from a copy with a distinct first line", ErrNotSameFile, path, r.sum.FileID,
-			cp.File, cp.Offset)
+			cp.File, max(cp.Offset, cp.StateOffset))
 	}
 	if _, err := f.Seek(cp.Offset, io.SeekStart); err != nil {
 		return r.sum, fmt.Errorf("v1import: %s: %w", path, err)
 	}
 
+	// A checkpoint after a final event without its newline ends mid-line:
+	// that line is counted, and what completes it (its newline, or events
+	// v1 appended to it) is imported without counting it again.
+	midLine := false
+	if cp.Offset > 0 {
+		var last [1]byte
+		if _, err := f.ReadAt(last[:], cp.Offset-1); err != nil {
+			return r.sum, fmt.Errorf("v1import: %s: %w", path, err)
+		}
+		midLine = last[0] != '\n'
+	}
 	off := cp.Offset
 	br := bufio.NewReaderSize(f, 256<<10)
 	var long []byte
@@ -238,14 +326,33 @@ func (im *Importer) Import(ctx context.Context, path string) (Summary, error) {
 			r.sum.Partial = 1 // still being written, perhaps: the next import's
 			break
 		}
-		r.sum.Lines++
+		counted := !midLine
+		if counted {
+			r.sum.Lines++
+		}
+		midLine = false
+		lineOps := len(r.ops)
 		if err := r.line(off, body); err != nil {
 			return r.sum, err
+		}
+		if r.large {
+			// A line with an update that may be refused goes in a command
+			// of its own: the ones before it are not aborted with it.
+			if err := r.flushOps(lineOps, off); err != nil {
+				return r.sum, err
+			}
 		}
 		r.prefix.Write(line)
 		off += int64(len(line))
 		r.sum.Bytes = off
-		if (r.sum.Lines-cp.Lines)%im.cfg.CheckpointLines == 0 {
+		if r.large || len(r.ops) > im.cfg.TxnOps-2 {
+			// A line holds at most two events: the next could overflow.
+			if err := r.flushOps(len(r.ops), off); err != nil {
+				return r.sum, err
+			}
+			r.large = false
+		}
+		if counted && (r.sum.Lines-cp.Lines)%im.cfg.CheckpointLines == 0 {
 			if err := r.checkpoint(off); err != nil {
 				return r.sum, err
 			}
@@ -271,6 +378,12 @@ func (im *Importer) Import(ctx context.Context, path string) (Summary, error) {
 		return r.sum, err
 	}
 	r.sum.Applied = time.Since(start)
+	if r.auditSeq > 0 {
+		if _, err := im.audit.WaitCommitted(ctx, r.auditSeq); err != nil {
+			return r.sum, fmt.Errorf("v1import: %s: wait for the audit log: %w", path, err)
+		}
+	}
+	r.sum.Committed = time.Since(start)
 	return r.sum, nil
 }
 
@@ -279,10 +392,10 @@ func (r *run) line(off int64, line []byte) error {
 	pieces := Split(line)
 	for _, p := range pieces {
 		at := off + int64(p.Off)
-		id := "v1-" + r.sum.FileID + "-" + strconv.FormatInt(at, 10)
+		id := r.msgID(at)
 		if !p.Event {
 			r.sum.Unparseable++
-			if err := r.publishAudit(UnparseableToken, p.Raw, id); err != nil {
+			if err := r.publishAudit(UnparseableToken, r.payload(at, p.Raw, false), id); err != nil {
 				return err
 			}
 			continue
@@ -296,11 +409,11 @@ func (r *run) line(off int64, line []byte) error {
 		if subjects.ValidToken(tok) != nil {
 			tok = "event"
 		}
-		if err := r.publishAudit(tok, r.payload(at, p.Raw), id); err != nil {
+		if err := r.publishAudit(tok, r.payload(at, p.Raw, true), id); err != nil {
 			return err
 		}
-		if cmd, ok := command(ev); ok {
-			if err := r.publishCommand(subjects.Escape(ev.Task), cmd, id); err != nil {
+		if cmd, ok := command(ev); ok && at >= r.stateOffset {
+			if err := r.publishCommand(subjects.Escape(ev.Task), cmd, at); err != nil {
 				return err
 			}
 		}
@@ -325,9 +438,10 @@ func command(ev Event) (state.Command, bool) {
 	return state.Command{Op: state.OpMerge, Fields: fields}, true
 }
 
-// payload is the audit event of an event: the file, its id, the offset
-// and the original line (as JSON when it is UTF-8, else base64).
-func (r *run) payload(at int64, raw []byte) []byte {
+// payload is the audit event of a piece of a line: the file, its id, the
+// piece's offset and its bytes: an event's as JSON when it is UTF-8
+// (event), else, and always for a fragment, base64.
+func (r *run) payload(at int64, raw []byte, event bool) []byte {
 	b := r.buf[:0]
 	b = append(b, `{"file":`...)
 	b = append(b, r.quoted...)
@@ -335,7 +449,7 @@ func (r *run) payload(at int64, raw []byte) []byte {
 	b = append(b, r.sum.FileID...)
 	b = append(b, `","offset":`...)
 	b = strconv.AppendInt(b, at, 10)
-	if utf8.Valid(raw) {
+	if event && utf8.Valid(raw) {
 		b = append(b, `,"line":`...)
 		b = append(b, bytes.TrimSpace(raw)...)
 	} else {
@@ -348,19 +462,62 @@ func (r *run) payload(at int64, raw []byte) []byte {
 	return b
 }
 
+// maxBulkBytes bounds a bulk message's payload, well inside the server's
+// 1 MiB default message size; an event larger than that alone goes as a
+// message of its own.
+const maxBulkBytes = 512 << 10
+
+// maxOpBytes bounds the v1 strings of a task update sent in a
+// multi-record command: all of its operations are rejected with one, so an
+// update that may be refused (a record too large) goes as a command of its
+// own.
+const maxOpBytes = 4 << 10
+
+// publishAudit adds an audit event to the bulk message, sending it when
+// full.
 func (r *run) publishAudit(tok string, data []byte, id string) error {
 	r.sum.Imported++
 	if r.im.cfg.DryRun {
 		return nil
 	}
-	f, err := r.im.audit.LogAsync(r.im.state.Agent(), AuditCategory, data, audit.WithTokens(tok), audit.WithMsgID(id))
+	if len(data) > maxBulkBytes {
+		f, err := r.im.audit.LogAsync(r.im.source(), AuditCategory, data, audit.WithTokens(tok), audit.WithMsgID(id))
+		if err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrPublish, r.sum.File, err)
+		}
+		return r.track(f)
+	}
+	if r.bulk.Size()+len(data) > maxBulkBytes {
+		if err := r.flushBulk(); err != nil {
+			return err
+		}
+	}
+	if err := r.bulk.Add(AuditCategory, id, data, tok); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrPublish, r.sum.File, err)
+	}
+	if r.bulk.Len() >= r.im.cfg.BulkEvents {
+		return r.flushBulk()
+	}
+	return nil
+}
+
+// flushBulk sends the bulk message, if it holds events.
+func (r *run) flushBulk() error {
+	if r.bulk.Len() == 0 {
+		return nil
+	}
+	f, err := r.im.audit.LogBulkAsync(r.bulk)
+	r.bulk.Reset()
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrPublish, r.sum.File, err)
 	}
 	return r.track(f)
 }
 
-func (r *run) publishCommand(id string, cmd state.Command, msgID string) error {
+// publishCommand adds the update of task id (escaped) at file offset at to
+// the multi-record command; the read loop sends it at a line's end. Task ids no subject
+// can carry are left to the audit event.
+func (r *run) publishCommand(id string, cmd state.Command, at int64) error {
 	if subjects.ValidToken(id) != nil {
 		return nil // a task id no subject can carry: the audit event keeps it
 	}
@@ -368,7 +525,56 @@ func (r *run) publishCommand(id string, cmd state.Command, msgID string) error {
 	if r.im.cfg.DryRun {
 		return nil
 	}
-	f, err := r.im.state.PublishAsync(TaskKind, id, cmd, msgID)
+	if len(r.ops) == 0 {
+		r.opsFrom = at
+	}
+	r.ops = append(r.ops, state.TxnOp{Kind: TaskKind, ID: id, Command: cmd})
+	r.opsLast = at
+	r.large = r.large || opBytes(cmd) > maxOpBytes
+	return nil
+}
+
+// opBytes is the size of the v1 strings cmd carries.
+func opBytes(cmd state.Command) int {
+	n := 0
+	for _, v := range cmd.Fields {
+		s, _ := v.(string)
+		n += len(s)
+	}
+	return n
+}
+
+// msgID is the Nats-Msg-Id of what the import publishes for the piece at
+// file offset at.
+func (r *run) msgID(at int64) string {
+	return "v1-" + r.sum.FileID + "-" + strconv.FormatInt(at, 10)
+}
+
+// flushOps sends the first n task updates gathered as one multi-record
+// command whose last operation moves the checkpoint's state_offset to the
+// line boundary at, with the SHA-256 of the file's bytes before it (the
+// running prefix hash: at is where the read loop is), in the same
+// transaction. Its txid v1-<file id>-<first offset>-<last offset> names
+// exactly those updates, so a re-run that publishes them again within
+// JetStream's duplicate window is stored once.
+func (r *run) flushOps(n int, at int64) error {
+	if n == 0 {
+		return nil
+	}
+	ops, rest := r.ops[:n:n], r.ops[n:]
+	last := r.opsLast
+	if len(rest) > 0 {
+		last = at - 1 // the updates left are in the line at at
+	}
+	txid := r.msgID(r.opsFrom) + "-" + strconv.FormatInt(last, 10)
+	ops = append(ops, state.TxnOp{Kind: CheckpointKind, ID: r.sum.FileID, Command: state.Command{Op: state.OpMerge,
+		Fields: map[string]any{"state_offset": at, "state_prefix_sha256": hex.EncodeToString(r.prefix.Sum(nil))}}})
+	f, err := r.im.state.PublishTxnAsync(txid, ops)
+	r.stateOffset = at
+	r.ops = append(r.ops[:0], rest...)
+	if len(rest) > 0 {
+		r.opsFrom = at
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrPublish, r.sum.File, err)
 	}
@@ -389,10 +595,15 @@ func (r *run) track(f jetstream.PubAckFuture) error {
 	return nil
 }
 
+// wait waits for the PubAcks of fs, noting the highest CODI_AUDIT
+// sequence.
 func (r *run) wait(fs []jetstream.PubAckFuture) error {
 	for _, f := range fs {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			if ack.Stream == bus.StreamAudit {
+				r.auditSeq = max(r.auditSeq, ack.Sequence)
+			}
 		case err := <-f.Err():
 			return fmt.Errorf("%w: %s: %s: %w", ErrPublish, r.sum.File, f.Msg().Subject, err)
 		case <-r.ctx.Done():
@@ -402,18 +613,31 @@ func (r *run) wait(fs []jetstream.PubAckFuture) error {
 	return nil
 }
 
-// checkpoint waits for every publish so far, then records that the file
-// is imported up to off.
+// checkpoint sends what is gathered, waits for every publish so far, then
+// records that the file is imported up to off, its state updates included.
 func (r *run) checkpoint(off int64) error {
 	if r.im.cfg.DryRun {
 		return nil
+	}
+	if err := r.flushBulk(); err != nil {
+		return err
+	}
+	if err := r.flushOps(len(r.ops), off); err != nil {
+		return err
 	}
 	if err := r.wait(r.window); err != nil {
 		return err
 	}
 	r.window = r.window[:0]
-	cmd := state.Command{Op: state.OpMerge, Fields: map[string]any{"file": r.sum.File, "offset": off, "lines": r.sum.Lines,
-		"prefix_sha256": hex.EncodeToString(r.prefix.Sum(nil))}}
+	sum := hex.EncodeToString(r.prefix.Sum(nil))
+	fields := map[string]any{"file": r.sum.File, "offset": off, "lines": r.sum.Lines, "prefix_sha256": sum}
+	if off >= r.stateOffset {
+		// Every update before off is applied before this command is; a
+		// re-run still short of an earlier run's state_offset keeps it.
+		fields["state_offset"], fields["state_prefix_sha256"] = off, sum
+		r.stateOffset = off
+	}
+	cmd := state.Command{Op: state.OpMerge, Fields: fields}
 	f, err := r.im.state.PublishAsync(CheckpointKind, r.sum.FileID, cmd, "")
 	if err != nil {
 		return fmt.Errorf("%w: %s: checkpoint: %w", ErrPublish, r.sum.File, err)

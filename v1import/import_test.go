@@ -12,11 +12,13 @@ import (
 	"time"
 
 	"github.com/codi2/codi2/audit"
-	"github.com/codi2/codi2/internal/servertest"
+	"github.com/codi2/codi2/bus/bustest"
+	"github.com/codi2/codi2/internal/server"
 	"github.com/codi2/codi2/internal/v1sim"
 	"github.com/codi2/codi2/state"
 	"github.com/codi2/codi2/v1import"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -24,12 +26,23 @@ import (
 type clients struct {
 	ac  *audit.Client
 	sc  *state.Client
+	js  jetstream.JetStream
 	url string
 }
 
 func startClients(t testing.TB) clients {
 	t.Helper()
-	s := servertest.Start(t, false)
+	return startClientsWith(t, server.Config{})
+}
+
+// startClientsWith runs a whole server with cfg (its data directory and
+// listener made here) and returns clients of it.
+func startClientsWith(t testing.TB, cfg server.Config) clients {
+	t.Helper()
+	cfg.DataDir, cfg.NATSListen = t.TempDir(), "127.0.0.1:-1"
+	s, err := server.Start(context.Background(), cfg, bustest.Logger(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Stop() })
 	nc, err := nats.Connect(s.Bus().ClientURL())
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
@@ -37,7 +50,9 @@ func startClients(t testing.TB) clients {
 	require.NoError(t, err)
 	sc, err := state.NewClient(nc, v1import.DefaultSource)
 	require.NoError(t, err)
-	return clients{ac, sc, s.Bus().ClientURL()}
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	return clients{ac, sc, js, s.Bus().ClientURL()}
 }
 
 func (c clients) importer(t testing.TB, cfg v1import.Config) *v1import.Importer {
@@ -132,12 +147,12 @@ func TestImporter_Import_V1SimLog(t *testing.T) {
 		assert.JSONEq(t, string(line), string(p.Line))
 	}
 	assert.GreaterOrEqual(t, intact, integrity.Parsed)
-	// Unparseable fragments are kept as non-JSON events.
+	// Unparseable fragments are kept byte for byte, with their offset.
 	frags := 0
 	for _, r := range recs {
-		if r.Encoding == audit.EncodingBase64 {
+		if r.Subject == "codi.audit.log.v1-import.v1.unparseable" {
 			frags++
-			assert.Equal(t, "codi.audit.log.v1-import.v1.unparseable", r.Subject)
+			assert.Contains(t, string(r.Data), `"line_base64":"`)
 		}
 	}
 	assert.Equal(t, sum.Unparseable, frags)
@@ -204,17 +219,26 @@ func TestImporter_Import_DryRun(t *testing.T) {
 	sum, err := im.Import(context.Background(), path)
 	require.NoError(t, err)
 	assert.Equal(t, v1import.Summary{File: path, FileID: sum.FileID, Lines: 3, Events: 1, Unparseable: 1, Imported: 2,
-		StateCommands: 1, Bytes: sum.Bytes, Elapsed: sum.Elapsed, Applied: sum.Applied, DryRun: true}, sum)
+		StateCommands: 1, Bytes: sum.Bytes, Elapsed: sum.Elapsed, Applied: sum.Applied, Committed: sum.Committed, DryRun: true}, sum)
 	assert.EqualValues(t, 63, progress)
 	_, err = c.sc.Get(context.Background(), v1import.TaskKind, "T-1", 0)
 	require.ErrorIs(t, err, state.ErrNotFound, "a dry run publishes nothing")
 	_, err = c.sc.Get(context.Background(), v1import.CheckpointKind, sum.FileID, 0)
 	require.ErrorIs(t, err, state.ErrNotFound, "nor a checkpoint")
+
+	// Without clients (no server): the same counts.
+	im, err = v1import.New(v1import.Config{DryRun: true}, nil, nil)
+	require.NoError(t, err)
+	again, err := im.Import(context.Background(), path)
+	require.NoError(t, err)
+	assert.Equal(t, sum.Lines, again.Lines)
+	assert.Equal(t, sum.Imported, again.Imported)
+	assert.Equal(t, sum.StateCommands, again.StateCommands)
 }
 
 func TestNew_BadConfig(t *testing.T) {
 	c := startClients(t)
-	for _, cfg := range []v1import.Config{{Window: 5000}, {Window: -1}, {CheckpointLines: -1}} {
+	for _, cfg := range []v1import.Config{{Window: 5000}, {Window: -1}, {CheckpointLines: -1}, {BulkEvents: 1025}, {TxnOps: 1}, {TxnOps: 64}} {
 		_, err := v1import.New(cfg, c.ac, c.sc)
 		require.ErrorIs(t, err, v1import.ErrConfig)
 	}
@@ -323,4 +347,201 @@ func TestImporter_Import_SameFirstLineOtherFile(t *testing.T) {
 	sum, err := im.Import(context.Background(), one)
 	require.NoError(t, err)
 	assert.Equal(t, 1, sum.Imported)
+}
+
+// A final event without its newline is imported and counted; the run that
+// finds its newline (and what v1 appended after) must not count that line
+// again: the file has 3 lines, not 4.
+func TestImporter_Import_CompletedFinalLineCountedOnce(t *testing.T) {
+	c := startClients(t)
+	path := filepath.Join(t.TempDir(), "codi.log")
+	l1 := `{"ts":"t1","action":"TASK_ASSIGN","from":"o","to":"agent-1","task":"T-1"}` + "\n"
+	l2 := `{"ts":"t2","action":"TASK_ACK","from":"agent-1","task":"T-1"}`
+	require.NoError(t, os.WriteFile(path, []byte(l1+l2), 0o644))
+	im := c.importer(t, v1import.Config{})
+	sum, err := im.Import(context.Background(), path)
+	require.NoError(t, err)
+	assert.Equal(t, 2, sum.Lines)
+	assert.Equal(t, 0, sum.Partial)
+	assert.Equal(t, 2, sum.Imported)
+
+	// v1 writes the newline, then a line and an event spliced onto
+	// nothing: the second run starts mid-line.
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	l3 := `{"ts":"t3","action":"STATUS_UPDATE","from":"agent-1","task":"T-1","status":"done"}` + "\n"
+	_, err = f.WriteString("\n" + l3)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	sum, err = im.Import(context.Background(), path)
+	require.NoError(t, err)
+	assert.Equal(t, 3, sum.Lines, "l1, l2 and l3: l2's newline is not a line")
+	assert.Equal(t, 2, sum.Skipped)
+	assert.Equal(t, 1, sum.Imported)
+	cp, err := c.sc.Get(context.Background(), v1import.CheckpointKind, sum.FileID, 0)
+	require.NoError(t, err)
+	assert.JSONEq(t, `3`, string(cp.Fields["lines"]))
+
+	// An event appended to that line without a newline between (v1 lost
+	// it) is imported under its own offset, the line still counted once.
+	path2 := filepath.Join(t.TempDir(), "codi.log")
+	require.NoError(t, os.WriteFile(path2, []byte(`{"action":"another log"}`+"\n"+l2), 0o644))
+	sum, err = im.Import(context.Background(), path2)
+	require.NoError(t, err)
+	require.Equal(t, 2, sum.Lines)
+	f, err = os.OpenFile(path2, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString(l3)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	sum, err = im.Import(context.Background(), path2)
+	require.NoError(t, err)
+	assert.Equal(t, 2, sum.Lines, "the event spliced onto the last line is in that line")
+	assert.Equal(t, 1, sum.Imported)
+	assert.Equal(t, 1, sum.Events)
+}
+
+// An unparseable fragment's audit event carries the file, its id and the
+// fragment's offset like an event's, and its bytes exactly (base64).
+func TestImporter_Import_FragmentsCarryFileAndOffset(t *testing.T) {
+	c := startClients(t)
+	path := filepath.Join(t.TempDir(), "codi.log")
+	l1 := `{"ts":"t1","action":"TASK_ACK","from":"agent-1","task":"T-1"}` + "\n"
+	torn := `{"ts":"t2","action":"TASK_ASS` + `{"ts":"t3","action":"TASK_ACK","from":"agent-2","task":"T-2"}` + "\n"
+	garbage := "not json \xff\n"
+	require.NoError(t, os.WriteFile(path, []byte(l1+torn+garbage), 0o644))
+	sum, err := c.importer(t, v1import.Config{}).Import(context.Background(), path)
+	require.NoError(t, err)
+	require.Equal(t, 2, sum.Unparseable)
+	want := map[int64][]byte{ // offset: the fragment's bytes
+		int64(len(l1)):             []byte(`{"ts":"t2","action":"TASK_ASS`),
+		int64(len(l1) + len(torn)): []byte("not json \xff"),
+	}
+	n := 0
+	for _, r := range c.imported(t, sum.Imported) {
+		if r.Subject != "codi.audit.log.v1-import.v1.unparseable" {
+			continue
+		}
+		n++
+		var p struct {
+			File       string `json:"file"`
+			FileID     string `json:"file_id"`
+			Offset     *int64 `json:"offset"`
+			LineBase64 []byte `json:"line_base64"`
+		}
+		require.NoError(t, json.Unmarshal(r.Data, &p), "a fragment's event is an object: %s", r.Data)
+		assert.Equal(t, path, p.File)
+		assert.Equal(t, sum.FileID, p.FileID)
+		require.NotNil(t, p.Offset, "%s", r.Data)
+		assert.Equal(t, want[*p.Offset], p.LineBase64, "offset %d", *p.Offset)
+		assert.Equal(t, "v1-"+sum.FileID+"-"+strconv.FormatInt(*p.Offset, 10), r.MsgID)
+	}
+	assert.Equal(t, 2, n)
+}
+
+// An import stopped midway (a crash: what it had published goes on to be
+// stored and applied) and run again after JetStream's duplicate window has
+// passed imports every line's audit event and applies every state update
+// exactly once: the checkpoint's state_offset, moved in each update
+// command's own transaction, says which updates are applied.
+func TestImporter_Import_CrashThenRerunPastTheDuplicateWindow(t *testing.T) {
+	c := startClients(t)
+	ctx := context.Background()
+	for _, name := range []string{"CODI_STATE", "CODI_AUDIT"} {
+		st, err := c.js.Stream(ctx, name)
+		require.NoError(t, err)
+		cfg := st.CachedInfo().Config
+		cfg.Duplicates = 100 * time.Millisecond
+		_, err = c.js.UpdateStream(ctx, cfg)
+		require.NoError(t, err)
+	}
+	dir := t.TempDir()
+	res, err := v1sim.RunWrites(ctx, v1sim.Config{Dir: dir, Writers: 5, EventsPerWriter: 600, Mode: v1sim.Buffered})
+	require.NoError(t, err)
+	want, err := c.importer(t, v1import.Config{DryRun: true}).Import(ctx, res.Path)
+	require.NoError(t, err)
+	require.Greater(t, want.StateCommands, 1000)
+
+	// The first run stops halfway, before any periodic checkpoint: its
+	// update commands moved state_offset. The second, with a checkpoint
+	// per line, stops long before that offset: its checkpoints must not
+	// move state_offset back.
+	stopAt := func(at func(read, size int64) bool) (context.Context, func(read, size int64)) {
+		stopped, stop := context.WithCancel(ctx)
+		t.Cleanup(stop)
+		return stopped, func(read, size int64) {
+			if at(read, size) {
+				stop()
+			}
+		}
+	}
+	stopped, progress := stopAt(func(read, size int64) bool { return read > size/2 })
+	crash := v1import.Config{CheckpointLines: 100_000, BulkEvents: 50, TxnOps: 10, Window: 4, Progress: progress}
+	_, err = c.importer(t, crash).Import(stopped, res.Path)
+	require.ErrorIs(t, err, context.Canceled)
+	c.appliedAll(t, want.FileID)
+	stopped, progress = stopAt(func(read, size int64) bool { return true })
+	_, err = c.importer(t, v1import.Config{CheckpointLines: 1, Progress: progress}).Import(stopped, res.Path)
+	require.ErrorIs(t, err, context.Canceled)
+	c.appliedAll(t, want.FileID)
+	time.Sleep(300 * time.Millisecond) // the duplicate window passing: not waiting for a result
+
+	sum, err := c.importer(t, v1import.Config{TxnOps: 7}).Import(ctx, res.Path)
+	require.NoError(t, err)
+	assert.Equal(t, want.Lines, sum.Lines)
+	assert.Greater(t, sum.Skipped, 0, "the stopped run's checkpoint")
+	assert.Less(t, sum.StateCommands, want.StateCommands, "updates applied before are not sent again")
+
+	// Every line's event once.
+	recs := c.imported(t, want.Imported)
+	ids := map[string]bool{}
+	for _, r := range recs {
+		require.False(t, ids[r.MsgID], "imported twice: %s", r.MsgID)
+		ids[r.MsgID] = true
+	}
+	assert.Len(t, ids, want.Imported)
+	// Every update applied once: the tasks' revisions add up to them.
+	total := 0
+	list, err := c.sc.List(ctx, v1import.TaskKind, state.ListOptions{Limit: 1000})
+	require.NoError(t, err)
+	for _, r := range list.Records {
+		total += int(r.Rev)
+	}
+	assert.Equal(t, want.StateCommands, total)
+}
+
+// An update too large to share a command (it may be refused) goes in a
+// command of its own line; those around it are applied as usual.
+func TestImporter_Import_LargeUpdateAlone(t *testing.T) {
+	c := startClients(t)
+	path := filepath.Join(t.TempDir(), "codi.log")
+	big := strings.Repeat("s", 5000)
+	data := `{"action":"TASK_ASSIGN","task":"T-1","to":"agent-1"}` + "\n" +
+		`{"action":"STATUS_UPDATE","task":"T-1","status":"` + big + `"}{"action":"TASK_ASSIGN","task":"T-2","to":"agent-2"}` + "\n" +
+		`{"action":"STATUS_UPDATE","task":"T-1","status":"done"}` + "\n"
+	require.NoError(t, os.WriteFile(path, []byte(data), 0o644))
+	sum, err := c.importer(t, v1import.Config{}).Import(context.Background(), path)
+	require.NoError(t, err)
+	assert.Equal(t, 4, sum.StateCommands)
+	rec, err := c.sc.Get(context.Background(), v1import.TaskKind, "T-1", 0)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), rec.Rev)
+	assert.JSONEq(t, `"done"`, string(rec.Fields["status"]))
+	rec, err = c.sc.Get(context.Background(), v1import.TaskKind, "T-2", 0)
+	require.NoError(t, err)
+	assert.JSONEq(t, `"agent-2"`, string(rec.Fields["assignee"]))
+	cp, err := c.sc.Get(context.Background(), v1import.CheckpointKind, sum.FileID, 0)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(4), cp.Rev, "three update commands (before, the large line, after) and the last checkpoint")
+	assert.JSONEq(t, strconv.Itoa(len(data)), string(cp.Fields["state_offset"]))
+}
+
+// appliedAll waits until the state service has applied everything
+// CODI_STATE holds (what a stopped import had published).
+func (c clients) appliedAll(t testing.TB, fileID string) {
+	t.Helper()
+	info, err := c.js.Stream(context.Background(), "CODI_STATE")
+	require.NoError(t, err)
+	_, err = c.sc.Get(context.Background(), v1import.CheckpointKind, fileID, info.CachedInfo().State.LastSeq)
+	require.NoError(t, err)
 }

@@ -1,0 +1,277 @@
+package audit
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/codi2/codi2/subjects"
+)
+
+// Bulk events (a proposed contract addition, see the README's "Bulk
+// events"): one CODI_AUDIT message that carries up to MaxBulkEntries
+// events of one source, which the service appends as one record each, in
+// order, in the transaction that appends the message. A bulk writer (codi2
+// import v1) then costs JetStream, the consumer and the acks one message
+// per hundreds of events instead of one per event.
+const (
+	// BulkHeader marks a bulk message; its value is the format version,
+	// BulkVersion. A message without it is one event, whatever its subject.
+	BulkHeader = "Codi-Audit-Bulk"
+	// BulkVersion is the one format version: the payload is a sequence of
+	// entries, each
+	//
+	//	<subject> [<msg-id>] <#bytes>\r\n<payload>\r\n
+	//
+	// the shape of the NATS protocol's PUB: the event's subject, its
+	// Nats-Msg-Id (optional), and its payload's length in bytes.
+	BulkVersion = "1"
+	// BulkCategory is the category token of a bulk message's own subject,
+	// codi.audit.log.<source>.bulk. Its entries' subjects name their own
+	// categories.
+	BulkCategory = "bulk"
+	// MaxBulkEntries bounds the entries of one bulk message, so that its
+	// records fit in one store transaction.
+	MaxBulkEntries = 1024
+	// FlagBadBulk flags the record of a bulk message that could not be
+	// expanded (a malformed payload, an entry of another source or with a
+	// subject the contract does not allow, too many entries): the message is
+	// kept whole, as one record of its own subject, never dropped.
+	FlagBadBulk = "bad_bulk"
+)
+
+// Bulk builds a bulk message of one source's events, for
+// Client.LogBulkAsync. The zero value is not usable: use NewBulk. Not safe
+// for concurrent use.
+type Bulk struct {
+	source string
+	prefix string // codi.audit.log.<source>.
+	buf    []byte
+	n      int
+}
+
+// NewBulk returns an empty Bulk for events of source, which must be a
+// subject token. Errors wrap ErrBadRequest.
+func NewBulk(source string) (*Bulk, error) {
+	subj, err := subjects.AuditLog(source, BulkCategory)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	return &Bulk{source: source, prefix: strings.TrimSuffix(subj, BulkCategory)}, nil
+}
+
+// Add appends the event codi.audit.log.<source>.<category>[.<more>…] with
+// payload data and Nats-Msg-Id msgID ("" for none): the log holds it as if
+// it had been published alone with that id. msgID may not hold white space
+// or control characters. It fails, wrapping ErrBadRequest, for a bad token
+// or id, and when the Bulk holds MaxBulkEntries events; b is unchanged
+// then.
+func (b *Bulk) Add(category, msgID string, data []byte, more ...string) error {
+	if b.n >= MaxBulkEntries {
+		return fmt.Errorf("%w: a bulk message holds at most %d events", ErrBadRequest, MaxBulkEntries)
+	}
+	if !validBulkID(msgID) {
+		return fmt.Errorf("%w: bulk event id %q: white space or control characters", ErrBadRequest, msgID)
+	}
+	subj, err := subjects.AuditLog(b.source, category, more...)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	b.buf = appendBulkEntry(b.buf, subj, msgID, data)
+	b.n++
+	return nil
+}
+
+// appendBulkEntry appends one entry in the BulkVersion format.
+func appendBulkEntry(dst []byte, subject, msgID string, data []byte) []byte {
+	dst = append(dst, subject...)
+	if msgID != "" {
+		dst = append(dst, ' ')
+		dst = append(dst, msgID...)
+	}
+	dst = append(dst, ' ')
+	dst = strconv.AppendInt(dst, int64(len(data)), 10)
+	dst = append(dst, "\r\n"...)
+	dst = append(dst, data...)
+	return append(dst, "\r\n"...)
+}
+
+// Len is the number of events in b.
+func (b *Bulk) Len() int { return b.n }
+
+// Size is the payload's length in bytes, what the stream's message size
+// limit applies to.
+func (b *Bulk) Size() int { return len(b.buf) }
+
+// Reset empties b for reuse; a message published before keeps its bytes.
+func (b *Bulk) Reset() {
+	b.buf = nil
+	b.n = 0
+}
+
+// LogBulkAsync publishes b as one bulk message on
+// codi.audit.log.<source>.bulk (BulkHeader set) and returns the PubAck's
+// future, as LogAsync does: once stored, every event in b will be in the
+// log, each its own record with the message's stored time, in order; an
+// event whose id its source used before is skipped, as it would be alone.
+// b's bytes are handed to the connection: Reset b, do not Add to it, before
+// building the next message. The message has no Nats-Msg-Id of its own
+// (its events' ids dedupe them). Errors wrap ErrBadRequest for an empty b.
+// Safe for concurrent use with different Bulks.
+func (c *Client) LogBulkAsync(b *Bulk) (jetstream.PubAckFuture, error) {
+	if b.n == 0 {
+		return nil, fmt.Errorf("%w: an empty bulk message", ErrBadRequest)
+	}
+	m := &nats.Msg{Subject: b.prefix + BulkCategory, Data: b.buf, Header: nats.Header{BulkHeader: []string{BulkVersion}}}
+	f, err := c.js.PublishMsgAsync(m)
+	if err != nil {
+		return nil, fmt.Errorf("audit: log %s: %w", m.Subject, err)
+	}
+	return f, nil
+}
+
+// validBulkID: no white space or control characters (the entry's header
+// line separates its fields with spaces).
+func validBulkID(id string) bool {
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// bulkEntry is one event of a bulk message; the slices alias the payload.
+type bulkEntry struct {
+	subject string
+	msgID   string
+	data    []byte
+}
+
+// parseBulk reads the entries of a bulk message of source. Every entry
+// must be an event of that source on a subject the contract allows (so
+// that permissions on the message's subject cover its events); the
+// error says what is wrong otherwise. Safe for concurrent use.
+func parseBulk(source string, data []byte) ([]bulkEntry, error) {
+	prefix := "codi.audit.log." + source + "."
+	var out []bulkEntry
+	for off := 0; off < len(data); {
+		if len(out) == MaxBulkEntries {
+			return nil, fmt.Errorf("more than %d entries", MaxBulkEntries)
+		}
+		eol := bytes.Index(data[off:], []byte("\r\n"))
+		if eol < 0 {
+			return nil, fmt.Errorf("entry %d at byte %d: no \\r\\n after its header", len(out)+1, off)
+		}
+		fields := strings.Split(string(data[off:off+eol]), " ")
+		var e bulkEntry
+		switch len(fields) {
+		case 2:
+		case 3:
+			e.msgID = fields[1]
+		default:
+			return nil, fmt.Errorf("entry %d at byte %d: the header is not <subject> [<msg-id>] <#bytes>", len(out)+1, off)
+		}
+		e.subject = fields[0]
+		n, err := strconv.Atoi(fields[len(fields)-1])
+		start := off + eol + 2
+		switch {
+		case err != nil || n < 0 || fields[len(fields)-1] != strconv.Itoa(n):
+			return nil, fmt.Errorf("entry %d at byte %d: length %q is not a decimal number", len(out)+1, off, fields[len(fields)-1])
+		case n > len(data)-start-2 || !bytes.HasPrefix(data[start+n:], []byte("\r\n")):
+			return nil, fmt.Errorf("entry %d at byte %d: %d bytes of payload and \\r\\n do not follow", len(out)+1, off, n)
+		case e.msgID == "" && len(fields) == 3 || !validBulkID(e.msgID):
+			return nil, fmt.Errorf("entry %d at byte %d: bad msg id", len(out)+1, off)
+		case !strings.HasPrefix(e.subject, prefix):
+			return nil, fmt.Errorf("entry %d at byte %d: subject %q is not an event of %s (codi.audit.log.%s.<category>…)",
+				len(out)+1, off, e.subject, source, source)
+		}
+		if _, detail := subjectFlags(e.subject, source, subjects.Token(e.subject, 4)); detail != "" {
+			return nil, fmt.Errorf("entry %d at byte %d: subject %q: %s", len(out)+1, off, e.subject, detail)
+		}
+		e.data = data[start : start+n]
+		out = append(out, e)
+		off = start + n + 2
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no entries")
+	}
+	return out, nil
+}
+
+// newBulkEvent is the event of a bulk message (BulkHeader set): its
+// entries as events that share its stream seq and stored time, or, when
+// it cannot be expanded, the message itself flagged FlagBadBulk.
+func newBulkEvent(streamSeq uint64, t time.Time, subject string, hdr nats.Header, data []byte) event {
+	source, category := splitSubject(subject)
+	entries, err := parseBulk(source, data)
+	if err == nil && hdr.Get(BulkHeader) != BulkVersion {
+		err = fmt.Errorf("format %q, not %q", hdr.Get(BulkHeader), BulkVersion)
+	}
+	if err != nil {
+		msgID := hdr.Get(jetstream.MsgIDHeader)
+		flags, _ := subjectFlags(subject, source, category)
+		flags = append(flags, FlagBadBulk)
+		e := event{
+			streamSeq: streamSeq,
+			t:         t.UnixNano(),
+			source:    source,
+			category:  category,
+			msgID:     msgID,
+			body:      encodeFlaggedBody(subject, source, category, flags, msgID, data),
+			size:      estimate(subject, len(data)),
+			flagged:   "bulk message not expanded: " + err.Error(),
+		}
+		if msgID != "" {
+			e.msgKey = msgIDKey(source, msgID)
+		}
+		return e
+	}
+	e := event{streamSeq: streamSeq, t: t.UnixNano(), source: source, category: category, bulk: make([]event, len(entries))}
+	for i, be := range entries {
+		x := &e.bulk[i]
+		*x = event{
+			streamSeq: streamSeq,
+			t:         e.t,
+			source:    source,
+			category:  subjects.Token(be.subject, 4),
+			msgID:     be.msgID,
+			body:      encodeBody(be.subject, source, subjects.Token(be.subject, 4), be.msgID, be.data),
+			size:      estimate(be.subject, len(be.data)),
+		}
+		if be.msgID != "" {
+			x.msgKey = msgIDKey(source, be.msgID)
+		}
+		e.size += x.size
+	}
+	return e
+}
+
+// expand returns chunk with each bulk event replaced by its entries, in
+// order; chunk itself when it holds none.
+func expand(chunk []*event) []*event {
+	n, bulk := 0, false
+	for _, e := range chunk {
+		n += max(len(e.bulk), 1)
+		bulk = bulk || e.bulk != nil
+	}
+	if !bulk {
+		return chunk
+	}
+	out := make([]*event, 0, n)
+	for _, e := range chunk {
+		if e.bulk == nil {
+			out = append(out, e)
+			continue
+		}
+		for i := range e.bulk {
+			out = append(out, &e.bulk[i])
+		}
+	}
+	return out
+}
