@@ -59,6 +59,11 @@ type inMsg struct {
 type write struct {
 	key, value []byte
 	clear      bool
+	// known marks a record write whose value planning has decoded
+	// already: rec is the live record it holds, nil for a tombstone.
+	// indexWrite uses it instead of decoding value again.
+	known bool
+	rec   *Record
 }
 
 func (w write) size() int { return len(w.key) + len(w.value) }
@@ -302,16 +307,16 @@ func planOp(tx kv.ReadTxn, im *inMsg, in opInput, watermark uint64, gen string) 
 	if live && st.ExpiresAt != nil {
 		p.writes = append(p.writes, write{key: leaseKey(*st.ExpiresAt, kind, id), clear: true})
 	}
-	p.writes = append(p.writes, write{key: stateKey(kind, id), value: val})
-	if rec.ExpiresAt != nil && !tombstone {
-		p.writes = append(p.writes, write{key: leaseKey(*rec.ExpiresAt, kind, id), value: []byte{}})
-	}
 	var old, next *Record
 	if live {
 		old = &st.Record
 	}
 	if !tombstone {
 		next = &rec
+	}
+	p.writes = append(p.writes, write{key: stateKey(kind, id), value: val, known: true, rec: next})
+	if rec.ExpiresAt != nil && !tombstone {
+		p.writes = append(p.writes, write{key: leaseKey(*rec.ExpiresAt, kind, id), value: []byte{}})
 	}
 	p.writes = append(p.writes, bindWrites(old, next)...)
 	ev := Event{Seq: im.seq, Status: StatusApplied, Rev: rec.Rev, Actor: actor, Op: cmd.op}
@@ -400,7 +405,7 @@ func planExpiry(tx kv.ReadTxn, r Record, watermark uint64, gen string) ([]write,
 	}
 	w := []write{
 		{key: leaseKey(*r.ExpiresAt, r.Kind, r.ID), clear: true},
-		{key: stateKey(r.Kind, r.ID), value: val},
+		{key: stateKey(r.Kind, r.ID), value: val, known: true},
 	}
 	w = append(w, bindWrites(&r, nil)...)
 	ev := Event{Seq: watermark, Status: StatusApplied, Rev: tomb.Rev, Actor: Actor, Op: OpExpire}

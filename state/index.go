@@ -58,6 +58,53 @@ func byFieldKey(kind, field, value, id string) []byte {
 // canonical returns the canonical form of a JSON value and whether the
 // field index holds it (a scalar of at most maxIndexedValue bytes).
 func canonical(raw json.RawMessage) (string, bool) {
+	if isCanonicalScalar(raw) {
+		return string(raw), len(raw) <= maxIndexedValue
+	}
+	return canonicalSlow(raw)
+}
+
+// isCanonicalScalar reports whether raw is a scalar that encoding/json
+// would encode again byte for byte, so canonical can skip the round trip:
+// true, false, null, an integer of at most 15 digits without leading
+// zeros (exact as a float64, and written back without exponent; not -0),
+// or a string of printable ASCII that needs no escaping (no '"', '\\',
+// and none of the '<', '>', '&' that encoding/json escapes). Anything else
+// takes the round trip.
+func isCanonicalScalar(raw []byte) bool {
+	switch n := len(raw); {
+	case n == 0:
+		return false
+	case raw[0] == '"':
+		if n < 2 || raw[n-1] != '"' {
+			return false
+		}
+		for _, c := range raw[1 : n-1] {
+			if c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+				return false
+			}
+		}
+		return true
+	case string(raw) == "true" || string(raw) == "false" || string(raw) == "null":
+		return true
+	}
+	digits := raw
+	if digits[0] == '-' {
+		digits = digits[1:]
+	}
+	if len(digits) == 0 || len(digits) > 15 || digits[0] == '0' && (len(digits) > 1 || len(raw) > 1) {
+		return false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// canonicalSlow is canonical by a round trip through encoding/json.
+func canonicalSlow(raw json.RawMessage) (string, bool) {
 	var v any
 	if json.Unmarshal(raw, &v) != nil {
 		return "", false
@@ -90,8 +137,8 @@ func indexKeys(r Record) [][]byte {
 
 // indexWrite keeps the indexes in step with the record write w (a state
 // key): it removes the entries the record had (its "state-index-of" list)
-// and adds those of the value w writes. Called in the transaction that
-// makes w.
+// and adds those of the value w writes (w.rec when w.known, else value
+// decoded). Called in the transaction that makes w.
 func indexWrite(tx kv.Txn, w write) error {
 	t, err := kv.Unpack(w.key)
 	if err != nil || len(t) != 3 || t[0] != prefixState {
@@ -109,7 +156,13 @@ func indexWrite(tx kv.Txn, w write) error {
 		return err
 	}
 	var next [][]byte
-	if !w.clear {
+	switch {
+	case w.clear:
+	case w.known:
+		if w.rec != nil {
+			next = indexKeys(*w.rec)
+		}
+	default:
 		st, err := decodeStored(w.key, w.value)
 		if err != nil {
 			return err
