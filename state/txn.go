@@ -182,6 +182,63 @@ func abortTxn(im *inMsg, ops []opInput, i int, failed outcome) []outcome {
 // command: status, and the events of its operations (ops, in order). It
 // has no audit record of its own (the operations have theirs).
 func txnSummary(im *inMsg, txid, actor string, status Status, ops []outcome) outcome {
+	if status == StatusApplied {
+		if data := appliedSummary(im.seq, actor, ops); data != nil {
+			subj, _ := subjects.StateEvt(KindTxn, txid)
+			return outcome{seq: im.seq, status: status, actor: actor, kind: KindTxn, id: txid, op: OpTxn,
+				evtSubject: subj, evt: data, summary: true}
+		}
+	}
+	return txnSummaryDecoded(im, txid, actor, status, ops)
+}
+
+// appliedSummary is the summary event of an applied multi-record command
+// whose operations' events are ops[i].evt: the operations' events are
+// spliced in as they were encoded, each with its kind and id added, which
+// is byte for byte what encoding the Event with its Ops gives (an
+// operation's event has no kind, id or ops of its own, and those are its
+// last members), without decoding them again. It returns nil when it
+// cannot (an operation without an event) or when the summary is above
+// maxSummaryBytes: then txnSummaryDecoded builds it.
+func appliedSummary(seq uint64, actor string, ops []outcome) []byte {
+	head := mustJSON(Event{Seq: seq, Status: StatusApplied, Actor: actor, Op: OpTxn})
+	n := len(head) + len(`,"ops":[]`)
+	for _, o := range ops {
+		if len(o.evt) < 2 || o.evt[len(o.evt)-1] != '}' {
+			return nil
+		}
+		n += len(o.evt) + len(`,"kind":"","id":"",`) + len(o.kind) + len(o.id)
+	}
+	if n > maxSummaryBytes+len(ops)*16 { // room for escapes; checked exactly below
+		return nil
+	}
+	b := make([]byte, 0, n)
+	b = append(b, head[:len(head)-1]...)
+	b = append(b, `,"ops":[`...)
+	for i, o := range ops {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, o.evt[:len(o.evt)-1]...)
+		if o.kind != "" {
+			b = append(append(b, `,"kind":`...), mustJSON(o.kind)...)
+		}
+		if o.id != "" {
+			b = append(append(b, `,"id":`...), mustJSON(o.id)...)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, "]}"...)
+	if len(b) > maxSummaryBytes {
+		return nil
+	}
+	return b
+}
+
+// txnSummaryDecoded is txnSummary by decoding the operations' events and
+// encoding the summary Event: for a rejected command, and for a summary
+// too large to carry the operations' records.
+func txnSummaryDecoded(im *inMsg, txid, actor string, status Status, ops []outcome) outcome {
 	ev := Event{Seq: im.seq, Status: status, Actor: actor, Op: OpTxn, Ops: make([]Event, len(ops))}
 	for i, o := range ops {
 		var opEv Event

@@ -14,7 +14,9 @@ import (
 
 	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/internal/kv/boltkv"
+	"github.com/codi2/codi2/internal/kv/kvtest"
 	"github.com/codi2/codi2/internal/strictjson"
+	"github.com/codi2/codi2/subjects"
 )
 
 // FuzzDecodeTxn checks that the multi-record command decoder never panics,
@@ -164,4 +166,39 @@ func TestReleaseMsgID(t *testing.T) {
 	assert.Equal(t, "state-release-task.T.3", releaseMsgID("", "task", "T", 3))
 	assert.Equal(t, "state-release-g1-task.T.3", releaseMsgID("g1", "task", "T", 3))
 	assert.Equal(t, "state-g1-7-2", txnMsgID("g1", 7, 1))
+}
+
+// TestAppliedSummarySplice: the summary event of an applied multi-record
+// command, built by splicing its operations' events, is byte for byte the
+// one decoding and encoding them gives, with records (puts, merges of a
+// stored record, leases, bindings, escaped characters, a delete) and
+// without (a summary above maxSummaryBytes).
+func TestAppliedSummarySplice(t *testing.T) {
+	store := kvtest.NewBolt(t)
+	t0 := time.Date(2026, 11, 30, 18, 0, 0, 123456789, time.UTC)
+	big := strings.Repeat("x", 5000)
+	for i, data := range []string{
+		`{"ops":[{"kind":"task","id":"T-1","op":"put","fields":{"a":"<b>&","n":1.50,"o":{"z":[1, 2],"a":null}},"ttl_ms":60000,"bind":true},` +
+			`{"kind":"file","id":"src/main%2Ego","op":"merge","fields":{"holder":"agent-1","e":"\u00e9\u2028"}}]}`,
+		`{"ops":[{"kind":"task","id":"T-1","op":"merge","fields":{"a":null,"m":true},"expect_rev":1},` +
+			`{"kind":"file","id":"src/main%2Ego","op":"delete"},{"kind":"task","id":"T-2","op":"put","fields":{}}]}`,
+		`{"ops":[` + strings.Repeat(`{"kind":"task","id":"T-3","op":"merge","fields":{"big":"`+big+`"}},`, 59) +
+			`{"kind":"task","id":"T-4","op":"merge","fields":{"big":"` + big + `"}}]}`,
+	} {
+		subj, err := subjects.StateCmd(KindTxn, "X-1", "agent-1")
+		require.NoError(t, err)
+		im := &inMsg{seq: uint64(i + 1), time: t0.Add(time.Duration(i) * time.Second), subject: subj, data: []byte(data)}
+		require.NoError(t, store.Update(context.Background(), func(tx kv.Txn) error {
+			p, err := planCommand(tx, im, uint64(i), "g1")
+			require.NoError(t, err)
+			sum := p.outcomes[len(p.outcomes)-1]
+			require.True(t, sum.summary)
+			require.Equal(t, StatusApplied, sum.status, string(sum.evt))
+			ops := p.outcomes[:len(p.outcomes)-1]
+			want := txnSummaryDecoded(im, "X-1", "agent-1", StatusApplied, ops)
+			require.Equal(t, string(want.evt), string(sum.evt))
+			require.Equal(t, i < 2, appliedSummary(im.seq, "agent-1", ops) != nil, "spliced")
+			return applyPlan(tx, &p)
+		}))
+	}
 }
