@@ -297,7 +297,7 @@ func planOp(tx kv.ReadTxn, im *inMsg, in opInput, watermark uint64, gen string) 
 			return p, nil
 		}
 	}
-	val, err := encodeStored(rec, tombstone)
+	val, body, err := encodeStoredBody(rec, tombstone)
 	if err != nil {
 		return rejectWith(ReasonBadRequest, 0, "fields: "+err.Error())
 	}
@@ -319,12 +319,14 @@ func planOp(tx kv.ReadTxn, im *inMsg, in opInput, watermark uint64, gen string) 
 		p.writes = append(p.writes, write{key: leaseKey(*rec.ExpiresAt, kind, id), value: []byte{}})
 	}
 	p.writes = append(p.writes, bindWrites(old, next)...)
-	ev := Event{Seq: im.seq, Status: StatusApplied, Rev: rec.Rev, Actor: actor, Op: cmd.op}
-	if !tombstone {
-		ev.Record = &rec
+	// The event carries the record as body encodes it already (see
+	// withRecord): it is encoded without it, and body spliced in.
+	o := newOpOutcome(im.seq, in, Event{Seq: im.seq, Status: StatusApplied, Rev: rec.Rev, Actor: actor, Op: cmd.op})
+	if !tombstone && o.evt != nil {
+		o.evt = withRecord(o.evt, body)
 	}
 	p.own = len(p.outcomes)
-	p.outcomes = append(p.outcomes, newOpOutcome(im.seq, in, ev))
+	p.outcomes = append(p.outcomes, o)
 	if kind == KindAgent && tombstone {
 		// The agent signed off: what was bound to its presence goes now.
 		w, o, err := planPresenceEnd(tx, id, im.time, im.seq, gen)
@@ -476,7 +478,7 @@ func newOutcome(seq uint64, kind, id string, ev Event, msgID string) outcome {
 	o := outcome{seq: seq, status: ev.Status, reason: ev.Reason, actor: ev.Actor, kind: kind, id: id, op: ev.Op}
 	if s, err := subjects.StateEvt(kind, id); err == nil {
 		o.evtSubject = s
-		o.evt = mustJSON(ev)
+		o.evt = eventJSON(ev)
 	}
 	auditSubj, err := subjects.AuditLog(Actor, auditCategory, kind)
 	if err != nil {
@@ -549,6 +551,29 @@ func rawOp(data []byte) Op {
 		return ""
 	}
 	return Op(truncate(w.Op, 64))
+}
+
+// withRecord returns evt, the encoding of an Event without Record, Kind,
+// ID and Ops, with record (a Record's JSON, as json.Marshal gives it)
+// added as its "record" member: byte for byte the encoding of that Event
+// with Record set, whose record is the last member, without encoding the
+// record a second time.
+func withRecord(evt, record []byte) []byte {
+	b := make([]byte, 0, len(evt)+len(`,"record":`)+len(record))
+	b = append(b, evt[:len(evt)-1]...)
+	b = append(append(b, `,"record":`...), record...)
+	return append(b, '}')
+}
+
+// eventJSON encodes ev as json.Marshal does, without the pass over the
+// result that json.Marshal makes for a json.Marshaler (Event.MarshalJSON
+// gives compact, escaped JSON already).
+func eventJSON(ev Event) []byte {
+	b, err := ev.MarshalJSON()
+	if err != nil {
+		return mustJSON(ev)
+	}
+	return b
 }
 
 // mustJSON encodes values whose encoding cannot fail (plain structs and

@@ -302,3 +302,39 @@ func TestLoop_Process_DamageEveryTransactionReads(t *testing.T) {
 	require.ErrorIs(t, err, kv.ErrCorrupt)
 	assert.ErrorContains(t, err, "seq=1")
 }
+
+// TestRecordEventSplice: the event of an applied put or merge, built by
+// splicing the record's stored encoding into the event, is byte for byte
+// json.Marshal of the Event with its Record (as decoded from the store),
+// with leases, bindings, escaped characters and nested fields.
+func TestRecordEventSplice(t *testing.T) {
+	store := kvtest.NewBolt(t)
+	t0 := time.Date(2026, 11, 30, 18, 0, 0, 123456789, time.UTC)
+	for i, data := range []string{
+		`{"op":"put","fields":{"a":"<b>&","n":1.50,"o":{"z":[1, 2],"a":null},"e":"\u00e9\u2028"},"ttl_ms":60000,"bind":true}`,
+		`{"op":"merge","fields":{"a":null,"m":true,"holder":"agent-1"}}`,
+		`{"op":"put","fields":{}}`,
+		`{"op":"delete"}`,
+	} {
+		subj := "codi.state.cmd.task.T-1.agent-1"
+		im := &inMsg{seq: uint64(i + 1), time: t0.Add(time.Duration(i) * time.Second), subject: subj, data: []byte(data)}
+		require.NoError(t, store.Update(context.Background(), func(tx kv.Txn) error {
+			p, err := planCommand(tx, im, uint64(i), "g1")
+			require.NoError(t, err)
+			o := p.outcomes[p.own]
+			require.Equal(t, StatusApplied, o.status, string(o.evt))
+			if err := applyPlan(tx, &p); err != nil {
+				return err
+			}
+			st, ok, err := getStored(tx, "task", "T-1")
+			require.NoError(t, err)
+			require.True(t, ok)
+			want := Event{Seq: im.seq, Status: StatusApplied, Rev: st.Rev, Actor: "agent-1", Op: o.op}
+			if !st.tombstone {
+				want.Record = &st.Record
+			}
+			require.Equal(t, string(mustJSON(want)), string(o.evt))
+			return nil
+		}))
+	}
+}

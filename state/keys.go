@@ -111,14 +111,22 @@ type stored struct {
 }
 
 func encodeStored(r Record, tombstone bool) ([]byte, error) {
+	v, _, err := encodeStoredBody(r, tombstone)
+	return v, err
+}
+
+// encodeStoredBody is encodeStored that also returns the record's JSON
+// (body, without Fields for a tombstone): what json.Marshal(r) gives, for
+// an event to carry without encoding r again.
+func encodeStoredBody(r Record, tombstone bool) (v, body []byte, err error) {
 	if tombstone {
 		r.Fields = nil
 	}
-	b, err := json.Marshal(r)
+	body, err = json.Marshal(r)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return sealStored(stateKey(r.Kind, r.ID), tombstone, b), nil
+	return sealStored(stateKey(r.Kind, r.ID), tombstone, body), body, nil
 }
 
 // getStored reads the record at kind/id. ok is false when there is neither a
