@@ -27,8 +27,10 @@ import (
 // Safe for concurrent use; like every write in tx it may run again when
 // the store retries the transaction.
 func AppendInTxn(tx kv.Txn, subject, msgID string, data []byte, t time.Time) error {
-	m, err := readMeta(tx)
-	if err != nil {
+	// Only the head is needed: readMeta's three other reads (the applied
+	// watermark and its time, the anchor) would be decoded for nothing.
+	h := head{Hash: GenesisPrev}
+	if err := getJSON(tx, keyHead, &h); err != nil {
 		return err
 	}
 	hdr := nats.Header{}
@@ -43,20 +45,20 @@ func AppendInTxn(tx kv.Txn, subject, msgID string, data []byte, t time.Time) err
 		}
 	}
 	w := writer{tx: tx}
-	seq := m.head.Seq + 1
+	seq := h.Seq + 1
 	if e.msgKey != nil {
 		w.set(e.msgKey, strconv.AppendUint(nil, seq, 10))
 	}
-	at := max(e.t, m.head.Time)
-	rec := appendRecord(nil, seq, at, e.body, []byte(m.head.Hash))
+	at := max(e.t, h.Time)
+	rec := appendRecord(nil, seq, at, e.body, []byte(h.Hash))
 	putRecord(&w, seq, rec)
 	ix := newIndexer()
 	ix.add(&w, e.source, e.category, at, seq)
 	ix.flush(&w)
-	m.head = head{Seq: seq, Time: at, Bytes: m.head.Bytes + uint64(len(rec)), Flagged: m.head.Flagged, Hash: string(storedHash(rec))}
+	h = head{Seq: seq, Time: at, Bytes: h.Bytes + uint64(len(rec)), Flagged: h.Flagged, Hash: string(storedHash(rec))}
 	if e.flagged != "" {
-		m.head.Flagged++
+		h.Flagged++
 	}
-	w.setJSON(keyHead, m.head)
+	w.setJSON(keyHead, h)
 	return w.err
 }
