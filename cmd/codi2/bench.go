@@ -13,6 +13,7 @@ func parseBench(args []string, stderr io.Writer) (cfg bench.Config, asJSON bool,
 	fs := newFlagSet("codi2 bench", stderr)
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "measure the codi2 serving this NATS URL instead of an embedded one (restart is skipped)")
 	fs.BoolVar(&cfg.AllowWrites, "allow-writes", false, "with --nats-url: accept that the run writes bench-marked audit events and state into that server for good")
+	fs.StringVar(&cfg.Store, "store", "", "the embedded server's store: bolt (the default) or pebble (see serve --store)")
 	fs.StringVar(&cfg.DataDir, "data", "", "data directory for the embedded server and the v1 logs (default: a temporary directory, removed)")
 	fs.IntVar(&cfg.Messages, "messages", bench.DefaultMessages, "one-way messages and rpc calls to time")
 	fs.IntVar(&cfg.StateCommands, "state-commands", bench.DefaultStateCommands, "state commands, over all writers")

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/codi2/codi2/internal/server"
 )
 
 // Defaults applied by Config.Validate to zero fields. They are sized so that
@@ -50,6 +52,10 @@ type Config struct {
 	// and its state commands into its state, which cannot be undone. All of
 	// it is marked as bench traffic (see the package documentation).
 	AllowWrites bool `json:"allow_writes,omitempty"`
+	// Store is the embedded server's engine (server.Config.Store): empty for
+	// its default (bbolt), or server.StorePebble. Only for the embedded
+	// server: a server at NATSURL runs on what it was started with.
+	Store string `json:"store,omitempty"`
 	// DataDir holds the embedded server's files and the v1 logs. Empty: a
 	// temporary directory, removed when Run returns. A given directory is
 	// left in place; it should be empty.
@@ -157,6 +163,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: QueryWindow=%d, want 1..10000", ErrConfig, c.QueryWindow)
 	case c.StateCommands < c.Writers:
 		return fmt.Errorf("%w: StateCommands=%d below Writers=%d", ErrConfig, c.StateCommands, c.Writers)
+	case c.Store != "" && c.Store != server.StoreBolt && c.Store != server.StorePebble:
+		return fmt.Errorf("%w: Store=%q, want %s or %s", ErrConfig, c.Store, server.StoreBolt, server.StorePebble)
+	case c.Store != "" && c.NATSURL != "":
+		return fmt.Errorf("%w: Store=%s applies to the embedded server only; the server at %s runs on the store it was started with", ErrConfig, c.Store, c.NATSURL)
 	case c.NATSURL != "" && !c.AllowWrites:
 		return fmt.Errorf("%w: a run against %s writes %d audit events into its append-only audit log and %d state commands into its state, for good; pass --allow-writes to measure that server anyway (everything is marked as bench traffic: agents, audit source and Nats-Msg-Ids start with bench-, state records are of kind %s)",
 			ErrConfig, c.NATSURL, c.AuditEvents+c.QueryLogSize, c.StateCommands, stateKind)

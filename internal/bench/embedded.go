@@ -15,11 +15,12 @@ type embedded struct {
 	srv *server.Server
 }
 
-// startEmbedded starts a server on dir listening on listen (port -1 picks
-// one). It returns once the services are running; they answer requests
-// shortly after.
-func startEmbedded(ctx context.Context, dir, listen string, log zerolog.Logger) (*embedded, error) {
-	srv, err := server.Start(ctx, server.Config{DataDir: dir, NATSListen: listen}, log)
+// startEmbedded starts a server on dir with store (server.Config.Store,
+// empty for the default) listening on listen (port -1 picks one). It
+// returns once the services are running; they answer requests shortly
+// after.
+func startEmbedded(ctx context.Context, dir, store, listen string, log zerolog.Logger) (*embedded, error) {
+	srv, err := server.Start(ctx, server.Config{DataDir: dir, Store: store, NATSListen: listen}, log)
 	if err != nil {
 		return nil, err
 	}

@@ -228,8 +228,12 @@ func (r Report) JSON(w io.Writer) error {
 func (r Report) Table(w io.Writer) error {
 	ew := &errWriter{w: w}
 	m := r.Machine
+	mode := r.Mode
+	if r.Config.Store != "" {
+		mode += " " + r.Config.Store
+	}
 	fmt.Fprintf(ew, "codi2 bench: %s server, %d writers, %s/%s, %d CPUs (%s), %s, load %s, disk fsync p50 %s p99 %s, ran %s\n\n",
-		r.Mode, r.Config.Writers, m.OS, m.Arch, m.CPUs, orDash(m.CPUModel), m.GoVersion, orDash(m.LoadAvg),
+		mode, r.Config.Writers, m.OS, m.Arch, m.CPUs, orDash(m.CPUModel), m.GoVersion, orDash(m.LoadAvg),
 		fmtDur(m.FsyncP50), fmtDur(m.FsyncP99), r.Elapsed.Round(100*time.Millisecond))
 
 	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)

@@ -47,7 +47,7 @@ func (r *runner) measureRestarts(ctx context.Context) (Metric, error) {
 		}
 		r.emb = nil
 		t0 := time.Now()
-		emb, err := startEmbedded(ctx, r.serverDir, listen, r.log)
+		emb, err := startEmbedded(ctx, r.serverDir, r.cfg.Store, listen, r.log)
 		if err != nil {
 			return Metric{}, fmt.Errorf("bench: restart %d: %w", i+1, err)
 		}

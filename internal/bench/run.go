@@ -73,7 +73,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (rep Report, err e
 	r.url = cfg.NATSURL
 	if r.url == "" {
 		r.p.printf("starting an embedded codi2 in %s", r.serverDir)
-		if r.emb, err = startEmbedded(ctx, r.serverDir, "127.0.0.1:-1", r.log); err != nil {
+		if r.emb, err = startEmbedded(ctx, r.serverDir, r.cfg.Store, "127.0.0.1:-1", r.log); err != nil {
 			return rep, err
 		}
 		r.url = r.emb.url()

@@ -147,7 +147,7 @@ func TestRun_Embedded(t *testing.T) {
 
 func TestRun_External(t *testing.T) {
 	dir := t.TempDir()
-	emb, err := startEmbedded(context.Background(), dir, "127.0.0.1:-1", bustest.Logger(t))
+	emb, err := startEmbedded(context.Background(), dir, "", "127.0.0.1:-1", bustest.Logger(t))
 	require.NoError(t, err)
 	defer func() { assert.NoError(t, emb.stop()) }()
 
@@ -222,6 +222,25 @@ func TestRun_Errors(t *testing.T) {
 	})
 }
 
+// --store pebble runs the same bench on an embedded server on pebble: its
+// data directory holds the pebble database, the restart reopens it, and the
+// table's first line names the store.
+func TestRun_EmbeddedPebble(t *testing.T) {
+	cfg := tiny(t)
+	cfg.Store = "pebble"
+	rep, err := Run(context.Background(), cfg, bustest.Logger(t))
+	require.NoError(t, err)
+	cfg.Validate()
+	checkReport(t, rep, cfg)
+	restart, _ := rep.Metric(KeyRestart)
+	assert.Equal(t, cfg.Restarts, restart.Count)
+	assert.DirExists(t, filepath.Join(cfg.DataDir, "codi2", "pebble"))
+	assert.NoFileExists(t, filepath.Join(cfg.DataDir, "codi2", "state.db"))
+	var table bytes.Buffer
+	require.NoError(t, rep.Table(&table))
+	assert.Contains(t, table.String(), "codi2 bench: embedded pebble server,")
+}
+
 func TestConfig_Validate(t *testing.T) {
 	t.Run("defaults", func(t *testing.T) {
 		var c Config
@@ -245,6 +264,8 @@ func TestConfig_Validate(t *testing.T) {
 		{"timeout", Config{OpTimeout: -time.Second}, "OpTimeout"},
 		{"window", Config{QueryWindow: 20_000}, "QueryWindow"},
 		{"fewer commands than writers", Config{StateCommands: 3, Writers: 4}, "StateCommands=3"},
+		{"store", Config{Store: "rocks"}, `Store="rocks", want bolt or pebble`},
+		{"store of an external server", Config{Store: "pebble", NATSURL: "nats://127.0.0.1:1", AllowWrites: true}, "embedded server only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -137,13 +137,13 @@ func TestStartEmbedded_Errors(t *testing.T) {
 		t.Run(name+" unusable", func(t *testing.T) {
 			dir := t.TempDir()
 			require.NoError(t, os.Mkdir(filepath.Join(dir, name), 0o700))
-			_, err := startEmbedded(ctx, dir, "127.0.0.1:-1", bustest.Logger(t))
+			_, err := startEmbedded(ctx, dir, "", "127.0.0.1:-1", bustest.Logger(t))
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), name[:len(name)-3])
 		})
 	}
 	t.Run("bad listen address", func(t *testing.T) {
-		_, err := startEmbedded(ctx, t.TempDir(), "127.0.0.1:x", bustest.Logger(t))
+		_, err := startEmbedded(ctx, t.TempDir(), "", "127.0.0.1:x", bustest.Logger(t))
 		require.ErrorIs(t, err, bus.ErrConfig)
 	})
 }
