@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/internal/kv/kvtest"
@@ -29,18 +30,7 @@ import (
 //	go test -run XXX -bench State -benchtime 5000x ./state
 func BenchmarkState(b *testing.B) {
 	bs := bustest.Run(b)
-	svcNC, err := bs.Connect("codi-state")
-	require.NoError(b, err)
-	b.Cleanup(svcNC.Close)
-	svc, err := state.New(state.Config{}, svcNC, kvtest.NewBolt(b), zerolog.Nop())
-	require.NoError(b, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	b.Cleanup(func() {
-		cancel()
-		require.NoError(b, <-done)
-	})
+	runService(b, bs, kvtest.NewBolt(b))
 
 	nc := bustest.Connect(b, bs)
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
@@ -189,18 +179,7 @@ func burst(b *testing.B, js jetstream.JetStream, subject func(i int) string, wm 
 //	go test -run XXX -bench Client_Apply -benchmem ./state
 func BenchmarkClient_Apply(b *testing.B) {
 	bs := bustest.Run(b)
-	svcNC, err := bs.Connect("codi-state")
-	require.NoError(b, err)
-	b.Cleanup(svcNC.Close)
-	svc, err := state.New(state.Config{}, svcNC, kvtest.NewPebble(b), zerolog.Nop())
-	require.NoError(b, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	b.Cleanup(func() {
-		cancel()
-		require.NoError(b, <-done)
-	})
+	runService(b, bs, kvtest.NewPebble(b))
 	c, err := state.NewClient(bustest.Connect(b, bs), "agent-1")
 	require.NoError(b, err)
 	cmd := state.Command{Op: state.OpMerge, Fields: map[string]any{"k": 1}}
@@ -213,4 +192,22 @@ func BenchmarkClient_Apply(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// runService runs a state service with the default configuration on store
+// and bs until the benchmark ends.
+func runService(b *testing.B, bs *bus.Bus, store kv.Store) {
+	b.Helper()
+	svcNC, err := bs.Connect("codi-state")
+	require.NoError(b, err)
+	b.Cleanup(svcNC.Close)
+	svc, err := state.New(state.Config{}, svcNC, store, zerolog.Nop())
+	require.NoError(b, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	b.Cleanup(func() {
+		cancel()
+		require.NoError(b, <-done)
+	})
 }
