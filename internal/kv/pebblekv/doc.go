@@ -36,11 +36,12 @@ keyspace, tuple-encoded by the callers), values as given.
 
 Durability: the log is written with pebble.Sync: each commit group costs one
 fdatasync of the log file, and no background sync of the log is configured
-(WALBytesPerSync 0), so the syscall count is the commit count or less. A
-process killed after UpdateAsync returned but before the fsync loses nothing
-(the bytes are in the OS page cache); a power loss or OS crash may lose the
-commits whose durable function had not returned nil, always a suffix of the
-commit order.
+(WALBytesPerSync 0), so the syscall count is the commit count or less. The
+commits whose durable function had not returned nil may be lost, always a
+suffix of the commit order, by a power loss or OS crash and also by a kill of
+the process: UpdateAsync returns once the batch is queued for the log, whose
+write to the file is done by pebble's flush goroutine (record.LogWriter's
+flushLoop), possibly after the process died.
 
 ClearRange writes one range tombstone, so unlike bbolt it costs the same
 whatever it covers; reads over many tombstoned keys pay until a compaction
