@@ -201,15 +201,11 @@ func TestServer_HTTPAuth(t *testing.T) {
 	}
 }
 
-// With InlineAudit both services share store.db and a state command's
-// audit record is appended in the command's own transaction: it is in
-// the log, once, without the audit service's commit (issue 16, the single
-// commit path's prototype).
-func TestServer_InlineAudit(t *testing.T) {
-	dir := t.TempDir()
-	s, err := server.Start(context.Background(), server.Config{DataDir: dir, NATSListen: "127.0.0.1:-1", InlineAudit: true}, bustest.Logger(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Stop() })
+// assertOneInlineRecord applies a command on s and checks that its audit
+// record is in the log once, written in the command's own transaction, and
+// that the chain verifies.
+func assertOneInlineRecord(t *testing.T, s *server.Server) {
+	t.Helper()
 	nc := bustest.Connect(t, s.Bus())
 	c, err := state.NewClient(nc, "agent-1")
 	require.NoError(t, err)
@@ -226,6 +222,18 @@ func TestServer_InlineAudit(t *testing.T) {
 	v, err := ac.Verify(ctx, audit.VerifyRequest{})
 	require.NoError(t, err)
 	assert.True(t, v.OK, "%+v", v)
+}
+
+// With InlineAudit both services share store.db and a state command's
+// audit record is appended in the command's own transaction: it is in
+// the log, once, without the audit service's commit (issue 16, the single
+// commit path's prototype).
+func TestServer_InlineAudit(t *testing.T) {
+	dir := t.TempDir()
+	s, err := server.Start(context.Background(), server.Config{DataDir: dir, NATSListen: "127.0.0.1:-1", InlineAudit: true}, bustest.Logger(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Stop() })
+	assertOneInlineRecord(t, s)
 
 	require.NoError(t, s.Stop())
 	assert.FileExists(t, filepath.Join(dir, "store.db"))
@@ -242,22 +250,7 @@ func TestServer_Pebble(t *testing.T) {
 	s, err := server.Start(context.Background(), cfg, bustest.Logger(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Stop() })
-	nc := bustest.Connect(t, s.Bus())
-	c, err := state.NewClient(nc, "agent-1")
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ev, err := c.Apply(ctx, "task", "ADR-028", state.Command{Op: state.OpPut, Fields: map[string]any{"status": "open"}})
-	require.NoError(t, err)
-	ac, err := audit.NewClient(nc)
-	require.NoError(t, err)
-	res, err := ac.Query(ctx, audit.Query{Source: "codi-state"})
-	require.NoError(t, err)
-	require.Len(t, res.Records, 1)
-	assert.Contains(t, res.Records[0].MsgID, strconv.FormatUint(ev.Seq, 10))
-	v, err := ac.Verify(ctx, audit.VerifyRequest{})
-	require.NoError(t, err)
-	assert.True(t, v.OK, "%+v", v)
+	assertOneInlineRecord(t, s)
 	require.NoError(t, s.Stop())
 	assert.DirExists(t, filepath.Join(dir, server.PebbleDir))
 	for _, f := range []string{"state.db", "audit.db", "store.db"} {
@@ -267,15 +260,17 @@ func TestServer_Pebble(t *testing.T) {
 	s, err = server.Start(context.Background(), cfg, bustest.Logger(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Stop() })
-	nc = bustest.Connect(t, s.Bus())
-	c, err = state.NewClient(nc, "agent-1")
+	nc := bustest.Connect(t, s.Bus())
+	c, err := state.NewClient(nc, "agent-1")
 	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	rec, err := c.Get(ctx, "task", "ADR-028", 0)
 	require.NoError(t, err)
 	assert.JSONEq(t, `"open"`, string(rec.Fields["status"]))
-	ac, err = audit.NewClient(nc)
+	ac, err := audit.NewClient(nc)
 	require.NoError(t, err)
-	res, err = ac.Query(ctx, audit.Query{Source: "codi-state"})
+	res, err := ac.Query(ctx, audit.Query{Source: "codi-state"})
 	require.NoError(t, err)
 	assert.Len(t, res.Records, 1, "after the restart")
 }
