@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/internal/proctest"
 	"github.com/codi2/codi2/state"
@@ -58,15 +59,23 @@ func (w *crashWriter) run(ctx context.Context, js jetstream.JetStream, cycle int
 }
 
 // The built binary is killed with SIGKILL twice in the middle of a load of
-// five writers and restarted on the same data directory. Afterwards every
-// PubAck'd command is applied exactly once, every stored lock claim has
-// exactly one winner, the watermark reaches the last PubAck, and the audit
-// log holds one event per command.
+// five writers and restarted on the same data directory, on each store
+// (bbolt, the default, and --store pebble, whose audit records are
+// appended in each command's own transaction). Afterwards every PubAck'd
+// command is applied exactly once, every stored lock claim has exactly one
+// winner, the watermark reaches the last PubAck, and the audit log holds
+// one record per command and verifies.
 func TestServe_Crash_ExactlyOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test builds and kills the binary")
 	}
-	srv := proctest.Start(t, proctest.Build(t), t.TempDir(), 0)
+	bin := proctest.Build(t)
+	t.Run("bolt", func(t *testing.T) { testCrashExactlyOnce(t, bin) })
+	t.Run("pebble", func(t *testing.T) { testCrashExactlyOnce(t, bin, "--store", "pebble") })
+}
+
+func testCrashExactlyOnce(t *testing.T, bin string, serveArgs ...string) {
+	srv := proctest.Start(t, bin, t.TempDir(), 0, serveArgs...)
 
 	nc := srv.Connect(t)
 	js, err := jetstream.New(nc)
@@ -92,7 +101,8 @@ func TestServe_Crash_ExactlyOnce(t *testing.T) {
 	srv = srv.KillUnderLoad(t, 2, 3000, ackedTotal, loads...)
 
 	// The watermark reaches the end of the stream, hence every PubAck.
-	ctx := ctxT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	stream, err := js.Stream(ctx, bus.StreamState)
 	require.NoError(t, err)
 	info, err := stream.Info(ctx)
@@ -141,21 +151,36 @@ func TestServe_Crash_ExactlyOnce(t *testing.T) {
 		}
 	}
 
-	// One audit event per command: published from the outbox after each
-	// crash without duplicates.
-	audit, err := js.Stream(ctx, bus.StreamAudit)
+	// One audit record per command in the log, none twice (on bbolt
+	// published from the outbox after each crash; on pebble appended in the
+	// command's transaction), and the chain verifies.
+	ac, err := audit.NewClient(nc)
 	require.NoError(t, err)
+	var msgIDs map[string]int
 	require.Eventually(t, func() bool {
-		ai, err := audit.Info(ctx, jetstream.WithSubjectFilter("codi.audit.log.codi-state.>"))
-		if err != nil {
-			return false
+		msgIDs = map[string]int{}
+		for q := (audit.Query{Source: "codi-state", Limit: audit.MaxQueryLimit}); ; {
+			res, err := ac.Query(ctx, q)
+			if err != nil {
+				return false
+			}
+			for _, r := range res.Records {
+				msgIDs[r.MsgID]++
+			}
+			if res.NextAfterSeq == 0 {
+				break
+			}
+			q.AfterSeq = res.NextAfterSeq
 		}
-		n := uint64(0)
-		for _, v := range ai.State.Subjects {
-			n += v
-		}
-		return n == info.State.Msgs
-	}, 20*time.Second, 20*time.Millisecond, "audit events vs commands")
+		return len(msgIDs) >= int(info.State.Msgs)
+	}, 20*time.Second, 20*time.Millisecond, "audit records vs commands")
+	assert.Len(t, msgIDs, int(info.State.Msgs), "audit records vs commands")
+	for id, n := range msgIDs {
+		assert.Equal(t, 1, n, "audit record %s", id)
+	}
+	v, err := ac.Verify(ctx, audit.VerifyRequest{})
+	require.NoError(t, err)
+	assert.True(t, v.OK, "%+v", v)
 
 	assert.Equal(t, 0, srv.Stop(20*time.Second), srv.Logs())
 }
