@@ -25,7 +25,7 @@ func assemble(res results, v1 v1Results, m Machine, cfg Config) []Metric {
 	rpc.judge(targetRPC, "two trips through the NATS server; the tail is scheduling and GC on "+shared)
 
 	su := res.stateUpdate
-	su.judge(targetState, "a command that arrives while a batch commits waits for that commit and then its own, each a bbolt transaction ending in fsync ("+
+	su.judge(targetState, "a command that arrives while a batch commits waits for that commit and then its own, each a store transaction ending in fsync ("+
 		disk+"), and the rest of the tail is CPU contention on "+shared)
 	su.compare(locked, v1.locked.Latency, v1.locked.Throughput, "")
 
@@ -34,7 +34,7 @@ func assemble(res results, v1 v1Results, m Machine, cfg Config) []Metric {
 		"v1 read current state by parsing the whole log; a torn line can hide the last update")
 
 	aw := res.auditWrite
-	aw.judge(targetAudit, fmt.Sprintf("the audit service commits in batches: what arrives while one batch commits forms the next, and each batch is one bbolt transaction that writes the records, their indexes and the chain head and ends in fsync (%s); at this rate the publishers, the NATS server and the consumer compete for %s",
+	aw.judge(targetAudit, fmt.Sprintf("the audit service commits in batches: what arrives while one batch commits forms the next, and each batch is one store transaction that writes the records, their indexes and the chain head and ends in fsync (%s); at this rate the publishers, the NATS server and the consumer compete for %s",
 		disk, shared))
 	aw.compare(locked, v1.locked.Latency, v1.locked.Throughput,
 		fmt.Sprintf("v1 writes as fast as its lock allows, %s; it could not carry codi2's offered %s at all", fmtRate(v1.locked.Throughput), fmtRate(float64(cfg.AuditRate))))
