@@ -27,6 +27,7 @@ type asyncHandler struct {
 	durable []uint64 // last seq of each batch Durable reported, in order
 	calls   int      // durable functions started
 	already bool     // CommitAsync reports its batches durable already (nil)
+	durErr  error    // Durable's error
 }
 
 func newAsyncHandler(t *testing.T) *asyncHandler {
@@ -67,6 +68,9 @@ func (h *asyncHandler) CommitAsync(ctx context.Context, batch []*pipeline.Msg[st
 func (h *asyncHandler) Durable(_ context.Context, batch []*pipeline.Msg[string]) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.durErr != nil {
+		return h.durErr
+	}
 	h.durable = append(h.durable, batch[len(batch)-1].Seq)
 	return nil
 }
@@ -113,6 +117,27 @@ func TestPipeline_Async_AckAfterDurable(t *testing.T) {
 	require.NoError(t, r.stop(t))
 }
 
+// An idle writer with a batch in flight commits the next delivery at
+// once: the tail check, which waits for the batches in flight, is not due
+// until none is (it held batch 2 behind batch 1's fsync, CI 2026-11-30).
+func TestPipeline_Async_IdleWithBatchInFlight(t *testing.T) {
+	e := newEnv(t)
+	h := newAsyncHandler(t)
+	r := e.startAsync(testConfig(jetstream.AckExplicitPolicy), h)
+
+	e.publish(1)
+	waitCommitted(t, h.handler, []uint64{1})
+	time.Sleep(4 * testConfig(jetstream.AckExplicitPolicy).TailCheckInterval) // idle past a tail check
+	e.publish(1)
+	require.Eventually(t, func() bool { return len(h.committed()) == 2 }, 5*time.Second, 5*time.Millisecond,
+		"batch 2 committed while batch 1's fsync is held")
+	assert.Empty(t, h.durableSeqs())
+	h.releaseAll()
+	require.Eventually(t, func() bool { p, f := e.ackState(t); return p == 0 && f == 2 }, 10*time.Second, 5*time.Millisecond)
+	assert.Equal(t, []uint64{1, 2}, h.durableSeqs())
+	require.NoError(t, r.stop(t))
+}
+
 // The writer holds at most MaxInFlight batches not yet durable: the next
 // one waits for the oldest fsync.
 func TestPipeline_Async_BoundedInFlight(t *testing.T) {
@@ -156,6 +181,27 @@ func TestPipeline_Async_DurableFailureStops(t *testing.T) {
 	_, floor := e.ackState(t)
 	assert.Zero(t, floor)
 	assert.Empty(t, h.durableSeqs())
+}
+
+// A handler whose Durable fails (its watermark cannot be written) stops
+// Run with that error, and the batch is not acked.
+func TestPipeline_Async_DurableHandlerFailureStops(t *testing.T) {
+	e := newEnv(t)
+	h := newAsyncHandler(t)
+	boom := errors.New("watermark: disk full")
+	h.durErr = boom
+	r := e.startAsync(testConfig(jetstream.AckExplicitPolicy), h)
+	e.publish(1)
+	waitCommitted(t, h.handler, []uint64{1})
+	h.release <- nil
+	select {
+	case err := <-r.done:
+		require.ErrorIs(t, err, boom)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not stop")
+	}
+	_, floor := e.ackState(t)
+	assert.Zero(t, floor)
 }
 
 // Stopping waits for the batches in flight: Run returns only after their

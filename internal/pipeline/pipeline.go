@@ -263,8 +263,14 @@ func (p *Pipeline[T]) Run(ctx context.Context) error {
 		if p.tailNext.IsZero() {
 			p.tailNext = now
 		}
-		if wake.IsZero() || wake.After(p.tailNext) {
+		// The tail check waits for the batches in flight to be durable
+		// (drain): it is due only once none is, so that an idle writer
+		// never holds a new batch behind an fsync.
+		if len(p.inflight) == 0 && (wake.IsZero() || wake.After(p.tailNext)) {
 			wake = p.tailNext
+		}
+		if wake.IsZero() {
+			wake = now.Add(time.Hour) // the syncer's answer wakes it
 		}
 		timer.Reset(max(wake.Sub(now), 0))
 		first := p.carry
@@ -329,12 +335,12 @@ func (p *Pipeline[T]) Run(ctx context.Context) error {
 	}
 }
 
-// idle runs when the timer fires: the tail check when due and nothing
-// waits, then the handler's work.
+// idle runs when the timer fires: the tail check when due, nothing waits
+// and no batch is in flight, then the handler's work.
 func (p *Pipeline[T]) idle(ctx context.Context) error {
 	now := time.Now()
 	empty := len(p.sess.in) == 0 && p.carry == nil
-	if empty && !now.Before(p.tailNext) {
+	if empty && len(p.inflight) == 0 && !now.Before(p.tailNext) {
 		p.tailNext = now.Add(p.cfg.TailCheckInterval)
 		if err := p.drain(ctx); err != nil {
 			return err
