@@ -98,19 +98,18 @@ type outboxEntry struct {
 }
 
 // plan is the result of applying one command against a transaction: the
-// writes to make and the outcomes to report. It has no effects of its own,
-// except a multi-record command's, whose writes are made as it is planned
-// (so that each operation sees the ones before it) and which undo can take
-// back.
+// writes to make and the outcomes to report. It has no effects of its own:
+// a multi-record command's writes are staged as it is planned (so that
+// each operation sees the ones before it), and made by applyPlan.
 type plan struct {
 	writes   []write
 	outcomes []outcome
 	// own is the index in outcomes of the command's (or operation's) own
 	// outcome; the others are expiries and releases it caused.
 	own int
-	// undo, when set, means the writes are made already: rollback takes
-	// them back.
-	undo *undoTxn
+	// staged, when set, holds the writes (and their index upkeep) staged
+	// already: applyPlan flushes it instead of making writes.
+	staged *stagedTxn
 	// work is the overlap-check steps planning took (see MaxCheckSteps),
 	// which bound a batch like its bytes do.
 	work int
@@ -127,17 +126,17 @@ func (p *plan) size() int {
 	return n
 }
 
-// rollback takes back the writes of a plan that made them already.
-func (p *plan) rollback() error {
-	if p.undo == nil {
-		return nil
+// discard drops the writes a plan staged: it is not applied.
+func (p *plan) discard() {
+	if p.staged != nil {
+		p.staged.discard()
 	}
-	return p.undo.rollback()
 }
 
 // planCommand decides the outcome of im against the state read through tx.
-// watermark is the last sequence applied before im. It only reads, except
-// for a multi-record command (see plan.undo); the caller makes the writes.
+// watermark is the last sequence applied before im. It only reads (a
+// multi-record command stages its writes: plan.staged); the caller makes
+// the writes (applyPlan).
 // An error is a store failure, never a bad command: bad commands are
 // rejected with an outcome.
 //

@@ -591,9 +591,7 @@ func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) 
 			}
 			size := p.size()
 			if count > 0 && (res.bytes+size > l.cfg.MaxBatchBytes || res.work+p.work > maxBatchWork) {
-				if err := p.rollback(); err != nil {
-					return err
-				}
+				p.discard()
 				res.n = i
 				break
 			}
@@ -642,10 +640,8 @@ func (l *loop) applyPlan(tx kv.Txn, p *plan, at time.Time) error {
 	if l.cfg.AppendAudit == nil {
 		return applyPlan(tx, p)
 	}
-	if p.undo == nil {
-		if err := applyWrites(tx, p.writes); err != nil {
-			return err
-		}
+	if err := p.write(tx); err != nil {
+		return err
 	}
 	for _, o := range p.outcomes {
 		if !o.summary {
@@ -657,13 +653,10 @@ func (l *loop) applyPlan(tx kv.Txn, p *plan, at time.Time) error {
 	return nil
 }
 
-// applyPlan makes p's writes (unless planning made them already) and
-// stores its audit events in the outbox.
+// applyPlan makes p's writes and stores its audit events in the outbox.
 func applyPlan(tx kv.Txn, p *plan) error {
-	if p.undo == nil {
-		if err := applyWrites(tx, p.writes); err != nil {
-			return err
-		}
+	if err := p.write(tx); err != nil {
+		return err
 	}
 	for _, o := range p.outcomes {
 		if o.summary {

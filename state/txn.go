@@ -121,8 +121,8 @@ func txnMsgID(gen string, seq uint64, i int) string {
 // event and audit record; the summary event (Op OpTxn, with the operations'
 // events in Ops) goes to codi.state.evt.txn.<txid>.
 func planTxn(tx kv.Txn, im *inMsg, txid, actor string, watermark uint64, gen string) (plan, error) {
-	u := &undoTxn{tx: tx}
-	p := plan{undo: u}
+	u := newStagedTxn(tx)
+	p := plan{staged: u}
 	ops, err := decodeTxn(im.data)
 	if err != nil {
 		in := opInput{kind: KindTxn, id: txid, actor: actor, msgID: commandMsgID(gen, im.seq), txn: txid}
@@ -137,19 +137,17 @@ func planTxn(tx kv.Txn, im *inMsg, txid, actor string, watermark uint64, gen str
 	for i, in := range ops {
 		op, err := planOp(u, im, in, watermark, gen)
 		if err != nil {
-			return plan{}, errors.Join(err, u.rollback())
+			return plan{}, err
 		}
 		p.work += op.work
 		if failed := op.outcomes[op.own]; failed.status == StatusRejected {
-			if err := u.rollback(); err != nil {
-				return plan{}, err
-			}
+			p.discard()
 			p.outcomes = abortTxn(im, ops, i, failed)
 			p.outcomes = append(p.outcomes, txnSummary(im, txid, actor, StatusRejected, p.outcomes))
 			return p, nil
 		}
 		if err := applyWrites(u, op.writes); err != nil {
-			return plan{}, errors.Join(err, u.rollback())
+			return plan{}, err
 		}
 		p.writes = append(p.writes, op.writes...)
 		own[i] = len(p.outcomes) + op.own
@@ -265,71 +263,12 @@ func txnSummaryDecoded(im *inMsg, txid, actor string, status Status, ops []outco
 		evtSubject: subj, evt: data, summary: true}
 }
 
-// undoTxn is a transaction that remembers what each write replaced, so that
-// the writes can be taken back (rollback) without ending the transaction:
-// the writes of a multi-record command that turns out to be rejected, or
-// that does not fit the batch.
-type undoTxn struct {
-	tx   kv.Txn
-	undo []write // in write order; rollback replays them backwards
-}
-
-func (u *undoTxn) Get(key []byte) ([]byte, error) { return u.tx.Get(key) }
-
-func (u *undoTxn) GetRange(begin, end []byte, opts kv.RangeOptions) ([]kv.KeyValue, error) {
-	return u.tx.GetRange(begin, end, opts)
-}
-
-// remember records key's current value (or its absence).
-func (u *undoTxn) remember(key []byte) error {
-	v, err := u.tx.Get(key)
-	switch {
-	case errors.Is(err, kv.ErrNotFound):
-		u.undo = append(u.undo, write{key: key, clear: true})
-	case err != nil:
-		return err
-	default:
-		u.undo = append(u.undo, write{key: key, value: v})
+// write makes p's writes in tx: flushes what it staged, or makes p.writes.
+func (p *plan) write(tx kv.Txn) error {
+	if p.staged != nil {
+		return p.staged.flush()
 	}
-	return nil
-}
-
-func (u *undoTxn) Set(key, value []byte) error {
-	if err := u.remember(key); err != nil {
-		return err
-	}
-	return u.tx.Set(key, value)
-}
-
-func (u *undoTxn) Clear(key []byte) error {
-	if err := u.remember(key); err != nil {
-		return err
-	}
-	return u.tx.Clear(key)
-}
-
-// ClearRange is not used by planning; it is refused rather than made
-// undoable.
-func (u *undoTxn) ClearRange(begin, end []byte) error {
-	return errors.New("state: ClearRange in a multi-record command")
-}
-
-// rollback restores every key written since the undoTxn was made.
-func (u *undoTxn) rollback() error {
-	for i := len(u.undo) - 1; i >= 0; i-- {
-		w := u.undo[i]
-		var err error
-		if w.clear {
-			err = u.tx.Clear(w.key)
-		} else {
-			err = u.tx.Set(w.key, w.value)
-		}
-		if err != nil {
-			return fmt.Errorf("state: take back a multi-record command: %w", err)
-		}
-	}
-	u.undo = u.undo[:0]
-	return nil
+	return applyWrites(tx, p.writes)
 }
 
 // applyWrites makes ws in tx.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/codi2/codi2/internal/kv"
-	"github.com/codi2/codi2/internal/kv/boltkv"
 	"github.com/codi2/codi2/internal/kv/kvtest"
 	"github.com/codi2/codi2/internal/strictjson"
 	"github.com/codi2/codi2/subjects"
@@ -75,34 +73,6 @@ func FuzzDecodeTxn(f *testing.F) {
 			assert.Equal(t, ops[i].cmd.expectRev, back[i].cmd.expectRev)
 		}
 	})
-}
-
-// undoTxn takes back every write made through it, whatever the key held
-// before (a value, nothing), and refuses ClearRange.
-func TestUndoTxn(t *testing.T) {
-	store, err := boltkv.Open(filepath.Join(t.TempDir(), "s.db"), boltkv.Options{NoSync: true})
-	require.NoError(t, err)
-	defer store.Close()
-	ctx := context.Background()
-	require.NoError(t, store.Update(ctx, func(tx kv.Txn) error { return tx.Set([]byte("a"), []byte("1")) }))
-	require.NoError(t, store.Update(ctx, func(tx kv.Txn) error {
-		u := &undoTxn{tx: tx}
-		require.NoError(t, u.Set([]byte("a"), []byte("2")))
-		require.NoError(t, u.Set([]byte("b"), []byte("3")))
-		require.NoError(t, u.Clear([]byte("a")))
-		require.NoError(t, u.Set([]byte("a"), []byte("4")))
-		kvs, err := u.GetRange([]byte("a"), []byte("c"), kv.RangeOptions{})
-		require.NoError(t, err)
-		require.Len(t, kvs, 2)
-		require.Error(t, u.ClearRange([]byte("a"), []byte("c")))
-		require.NoError(t, u.rollback())
-		v, err := u.Get([]byte("a"))
-		require.NoError(t, err)
-		assert.Equal(t, "1", string(v))
-		_, err = u.Get([]byte("b"))
-		require.ErrorIs(t, err, kv.ErrNotFound)
-		return nil
-	}))
 }
 
 func TestTxnOp_MarshalJSON(t *testing.T) {

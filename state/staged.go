@@ -1,0 +1,152 @@
+package state
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/codi2/codi2/internal/kv"
+)
+
+// stagedTxn is a transaction whose writes are held in memory over tx until
+// flush: its reads see them, tx does not. A multi-record command plans its
+// operations through one, so that each operation sees the writes of the
+// ones before it, and taking them all back (the command is rejected, or cut
+// from the batch by MaxBatchBytes) is dropping them: nothing is read
+// before a write to remember what it replaced, and nothing is written
+// twice. Like the kv.Txn it wraps it is used by one goroutine, inside the
+// transaction's function only.
+type stagedTxn struct {
+	tx     kv.Txn
+	writes map[string]stagedWrite
+}
+
+// stagedWrite is a value written at a key, or its removal.
+type stagedWrite struct {
+	value []byte
+	clear bool
+}
+
+func newStagedTxn(tx kv.Txn) *stagedTxn {
+	return &stagedTxn{tx: tx, writes: make(map[string]stagedWrite)}
+}
+
+// Get returns the staged value at key, or tx's.
+func (s *stagedTxn) Get(key []byte) ([]byte, error) {
+	if w, ok := s.writes[string(key)]; ok {
+		if w.clear {
+			return nil, kv.ErrNotFound
+		}
+		return append([]byte{}, w.value...), nil
+	}
+	return s.tx.Get(key)
+}
+
+// GetRange returns tx's pairs in the range with the staged writes over
+// them, as kv.ReadTxn.GetRange defines it. With a limit it reads from tx
+// the limit plus the staged removals in the range: at most that many of
+// tx's pairs can be hidden, so the first limit pairs of the result are
+// among them and the staged values.
+func (s *stagedTxn) GetRange(begin, end []byte, opts kv.RangeOptions) ([]kv.KeyValue, error) {
+	var staged []string
+	clears := 0
+	if bytes.Compare(begin, end) < 0 {
+		for k, w := range s.writes {
+			if k >= string(begin) && k < string(end) {
+				staged = append(staged, k)
+				if w.clear {
+					clears++
+				}
+			}
+		}
+	}
+	if len(staged) == 0 {
+		return s.tx.GetRange(begin, end, opts)
+	}
+	base := opts
+	if base.Limit > 0 {
+		base.Limit += clears
+	}
+	kvs, err := s.tx.GetRange(begin, end, base)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]kv.KeyValue, 0, len(kvs)+len(staged))
+	for _, p := range kvs {
+		if _, ok := s.writes[string(p.Key)]; !ok {
+			out = append(out, p)
+		}
+	}
+	for _, k := range staged {
+		if w := s.writes[k]; !w.clear {
+			out = append(out, kv.KeyValue{Key: []byte(k), Value: append([]byte{}, w.value...)})
+		}
+	}
+	slices.SortFunc(out, func(a, b kv.KeyValue) int {
+		if opts.Reverse {
+			return bytes.Compare(b.Key, a.Key)
+		}
+		return bytes.Compare(a.Key, b.Key)
+	})
+	if opts.Limit > 0 && len(out) > opts.Limit {
+		out = out[:opts.Limit]
+	}
+	return out, nil
+}
+
+// Set stages value at key. Key and value are checked as every backend
+// checks them (kv.CheckKey, kv.CheckValue), so that a write flush would
+// refuse fails where it is made.
+func (s *stagedTxn) Set(key, value []byte) error {
+	if err := kv.CheckKey(key); err != nil {
+		return err
+	}
+	if err := kv.CheckValue(value); err != nil {
+		return err
+	}
+	s.writes[string(key)] = stagedWrite{value: append([]byte{}, value...)}
+	return nil
+}
+
+// Clear stages the removal of key.
+func (s *stagedTxn) Clear(key []byte) error {
+	if err := kv.CheckKey(key); err != nil {
+		return err
+	}
+	s.writes[string(key)] = stagedWrite{clear: true}
+	return nil
+}
+
+// ClearRange is not used by planning; it is refused rather than staged.
+func (s *stagedTxn) ClearRange(begin, end []byte) error {
+	return errors.New("state: ClearRange in a multi-record command")
+}
+
+// discard drops every staged write.
+func (s *stagedTxn) discard() { clear(s.writes) }
+
+// flush makes the staged writes in tx, in key order (a B-tree takes
+// sorted inserts best), and drops them.
+func (s *stagedTxn) flush() error {
+	keys := make([]string, 0, len(s.writes))
+	for k := range s.writes {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, strings.Compare)
+	for _, k := range keys {
+		w := s.writes[k]
+		var err error
+		if w.clear {
+			err = s.tx.Clear([]byte(k))
+		} else {
+			err = s.tx.Set([]byte(k), w.value)
+		}
+		if err != nil {
+			return fmt.Errorf("state: write a multi-record command: %w", err)
+		}
+	}
+	s.discard()
+	return nil
+}
