@@ -47,12 +47,32 @@ func indexVersionKey() []byte {
 	return kv.Tuple{prefixMeta, "index", "state-by-time,state-by-field", "1"}.Pack()
 }
 
+// The index keys are packed element by element (kv.AppendString), which
+// gives the bytes kv.Tuple.Pack gives without boxing each element: they
+// are built for every field of every record written.
+
 func byTimeKey(kind string, ns int64, id string) []byte {
-	return kv.Tuple{prefixByTime, kind, ns, id}.Pack()
+	b := make([]byte, 0, len(prefixByTime)+len(kind)+len(id)+16)
+	b = kv.AppendString(b, prefixByTime)
+	b = kv.AppendString(b, kind)
+	b = kv.AppendInt(b, ns)
+	return kv.AppendString(b, id)
 }
 
 func byFieldKey(kind, field, value, id string) []byte {
-	return kv.Tuple{prefixByField, kind, field, value, id}.Pack()
+	b := make([]byte, 0, len(prefixByField)+len(kind)+len(field)+len(value)+len(id)+8)
+	b = kv.AppendString(b, prefixByField)
+	b = kv.AppendString(b, kind)
+	b = kv.AppendString(b, field)
+	b = kv.AppendString(b, value)
+	return kv.AppendString(b, id)
+}
+
+func indexOfKey(kind, id string) []byte {
+	b := make([]byte, 0, len(prefixIndexOf)+len(kind)+len(id)+6)
+	b = kv.AppendString(b, prefixIndexOf)
+	b = kv.AppendString(b, kind)
+	return kv.AppendString(b, id)
 }
 
 // canonical returns the canonical form of a JSON value and whether the
@@ -140,13 +160,18 @@ func indexKeys(r Record) [][]byte {
 // and adds those of the value w writes (w.rec when w.known, else value
 // decoded). Called in the transaction that makes w.
 func indexWrite(tx kv.Txn, w write) error {
-	t, err := kv.Unpack(w.key)
-	if err != nil || len(t) != 3 || t[0] != prefixState {
-		return nil // not a record
+	var kind, id string
+	if w.known && w.rec != nil {
+		kind, id = w.rec.Kind, w.rec.ID // w.key is stateKey(kind, id)
+	} else {
+		t, err := kv.Unpack(w.key)
+		if err != nil || len(t) != 3 || t[0] != prefixState {
+			return nil // not a record
+		}
+		kind, _ = t[1].(string)
+		id, _ = t[2].(string)
 	}
-	kind, _ := t[1].(string)
-	id, _ := t[2].(string)
-	of := kv.Tuple{prefixIndexOf, kind, id}.Pack()
+	of := indexOfKey(kind, id)
 	var old kv.Tuple
 	if v, err := tx.Get(of); err == nil {
 		if old, err = kv.Unpack(v); err != nil {
@@ -171,14 +196,13 @@ func indexWrite(tx kv.Txn, w write) error {
 			next = indexKeys(st.Record)
 		}
 	}
-	keep := make(map[string]bool, len(next))
-	for _, k := range next {
-		keep[string(k)] = true
-	}
+	// had[i]: next[i] is an entry the record has already.
+	had := make([]bool, len(next))
+	find := entryFinder(next)
 	for _, e := range old {
 		k, _ := e.([]byte)
-		if keep[string(k)] {
-			delete(keep, string(k)) // unchanged: already there
+		if i := find(k); i >= 0 {
+			had[i] = true // unchanged: already there
 			continue
 		}
 		if err := tx.Clear(k); err != nil {
@@ -194,7 +218,7 @@ func indexWrite(tx kv.Txn, w write) error {
 	list := make(kv.Tuple, len(next))
 	for i, k := range next {
 		list[i] = k
-		if keep[string(k)] {
+		if !had[i] {
 			if err := tx.Set(k, []byte{}); err != nil {
 				return err
 			}
@@ -202,6 +226,35 @@ func indexWrite(tx kv.Txn, w write) error {
 	}
 	return tx.Set(of, list.Pack())
 }
+
+// entryFinder returns a function giving the index of a key in keys, or
+// -1: a scan for the few entries of a usual record, a map above
+// maxScanEntries (a record lists up to maxIndexedFields+1).
+func entryFinder(keys [][]byte) func(k []byte) int {
+	if len(keys) <= maxScanEntries {
+		return func(k []byte) int {
+			for i, c := range keys {
+				if bytes.Equal(c, k) {
+					return i
+				}
+			}
+			return -1
+		}
+	}
+	at := make(map[string]int, len(keys))
+	for i, k := range keys {
+		at[string(k)] = i
+	}
+	return func(k []byte) int {
+		if i, ok := at[string(k)]; ok {
+			return i
+		}
+		return -1
+	}
+}
+
+// maxScanEntries is the most entries entryFinder scans.
+const maxScanEntries = 16
 
 // buildIndex indexes every live record of a store written before the
 // indexes existed, indexBatch records per transaction, then marks the store

@@ -1,9 +1,19 @@
 package state
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
 	"testing"
+	"time"
 
+	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/internal/kv/kvtest"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -36,5 +46,69 @@ func TestCanonicalScalars(t *testing.T) {
 		c, ok := canonical(json.RawMessage(raw))
 		require.Equal(t, want, c, raw)
 		require.True(t, ok, raw)
+	}
+}
+
+// The index keys packed element by element are the keys kv.Tuple.Pack
+// gives, for elements with the bytes the tuple layer escapes (0x00, 0xff).
+func TestIndexKeys_PackLikeTuple(t *testing.T) {
+	for _, s := range []string{"", "task", "a\x00b", "\x00", "\xff\x00\xff", "é", `"open"`} {
+		assert.Equal(t, kv.Tuple{prefixByTime, s, int64(-7), s}.Pack(), byTimeKey(s, -7, s))
+		assert.Equal(t, kv.Tuple{prefixByTime, s, int64(1) << 60, s}.Pack(), byTimeKey(s, 1<<60, s))
+		assert.Equal(t, kv.Tuple{prefixByField, s, s + "f", s + "v", s}.Pack(), byFieldKey(s, s+"f", s+"v", s))
+		assert.Equal(t, kv.Tuple{prefixIndexOf, s, s}.Pack(), indexOfKey(s, s))
+	}
+}
+
+// indexWrite keeps exactly the record's entries through changes of a
+// record with few fields (entries found by a scan) and of one with more
+// than maxScanEntries (found through a map): each field changed, kept or
+// removed, the record deleted.
+func TestIndexWrite_EntriesExact(t *testing.T) {
+	for _, n := range []int{3, maxScanEntries + 4} {
+		store := kvtest.NewBolt(t)
+		at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+		write := func(rev int, fields map[string]json.RawMessage) {
+			t.Helper()
+			var rec *Record
+			if fields != nil {
+				rec = &Record{Kind: "task", ID: "T", Rev: uint64(rev), Fields: fields, UpdatedAt: at.Add(time.Duration(rev) * time.Second)}
+			}
+			require.NoError(t, store.Update(context.Background(), func(tx kv.Txn) error {
+				return indexWrite(tx, write{key: stateKey("task", "T"), known: true, rec: rec})
+			}))
+			var want [][]byte
+			if rec != nil {
+				want = indexKeys(*rec)
+				slices.SortFunc(want, bytes.Compare)
+			}
+			var got [][]byte
+			require.NoError(t, store.View(context.Background(), func(tx kv.ReadTxn) error {
+				for _, prefix := range []string{prefixByTime, prefixByField} {
+					b, e := kv.Tuple{prefix}.Range()
+					kvs, err := tx.GetRange(b, e, kv.RangeOptions{})
+					if err != nil {
+						return err
+					}
+					for _, p := range kvs {
+						got = append(got, p.Key)
+					}
+				}
+				return nil
+			}))
+			slices.SortFunc(got, bytes.Compare)
+			require.Equal(t, want, got, "n=%d rev %d", n, rev)
+		}
+		fields := map[string]json.RawMessage{}
+		for i := range n {
+			fields[fmt.Sprintf("f%02d", i)] = json.RawMessage(strconv.Itoa(i))
+		}
+		write(1, maps.Clone(fields))
+		fields["f00"] = json.RawMessage(`"changed"`)
+		delete(fields, "f01")
+		fields["new"] = json.RawMessage(`true`)
+		write(2, maps.Clone(fields))
+		write(3, maps.Clone(fields)) // only the time entry changes
+		write(4, nil)
 	}
 }

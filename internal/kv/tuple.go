@@ -62,6 +62,11 @@ func (t Tuple) Pack() []byte {
 // packed prefix and append the integer without boxing it in a Tuple.
 func AppendInt(b []byte, v int64) []byte { return appendInt(b, v) }
 
+// AppendString appends the tuple encoding of the string element s to b and
+// returns the extended slice, like AppendInt: AppendString(Tuple{a}.Pack(),
+// s) equals Tuple{a, s}.Pack().
+func AppendString(b []byte, s string) []byte { return appendBytes(b, stringCode, s) }
+
 // Range returns the bounds of every key strictly inside t: keys that are t
 // packed and followed by at least one more element. It is
 // (Pack()+0x00, Pack()+0xFF), like the FoundationDB bindings' Tuple and

@@ -150,6 +150,15 @@ func TestAppendInt(t *testing.T) {
 	}
 }
 
+func TestAppendString(t *testing.T) {
+	prefix := kv.Tuple{"audit"}.Pack()
+	for _, v := range []string{"", "a", "a\x00b", "\x00\xff", "é"} {
+		want := kv.Tuple{"audit", v}.Pack()
+		assert.Equal(t, want, kv.AppendString(bytes.Clone(prefix), v), "%q", v)
+		assert.Equal(t, want[len(prefix):], kv.AppendString(nil, v), "%q", v)
+	}
+}
+
 func TestTuple_Range(t *testing.T) {
 	prefix := kv.Tuple{"state", "task"}
 	begin, end := prefix.Range()
