@@ -90,6 +90,13 @@ type Config struct {
 	// log grows (one is also published on shutdown). Default
 	// DefaultCheckpointInterval.
 	CheckpointInterval time.Duration
+
+	// SharedLog says that other writers append to the log in the same
+	// store (AppendInTxn: codi2 serve --store pebble, server.Config's
+	// InlineAudit). Status then reads the chain's head from the store,
+	// so that it counts their records too; otherwise it shows the
+	// service's own last commit, without a read.
+	SharedLog bool
 }
 
 // Retention says which records the service removes from the start of the

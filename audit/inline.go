@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"context"
 	"strconv"
 	"time"
 
@@ -22,8 +23,8 @@ import (
 // service, records each outcome in the transaction that applies the
 // command instead of publishing it to CODI_AUDIT for a second commit. The
 // chain is read and written in tx, so the services' transactions order the
-// records; the audit service's cached status (Status, codi.audit.status,
-// codi.audit.committed) shows such records only after its next append.
+// records; the audit service's Status counts them when its Config has
+// SharedLog (codi.audit.committed, its own watermark, does not move).
 // Safe for concurrent use; like every write in tx it may run again when
 // the store retries the transaction.
 func AppendInTxn(tx kv.Txn, subject, msgID string, data []byte, t time.Time) error {
@@ -61,4 +62,27 @@ func AppendInTxn(tx kv.Txn, subject, msgID string, data []byte, t time.Time) err
 	}
 	w.setJSON(keyHead, h)
 	return w.err
+}
+
+// sharedHead is m with the head and anchor the store holds now, which
+// count the records other writers appended (AppendInTxn) since the
+// service's last commit. A failed read (a closed store) leaves m as it is.
+func (s *Service) sharedHead(m meta) meta {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	defer cancel()
+	var (
+		h head
+		a anchor
+	)
+	err := s.store.View(ctx, func(tx kv.ReadTxn) error {
+		h, a = head{Hash: GenesisPrev}, anchor{FirstSeq: 1, Prev: GenesisPrev}
+		if err := getJSON(tx, keyHead, &h); err != nil {
+			return err
+		}
+		return getJSON(tx, keyAnchor, &a)
+	})
+	if err == nil && h.Seq >= m.head.Seq {
+		m.head, m.anchor = h, a
+	}
+	return m
 }

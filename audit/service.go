@@ -141,11 +141,13 @@ func New(cfg Config, nc *nats.Conn, store kv.Store, log zerolog.Logger) (*Servic
 func (s *Service) Ready() <-chan struct{} { return s.ready }
 
 // Status returns the committed watermark and log size, as codi.audit.status
-// answers it. Safe for concurrent use.
+// answers it; with Config.SharedLog the log's head as the store holds it.
+// Safe for concurrent use.
 func (s *Service) Status() Status {
-	s.mu.Lock()
-	m := s.meta
-	s.mu.Unlock()
+	m := s.committed()
+	if s.cfg.SharedLog {
+		m = s.sharedHead(m)
+	}
 	return statusOf(m)
 }
 

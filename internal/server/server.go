@@ -300,6 +300,7 @@ func (s *Server) start(ctx context.Context) error {
 		auditCfg.CheckpointKeyFile = filepath.Join(cfg.DataDir, DefaultCheckpointKey)
 	}
 	auditCfg.Metrics = m
+	auditCfg.SharedLog = cfg.InlineAudit || cfg.Store == StorePebble
 	if s.audit, err = audit.New(auditCfg, auditNC, m.CountCommits("audit", au), s.log); err != nil {
 		return err
 	}

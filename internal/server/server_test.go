@@ -222,6 +222,14 @@ func assertOneInlineRecord(t *testing.T, s *server.Server) {
 	v, err := ac.Verify(ctx, audit.VerifyRequest{})
 	require.NoError(t, err)
 	assert.True(t, v.OK, "%+v", v)
+	// The status counts the record the state service appended, with no
+	// append of the audit service's own after it.
+	all, err := ac.Query(ctx, audit.Query{})
+	require.NoError(t, err)
+	st, err := ac.Status(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(len(all.Records)), st.Count, "status %+v", st)
+	assert.Equal(t, all.Records[len(all.Records)-1].Hash, st.Head)
 }
 
 // With InlineAudit both services share store.db and a state command's
