@@ -94,6 +94,14 @@ type Event struct {
 // are missing or not strings are "". ok is false when raw is not a JSON
 // object. Safe for concurrent use.
 func Decode(raw []byte) (e Event, ok bool) {
+	if e, ok := decodeFast(raw); ok {
+		return e, true
+	}
+	return decodeJSON(raw)
+}
+
+// decodeJSON is Decode by encoding/json, for what decodeFast leaves.
+func decodeJSON(raw []byte) (e Event, ok bool) {
 	var v struct {
 		TS     any `json:"ts"`
 		Action any `json:"action"`
