@@ -163,45 +163,41 @@ func TestPipeline_Async_BoundedInFlight(t *testing.T) {
 	require.NoError(t, r.stop(t))
 }
 
-// A failed fsync stops Run with its error, and the batch is not acked.
-func TestPipeline_Async_DurableFailureStops(t *testing.T) {
-	e := newEnv(t)
-	h := newAsyncHandler(t)
-	r := e.startAsync(testConfig(jetstream.AckExplicitPolicy), h)
-	e.publish(1)
-	waitCommitted(t, h.handler, []uint64{1})
-	boom := errors.New("fsync: input/output error")
-	h.release <- boom
-	select {
-	case err := <-r.done:
-		require.ErrorIs(t, err, boom)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not stop")
-	}
-	_, floor := e.ackState(t)
-	assert.Zero(t, floor)
-	assert.Empty(t, h.durableSeqs())
-}
+var (
+	errFsync     = errors.New("fsync: input/output error")
+	errWatermark = errors.New("watermark: disk full")
+)
 
-// A handler whose Durable fails (its watermark cannot be written) stops
-// Run with that error, and the batch is not acked.
-func TestPipeline_Async_DurableHandlerFailureStops(t *testing.T) {
-	e := newEnv(t)
-	h := newAsyncHandler(t)
-	boom := errors.New("watermark: disk full")
-	h.durErr = boom
-	r := e.startAsync(testConfig(jetstream.AckExplicitPolicy), h)
-	e.publish(1)
-	waitCommitted(t, h.handler, []uint64{1})
-	h.release <- nil
-	select {
-	case err := <-r.done:
-		require.ErrorIs(t, err, boom)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not stop")
+// A failed fsync, or a handler whose Durable fails after it (its
+// watermark cannot be written), stops Run with that error, and the batch
+// is not acked.
+func TestPipeline_Async_DurableFailureStops(t *testing.T) {
+	for _, tt := range []struct {
+		name                 string
+		fsyncErr, hErr, want error
+	}{
+		{"fsync", errFsync, nil, errFsync},
+		{"handler", nil, errWatermark, errWatermark},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			h := newAsyncHandler(t)
+			h.durErr = tt.hErr
+			r := e.startAsync(testConfig(jetstream.AckExplicitPolicy), h)
+			e.publish(1)
+			waitCommitted(t, h.handler, []uint64{1})
+			h.release <- tt.fsyncErr
+			select {
+			case err := <-r.done:
+				require.ErrorIs(t, err, tt.want)
+			case <-time.After(10 * time.Second):
+				t.Fatal("Run did not stop")
+			}
+			_, floor := e.ackState(t)
+			assert.Zero(t, floor)
+			assert.Empty(t, h.durableSeqs())
+		})
 	}
-	_, floor := e.ackState(t)
-	assert.Zero(t, floor)
 }
 
 // Stopping waits for the batches in flight: Run returns only after their
