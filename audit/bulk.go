@@ -87,6 +87,40 @@ func (b *Bulk) Add(category, msgID string, data []byte, more ...string) error {
 	return nil
 }
 
+// AddSubject is Add for an event whose whole subject is known already
+// (an outbox entry): subject must be an event of b's source,
+// codi.audit.log.<source>.<category>[.<more>…], with valid tokens. It
+// fails, wrapping ErrBadRequest, as Add does; b is unchanged then.
+func (b *Bulk) AddSubject(subject, msgID string, data []byte) error {
+	if b.n >= MaxBulkEntries {
+		return fmt.Errorf("%w: a bulk message holds at most %d events", ErrBadRequest, MaxBulkEntries)
+	}
+	if !validBulkID(msgID) {
+		return fmt.Errorf("%w: bulk event id %q: white space or control characters", ErrBadRequest, msgID)
+	}
+	rest, ok := strings.CutPrefix(subject, b.prefix)
+	if !ok {
+		return fmt.Errorf("%w: %q is not an event of %s", ErrBadRequest, subject, b.source)
+	}
+	for _, tok := range strings.Split(rest, ".") {
+		if err := subjects.ValidToken(tok); err != nil {
+			return fmt.Errorf("%w: %q: %v", ErrBadRequest, subject, err)
+		}
+	}
+	b.buf = appendBulkEntry(b.buf, subject, msgID, data)
+	b.n++
+	return nil
+}
+
+// EntrySize is the bytes an event adds to a bulk message's payload.
+func EntrySize(subject, msgID string, data []byte) int {
+	n := len(subject) + 1 + len(strconv.Itoa(len(data))) + 2 + len(data) + 2
+	if msgID != "" {
+		n += 1 + len(msgID)
+	}
+	return n
+}
+
 // appendBulkEntry appends one entry in the BulkVersion format.
 func appendBulkEntry(dst []byte, subject, msgID string, data []byte) []byte {
 	dst = append(dst, subject...)
@@ -127,12 +161,19 @@ func (c *Client) LogBulkAsync(b *Bulk) (jetstream.PubAckFuture, error) {
 	if b.n == 0 {
 		return nil, fmt.Errorf("%w: an empty bulk message", ErrBadRequest)
 	}
-	m := &nats.Msg{Subject: b.prefix + BulkCategory, Data: b.buf, Header: nats.Header{BulkHeader: []string{BulkVersion}}}
+	m := b.Msg()
 	f, err := c.js.PublishMsgAsync(m)
 	if err != nil {
 		return nil, fmt.Errorf("audit: log %s: %w", m.Subject, err)
 	}
 	return f, nil
+}
+
+// Msg is b as the message LogBulkAsync publishes: subject
+// codi.audit.log.<source>.bulk, BulkHeader set, b's bytes as its data
+// (Reset b before adding to it again).
+func (b *Bulk) Msg() *nats.Msg {
+	return &nats.Msg{Subject: b.prefix + BulkCategory, Data: b.buf, Header: nats.Header{BulkHeader: []string{BulkVersion}}}
 }
 
 // validBulkID: no white space or control characters (the entry's header
@@ -144,6 +185,30 @@ func validBulkID(id string) bool {
 		}
 	}
 	return true
+}
+
+// BulkEntry is one event of a bulk message, as ParseBulk returns it; Data
+// aliases the payload.
+type BulkEntry struct {
+	Subject, MsgID string
+	Data           []byte
+}
+
+// ParseBulk returns the events of the payload of a bulk message of source
+// (codi.audit.log.<source>.bulk, BulkHeader set), in order, as the audit
+// service expands them; for a reader of CODI_AUDIT other than the service.
+// An error says why the service keeps the message whole instead
+// (FlagBadBulk). Safe for concurrent use.
+func ParseBulk(source string, data []byte) ([]BulkEntry, error) {
+	entries, err := parseBulk(source, data)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]BulkEntry, len(entries))
+	for i, e := range entries {
+		out[i] = BulkEntry{Subject: e.subject, MsgID: e.msgID, Data: e.data}
+	}
+	return out, nil
 }
 
 // bulkEntry is one event of a bulk message; the slices alias the payload.

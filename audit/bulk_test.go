@@ -179,6 +179,33 @@ func TestBulk_Add_Refusals(t *testing.T) {
 	require.ErrorIs(t, err, ErrBadRequest)
 }
 
+// AddSubject takes whole subjects of the bulk's source only, writes what
+// Add writes for them, and EntrySize is the bytes each adds.
+func TestBulk_AddSubject(t *testing.T) {
+	b, err := NewBulk("s")
+	require.NoError(t, err)
+	for _, bad := range []string{"codi.audit.log.t.c", "codi.audit.log.s", "codi.audit.log.s.", "codi.audit.log.s.c..d", "codi.audit.log.s.c d", "codi.audit.log.s.%zz"} {
+		require.ErrorIs(t, b.AddSubject(bad, "", nil), ErrBadRequest, bad)
+	}
+	require.ErrorIs(t, b.AddSubject("codi.audit.log.s.c", "an id", nil), ErrBadRequest)
+	assert.Zero(t, b.Len(), "nothing added")
+	size := 0
+	for i, e := range []bulkEntry{{"codi.audit.log.s.c", "id-1", []byte("{}")}, {"codi.audit.log.s.c.d", "", []byte{}}, {"codi.audit.log.s.x", "i", make([]byte, 1234)}} {
+		require.NoError(t, b.AddSubject(e.subject, e.msgID, e.data))
+		size += EntrySize(e.subject, e.msgID, e.data)
+		assert.Equal(t, size, b.Size(), "entry %d", i)
+	}
+	entries, err := parseBulk("s", b.Msg().Data)
+	require.NoError(t, err)
+	assert.Len(t, entries, 3)
+	assert.Equal(t, "codi.audit.log.s.bulk", b.Msg().Subject)
+	assert.Equal(t, BulkVersion, b.Msg().Header.Get(BulkHeader))
+	for range MaxBulkEntries - 3 {
+		require.NoError(t, b.AddSubject("codi.audit.log.s.c", "", nil))
+	}
+	require.ErrorIs(t, b.AddSubject("codi.audit.log.s.c", "", nil), ErrBadRequest)
+}
+
 // FuzzParseBulk: parseBulk never panics, and what it accepts is exactly
 // what Bulk.Add writes for its entries (one spelling per message).
 func FuzzParseBulk(f *testing.F) {

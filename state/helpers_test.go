@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/internal/kv"
@@ -205,7 +206,8 @@ type auditEvent struct {
 	body    map[string]any
 }
 
-// audits reads every audit event the state service published to CODI_AUDIT.
+// audits reads every audit event the state service published to
+// CODI_AUDIT, the entries of bulk messages one by one.
 func (e *env) audits() []auditEvent {
 	e.t.Helper()
 	ctx := context.Background()
@@ -223,9 +225,16 @@ func (e *env) audits() []auditEvent {
 		got := 0
 		for m := range batch.Messages() {
 			got++
-			var body map[string]any
-			require.NoError(e.t, json.Unmarshal(m.Data(), &body))
-			out = append(out, auditEvent{subject: m.Subject(), msgID: m.Headers().Get(jetstream.MsgIDHeader), body: body})
+			entries := []audit.BulkEntry{{Subject: m.Subject(), MsgID: m.Headers().Get(jetstream.MsgIDHeader), Data: m.Data()}}
+			if m.Headers().Get(audit.BulkHeader) != "" {
+				entries, err = audit.ParseBulk(state.Actor, m.Data())
+				require.NoError(e.t, err)
+			}
+			for _, en := range entries {
+				var body map[string]any
+				require.NoError(e.t, json.Unmarshal(en.Data, &body))
+				out = append(out, auditEvent{subject: en.Subject, msgID: en.MsgID, body: body})
+			}
 		}
 		require.NoError(e.t, batch.Error())
 		if got == 0 {

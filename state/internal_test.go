@@ -210,9 +210,6 @@ func TestGeneration_IDs(t *testing.T) {
 	assert.Equal(t, "state-expire-"+base+"-task.t1.3", expiryMsgID(base, "task", "t1", 3))
 	assert.Equal(t, "state-lost-4-6", lostMsgID("", 4, 6))
 	assert.Equal(t, "state-lost-"+base+"-4-6", lostMsgID(base, 4, 6))
-	assert.Equal(t, "state-7~1", altMsgID("state-7"))
-	assert.Equal(t, "state-7~2", altMsgID("state-7~1"))
-	assert.Equal(t, "a~b~1", altMsgID("a~b"))
 }
 
 // commitCorrupt commits the rejection of a command whose transaction failed

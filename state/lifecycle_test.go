@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
 	"github.com/codi2/codi2/internal/kv"
@@ -248,7 +249,8 @@ func TestService_Run_RepublishesOutbox(t *testing.T) {
 	}
 
 	// Published once more (a crash before the outbox was cleared): the
-	// stream keeps one copy.
+	// stream holds the entry again (a bulk message has no Nats-Msg-Id of
+	// its own for JetStream to deduplicate), the log keeps one record.
 	r.stop(t)
 	data := []byte(`{"seq":1}`)
 	subj, _ := subjects.AuditLog(state.Actor, "state", "task")
@@ -258,7 +260,21 @@ func TestService_Run_RepublishesOutbox(t *testing.T) {
 	}))
 	e.start(cfg)
 	require.Eventually(t, func() bool { return outboxLen(t, e.store) == 0 }, 10*time.Second, 10*time.Millisecond)
-	assert.Len(t, e.audits(), 5)
+	assert.Len(t, e.audits(), 6)
+	log := e.runAudit()
+	var recs []audit.Record
+	require.Eventually(t, func() bool {
+		res, err := log.Query(ctx, audit.Query{Source: state.Actor})
+		recs = res.Records
+		return err == nil && len(recs) == 5
+	}, 10*time.Second, 10*time.Millisecond)
+	assert.Never(t, func() bool {
+		res, err := log.Query(ctx, audit.Query{Source: state.Actor})
+		return err != nil || len(res.Records) != 5
+	}, 300*time.Millisecond, 50*time.Millisecond, "one record per outcome")
+	for i, r := range recs {
+		assert.Equal(t, e.cmdID(last-4+uint64(i)), r.MsgID)
+	}
 }
 
 func outboxLen(t *testing.T, store kv.Store) int {

@@ -2,23 +2,20 @@ package state
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/internal/kv"
 )
 
 // The audit outbox. Every outcome's audit event is written to
 // ("outbox", seq, msg_id) in the transaction that commits the outcome. After
 // the commit the loop publishes it to CODI_AUDIT asynchronously with its
-// Nats-Msg-Id; once the PubAck is back, the next transaction (the next batch,
+// Nats-Msg-Id, in a bulk audit message with others (pumpAudits); once the
+// PubAck is back, the next transaction (the next batch,
 // or an idle flush) clears the key. A crash anywhere in between leaves the
 // entry in the store, and the next Run publishes it again: the audit
 // consumer keeps the first copy of a Nats-Msg-Id, so nothing is lost and
@@ -77,15 +74,18 @@ func (l *loop) reloadOutbox(ctx context.Context) error {
 }
 
 // pumpAudits collects finished publishes and starts new ones, keeping at
-// most maxAuditInflight in flight. Failed publishes are retried after
-// auditRetryDelay. It fails only when the store cannot be read.
+// most maxAuditInflight messages in flight. Entries go out in bulk audit
+// messages (audit.Bulk: up to audit.MaxBulkEntries entries and
+// maxOutboxBulkBytes each, in outbox order), so that JetStream, the audit
+// consumer and the acks pay one message per batch of outcomes, not one per
+// outcome; each entry is still its own record in the log, deduplicated
+// there by its Nats-Msg-Id (per source: another source's event with the
+// same id does not hide it), so a crash that publishes an entry again
+// records it once. An entry larger than maxOutboxBulkBytes goes in a bulk
+// message of its own. Failed publishes are retried after auditRetryDelay.
+// It fails only when the store cannot be read.
 func (l *loop) pumpAudits(ctx context.Context) error {
 	l.pollAudits()
-	if l.suspects > 0 {
-		if err := l.resolveDuplicates(ctx); err != nil {
-			return err
-		}
-	}
 	if len(l.audits) == 0 && l.spilled {
 		if err := l.reloadOutbox(ctx); err != nil {
 			return err
@@ -94,85 +94,78 @@ func (l *loop) pumpAudits(ctx context.Context) error {
 	if time.Now().Before(l.auditRetry) {
 		return nil
 	}
-	for _, it := range l.audits {
-		if l.inflight >= maxAuditInflight {
-			break
-		}
-		if it.fut != nil || it.done || it.dupSeq != 0 {
-			continue
-		}
-		msg := &nats.Msg{Subject: it.subject, Data: it.data, Header: nats.Header{}}
-		msg.Header.Set(jetstream.MsgIDHeader, it.msgID)
-		fut, err := l.s.js.PublishMsgAsync(msg)
+	if l.bulk == nil {
+		b, err := audit.NewBulk(Actor)
 		if err != nil {
-			l.auditRetry = time.Now().Add(auditRetryDelay)
-			l.log.Warn().Err(err).Str("subject", it.subject).Msg("publish audit event; retrying")
+			return fmt.Errorf("state: %w", err) // unreachable: Actor is a token
+		}
+		l.bulk = b
+	}
+	limit := min(maxOutboxBulkBytes, int(l.s.nc.MaxPayload())-bulkHeaderRoom)
+	l.bulk.Reset()
+	var group []*auditItem
+	flush := func() bool {
+		if len(group) == 0 {
+			return true
+		}
+		msg := l.bulk.Msg()
+		l.bulk.Reset()
+		ok := l.publish(group, msg)
+		group = nil
+		return ok
+	}
+	for _, it := range l.audits {
+		if l.inflight >= maxAuditInflight-1 { // one left for the last group
 			break
 		}
-		it.fut = fut
-		l.inflight++
-	}
-	return nil
-}
-
-// resolveDuplicates looks at the messages JetStream took the outbox's
-// publishes for duplicates of. A message on the same subject is this
-// service's own earlier publish (a restart re-publishes its outbox): done.
-// A message on another subject means some other source published the id
-// first, which the stream-wide duplicate window lets it do (an agent can
-// aim an id like state-<gen>-<next seq> at the state service): the event
-// gets the next alternate id (altMsgID), stored in its outbox entry before
-// it is published again, so that a crash re-publishes the same id. It fails
-// only when the store cannot be written.
-func (l *loop) resolveDuplicates(ctx context.Context) error {
-	for _, it := range l.audits {
-		if it.dupSeq == 0 {
+		if it.pub != nil || it.done || it.stuck {
 			continue
 		}
-		if l.auditStream == nil {
-			s, err := l.s.js.Stream(ctx, bus.StreamAudit)
-			if err != nil {
-				l.log.Warn().Err(err).Str("stream", bus.StreamAudit).Msg("check a duplicate audit publish; retrying")
-				l.auditRetry = time.Now().Add(auditRetryDelay)
+		size := audit.EntrySize(it.subject, it.msgID, it.data)
+		if l.bulk.Len() == audit.MaxBulkEntries || l.bulk.Len() > 0 && l.bulk.Size()+size > limit {
+			if !flush() {
 				return nil
 			}
-			l.auditStream = s
 		}
-		msg, err := l.auditStream.GetMsg(ctx, it.dupSeq)
-		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && msg.Subject == it.subject):
-			// Ours (or no longer there to tell): nothing to do again.
-			it.done = true
-		case err != nil:
-			l.log.Warn().Err(err).Str("stream", bus.StreamAudit).Uint64("seq", it.dupSeq).Msg("check a duplicate audit publish; retrying")
-			l.auditRetry = time.Now().Add(auditRetryDelay)
-			return nil
-		default:
-			alt := it.outboxEntry
-			alt.msgID = altMsgID(it.msgID)
-			err := l.update(ctx, func(tx kv.Txn) error { return tx.Set(alt.key, encodeOutbox(alt)) })
-			if err != nil {
-				return fmt.Errorf("state: outbox %s: %w", alt.msgID, err)
-			}
-			l.log.Error().Str("msg_id", it.msgID).Str("subject", msg.Subject).Uint64("seq", it.dupSeq).
-				Str("new_msg_id", alt.msgID).Msg("another source published this audit event's Nats-Msg-Id first; publishing it under a new id")
-			it.outboxEntry = alt
+		if err := l.bulk.AddSubject(it.subject, it.msgID, it.data); err != nil {
+			// The service writes its entries' subjects and ids itself: a
+			// damaged entry. Kept in the outbox, never dropped.
+			it.stuck = true
+			l.log.Error().Err(err).Str("msg_id", it.msgID).Str("subject", it.subject).
+				Msg("audit event in the outbox cannot be published; kept there")
+			continue
 		}
-		it.dupSeq = 0
-		l.suspects--
+		group = append(group, it)
 	}
+	flush()
 	return nil
 }
 
-// altMsgID is the id an audit event takes when another source took id:
-// id~1, then id~2, ...
-func altMsgID(id string) string {
-	if i := strings.LastIndexByte(id, '~'); i >= 0 {
-		if n, err := strconv.ParseUint(id[i+1:], 10, 32); err == nil {
-			return id[:i+1] + strconv.FormatUint(n+1, 10)
-		}
+// maxOutboxBulkBytes bounds the payload of a bulk audit message the
+// outbox publishes, well inside NATS's default 1 MiB max_payload;
+// bulkHeaderRoom is left for its headers under a smaller max_payload.
+const (
+	maxOutboxBulkBytes = 256 << 10
+	bulkHeaderRoom     = 256
+)
+
+// publish publishes msg, carrying items, asynchronously. It returns false
+// when the publish could not start: the items stay unpublished and
+// publishing pauses for auditRetryDelay.
+func (l *loop) publish(items []*auditItem, msg *nats.Msg) bool {
+	fut, err := l.s.js.PublishMsgAsync(msg)
+	if err != nil {
+		l.auditRetry = time.Now().Add(auditRetryDelay)
+		l.log.Warn().Err(err).Str("subject", msg.Subject).Int("events", len(items)).Msg("publish audit events; retrying")
+		return false
 	}
-	return id + "~1"
+	p := &auditPub{fut: fut, items: items}
+	for _, it := range items {
+		it.pub = p
+	}
+	l.pubs = append(l.pubs, p)
+	l.inflight++
+	return true
 }
 
 // pollAudits records the publishes that got their PubAck or failed. The
@@ -188,33 +181,30 @@ func (l *loop) pollAudits() {
 		first, last string
 		firstErr    error
 	)
-	for _, it := range l.audits {
-		if it.fut == nil {
-			continue
-		}
+	kept := l.pubs[:0]
+	for _, p := range l.pubs {
 		select {
-		case ack := <-it.fut.Ok():
-			it.fut = nil
+		case <-p.fut.Ok():
 			l.inflight--
-			if ack.Duplicate {
-				// JetStream's duplicate window is the whole stream's:
-				// the id may be another source's (resolveDuplicates).
-				it.dupSeq = max(ack.Sequence, 1)
-				l.suspects++
-			} else {
-				it.done = true
+			for _, it := range p.items {
+				it.pub, it.done = nil, true
 			}
-		case err := <-it.fut.Err():
-			it.fut = nil
+		case err := <-p.fut.Err():
 			l.inflight--
-			if failed == 0 {
-				first, firstErr = it.msgID, err
+			for _, it := range p.items {
+				it.pub = nil
+				if failed == 0 {
+					first, firstErr = it.msgID, err
+				}
+				failed++
+				last = it.msgID
 			}
-			failed++
-			last = it.msgID
 		default:
+			kept = append(kept, p)
 		}
 	}
+	clear(l.pubs[len(kept):])
+	l.pubs = kept
 	if failed > 0 {
 		l.auditRetry = time.Now().Add(auditRetryDelay)
 		l.log.Warn().Err(firstErr).Int("count", failed).Str("first", first).Str("last", last).
@@ -245,7 +235,7 @@ func (l *loop) hasUnpublished() bool {
 		return true
 	}
 	for _, it := range l.audits {
-		if !it.done && it.fut == nil {
+		if !it.done && it.pub == nil {
 			return true
 		}
 	}

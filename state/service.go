@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
+	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/internal/kv"
 	"github.com/codi2/codi2/internal/pipeline"
@@ -181,26 +182,32 @@ type loop struct {
 	// the lease's end.
 	sweepAfter time.Time
 
-	audits      []*auditItem
-	inflight    int
-	suspects    int              // audits whose PubAck said duplicate, to check
-	auditStream jetstream.Stream // CODI_AUDIT, for those checks; nil until needed
-	spilled     bool             // the store's outbox holds entries missing from audits
-	auditRetry  time.Time        // no publish attempts before this
-	lastActive  time.Time
+	audits     []*auditItem
+	pubs       []*auditPub // publishes in flight, in order
+	inflight   int         // len(pubs)
+	bulk       *audit.Bulk // builds the next bulk message
+	spilled    bool        // the store's outbox holds entries missing from audits
+	auditRetry time.Time   // no publish attempts before this
+	lastActive time.Time
 
 	// pending holds the batches applied and not yet durable, in commit
 	// order, each as its transactions (CommitAsync, Durable).
 	pending [][]piece
 }
 
+// auditPub is one bulk audit message of outbox entries in flight.
+type auditPub struct {
+	fut   jetstream.PubAckFuture
+	items []*auditItem
+}
+
 // auditItem is an outbox entry and the state of its publish.
 type auditItem struct {
 	outboxEntry
-	fut      jetstream.PubAckFuture
-	done     bool   // PubAck received
-	dupSeq   uint64 // the PubAck said duplicate of this CODI_AUDIT seq, unchecked
-	clearing bool   // handed to a transaction that clears its outbox key
+	pub      *auditPub // in flight; nil when not
+	stuck    bool      // cannot be published (a damaged entry): skipped
+	done     bool      // PubAck received
+	clearing bool      // handed to a transaction that clears its outbox key
 }
 
 // start loads the watermark and outbox from the store and opens the
