@@ -66,14 +66,16 @@ type Writes struct {
 
 // Add admits a write of n bytes whose key and value checks returned check.
 // It returns check, or an error matching ErrTxnTooLarge when the write would
-// exceed MaxTxnWriteBytes, prefixed with op, and remembers it.
-func (w *Writes) Add(op string, n int, check error) error {
+// exceed MaxTxnWriteBytes, prefixed with the backend's name and op ("boltkv:
+// set: ..."), and remembers it. The two are joined only for an error, so
+// that a write that passes allocates nothing.
+func (w *Writes) Add(backend, op string, n int, check error) error {
 	err := check
 	if err == nil && w.n+n > MaxTxnWriteBytes {
 		err = fmt.Errorf("transaction writes %d bytes, limit %d: %w", w.n+n, MaxTxnWriteBytes, ErrTxnTooLarge)
 	}
 	if err != nil {
-		err = fmt.Errorf("%s: %w", op, err)
+		err = fmt.Errorf("%s: %s: %w", backend, op, err)
 		w.Fail(err)
 		return err
 	}

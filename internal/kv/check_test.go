@@ -95,12 +95,12 @@ func TestErrTooLarge_Is(t *testing.T) {
 
 func TestWrites_Add(t *testing.T) {
 	var w kv.Writes
-	require.NoError(t, w.Add("set", kv.MaxTxnWriteBytes-10, nil))
-	require.NoError(t, w.Add("set", 10, nil), "exactly at the limit")
-	err := w.Add("set", 1, nil)
+	require.NoError(t, w.Add("testkv", "set", kv.MaxTxnWriteBytes-10, nil))
+	require.NoError(t, w.Add("testkv", "set", 10, nil), "exactly at the limit")
+	err := w.Add("testkv", "set", 1, nil)
 	require.ErrorIs(t, err, kv.ErrTxnTooLarge)
 	require.ErrorIs(t, err, kv.ErrTooLarge)
-	assert.Contains(t, err.Error(), "set: transaction writes")
+	assert.Contains(t, err.Error(), "testkv: set: transaction writes")
 	assert.Equal(t, err, w.Err(), "the first failure is kept")
 
 	w.Fail(errors.New("later"))
@@ -108,6 +108,19 @@ func TestWrites_Add(t *testing.T) {
 
 	var v kv.Writes
 	bad := kv.CheckKey(nil)
-	require.ErrorIs(t, v.Add("clear", 0, bad), kv.ErrInvalidKey)
+	require.ErrorIs(t, v.Add("testkv", "clear", 0, bad), kv.ErrInvalidKey)
 	require.ErrorIs(t, v.Err(), kv.ErrInvalidKey)
+	assert.Contains(t, v.Err().Error(), "testkv: clear: empty key")
+}
+
+// A write that passes its checks costs no allocation: backends call Add
+// for every Set and Clear.
+func TestWrites_Add_NoAllocs(t *testing.T) {
+	var w kv.Writes
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := w.Add("testkv", "set", 10, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	assert.Zero(t, allocs)
 }

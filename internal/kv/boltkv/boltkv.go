@@ -94,7 +94,7 @@ func Open(path string, opts Options) (s *Store, err error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	defer faultsPanic()()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer guard(path, "open", &err)
 	opts = opts.withDefaults()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
@@ -182,7 +182,7 @@ func (s *Store) Update(ctx context.Context, fn func(tx kv.Txn) error) error {
 // begin starts a bbolt transaction and opens the bucket, which reads the
 // root pages: a damaged one fails with kv.ErrCorrupt.
 func (s *Store) begin(writable bool) (btx *bolt.Tx, b *bolt.Bucket, err error) {
-	defer faultsPanic()()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer guard(s.path, "begin", &err)
 	btx, err = s.db.Begin(writable)
 	if err != nil {
@@ -199,7 +199,7 @@ func (s *Store) begin(writable bool) (btx *bolt.Tx, b *bolt.Bucket, err error) {
 // a damaged one fails the commit with kv.ErrCorrupt (bbolt's rollback
 // included).
 func (s *Store) commit(btx *bolt.Tx) (err error) {
-	defer faultsPanic()()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer guard(s.path, "commit", &err)
 	defer func() {
 		if err != nil && errors.Is(err, kv.ErrCorrupt) {
@@ -216,12 +216,16 @@ func (s *Store) commit(btx *bolt.Tx) (err error) {
 // (or faults on its memory map) when a page it reads is damaged: an invalid
 // page type, an element count past the page. That must fail one request or
 // the start, never the process, so every call into bbolt that reads pages
-// runs with guard deferred. Memory faults become panics for the duration
-// (debug.SetPanicOnFault), so a page id past the end of the map is caught
-// too.
+// runs with guard deferred. Memory faults become panics for the duration,
+// so a page id past the end of the map is caught too:
 //
-// guard must be deferred directly (recover works only there), after
-// faultsPanic's restore, so that it runs first.
+//	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+//	defer guard(path, op, &err)
+//
+// The first line makes faults panics now and restores the old setting on
+// return, without the closure (an allocation per call) a helper returning
+// the restore would cost. guard must be deferred directly (recover works
+// only there), after that restore, so that it runs first.
 func guard(path, op string, err *error) {
 	if r := recover(); r != nil {
 		*err = fmt.Errorf("boltkv: %s: %s: %w (bbolt: %v)", path, op, kv.ErrCorrupt, r)
@@ -280,6 +284,18 @@ type txn struct {
 
 	writes kv.Writes // bytes against kv.MaxTxnWriteBytes; the first failed write fails the commit
 	arena  []byte    // copies of values given to bbolt; see copyValue
+	c      *bolt.Cursor
+}
+
+// cursor returns the transaction's cursor over the bucket, made on first
+// use. Every use positions it with Seek, First or Last first, which walks
+// from the root again, so the writes between two uses do not matter
+// (bbolt: "reposition your cursor after mutating data").
+func (t *txn) cursor() *bolt.Cursor {
+	if t.c == nil {
+		t.c = t.b.Cursor()
+	}
+	return t.c
 }
 
 // Values are copied into blocks that start at minArena bytes and double up
@@ -322,9 +338,13 @@ func (t *txn) Get(key []byte) (v []byte, err error) {
 	if err := kv.CheckKey(key); err != nil {
 		return nil, fmt.Errorf("boltkv: get: %w", err)
 	}
-	defer faultsPanic()()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer guard(t.path, "get", &err)
-	if v = t.b.Get(key); v == nil {
+	// Bucket.Get would allocate a cursor and its stack for every key; the
+	// transaction's own cursor, sought afresh, reads the same pairs. The
+	// bucket holds no nested buckets, whose values Seek returns as nil.
+	k, v := t.cursor().Seek(key)
+	if v == nil || !bytes.Equal(k, key) {
 		return nil, kv.ErrNotFound
 	}
 	// bbolt memory is valid only inside the transaction.
@@ -347,11 +367,11 @@ func (t *txn) GetRange(begin, end []byte, opts kv.RangeOptions) (out []kv.KeyVal
 			out = nil // may point into bbolt's memory
 		}
 	}()
-	defer faultsPanic()()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer guard(t.path, "get range", &err)
 	size := 0
 	full := func() bool { return opts.Limit > 0 && len(out) >= opts.Limit }
-	c := t.b.Cursor()
+	c := t.cursor()
 	if opts.Reverse {
 		k, v := c.Seek(end)
 		if k == nil {
@@ -394,11 +414,11 @@ func (t *txn) write(op string, n int, check error) error {
 	if !t.writable {
 		return fmt.Errorf("boltkv: %s: %w", op, kv.ErrReadOnly)
 	}
-	return t.writes.Add("boltkv: "+op, n, check)
+	return t.writes.Add("boltkv", op, n, check)
 }
 
 // Set implements kv.Txn.
-func (t *txn) Set(key, value []byte) error {
+func (t *txn) Set(key, value []byte) (err error) {
 	check := kv.CheckKey(key)
 	if check == nil {
 		check = kv.CheckValue(value)
@@ -406,61 +426,58 @@ func (t *txn) Set(key, value []byte) error {
 	if err := t.write("set", len(key)+len(value), check); err != nil {
 		return err
 	}
+	// Guarded inline rather than through a closure: Set runs for every
+	// key a batch writes (see guard).
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer t.guardWrite("set", &err)
 	// bbolt copies the key but keeps value until commit; the caller may
 	// reuse it as soon as Set returns.
-	return t.failed(func() error { return t.b.Put(key, t.copyValue(value)) }, "set")
-}
-
-// failed runs the bbolt write fn, guarded, and records its error (or a
-// damaged page's) so that the commit fails too.
-func (t *txn) failed(fn func() error, op string) (err error) {
-	defer func() {
-		if err != nil {
-			err = t.fail(err)
-		}
-	}()
-	defer faultsPanic()()
-	defer guard(t.path, op, &err)
-	if err := fn(); err != nil {
-		return fmt.Errorf("boltkv: %s: %w", op, err)
+	if err := t.b.Put(key, t.copyValue(value)); err != nil {
+		return t.fail(fmt.Errorf("boltkv: set: %w", err))
 	}
 	return nil
 }
 
+// guardWrite is guard for a write: a damaged page's error is also recorded
+// so that the commit fails. Like guard it must be deferred directly, after
+// the SetPanicOnFault restore.
+func (t *txn) guardWrite(op string, err *error) {
+	if r := recover(); r != nil {
+		*err = t.fail(fmt.Errorf("boltkv: %s: %s: %w (bbolt: %v)", t.path, op, kv.ErrCorrupt, r))
+	}
+}
+
 // Clear implements kv.Txn.
-func (t *txn) Clear(key []byte) error {
+func (t *txn) Clear(key []byte) (err error) {
 	if err := t.write("clear", len(key), kv.CheckKey(key)); err != nil {
 		return err
 	}
-	return t.failed(func() error { return t.b.Delete(key) }, "clear")
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer t.guardWrite("clear", &err)
+	if err := t.b.Delete(key); err != nil {
+		return t.fail(fmt.Errorf("boltkv: clear: %w", err))
+	}
+	return nil
 }
 
 // ClearRange implements kv.Txn. Unlike FoundationDB, where a range clear
 // costs the same whatever it covers, bbolt deletes key by key: its cost grows
 // with the number of keys removed.
-func (t *txn) ClearRange(begin, end []byte) error {
+func (t *txn) ClearRange(begin, end []byte) (err error) {
 	if err := t.write("clear range", len(begin)+len(end), kv.CheckRange(begin, end)); err != nil {
 		return err
 	}
-	return t.failed(func() error {
-		c := t.b.Cursor()
-		// Seek again after each delete: a bbolt cursor skips a key when
-		// Next follows Delete.
-		for k, _ := c.Seek(begin); k != nil && bytes.Compare(k, end) < 0; k, _ = c.Seek(begin) {
-			if err := c.Delete(); err != nil {
-				return err
-			}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer t.guardWrite("clear range", &err)
+	c := t.cursor()
+	// Seek again after each delete: a bbolt cursor skips a key when
+	// Next follows Delete.
+	for k, _ := c.Seek(begin); k != nil && bytes.Compare(k, end) < 0; k, _ = c.Seek(begin) {
+		if err := c.Delete(); err != nil {
+			return t.fail(fmt.Errorf("boltkv: clear range: %w", err))
 		}
-		return nil
-	}, "clear range")
-}
-
-// faultsPanic makes a memory fault on this goroutine a panic that guard
-// recovers, rather than a crash of the process, until the returned func
-// runs.
-func faultsPanic() (restore func()) {
-	old := debug.SetPanicOnFault(true)
-	return func() { debug.SetPanicOnFault(old) }
+	}
+	return nil
 }
 
 // fail records a storage error so that the commit fails too.

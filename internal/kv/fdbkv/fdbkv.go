@@ -329,7 +329,7 @@ func (t *txn) write(op string, n int, check error) error {
 	if !t.writable {
 		return fmt.Errorf("fdbkv: %s: %w", op, kv.ErrReadOnly)
 	}
-	return t.writes.Add("fdbkv: "+op, n, check)
+	return t.writes.Add("fdbkv", op, n, check)
 }
 
 // Set implements kv.Txn. The C client copies key and value.

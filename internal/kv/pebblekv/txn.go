@@ -109,7 +109,7 @@ func (t *txn) write(op string, n int, check error) error {
 	if !t.writable {
 		return fmt.Errorf("pebblekv: %s: %w", op, kv.ErrReadOnly)
 	}
-	return t.writes.Add("pebblekv: "+op, n, check)
+	return t.writes.Add("pebblekv", op, n, check)
 }
 
 // fail records a batch error so that the commit fails too.
