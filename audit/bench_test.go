@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -75,6 +76,10 @@ func startService(b *testing.B, bs *bus.Bus, store kv.Store, cfg Config) (svc *S
 	}
 	return svc, stop
 }
+
+// serverBoltOptions are the options internal/server opens audit.db with
+// (its page fill, boltkv.AppendFillPercent), with a smaller memory map.
+var serverBoltOptions = boltkv.Options{InitialMmapSize: 1 << 30, FillPercent: boltkv.AppendFillPercent}
 
 func openBolt(b *testing.B, path string, opts boltkv.Options) *boltkv.Store {
 	b.Helper()
@@ -351,7 +356,7 @@ func ingestOnce(b *testing.B, withID bool, n int) ingestRun {
 	dir, err := os.MkdirTemp("", "codi2-audit-ingest-")
 	require.NoError(b, err)
 	defer os.RemoveAll(dir)
-	store := openBolt(b, filepath.Join(dir, "audit.db"), boltkv.Options{InitialMmapSize: 1 << 30})
+	store := openBolt(b, filepath.Join(dir, "audit.db"), serverBoltOptions)
 	defer store.Close()
 	svc, stop := startService(b, bs, store, Config{})
 	defer stop()
@@ -395,7 +400,7 @@ func BenchmarkCommitLatency(b *testing.B) {
 
 func benchCommitLatency(b *testing.B, rate int, wait, d time.Duration) {
 	bs := bustest.Run(b)
-	store := openBolt(b, filepath.Join(b.TempDir(), "audit.db"), boltkv.Options{InitialMmapSize: 1 << 30})
+	store := openBolt(b, filepath.Join(b.TempDir(), "audit.db"), serverBoltOptions)
 	defer store.Close()
 	runService(b, bs, store, Config{MaxBatchWait: wait})
 	nc := bustest.Connect(b, bs)
@@ -515,7 +520,7 @@ func benchTime(seq uint64) int64 { return benchT0 + int64(seq)*int64(time.Millis
 // the service: record seq has source seq%10 and category seq%5.
 func buildLog(b *testing.B, path string, n int) {
 	b.Helper()
-	store := openBolt(b, path, boltkv.Options{NoSync: true, InitialMmapSize: 4 << 30})
+	store := openBolt(b, path, boltkv.Options{NoSync: true, InitialMmapSize: 4 << 30, FillPercent: serverBoltOptions.FillPercent})
 	defer store.Close()
 	h := head{Hash: GenesisPrev}
 	const per = 1000 // bbolt grows a node within a transaction: keep them small
@@ -685,24 +690,44 @@ func BenchmarkVerify(b *testing.B) {
 }
 
 // BenchmarkApply is the writer alone, without NATS: batches of 1,000
-// prepared events (distinct Nats-Msg-Ids) appended in one transaction each,
-// on the same store options as the service.
+// prepared events (distinct Nats-Msg-Ids, counting up, or random as UUIDs
+// would be) appended in one transaction each, on the store options of the
+// service (serverBoltOptions), with bbolt's default fill and with full
+// pages (see boltkv.AppendFillPercent).
 func BenchmarkApply(b *testing.B) {
-	store := openBolt(b, filepath.Join(b.TempDir(), "audit.db"), boltkv.Options{InitialMmapSize: 1 << 30})
+	for _, ids := range []string{"seq", "random"} {
+		for _, fill := range []float64{0, serverBoltOptions.FillPercent, 1} {
+			b.Run(fmt.Sprintf("ids=%s/fill=%v", ids, fill), func(b *testing.B) {
+				opts := serverBoltOptions
+				opts.FillPercent = fill
+				benchApply(b, opts, ids == "random")
+			})
+		}
+	}
+}
+
+func benchApply(b *testing.B, opts boltkv.Options, randomIDs bool) {
+	store := openBolt(b, filepath.Join(b.TempDir(), "audit.db"), opts)
 	defer store.Close()
 	s := &Service{store: store, log: quiet()}
 	const batch = 1000
 	evs := make([]*event, batch)
 	seq := uint64(0)
+	rng := rand.New(rand.NewPCG(1, 2))
 	lat := latency.NewRecorder(b.N)
+	before := store.Stats()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
 		b.StopTimer()
 		for i := range evs {
 			seq++
+			id := "apply-" + strconv.FormatUint(seq, 10)
+			if randomIDs {
+				id = fmt.Sprintf("%016x%016x", rng.Uint64(), rng.Uint64())
+			}
 			h := nats.Header{}
-			h.Set(jetstream.MsgIDHeader, "apply-"+strconv.FormatUint(seq, 10))
+			h.Set(jetstream.MsgIDHeader, id)
 			e := newEvent(seq, time.Now(), "codi.audit.log.agent-3.file", h, benchPayload)
 			evs[i] = &e
 		}
@@ -714,12 +739,15 @@ func BenchmarkApply(b *testing.B) {
 		s.setMeta(m)
 	}
 	st := lat.Summary()
-	// bbolt splits the pages of appended keys half full: about 1.2 KB of
-	// file per record of 0.4 KB. The file grows in steps of up to 16 MB,
-	// so the figure means something from -benchtime 300x on.
+	stats := store.Stats()
+	// At bbolt's default fill pages of appended keys split half full:
+	// about 1.2 KB of file per record of 0.4 KB. The file grows in steps
+	// of up to 16 MB, so the figure means something from -benchtime 300x
+	// on.
 	fi, err := os.Stat(store.Path())
 	require.NoError(b, err)
 	b.ReportMetric(float64(fi.Size())/float64(batch*b.N), "file-bytes/event")
+	b.ReportMetric(float64(stats.PageWrites-before.PageWrites)/float64(stats.Commits-before.Commits), "pages/commit")
 	b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(st.P50.Microseconds())/1000, "commit-p50-ms")
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -44,7 +45,28 @@ type Options struct {
 	// View; a map larger than the file avoids those stalls. It reserves
 	// address space, not memory or disk. Zero uses bbolt's default (small).
 	InitialMmapSize int
+
+	// FillPercent is how full bbolt packs the pages it splits at a commit,
+	// from 0.1 to 1.0 (bbolt's Bucket.FillPercent); zero means bbolt's
+	// default, 0.5. Pages split half full leave room for keys inserted
+	// between existing ones, but keys appended in order never use that
+	// room: bbolt's documentation suggests a high value when "the workload
+	// is mostly append-only", and AppendFillPercent is the one for such
+	// files. It changes how new pages are laid out, not the file format:
+	// any value opens any file.
+	FillPercent float64
 }
+
+// AppendFillPercent is the FillPercent for files whose keys are mostly
+// appended in order with some inserted at random, such as the audit log
+// (records and indexes appended, a Nats-Msg-Id key per event inserted
+// wherever the id sorts). Measured on the audit log's commits of 1,000
+// events (audit's BenchmarkApply): with ids counting up, 0.8 writes 187
+// pages per commit where the default writes 307 and 1.0 writes 152; with
+// random ids, whose inserts split a full page every time, 0.8 writes 1,103
+// pages, the default 1,129 and 1.0 1,534. 0.8 is never worse than the
+// default.
+const AppendFillPercent = 0.8
 
 // Validate reports options that can never work.
 func (o Options) Validate() error {
@@ -55,6 +77,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("boltkv: negative TxnTimeout %v", o.TxnTimeout)
 	case o.InitialMmapSize < 0:
 		return fmt.Errorf("boltkv: negative InitialMmapSize %d", o.InitialMmapSize)
+	case o.FillPercent != 0 && (o.FillPercent < 0.1 || o.FillPercent > 1):
+		return fmt.Errorf("boltkv: FillPercent %v is outside 0.1 to 1.0", o.FillPercent)
 	}
 	return nil
 }
@@ -67,6 +91,9 @@ func (o Options) withDefaults() Options {
 	if o.TxnTimeout == 0 {
 		o.TxnTimeout = kv.MaxTxnDuration
 	}
+	if o.FillPercent == 0 {
+		o.FillPercent = bolt.DefaultFillPercent
+	}
 	return o
 }
 
@@ -74,9 +101,11 @@ func (o Options) withDefaults() Options {
 // use: Updates run one at a time, in the order they get the writer slot, and
 // Views run concurrently with each other and with the Update.
 type Store struct {
-	db         *bolt.DB
-	path       string
-	txnTimeout time.Duration
+	db          *bolt.DB
+	path        string
+	txnTimeout  time.Duration
+	fillPercent float64
+	commits     atomic.Int64 // Updates committed, for Stats
 
 	// gate counts running transactions for Close and holds the single
 	// writer slot. Holding it before bbolt's own writer lock lets a waiting
@@ -118,11 +147,31 @@ func Open(path string, opts Options) (s *Store, err error) {
 		return nil, fmt.Errorf("boltkv: open %s: create bucket: %w", path, err)
 	}
 	return &Store{
-		db:         db,
-		path:       path,
-		txnTimeout: opts.TxnTimeout,
-		gate:       kv.NewGate("boltkv: " + path),
+		db:          db,
+		path:        path,
+		txnTimeout:  opts.TxnTimeout,
+		fillPercent: opts.FillPercent,
+		gate:        kv.NewGate("boltkv: " + path),
 	}, nil
+}
+
+// Stats counts the work of a Store's commits since Open. It is a plain
+// value.
+type Stats struct {
+	// Commits is the number of Updates that committed.
+	Commits int64
+	// PageWrites is the number of writes bbolt issued to the file: one
+	// per dirty page (a page with overflow pages is one write), and one
+	// for the meta page of each commit. Every write is a pwrite system
+	// call, the larger part of a commit's CPU.
+	PageWrites int64
+}
+
+// Stats returns the Store's counters. Safe for concurrent use; a commit
+// running meanwhile may be counted in one field and not yet in the other.
+func (s *Store) Stats() Stats {
+	tx := s.db.Stats().TxStats
+	return Stats{Commits: s.commits.Load(), PageWrites: tx.GetWrite()}
 }
 
 // Path returns the file the Store was opened on. Safe for concurrent use.
@@ -176,6 +225,7 @@ func (s *Store) Update(ctx context.Context, fn func(tx kv.Txn) error) error {
 		return err
 	}
 	committed = true
+	s.commits.Add(1)
 	return nil
 }
 
@@ -192,6 +242,8 @@ func (s *Store) begin(writable bool) (btx *bolt.Tx, b *bolt.Bucket, err error) {
 		_ = btx.Rollback()
 		return nil, nil, fmt.Errorf("boltkv: %s: bucket %q is missing: %w", s.path, bucket, kv.ErrCorrupt)
 	}
+	// bbolt keeps the fill per transaction, not in the file.
+	b.FillPercent = s.fillPercent
 	return btx, b, nil
 }
 
