@@ -127,6 +127,7 @@ type ingestRun struct {
 	// machine it moves less than throughput does.
 	cpu       float64
 	perCommit float64 // events per commit (ingest only)
+	pages     float64 // page writes per commit (ingest only; boltkv.Stats)
 }
 
 // rawConsume is one run of BenchmarkRawJetStreamConsume: n events through a
@@ -209,14 +210,15 @@ func closeBus(bs *bus.Bus) {
 // (rawConsume) and the service's ingest (ingestOnce) once each, on fresh
 // servers, in alternating order, so that both see the same load on
 // average. It reports the medians of both in events/s, the median of the
-// rounds' ratios (ingest over ceiling), and the medians of the process's
-// CPU time per event of both (see ingestRun).
+// rounds' ratios (ingest over ceiling), the medians of the process's
+// CPU time per event of both (see ingestRun), and the median of the
+// ingest's page writes per commit.
 func BenchmarkIngestRatio(b *testing.B) {
 	rounds := benchEnvInt(b, "CODI2_AUDIT_BENCH_ROUNDS", 5)
 	for _, withID := range []bool{false, true} {
 		b.Run(idName(withID), func(b *testing.B) {
 			n := b.N * ingestEvents
-			var ceiling, ingest, ratio, ceilingCPU, ingestCPU []float64
+			var ceiling, ingest, ratio, ceilingCPU, ingestCPU, pages []float64
 			for r := range rounds {
 				var c, i ingestRun
 				if r%2 == 0 {
@@ -228,12 +230,14 @@ func BenchmarkIngestRatio(b *testing.B) {
 				}
 				ceiling, ingest, ratio = append(ceiling, c.perSec), append(ingest, i.perSec), append(ratio, i.perSec/c.perSec)
 				ceilingCPU, ingestCPU = append(ceilingCPU, c.cpu), append(ingestCPU, i.cpu)
+				pages = append(pages, i.pages)
 			}
 			b.ReportMetric(median(ceiling), "ceiling-events/s")
 			b.ReportMetric(median(ingest), "ingest-events/s")
 			b.ReportMetric(median(ratio), "ratio")
 			b.ReportMetric(median(ceilingCPU), "ceiling-cpu-us/event")
 			b.ReportMetric(median(ingestCPU), "ingest-cpu-us/event")
+			b.ReportMetric(median(pages), "ingest-pages/commit")
 		})
 	}
 }
@@ -343,6 +347,7 @@ func benchIngest(b *testing.B, withID bool) {
 	r := ingestOnce(b, withID, b.N*ingestEvents)
 	b.ReportMetric(r.perSec, "events/s")
 	b.ReportMetric(r.perCommit, "events/commit")
+	b.ReportMetric(r.pages, "pages/commit")
 	b.ReportMetric(r.cpu, "cpu-us/event")
 }
 
@@ -372,6 +377,7 @@ func ingestOnce(b *testing.B, withID bool, n int) ingestRun {
 	sub, err := nc.Subscribe(subjects.AuditCommitted, func(*nats.Msg) { commits.Add(1) })
 	require.NoError(b, err)
 	defer sub.Unsubscribe()
+	stats := store.Stats()
 	b.StartTimer()
 	start, cpu := time.Now(), processCPU()
 	publishAll(b, js, "codi.audit.log.agent-3.file", n, withID)
@@ -379,10 +385,12 @@ func ingestOnce(b *testing.B, withID bool, n int) ingestRun {
 	elapsed, cpu := time.Since(start), processCPU()-cpu
 	b.StopTimer()
 	require.NoError(b, err)
+	after := store.Stats()
 	return ingestRun{
 		perSec:    latency.Throughput(n, elapsed),
 		cpu:       perEventMicros(cpu, n),
 		perCommit: float64(n) / float64(max(commits.Load(), 1)),
+		pages:     float64(after.PageWrites-stats.PageWrites) / float64(max(after.Commits-stats.Commits, 1)),
 	}
 }
 

@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"crypto/sha256"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,4 +103,27 @@ func TestService_Run_MsgIDDedupeLegacyLayout(t *testing.T) {
 
 	recs := h.wholeLog(4)
 	assert.Equal(t, []string{"codi-state/state-1", "agent-1/a-1", "agent-9/state-1", "codi-state/state-2"}, msgIDsOf(recs))
+}
+
+// The dedupe key keeps its layout, ("audit-msgid-src", source, id) with a
+// long id as its SHA-256, built in one allocation (the intake builds one
+// per event; packing a kv.Tuple took four).
+func TestMsgIDKey_Layout(t *testing.T) {
+	long := strings.Repeat("x", maxMsgIDKey+1)
+	sum := sha256.Sum256([]byte(long))
+	tests := []struct {
+		name, source, id string
+		want             kv.Tuple
+	}{
+		{"plain", "agent-3", "e-1", kv.Tuple{nsMsgID, "agent-3", "e-1"}},
+		{"NUL bytes", "a\x00b", "\x00id\x00", kv.Tuple{nsMsgID, "a\x00b", "\x00id\x00"}},
+		{"longest kept", "agent-3", long[:maxMsgIDKey], kv.Tuple{nsMsgID, "agent-3", long[:maxMsgIDKey]}},
+		{"long id hashed", "agent-3", long, kv.Tuple{nsMsgID, "agent-3", sum[:]}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want.Pack(), msgIDKey(tt.source, tt.id))
+		})
+	}
+	assert.Equal(t, 1.0, testing.AllocsPerRun(100, func() { msgIDKey("agent-3", "e-12345") }))
 }

@@ -67,6 +67,11 @@ func AppendInt(b []byte, v int64) []byte { return appendInt(b, v) }
 // s) equals Tuple{a, s}.Pack().
 func AppendString(b []byte, s string) []byte { return appendBytes(b, stringCode, s) }
 
+// AppendBytes appends the tuple encoding of the []byte element v to b,
+// like AppendString: AppendBytes(Tuple{a}.Pack(), v) equals
+// Tuple{a, v}.Pack().
+func AppendBytes(b, v []byte) []byte { return appendBytes(b, bytesCode, v) }
+
 // Range returns the bounds of every key strictly inside t: keys that are t
 // packed and followed by at least one more element. It is
 // (Pack()+0x00, Pack()+0xFF), like the FoundationDB bindings' Tuple and

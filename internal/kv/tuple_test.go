@@ -159,6 +159,14 @@ func TestAppendString(t *testing.T) {
 	}
 }
 
+func TestAppendBytes(t *testing.T) {
+	prefix := kv.Tuple{"audit"}.Pack()
+	for _, v := range []string{"", "a", "a\x00b", "\x00\x00", "\xff"} {
+		want := kv.Tuple{"audit", []byte(v)}.Pack()
+		assert.Equal(t, want, kv.AppendBytes(bytes.Clone(prefix), []byte(v)), "%q", v)
+	}
+}
+
 func TestTuple_Range(t *testing.T) {
 	prefix := kv.Tuple{"state", "task"}
 	begin, end := prefix.Range()
