@@ -723,6 +723,7 @@ func benchApply(b *testing.B, opts boltkv.Options, randomIDs bool) {
 	seq := uint64(0)
 	rng := rand.New(rand.NewPCG(1, 2))
 	lat := latency.NewRecorder(b.N)
+	var cpu time.Duration // the process's CPU time in apply
 	before := store.Stats()
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -740,9 +741,10 @@ func benchApply(b *testing.B, opts boltkv.Options, randomIDs bool) {
 			evs[i] = &e
 		}
 		b.StartTimer()
-		t0 := time.Now()
+		t0, c0 := time.Now(), processCPU()
 		m, err := s.apply(evs, seq, false)
 		lat.Record(time.Since(t0))
+		cpu += processCPU() - c0
 		require.NoError(b, err)
 		s.setMeta(m)
 	}
@@ -758,6 +760,7 @@ func benchApply(b *testing.B, opts boltkv.Options, randomIDs bool) {
 	b.ReportMetric(float64(stats.PageWrites-before.PageWrites)/float64(stats.Commits-before.Commits), "pages/commit")
 	b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(st.P50.Microseconds())/1000, "commit-p50-ms")
+	b.ReportMetric(perEventMicros(cpu, batch*b.N), "cpu-us/event")
 }
 
 // BenchmarkNewEvent is the intake's work per delivered event (prepareEvent,
