@@ -57,11 +57,22 @@ func TestService_Retention_MaxCount(t *testing.T) {
 	assert.Equal(t, uint64(10), last.MaxCount)
 	assert.Equal(t, last.ToSeq+1, last.FirstSeq)
 	assert.LessOrEqual(t, last.FirstSeq, st.FirstSeq)
+	// Every removed record is reported once: the runs still in the log
+	// (a later run may remove an earlier run's event) cover one range
+	// without gaps or overlap, ending where the log starts, and the first
+	// of them starts at 1 unless its predecessors' events are gone too.
 	var removed uint64
-	for _, r := range runs {
+	for i, r := range runs {
 		removed += r.Removed
+		assert.Equal(t, r.ToSeq-r.FromSeq+1, r.Removed, "run %d", i)
+		if i > 0 {
+			assert.Equal(t, runs[i-1].ToSeq+1, r.FromSeq, "run %d starts where run %d ended", i, i-1)
+		}
 	}
-	assert.Equal(t, st.FirstSeq-1, removed, "every removed record is reported once")
+	assert.Equal(t, st.FirstSeq-runs[0].FromSeq, removed)
+	if runs[0].FromSeq > 1 {
+		assert.Less(t, runs[0].FromSeq, st.FirstSeq, "an earlier run's event was removed by a later run")
+	}
 
 	// The removed records' msg-id entries are gone with them, and so are
 	// the index blocks that held only removed records: what is left of
