@@ -35,10 +35,15 @@ func TestService_Retention_MaxCount(t *testing.T) {
 	h := newHarness(t, Config{Retention: Retention{MaxCount: 10, CheckInterval: 10 * time.Millisecond, Batch: 7}})
 	acks := h.logN(40, "agent-1", "x")
 	h.waitCommitted(acks[39].Sequence)
+	// Settled: within the limit, retention idle, and the log unchanged
+	// since the last look (a run's event is appended after its removals).
+	var prev Status
 	require.Eventually(t, func() bool {
 		st := h.svc.Status()
-		return st.Count <= 10 && st.Seq > 40 && h.svc.retentionIdle()
-	}, 10*time.Second, 5*time.Millisecond, "retention did not settle: %+v", h.svc.Status())
+		settled := st == prev && st.Count <= 10 && st.Seq > 40 && h.svc.retentionIdle()
+		prev = st
+		return settled
+	}, 10*time.Second, 20*time.Millisecond, "retention did not settle: %+v", h.svc.Status())
 
 	st := h.svc.Status()
 	recs := h.all(Query{})
