@@ -434,3 +434,66 @@ func TestCommand_MarshalJSON_Unencodable(t *testing.T) {
 	_, err = TxnOp{Kind: "task", ID: "T-1", Command: c}.MarshalJSON()
 	require.Error(t, err)
 }
+
+// BenchmarkCodec compares each fast path of codec.go with the encoding/json
+// path it replaces, on the shapes BenchmarkApplyCPU applies:
+//
+//	go test -run XXX -bench Codec -benchmem ./state
+func BenchmarkCodec(b *testing.B) {
+	cmd := benchMerge(3)
+	ops := make([]string, 63)
+	for i := range ops {
+		ops[i] = `{"kind":"task","id":"T-1",` + string(benchMerge(i)[1:])
+	}
+	txn := []byte(`{"ops":[` + strings.Join(ops, ",") + `]}`)
+	at := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
+	c, err := decodeCommand(cmd)
+	require.NoError(b, err)
+	r := Record{Kind: "task", ID: "T-1", Rev: 7, Fields: c.fields, UpdatedBy: "agent-1", UpdatedAt: at, Seq: 42}
+	_, body, err := encodeStoredBody(r, false)
+	require.NoError(b, err)
+	ev := Event{Seq: 42, Status: StatusApplied, Rev: 7, Actor: "agent-1", Op: OpMerge, Record: &r}
+	client := Command{Op: OpMerge, Fields: map[string]any{"v1_ts": "2026-01-02T03:04:05Z", "v1_from": "agent-1", "status": "done"}}
+	op := TxnOp{Kind: "task", ID: "T-1", Command: client}
+	for _, bc := range []struct {
+		name       string
+		fast, json func() error
+	}{
+		{"decode_command", func() error { _, err := decodeCommand(cmd); return err },
+			func() error { _, err := decodeCommandReflect(cmd); return err }},
+		{"decode_txn63", func() error { _, err := decodeTxn(txn); return err },
+			func() error { _, err := decodeTxnReflect(txn); return err }},
+		{"decode_record", func() error { _, _ = parseRecord(body); return nil },
+			func() error { var r Record; return json.Unmarshal(body, &r) }},
+		{"encode_record", func() error { _, _, err := encodeStoredBody(r, false); return err },
+			func() error { _, err := json.Marshal(r); return err }},
+		{"encode_event", func() error { _, err := ev.MarshalJSON(); return err },
+			func() error { _, err := ev.marshalReflect(); return err }},
+		{"encode_audit", func() error {
+			_ = mustJSON(auditRecord{Seq: 42, Status: StatusApplied, Kind: "task", ID: "T-1", Actor: "a", Op: OpMerge, Rev: 7})
+			return nil
+		},
+			func() error {
+				_, err := json.Marshal(auditRecord{Seq: 42, Status: StatusApplied, Kind: "task", ID: "T-1", Actor: "a", Op: OpMerge, Rev: 7})
+				return err
+			}},
+		{"encode_command", func() error { _, err := client.MarshalJSON(); return err },
+			func() error { _, err := client.marshalReflect(); return err }},
+		{"encode_txnop", func() error { _, err := op.MarshalJSON(); return err },
+			func() error { _, err := op.marshalReflect(); return err }},
+	} {
+		for _, path := range []struct {
+			name string
+			fn   func() error
+		}{{"codec", bc.fast}, {"encoding_json", bc.json}} {
+			b.Run(bc.name+"/"+path.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := path.fn(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
