@@ -577,8 +577,20 @@ func eventJSON(ev Event) []byte {
 
 // mustJSON encodes values whose encoding cannot fail (plain structs and
 // fields that were decoded from JSON). Should it fail anyway, the error
-// becomes the payload rather than a panic in the apply loop.
+// becomes the payload rather than a panic in the apply loop. Events,
+// audit records and strings, the apply's own, are encoded by hand
+// (codec.go), byte for byte as json.Marshal does.
 func mustJSON(v any) []byte {
+	switch v := v.(type) {
+	case auditRecord:
+		return appendAudit(make([]byte, 0, 128+len(v.Kind)+len(v.ID)+len(v.Detail)+len(v.Subject)+len(v.Txn)), &v)
+	case Event:
+		if b, ok := appendEvent(make([]byte, 0, eventSizeHint(&v)), &v); ok {
+			return b
+		}
+	case string:
+		return appendJSONString(make([]byte, 0, len(v)+2), v)
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		b, _ = json.Marshal(map[string]string{"error": err.Error()})

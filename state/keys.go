@@ -122,11 +122,22 @@ func encodeStoredBody(r Record, tombstone bool) (v, body []byte, err error) {
 	if tombstone {
 		r.Fields = nil
 	}
+	key := stateKey(r.Kind, r.ID)
+	if v, ok := appendRecord(make([]byte, 5, 5+recordSizeHint(&r)), &r); ok {
+		// The value is sealed in place: body is its tail.
+		body = v[5:len(v):len(v)]
+		v[0] = tagLiveSum
+		if tombstone {
+			v[0] = tagTombstoneSum
+		}
+		binary.BigEndian.PutUint32(v[1:], recordSum(key, body))
+		return v, body, nil
+	}
 	body, err = json.Marshal(r)
 	if err != nil {
 		return nil, nil, err
 	}
-	return sealStored(stateKey(r.Kind, r.ID), tombstone, body), body, nil
+	return sealStored(key, tombstone, body), body, nil
 }
 
 // getStored reads the record at kind/id. ok is false when there is neither a
@@ -150,7 +161,9 @@ func decodeStored(key, v []byte) (stored, error) {
 		return stored{}, err
 	}
 	var st stored
-	if err := json.Unmarshal(body, &st.Record); err != nil {
+	if r, ok := parseRecord(body); ok {
+		st.Record = r
+	} else if err := json.Unmarshal(body, &st.Record); err != nil {
 		return stored{}, fmt.Errorf("%w: record %s: %v", ErrCorrupt, recordName(key), err)
 	}
 	st.tombstone = !live

@@ -29,6 +29,19 @@ type TxnOp struct {
 // MarshalJSON encodes the operation as the wire's
 // {"kind":…,"id":…,"op":…,…}. It only reads o.
 func (o TxnOp) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, 96+len(o.Kind)+len(o.ID)+32*len(o.Fields))
+	b = append(b, `{"kind":`...)
+	b = append(appendJSONString(b, o.Kind), `,"id":`...)
+	b = append(appendJSONString(b, o.ID), ',')
+	if b, ok := appendCommandMembers(b, &o.Command); ok {
+		return append(b, '}'), nil
+	}
+	return o.marshalReflect()
+}
+
+// marshalReflect is MarshalJSON by encoding/json: the path
+// appendCommandMembers replaces, taken when a field does not encode.
+func (o TxnOp) marshalReflect() ([]byte, error) {
 	cmd, err := json.Marshal(o.Command)
 	if err != nil {
 		return nil, err
@@ -67,6 +80,25 @@ type txnOpWire struct {
 // tokens (ids in their one canonical escaping). Its errors become the detail
 // of a bad_request rejection.
 func decodeTxn(data []byte) ([]opInput, error) {
+	parsed, ok := parseTxn(data)
+	if !ok {
+		return decodeTxnReflect(data)
+	}
+	ops := make([]opInput, len(parsed))
+	for i, p := range parsed {
+		in, err := p.wire.input(i, p.fields)
+		if err != nil {
+			return nil, err
+		}
+		ops[i] = in
+	}
+	return ops, nil
+}
+
+// decodeTxnReflect is decodeTxn by strictjson and encoding/json: the path
+// parseTxn replaces, taken for anything outside its shape (and for every
+// malformed payload, whose error it words).
+func decodeTxnReflect(data []byte) ([]opInput, error) {
 	var w txnWire
 	if err := strictjson.Decode(data, &w); err != nil {
 		if rawOp(data) != "" {
@@ -86,25 +118,36 @@ func decodeTxn(data []byte) ([]opInput, error) {
 		if err := strictjson.Decode(raw, &ow); err != nil {
 			return nil, fmt.Errorf("op %d: %w", i+1, err)
 		}
-		if ow.Kind == nil || ow.ID == nil {
-			return nil, fmt.Errorf("op %d: kind and id are required", i+1)
-		}
-		if err := subjects.ValidKind(*ow.Kind); err != nil {
-			return nil, fmt.Errorf("op %d: %w", i+1, err)
-		}
-		if *ow.Kind == KindTxn {
-			return nil, fmt.Errorf("op %d: kind txn is reserved for multi-record commands themselves", i+1)
-		}
-		if err := subjects.ValidToken(*ow.ID); err != nil {
-			return nil, fmt.Errorf("op %d: id: %w", i+1, err)
-		}
-		cmd, err := commandWire{Op: ow.Op, Fields: ow.Fields, ExpectRev: ow.ExpectRev, TTLms: ow.TTLms, Bind: ow.Bind}.command()
+		in, err := ow.input(i, nil)
 		if err != nil {
-			return nil, fmt.Errorf("op %d: %w", i+1, err)
+			return nil, err
 		}
-		ops[i] = opInput{kind: *ow.Kind, id: *ow.ID, cmd: cmd}
+		ops[i] = in
 	}
 	return ops, nil
+}
+
+// input validates ow, operation i (from 0) of a multi-record command.
+// fields, when not nil, is ow.Fields decoded already (see
+// commandWire.validate).
+func (ow txnOpWire) input(i int, fields map[string]json.RawMessage) (opInput, error) {
+	if ow.Kind == nil || ow.ID == nil {
+		return opInput{}, fmt.Errorf("op %d: kind and id are required", i+1)
+	}
+	if err := subjects.ValidKind(*ow.Kind); err != nil {
+		return opInput{}, fmt.Errorf("op %d: %w", i+1, err)
+	}
+	if *ow.Kind == KindTxn {
+		return opInput{}, fmt.Errorf("op %d: kind txn is reserved for multi-record commands themselves", i+1)
+	}
+	if err := subjects.ValidToken(*ow.ID); err != nil {
+		return opInput{}, fmt.Errorf("op %d: id: %w", i+1, err)
+	}
+	cmd, err := commandWire{Op: ow.Op, Fields: ow.Fields, ExpectRev: ow.ExpectRev, TTLms: ow.TTLms, Bind: ow.Bind}.validate(fields)
+	if err != nil {
+		return opInput{}, fmt.Errorf("op %d: %w", i+1, err)
+	}
+	return opInput{kind: *ow.Kind, id: *ow.ID, cmd: cmd}, nil
 }
 
 // txnMsgID is the audit Nats-Msg-Id of operation i (from 0) of the

@@ -161,6 +161,25 @@ type Event struct {
 // rev and record, a rejected one has reason and, for a conflict, current_rev
 // (also when it is 0). It only reads e; safe for concurrent use.
 func (e Event) MarshalJSON() ([]byte, error) {
+	if b, ok := appendEvent(make([]byte, 0, eventSizeHint(&e)), &e); ok {
+		return b, nil
+	}
+	return e.marshalReflect()
+}
+
+// eventSizeHint is about the size of e's JSON, for a buffer to encode it
+// into.
+func eventSizeHint(e *Event) int {
+	n := 128 + len(e.Actor) + len(e.Detail) + len(e.Subject) + len(e.Kind) + len(e.ID)
+	if e.Record != nil {
+		n += recordSizeHint(e.Record)
+	}
+	return n
+}
+
+// marshalReflect is MarshalJSON by encoding/json: the path appendEvent
+// replaces, taken when it cannot encode e.
+func (e Event) marshalReflect() ([]byte, error) {
 	if e.Status == StatusRejected {
 		type rejected struct {
 			Seq        uint64     `json:"seq"`
@@ -237,6 +256,16 @@ func Expect(rev uint64) *uint64 { return &rev }
 // MarshalJSON encodes the command as the contract's payload. It only reads
 // c; safe for concurrent use as long as nobody modifies c.Fields meanwhile.
 func (c Command) MarshalJSON() ([]byte, error) {
+	if b, ok := appendCommandMembers(append(make([]byte, 0, 64+32*len(c.Fields)), '{'), &c); ok {
+		return append(b, '}'), nil
+	}
+	return c.marshalReflect()
+}
+
+// marshalReflect is MarshalJSON by encoding/json: the path
+// appendCommandMembers replaces, taken when a field does not encode (its
+// error is this one's).
+func (c Command) marshalReflect() ([]byte, error) {
 	type wire struct {
 		Op        Op      `json:"op"`
 		Fields    any     `json:"fields,omitempty"` // a non-nil interface: {} is kept
@@ -277,11 +306,22 @@ type command struct {
 // duplicate or unknown members, one object). Its errors become the detail
 // of a bad_request rejection.
 func decodeCommand(data []byte) (command, error) {
+	if p, ok := parseCommand(data); ok {
+		w := p.wire
+		return commandWire{Op: w.Op, Fields: w.Fields, ExpectRev: w.ExpectRev, TTLms: w.TTLms, Bind: w.Bind}.validate(p.fields)
+	}
+	return decodeCommandReflect(data)
+}
+
+// decodeCommandReflect is decodeCommand by strictjson and encoding/json:
+// the path parseCommand replaces, taken for anything outside its shape
+// (and for every malformed payload, whose error it words).
+func decodeCommandReflect(data []byte) (command, error) {
 	var w commandWire
 	if err := strictjson.Decode(data, &w); err != nil {
 		return command{}, fmt.Errorf("command: %w", err)
 	}
-	return w.command()
+	return w.validate(nil)
 }
 
 // commandWire is a command payload as sent.
@@ -293,8 +333,9 @@ type commandWire struct {
 	Bind      *bool           `json:"bind"`
 }
 
-// command validates w.
-func (w commandWire) command() (command, error) {
+// validate validates w. fields, when not nil, is w.Fields (an object)
+// decoded already, as json.Unmarshal into it gives it.
+func (w commandWire) validate(fields map[string]json.RawMessage) (command, error) {
 	var c command
 	if w.Op == nil {
 		return command{}, errors.New("op is required")
@@ -309,8 +350,11 @@ func (w commandWire) command() (command, error) {
 		if f[0] != '{' {
 			return command{}, errors.New("fields must be an object")
 		}
-		if err := json.Unmarshal(f, &c.fields); err != nil {
-			return command{}, fmt.Errorf("fields: %w", err) // unreachable: checked above
+		c.fields = fields
+		if c.fields == nil {
+			if err := json.Unmarshal(f, &c.fields); err != nil {
+				return command{}, fmt.Errorf("fields: %w", err) // unreachable: checked above
+			}
 		}
 	}
 	if c.op == OpPut && c.fields == nil {
