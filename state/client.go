@@ -97,7 +97,7 @@ func (c *Client) Apply(ctx context.Context, kind, id string, cmd Command) (Event
 		return Event{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	evtSubj, _ := subjects.StateEvt(kind, id)
-	data, err := json.Marshal(cmd)
+	data, err := cmd.MarshalJSON()
 	if err != nil {
 		return Event{}, fmt.Errorf("%w: %s: %w", ErrBadRequest, subj, err)
 	}

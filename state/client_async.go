@@ -1,7 +1,6 @@
 package state
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/nats-io/nats.go"
@@ -24,7 +23,7 @@ func (c *Client) PublishAsync(kind, id string, cmd Command, msgID string) (jetst
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
-	data, err := json.Marshal(cmd)
+	data, err := cmd.MarshalJSON()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
@@ -57,9 +56,7 @@ func (c *Client) PublishTxnAsync(txid string, ops []TxnOp) (jetstream.PubAckFutu
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
-	data, err := json.Marshal(struct {
-		Ops []TxnOp `json:"ops"`
-	}{ops})
+	data, err := marshalTxn(ops)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}

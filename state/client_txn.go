@@ -2,7 +2,6 @@ package state
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -32,9 +31,7 @@ func (c *Client) Txn(ctx context.Context, ops []TxnOp) (Event, error) {
 		return Event{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	evtSubj, _ := subjects.StateEvt(KindTxn, txid)
-	data, err := json.Marshal(struct {
-		Ops []TxnOp `json:"ops"`
-	}{ops})
+	data, err := marshalTxn(ops)
 	if err != nil {
 		return Event{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}

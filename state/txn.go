@@ -39,6 +39,24 @@ func (o TxnOp) MarshalJSON() ([]byte, error) {
 	return o.marshalReflect()
 }
 
+// marshalTxn is the payload of a multi-record command of ops,
+// {"ops":[…]}: what json.Marshal gives for it, without its second pass
+// over each operation's MarshalJSON output (which is compact already).
+func marshalTxn(ops []TxnOp) ([]byte, error) {
+	b := append(make([]byte, 0, 16+128*len(ops)), `{"ops":[`...)
+	for i, o := range ops {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		ob, err := o.MarshalJSON()
+		if err != nil {
+			return nil, fmt.Errorf("op %d (%s/%s): %w", i+1, o.Kind, o.ID, err)
+		}
+		b = append(b, ob...)
+	}
+	return append(b, "]}"...), nil
+}
+
 // marshalReflect is MarshalJSON by encoding/json: the path
 // appendCommandMembers replaces, taken when a field does not encode.
 func (o TxnOp) marshalReflect() ([]byte, error) {

@@ -84,6 +84,27 @@ func TestTxnOp_MarshalJSON(t *testing.T) {
 	require.Error(t, err)
 }
 
+// marshalTxn gives the bytes json.Marshal gives for {"ops":[…]}, HTML
+// characters, unicode and every member included, and names the operation
+// that does not encode.
+func TestMarshalTxn_AsJSONMarshal(t *testing.T) {
+	ops := []TxnOp{
+		{Kind: "task", ID: "T<1>", Command: Command{Op: OpMerge, Fields: map[string]any{"a": 1, "b&c": "x<y>\u2028\u00e9", "n": nil}, ExpectRev: Expect(2), TTL: time.Second, Bind: Bound()}},
+		{Kind: "reservation", ID: "p.a.b", Command: Command{Op: OpDelete}},
+		{Kind: "task", ID: "T2", Command: Command{Op: OpPut, Fields: map[string]any{"nested": map[string]any{"z": []any{1.5, true}}}, Bind: Unbound()}},
+	}
+	got, err := marshalTxn(ops)
+	require.NoError(t, err)
+	want, err := json.Marshal(struct {
+		Ops []TxnOp `json:"ops"`
+	}{ops})
+	require.NoError(t, err)
+	assert.Equal(t, string(want), string(got))
+	_, err = marshalTxn([]TxnOp{ops[0], {Kind: "task", ID: "T", Command: Command{Op: OpPut, Fields: map[string]any{"f": func() {}}}}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "op 2 (task/T)")
+}
+
 func TestConflictError_Text(t *testing.T) {
 	exp := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
