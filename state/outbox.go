@@ -115,7 +115,7 @@ func (l *loop) pumpAudits(ctx context.Context) error {
 		return ok
 	}
 	for _, it := range l.audits {
-		if l.inflight >= maxAuditInflight-1 { // one left for the last group
+		if len(l.pubs) >= maxAuditInflight-1 { // one left for the last group
 			break
 		}
 		if it.pub != nil || it.done || it.stuck {
@@ -164,7 +164,6 @@ func (l *loop) publish(items []*auditItem, msg *nats.Msg) bool {
 		it.pub = p
 	}
 	l.pubs = append(l.pubs, p)
-	l.inflight++
 	return true
 }
 
@@ -173,7 +172,7 @@ func (l *loop) publish(items []*auditItem, msg *nats.Msg) bool {
 // first and last Nats-Msg-Id, not one line each: a server restart fails
 // every publish in flight at once.
 func (l *loop) pollAudits() {
-	if l.inflight == 0 {
+	if len(l.pubs) == 0 {
 		return
 	}
 	var (
@@ -185,12 +184,10 @@ func (l *loop) pollAudits() {
 	for _, p := range l.pubs {
 		select {
 		case <-p.fut.Ok():
-			l.inflight--
 			for _, it := range p.items {
 				it.pub, it.done = nil, true
 			}
 		case err := <-p.fut.Err():
-			l.inflight--
 			for _, it := range p.items {
 				it.pub = nil
 				if failed == 0 {
@@ -215,7 +212,7 @@ func (l *loop) pollAudits() {
 // auditsAcked is a channel closed once every audit publish in flight is
 // acknowledged, or nil (blocks forever) when none is.
 func (l *loop) auditsAcked() <-chan struct{} {
-	if l.inflight == 0 {
+	if len(l.pubs) == 0 {
 		return nil
 	}
 	return l.s.js.PublishAsyncComplete()

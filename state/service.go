@@ -184,7 +184,6 @@ type loop struct {
 
 	audits     []*auditItem
 	pubs       []*auditPub // publishes in flight, in order
-	inflight   int         // len(pubs)
 	bulk       *audit.Bulk // builds the next bulk message
 	spilled    bool        // the store's outbox holds entries missing from audits
 	auditRetry time.Time   // no publish attempts before this
@@ -828,7 +827,7 @@ func (l *loop) finish() error {
 		if err := l.pumpAudits(ctx); err != nil {
 			return err
 		}
-		if l.inflight == 0 {
+		if len(l.pubs) == 0 {
 			break
 		}
 		select {

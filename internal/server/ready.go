@@ -67,12 +67,15 @@ func (s *Server) Readiness(ctx context.Context) Readiness {
 		r.Problems = append(r.Problems, "a service failed")
 	default:
 	}
+	// The audit service's own watermark, not Status: with a shared log
+	// Status reads the chain's head from the store.
+	auditApplied, _ := s.audit.Watermark()
 	services := []struct {
 		name, stream, consumer string
 		applied                uint64
 	}{
 		{state.ServiceName, s.cfg.State.Stream, s.cfg.State.Consumer, s.state.Watermark()},
-		{audit.ServiceName, bus.StreamAudit, audit.ConsumerName, s.audit.Status().StreamSeq},
+		{audit.ServiceName, bus.StreamAudit, audit.ConsumerName, auditApplied},
 	}
 	for _, svc := range services {
 		if st := streams[svc.stream]; st != nil {
