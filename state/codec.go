@@ -186,6 +186,24 @@ func sortedKeys[V any](dst []string, m map[string]V) []string {
 	return dst
 }
 
+// appendObject appends m as json.Marshal encodes a map: members in key
+// order, each value by value. ok is false when a value does not encode.
+func appendObject[V any](b []byte, m map[string]V, value func([]byte, V) ([]byte, bool)) ([]byte, bool) {
+	var buf [16]string
+	b = append(b, '{')
+	for i, k := range sortedKeys(buf[:0], m) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(appendJSONString(b, k), ':')
+		var ok bool
+		if b, ok = value(b, m[k]); !ok {
+			return b, false
+		}
+	}
+	return append(b, '}'), true
+}
+
 // appendRecord appends r as json.Marshal(r) encodes it. ok is false when
 // that fails (a field that is not JSON, a time outside years 0-9999) or a
 // field nests deeper than strictjson.MaxDepth: the caller encodes r with
@@ -201,19 +219,10 @@ func appendRecord(b []byte, r *Record) ([]byte, bool) {
 	if r.Fields == nil {
 		b = append(b, "null"...)
 	} else {
-		var buf [16]string
-		b = append(b, '{')
-		for i, k := range sortedKeys(buf[:0], r.Fields) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(appendJSONString(b, k), ':')
-			var ok bool
-			if b, ok = appendRawJSON(b, r.Fields[k]); !ok {
-				return b, false
-			}
+		var ok bool
+		if b, ok = appendObject(b, r.Fields, func(b []byte, v json.RawMessage) ([]byte, bool) { return appendRawJSON(b, v) }); !ok {
+			return b, false
 		}
-		b = append(b, '}')
 	}
 	b = append(b, `,"updated_by":`...)
 	b = appendJSONString(b, r.UpdatedBy)
@@ -389,19 +398,11 @@ func appendCommandMembers(b []byte, c *Command) ([]byte, bool) {
 	b = appendJSONString(b, string(c.Op))
 	switch {
 	case c.Fields != nil:
-		b = append(b, `,"fields":{`...)
-		var buf [16]string
-		for i, k := range sortedKeys(buf[:0], c.Fields) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(appendJSONString(b, k), ':')
-			var ok bool
-			if b, ok = appendAnyJSON(b, c.Fields[k]); !ok {
-				return b, false
-			}
+		b = append(b, `,"fields":`...)
+		var ok bool
+		if b, ok = appendObject(b, c.Fields, appendAnyJSON); !ok {
+			return b, false
 		}
-		b = append(b, '}')
 	case c.Op == OpPut:
 		b = append(b, `,"fields":{}`...)
 	}
