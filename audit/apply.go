@@ -40,8 +40,14 @@ func newEvent(streamSeq uint64, t time.Time, subject string, hdr nats.Header, da
 		return newBulkEvent(streamSeq, t, subject, hdr, data)
 	}
 	source, category := splitSubject(subject)
-	msgID := hdr.Get(jetstream.MsgIDHeader)
 	flags, detail := subjectFlags(subject, source, category)
+	return messageEvent(streamSeq, t, subject, source, category, hdr.Get(jetstream.MsgIDHeader), flags, detail, data)
+}
+
+// messageEvent is the event of one message kept as one record: its
+// subject's tokens, its Nats-Msg-Id (its dedupe key when set), and flags
+// with the detail logged for them ("" when none).
+func messageEvent(streamSeq uint64, t time.Time, subject, source, category, msgID string, flags []string, detail string, data []byte) event {
 	e := event{
 		streamSeq: streamSeq,
 		t:         t.UnixNano(),

@@ -279,23 +279,9 @@ func newBulkEvent(streamSeq uint64, t time.Time, subject string, hdr nats.Header
 		err = fmt.Errorf("format %q, not %q", hdr.Get(BulkHeader), BulkVersion)
 	}
 	if err != nil {
-		msgID := hdr.Get(jetstream.MsgIDHeader)
 		flags, _ := subjectFlags(subject, source, category)
-		flags = append(flags, FlagBadBulk)
-		e := event{
-			streamSeq: streamSeq,
-			t:         t.UnixNano(),
-			source:    source,
-			category:  category,
-			msgID:     msgID,
-			body:      encodeFlaggedBody(subject, source, category, flags, msgID, data),
-			size:      estimate(subject, len(data)),
-			flagged:   "bulk message not expanded: " + err.Error(),
-		}
-		if msgID != "" {
-			e.msgKey = msgIDKey(source, msgID)
-		}
-		return e
+		return messageEvent(streamSeq, t, subject, source, category, hdr.Get(jetstream.MsgIDHeader),
+			append(flags, FlagBadBulk), "bulk message not expanded: "+err.Error(), data)
 	}
 	e := event{streamSeq: streamSeq, t: t.UnixNano(), source: source, category: category, bulk: make([]event, len(entries))}
 	for i, be := range entries {
