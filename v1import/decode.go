@@ -13,11 +13,11 @@ import "unicode/utf8"
 func decodeFast(raw []byte) (e Event, handled bool) {
 	p := parser{b: raw}
 	p.space()
-	if !p.byte('{') {
+	if !p.eat('{') {
 		return Event{}, false
 	}
 	p.space()
-	if p.byte('}') {
+	if p.eat('}') {
 		return e, p.end()
 	}
 	for {
@@ -27,7 +27,7 @@ func decodeFast(raw []byte) (e Event, handled bool) {
 			return Event{}, false
 		}
 		p.space()
-		if !p.byte(':') {
+		if !p.eat(':') {
 			return Event{}, false
 		}
 		p.space()
@@ -60,10 +60,10 @@ func decodeFast(raw []byte) (e Event, handled bool) {
 			}
 		}
 		p.space()
-		if p.byte('}') {
+		if p.eat('}') {
 			return e, p.end()
 		}
-		if !p.byte(',') {
+		if !p.eat(',') {
 			return Event{}, false
 		}
 	}
@@ -112,8 +112,8 @@ func (p *parser) peek() byte {
 	return 0
 }
 
-// byte consumes c if it is next.
-func (p *parser) byte(c byte) bool {
+// eat consumes c if it is next.
+func (p *parser) eat(c byte) bool {
 	if p.peek() == c && p.i < len(p.b) {
 		p.i++
 		return true
@@ -142,7 +142,7 @@ func (p *parser) end() bool {
 // plainString reads a string without escapes or control bytes whose bytes
 // are valid UTF-8, and returns its contents.
 func (p *parser) plainString() ([]byte, bool) {
-	if !p.byte('"') {
+	if !p.eat('"') {
 		return nil, false
 	}
 	start := p.i
@@ -172,7 +172,7 @@ func (p *parser) scalar() bool {
 			return true
 		}
 	}
-	p.byte('-')
+	p.eat('-')
 	switch c := p.peek(); {
 	case c == '0':
 		p.i++
@@ -181,13 +181,13 @@ func (p *parser) scalar() bool {
 	default:
 		return false
 	}
-	if p.byte('.') && !p.digits() {
+	if p.eat('.') && !p.digits() {
 		return false
 	}
 	if c := p.peek(); c == 'e' || c == 'E' {
 		p.i++
-		if !p.byte('+') {
-			p.byte('-')
+		if !p.eat('+') {
+			p.eat('-')
 		}
 		if !p.digits() {
 			return false
