@@ -14,9 +14,10 @@ import (
 )
 
 // BenchmarkImport_V1Log imports a v1 log of 5 buffered writers into a
-// whole in-process server: the default one, and one with
+// whole in-process server: the default one, one with
 // server.Config.InlineAudit (the state service appends its outcomes'
-// audit records in its own transaction; issue 16's prototype). lines/s is
+// audit records in its own transaction; issue 16's prototype), and one on
+// pebble (server.StorePebble: one database, audit inline). lines/s is
 // the rate to everything committed: every line's audit record and every
 // state update's outcome record in the audit log (its watermark past
 // them), every command applied (the state watermark); stored-lines/s the
@@ -29,15 +30,18 @@ func BenchmarkImport_V1Log(b *testing.B) {
 			dir := b.TempDir()
 			res, err := v1sim.RunWrites(context.Background(), v1sim.Config{Dir: dir, Writers: 5, EventsPerWriter: n / 5, Mode: v1sim.Buffered})
 			require.NoError(b, err)
-			for _, inline := range []bool{false, true} {
-				name := "server=default"
-				if inline {
-					name = "server=inline-audit"
-				}
-				b.Run(name, func(b *testing.B) {
+			for _, sc := range []struct {
+				name string
+				cfg  server.Config
+			}{
+				{"server=default", server.Config{}},
+				{"server=inline-audit", server.Config{InlineAudit: true}},
+				{"server=pebble", server.Config{Store: server.StorePebble}},
+			} {
+				b.Run(sc.name, func(b *testing.B) {
 					for range b.N {
 						b.StopTimer()
-						c := startClientsWith(b, server.Config{InlineAudit: inline})
+						c := startClientsWith(b, sc.cfg)
 						b.StartTimer()
 						start := time.Now()
 						sum, err := c.importer(b, v1import.Config{}).Import(context.Background(), res.Path)
