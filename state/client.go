@@ -216,44 +216,58 @@ func (c *Client) ClaimWith(ctx context.Context, kind, id string, o ClaimOptions)
 			f[k] = v
 		}
 	}
-	// Read first, so that taking a released record is one merge at its
-	// revision rather than a create that fails; a claim on a held record is
-	// still sent, so that the attempt and its loss are in the audit log.
-	// When the read fails (the service is still starting) the create is
-	// sent anyway: the stream keeps it until the service applies it.
-	create := Command{Op: OpPut, Fields: f, ExpectRev: Expect(0), TTL: ttl, Bind: bind}
-	take := func(cur Record) Command {
-		return Command{Op: OpMerge, Fields: f, ExpectRev: Expect(cur.Rev), TTL: ttl, Bind: bind}
-	}
-	cmd := create
-	if cur, err := c.Get(ctx, kind, id, 0); err == nil {
-		if h := cur.Holder(); h == "" || h == c.agent {
-			cmd = take(cur)
-		}
-	}
-	for attempt := 0; ; attempt++ {
-		rec, err := c.applyRecord(ctx, kind, id, cmd)
-		if !errors.Is(err, ErrConflict) {
-			return rec, err
-		}
-		cur, gerr := c.Get(ctx, kind, id, 0)
-		switch h := cur.Holder(); {
-		case gerr == nil && h != "" && h != c.agent:
-			return Record{}, &HeldError{Record: cur}
-		case gerr == nil && attempt == 0:
-			cmd = take(cur) // released, or ours, since we looked
-		case errors.Is(gerr, ErrNotFound) && attempt == 0:
-			cmd = create // expired since we looked
-		default:
+	// The create goes first, without a read: of racing claims on a new
+	// record exactly one is applied, and each loser learns the holder from
+	// its conflict event (CONTRACT.md section 2: a conflict names the
+	// current holder), so a claim on a new or held record is one command.
+	// A record that exists without another agent's live lease (released,
+	// never leased, or this agent's own) takes a second one: the merge at
+	// the revision the conflict named. Each attempt is a command in the
+	// audit log, the lost ones included.
+	cmd := Command{Op: OpPut, Fields: f, ExpectRev: Expect(0), TTL: ttl, Bind: bind}
+	for attempt := 1; ; attempt++ {
+		ev, err := c.Apply(ctx, kind, id, cmd)
+		switch {
+		case err == nil && ev.Record == nil:
+			return Record{}, fmt.Errorf("%w: applied event without a record", ErrRemote)
+		case err == nil:
+			return *ev.Record, nil
+		case ev.Status != StatusRejected || ev.Reason != ReasonConflict:
 			return Record{}, err
+		case ev.Holder != "" && ev.Holder != c.agent:
+			return Record{}, &HeldError{Record: heldRecord(kind, id, ev)}
+		case attempt == maxClaimAttempts:
+			return Record{}, err
+		case ev.CurrentRev == 0:
+			cmd.Op, cmd.ExpectRev = OpPut, Expect(0) // gone since: create it
+		default:
+			cmd.Op, cmd.ExpectRev = OpMerge, Expect(ev.CurrentRev) // free, or ours: take it
 		}
 	}
 }
 
+// maxClaimAttempts bounds the commands of one claim: the create, the
+// merge at the revision its conflict named, and one more should the
+// record change in between (released, expired or renewed again).
+const maxClaimAttempts = 3
+
+// heldRecord is the record a conflict event describes: kind, id, its
+// revision (the holder's fencing token), last writer, lease end and
+// holder. The other fields are not in the event and stay empty.
+func heldRecord(kind, id string, ev Event) Record {
+	r := Record{Kind: kind, ID: id, Rev: ev.CurrentRev, UpdatedBy: ev.UpdatedBy, ExpiresAt: ev.ExpiresAt}
+	if h, err := json.Marshal(ev.Holder); err == nil {
+		r.Fields = map[string]json.RawMessage{HolderField: h}
+	}
+	return r
+}
+
 // HeldError is the ErrConflict of a lease operation that found another
-// agent's lease live: Record is the record as read, Record.Holder() the
-// holder, Rev the fencing token the holder has and ExpiresAt when the lease
-// ends unless renewed.
+// agent's lease live: Record is the record as read (Refresh, Release) or
+// as the lost claim's conflict event named it (Claim: Kind, ID, Rev,
+// UpdatedBy, ExpiresAt and the holder field only), Record.Holder() the
+// holder, Rev the fencing token the holder has and ExpiresAt when the
+// lease ends unless renewed.
 type HeldError struct {
 	Record Record
 }

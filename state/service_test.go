@@ -2,14 +2,18 @@ package state_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/codi2/codi2/state"
+	"github.com/codi2/codi2/subjects"
 )
 
 func TestClient_Apply_Put(t *testing.T) {
@@ -180,4 +184,104 @@ func TestClient_Claim_Race(t *testing.T) {
 		require.Equal(t, 1, won, "round %d", r)
 		require.Equal(t, agents-1, lost, "round %d", r)
 	}
+}
+
+// A claim is one command without a read: five agents race for a new
+// record, each sends one command and reads nothing, and each loser's
+// HeldError names the winner as the event named it. A claim on a released
+// record takes a second command (the merge at the revision the conflict
+// named), and a claim on one's own lease renews it the same way.
+func TestClient_Claim_OneCommandNoRead(t *testing.T) {
+	e := newEnv(t)
+	e.start(fastConfig())
+	ctx := ctxT(t)
+	const id = "T-race"
+	evtSubj, err := subjects.StateEvt("task", id)
+	require.NoError(t, err)
+	getSubj, err := subjects.StateGet("task", id)
+	require.NoError(t, err)
+	var gets, evts atomic.Int64
+	gsub, err := e.nc.Subscribe(getSubj, func(*nats.Msg) { gets.Add(1) })
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = gsub.Unsubscribe() })
+	esub, err := e.nc.Subscribe(evtSubj, func(*nats.Msg) { evts.Add(1) })
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = esub.Unsubscribe() })
+	require.NoError(t, e.nc.Flush())
+	// waitEvents waits until n events of the record were seen in all, and
+	// checks that no more came.
+	waitEvents := func(n int64) {
+		t.Helper()
+		require.Eventually(t, func() bool { return evts.Load() >= n }, 5*time.Second, time.Millisecond)
+		require.NoError(t, e.nc.Flush())
+		assert.Equal(t, n, evts.Load(), "events of %s", id)
+	}
+
+	const agents = 5
+	type result struct {
+		rec state.Record
+		err error
+	}
+	results := make(chan result, agents)
+	start := make(chan struct{})
+	for i := range agents {
+		c := e.client(fmt.Sprintf("agent-%d", i))
+		go func() {
+			<-start
+			rec, err := c.Claim(ctx, "task", id, time.Minute, map[string]any{"status": "in_progress"})
+			results <- result{rec, err}
+		}()
+	}
+	close(start)
+	var won state.Record
+	var held []*state.HeldError
+	for range agents {
+		r := <-results
+		var h *state.HeldError
+		switch {
+		case r.err == nil:
+			won = r.rec
+		case errors.As(r.err, &h):
+			held = append(held, h)
+		default:
+			t.Fatalf("claim: %v", r.err)
+		}
+	}
+	require.NotEmpty(t, won.Holder(), "nobody won")
+	require.Len(t, held, agents-1)
+	for _, h := range held {
+		assert.ErrorIs(t, h, state.ErrConflict)
+		assert.Equal(t, won.Holder(), h.Record.Holder())
+		assert.Equal(t, won.Rev, h.Record.Rev)
+		assert.Equal(t, won.UpdatedBy, h.Record.UpdatedBy)
+		require.NotNil(t, h.Record.ExpiresAt)
+		assert.True(t, won.ExpiresAt.Equal(*h.Record.ExpiresAt))
+		assert.Equal(t, "task", h.Record.Kind)
+		assert.Equal(t, id, h.Record.ID)
+	}
+	waitEvents(agents) // one command each
+	assert.Zero(t, gets.Load(), "claims read the record")
+
+	// Released, the record is taken at its revision: a lost create, then
+	// the merge, keeping the fields.
+	winner := e.client(won.Holder())
+	rel, err := winner.Release(ctx, "task", id, won.Rev)
+	require.NoError(t, err)
+	waitEvents(agents + 1)
+	require.Eventually(t, func() bool { return gets.Load() == 1 }, 5*time.Second, time.Millisecond, "release reads the record once")
+	other := e.client("agent-next")
+	rec, err := other.Claim(ctx, "task", id, time.Minute, nil)
+	require.NoError(t, err)
+	assert.Equal(t, rel.Rev+1, rec.Rev)
+	assert.Equal(t, "agent-next", rec.Holder())
+	assert.JSONEq(t, `"in_progress"`, string(rec.Fields["status"]))
+	waitEvents(agents + 3)
+
+	// Claimed again by its holder: renewed, one revision on.
+	again, err := other.Claim(ctx, "task", id, 2*time.Minute, nil)
+	require.NoError(t, err)
+	assert.Equal(t, rec.Rev+1, again.Rev)
+	assert.True(t, again.ExpiresAt.After(*rec.ExpiresAt))
+	waitEvents(agents + 5)
+	assert.Equal(t, int64(1), gets.Load(), "claims read the record")
 }
