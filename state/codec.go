@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/codi2/codi2/internal/jsonscan"
 	"github.com/codi2/codi2/internal/strictjson"
 )
 
@@ -101,9 +102,9 @@ func appendRawJSON(b, raw []byte) ([]byte, bool) {
 	if raw == nil {
 		return append(b, "null"...), true
 	}
-	s := jsonScan{data: raw}
-	end, ok := s.value(s.space(0), 1)
-	if !ok || s.space(end) != len(raw) {
+	s := newScan(raw, false)
+	end, ok := s.Value(s.Space(0), 1)
+	if !ok || s.Space(end) != len(raw) {
 		return b, false
 	}
 	return appendCompactJSON(b, raw), true
@@ -459,234 +460,14 @@ func appendAnyJSON(b []byte, v any) ([]byte, bool) {
 	return append(b, data...), true
 }
 
-// jsonScan reads JSON in data, checking it as encoding/json's scanner does
-// (RFC 8259; UTF-8 is left to the caller). Its methods take the index of a
-// value's first byte and return the index after it, ok false for input
-// that is not valid JSON or not on the fast path.
-type jsonScan struct {
-	data []byte
-	// strict refuses, as strictjson does, an object that names a member
-	// twice; names with escapes are then not on the fast path.
-	strict bool
-}
+// jsonScan reads a state payload's JSON in one pass (internal/jsonscan,
+// MaxDepth strictjson.MaxDepth) and decodes the members the codec knows.
+type jsonScan struct{ jsonscan.Scanner }
 
-func (s *jsonScan) space(i int) int {
-	for ; i < len(s.data); i++ {
-		if c := s.data[i]; c != ' ' && c != '\t' && c != '\n' && c != '\r' {
-			break
-		}
-	}
-	return i
-}
-
-// at reports whether data[i] is c.
-func (s *jsonScan) at(i int, c byte) bool { return i < len(s.data) && s.data[i] == c }
-
-// str scans the string at i; escaped reports whether it holds escapes.
-func (s *jsonScan) str(i int) (end int, escaped, ok bool) {
-	d := s.data
-	if !s.at(i, '"') {
-		return 0, false, false
-	}
-	for i++; i < len(d); i++ {
-		switch c := d[i]; {
-		case c == '"':
-			return i + 1, escaped, true
-		case c < 0x20:
-			return 0, false, false
-		case c == '\\':
-			escaped = true
-			if i++; i >= len(d) {
-				return 0, false, false
-			}
-			switch d[i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				if i+5 > len(d) {
-					return 0, false, false
-				}
-				for _, h := range d[i+1 : i+5] {
-					if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
-						return 0, false, false
-					}
-				}
-				i += 4
-			default:
-				return 0, false, false
-			}
-		}
-	}
-	return 0, false, false
-}
-
-// plainString scans the string at i, which must hold no escapes, and
-// returns its contents (a slice of data).
-func (s *jsonScan) plainString(i int) (v []byte, end int, ok bool) {
-	end, escaped, ok := s.str(i)
-	if !ok || escaped {
-		return nil, 0, false
-	}
-	return s.data[i+1 : end-1], end, true
-}
-
-func digits(d []byte, i int) int {
-	for i < len(d) && '0' <= d[i] && d[i] <= '9' {
-		i++
-	}
-	return i
-}
-
-// number scans the number at i; integer reports whether it has neither a
-// fraction nor an exponent.
-func (s *jsonScan) number(i int) (end int, integer, ok bool) {
-	d := s.data
-	if s.at(i, '-') {
-		i++
-	}
-	switch {
-	case s.at(i, '0'):
-		i++
-	case i < len(d) && '1' <= d[i] && d[i] <= '9':
-		i = digits(d, i+1)
-	default:
-		return 0, false, false
-	}
-	integer = true
-	if s.at(i, '.') {
-		j := digits(d, i+1)
-		if j == i+1 {
-			return 0, false, false
-		}
-		i, integer = j, false
-	}
-	if s.at(i, 'e') || s.at(i, 'E') {
-		i++
-		if s.at(i, '+') || s.at(i, '-') {
-			i++
-		}
-		j := digits(d, i)
-		if j == i {
-			return 0, false, false
-		}
-		i, integer = j, false
-	}
-	return i, integer, true
-}
-
-func (s *jsonScan) literal(i int, lit string) (int, bool) {
-	if len(s.data)-i >= len(lit) && string(s.data[i:i+len(lit)]) == lit {
-		return i + len(lit), true
-	}
-	return 0, false
-}
-
-// value scans the value at i. depth is the nesting level an object or
-// array there has (the top-level value's is 1); deeper than
-// strictjson.MaxDepth is not on the fast path.
-func (s *jsonScan) value(i, depth int) (int, bool) {
-	if i >= len(s.data) {
-		return 0, false
-	}
-	switch c := s.data[i]; {
-	case c == '"':
-		end, _, ok := s.str(i)
-		return end, ok
-	case c == '{':
-		return s.object(i, depth)
-	case c == '[':
-		return s.array(i, depth)
-	case c == 't':
-		return s.literal(i, "true")
-	case c == 'f':
-		return s.literal(i, "false")
-	case c == 'n':
-		return s.literal(i, "null")
-	case c == '-' || '0' <= c && c <= '9':
-		end, _, ok := s.number(i)
-		return end, ok
-	}
-	return 0, false
-}
-
-// maxSmallObject is how many member names object compares one by one
-// before it keeps them in a map (as strictjson does).
-const maxSmallObject = 16
-
-func (s *jsonScan) object(i, depth int) (int, bool) {
-	if depth > strictjson.MaxDepth {
-		return 0, false
-	}
-	d := s.data
-	var (
-		names [maxSmallObject][2]int // the names so far, as offsets in d
-		n     int
-		many  map[string]struct{}
-	)
-	if i = s.space(i + 1); s.at(i, '}') {
-		return i + 1, true
-	}
-	for {
-		end, escaped, ok := s.str(i)
-		if !ok || escaped && s.strict {
-			return 0, false
-		}
-		if s.strict {
-			name := d[i+1 : end-1]
-			for _, o := range names[:n] {
-				if bytes.Equal(d[o[0]:o[1]], name) {
-					return 0, false
-				}
-			}
-			switch {
-			case n < maxSmallObject:
-				names[n] = [2]int{i + 1, end - 1}
-				n++
-			case many == nil:
-				many = make(map[string]struct{})
-				fallthrough
-			default:
-				if _, dup := many[string(name)]; dup {
-					return 0, false
-				}
-				many[string(name)] = struct{}{}
-			}
-		}
-		if i = s.space(end); !s.at(i, ':') {
-			return 0, false
-		}
-		if i, ok = s.value(s.space(i+1), depth+1); !ok {
-			return 0, false
-		}
-		switch i = s.space(i); {
-		case s.at(i, '}'):
-			return i + 1, true
-		case !s.at(i, ','):
-			return 0, false
-		}
-		i = s.space(i + 1)
-	}
-}
-
-func (s *jsonScan) array(i, depth int) (int, bool) {
-	if depth > strictjson.MaxDepth {
-		return 0, false
-	}
-	if i = s.space(i + 1); s.at(i, ']') {
-		return i + 1, true
-	}
-	for {
-		var ok bool
-		if i, ok = s.value(i, depth+1); !ok {
-			return 0, false
-		}
-		switch i = s.space(i); {
-		case s.at(i, ']'):
-			return i + 1, true
-		case !s.at(i, ','):
-			return 0, false
-		}
-		i = s.space(i + 1)
-	}
+// newScan scans data; strict refuses a member named twice, as strictjson
+// does.
+func newScan(data []byte, strict bool) jsonScan {
+	return jsonScan{jsonscan.Scanner{Data: data, Strict: strict, MaxDepth: strictjson.MaxDepth}}
 }
 
 // rawFields scans the object at i (nesting level depth) into the map
@@ -694,34 +475,34 @@ func (s *jsonScan) array(i, depth int) (int, bool) {
 // exact bytes (a copy; whitespace inside kept, around dropped). A name
 // with an escape, or one named twice, is not on the fast path.
 func (s *jsonScan) rawFields(i, depth int) (map[string]json.RawMessage, int, bool) {
-	if depth > strictjson.MaxDepth || !s.at(i, '{') {
+	if depth > strictjson.MaxDepth || !s.At(i, '{') {
 		return nil, 0, false
 	}
 	type member struct{ name, value [2]int }
-	d, start := s.data, i
+	d, start := s.Data, i
 	members := make([]member, 0, 16)
-	if i = s.space(i + 1); !s.at(i, '}') {
+	if i = s.Space(i + 1); !s.At(i, '}') {
 		for {
-			end, escaped, ok := s.str(i)
+			end, escaped, ok := s.Str(i)
 			if !ok || escaped {
 				return nil, 0, false
 			}
 			m := member{name: [2]int{i + 1, end - 1}}
-			if i = s.space(end); !s.at(i, ':') {
+			if i = s.Space(end); !s.At(i, ':') {
 				return nil, 0, false
 			}
-			m.value[0] = s.space(i + 1)
-			if m.value[1], ok = s.value(m.value[0], depth+1); !ok {
+			m.value[0] = s.Space(i + 1)
+			if m.value[1], ok = s.Value(m.value[0], depth+1); !ok {
 				return nil, 0, false
 			}
 			members = append(members, m)
-			if i = s.space(m.value[1]); s.at(i, '}') {
+			if i = s.Space(m.value[1]); s.At(i, '}') {
 				break
 			}
-			if !s.at(i, ',') {
+			if !s.At(i, ',') {
 				return nil, 0, false
 			}
-			i = s.space(i + 1)
+			i = s.Space(i + 1)
 		}
 	}
 	end := i + 1
@@ -743,15 +524,15 @@ func (s *jsonScan) rawFields(i, depth int) (map[string]json.RawMessage, int, boo
 // takes it: nil for null. A fraction, an exponent or a number out of range
 // is not on the fast path (json.Unmarshal refuses it).
 func (s *jsonScan) int64Value(i int) (*int64, int, bool) {
-	if s.at(i, 'n') {
-		end, ok := s.literal(i, "null")
+	if s.At(i, 'n') {
+		end, ok := s.Literal(i, "null")
 		return nil, end, ok
 	}
-	end, integer, ok := s.number(i)
+	end, integer, ok := s.Number(i)
 	if !ok || !integer {
 		return nil, 0, false
 	}
-	text, neg := s.data[i:end], s.data[i] == '-'
+	text, neg := s.Data[i:end], s.Data[i] == '-'
 	if neg {
 		text = text[1:]
 	}
@@ -777,11 +558,11 @@ func (s *jsonScan) int64Value(i int) (*int64, int, bool) {
 // uint64Value scans the non-negative integer at i as json.Unmarshal into
 // uint64 takes it.
 func (s *jsonScan) uint64Value(i int) (uint64, int, bool) {
-	end, integer, ok := s.number(i)
-	if !ok || !integer || s.data[i] == '-' || end-i > 20 {
+	end, integer, ok := s.Number(i)
+	if !ok || !integer || s.Data[i] == '-' || end-i > 20 {
 		return 0, 0, false
 	}
-	v, err := strconv.ParseUint(string(s.data[i:end]), 10, 64)
+	v, err := strconv.ParseUint(string(s.Data[i:end]), 10, 64)
 	if err != nil {
 		return 0, 0, false
 	}
@@ -793,26 +574,26 @@ func (s *jsonScan) uint64Value(i int) (uint64, int, bool) {
 func (s *jsonScan) boolValue(i int) (*bool, int, bool) {
 	var v bool
 	switch {
-	case s.at(i, 'n'):
-		end, ok := s.literal(i, "null")
+	case s.At(i, 'n'):
+		end, ok := s.Literal(i, "null")
 		return nil, end, ok
-	case s.at(i, 't'):
+	case s.At(i, 't'):
 		v = true
-		end, ok := s.literal(i, "true")
+		end, ok := s.Literal(i, "true")
 		return &v, end, ok
 	}
-	end, ok := s.literal(i, "false")
+	end, ok := s.Literal(i, "false")
 	return &v, end, ok
 }
 
 // stringPtr scans a string without escapes, or null, as json.Unmarshal into
 // *string takes it: nil for null.
 func (s *jsonScan) stringPtr(i int) (*string, int, bool) {
-	if s.at(i, 'n') {
-		end, ok := s.literal(i, "null")
+	if s.At(i, 'n') {
+		end, ok := s.Literal(i, "null")
 		return nil, end, ok
 	}
-	raw, end, ok := s.plainString(i)
+	raw, end, ok := s.PlainStr(i)
 	if !ok {
 		return nil, 0, false
 	}
@@ -853,15 +634,15 @@ const (
 // member it does not know, a name in another case or with an escape, and
 // a string with an escape are not on the fast path.
 func (s *jsonScan) op(i, depth int, withRecord bool) (p parsedOp, end int, ok bool) {
-	if depth > strictjson.MaxDepth || !s.at(i, '{') {
+	if depth > strictjson.MaxDepth || !s.At(i, '{') {
 		return p, 0, false
 	}
 	seen := 0
-	if i = s.space(i + 1); s.at(i, '}') {
+	if i = s.Space(i + 1); s.At(i, '}') {
 		return p, i + 1, true
 	}
 	for {
-		name, end, ok := s.plainString(i)
+		name, end, ok := s.PlainStr(i)
 		if !ok {
 			return p, 0, false
 		}
@@ -886,10 +667,10 @@ func (s *jsonScan) op(i, depth int, withRecord bool) (p parsedOp, end int, ok bo
 			return p, 0, false
 		}
 		seen |= member
-		if i = s.space(end); !s.at(i, ':') {
+		if i = s.Space(end); !s.At(i, ':') {
 			return p, 0, false
 		}
-		i = s.space(i + 1)
+		i = s.Space(i + 1)
 		w := &p.wire
 		switch member {
 		case memberOp:
@@ -899,13 +680,13 @@ func (s *jsonScan) op(i, depth int, withRecord bool) (p parsedOp, end int, ok bo
 		case memberID:
 			w.ID, end, ok = s.stringPtr(i)
 		case memberFields:
-			if s.at(i, '{') {
+			if s.At(i, '{') {
 				p.fields, end, ok = s.rawFields(i, depth+1)
 			} else {
-				end, ok = s.value(i, depth+1)
+				end, ok = s.Value(i, depth+1)
 			}
 			if ok {
-				w.Fields = s.data[i:end:end]
+				w.Fields = s.Data[i:end:end]
 			}
 		case memberExpectRev:
 			w.ExpectRev, end, ok = s.int64Value(i)
@@ -917,13 +698,13 @@ func (s *jsonScan) op(i, depth int, withRecord bool) (p parsedOp, end int, ok bo
 		if !ok {
 			return p, 0, false
 		}
-		switch i = s.space(end); {
-		case s.at(i, '}'):
+		switch i = s.Space(end); {
+		case s.At(i, '}'):
 			return p, i + 1, true
-		case !s.at(i, ','):
+		case !s.At(i, ','):
 			return p, 0, false
 		}
-		i = s.space(i + 1)
+		i = s.Space(i + 1)
 	}
 }
 
@@ -934,9 +715,9 @@ func parseCommand(data []byte) (p parsedOp, ok bool) {
 	if !utf8.Valid(data) {
 		return p, false
 	}
-	s := jsonScan{data: data, strict: true}
-	p, end, ok := s.op(s.space(0), 1, false)
-	if !ok || s.space(end) != len(data) {
+	s := newScan(data, true)
+	p, end, ok := s.op(s.Space(0), 1, false)
+	if !ok || s.Space(end) != len(data) {
 		return p, false
 	}
 	return p, true
@@ -949,37 +730,37 @@ func parseTxn(data []byte) ([]parsedOp, bool) {
 	if !utf8.Valid(data) {
 		return nil, false
 	}
-	s := jsonScan{data: data, strict: true}
-	i := s.space(0)
-	if !s.at(i, '{') {
+	s := newScan(data, true)
+	i := s.Space(0)
+	if !s.At(i, '{') {
 		return nil, false
 	}
-	name, end, ok := s.plainString(s.space(i + 1))
+	name, end, ok := s.PlainStr(s.Space(i + 1))
 	if !ok || string(name) != "ops" {
 		return nil, false
 	}
-	if i = s.space(end); !s.at(i, ':') {
+	if i = s.Space(end); !s.At(i, ':') {
 		return nil, false
 	}
-	if i = s.space(i + 1); !s.at(i, '[') {
+	if i = s.Space(i + 1); !s.At(i, '[') {
 		return nil, false
 	}
 	ops := make([]parsedOp, 0, 16)
-	for i = s.space(i + 1); ; {
+	for i = s.Space(i + 1); ; {
 		var p parsedOp
 		if p, i, ok = s.op(i, 3, true); !ok || len(ops) == MaxTxnOps {
 			return nil, false
 		}
 		ops = append(ops, p)
-		if i = s.space(i); s.at(i, ']') {
+		if i = s.Space(i); s.At(i, ']') {
 			break
 		}
-		if !s.at(i, ',') {
+		if !s.At(i, ',') {
 			return nil, false
 		}
-		i = s.space(i + 1)
+		i = s.Space(i + 1)
 	}
-	if i = s.space(i + 1); !s.at(i, '}') || s.space(i+1) != len(data) {
+	if i = s.Space(i + 1); !s.At(i, '}') || s.Space(i+1) != len(data) {
 		return nil, false
 	}
 	return ops, true
@@ -1006,17 +787,17 @@ func parseRecord(body []byte) (r Record, ok bool) {
 	if !utf8.Valid(body) {
 		return Record{}, false
 	}
-	s := jsonScan{data: body}
-	i := s.space(0)
-	if !s.at(i, '{') {
+	s := newScan(body, false)
+	i := s.Space(0)
+	if !s.At(i, '{') {
 		return Record{}, false
 	}
 	seen := 0
-	if i = s.space(i + 1); s.at(i, '}') {
-		return r, s.space(i+1) == len(body)
+	if i = s.Space(i + 1); s.At(i, '}') {
+		return r, s.Space(i+1) == len(body)
 	}
 	for {
-		name, end, ok := s.plainString(i)
+		name, end, ok := s.PlainStr(i)
 		if !ok {
 			return Record{}, false
 		}
@@ -1025,14 +806,14 @@ func parseRecord(body []byte) (r Record, ok bool) {
 			return Record{}, false
 		}
 		seen |= member
-		if i = s.space(end); !s.at(i, ':') {
+		if i = s.Space(end); !s.At(i, ':') {
 			return Record{}, false
 		}
-		i = s.space(i + 1)
+		i = s.Space(i + 1)
 		switch member {
 		case recKind, recID, recUpdatedBy, recBoundTo:
 			var v []byte
-			if v, end, ok = s.plainString(i); ok {
+			if v, end, ok = s.PlainStr(i); ok {
 				*recordString(&r, member) = string(v)
 			}
 		case recRev:
@@ -1040,19 +821,19 @@ func parseRecord(body []byte) (r Record, ok bool) {
 		case recSeq:
 			r.Seq, end, ok = s.uint64Value(i)
 		case recFields:
-			if s.at(i, 'n') {
-				end, ok = s.literal(i, "null")
+			if s.At(i, 'n') {
+				end, ok = s.Literal(i, "null")
 			} else {
 				r.Fields, end, ok = s.rawFields(i, 2)
 			}
 		case recUpdatedAt:
-			if end, _, ok = s.str(i); ok {
+			if end, _, ok = s.Str(i); ok {
 				ok = r.UpdatedAt.UnmarshalJSON(body[i:end]) == nil
 			}
 		case recExpiresAt:
-			if s.at(i, 'n') {
-				end, ok = s.literal(i, "null")
-			} else if end, _, ok = s.str(i); ok {
+			if s.At(i, 'n') {
+				end, ok = s.Literal(i, "null")
+			} else if end, _, ok = s.Str(i); ok {
 				r.ExpiresAt = new(time.Time)
 				ok = r.ExpiresAt.UnmarshalJSON(body[i:end]) == nil
 			}
@@ -1060,13 +841,13 @@ func parseRecord(body []byte) (r Record, ok bool) {
 		if !ok {
 			return Record{}, false
 		}
-		switch i = s.space(end); {
-		case s.at(i, '}'):
-			return r, s.space(i+1) == len(body)
-		case !s.at(i, ','):
+		switch i = s.Space(end); {
+		case s.At(i, '}'):
+			return r, s.Space(i+1) == len(body)
+		case !s.At(i, ','):
 			return Record{}, false
 		}
-		i = s.space(i + 1)
+		i = s.Space(i + 1)
 	}
 }
 

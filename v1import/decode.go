@@ -1,6 +1,10 @@
 package v1import
 
-import "unicode/utf8"
+import (
+	"unicode/utf8"
+
+	"github.com/codi2/codi2/internal/jsonscan"
+)
 
 // decodeFast is Decode's one pass for the lines v1 wrote: an object whose
 // member names are plain ASCII and whose values are strings without
@@ -11,62 +15,80 @@ import "unicode/utf8"
 // encoding/json: whatever decodeFast answers, encoding/json answers the
 // same (FuzzDecode).
 func decodeFast(raw []byte) (e Event, handled bool) {
-	p := parser{b: raw}
-	p.space()
-	if !p.eat('{') {
+	s := jsonscan.Scanner{Data: raw}
+	i := s.Space(0)
+	if !s.At(i, '{') {
 		return Event{}, false
 	}
-	p.space()
-	if p.eat('}') {
-		return e, p.end()
+	if i = s.Space(i + 1); s.At(i, '}') {
+		return e, s.Space(i+1) == len(raw)
 	}
 	for {
-		p.space()
-		name, ok := p.plainString()
+		name, end, ok := plainString(&s, i)
 		if !ok {
 			return Event{}, false
 		}
-		p.space()
-		if !p.eat(':') {
+		if i = s.Space(end); !s.At(i, ':') {
 			return Event{}, false
 		}
-		p.space()
-		var val string
-		if p.peek() == '"' {
-			s, ok := p.plainString()
-			if !ok {
-				return Event{}, false
-			}
-			val = string(s)
-		} else if !p.scalar() {
+		var val []byte
+		if i = s.Space(i + 1); s.At(i, '"') {
+			val, i, ok = plainString(&s, i)
+		} else {
+			i, ok = scalar(&s, i)
+		}
+		if !ok {
 			return Event{}, false
 		}
 		switch string(name) {
 		case "ts":
-			e.TS = val
+			e.TS = string(val)
 		case "action":
-			e.Action = val
+			e.Action = string(val)
 		case "from":
-			e.From = val
+			e.From = string(val)
 		case "to":
-			e.To = val
+			e.To = string(val)
 		case "task":
-			e.Task = val
+			e.Task = string(val)
 		case "status":
-			e.Status = val
+			e.Status = string(val)
 		default:
 			if foldsToMember(name) {
 				return Event{}, false
 			}
 		}
-		p.space()
-		if p.eat('}') {
-			return e, p.end()
-		}
-		if !p.eat(',') {
+		switch i = s.Space(i); {
+		case s.At(i, '}'):
+			return e, s.Space(i+1) == len(raw)
+		case !s.At(i, ','):
 			return Event{}, false
 		}
+		i = s.Space(i + 1)
 	}
+}
+
+// plainString reads the string at i if it holds no escapes and is valid
+// UTF-8 (encoding/json would replace invalid bytes), and returns its
+// contents.
+func plainString(s *jsonscan.Scanner, i int) (v []byte, end int, ok bool) {
+	v, end, ok = s.PlainStr(i)
+	return v, end, ok && utf8.Valid(v)
+}
+
+// scalar reads true, false, null or a number at i: a nested value is not
+// a v1 member's.
+func scalar(s *jsonscan.Scanner, i int) (int, bool) {
+	switch {
+	case s.At(i, 't'):
+		return s.Literal(i, "true")
+	case s.At(i, 'f'):
+		return s.Literal(i, "false")
+	case s.At(i, 'n'):
+		return s.Literal(i, "null")
+	}
+	end, _, ok := s.Number(i)
+	return end, ok
 }
 
 // foldsToMember: name may be one of Event's member names in another case,
@@ -97,110 +119,4 @@ func asciiFold(a []byte, b string) bool {
 		}
 	}
 	return true
-}
-
-// parser reads JSON from b at i.
-type parser struct {
-	b []byte
-	i int
-}
-
-func (p *parser) peek() byte {
-	if p.i < len(p.b) {
-		return p.b[p.i]
-	}
-	return 0
-}
-
-// eat consumes c if it is next.
-func (p *parser) eat(c byte) bool {
-	if p.peek() == c && p.i < len(p.b) {
-		p.i++
-		return true
-	}
-	return false
-}
-
-// space skips JSON white space.
-func (p *parser) space() {
-	for p.i < len(p.b) {
-		switch p.b[p.i] {
-		case ' ', '\t', '\n', '\r':
-			p.i++
-		default:
-			return
-		}
-	}
-}
-
-// end: nothing but white space is left.
-func (p *parser) end() bool {
-	p.space()
-	return p.i == len(p.b)
-}
-
-// plainString reads a string without escapes or control bytes whose bytes
-// are valid UTF-8, and returns its contents.
-func (p *parser) plainString() ([]byte, bool) {
-	if !p.eat('"') {
-		return nil, false
-	}
-	start := p.i
-	ascii := true
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		switch {
-		case c == '"':
-			s := p.b[start:p.i]
-			p.i++
-			return s, ascii || utf8.Valid(s)
-		case c == '\\' || c < 0x20:
-			return nil, false
-		case c >= utf8.RuneSelf:
-			ascii = false
-		}
-		p.i++
-	}
-	return nil, false
-}
-
-// scalar reads true, false, null or a number (RFC 8259, section 6).
-func (p *parser) scalar() bool {
-	for _, lit := range [...]string{"true", "false", "null"} {
-		if len(p.b)-p.i >= len(lit) && string(p.b[p.i:p.i+len(lit)]) == lit {
-			p.i += len(lit)
-			return true
-		}
-	}
-	p.eat('-')
-	switch c := p.peek(); {
-	case c == '0':
-		p.i++
-	case '1' <= c && c <= '9':
-		p.digits()
-	default:
-		return false
-	}
-	if p.eat('.') && !p.digits() {
-		return false
-	}
-	if c := p.peek(); c == 'e' || c == 'E' {
-		p.i++
-		if !p.eat('+') {
-			p.eat('-')
-		}
-		if !p.digits() {
-			return false
-		}
-	}
-	return true
-}
-
-// digits reads one or more digits.
-func (p *parser) digits() bool {
-	start := p.i
-	for p.i < len(p.b) && '0' <= p.b[p.i] && p.b[p.i] <= '9' {
-		p.i++
-	}
-	return p.i > start
 }
