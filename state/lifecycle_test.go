@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -80,6 +81,9 @@ func TestService_Run_ReplayDoesNotDoubleApply(t *testing.T) {
 	assert.Equal(t, uint64(10), e.rev("task", "t1"))
 	assert.Equal(t, uint64(5), e.rev("task", "t2"))
 	assert.Empty(t, w.all(), "a replay publishes no events")
+	cons, err := stream.Consumer(ctx, state.DefaultConsumer)
+	require.NoError(t, err)
+	assert.Equal(t, jetstream.AckAllPolicy, cons.CachedInfo().Config.AckPolicy, "an AckExplicit consumer is replaced")
 
 	// New commands continue.
 	next := e.merges("task", "t1", 11, 1)
@@ -681,4 +685,38 @@ func TestService_Run_ConsumerRecreateRetried(t *testing.T) {
 	squat.Release()
 	e.waitApplied(last)
 	assert.Equal(t, uint64(5), e.rev("task", "t1"))
+}
+
+// A batch is acked once, for its last command (AckAll): 200 commands
+// stored while the service was down are applied in a few batches and cost
+// a few acks, not 200, and the consumer has nothing pending after.
+func TestService_Run_OneAckPerBatch(t *testing.T) {
+	e := newEnv(t)
+	var acks atomic.Int64
+	sub, err := e.nc.Subscribe("$JS.ACK."+bus.StreamState+".>", func(*nats.Msg) { acks.Add(1) })
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	require.NoError(t, e.nc.Flush())
+	const n = 200
+	last := e.merges("task", "t1", 1, n)
+	cfg := fastConfig()
+	cfg.MaxBatch = 100
+	e.start(cfg)
+	e.waitApplied(last)
+	ctx := ctxT(t)
+	stream, err := e.js.Stream(ctx, bus.StreamState)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		cons, err := stream.Consumer(ctx, state.DefaultConsumer)
+		if err != nil {
+			return false
+		}
+		info := cons.CachedInfo()
+		return info.AckFloor.Stream == last && info.NumAckPending == 0
+	}, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, e.nc.Flush())
+	assert.Equal(t, uint64(n), e.rev("task", "t1"))
+	got := acks.Load()
+	assert.Positive(t, got)
+	assert.LessOrEqual(t, got, int64(n/10), "acks for %d commands in batches of up to %d", n, cfg.MaxBatch)
 }

@@ -240,7 +240,11 @@ func (l *loop) start(ctx context.Context) error {
 			Durable:       l.cfg.Consumer,
 			Description:   "codi2 state service",
 			FilterSubject: subjects.StateCmdWildcard,
-			AckPolicy:     jetstream.AckExplicitPolicy,
+			// AckAll: one ack per committed batch, for its last command
+			// (commands are applied in stream order, so it covers them
+			// all). A consumer an earlier version made with AckExplicit is
+			// replaced after the watermark (pipeline.ensureConsumer).
+			AckPolicy:     jetstream.AckAllPolicy,
 			AckWait:       l.cfg.AckWait,
 			MaxAckPending: 5 * l.cfg.MaxBatch,
 			MaxDeliver:    -1,
