@@ -1,7 +1,9 @@
 package v1import
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -80,4 +82,32 @@ func splitLines(data []byte) [][]byte {
 		data = data[i:]
 	}
 	return out
+}
+
+// FuzzSplitScan: isObject and objectPrefix answer what encoding/json
+// answers (json.Valid; a json.Decoder's first value), for any input.
+// (isObject used to trim Unicode white space first, so "{}\f" was an
+// event that Decode then refused; now it is the event "{}" and a blank.)
+func FuzzSplitScan(f *testing.F) {
+	for _, s := range []string{
+		`{"a":1}`, ` {"a":1} `, `{"a":1}{"b":2}`, `{"a":1}tail"}`, `{"a":`, `{}`, `[]`, `"s"`, ``, ` `, "{\"a\":\"\xff\"}",
+		`{"a":[1,{"b":null}]}x`, `{"a":01}`, "\t{}\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		// JSON's white space only (RFC 8259, section 2): a form feed or
+		// U+00A0 after the object makes it not one.
+		t2 := bytes.TrimLeft(b, " \t\r\n")
+		require.Equal(t, len(t2) > 1 && t2[0] == '{' && json.Valid(b), isObject(b), "isObject(%q)", b)
+		want := 0
+		if len(b) > 0 && b[0] == '{' {
+			dec := json.NewDecoder(bytes.NewReader(b))
+			var raw json.RawMessage
+			if dec.Decode(&raw) == nil {
+				want = int(dec.InputOffset())
+			}
+		}
+		require.Equal(t, want, objectPrefix(b), "objectPrefix(%q)", b)
+	})
 }

@@ -3,6 +3,8 @@ package v1import
 import (
 	"bytes"
 	"encoding/json"
+
+	"github.com/codi2/codi2/internal/jsonscan"
 )
 
 // maxSuffixTries bounds the places Split tries for a complete event at the
@@ -64,24 +66,30 @@ func Split(line []byte) []Piece {
 	return out
 }
 
-// isObject: b is one JSON object, nothing else but white space.
+// isObject: b is one JSON object, nothing else but white space (what
+// json.Valid takes, starting with '{'; internal/jsonscan).
 func isObject(b []byte) bool {
-	t := bytes.TrimSpace(b)
-	return len(t) > 1 && t[0] == '{' && json.Valid(t)
+	s := jsonscan.Scanner{Data: b}
+	i := s.Space(0)
+	if !s.At(i, '{') {
+		return false
+	}
+	end, ok := s.Value(i, 1)
+	return ok && s.Space(end) == len(b)
 }
 
 // objectPrefix returns the length of a complete JSON object at the start
 // of b, or 0.
 func objectPrefix(b []byte) int {
-	if len(b) == 0 || b[0] != '{' {
+	s := jsonscan.Scanner{Data: b}
+	if !s.At(0, '{') {
 		return 0
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	var raw json.RawMessage
-	if dec.Decode(&raw) != nil {
+	end, ok := s.Value(0, 1)
+	if !ok {
 		return 0
 	}
-	return int(dec.InputOffset())
+	return end
 }
 
 // Event is what the importer reads of a v1 event: its string members

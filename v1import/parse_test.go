@@ -24,6 +24,7 @@ func TestSplit(t *testing.T) {
 	}{
 		{"whole", a, []piece{{0, a, true}}},
 		{"blank", "  \r", nil},
+		{"form feed after an object (not JSON white space)", a + "\f", []piece{{0, a, true}}},
 		{"two joined", a + b, []piece{{0, a, true}, {len(a), b, true}}},
 		{"torn head then a whole line", a[:40] + b, []piece{{0, a[:40], false}, {40, b, true}}},
 		{"whole then a torn tail", a + b[50:], []piece{{0, a, true}, {len(a), b[50:], false}}},
