@@ -11,6 +11,8 @@ var (
 
 	// ErrOtherStore is returned when the data directory holds the files of
 	// the embedded engine other than Config.Store (state.db, audit.db or
-	// store.db for bolt, pebble/ for pebble); the error names them.
+	// store.db for bolt, pebble/ for pebble), or of the other bolt layout
+	// (store.db for the two-file default, state.db or audit.db for
+	// Config.InlineAudit); the error names them.
 	ErrOtherStore = errors.New("server: data directory holds another store's data")
 )

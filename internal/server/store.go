@@ -49,6 +49,9 @@ func openStores(cfg Config, log zerolog.Logger) (st, au kv.Store, err error) {
 	if err := refuseOtherEngine(cfg.DataDir, StoreBolt, StorePebble, PebbleDir); err != nil {
 		return nil, nil, err
 	}
+	if err := refuseOtherBoltLayout(cfg.DataDir, cfg.InlineAudit); err != nil {
+		return nil, nil, err
+	}
 	// A memory map larger than the file spares commits the remap that would
 	// wait for every open read (address space only, not memory or disk).
 	if cfg.InlineAudit {
@@ -88,4 +91,26 @@ func refuseOtherEngine(dataDir, store, other string, names ...string) error {
 	}
 	return fmt.Errorf("%w: %s holds %s, the %s store's data; --store %s would start empty beside it: run with --store %s, or use another --data directory",
 		ErrOtherStore, dataDir, strings.Join(found, ", "), other, store, other)
+}
+
+// refuseOtherBoltLayout returns an error matching ErrOtherStore when
+// dataDir holds the other bolt layout's files: store.db (InlineAudit's one
+// file) for the two-file layout, state.db or audit.db for InlineAudit.
+// Each layout would otherwise start empty beside the other's data.
+func refuseOtherBoltLayout(dataDir string, inline bool) error {
+	names, layout, other := []string{"store.db"}, "two files (state.db, audit.db)", "one file (store.db, InlineAudit)"
+	if inline {
+		names, layout, other = []string{"state.db", "audit.db"}, other, layout
+	}
+	var found []string
+	for _, name := range names {
+		if _, err := os.Stat(filepath.Join(dataDir, name)); err == nil {
+			found = append(found, name)
+		}
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s holds %s, the bolt store's data in %s; the bolt store in %s would start empty beside it: use the same layout, or another --data directory",
+		ErrOtherStore, dataDir, strings.Join(found, ", "), other, layout)
 }

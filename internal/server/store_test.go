@@ -48,6 +48,9 @@ func TestStart_OtherEngineRefused(t *testing.T) {
 		{"pebble over inline bolt", StorePebble, false, []string{"store.db"}, []string{"store.db", "--store bolt"}},
 		{"bolt over pebble", StoreBolt, false, []string{PebbleDir + "/"}, []string{"holds pebble", "the pebble store", "--store pebble"}},
 		{"inline bolt over pebble", StoreBolt, true, []string{PebbleDir + "/"}, []string{"holds pebble", "--store pebble"}},
+		{"two-file bolt over inline bolt", StoreBolt, false, []string{"store.db"}, []string{"holds store.db", "one file (store.db, InlineAudit)", "start empty"}},
+		{"inline bolt over two-file bolt", StoreBolt, true, []string{"state.db", "audit.db"}, []string{"holds state.db, audit.db", "two files (state.db, audit.db)"}},
+		{"inline bolt over a lone audit.db", StoreBolt, true, []string{"audit.db"}, []string{"holds audit.db"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
