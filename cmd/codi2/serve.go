@@ -57,7 +57,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.HTTPListen, "http-listen", "127.0.0.1:8080", "HTTP address HOST:PORT (API, live feed, dashboard, metrics, health)")
 	fs.StringVar(&c.WSListen, "ws-listen", "", "open the embedded NATS server's WebSocket listener on HOST:PORT (off when empty)")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "use this NATS server or cluster instead of the embedded one")
-	fs.StringVar(&c.Store, "store", "bolt", "state and audit store: bolt (embedded files), pebble (embedded write-ahead log, one fsync per commit) or fdb (FoundationDB)")
+	fs.StringVar(&c.Store, "store", "", "state and audit store: bolt (embedded files), pebble (embedded write-ahead log, one fsync per commit) or fdb (FoundationDB); default: the embedded one whose files --data holds, bolt for a new directory")
 	fs.StringVar(&c.FDBClusterFile, "fdb-cluster-file", "", "FoundationDB cluster file (--store fdb); empty: the client's default")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: auto (console on a terminal), json, console")
@@ -84,7 +84,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 		return c, fmt.Errorf("--audit-max-age %v: want a positive duration, or 0 to keep every age", c.AuditMaxAge)
 	}
 	switch c.Store {
-	case server.StoreBolt, server.StorePebble, server.StoreFDB:
+	case "", server.StoreBolt, server.StorePebble, server.StoreFDB:
 	default:
 		return c, fmt.Errorf("--store %q: want bolt, pebble or fdb", c.Store)
 	}
@@ -191,7 +191,7 @@ func serve(ctx context.Context, cfg serveConfig, log zerolog.Logger) error {
 		Str("nats", b.ClientURL()).
 		Bool("embedded", b.Embedded()).
 		Str("data", srv.DataDir()).
-		Str("store", cfg.Store).
+		Str("store", srv.Store()).
 		Str("http", "http://"+httpLn.Addr().String()).
 		Str("websocket", websocketURL(b, cfg.WSListen)).
 		Bool("auth", cfg.Auth).

@@ -50,6 +50,36 @@ func TestRun_ServePebble(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("serve did not stop")
 	}
+	nc.Close()
+
+	// Started again without --store, it takes the pebble store it finds
+	// and the record is there.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	var logs2 proctest.Buffer
+	done2 := make(chan int, 1)
+	go func() {
+		done2 <- run(ctx2, []string{"serve", "--data", dir, "--nats-listen", "127.0.0.1:-1", "--http-listen", "127.0.0.1:0", "--log-format", "json"}, &proctest.Buffer{}, &logs2)
+	}()
+	ready = readyLine(t, &logs2, done2)
+	assert.Equal(t, "pebble", ready["store"])
+	nc2, err := nats.Connect(ready["nats"].(string))
+	require.NoError(t, err)
+	defer nc2.Close()
+	c2, err := state.NewClient(nc2, "agent-1")
+	require.NoError(t, err)
+	gctx, gcancel := context.WithTimeout(ctx2, 10*time.Second)
+	defer gcancel()
+	rec, err := c2.Get(gctx, "task", "T-1", 0)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), rec.Rev)
+	cancel2()
+	select {
+	case code := <-done2:
+		assert.Equal(t, 0, code, logs2.String())
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop")
+	}
 }
 
 // A data directory of the bolt store refuses --store pebble in one line

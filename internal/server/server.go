@@ -28,6 +28,25 @@ const (
 	StorePebble = "pebble"
 )
 
+// DefaultStore is the store of a new data directory when Config.Store is
+// empty.
+const DefaultStore = StoreBolt
+
+// detectStore is the embedded engine whose files dataDir holds: pebble when
+// it has the pebble directory, bolt when it has one of bolt's files, and
+// DefaultStore when it has neither (a new directory).
+func detectStore(dataDir string) string {
+	if fi, err := os.Stat(filepath.Join(dataDir, PebbleDir)); err == nil && fi.IsDir() {
+		return StorePebble
+	}
+	for _, name := range boltFiles {
+		if _, err := os.Stat(filepath.Join(dataDir, name)); err == nil {
+			return StoreBolt
+		}
+	}
+	return DefaultStore
+}
+
 // DefaultCheckpointKey is the audit checkpoint signer key's file name in
 // the data directory when Config.Audit.CheckpointKeyFile is empty; its
 // public key is DefaultCheckpointKey+".pub".
@@ -54,7 +73,9 @@ type Config struct {
 	// may have waited before Readiness reports the service as lagging.
 	// Default DefaultReadyMaxLag.
 	ReadyMaxLag time.Duration
-	// Store is StoreBolt (the default), StorePebble or StoreFDB. With
+	// Store is StoreBolt, StorePebble or StoreFDB. Empty means the
+	// embedded engine whose files DataDir already holds (DataDir/pebble:
+	// pebble; otherwise bolt), and DefaultStore for a new directory. With
 	// StorePebble both services share one pebble database (DataDir/pebble)
 	// and the state service appends each outcome's audit record in the
 	// command's own transaction, as with InlineAudit: one log write and
@@ -96,7 +117,7 @@ const DefaultReadyMaxLag = 30 * time.Second
 // Validate fills defaults and reports an unusable configuration.
 func (c *Config) Validate() error {
 	if c.Store == "" {
-		c.Store = StoreBolt
+		c.Store = detectStore(c.DataDir) // reads DataDir: see Config.Store
 	}
 	if c.ReadyMaxLag == 0 {
 		c.ReadyMaxLag = DefaultReadyMaxLag
@@ -387,6 +408,10 @@ func (s *Server) Bus() *bus.Bus { return s.bus }
 
 // DataDir is the absolute data directory.
 func (s *Server) DataDir() string { return s.cfg.DataDir }
+
+// Store is the store the server runs on: Config.Store, or the engine it
+// chose when that was empty (StoreBolt, StorePebble or StoreFDB).
+func (s *Server) Store() string { return s.cfg.Store }
 
 // Failed is closed when a service stopped with an error before Stop; Stop
 // returns the error.

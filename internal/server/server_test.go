@@ -47,6 +47,53 @@ func TestConfig_Validate(t *testing.T) {
 	}
 }
 
+// An empty Config.Store is the embedded engine whose files the data
+// directory holds, and server.DefaultStore for a new one; a store given
+// is kept.
+func TestConfig_Validate_StoreFromDataDir(t *testing.T) {
+	tests := []struct {
+		name  string
+		have  string // a file, or a directory when it ends in /
+		store string
+		want  string
+	}{
+		{"new directory", "", "", server.DefaultStore},
+		{"pebble's directory", server.PebbleDir + "/", "", server.StorePebble},
+		{"bolt's state.db", "state.db", "", server.StoreBolt},
+		{"bolt's store.db", "store.db", "", server.StoreBolt},
+		{"a file named pebble is not pebble's", server.PebbleDir, "", server.DefaultStore},
+		{"given wins", server.PebbleDir + "/", server.StoreBolt, server.StoreBolt},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			switch {
+			case strings.HasSuffix(tt.have, "/"):
+				require.NoError(t, os.Mkdir(filepath.Join(dir, tt.have), 0o755))
+			case tt.have != "":
+				require.NoError(t, os.WriteFile(filepath.Join(dir, tt.have), nil, 0o600))
+			}
+			cfg := server.Config{DataDir: dir, Store: tt.store}
+			require.NoError(t, cfg.Validate())
+			assert.Equal(t, tt.want, cfg.Store)
+		})
+	}
+}
+
+// A server started without a store on a pebble data directory runs on
+// pebble, and says so.
+func TestServer_Start_StoreFromDataDir(t *testing.T) {
+	dir := t.TempDir()
+	s, err := server.Start(context.Background(), server.Config{DataDir: dir, NATSListen: "127.0.0.1:-1", Store: server.StorePebble}, bustest.Logger(t))
+	require.NoError(t, err)
+	require.NoError(t, s.Stop())
+	s, err = server.Start(context.Background(), server.Config{DataDir: dir, NATSListen: "127.0.0.1:-1"}, bustest.Logger(t))
+	require.NoError(t, err)
+	assert.Equal(t, server.StorePebble, s.Store())
+	require.NoError(t, s.Stop())
+	assert.NoFileExists(t, filepath.Join(dir, "state.db"))
+}
+
 func TestServer_StartStop(t *testing.T) {
 	dir := t.TempDir()
 	s, err := server.Start(context.Background(), server.Config{DataDir: filepath.Join(dir, "new"), NATSListen: "127.0.0.1:-1"}, bustest.Logger(t))
