@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,6 +31,37 @@ type Client struct {
 	nc    *nats.Conn
 	js    jetstream.JetStream
 	agent string
+	revs  revHints
+}
+
+// revHints remembers the revision at which this client last claimed or
+// released a record, so that its next claim of it (a renewal, a claim
+// after its own release) is a merge at that revision rather than a create
+// that fails first. A hint is only a first guess: a stale one costs the
+// conflict that a create would have cost. Bounded by maxRevHints.
+type revHints struct {
+	mu sync.Mutex
+	m  map[string]uint64
+}
+
+// maxRevHints bounds a client's hints; when full, it forgets them all.
+const maxRevHints = 4096
+
+func revHintKey(kind, id string) string { return kind + "\x00" + id }
+
+func (h *revHints) get(kind, id string) uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.m[revHintKey(kind, id)]
+}
+
+func (h *revHints) set(kind, id string, rev uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil || len(h.m) >= maxRevHints {
+		h.m = make(map[string]uint64)
+	}
+	h.m[revHintKey(kind, id)] = rev
 }
 
 // NewClient returns the client of agent over nc. agent must be a valid agent
@@ -216,21 +248,27 @@ func (c *Client) ClaimWith(ctx context.Context, kind, id string, o ClaimOptions)
 			f[k] = v
 		}
 	}
-	// The create goes first, without a read: of racing claims on a new
-	// record exactly one is applied, and each loser learns the holder from
-	// its conflict event (CONTRACT.md section 2: a conflict names the
-	// current holder), so a claim on a new or held record is one command.
-	// A record that exists without another agent's live lease (released,
-	// never leased, or this agent's own) takes a second one: the merge at
-	// the revision the conflict named. Each attempt is a command in the
-	// audit log, the lost ones included.
+	// No read first: of racing claims on a new record exactly one create
+	// is applied, and each loser learns the holder from its conflict event
+	// (CONTRACT.md section 2: a conflict names the current holder), so a
+	// claim on a new or held record is one command. A record that exists
+	// without another agent's live lease (released, never leased, or this
+	// agent's own) takes a second one: the merge at the revision the
+	// conflict named; unless this client claimed or released it last (a
+	// renewal, a claim after its own release), when the merge at that
+	// revision goes first. Each attempt is a command in the audit log, the
+	// lost ones included.
 	cmd := Command{Op: OpPut, Fields: f, ExpectRev: Expect(0), TTL: ttl, Bind: bind}
+	if rev := c.revs.get(kind, id); rev > 0 {
+		cmd.Op, cmd.ExpectRev = OpMerge, Expect(rev)
+	}
 	for attempt := 1; ; attempt++ {
 		ev, err := c.Apply(ctx, kind, id, cmd)
 		switch {
 		case err == nil && ev.Record == nil:
 			return Record{}, fmt.Errorf("%w: applied event without a record", ErrRemote)
 		case err == nil:
+			c.revs.set(kind, id, ev.Record.Rev)
 			return *ev.Record, nil
 		case ev.Status != StatusRejected || ev.Reason != ReasonConflict:
 			return Record{}, err
@@ -314,7 +352,11 @@ func (c *Client) Refresh(ctx context.Context, kind, id string, rev uint64, ttl t
 	if _, err := c.mine(ctx, kind, id); err != nil {
 		return Record{}, err
 	}
-	return c.applyRecord(ctx, kind, id, Command{Op: OpMerge, ExpectRev: Expect(rev), TTL: ttl})
+	rec, err := c.applyRecord(ctx, kind, id, Command{Op: OpMerge, ExpectRev: Expect(rev), TTL: ttl})
+	if err == nil {
+		c.revs.set(kind, id, rec.Rev)
+	}
+	return rec, err
 }
 
 // Release ends this agent's lease on kind/id if the record is still at rev
@@ -327,8 +369,12 @@ func (c *Client) Release(ctx context.Context, kind, id string, rev uint64) (Reco
 	if _, err := c.mine(ctx, kind, id); err != nil {
 		return Record{}, err
 	}
-	return c.applyRecord(ctx, kind, id, Command{Op: OpMerge, Fields: map[string]any{HolderField: nil}, ExpectRev: Expect(rev), NoLease: true,
+	rec, err := c.applyRecord(ctx, kind, id, Command{Op: OpMerge, Fields: map[string]any{HolderField: nil}, ExpectRev: Expect(rev), NoLease: true,
 		Bind: Unbound()})
+	if err == nil {
+		c.revs.set(kind, id, rec.Rev)
+	}
+	return rec, err
 }
 
 // Delete removes kind/id if it is still at rev (its tombstone keeps the

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -334,4 +335,17 @@ func TestRecordEventSplice(t *testing.T) {
 			return nil
 		}))
 	}
+}
+
+// A client's revision hints stay bounded: past maxRevHints it forgets the
+// old ones and keeps the new.
+func TestRevHints_Bounded(t *testing.T) {
+	var h revHints
+	for i := range maxRevHints + 10 {
+		h.set("task", strconv.Itoa(i), uint64(i+1))
+	}
+	assert.LessOrEqual(t, len(h.m), maxRevHints)
+	assert.Equal(t, uint64(maxRevHints+10), h.get("task", strconv.Itoa(maxRevHints+9)))
+	assert.Zero(t, h.get("task", "0"), "forgotten")
+	assert.Zero(t, h.get("agent", strconv.Itoa(maxRevHints+9)), "another kind")
 }

@@ -224,8 +224,10 @@ func TestClient_Claim_OneCommandNoRead(t *testing.T) {
 	}
 	results := make(chan result, agents)
 	start := make(chan struct{})
+	clients := make(map[string]*state.Client, agents)
 	for i := range agents {
 		c := e.client(fmt.Sprintf("agent-%d", i))
+		clients[c.Agent()] = c
 		go func() {
 			<-start
 			rec, err := c.Claim(ctx, "task", id, time.Minute, map[string]any{"status": "in_progress"})
@@ -262,9 +264,9 @@ func TestClient_Claim_OneCommandNoRead(t *testing.T) {
 	waitEvents(agents) // one command each
 	assert.Zero(t, gets.Load(), "claims read the record")
 
-	// Released, the record is taken at its revision: a lost create, then
-	// the merge, keeping the fields.
-	winner := e.client(won.Holder())
+	// Released, the record is taken at its revision: by another client a
+	// lost create, then the merge, keeping the fields.
+	winner := clients[won.Holder()]
 	rel, err := winner.Release(ctx, "task", id, won.Rev)
 	require.NoError(t, err)
 	waitEvents(agents + 1)
@@ -277,11 +279,30 @@ func TestClient_Claim_OneCommandNoRead(t *testing.T) {
 	assert.JSONEq(t, `"in_progress"`, string(rec.Fields["status"]))
 	waitEvents(agents + 3)
 
-	// Claimed again by its holder: renewed, one revision on.
+	// Claimed again by the client that holds it: renewed, one revision
+	// on, in one command (the merge at the revision it claimed).
 	again, err := other.Claim(ctx, "task", id, 2*time.Minute, nil)
 	require.NoError(t, err)
 	assert.Equal(t, rec.Rev+1, again.Rev)
 	assert.True(t, again.ExpiresAt.After(*rec.ExpiresAt))
+	waitEvents(agents + 4)
+
+	// Released and claimed again by the same client: one command.
+	rel, err = other.Release(ctx, "task", id, again.Rev)
+	require.NoError(t, err)
 	waitEvents(agents + 5)
-	assert.Equal(t, int64(1), gets.Load(), "claims read the record")
+	back, err := other.Claim(ctx, "task", id, time.Minute, nil)
+	require.NoError(t, err)
+	assert.Equal(t, rel.Rev+1, back.Rev)
+	waitEvents(agents + 6)
+
+	// A stale hint costs one conflict: the first winner's client still
+	// remembers the revision it released at, the record moved on since.
+	took, err := winner.Claim(ctx, "task", id, time.Minute, nil)
+	var h *state.HeldError
+	require.ErrorAs(t, err, &h, "held by agent-next: %+v", took)
+	assert.Equal(t, "agent-next", h.Record.Holder())
+	assert.Equal(t, back.Rev, h.Record.Rev)
+	waitEvents(agents + 7)
+	assert.Equal(t, int64(2), gets.Load(), "only the releases read the record")
 }
