@@ -310,5 +310,5 @@ func (s *Server) conflict(ctx context.Context, kind, id string, err error) error
 	}
 	r := held.Record
 	return fmt.Errorf("%s/%s is held by %s (rev %d) until %s; ask them with the send tool or pick other work",
-		r.Kind, r.ID, r.UpdatedBy, r.Rev, r.ExpiresAt.UTC().Format(time.RFC3339))
+		r.Kind, r.ID, r.Holder(), r.Rev, r.ExpiresAt.UTC().Format(time.RFC3339))
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/codi2/codi2/internal/servertest"
 	"github.com/codi2/codi2/mcpserver"
+	"github.com/codi2/codi2/state"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
@@ -110,6 +111,26 @@ func TestToolsList_Size(t *testing.T) {
 	for _, tool := range res.Tools {
 		assert.Less(t, len(tool.Description), 120, tool.Name)
 	}
+}
+
+// A lost claim names the lease's holder, not the record's last writer: a
+// field merged into a held task by another agent does not make it the
+// holder.
+func TestTools_Claim_NamesHolderNotLastWriter(t *testing.T) {
+	e := newEnv(t)
+	a2, _ := e.session(t, "agent-2")
+	a3, _ := e.session(t, "agent-3")
+	out, isErr := call(t, a2, "claim", map[string]any{"kind": "task", "id": "T-9", "ttl": "10m"})
+	require.False(t, isErr, out)
+	lead, err := state.NewClient(e.conn(t), "lead")
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = lead.Apply(ctx, "task", "T-9", state.Command{Op: state.OpMerge, Fields: map[string]any{"priority": "high"}, ExpectRev: state.Expect(1)})
+	require.NoError(t, err)
+	out, isErr = call(t, a3, "claim", map[string]any{"kind": "task", "id": "T-9"})
+	assert.True(t, isErr)
+	assert.Contains(t, out, "task/T-9 is held by agent-2 (rev 2) until ")
 }
 
 func TestTools_MailClaimsLogState(t *testing.T) {
