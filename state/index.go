@@ -172,12 +172,11 @@ func indexWrite(tx kv.Txn, w write) error {
 		id, _ = t[2].(string)
 	}
 	of := indexOfKey(kind, id)
-	var old kv.Tuple
-	if v, err := tx.Get(of); err == nil {
-		if old, err = kv.Unpack(v); err != nil {
-			return fmt.Errorf("%w: index list of %s/%s: %v", ErrCorrupt, kind, id, err)
-		}
-	} else if !errors.Is(err, kv.ErrNotFound) {
+	u, _ := tx.(*stagedTxn)
+	old, err := indexEntries(tx, u, of)
+	if errors.Is(err, kv.ErrBadTuple) {
+		return fmt.Errorf("%w: index list of %s/%s: %v", ErrCorrupt, kind, id, err)
+	} else if err != nil {
 		return err
 	}
 	var next [][]byte
@@ -199,8 +198,7 @@ func indexWrite(tx kv.Txn, w write) error {
 	// had[i]: next[i] is an entry the record has already.
 	had := make([]bool, len(next))
 	find := entryFinder(next)
-	for _, e := range old {
-		k, _ := e.([]byte)
+	for _, k := range old {
 		if i := find(k); i >= 0 {
 			had[i] = true // unchanged: already there
 			continue
@@ -215,16 +213,68 @@ func indexWrite(tx kv.Txn, w write) error {
 		}
 		return tx.Clear(of)
 	}
-	list := make(kv.Tuple, len(next))
 	for i, k := range next {
-		list[i] = k
-		if !had[i] {
-			if err := tx.Set(k, []byte{}); err != nil {
-				return err
-			}
+		if had[i] {
+			continue
+		}
+		// Not in the record's list: the store does not hold it (a staged
+		// removal aside), so that staged, it is fresh.
+		if u != nil {
+			err = u.setEntry(k)
+		} else {
+			err = tx.Set(k, []byte{})
+		}
+		if err != nil {
+			return err
 		}
 	}
-	return tx.Set(of, list.Pack())
+	list := packEntries(next)
+	if u != nil {
+		return u.setOwned(of, stagedWrite{value: list, entries: next})
+	}
+	return tx.Set(of, list)
+}
+
+// indexEntries reads the index list at of: from what u (when not nil)
+// has staged there already decoded, else from tx, unpacked (an error
+// matching kv.ErrBadTuple when it does not unpack). A missing list is
+// empty.
+func indexEntries(tx kv.ReadTxn, u *stagedTxn, of []byte) ([][]byte, error) {
+	if u != nil {
+		if es, ok := u.entries(of); ok {
+			return es, nil
+		}
+	}
+	v, err := tx.Get(of)
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	t, err := kv.Unpack(v)
+	if err != nil {
+		return nil, err
+	}
+	es := make([][]byte, len(t))
+	for i, e := range t {
+		es[i], _ = e.([]byte)
+	}
+	return es, nil
+}
+
+// packEntries is kv.Tuple of the byte strings es, packed: an index list's
+// value.
+func packEntries(es [][]byte) []byte {
+	n := 0
+	for _, e := range es {
+		n += len(e) + 4
+	}
+	b := make([]byte, 0, n)
+	for _, e := range es {
+		b = kv.AppendBytes(b, e)
+	}
+	return b
 }
 
 // entryFinder returns a function giving the index of a key in keys, or

@@ -142,8 +142,15 @@ func encodeStoredBody(r Record, tombstone bool) (v, body []byte, err error) {
 
 // getStored reads the record at kind/id. ok is false when there is neither a
 // record nor a tombstone.
+// Through a stagedTxn, a live record an operation before staged is taken
+// as planning built it, not decoded again.
 func getStored(tx kv.ReadTxn, kind, id string) (st stored, ok bool, err error) {
 	key := stateKey(kind, id)
+	if u, staged := tx.(*stagedTxn); staged {
+		if r := u.record(key); r != nil {
+			return stored{Record: *r}, true, nil
+		}
+	}
 	v, err := tx.Get(key)
 	if errors.Is(err, kv.ErrNotFound) {
 		return stored{}, false, nil

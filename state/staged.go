@@ -18,15 +18,39 @@ import (
 // before a write to remember what it replaced, and nothing is written
 // twice. Like the kv.Txn it wraps it is used by one goroutine, inside the
 // transaction's function only.
+//
+// It also keeps what planning decoded, so that a record written by one
+// operation is not decoded again by the next one on it: the live record a
+// state key's value holds (stagedWrite.rec) and the entries an index list
+// packs (stagedWrite.entries). They are part of the staged writes, so they
+// go with them, on flush and on discard: nothing decoded outlives the
+// command, let alone a transaction that is rolled back.
 type stagedTxn struct {
 	tx     kv.Txn
 	writes map[string]stagedWrite
+	// plain turns off what the staged writes keep decoded: every read
+	// decodes the value, and a fresh entry cleared is cleared in tx. The
+	// reference the differential tests compare against.
+	plain bool
 }
 
 // stagedWrite is a value written at a key, or its removal.
 type stagedWrite struct {
 	value []byte
 	clear bool
+	// rec, when set, is the live record value holds (a state key's value
+	// as planning built it), for getStored to take instead of decoding
+	// value. Shared: nobody modifies it.
+	rec *Record
+	// entries, when set, is the list of index entries value packs (a
+	// "state-index-of" key's value), for indexWrite to take instead of
+	// unpacking value. Shared: nobody modifies it.
+	entries [][]byte
+	// fresh marks an index entry that the store did not hold before this
+	// command staged it (no write was staged at its key, and its record
+	// did not list it: see index.go): clearing it drops the write rather
+	// than staging a removal of a key tx does not have.
+	fresh bool
 }
 
 func newStagedTxn(tx kv.Txn) *stagedTxn {
@@ -110,13 +134,56 @@ func (s *stagedTxn) Set(key, value []byte) error {
 	return nil
 }
 
-// Clear stages the removal of key.
+// Clear stages the removal of key; a fresh index entry's write is
+// dropped instead.
 func (s *stagedTxn) Clear(key []byte) error {
 	if err := kv.CheckKey(key); err != nil {
 		return err
 	}
+	if w, ok := s.writes[string(key)]; ok && w.fresh {
+		delete(s.writes, string(key))
+		return nil
+	}
 	s.writes[string(key)] = stagedWrite{clear: true}
 	return nil
+}
+
+// setOwned stages w at key, a key and a value planning built and nobody
+// modifies (they are not copied), checked as Set checks them. It keeps
+// w.rec and w.entries unless s is plain.
+func (s *stagedTxn) setOwned(key []byte, w stagedWrite) error {
+	if err := kv.CheckKey(key); err != nil {
+		return err
+	}
+	if err := kv.CheckValue(w.value); err != nil {
+		return err
+	}
+	if s.plain {
+		w = stagedWrite{value: w.value}
+	}
+	s.writes[string(key)] = w
+	return nil
+}
+
+// setEntry stages the index entry key (an empty value), fresh when no
+// write is staged at it: the caller knows that the store does not hold
+// it unless one is (the record's list does not have it).
+func (s *stagedTxn) setEntry(key []byte) error {
+	_, staged := s.writes[string(key)]
+	return s.setOwned(key, stagedWrite{value: []byte{}, fresh: !staged})
+}
+
+// record returns the live record staged at key as planning built it, or
+// nil when it has to be read (and decoded) with Get.
+func (s *stagedTxn) record(key []byte) *Record {
+	return s.writes[string(key)].rec
+}
+
+// entries returns the index entries staged at key (a "state-index-of"
+// key), and whether they are: when not, the list has to be read with Get.
+func (s *stagedTxn) entries(key []byte) ([][]byte, bool) {
+	w := s.writes[string(key)]
+	return w.entries, w.entries != nil
 }
 
 // ClearRange is not used by planning; it is refused rather than staged.

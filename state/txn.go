@@ -182,7 +182,12 @@ func txnMsgID(gen string, seq uint64, i int) string {
 // event and audit record; the summary event (Op OpTxn, with the operations'
 // events in Ops) goes to codi.state.evt.txn.<txid>.
 func planTxn(tx kv.Txn, im *inMsg, txid, actor string, watermark uint64, gen string) (plan, error) {
-	u := newStagedTxn(tx)
+	return planStaged(newStagedTxn(tx), im, txid, actor, watermark, gen)
+}
+
+// planStaged is planTxn through u, the staged transaction its plan
+// flushes.
+func planStaged(u *stagedTxn, im *inMsg, txid, actor string, watermark uint64, gen string) (plan, error) {
 	p := plan{staged: u}
 	ops, err := decodeTxn(im.data)
 	if err != nil {
@@ -332,16 +337,22 @@ func (p *plan) write(tx kv.Txn) error {
 	return applyWrites(tx, p.writes)
 }
 
-// applyWrites makes ws in tx.
+// applyWrites makes ws in tx. Staged (tx a *stagedTxn), a record write
+// keeps the record planning built beside its value, for the operations
+// after it to read (getStored).
 func applyWrites(tx kv.Txn, ws []write) error {
+	u, _ := tx.(*stagedTxn)
 	for _, w := range ws {
 		if err := indexWrite(tx, w); err != nil { // the list indexes (index.go)
 			return err
 		}
 		var err error
-		if w.clear {
+		switch {
+		case w.clear:
 			err = tx.Clear(w.key)
-		} else {
+		case u != nil && w.known && w.rec != nil:
+			err = u.setOwned(w.key, stagedWrite{value: w.value, rec: w.rec})
+		default:
 			err = tx.Set(w.key, w.value)
 		}
 		if err != nil {

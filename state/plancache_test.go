@@ -1,0 +1,171 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/internal/kv/kvtest"
+	"github.com/codi2/codi2/subjects"
+)
+
+// What a multi-record command keeps decoded while it is planned (the
+// records and index lists its operations staged, the fresh index entries
+// it drops again: stagedTxn) changes nothing it decides or writes: random
+// command sequences over a few records, planned and applied in batches as
+// the service does (some plans discarded, as a batch cut discards them),
+// give the same outcomes, byte for byte, and the same store, key for key,
+// as the same sequences planned with a plain stagedTxn, which decodes
+// every value it reads and stages every removal.
+func TestStagedTxn_DecodedSameAsPlain(t *testing.T) {
+	ctx := context.Background()
+	for round := range 30 {
+		r := rand.New(rand.NewPCG(uint64(round), 18))
+		cached, plain := kvtest.NewBolt(t), kvtest.NewBolt(t)
+		t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+		seq := uint64(0)
+		for batch := range 12 {
+			msgs := make([]*inMsg, 1+r.IntN(8))
+			for i := range msgs {
+				seq++
+				subj, data := randomCommand(t, r, seq)
+				msgs[i] = &inMsg{seq: seq, time: t0.Add(time.Duration(seq) * 700 * time.Millisecond), subject: subj, data: data}
+			}
+			cut := map[int]bool{r.IntN(len(msgs) + 4): true} // sometimes one plan discarded
+			var got, want [][]string
+			for _, run := range []struct {
+				store kv.Store
+				plan  func(kv.Txn, *inMsg, uint64) (plan, error)
+				out   *[][]string
+			}{
+				{cached, func(tx kv.Txn, im *inMsg, wm uint64) (plan, error) { return planCommand(tx, im, wm, "g1") }, &got},
+				{plain, func(tx kv.Txn, im *inMsg, wm uint64) (plan, error) { return planPlain(tx, im, wm, "g1") }, &want},
+			} {
+				require.NoError(t, run.store.Update(ctx, func(tx kv.Txn) error {
+					*run.out = nil
+					for i, im := range msgs {
+						p, err := run.plan(tx, im, im.seq-1)
+						if err != nil {
+							return err
+						}
+						*run.out = append(*run.out, outcomeBytes(p.outcomes))
+						if cut[i] {
+							p.discard()
+							continue
+						}
+						if err := applyPlan(tx, &p); err != nil {
+							return err
+						}
+					}
+					return nil
+				}))
+			}
+			require.Equal(t, want, got, "round %d batch %d: outcomes", round, batch)
+			require.Equal(t, dumpStore(t, plain), dumpStore(t, cached), "round %d batch %d: store", round, batch)
+		}
+	}
+}
+
+// planPlain is planCommand with a multi-record command planned through a
+// plain stagedTxn: the reference of TestStagedTxn_DecodedSameAsPlain.
+func planPlain(tx kv.Txn, im *inMsg, watermark uint64, gen string) (plan, error) {
+	subj, err := subjects.Parse(im.subject)
+	if err == nil && subj.Type == subjects.TypeStateCmd && subj.Kind == KindTxn {
+		u := newStagedTxn(tx)
+		u.plain = true
+		return planStaged(u, im, subj.ID, subj.Actor, watermark, gen)
+	}
+	return planCommand(tx, im, watermark, gen)
+}
+
+// randomCommand is a command over the records task/T-0..T-3 and cp/C:
+// mostly multi-record commands of 1 to 8 operations (puts, merges and
+// deletes of fields that change, stay or go, some with leases short
+// enough to end between commands, some expecting a revision that may be
+// wrong, which rejects and aborts the command), sometimes a single merge.
+func randomCommand(t *testing.T, r *rand.Rand, seq uint64) (string, []byte) {
+	op := func() string {
+		var b strings.Builder
+		kind, id := "task", fmt.Sprintf("T-%d", r.IntN(4))
+		if r.IntN(5) == 0 {
+			kind, id = "cp", "C"
+		}
+		fmt.Fprintf(&b, `{"kind":%q,"id":%q,`, kind, id)
+		switch n := r.IntN(10); {
+		case n == 0:
+			b.WriteString(`"op":"delete"`)
+		case n < 3:
+			b.WriteString(`"op":"put","fields":` + randomFields(r, false))
+		default:
+			b.WriteString(`"op":"merge","fields":` + randomFields(r, true))
+		}
+		switch r.IntN(6) {
+		case 0:
+			fmt.Fprintf(&b, `,"ttl_ms":%d`, 500+r.IntN(2000))
+		case 1:
+			b.WriteString(`,"ttl_ms":0`)
+		}
+		if r.IntN(12) == 0 {
+			fmt.Fprintf(&b, `,"expect_rev":%d`, r.IntN(4))
+		}
+		return b.String() + "}"
+	}
+	if r.IntN(6) == 0 {
+		subj, err := subjects.StateCmd("task", fmt.Sprintf("T-%d", r.IntN(4)), "agent-1")
+		require.NoError(t, err)
+		return subj, []byte(`{"op":"merge","fields":` + randomFields(r, true) + "}")
+	}
+	ops := make([]string, 1+r.IntN(8))
+	for i := range ops {
+		ops[i] = op()
+	}
+	subj, err := subjects.StateCmd(KindTxn, fmt.Sprintf("X-%d", seq), "agent-1")
+	require.NoError(t, err)
+	return subj, []byte(`{"ops":[` + strings.Join(ops, ",") + `]}`)
+}
+
+// randomFields is a fields object of up to 4 members with values from a
+// few of each shape: scalars the index holds (one needing escapes, one
+// not in canonical form), an object it does not, and null (removed by a
+// merge) when merge is set.
+func randomFields(r *rand.Rand, merge bool) string {
+	values := []string{`"open"`, `"done"`, `1`, `2.50`, `true`, `"a<b"`, `{"x": [1, 2]}`, ` "spaced" `}
+	if merge {
+		values = append(values, `null`)
+	}
+	var parts []string
+	for _, name := range []string{"status", "assignee", "n", "ts"}[:r.IntN(5)] {
+		if r.IntN(3) > 0 {
+			parts = append(parts, fmt.Sprintf("%q:%s", name, values[r.IntN(len(values))]))
+		}
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+// outcomeBytes is what outcomes carry, event and audit record, as text.
+func outcomeBytes(os []outcome) []string {
+	var out []string
+	for _, o := range os {
+		out = append(out, fmt.Sprintf("%s %s %s %x %s %s %s", o.status, o.evtSubject, o.evt, o.audit.key, o.audit.subject, o.audit.msgID, o.audit.data))
+	}
+	return out
+}
+
+// dumpStore is every key and value of store.
+func dumpStore(t *testing.T, store kv.Store) []string {
+	var out []string
+	require.NoError(t, store.View(context.Background(), func(tx kv.ReadTxn) error {
+		kvs, err := tx.GetRange([]byte{0x00}, []byte{0xFF}, kv.RangeOptions{})
+		for _, p := range kvs {
+			out = append(out, fmt.Sprintf("%x=%x", p.Key, p.Value))
+		}
+		return err
+	}))
+	return out
+}
