@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 // command: planCommand and applyPlan on a real store, commandsPerTxn
 // commands per transaction, the commit (and its fsync) left out of the
 // time. "merge" is a merge of 4 fields into one of 1,000 records (so most
-// commands read and merge a stored record); "txn63" is a multi-record
+// commands read and merge a stored record); "v1import" is a multi-record
+// command shaped as the v1 import's (benchImportTxn); "txn63" is a multi-record
 // command of 63 such merges (ns/op is per command, not per operation).
 //
 //	go test -run XXX -bench ApplyCPU -benchmem ./state
@@ -38,6 +40,13 @@ func BenchmarkApplyCPU(b *testing.B) {
 				return subj, benchMerge(i)
 			})
 		})
+		b.Run(st.name+"/v1import", func(b *testing.B) {
+			benchApply(b, st.open(b), 20, func(i int) (string, []byte) {
+				subj, err := subjects.StateCmd(KindTxn, fmt.Sprintf("v1-f-%d", i), "codi-import")
+				require.NoError(b, err)
+				return subj, benchImportTxn(i)
+			})
+		})
 		b.Run(st.name+"/txn63", func(b *testing.B) {
 			benchApply(b, st.open(b), 20, func(i int) (string, []byte) {
 				subj, err := subjects.StateCmd(KindTxn, fmt.Sprintf("X-%d", i), "agent-1")
@@ -51,6 +60,23 @@ func BenchmarkApplyCPU(b *testing.B) {
 			})
 		})
 	}
+}
+
+// benchImportTxn is a multi-record command as codi2 import v1 sends
+// them: 31 task visits over 100 tasks, each an assignment then a status
+// update of the same task (a merge of its v1 time, sender and assignee or
+// status), then the merge of the import's checkpoint.
+func benchImportTxn(i int) []byte {
+	ops := make([]string, 0, 63)
+	for j := range 31 {
+		visit := i*31 + j
+		task, ts := fmt.Sprintf("ADR-%03d", visit%100), time.Unix(int64(visit), 0).UTC().Format(time.RFC3339Nano)
+		ops = append(ops,
+			fmt.Sprintf(`{"kind":"task","id":%q,"op":"merge","fields":{"v1_ts":%q,"v1_from":"orchestrator","assignee":"agent-%d"}}`, task, ts, visit%5+1),
+			fmt.Sprintf(`{"kind":"task","id":%q,"op":"merge","fields":{"v1_ts":%q,"v1_from":"agent-%d","status":"s%d"}}`, task, ts, visit%5+1, visit/100%3))
+	}
+	ops = append(ops, fmt.Sprintf(`{"kind":"checkpoint","id":"f","op":"merge","fields":{"state_offset":%d,"state_prefix_sha256":"%064x"}}`, i*5000, i))
+	return []byte(`{"ops":[` + strings.Join(ops, ",") + `]}`)
 }
 
 // benchMerge is a merge command of 4 fields: two strings, a number and a
@@ -71,8 +97,10 @@ func benchApply(b *testing.B, store kv.Store, perTxn int, next func(i int) (subj
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	var cpu time.Duration // the process's CPU time while timed
 	for start := 0; start < b.N; start += perTxn {
 		b.StartTimer()
+		began := processCPU(b)
 		err := store.Update(context.Background(), func(tx kv.Txn) error {
 			for i := start; i < min(start+perTxn, b.N); i++ {
 				p, err := planCommand(tx, &msgs[i], uint64(i), "g1")
@@ -87,8 +115,17 @@ func benchApply(b *testing.B, store kv.Store, perTxn int, next func(i int) (subj
 				}
 			}
 			b.StopTimer()
+			cpu += processCPU(b) - began
 			return nil
 		})
 		require.NoError(b, err)
 	}
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
+}
+
+// processCPU is the CPU time (user and system) the process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
