@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 
 	"github.com/codi2/codi2/internal/kv"
 )
@@ -140,17 +138,49 @@ func canonicalSlow(raw json.RawMessage) (string, bool) {
 	return string(b), len(b) <= maxIndexedValue
 }
 
-// indexKeys are the index entries of the live record r.
+// indexKeys are the index entries of the live record r: byTimeKey's,
+// then byFieldKey's in field order. They share one buffer (each is capped
+// at its end), packed from the fields' values without copying them into
+// strings.
 func indexKeys(r Record) [][]byte {
-	keys := [][]byte{byTimeKey(r.Kind, r.UpdatedAt.UnixNano(), r.ID)}
 	if len(r.Fields) > maxIndexedFields {
 		// Too many to list: one entry that every field's range includes.
-		return append(keys, byFieldKey(r.Kind, "", "", r.ID))
+		return [][]byte{byTimeKey(r.Kind, r.UpdatedAt.UnixNano(), r.ID), byFieldKey(r.Kind, "", "", r.ID)}
 	}
-	for _, f := range slices.Sorted(maps.Keys(r.Fields)) {
-		if c, ok := canonical(r.Fields[f]); ok && len(f) <= maxIndexedValue {
-			keys = append(keys, byFieldKey(r.Kind, f, c, r.ID))
+	var names [16]string
+	fields := sortedKeys(names[:0], r.Fields)
+	n := len(prefixByTime) + len(r.Kind) + len(r.ID) + 16
+	for _, f := range fields {
+		n += len(prefixByField) + len(r.Kind) + len(f) + len(r.Fields[f]) + len(r.ID) + 8
+	}
+	b := make([]byte, 0, n)
+	keys := make([][]byte, 0, 1+len(fields))
+	b = kv.AppendString(b, prefixByTime)
+	b = kv.AppendString(b, r.Kind)
+	b = kv.AppendInt(b, r.UpdatedAt.UnixNano())
+	b = kv.AppendString(b, r.ID)
+	keys = append(keys, b[:len(b):len(b)])
+	for _, f := range fields {
+		if len(f) > maxIndexedValue {
+			continue
 		}
+		value := []byte(r.Fields[f])
+		if !isCanonicalScalar(value) {
+			c, ok := canonicalSlow(value)
+			if !ok {
+				continue
+			}
+			value = []byte(c)
+		} else if len(value) > maxIndexedValue {
+			continue
+		}
+		start := len(b)
+		b = kv.AppendString(b, prefixByField)
+		b = kv.AppendString(b, r.Kind)
+		b = kv.AppendString(b, f)
+		b = kv.AppendStringBytes(b, value)
+		b = kv.AppendString(b, r.ID)
+		keys = append(keys, b[start:len(b):len(b)])
 	}
 	return keys
 }

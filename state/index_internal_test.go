@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,5 +111,46 @@ func TestIndexWrite_EntriesExact(t *testing.T) {
 		write(2, maps.Clone(fields))
 		write(3, maps.Clone(fields)) // only the time entry changes
 		write(4, nil)
+	}
+}
+
+// indexKeys, which packs every entry into one buffer, gives the entries
+// byTimeKey and byFieldKey give one by one for each field the index
+// holds (canonical, at most maxIndexedValue bytes of name and value), in
+// field order: fields needing escapes, with 0x00 bytes, not canonical,
+// too long, not scalars, more than a buffer of names, too many.
+func TestIndexKeys_AsEachKeyBuilt(t *testing.T) {
+	long := strings.Repeat("x", maxIndexedValue)
+	values := []string{`"open"`, `1`, `1.0`, `"a<b"`, `"\u0000"`, ` true `, `{"a":1}`, `[1]`, `null`, `"` + long + `"`, `"` + long[2:] + `"`}
+	for _, n := range []int{0, 1, 5, 40, maxIndexedFields + 1} {
+		r := Record{Kind: "task", ID: "T\x00-1", UpdatedAt: time.Unix(5, 6), Fields: map[string]json.RawMessage{}}
+		for i := range n {
+			name := fmt.Sprintf("f\x00%03d", i)
+			if i == 3 {
+				name = long + "y"
+			}
+			r.Fields[name] = json.RawMessage(values[i%len(values)])
+		}
+		want := [][]byte{byTimeKey(r.Kind, r.UpdatedAt.UnixNano(), r.ID)}
+		if n > maxIndexedFields {
+			want = append(want, byFieldKey(r.Kind, "", "", r.ID))
+		} else {
+			for _, f := range slices.Sorted(maps.Keys(r.Fields)) {
+				if c, ok := canonical(r.Fields[f]); ok && len(f) <= maxIndexedValue {
+					want = append(want, byFieldKey(r.Kind, f, c, r.ID))
+				}
+			}
+		}
+		assert.Equal(t, want, indexKeys(r), "%d fields", n)
+	}
+}
+
+// The keys a command writes pack as kv.Tuple packs them.
+func TestRecordKeys_PackLikeTuple(t *testing.T) {
+	at := time.Unix(-3, 5)
+	for _, s := range []string{"", "task", "a\x00b", "\xff\x00\xff", "é"} {
+		assert.Equal(t, kv.Tuple{prefixState, s, s + "i"}.Pack(), stateKey(s, s+"i"))
+		assert.Equal(t, kv.Tuple{prefixLease, at.UnixNano(), s, s + "i"}.Pack(), leaseKey(at, s, s+"i"))
+		assert.Equal(t, kv.Tuple{prefixOutbox, int64(1) << 40, s}.Pack(), outboxKey(1<<40, s))
 	}
 }

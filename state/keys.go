@@ -91,14 +91,29 @@ func recordName(key []byte) string {
 	return fmt.Sprintf("%v/%v", t[1], t[2])
 }
 
-func stateKey(kind, id string) []byte { return kv.Tuple{prefixState, kind, id}.Pack() }
+// The keys a command writes are packed element by element, as the index
+// keys are (index.go): the bytes kv.Tuple.Pack gives, without boxing.
+
+func stateKey(kind, id string) []byte {
+	b := make([]byte, 0, len(prefixState)+len(kind)+len(id)+6)
+	b = kv.AppendString(b, prefixState)
+	b = kv.AppendString(b, kind)
+	return kv.AppendString(b, id)
+}
 
 func leaseKey(expires time.Time, kind, id string) []byte {
-	return kv.Tuple{prefixLease, expires.UnixNano(), kind, id}.Pack()
+	b := make([]byte, 0, len(prefixLease)+len(kind)+len(id)+16)
+	b = kv.AppendString(b, prefixLease)
+	b = kv.AppendInt(b, expires.UnixNano())
+	b = kv.AppendString(b, kind)
+	return kv.AppendString(b, id)
 }
 
 func outboxKey(seq uint64, msgID string) []byte {
-	return kv.Tuple{prefixOutbox, int64(seq), msgID}.Pack()
+	b := make([]byte, 0, len(prefixOutbox)+len(msgID)+16)
+	b = kv.AppendString(b, prefixOutbox)
+	b = kv.AppendInt(b, int64(seq))
+	return kv.AppendString(b, msgID)
 }
 
 func appliedKey(stream string) []byte { return kv.Tuple{prefixMeta, "applied", stream}.Pack() }

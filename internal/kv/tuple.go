@@ -67,6 +67,10 @@ func AppendInt(b []byte, v int64) []byte { return appendInt(b, v) }
 // s) equals Tuple{a, s}.Pack().
 func AppendString(b []byte, s string) []byte { return appendBytes(b, stringCode, s) }
 
+// AppendStringBytes appends the tuple encoding of the string element
+// string(v) to b, like AppendString, without converting v to a string.
+func AppendStringBytes(b, v []byte) []byte { return appendBytes(b, stringCode, v) }
+
 // AppendBytes appends the tuple encoding of the []byte element v to b,
 // like AppendString: AppendBytes(Tuple{a}.Pack(), v) equals
 // Tuple{a, v}.Pack().

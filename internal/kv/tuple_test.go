@@ -156,6 +156,7 @@ func TestAppendString(t *testing.T) {
 		want := kv.Tuple{"audit", v}.Pack()
 		assert.Equal(t, want, kv.AppendString(bytes.Clone(prefix), v), "%q", v)
 		assert.Equal(t, want[len(prefix):], kv.AppendString(nil, v), "%q", v)
+		assert.Equal(t, want, kv.AppendStringBytes(bytes.Clone(prefix), []byte(v)), "%q", v)
 	}
 }
 
