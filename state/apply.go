@@ -445,14 +445,14 @@ func rejectOutcome(im *inMsg, in opInput, ev Event, detail string) outcome {
 	return o
 }
 
-// newOpOutcome is the outcome ev of the operation in.
+// newOpOutcome is the outcome ev of the operation in: an applied
+// operation of a multi-record command names it in its audit record.
 func newOpOutcome(seq uint64, in opInput, ev Event) outcome {
-	o := newOutcome(seq, in.kind, in.id, ev, in.msgID)
-	if in.txn != "" && ev.Status == StatusApplied {
-		o.audit.data = mustJSON(auditRecord{Seq: seq, Status: ev.Status, Kind: in.kind, ID: in.id, Actor: ev.Actor, Op: ev.Op,
-			Rev: ev.Rev, Txn: in.txn})
+	var txn string
+	if ev.Status == StatusApplied {
+		txn = in.txn
 	}
-	return o
+	return newTxnOutcome(seq, in.kind, in.id, ev, in.msgID, txn)
 }
 
 // lostOutcome is the outcome recording stream seqs first..last of stream
@@ -474,6 +474,12 @@ func lostOutcome(stream, gen string, first, last uint64, reason string) outcome 
 
 // newOutcome encodes ev for kind/id and its audit record under msgID.
 func newOutcome(seq uint64, kind, id string, ev Event, msgID string) outcome {
+	return newTxnOutcome(seq, kind, id, ev, msgID, "")
+}
+
+// newTxnOutcome is newOutcome with the audit record naming the
+// multi-record command txn ("": none).
+func newTxnOutcome(seq uint64, kind, id string, ev Event, msgID, txn string) outcome {
 	o := outcome{seq: seq, status: ev.Status, reason: ev.Reason, actor: ev.Actor, kind: kind, id: id, op: ev.Op}
 	if s, err := subjects.StateEvt(kind, id); err == nil {
 		o.evtSubject = s
@@ -492,7 +498,7 @@ func newOutcome(seq uint64, kind, id string, ev Event, msgID string) outcome {
 		subject: auditSubj,
 		msgID:   msgID,
 		data: mustJSON(auditRecord{Seq: seq, Status: ev.Status, Kind: kind, ID: id, Actor: ev.Actor, Op: ev.Op,
-			Rev: rev, Reason: ev.Reason, Detail: ev.Detail}),
+			Rev: rev, Reason: ev.Reason, Detail: ev.Detail, Txn: txn}),
 	}
 	return o
 }

@@ -267,8 +267,8 @@ func indexWrite(tx kv.Txn, w write) error {
 
 // indexEntries reads the index list at of: from what u (when not nil)
 // has staged there already decoded, else from tx, unpacked (an error
-// matching kv.ErrBadTuple when it does not unpack). A missing list is
-// empty.
+// matching kv.ErrBadTuple when it is not a tuple of byte strings). A
+// missing list is empty.
 func indexEntries(tx kv.ReadTxn, u *stagedTxn, of []byte) ([][]byte, error) {
 	if u != nil {
 		if es, ok := u.entries(of); ok {
@@ -282,15 +282,7 @@ func indexEntries(tx kv.ReadTxn, u *stagedTxn, of []byte) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := kv.Unpack(v)
-	if err != nil {
-		return nil, err
-	}
-	es := make([][]byte, len(t))
-	for i, e := range t {
-		es[i], _ = e.([]byte)
-	}
-	return es, nil
+	return kv.UnpackBytes(v)
 }
 
 // packEntries is kv.Tuple of the byte strings es, packed: an index list's

@@ -154,3 +154,22 @@ func TestRecordKeys_PackLikeTuple(t *testing.T) {
 		assert.Equal(t, kv.Tuple{prefixOutbox, int64(1) << 40, s}.Pack(), outboxKey(1<<40, s))
 	}
 }
+
+// A record's index list that is not a tuple of byte strings is damage:
+// indexWrite names it (ErrCorrupt), staged or not, and writes nothing.
+func TestIndexWrite_CorruptList(t *testing.T) {
+	rec := &Record{Kind: "task", ID: "T", Rev: 1, Fields: map[string]json.RawMessage{"a": json.RawMessage(`1`)}}
+	for _, bad := range [][]byte{{0xff}, kv.Tuple{"a string"}.Pack(), {0x01, 'a'}} {
+		for _, staged := range []bool{false, true} {
+			store := kvtest.NewBolt(t)
+			require.NoError(t, store.Update(context.Background(), func(tx kv.Txn) error { return tx.Set(indexOfKey("task", "T"), bad) }))
+			err := store.Update(context.Background(), func(tx kv.Txn) error {
+				if staged {
+					tx = newStagedTxn(tx)
+				}
+				return indexWrite(tx, write{key: stateKey("task", "T"), known: true, rec: rec})
+			})
+			require.ErrorIs(t, err, ErrCorrupt, "%x staged=%v", bad, staged)
+		}
+	}
+}

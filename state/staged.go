@@ -57,6 +57,14 @@ func newStagedTxn(tx kv.Txn) *stagedTxn {
 	return &stagedTxn{tx: tx, writes: make(map[string]stagedWrite)}
 }
 
+// reserve makes room for n staged writes at once, before the first is
+// staged: a multi-record command knows about how many it will make.
+func (s *stagedTxn) reserve(n int) {
+	if len(s.writes) == 0 {
+		s.writes = make(map[string]stagedWrite, n)
+	}
+}
+
 // Get returns the staged value at key, or tx's.
 func (s *stagedTxn) Get(key []byte) ([]byte, error) {
 	if w, ok := s.writes[string(key)]; ok {

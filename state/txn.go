@@ -195,6 +195,9 @@ func planStaged(u *stagedTxn, im *inMsg, txid, actor string, watermark uint64, g
 		p.outcomes = []outcome{reject(im, in, OpTxn, ReasonBadRequest, 0, err.Error())}
 		return p, nil
 	}
+	// An operation stages its record, its index list and about four
+	// entries.
+	u.reserve(8 * len(ops))
 	budget := MaxCheckSteps
 	for i := range ops {
 		ops[i].actor, ops[i].msgID, ops[i].txn, ops[i].budget = actor, txnMsgID(gen, im.seq, i), txid, &budget

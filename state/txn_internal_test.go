@@ -193,3 +193,20 @@ func TestAppliedSummarySplice(t *testing.T) {
 		}))
 	}
 }
+
+// An operation's audit record is encoded once, the multi-record command
+// named in it when the operation was applied: the bytes of the record
+// encoded with every member it has.
+func TestNewOpOutcome_AuditRecord(t *testing.T) {
+	in := opInput{kind: "task", id: "T-1", actor: "agent-1", msgID: "m-1", txn: "X-1"}
+	applied := Event{Seq: 7, Status: StatusApplied, Rev: 3, Actor: "agent-1", Op: OpMerge}
+	assert.Equal(t, string(mustJSON(auditRecord{Seq: 7, Status: StatusApplied, Kind: "task", ID: "T-1", Actor: "agent-1", Op: OpMerge, Rev: 3, Txn: "X-1"})),
+		string(newOpOutcome(7, in, applied).audit.data))
+	single := in
+	single.txn = ""
+	assert.Equal(t, string(mustJSON(auditRecord{Seq: 7, Status: StatusApplied, Kind: "task", ID: "T-1", Actor: "agent-1", Op: OpMerge, Rev: 3})),
+		string(newOpOutcome(7, single, applied).audit.data))
+	rejected := Event{Seq: 7, Status: StatusRejected, Reason: ReasonConflict, CurrentRev: 2, Actor: "agent-1", Op: OpMerge}
+	assert.Equal(t, string(mustJSON(auditRecord{Seq: 7, Status: StatusRejected, Kind: "task", ID: "T-1", Actor: "agent-1", Op: OpMerge, Rev: 2, Reason: ReasonConflict})),
+		string(newOpOutcome(7, in, rejected).audit.data))
+}

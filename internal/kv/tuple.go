@@ -214,6 +214,41 @@ func Unpack(b []byte) (Tuple, error) {
 	return t, nil
 }
 
+// UnpackBytes decodes b, a packed tuple of byte strings only (what Pack
+// gives for a Tuple of []byte elements, or AppendBytes appends one by
+// one), into its elements: what Unpack gives, without boxing each one,
+// in one buffer the elements share (each capped at its end). Anything
+// else, bytes Unpack rejects or an element of another type, is an error
+// matching ErrBadTuple. The result does not alias b. UnpackBytes is safe
+// for concurrent use.
+func UnpackBytes(b []byte) ([][]byte, error) {
+	buf := make([]byte, 0, len(b)) // the elements are shorter than b
+	out := make([][]byte, 0, bytes.Count(b, []byte{0x00}))
+	for i := 0; i < len(b); {
+		if b[i] != bytesCode {
+			return nil, fmt.Errorf("kv: unpack at byte %d: type code 0x%02x, not a byte string: %w", i, b[i], ErrBadTuple)
+		}
+		start := len(buf)
+		for j := i + 1; ; {
+			k := bytes.IndexByte(b[j:], 0x00)
+			if k < 0 {
+				return nil, fmt.Errorf("kv: unpack at byte %d: unterminated string: %w", i, ErrBadTuple)
+			}
+			k += j
+			if k+1 < len(b) && b[k+1] == escapeCode {
+				buf = append(buf, b[j:k+1]...)
+				j = k + 2
+				continue
+			}
+			buf = append(buf, b[j:k]...)
+			i = k + 1
+			break
+		}
+		out = append(out, buf[start:len(buf):len(buf)])
+	}
+	return out, nil
+}
+
 // decodeTuple decodes elements from b[i:] until the end of b (depth 0) or
 // the 0x00 that closes a nested tuple (depth > 0), and returns the index
 // after the last byte it consumed.

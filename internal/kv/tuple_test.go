@@ -3,6 +3,7 @@ package kv_test
 import (
 	"bytes"
 	"cmp"
+	"errors"
 	"math"
 	"slices"
 	"strings"
@@ -376,8 +377,32 @@ func FuzzUnpack(f *testing.F) {
 	f.Add([]byte("\x05\x01foo\x00\xffbar\x00\x00\xff\x05\x00\x00"))
 	f.Add([]byte("\x02state\x00\x15\x07\x13\xfe\x26"))
 	f.Add([]byte{0x0c, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte("\x01a\x00\xffb\x00\x01\x00\x01\x02state\x00\x00"))
+	f.Add([]byte("\x01a\x00\xff"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		got, err := kv.Unpack(in)
+		// UnpackBytes gives what Unpack gives for a tuple of byte
+		// strings, and an error for everything else.
+		list, listErr := kv.UnpackBytes(in)
+		allBytes := err == nil
+		for _, e := range got {
+			_, ok := e.([]byte)
+			allBytes = allBytes && ok
+		}
+		if !allBytes {
+			if !errors.Is(listErr, kv.ErrBadTuple) {
+				t.Fatalf("UnpackBytes(%x) = %q, %v; Unpack gave %#v, %v", in, list, listErr, got, err)
+			}
+		} else {
+			if listErr != nil || len(list) != len(got) {
+				t.Fatalf("UnpackBytes(%x) = %q, %v; Unpack gave %#v", in, list, listErr, got)
+			}
+			for i, e := range got {
+				if !bytes.Equal(e.([]byte), list[i]) {
+					t.Fatalf("UnpackBytes(%x) element %d = %q, Unpack's %q", in, i, list[i], e)
+				}
+			}
+		}
 		if err != nil {
 			return
 		}
