@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/codi2/codi2/internal/kv"
 )
@@ -209,7 +208,7 @@ func (s *stagedTxn) flush() error {
 	for k := range s.writes {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, strings.Compare)
+	slices.Sort(keys)
 	for _, k := range keys {
 		w := s.writes[k]
 		var err error
