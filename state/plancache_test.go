@@ -84,17 +84,22 @@ func planPlain(tx kv.Txn, im *inMsg, watermark uint64, gen string) (plan, error)
 	return planCommand(tx, im, watermark, gen)
 }
 
-// randomCommand is a command over the records task/T-0..T-3 and cp/C:
-// mostly multi-record commands of 1 to 8 operations (puts, merges and
-// deletes of fields that change, stay or go, some with leases short
-// enough to end between commands, some expecting a revision that may be
-// wrong, which rejects and aborts the command), sometimes a single merge.
+// randomCommand is a command over the records task/T-0..T-3, cp/C and
+// the presence agent/agent-1: mostly multi-record commands of 1 to 8
+// operations (puts, merges and deletes of fields that change, stay or go,
+// some with leases short enough to end between commands, some bound to
+// the presence, which releases them when it goes, some expecting a
+// revision that may be wrong, which rejects and aborts the command),
+// sometimes a single merge.
 func randomCommand(t *testing.T, r *rand.Rand, seq uint64) (string, []byte) {
 	op := func() string {
 		var b strings.Builder
 		kind, id := "task", fmt.Sprintf("T-%d", r.IntN(4))
-		if r.IntN(5) == 0 {
+		switch r.IntN(10) {
+		case 0, 1:
 			kind, id = "cp", "C"
+		case 2:
+			kind, id = KindAgent, "agent-1" // its delete or expiry releases what is bound to it
 		}
 		fmt.Fprintf(&b, `{"kind":%q,"id":%q,`, kind, id)
 		switch n := r.IntN(10); {
@@ -113,6 +118,9 @@ func randomCommand(t *testing.T, r *rand.Rand, seq uint64) (string, []byte) {
 		}
 		if r.IntN(12) == 0 {
 			fmt.Fprintf(&b, `,"expect_rev":%d`, r.IntN(4))
+		}
+		if kind != KindAgent && r.IntN(4) == 0 {
+			fmt.Fprintf(&b, `,"bind":%t`, r.IntN(3) > 0)
 		}
 		return b.String() + "}"
 	}
