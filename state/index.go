@@ -151,7 +151,10 @@ func indexKeys(r Record) [][]byte {
 	fields := sortedKeys(names[:0], r.Fields)
 	n := len(prefixByTime) + len(r.Kind) + len(r.ID) + 16
 	for _, f := range fields {
-		n += len(prefixByField) + len(r.Kind) + len(f) + len(r.Fields[f]) + len(r.ID) + 8
+		// Five elements of a code and a terminator each; escapes (a 0x00
+		// in an element) and canonical forms longer than the value
+		// grow the buffer.
+		n += len(prefixByField) + len(r.Kind) + len(f) + len(r.Fields[f]) + len(r.ID) + 10
 	}
 	b := make([]byte, 0, n)
 	keys := make([][]byte, 0, 1+len(fields))
@@ -290,7 +293,9 @@ func indexEntries(tx kv.ReadTxn, u *stagedTxn, of []byte) ([][]byte, error) {
 func packEntries(es [][]byte) []byte {
 	n := 0
 	for _, e := range es {
-		n += len(e) + 4
+		// A code, the escaped bytes (the key's own terminators are
+		// 0x00s) and a terminator.
+		n += len(e) + bytes.Count(e, []byte{0x00}) + 2
 	}
 	b := make([]byte, 0, n)
 	for _, e := range es {
