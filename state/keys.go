@@ -157,6 +157,7 @@ func encodeStoredBody(r Record, tombstone bool) (v, body []byte, err error) {
 
 // getStored reads the record at kind/id. ok is false when there is neither a
 // record nor a tombstone.
+//
 // Through a stagedTxn, a live record an operation before staged is taken
 // as planning built it, not decoded again.
 func getStored(tx kv.ReadTxn, kind, id string) (st stored, ok bool, err error) {

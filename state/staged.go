@@ -155,9 +155,9 @@ func (s *stagedTxn) Clear(key []byte) error {
 	return nil
 }
 
-// setOwned stages w at key, a key and a value planning built and nobody
-// modifies (they are not copied), checked as Set checks them. It keeps
-// w.rec and w.entries unless s is plain.
+// setOwned stages w at key, checked as Set checks them. w.value is one
+// planning built and nobody modifies: it is not copied. It keeps w.rec,
+// w.entries and w.fresh unless s is plain.
 func (s *stagedTxn) setOwned(key []byte, w stagedWrite) error {
 	if err := kv.CheckKey(key); err != nil {
 		return err
