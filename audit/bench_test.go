@@ -776,3 +776,100 @@ func BenchmarkNewEvent(b *testing.B) {
 		}
 	}
 }
+
+// importBulk is a bulk message of n entries shaped like those of an import
+// of a v1 log (codi2 import v1), the numbers of its entries starting at
+// first: one event per line of source v1-import, category v1, ids
+// v1-<file id>-<offset>, the line's event as payload; or, with outcomes
+// set, the state service's outbox: one outcome per task update, ids
+// state-<generation>-<seq>.
+func importBulk(tb testing.TB, outcomes bool, first, n int) (subject string, hdr nats.Header, data []byte) {
+	tb.Helper()
+	source := "v1-import"
+	if outcomes {
+		source = "codi-state"
+	}
+	bulk, err := NewBulk(source)
+	require.NoError(tb, err)
+	for i := first; i < first+n; i++ {
+		if outcomes {
+			id := "state-01JDQ3Z8M4K2P7-" + strconv.Itoa(i)
+			payload := fmt.Sprintf(`{"seq":%d,"status":"applied","kind":"task","id":"ADR-%03d","actor":"v1-import","op":"merge","rev":%d,"reason":"","detail":"","txn":"v1-3f2a9c81d04e77b5-%d-%d"}`,
+				i, i%100, i/100+1, i*180, i*180+540)
+			require.NoError(tb, bulk.Add("state", id, []byte(payload), "task"))
+			continue
+		}
+		off := i * 180
+		id := "v1-3f2a9c81d04e77b5-" + strconv.Itoa(off)
+		payload := fmt.Sprintf(`{"file":"/var/lib/v1/agents.log","file_id":"3f2a9c81d04e77b5","offset":%d,"line":{"ts":"2026-12-01T03:00:30.123456789Z","action":"TASK_ASSIGN","from":"orchestrator","to":"agent-%d","task":"ADR-%03d","writer":%d,"n":%d}}`,
+			off, i%5+1, i/3%100, i%5, i)
+		require.NoError(tb, bulk.Add("v1", id, []byte(payload), "TASK_ASSIGN"))
+	}
+	m := bulk.Msg()
+	return m.Subject, m.Header, m.Data
+}
+
+// BenchmarkBulkEvent is the intake's work per entry of a bulk message of
+// 256 entries (prepareEvent on the consumer's goroutine: the message
+// parsed, each entry's record body and dedupe key built), for the import's
+// line events and for the state service's outcomes.
+func BenchmarkBulkEvent(b *testing.B) {
+	for _, outcomes := range []bool{false, true} {
+		b.Run(fmt.Sprintf("outcomes=%v", outcomes), func(b *testing.B) {
+			const n = 256
+			subj, hdr, data := importBulk(b, outcomes, 1, n)
+			at := time.Now()
+			b.ReportAllocs()
+			for b.Loop() {
+				if e := newEvent(1, at, subj, hdr, data); len(e.bulk) != n {
+					b.Fatalf("%d entries, want %d", len(e.bulk), n)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// BenchmarkApplyBulk is the writer alone appending what an import of a v1
+// log sends (see importBulk): per transaction three bulk messages of line
+// events and two of outcomes, 200 entries each, 1,000 records, on the
+// service's store options. cpu-us/record is the process's CPU time in
+// apply (commit included) per record; allocs/op counts apply alone.
+func BenchmarkApplyBulk(b *testing.B) {
+	store := openBolt(b, filepath.Join(b.TempDir(), "audit.db"), serverBoltOptions)
+	defer store.Close()
+	s := &Service{store: store, log: quiet()}
+	const per, msgs = 200, 5
+	evs := make([]*event, msgs)
+	seq, lines, outcomes := uint64(0), 0, 0
+	var cpu time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		for i := range evs {
+			seq++
+			var subj string
+			var hdr nats.Header
+			var data []byte
+			if i < 3 {
+				subj, hdr, data = importBulk(b, false, lines, per)
+				lines += per
+			} else {
+				subj, hdr, data = importBulk(b, true, outcomes, per)
+				outcomes += per
+			}
+			e := newEvent(seq, time.Now(), subj, hdr, data)
+			evs[i] = &e
+		}
+		b.StartTimer()
+		c0 := processCPU()
+		m, err := s.apply(evs, seq, false)
+		cpu += processCPU() - c0
+		require.NoError(b, err)
+		s.setMeta(m)
+	}
+	require.Equal(b, uint64(per*msgs*b.N), s.committed().head.Seq)
+	b.ReportMetric(perEventMicros(cpu, per*msgs*b.N), "cpu-us/record")
+}
