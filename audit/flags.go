@@ -27,6 +27,14 @@ const (
 // subjectFlags returns the flags of an audit event's subject, nil for a
 // subject the contract allows, and a line of detail for the log.
 func subjectFlags(subject, source, category string) (flags []string, detail string) {
+	if plainTail(subject) {
+		return nil, ""
+	}
+	return checkSubject(subject, source, category)
+}
+
+// checkSubject is subjectFlags without the shortcut for plain subjects.
+func checkSubject(subject, source, category string) (flags []string, detail string) {
 	note := func(flag string, err error) {
 		flags = append(flags, flag)
 		if detail == "" && err != nil {
@@ -71,4 +79,46 @@ func subjectFlags(subject, source, category string) (flags []string, detail stri
 		}
 	}
 	return flags, detail
+}
+
+// plainTail reports whether the tokens of subject from the fourth on
+// (source, category, more) are at least two and all plainToken: then
+// subjectFlags has nothing to say, and the intake skips its full checks
+// (subjects.ValidToken decodes runes, and looks up white space and
+// control characters in Unicode's tables).
+func plainTail(subject string) bool {
+	rest := subject
+	for range 3 {
+		i := strings.IndexByte(rest, '.')
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+1:]
+	}
+	for n := 1; ; n++ {
+		tok, after, more := strings.Cut(rest, ".")
+		if !plainToken(tok) {
+			return false
+		}
+		if !more {
+			return n >= 2
+		}
+		rest = after
+	}
+}
+
+// plainToken reports whether tok is a token that subjects.ValidToken
+// accepts without looking further: 1 to subjects.MaxTokenLen printable
+// ASCII bytes, none of them '.', '*', '>' or '%' (which starts an escape
+// to check). Anything else may be valid too; subjects.ValidToken decides.
+func plainToken(tok string) bool {
+	if tok == "" || len(tok) > subjects.MaxTokenLen {
+		return false
+	}
+	for i := 0; i < len(tok); i++ {
+		if c := tok[i]; c <= ' ' || c >= 0x7f || c == '.' || c == '*' || c == '>' || c == '%' {
+			return false
+		}
+	}
+	return true
 }

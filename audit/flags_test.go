@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/codi2/codi2/internal/kv/kvtest"
+	"github.com/codi2/codi2/subjects"
 )
 
 type syncBuffer struct {
@@ -152,4 +153,42 @@ func TestSubjectFlags(t *testing.T) {
 		assert.Equal(t, tt.want == nil, detail == "", tt.subject)
 	}
 	assert.Zero(t, testing.AllocsPerRun(10, func() { subjectFlags("codi.audit.log.agent-1.file.write", "agent-1", "file") }))
+}
+
+// FuzzPlainTail: a subject plainTail passes is one the full checks flag
+// nothing in (the shortcut never hides a flag).
+func FuzzPlainTail(f *testing.F) {
+	for _, s := range []string{"codi.audit.log.a.b", "codi.audit.log.a", "codi.audit.log.a.b.c%2Ed", "codi.audit.log.a.\x7f", "x.y.z.a.b.c", "codi.audit.log.é.b", "codi.audit.log.a..b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, subject string) {
+		if !plainTail(subject) {
+			return
+		}
+		source, category := splitSubject(subject)
+		if flags, detail := checkSubject(subject, source, category); flags != nil || detail != "" {
+			t.Fatalf("plainTail(%q) but flags %v: %s", subject, flags, detail)
+		}
+	})
+}
+
+// Tokens of printable ASCII take the shortcut; anything else goes
+// through the full checks, which still flag what they flagged.
+func TestPlainTail(t *testing.T) {
+	for subject, want := range map[string]bool{
+		"codi.audit.log.agent-1.file":                                          true,
+		"codi.audit.log.agent-1.file.write":                                    true,
+		"codi.audit.log.agent-1":                                               false,
+		"codi.audit.log.agent-1.":                                              false,
+		"codi.audit.log.agent-1.file..x":                                       false,
+		"codi.audit.log.agent-1.a%2Eb":                                         false, // valid, checked in full
+		"codi.audit.log.agent-1.caf\u00e9":                                     false, // valid, checked in full
+		"codi.audit.log.agent-1.a*":                                            false,
+		"codi.audit.log.agent-1.a>":                                            false,
+		"codi.audit.log.agent-1.a\x7f":                                         false,
+		"codi.audit.log.agent-1.a b":                                           false,
+		"codi.audit.log." + strings.Repeat("s", subjects.MaxTokenLen+1) + ".c": false,
+	} {
+		assert.Equal(t, want, plainTail(subject), subject)
+	}
 }

@@ -64,7 +64,19 @@ func recordRange(lo, hi uint64) (begin, end []byte) { return recordKey(lo), reco
 // It is kv.Tuple{nsMsgID, source, msgIDElem(id)}.Pack(), appended to a
 // packed prefix in one allocation: the intake builds one per event.
 func msgIDKey(source, id string) []byte {
-	b := make([]byte, 0, len(msgIDPrefix)+len(source)+min(len(id), maxMsgIDKey)+8)
+	return appendMsgIDKey(make([]byte, 0, msgIDKeySize(source, id)), source, id)
+}
+
+// msgIDKeySize is the room appendMsgIDKey takes at most for a key of
+// source and id: the prefix, both strings, their type codes and
+// terminators, and room for escaped zero bytes (two per string here, then
+// append grows the key).
+func msgIDKeySize(source, id string) int {
+	return len(msgIDPrefix) + len(source) + min(len(id), maxMsgIDKey) + 8
+}
+
+// appendMsgIDKey is msgIDKey appending to dst.
+func appendMsgIDKey(b []byte, source, id string) []byte {
 	b = kv.AppendString(append(b, msgIDPrefix...), source)
 	if len(id) > maxMsgIDKey {
 		sum := sha256.Sum256([]byte(id))

@@ -408,7 +408,18 @@ func encodeBody(subject, source, category, msgID string, payload []byte) []byte 
 
 // encodeFlaggedBody is encodeBody with the subject's flags.
 func encodeFlaggedBody(subject, source, category string, flags []string, msgID string, payload []byte) []byte {
-	b := make([]byte, 0, 128+len(subject)+len(msgID)+len(payload)*4/3)
+	return appendBody(make([]byte, 0, bodySize(subject, msgID, payload)), subject, source, category, flags, msgID, payload)
+}
+
+// bodySize is the room appendBody takes for a body without flags in the
+// common cases (no escapes; a JSON payload, or base64 of one up to 3/4 of
+// the rest); append grows dst for anything else.
+func bodySize(subject, msgID string, payload []byte) int {
+	return 128 + len(subject) + len(msgID) + len(payload)*4/3
+}
+
+// appendBody is encodeFlaggedBody appending to dst.
+func appendBody(b []byte, subject, source, category string, flags []string, msgID string, payload []byte) []byte {
 	b = append(b, `"subject":`...)
 	b = appendString(b, subject)
 	b = append(b, `,"source":`...)
