@@ -46,7 +46,8 @@ func newEvent(streamSeq uint64, t time.Time, subject string, hdr nats.Header, da
 
 // messageEvent is the event of one message kept as one record: its
 // subject's tokens, its Nats-Msg-Id (its dedupe key when set), and flags
-// with the detail logged for them ("" when none).
+// with the detail logged for them ("" when none). The record's body and
+// the dedupe key share one allocation.
 func messageEvent(streamSeq uint64, t time.Time, subject, source, category, msgID string, flags []string, detail string, data []byte) event {
 	e := event{
 		streamSeq: streamSeq,
@@ -54,12 +55,17 @@ func messageEvent(streamSeq uint64, t time.Time, subject, source, category, msgI
 		source:    source,
 		category:  category,
 		msgID:     msgID,
-		body:      encodeFlaggedBody(subject, source, category, flags, msgID, data),
 		size:      estimate(subject, len(data)),
 		flagged:   detail,
 	}
+	size := bodySize(subject, msgID, data)
 	if msgID != "" {
-		e.msgKey = msgIDKey(source, msgID)
+		size += msgIDKeySize(source, msgID)
+	}
+	buf := appendBody(make([]byte, 0, size), subject, source, category, flags, msgID, data)
+	e.body = buf[:len(buf):len(buf)]
+	if msgID != "" {
+		e.msgKey = appendMsgIDKey(buf[len(buf):], source, msgID)
 	}
 	return e
 }

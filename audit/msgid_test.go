@@ -9,6 +9,7 @@ import (
 
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/internal/kv"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -126,4 +127,21 @@ func TestMsgIDKey_Layout(t *testing.T) {
 		})
 	}
 	assert.Equal(t, 1.0, testing.AllocsPerRun(100, func() { msgIDKey("agent-3", "e-12345") }))
+}
+
+// An event with a Nats-Msg-Id costs the intake one allocation, its record
+// body and dedupe key sharing it (two before), and they are the ones
+// built apart, for ids kept as they are and for hashed ones.
+func TestNewEvent_BodyAndKeyOneAllocation(t *testing.T) {
+	at := time.Unix(1700000000, 5)
+	payload := []byte(`{"a":1}`)
+	for _, id := range []string{"e-12345", strings.Repeat("x", maxMsgIDKey+1)} {
+		hdr := nats.Header{jetstream.MsgIDHeader: []string{id}}
+		e := newEvent(3, at, "codi.audit.log.agent-3.file", hdr, payload)
+		assert.Equal(t, encodeBody("codi.audit.log.agent-3.file", "agent-3", "file", id, payload), e.body)
+		assert.Equal(t, msgIDKey("agent-3", id), e.msgKey)
+		assert.Equal(t, len(e.body), cap(e.body), "the key cannot be appended over the body")
+	}
+	hdr := nats.Header{jetstream.MsgIDHeader: []string{"e-12345"}}
+	assert.Equal(t, 1.0, testing.AllocsPerRun(100, func() { newEvent(3, at, "codi.audit.log.agent-3.file", hdr, payload) }))
 }
