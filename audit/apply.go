@@ -320,6 +320,7 @@ func (s *Service) apply(chunk []*event, appliedTo uint64, rebase bool) (meta, er
 		// Set keeps no reference to its arguments: one buffer each for
 		// records and numbers serves every event.
 		var rec, num []byte
+		var tt timeText
 		prev := []byte(m.head.Hash) // the last record's hash, as the chain goes
 		var lastAt int64            // stored time of the last event applied
 		for _, e := range expand(chunk) {
@@ -354,7 +355,7 @@ func (s *Service) apply(chunk []*event, appliedTo uint64, rebase bool) (meta, er
 				w.set(e.msgKey, num)
 			}
 			t := max(e.t, m.head.Time)
-			rec = appendRecord(rec[:0], seq, t, e.body, prev)
+			rec = appendRecord(rec[:0], seq, t, e.body, prev, &tt)
 			putRecord(&w, seq, rec)
 			ix.add(&w, e.source, e.category, t, seq)
 			prev = append(prev[:0], storedHash(rec)...)

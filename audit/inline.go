@@ -51,7 +51,7 @@ func AppendInTxn(tx kv.Txn, subject, msgID string, data []byte, t time.Time) err
 		w.set(e.msgKey, strconv.AppendUint(nil, seq, 10))
 	}
 	at := max(e.t, h.Time)
-	rec := appendRecord(nil, seq, at, e.body, []byte(h.Hash))
+	rec := appendRecord(nil, seq, at, e.body, []byte(h.Hash), new(timeText))
 	putRecord(&w, seq, rec)
 	ix := newIndexer()
 	ix.add(&w, e.source, e.category, at, seq)

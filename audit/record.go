@@ -642,21 +642,22 @@ func skipDigits(b []byte, i int) int {
 //	hash      = hex(SHA-256(P || canonical))
 //	stored    = canonical without its final '}' + ,"hash":"H"}
 func encodeRecord(seq uint64, t int64, body []byte, prev string) (stored []byte, hash string) {
-	stored = appendRecord(nil, seq, t, body, []byte(prev))
+	stored = appendRecord(nil, seq, t, body, []byte(prev), new(timeText))
 	return stored, string(storedHash(stored))
 }
 
-// appendRecord is encodeRecord appending to dst; storedHash(stored) is the
-// hash. It builds prev || canonical in dst so that the hash is one pass over
-// contiguous bytes, then moves the record over prev.
-func appendRecord(dst []byte, seq uint64, t int64, body, prev []byte) (stored []byte) {
+// appendRecord is encodeRecord appending to dst, with the record's time
+// written by tt; storedHash(stored) is the hash. It builds prev ||
+// canonical in dst so that the hash is one pass over contiguous bytes,
+// then moves the record over prev.
+func appendRecord(dst []byte, seq uint64, t int64, body, prev []byte, tt *timeText) (stored []byte) {
 	b := slices.Grow(dst, len(prev)+len(body)+64+prevSuffixLen+hashSuffixLen)
 	start := len(b)
 	b = append(b, prev...)
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
 	b = append(b, `,"time":"`...)
-	b = time.Unix(0, t).UTC().AppendFormat(b, time.RFC3339Nano)
+	b = tt.append(b, t)
 	b = append(b, `",`...)
 	b = append(b, body...)
 	b = append(b, `,"prev":"`...)
@@ -669,6 +670,45 @@ func appendRecord(dst []byte, seq uint64, t int64, body, prev []byte) (stored []
 	b = append(b, `"}`...)
 	n := copy(b[start:], b[start+len(prev):])
 	return b[start : start+n]
+}
+
+// timeText writes records' times as time.RFC3339Nano writes them in UTC,
+// keeping the text of the last second it wrote: the records of a batch
+// mostly share their second (a bulk message's entries share their time),
+// and then only the fraction is new. The zero value is ready; not safe for
+// concurrent use.
+type timeText struct {
+	sec  int64  // the second text holds
+	text []byte // sec as RFC 3339 without its "Z"; nil before the first
+}
+
+// append appends t, Unix nanoseconds, in RFC 3339 with up to nine
+// fraction digits, trailing zeros dropped, and "Z".
+func (tt *timeText) append(b []byte, t int64) []byte {
+	sec, ns := t/1e9, t%1e9
+	if ns < 0 {
+		sec, ns = sec-1, ns+1e9
+	}
+	if tt.text == nil || sec != tt.sec {
+		tt.text = time.Unix(sec, 0).UTC().AppendFormat(tt.text[:0], time.RFC3339)
+		tt.text = tt.text[:len(tt.text)-1]
+		tt.sec = sec
+	}
+	b = append(b, tt.text...)
+	if ns != 0 {
+		var frac [10]byte // '.' and nine digits
+		frac[0] = '.'
+		for i := 9; i > 0; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := len(frac)
+		for frac[n-1] == '0' {
+			n--
+		}
+		b = append(b, frac[:n]...)
+	}
+	return append(b, 'Z')
 }
 
 // storedHash returns the hash member's hex digits of a record appendRecord

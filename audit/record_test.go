@@ -3,6 +3,8 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"math"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
@@ -270,4 +272,24 @@ func TestIsCompactJSON(t *testing.T) {
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, isCompactJSON([]byte(tt.in)), tt.in)
 	}
+}
+
+// timeText writes what time.RFC3339Nano does in UTC, for times in one
+// second after another (its kept text) and for any other, negative and
+// extreme ones included.
+func TestTimeText_AsRFC3339Nano(t *testing.T) {
+	ts := []int64{0, 1, -1, 999_999_999, 1_000_000_000, -1_000_000_000, -999_999_999, 1_700_000_000_000_000_000,
+		1_700_000_000_100_000_000, 1_700_000_000_000_000_010, 1_700_000_000_123_456_789, math.MaxInt64, math.MinInt64, math.MinInt64 + 1}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		ts = append(ts, rng.Int64(), 1_700_000_000_000_000_000+rng.Int64N(3e9), -rng.Int64N(1e12))
+	}
+	var tt timeText
+	for _, n := range ts {
+		want := time.Unix(0, n).UTC().Format(time.RFC3339Nano)
+		require.Equal(t, want, string(tt.append(nil, n)), "t=%d", n)
+		require.Equal(t, want, string(new(timeText).append(nil, n)), "t=%d, new", n)
+	}
+	buf := make([]byte, 0, 64)
+	assert.Zero(t, testing.AllocsPerRun(100, func() { tt.append(buf[:0], 1_700_000_000_123_456_789) }))
 }
