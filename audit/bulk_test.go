@@ -1,8 +1,11 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/codi2/codi2/subjects"
 )
 
 // A bulk message's events are records of their own, in order, with their
@@ -253,4 +258,76 @@ func TestNewBulkEvent_Allocs(t *testing.T) {
 		allocs := testing.AllocsPerRun(20, func() { newEvent(7, at, subj, hdr, data) })
 		assert.LessOrEqual(t, allocs, 16.0, "allocations per bulk message of %d entries", n)
 	}
+}
+
+// parseBulkSplit is parseBulk as it was before the intake stopped
+// allocating per entry (strings.Split of each header, strconv.Itoa to
+// check the length, subjects.Token and the full subject checks): the
+// reference FuzzParseBulk_AsSplit holds parseBulk to.
+func parseBulkSplit(source string, data []byte) ([]bulkEntry, error) {
+	prefix := "codi.audit.log." + source + "."
+	var out []bulkEntry
+	for off := 0; off < len(data); {
+		if len(out) == MaxBulkEntries {
+			return nil, fmt.Errorf("more than %d entries", MaxBulkEntries)
+		}
+		eol := bytes.Index(data[off:], []byte("\r\n"))
+		if eol < 0 {
+			return nil, fmt.Errorf("entry %d at byte %d: no \\r\\n after its header", len(out)+1, off)
+		}
+		fields := strings.Split(string(data[off:off+eol]), " ")
+		var e bulkEntry
+		switch len(fields) {
+		case 2:
+		case 3:
+			e.msgID = fields[1]
+		default:
+			return nil, fmt.Errorf("entry %d at byte %d: the header is not <subject> [<msg-id>] <#bytes>", len(out)+1, off)
+		}
+		e.subject = fields[0]
+		n, err := strconv.Atoi(fields[len(fields)-1])
+		start := off + eol + 2
+		switch {
+		case err != nil || n < 0 || fields[len(fields)-1] != strconv.Itoa(n):
+			return nil, fmt.Errorf("entry %d at byte %d: length %q is not a decimal number", len(out)+1, off, fields[len(fields)-1])
+		case n > len(data)-start-2 || !bytes.HasPrefix(data[start+n:], []byte("\r\n")):
+			return nil, fmt.Errorf("entry %d at byte %d: %d bytes of payload and \\r\\n do not follow", len(out)+1, off, n)
+		case e.msgID == "" && len(fields) == 3 || !validBulkID(e.msgID):
+			return nil, fmt.Errorf("entry %d at byte %d: bad msg id", len(out)+1, off)
+		case !strings.HasPrefix(e.subject, prefix):
+			return nil, fmt.Errorf("entry %d at byte %d: subject %q is not an event of %s (codi.audit.log.%s.<category>…)",
+				len(out)+1, off, e.subject, source, source)
+		}
+		if _, detail := checkSubject(e.subject, source, subjects.Token(e.subject, 4)); detail != "" {
+			return nil, fmt.Errorf("entry %d at byte %d: subject %q: %s", len(out)+1, off, e.subject, detail)
+		}
+		e.data = data[start : start+n]
+		out = append(out, e)
+		off = start + n + 2
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no entries")
+	}
+	return out, nil
+}
+
+// FuzzParseBulk_AsSplit: parseBulk accepts what parseBulkSplit accepts,
+// with the same entries, and refuses the rest with the same error.
+func FuzzParseBulk_AsSplit(f *testing.F) {
+	f.Add([]byte("codi.audit.log.s.c 2\r\n{}\r\n"))
+	f.Add([]byte("codi.audit.log.s.c.d id-1 3\r\na\r\n\r\ncodi.audit.log.s.x 0\r\n\r\n"))
+	f.Add([]byte("codi.audit.log.s.c a b 0\r\n\r\n"))
+	f.Add([]byte("codi.audit.log.s.c 99999999999999999999\r\n\r\n"))
+	f.Add([]byte("codi.audit.log.s.c 9223372036854775807\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		want, wantErr := parseBulkSplit("s", data)
+		got, err := parseBulk("s", data)
+		if wantErr != nil {
+			require.Error(t, err)
+			assert.Equal(t, wantErr.Error(), err.Error())
+			return
+		}
+		require.NoError(t, err)
+		assert.Equal(t, want, got)
+	})
 }
