@@ -256,7 +256,7 @@ func TestNewBulkEvent_Allocs(t *testing.T) {
 		}
 		assert.Equal(t, size, e.size)
 		allocs := testing.AllocsPerRun(20, func() { newEvent(7, at, subj, hdr, data) })
-		assert.LessOrEqual(t, allocs, 16.0, "allocations per bulk message of %d entries", n)
+		assert.LessOrEqual(t, allocs, 6.0, "allocations per bulk message of %d entries", n)
 	}
 }
 
