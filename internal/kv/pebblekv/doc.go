@@ -28,9 +28,29 @@ Open's directory holds pebble's files, all managed by pebble:
 	OPTIONS-NNNNNN          the options the database was last opened with
 	LOCK                    held while a Store has the directory open
 
-A commit lives in the log until its memtable (4 MiB by default) is flushed to
-a table; recovery at Open replays the logs. Keys are stored as given (one
-keyspace, tuple-encoded by the callers), values as given.
+A commit lives in the log until its memtable (Options.MemTableSize,
+DefaultMemTableSize) is flushed to a table; recovery at Open replays the
+logs. Keys are stored as given (one keyspace, tuple-encoded by the callers),
+values as given.
+
+# Tuning
+
+pebble's defaults (a 4 MiB memtable, no filters) are sized for tests. Open
+sets, after pebble's own benchmark configuration (cmd/pebble/db.go) and
+measured on codi2's v1 import (see README.md, "With pebble"):
+
+  - a larger memtable (Options.MemTableSize): fewer flushes, fewer and
+    smaller compactions, keys rewritten while in memory (an index's
+    posting-list block, a watermark) written to a table once;
+  - a bloom filter in every table above the last level
+    (Options.FilterBitsPerKey): a Get of a missing key, such as the audit
+    log's Nats-Msg-Id dedupe lookups, skips a table on its filter instead
+    of reading the table's index and a data block; pebble's Get does not
+    read the last level's filters, so it has none;
+  - a block cache sized on top of the memtables, which pebble charges to
+    it (Options.CacheSize);
+  - up to memTableStopWrites memtables queued and l0StopWrites sublevels
+    in level 0 before commits wait for flushes and compactions.
 
 # Caveats
 

@@ -8,15 +8,39 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/bloom"
 	"github.com/cockroachdb/pebble/vfs"
 	"github.com/rs/zerolog"
 
 	"github.com/codi2/codi2/internal/kv"
 )
 
-// DefaultCacheSize is the block cache, in bytes, when Options.CacheSize is
-// zero. codi2's state fits in it many times over.
-const DefaultCacheSize = 32 << 20
+// Defaults of Options' zero fields.
+const (
+	// DefaultCacheSize is the block cache, in bytes, when Options.CacheSize
+	// is zero. codi2's state fits in it many times over.
+	DefaultCacheSize = 32 << 20
+
+	// DefaultMemTableSize is the memtable, in bytes, when
+	// Options.MemTableSize is zero: pebble's benchmark configuration and
+	// CockroachDB's. Against pebble's 4 MiB default it cut the CPU of a
+	// 1,000,000-line v1 import by 40 % (README.md, "With pebble").
+	DefaultMemTableSize = 64 << 20
+
+	// DefaultFilterBitsPerKey is the bloom filter's bits per key when
+	// Options.FilterBitsPerKey is zero: about 1 % false positives
+	// (pebble's bloom package).
+	DefaultFilterBitsPerKey = 10
+
+	// DefaultCompactionConcurrency is the number of compactions that may
+	// run at once when Options.CompactionConcurrency is zero: pebble's
+	// default, one core of a small machine.
+	DefaultCompactionConcurrency = 1
+
+	// MaxMemTableSize is the largest Options.MemTableSize: pebble's
+	// limit (its arena offsets are 32-bit).
+	MaxMemTableSize = 4<<30 - 1
+)
 
 // Options configures Open. The zero value is ready to use.
 type Options struct {
@@ -31,13 +55,39 @@ type Options struct {
 	Log zerolog.Logger
 
 	// CacheSize is the size, in bytes, of the block cache of table reads.
-	// Zero means DefaultCacheSize.
+	// Zero means DefaultCacheSize. pebble charges its memtables to the
+	// same cache (DB.newMemTable reserves their size in it), so Open makes
+	// the cache this plus the memtables that may queue
+	// (memTableStopWrites times MemTableSize): a memtable as large as the
+	// cache would otherwise leave table reads no cache at all.
 	CacheSize int64
 
 	// TxnTimeout bounds every transaction, from its start, including the
 	// wait for the writer slot. Zero means kv.MaxTxnDuration, FoundationDB's
 	// limit, so that work which fits here also fits a cluster.
 	TxnTimeout time.Duration
+
+	// MemTableSize is the size, in bytes, of the memtable, where commits
+	// collect (besides the log) until pebble flushes them to a table of
+	// level 0. Zero means DefaultMemTableSize; at most MaxMemTableSize.
+	// Larger means fewer flushes and compactions, and keys rewritten while
+	// in the memtable (an index's posting-list block, a watermark) reach
+	// the tables once; it costs memory (up to memTableStopWrites of them
+	// while flushes lag) and a longer log replay at Open.
+	MemTableSize int64
+
+	// FilterBitsPerKey is the size, in bits per key, of the bloom filter
+	// of every table above the last level, which spares a Get of a
+	// missing key the table's index and data blocks. Zero means
+	// DefaultFilterBitsPerKey; negative means no filters. Tables keep the
+	// filter they were written with, so a change applies to new tables.
+	FilterBitsPerKey int
+
+	// CompactionConcurrency is the number of compactions pebble may run at
+	// once (besides flushes). Zero means DefaultCompactionConcurrency;
+	// more drain level 0 faster when writes outpace one core, at the cost
+	// of the cores commits run on.
+	CompactionConcurrency int
 }
 
 // Validate reports options that can never work.
@@ -47,6 +97,10 @@ func (o Options) Validate() error {
 		return fmt.Errorf("pebblekv: negative CacheSize %d", o.CacheSize)
 	case o.TxnTimeout < 0:
 		return fmt.Errorf("pebblekv: negative TxnTimeout %v", o.TxnTimeout)
+	case o.MemTableSize < 0 || o.MemTableSize > MaxMemTableSize:
+		return fmt.Errorf("pebblekv: MemTableSize %d is not between 0 and %d bytes", o.MemTableSize, int64(MaxMemTableSize))
+	case o.CompactionConcurrency < 0:
+		return fmt.Errorf("pebblekv: negative CompactionConcurrency %d", o.CompactionConcurrency)
 	}
 	return nil
 }
@@ -62,7 +116,85 @@ func (o Options) withDefaults() Options {
 	if o.TxnTimeout == 0 {
 		o.TxnTimeout = kv.MaxTxnDuration
 	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = DefaultMemTableSize
+	}
+	if o.FilterBitsPerKey == 0 {
+		o.FilterBitsPerKey = DefaultFilterBitsPerKey
+	}
+	if o.CompactionConcurrency == 0 {
+		o.CompactionConcurrency = DefaultCompactionConcurrency
+	}
 	return o
+}
+
+// Tuning that Options does not expose, after pebble's own benchmark
+// configuration (cmd/pebble/db.go) and its option docs (options.go), sized
+// for codi2's write load on a small machine.
+const (
+	// memTableStopWrites is how many memtables may queue for a flush
+	// before commits wait (pebble's MemTableStopWritesThreshold; default
+	// 2, its benchmark 4): a burst goes on while one flush runs.
+	memTableStopWrites = 4
+	// l0CompactionThreshold is the read amplification of level 0 (its
+	// sublevels) that starts a compaction into the base level (pebble's
+	// default 4, its benchmark 2).
+	l0CompactionThreshold = 4
+	// l0StopWrites is the read amplification of level 0 at which commits
+	// wait (pebble's L0StopWritesThreshold; default 12, its benchmark
+	// 1000): high, so that an import is slowed by compaction debt only
+	// when level 0 is far behind.
+	l0StopWrites = 24
+	// lBaseMaxBytes is the size of the level level 0 compacts into, in
+	// bytes (pebble's default, 64 MiB); the levels below are 10 times the
+	// one above.
+	lBaseMaxBytes = 64 << 20
+	// targetFileSize is level 0's table size, in bytes, doubling per level
+	// below (pebble's defaults, 2 MiB).
+	targetFileSize = 2 << 20
+	// numLevels is pebble's number of levels; the last one holds most of
+	// the data.
+	numLevels = 7
+)
+
+// cacheBytes is the size of pebble's cache: the block cache plus the
+// memtables pebble reserves in it (see Options.CacheSize).
+func (o Options) cacheBytes() int64 {
+	return o.CacheSize + memTableStopWrites*o.MemTableSize
+}
+
+// pebbleOptions returns the pebble options of o (with its defaults set)
+// for the database on lock's directory.
+func (o Options) pebbleOptions(lock *pebble.Lock, cache *pebble.Cache, logger pebbleLogger) *pebble.Options {
+	po := &pebble.Options{
+		FS:                          o.FS,
+		Lock:                        lock,
+		Cache:                       cache,
+		Logger:                      logger,
+		EventListener:               logger.events(),
+		FormatMajorVersion:          pebble.FormatNewest,
+		MemTableSize:                uint64(o.MemTableSize),
+		MemTableStopWritesThreshold: memTableStopWrites,
+		L0CompactionThreshold:       l0CompactionThreshold,
+		L0StopWritesThreshold:       l0StopWrites,
+		LBaseMaxBytes:               lBaseMaxBytes,
+		Levels:                      make([]pebble.LevelOptions, numLevels),
+	}
+	concurrency := o.CompactionConcurrency
+	po.MaxConcurrentCompactions = func() int { return concurrency }
+	for i := range po.Levels {
+		l := &po.Levels[i]
+		l.TargetFileSize = targetFileSize << i
+		// A table-level filter is one lookup per table, no index block
+		// first (pebble's LevelOptions.FilterType). The last level gets
+		// none: a Get never reads its filter (pebble's getIter does not
+		// set IterOptions.UseL6Filters), so it would only cost compactions.
+		if o.FilterBitsPerKey > 0 && i < numLevels-1 {
+			l.FilterPolicy = bloom.FilterPolicy(o.FilterBitsPerKey)
+			l.FilterType = pebble.TableFilter
+		}
+	}
+	return po
 }
 
 // Store is a kv.AsyncStore backed by one pebble database. It is safe for
@@ -110,17 +242,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	// Open takes its own reference to the lock and to the cache; the
 	// database releases them when it closes.
 	defer lock.Close()
-	cache := pebble.NewCache(opts.CacheSize)
+	cache := pebble.NewCache(opts.cacheBytes())
 	defer cache.Unref()
 	logger := pebbleLogger{opts.Log}
-	db, err := pebble.Open(dir, &pebble.Options{
-		FS:                 opts.FS,
-		Lock:               lock,
-		Cache:              cache,
-		Logger:             logger,
-		EventListener:      logger.events(),
-		FormatMajorVersion: pebble.FormatNewest,
-	})
+	db, err := pebble.Open(dir, opts.pebbleOptions(lock, cache, logger))
 	if err != nil {
 		return nil, wrap(dir, "open", err)
 	}

@@ -27,6 +27,11 @@ func TestOptions_Validate(t *testing.T) {
 		{"all set", pebblekv.Options{FS: vfs.NewMem(), Log: zerolog.Nop(), CacheSize: 1 << 20, TxnTimeout: time.Second}, ""},
 		{"negative cache size", pebblekv.Options{CacheSize: -1}, "CacheSize"},
 		{"negative txn timeout", pebblekv.Options{TxnTimeout: -1}, "TxnTimeout"},
+		{"tuning set", pebblekv.Options{MemTableSize: 1 << 20, FilterBitsPerKey: -1, CompactionConcurrency: 2}, ""},
+		{"largest memtable", pebblekv.Options{MemTableSize: pebblekv.MaxMemTableSize}, ""},
+		{"negative memtable size", pebblekv.Options{MemTableSize: -1}, "MemTableSize -1 is not between 0 and 4294967295 bytes"},
+		{"memtable too large", pebblekv.Options{MemTableSize: pebblekv.MaxMemTableSize + 1}, "MemTableSize"},
+		{"negative compaction concurrency", pebblekv.Options{CompactionConcurrency: -1}, "CompactionConcurrency"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
