@@ -37,7 +37,7 @@ values as given.
 
 pebble's defaults (a 4 MiB memtable, no filters) are sized for tests. Open
 sets, after pebble's own benchmark configuration (cmd/pebble/db.go) and
-measured on codi2's v1 import (see README.md, "With pebble"):
+measured on codi2's v1 import (see README.md, "v1 import on pebble"):
 
   - a larger memtable (Options.MemTableSize): fewer flushes, fewer and
     smaller compactions, keys rewritten while in memory (an index's

@@ -24,7 +24,7 @@ const (
 	// DefaultMemTableSize is the memtable, in bytes, when
 	// Options.MemTableSize is zero: pebble's benchmark configuration and
 	// CockroachDB's. Against pebble's 4 MiB default it cut the CPU of a
-	// 1,000,000-line v1 import by 40 % (README.md, "With pebble").
+	// 1,000,000-line v1 import by 30-40 % (README.md, "v1 import on pebble").
 	DefaultMemTableSize = 64 << 20
 
 	// DefaultFilterBitsPerKey is the bloom filter's bits per key when
