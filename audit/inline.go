@@ -28,11 +28,49 @@ import (
 // Safe for concurrent use; like every write in tx it may run again when
 // the store retries the transaction.
 func AppendInTxn(tx kv.Txn, subject, msgID string, data []byte, t time.Time) error {
-	// Only the head is needed: readMeta's three other reads (the applied
-	// watermark and its time, the anchor) would be decoded for nothing.
-	h := head{Hash: GenesisPrev}
-	if err := getJSON(tx, keyHead, &h); err != nil {
+	ap := NewAppender(tx)
+	if err := ap.Append(subject, msgID, data, t); err != nil {
 		return err
+	}
+	return ap.Flush()
+}
+
+// Appender appends many records in one transaction of the shared store,
+// as AppendInTxn does one: the chain's head is read at the first Append,
+// and the index blocks and the head are written once, at Flush, rather
+// than once per record (a batch of n commands' outcomes writes its index
+// blocks once, not four blocks per record). Records appended without a
+// Flush are not in the log: Flush before the transaction commits. An
+// Appender belongs to one transaction and one goroutine.
+type Appender struct {
+	tx     kv.Txn
+	w      writer
+	h      head
+	loaded bool
+	ix     *indexer
+	tt     timeText
+	buf    []byte
+	dirty  bool
+}
+
+// NewAppender returns the Appender of tx. It does no I/O.
+func NewAppender(tx kv.Txn) *Appender {
+	return &Appender{tx: tx, w: writer{tx: tx}}
+}
+
+// Append appends the event as AppendInTxn describes it. An event whose
+// source already used msgID, in the log or earlier in this Appender, is
+// not appended again.
+func (a *Appender) Append(subject, msgID string, data []byte, t time.Time) error {
+	if !a.loaded {
+		// Only the head is needed: readMeta's three other reads (the
+		// applied watermark and its time, the anchor) would be decoded
+		// for nothing.
+		a.h = head{Hash: GenesisPrev}
+		if err := getJSON(a.tx, keyHead, &a.h); err != nil {
+			return err
+		}
+		a.loaded, a.ix = true, newIndexer()
 	}
 	hdr := nats.Header{}
 	if msgID != "" {
@@ -40,28 +78,37 @@ func AppendInTxn(tx kv.Txn, subject, msgID string, data []byte, t time.Time) err
 	}
 	e := newEvent(0, t, subject, hdr, data)
 	if e.msgKey != nil {
-		v, err := getOptional(tx, e.msgKey)
+		v, err := getOptional(a.tx, e.msgKey)
 		if err != nil || v != nil {
 			return err
 		}
 	}
-	w := writer{tx: tx}
-	seq := h.Seq + 1
+	seq := a.h.Seq + 1
 	if e.msgKey != nil {
-		w.set(e.msgKey, strconv.AppendUint(nil, seq, 10))
+		a.w.set(e.msgKey, strconv.AppendUint(nil, seq, 10))
 	}
-	at := max(e.t, h.Time)
-	rec := appendRecord(nil, seq, at, e.body, []byte(h.Hash), new(timeText))
-	putRecord(&w, seq, rec)
-	ix := newIndexer()
-	ix.add(&w, e.source, e.category, at, seq)
-	ix.flush(&w)
-	h = head{Seq: seq, Time: at, Bytes: h.Bytes + uint64(len(rec)), Flagged: h.Flagged, Hash: string(storedHash(rec))}
+	at := max(e.t, a.h.Time)
+	a.buf = appendRecord(a.buf[:0], seq, at, e.body, []byte(a.h.Hash), &a.tt)
+	putRecord(&a.w, seq, a.buf)
+	a.ix.add(&a.w, e.source, e.category, at, seq)
+	a.h = head{Seq: seq, Time: at, Bytes: a.h.Bytes + uint64(len(a.buf)), Flagged: a.h.Flagged, Hash: string(storedHash(a.buf))}
 	if e.flagged != "" {
-		h.Flagged++
+		a.h.Flagged++
 	}
-	w.setJSON(keyHead, h)
-	return w.err
+	a.dirty = true
+	return a.w.err
+}
+
+// Flush writes the index blocks and the head of what was appended since
+// the last Flush. Without appends it writes nothing.
+func (a *Appender) Flush() error {
+	if !a.dirty {
+		return a.w.err
+	}
+	a.ix.flush(&a.w)
+	a.w.setJSON(keyHead, a.h)
+	a.ix, a.dirty = newIndexer(), false
+	return a.w.err
 }
 
 // sharedHead is m with the head and anchor the store holds now, which

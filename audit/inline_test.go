@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -45,4 +46,94 @@ func TestAppendInTxn(t *testing.T) {
 	assert.ErrorIs(t, h.store.Update(ctx, func(tx kv.Txn) error {
 		return AppendInTxn(tx, subj, "", nil, time.Now())
 	}), kv.ErrClosed)
+}
+
+// An Appender writes the records AppendInTxn would, call for call (the
+// same chain, the same answers to queries by source, category and time),
+// but each index block and the head once per Flush instead of once per
+// record.
+func TestAppender_AsAppendInTxn(t *testing.T) {
+	type ev struct {
+		subject, msgID, data string
+		at                   time.Time
+	}
+	base := time.Unix(1_700_000_000, 0)
+	var evs []ev
+	for i := range 60 {
+		src := []string{"codi-state", "agent-1", "v1-import"}[i%3]
+		cat := []string{"task", "note"}[i%2]
+		id := fmt.Sprintf("m-%d", i)
+		if i%7 == 6 {
+			id = fmt.Sprintf("m-%d", i-3) // the same source's id again: skipped
+		}
+		if i%11 == 10 {
+			id = "" // no Msg-Id
+		}
+		// Times go back now and then: a record is never dated before the
+		// one it follows.
+		at := base.Add(time.Duration(i*37%50) * time.Millisecond)
+		evs = append(evs, ev{"codi.audit.log." + src + "." + cat, id, fmt.Sprintf(`{"i":%d}`, i), at})
+	}
+	run := func(batch bool) (*harness, int) {
+		h := newHarness(t, Config{SharedLog: true})
+		ctx := context.Background()
+		require.NoError(t, h.store.Update(ctx, func(tx kv.Txn) error {
+			if !batch {
+				for _, e := range evs {
+					if err := AppendInTxn(tx, e.subject, e.msgID, []byte(e.data), e.at); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			ap := NewAppender(tx)
+			for i, e := range evs {
+				if err := ap.Append(e.subject, e.msgID, []byte(e.data), e.at); err != nil {
+					return err
+				}
+				if i == 29 {
+					require.NoError(t, ap.Flush()) // two flushes in one transaction
+				}
+			}
+			return ap.Flush()
+		}))
+		keys := 0
+		require.NoError(t, h.store.View(ctx, func(tx kv.ReadTxn) error {
+			pairs, err := tx.GetRange([]byte{}, []byte{0xff}, kv.RangeOptions{})
+			keys = len(pairs)
+			return err
+		}))
+		return h, keys
+	}
+	one, oneKeys := run(false)
+	many, manyKeys := run(true)
+	n, seen := 0, map[string]bool{}
+	for _, e := range evs {
+		if k := e.subject[:len("codi.audit.log.")+3] + e.msgID; e.msgID == "" || !seen[k] {
+			seen[k] = true
+			n++
+		}
+	}
+	require.Less(t, n, len(evs), "the batch has duplicates")
+	want, got := one.all(Query{}), many.all(Query{})
+	require.Equal(t, n, len(want))
+	require.Equal(t, n, len(got))
+	for i := range want {
+		assert.Equal(t, want[i].Seq, got[i].Seq)
+		assert.Equal(t, want[i].Hash, got[i].Hash, "record %d", i)
+		assert.True(t, want[i].Time.Equal(got[i].Time), "record %d", i)
+		assert.Equal(t, want[i].MsgID, got[i].MsgID)
+	}
+	for _, q := range []Query{{Source: "agent-1"}, {Category: "note"}, {Source: "v1-import", Category: "task"},
+		{From: base.Add(30 * time.Millisecond), To: base.Add(45 * time.Millisecond)}} {
+		a, b := one.all(q), many.all(q)
+		require.Equal(t, len(a), len(b), "%+v", q)
+		for i := range a {
+			assert.Equal(t, a[i].Seq, b[i].Seq, "%+v", q)
+		}
+		assert.NotEmpty(t, a, "%+v", q)
+	}
+	res := many.verify(VerifyRequest{})
+	assert.True(t, res.OK, "%+v", res)
+	assert.Less(t, manyKeys, oneKeys-2*n, "index blocks and head written once per flush")
 }
