@@ -50,8 +50,16 @@ func TestStagedTxn_DecodedSameAsPlain(t *testing.T) {
 				{cached, func(tx kv.Txn, im *inMsg, wm uint64) (plan, error) { return planCommand(tx, im, wm, "g1") }, &got},
 				{plain, func(tx kv.Txn, im *inMsg, wm uint64) (plan, error) { return planPlain(tx, im, wm, "g1") }, &want},
 			} {
-				require.NoError(t, run.store.Update(ctx, func(tx kv.Txn) error {
+				require.NoError(t, run.store.Update(ctx, func(stx kv.Txn) error {
 					*run.out = nil
+					// The cached run goes through a batch layer, as
+					// loop.commit does; the plain one straight to the store.
+					var tx kv.Txn = stx
+					if run.store == cached {
+						batch := newStagedTxn(stx)
+						defer func() { require.NoError(t, batch.flush()) }()
+						tx = batch
+					}
 					for i, im := range msgs {
 						p, err := run.plan(tx, im, im.seq-1)
 						if err != nil {
