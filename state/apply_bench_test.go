@@ -86,8 +86,9 @@ func benchMerge(i int) []byte {
 		i%7, i%5, i%2 == 0)
 }
 
-// benchApply applies b.N commands made by next, perTxn per transaction,
-// timing planning and applying only.
+// benchApply applies b.N commands made by next, perTxn per transaction
+// through one batch layer as loop.commit does, timing planning and
+// applying (the layer's flush included) only.
 func benchApply(b *testing.B, store kv.Store, perTxn int, next func(i int) (subject string, data []byte)) {
 	msgs := make([]inMsg, b.N)
 	t0 := time.Now().UTC()
@@ -101,7 +102,9 @@ func benchApply(b *testing.B, store kv.Store, perTxn int, next func(i int) (subj
 	for start := 0; start < b.N; start += perTxn {
 		b.StartTimer()
 		began := processCPU(b)
-		err := store.Update(context.Background(), func(tx kv.Txn) error {
+		err := store.Update(context.Background(), func(stx kv.Txn) error {
+			tx := newStagedTxn(stx) // the batch layer, as loop.commit has it
+			tx.reserve(batchWrites * perTxn)
 			for i := start; i < min(start+perTxn, b.N); i++ {
 				p, err := planCommand(tx, &msgs[i], uint64(i), "g1")
 				if err != nil {
@@ -113,6 +116,9 @@ func benchApply(b *testing.B, store kv.Store, perTxn int, next func(i int) (subj
 				if err := applyPlan(tx, &p); err != nil {
 					return err
 				}
+			}
+			if err := tx.flush(); err != nil {
+				return err
 			}
 			b.StopTimer()
 			cpu += processCPU(b) - began

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/codi2/codi2/internal/kv"
@@ -47,8 +50,16 @@ func TestStagedTxn_DecodedSameAsPlain(t *testing.T) {
 				{cached, func(tx kv.Txn, im *inMsg, wm uint64) (plan, error) { return planCommand(tx, im, wm, "g1") }, &got},
 				{plain, func(tx kv.Txn, im *inMsg, wm uint64) (plan, error) { return planPlain(tx, im, wm, "g1") }, &want},
 			} {
-				require.NoError(t, run.store.Update(ctx, func(tx kv.Txn) error {
+				require.NoError(t, run.store.Update(ctx, func(stx kv.Txn) error {
 					*run.out = nil
+					// The cached run goes through a batch layer, as
+					// loop.commit does; the plain one straight to the store.
+					var tx kv.Txn = stx
+					if run.store == cached {
+						batch := newStagedTxn(stx)
+						defer func() { require.NoError(t, batch.flush()) }()
+						tx = batch
+					}
 					for i, im := range msgs {
 						p, err := run.plan(tx, im, im.seq-1)
 						if err != nil {
@@ -176,4 +187,112 @@ func dumpStore(t *testing.T, store kv.Store) []string {
 		return err
 	}))
 	return out
+}
+
+// A batch applied through one staged layer (loop.commit: every command
+// reads and writes through the batch's stagedTxn, a multi-record command
+// through its own layer over it, merged on success and dropped on
+// rejection; the layer is written to the store once) gives the same
+// outcomes, byte for byte, and the same store, key for key, as the same
+// commands applied one per transaction straight in the store (multi-record
+// ones through a plain stagedTxn): random batches of single and
+// multi-record commands, some rejected, with leases that end between
+// commands, presence records that release what is bound to them, and
+// reservations that conflict, cut into several transactions by a small
+// MaxBatchBytes now and then.
+func TestBatchLayer_SameAsOneCommandPerTxn(t *testing.T) {
+	ctx := context.Background()
+	seen := map[string]int{} // what the rounds covered
+	for round := range 25 {
+		r := rand.New(rand.NewPCG(uint64(round), 7))
+		batched, single := kvtest.NewBolt(t), kvtest.NewBolt(t)
+		cfg := Config{}
+		require.NoError(t, cfg.Validate()) // fills in the defaults
+		l := &loop{s: &Service{store: batched}, cfg: cfg, log: zerolog.Nop(), gen: "g1"}
+		t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+		seq := uint64(0)
+		for batch := range 10 {
+			msgs := make([]*inMsg, 1+r.IntN(12))
+			for i := range msgs {
+				seq++
+				subj, data := randomBatchCommand(t, r, seq)
+				msgs[i] = &inMsg{seq: seq, time: t0.Add(time.Duration(seq) * 700 * time.Millisecond), subject: subj, data: data}
+			}
+			l.cfg.MaxBatchBytes = DefaultMaxBatchBytes
+			if r.IntN(3) == 0 {
+				l.cfg.MaxBatchBytes = 1000 + r.IntN(6000) // cuts the batch
+			}
+			var got, want [][]string
+			for rest := msgs; len(rest) > 0; {
+				res, durable, err := l.commit(ctx, rest, nil)
+				require.NoError(t, err)
+				require.NoError(t, durable())
+				require.Positive(t, res.n)
+				got = append(got, outcomeBytes(res.outcomes))
+				rest = rest[res.n:]
+				seen["transactions"]++
+				for _, o := range res.outcomes {
+					seen[string(o.status)+" "+string(o.op)+" "+o.kind+" "+string(o.reason)]++
+				}
+			}
+			for _, im := range msgs {
+				require.NoError(t, single.Update(ctx, func(tx kv.Txn) error {
+					applied, err := getApplied(tx, cfg.Stream)
+					if err != nil {
+						return err
+					}
+					p, err := planPlain(tx, im, applied, "g1")
+					if err != nil {
+						return err
+					}
+					want = append(want, outcomeBytes(p.outcomes))
+					if err := applyPlan(tx, &p); err != nil {
+						return err
+					}
+					return tx.Set(appliedKey(cfg.Stream), encodeApplied(im.seq, im.time))
+				}))
+			}
+			require.Equal(t, slices.Concat(want...), slices.Concat(got...), "round %d batch %d: outcomes", round, batch)
+			require.Equal(t, dumpStore(t, single), dumpStore(t, batched), "round %d batch %d: store", round, batch)
+		}
+	}
+	for _, what := range []string{
+		"applied txn txn ", "rejected txn txn conflict", "applied merge task ",
+		"applied expire task ", "applied release task ", "applied expire agent ", "applied delete agent ",
+		"applied put reservation ", "rejected put reservation conflict", "applied expire reservation ",
+	} {
+		assert.Positive(t, seen[what], what)
+	}
+	assert.Greater(t, seen["transactions"], 25*10, "some batches cut")
+}
+
+// randomBatchCommand is randomCommand, or now and then a single command
+// of its own: a put or delete of the presence agent/agent-1 (with a lease
+// that may end before the next command), or a put or delete of a
+// reservation by agent-1 or agent-2 of one of a few overlapping patterns,
+// exclusive or shared (an overlap with the other agent's rejects it).
+func randomBatchCommand(t *testing.T, r *rand.Rand, seq uint64) (string, []byte) {
+	switch r.IntN(8) {
+	case 0:
+		subj, err := subjects.StateCmd(KindAgent, "agent-1", "agent-1")
+		require.NoError(t, err)
+		if r.IntN(4) == 0 {
+			return subj, []byte(`{"op":"delete"}`)
+		}
+		return subj, fmt.Appendf(nil, `{"op":"put","fields":{"n":%d},"ttl_ms":%d}`, seq, 500+r.IntN(3000))
+	case 1, 2:
+		holder := []string{"agent-1", "agent-2"}[r.IntN(2)]
+		pattern := []string{"src/**", "src/a.go", "docs/*.md"}[r.IntN(3)]
+		const project = "git-0123456789ab"
+		id, err := ReservationID(project, holder, pattern)
+		require.NoError(t, err)
+		subj, err := subjects.StateCmd(KindReservation, id, holder)
+		require.NoError(t, err)
+		if r.IntN(4) == 0 {
+			return subj, []byte(`{"op":"delete"}`)
+		}
+		return subj, fmt.Appendf(nil, `{"op":"put","fields":{"holder":%q,"pattern":%q,"project":%q,"shared":%t},"ttl_ms":%d}`,
+			holder, pattern, project, r.IntN(2) == 0, 1000+r.IntN(4000))
+	}
+	return randomCommand(t, r, seq)
 }

@@ -572,6 +572,11 @@ func (l *loop) updateAsync(ctx context.Context, fn func(tx kv.Txn) error) (durab
 // transaction limit. It only decides where batches end, never an outcome.
 const maxBatchWork = 2 * MaxCheckSteps
 
+// batchWrites is about how many keys a command writes (its record, its
+// index list, a few index entries, its outbox entry): what the batch
+// layer makes room for per command before the first is planned.
+const batchWrites = 8
+
 // commit applies a prefix of batch (all of it unless MaxBatchBytes or
 // maxBatchWork cuts it)
 // and the watermark in one transaction, together with clearing the outbox
@@ -579,8 +584,12 @@ const maxBatchWork = 2 * MaxCheckSteps
 // applied; durable reports when it is on stable storage.
 func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) (batchResult, func() error, error) {
 	var res batchResult
-	durable, err := l.updateAsync(ctx, func(tx kv.Txn) error {
+	durable, err := l.updateAsync(ctx, func(store kv.Txn) error {
 		res = batchResult{n: len(batch), outcomes: res.outcomes[:0]}
+		// The batch layer: every read and write below goes through it,
+		// and it is written to the store once, at the end.
+		tx := newStagedTxn(store)
+		tx.reserve(batchWrites * len(batch))
 		applied, err := l.begin(tx, clears)
 		if err != nil {
 			return err
@@ -620,8 +629,10 @@ func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) 
 			}
 		}
 		res.applied = applied
-		res.nextLease, err = firstLease(tx)
-		return err
+		if res.nextLease, err = firstLease(tx); err != nil {
+			return err
+		}
+		return tx.flush()
 	})
 	if err != nil {
 		return batchResult{}, nil, fmt.Errorf("state: commit batch of %d at seq %d: %w", len(batch), batch[0].seq, err)

@@ -24,8 +24,21 @@ import (
 // packs (stagedWrite.entries). They are part of the staged writes, so they
 // go with them, on flush and on discard: nothing decoded outlives the
 // command, let alone a transaction that is rolled back.
+//
+// The state service applies a batch through one (newStagedTxn over the
+// store's transaction: the batch layer), and a multi-record command
+// stages into its own over that one: its writes, with what they keep
+// decoded, are merged into the batch layer when it is applied (flush) and
+// dropped alone when it is rejected (discard). The batch layer is flushed
+// once, before the transaction commits; until then nothing reads the
+// store's transaction past it, and the records and index lists it keeps
+// decoded serve every later command of the batch.
 type stagedTxn struct {
-	tx     kv.Txn
+	tx kv.Txn
+	// parent is tx when tx is a stagedTxn (the batch layer under a
+	// multi-record command's): what it keeps decoded is read through, and
+	// flush merges into it.
+	parent *stagedTxn
 	writes map[string]stagedWrite
 	// plain turns off what the staged writes keep decoded: every read
 	// decodes the value, and a fresh entry cleared is cleared in tx. The
@@ -46,18 +59,20 @@ type stagedWrite struct {
 	// unpacking value. Shared: nobody modifies it.
 	entries [][]byte
 	// fresh marks an index entry that the store did not hold before this
-	// command staged it (no write was staged at its key, and its record
+	// layer staged it (no write was staged at its key, and its record
 	// did not list it: see index.go): clearing it drops the write rather
 	// than staging a removal of a key tx does not have.
 	fresh bool
 }
 
 func newStagedTxn(tx kv.Txn) *stagedTxn {
-	return &stagedTxn{tx: tx, writes: make(map[string]stagedWrite)}
+	parent, _ := tx.(*stagedTxn)
+	return &stagedTxn{tx: tx, parent: parent, writes: make(map[string]stagedWrite)}
 }
 
 // reserve makes room for n staged writes at once, before the first is
-// staged: a multi-record command knows about how many it will make.
+// staged: a multi-record command or a batch knows about how many it will
+// make.
 func (s *stagedTxn) reserve(n int) {
 	if len(s.writes) == 0 {
 		s.writes = make(map[string]stagedWrite, n)
@@ -181,46 +196,90 @@ func (s *stagedTxn) setEntry(key []byte) error {
 }
 
 // record returns the live record staged at key as planning built it, or
-// nil when it has to be read (and decoded) with Get.
+// nil when it has to be read (and decoded) with Get. Without a write of
+// its own at key it asks the layer under it.
 func (s *stagedTxn) record(key []byte) *Record {
-	return s.writes[string(key)].rec
+	for l := s; l != nil; l = l.parent {
+		if w, ok := l.writes[string(key)]; ok {
+			return w.rec
+		}
+	}
+	return nil
 }
 
 // entries returns the index entries staged at key (a "state-index-of"
 // key), and whether they are: when not, the list has to be read with Get.
+// Without a write of its own at key it asks the layer under it.
 func (s *stagedTxn) entries(key []byte) ([][]byte, bool) {
-	w := s.writes[string(key)]
-	return w.entries, w.entries != nil
+	for l := s; l != nil; l = l.parent {
+		if w, ok := l.writes[string(key)]; ok {
+			return w.entries, w.entries != nil
+		}
+	}
+	return nil, false
 }
 
-// ClearRange is not used by planning; it is refused rather than staged.
+// ClearRange is not used by a batch transaction; it is refused rather
+// than staged.
 func (s *stagedTxn) ClearRange(begin, end []byte) error {
-	return errors.New("state: ClearRange in a multi-record command")
+	return errors.New("state: ClearRange in a staged transaction")
 }
 
 // discard drops every staged write.
 func (s *stagedTxn) discard() { clear(s.writes) }
 
 // flush makes the staged writes in tx, in key order (a B-tree takes
-// sorted inserts best), and drops them.
+// sorted inserts best), and drops them. Over another layer (parent) it
+// merges them into it instead, with what they keep decoded.
 func (s *stagedTxn) flush() error {
+	if s.parent != nil {
+		s.parent.merge(s.writes)
+		s.discard()
+		return nil
+	}
 	keys := make([]string, 0, len(s.writes))
 	for k := range s.writes {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	var key []byte // scratch: kv.Txn keeps no reference to a key
 	for _, k := range keys {
 		w := s.writes[k]
+		key = append(key[:0], k...)
 		var err error
 		if w.clear {
-			err = s.tx.Clear([]byte(k))
+			err = s.tx.Clear(key)
 		} else {
-			err = s.tx.Set([]byte(k), w.value)
+			err = s.tx.Set(key, w.value)
 		}
 		if err != nil {
-			return fmt.Errorf("state: write a multi-record command: %w", err)
+			return fmt.Errorf("state: write a staged transaction: %w", err)
 		}
 	}
 	s.discard()
 	return nil
+}
+
+// merge stages ws, the writes of a layer over s (checked when that layer
+// staged them), as if they were made in s one by one: a removal drops a
+// fresh write of s, and a write stays fresh only when s has none at its
+// key (fresh in the layer over s means s does not show it; s's store may
+// still hold it under a staged removal; over a fresh write of s it stays
+// fresh). The values and what they keep
+// decoded are taken over, not copied.
+func (s *stagedTxn) merge(ws map[string]stagedWrite) {
+	for k, w := range ws {
+		old, had := s.writes[k]
+		if had {
+			if w.clear && old.fresh {
+				delete(s.writes, k)
+				continue
+			}
+			w.fresh = old.fresh // s's store holds k unless its write is fresh
+		}
+		if s.plain {
+			w = stagedWrite{value: w.value, clear: w.clear}
+		}
+		s.writes[k] = w
+	}
 }

@@ -18,7 +18,9 @@ import (
 // writes been made (Get, and GetRange with every limit and order), flush
 // makes exactly them, and discard leaves the transaction as it was:
 // random writes over a store holding keys already, checked against the
-// same writes made directly in a second store.
+// same writes made directly in a second store. The same holds for a
+// stagedTxn over a batch layer (another stagedTxn with writes of its
+// own), whose flush merges into that layer.
 func TestStagedTxn_ReadsLikeTheWritesMade(t *testing.T) {
 	open := func(name string) kv.Store {
 		s, err := boltkv.Open(filepath.Join(t.TempDir(), name), boltkv.Options{NoSync: true})
@@ -45,9 +47,29 @@ func TestStagedTxn_ReadsLikeTheWritesMade(t *testing.T) {
 			}))
 		}
 		keep := round%4 != 3
+		// Every other round stages over a batch layer holding writes of
+		// its own: reads go through both, flush merges into it, and the
+		// batch layer's flush makes both layers' writes.
+		layered := round%2 == 0
 		require.NoError(t, staged.Update(ctx, func(tx kv.Txn) error {
 			return direct.Update(ctx, func(dtx kv.Txn) error {
-				s := newStagedTxn(tx)
+				batch := newStagedTxn(tx)
+				s := batch
+				if layered {
+					for step := range 20 {
+						k := key(r)
+						if r.IntN(3) == 0 {
+							require.NoError(t, batch.Clear(k))
+							require.NoError(t, dtx.Clear(k))
+							continue
+						}
+						v := fmt.Appendf(nil, "b%d-%d", round, step)
+						require.NoError(t, batch.Set(k, v))
+						require.NoError(t, dtx.Set(k, v))
+					}
+					s = newStagedTxn(batch)
+					keep = true // a discarded layer over it: TestBatchLayer_SameAsOneCommandPerTxn
+				}
 				for step := range 60 {
 					k := key(r)
 					switch r.IntN(3) {
@@ -79,7 +101,10 @@ func TestStagedTxn_ReadsLikeTheWritesMade(t *testing.T) {
 					}
 				}
 				if keep {
-					return s.flush()
+					if err := s.flush(); err != nil {
+						return err
+					}
+					return batch.flush()
 				}
 				s.discard()
 				return s.flush()
