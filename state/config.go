@@ -112,15 +112,24 @@ type Config struct {
 	// (under load they are cleared in the next batch). Default
 	// DefaultOutboxIdleFlush.
 	OutboxIdleFlush time.Duration
-	// AppendAudit, when set, appends each outcome's audit event to the
-	// audit log in the transaction that applies the command (subject,
-	// Nats-Msg-Id, payload, time), instead of keeping it in the outbox
-	// and publishing it to CODI_AUDIT for the audit service's own commit:
-	// one commit per batch for state and audit. It needs the store the
-	// audit service appends to (audit.AppendInTxn over a shared store).
-	// A prototype of issue 16's single commit path; nil (the default)
-	// keeps the outbox.
-	AppendAudit func(tx kv.Txn, subject, msgID string, data []byte, t time.Time) error
+	// AppendAudit, when set, returns the appender that writes each
+	// outcome's audit event to the audit log in the transaction tx that
+	// applies the command (subject, Nats-Msg-Id, payload, time), instead
+	// of keeping it in the outbox and publishing it to CODI_AUDIT for the
+	// audit service's own commit: one commit per batch for state and
+	// audit. One appender serves a whole batch's transaction and is
+	// flushed before it commits. It needs the store the audit service
+	// appends to (audit.NewAppender over a shared store). nil (the
+	// default) keeps the outbox.
+	AppendAudit func(tx kv.Txn) AuditAppender
+}
+
+// AuditAppender appends audit records inside one store transaction
+// (audit.Appender): Append for each outcome, in order, then Flush before
+// the transaction commits. It belongs to that transaction.
+type AuditAppender interface {
+	Append(subject, msgID string, data []byte, t time.Time) error
+	Flush() error
 }
 
 // Validate fills defaults into zero fields and reports a configuration that

@@ -3,6 +3,7 @@ package state_test
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,11 +26,12 @@ func TestService_AppendAudit(t *testing.T) {
 	cfg := fastConfig()
 	var mu sync.Mutex
 	dated := map[string]time.Time{}
-	cfg.AppendAudit = func(tx kv.Txn, subject, msgID string, data []byte, at time.Time) error {
-		mu.Lock()
-		dated[msgID] = at
-		mu.Unlock()
-		return tx.Set(kv.Tuple{"test-audit", msgID}.Pack(), append([]byte(subject+" "), data...))
+	cfg.AppendAudit = func(tx kv.Txn) state.AuditAppender {
+		return &testAppender{tx: tx, append: func(msgID string, at time.Time) {
+			mu.Lock()
+			dated[msgID] = at
+			mu.Unlock()
+		}}
 	}
 	e.start(cfg)
 	c := e.client("agent-1")
@@ -63,4 +65,61 @@ func TestService_AppendAudit(t *testing.T) {
 		require.NoError(t, err)
 		assert.True(t, m.Time.Equal(dated[e.cmdID(seq)]), "seq %s: dated %s, stored %s", strconv.FormatUint(seq, 10), dated[e.cmdID(seq)], m.Time)
 	}
+}
+
+// testAppender writes each record at ("test-audit", msgID) when flushed.
+type testAppender struct {
+	tx      kv.Txn
+	append  func(msgID string, at time.Time)
+	pending []kv.KeyValue
+	flushed *atomic.Int64
+}
+
+func (a *testAppender) Append(subject, msgID string, data []byte, at time.Time) error {
+	if a.append != nil {
+		a.append(msgID, at)
+	}
+	a.pending = append(a.pending, kv.KeyValue{Key: kv.Tuple{"test-audit", msgID}.Pack(), Value: append([]byte(subject+" "), data...)})
+	return nil
+}
+
+func (a *testAppender) Flush() error {
+	for _, p := range a.pending {
+		if err := a.tx.Set(p.Key, p.Value); err != nil {
+			return err
+		}
+	}
+	if a.flushed != nil && len(a.pending) > 0 {
+		a.flushed.Add(1)
+	}
+	a.pending = nil
+	return nil
+}
+
+// A batch's outcomes go through one appender, flushed once before the
+// batch commits: 200 commands stored while the service was down cost a few
+// flushes, not 200, and every record is written.
+func TestService_AppendAudit_OneAppenderPerBatch(t *testing.T) {
+	e := newEnv(t)
+	const n = 200
+	last := e.merges("task", "t1", 1, n)
+	cfg := fastConfig()
+	cfg.MaxBatch = 100
+	var made, flushed atomic.Int64
+	cfg.AppendAudit = func(tx kv.Txn) state.AuditAppender {
+		made.Add(1)
+		return &testAppender{tx: tx, flushed: &flushed}
+	}
+	e.start(cfg)
+	e.waitApplied(last)
+	records := 0
+	require.NoError(t, e.store.View(ctxT(t), func(tx kv.ReadTxn) error {
+		b, end := kv.Tuple{"test-audit"}.Range()
+		kvs, err := tx.GetRange(b, end, kv.RangeOptions{})
+		records = len(kvs)
+		return err
+	}))
+	assert.Equal(t, n, records, "one record per command")
+	assert.Positive(t, flushed.Load())
+	assert.LessOrEqual(t, flushed.Load(), int64(n/10), "flushes for %d commands in batches of up to %d", n, cfg.MaxBatch)
 }

@@ -590,6 +590,7 @@ func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) 
 		// and it is written to the store once, at the end.
 		tx := newStagedTxn(store)
 		tx.reserve(batchWrites * len(batch))
+		ap := l.auditAppender(tx)
 		applied, err := l.begin(tx, clears)
 		if err != nil {
 			return err
@@ -614,7 +615,7 @@ func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) 
 				res.n = i
 				break
 			}
-			if err := l.applyPlan(tx, &p, im.time); err != nil {
+			if err := l.applyPlanWith(tx, ap, &p, im.time); err != nil {
 				return fmt.Errorf("state: apply %s seq=%d: %w", im.subject, im.seq, err)
 			}
 			res.bytes += size
@@ -630,6 +631,9 @@ func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) 
 		}
 		res.applied = applied
 		if res.nextLease, err = firstLease(tx); err != nil {
+			return err
+		}
+		if err := flushAudit(ap); err != nil {
 			return err
 		}
 		return tx.flush()
@@ -656,9 +660,28 @@ func (l *loop) begin(tx kv.Txn, clears []*auditItem) (uint64, error) {
 // dated at: the stored time of the command they answer (or the lease end
 // of an expiry), never the clock of the transaction, so that applying the
 // same stream again writes the same records (every replica's chain is the
-// same; ARCHITECTURE.md).
+// same; ARCHITECTURE.md). A transaction that applies several plans shares
+// one appender: applyPlanWith and flushAudit.
 func (l *loop) applyPlan(tx kv.Txn, p *plan, at time.Time) error {
+	ap := l.auditAppender(tx)
+	if err := l.applyPlanWith(tx, ap, p, at); err != nil {
+		return err
+	}
+	return flushAudit(ap)
+}
+
+// auditAppender is tx's appender with Config.AppendAudit, nil without.
+func (l *loop) auditAppender(tx kv.Txn) AuditAppender {
 	if l.cfg.AppendAudit == nil {
+		return nil
+	}
+	return l.cfg.AppendAudit(tx)
+}
+
+// applyPlanWith is applyPlan appending through ap (nil: the outbox),
+// which the caller flushes (flushAudit) before the transaction commits.
+func (l *loop) applyPlanWith(tx kv.Txn, ap AuditAppender, p *plan, at time.Time) error {
+	if ap == nil {
 		return applyPlan(tx, p)
 	}
 	if err := p.write(tx); err != nil {
@@ -666,12 +689,20 @@ func (l *loop) applyPlan(tx kv.Txn, p *plan, at time.Time) error {
 	}
 	for _, o := range p.outcomes {
 		if !o.summary {
-			if err := l.cfg.AppendAudit(tx, o.audit.subject, o.audit.msgID, o.audit.data, at); err != nil {
+			if err := ap.Append(o.audit.subject, o.audit.msgID, o.audit.data, at); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// flushAudit flushes ap, if there is one.
+func flushAudit(ap AuditAppender) error {
+	if ap == nil {
+		return nil
+	}
+	return ap.Flush()
 }
 
 // applyPlan makes p's writes and stores its audit events in the outbox.

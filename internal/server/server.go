@@ -304,7 +304,7 @@ func (s *Server) start(ctx context.Context) error {
 	stateCfg := cfg.State
 	stateCfg.Metrics = m
 	if cfg.InlineAudit || cfg.Store == StorePebble {
-		stateCfg.AppendAudit = audit.AppendInTxn
+		stateCfg.AppendAudit = func(tx kv.Txn) state.AuditAppender { return audit.NewAppender(tx) }
 	}
 	if s.state, err = state.New(stateCfg, stateNC, m.CountCommits("state", st), s.log); err != nil {
 		return err
