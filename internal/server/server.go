@@ -39,10 +39,8 @@ func detectStore(dataDir string) string {
 	if fi, err := os.Stat(filepath.Join(dataDir, PebbleDir)); err == nil && fi.IsDir() {
 		return StorePebble
 	}
-	for _, name := range boltFiles {
-		if _, err := os.Stat(filepath.Join(dataDir, name)); err == nil {
-			return StoreBolt
-		}
+	if len(present(dataDir, boltFiles...)) > 0 {
+		return StoreBolt
 	}
 	return DefaultStore
 }

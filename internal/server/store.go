@@ -77,15 +77,21 @@ func openStores(cfg Config, log zerolog.Logger) (st, au kv.Store, err error) {
 	return st, au, nil
 }
 
-// refuseOtherEngine returns an error matching ErrOtherStore when dataDir
-// holds any of names, the files of the engine other than store.
-func refuseOtherEngine(dataDir, store, other string, names ...string) error {
+// present returns those of names that exist in dataDir, in order.
+func present(dataDir string, names ...string) []string {
 	var found []string
 	for _, name := range names {
 		if _, err := os.Stat(filepath.Join(dataDir, name)); err == nil {
 			found = append(found, name)
 		}
 	}
+	return found
+}
+
+// refuseOtherEngine returns an error matching ErrOtherStore when dataDir
+// holds any of names, the files of the engine other than store.
+func refuseOtherEngine(dataDir, store, other string, names ...string) error {
+	found := present(dataDir, names...)
 	if len(found) == 0 {
 		return nil
 	}
@@ -102,12 +108,7 @@ func refuseOtherBoltLayout(dataDir string, inline bool) error {
 	if inline {
 		names, layout, other = []string{"state.db", "audit.db"}, other, layout
 	}
-	var found []string
-	for _, name := range names {
-		if _, err := os.Stat(filepath.Join(dataDir, name)); err == nil {
-			found = append(found, name)
-		}
-	}
+	found := present(dataDir, names...)
 	if len(found) == 0 {
 		return nil
 	}
