@@ -1,13 +1,16 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -205,4 +208,50 @@ func TestShutdown(t *testing.T) {
 		}
 		p.Stop()
 	}
+}
+
+// ack acks every message of a batch with explicit acks and the last alone
+// with AckAll; an ack that fails (here: a message acked already) is
+// logged, not fatal, and the others are still acked.
+func TestAck_PolicyAndFailure(t *testing.T) {
+	raw := realMsgs(t, 3)
+	require.NoError(t, raw[0].Ack()) // acking it again fails
+	var logs bytes.Buffer
+	batch := make([]*Msg[string], len(raw))
+	for i, m := range raw {
+		batch[i] = &Msg[string]{Msg: m, Seq: uint64(i + 1)}
+	}
+	p := &Pipeline[string]{cfg: Config{Stream: "G", Consumer: jetstream.ConsumerConfig{AckPolicy: jetstream.AckExplicitPolicy}}, log: zerolog.New(&logs)}
+	p.ack(batch)
+	assert.Contains(t, logs.String(), `"seq":1`)
+	assert.Contains(t, logs.String(), "ack")
+	logs.Reset()
+	p.ack(batch) // all acked now: each fails
+	assert.Equal(t, 3, strings.Count(logs.String(), "\n"), "one line per failed ack")
+	logs.Reset()
+	p.cfg.Consumer.AckPolicy = jetstream.AckAllPolicy
+	p.ack(batch)
+	assert.Equal(t, 1, strings.Count(logs.String(), "\n"), "AckAll acks the last alone")
+	assert.Contains(t, logs.String(), `"seq":3`)
+}
+
+// A consumer that cannot be made again is retried with backoff and logged
+// until the context ends; the error names the consumer.
+func TestCreateConsumer_RetriesUntilContextEnds(t *testing.T) {
+	b := bustest.Run(t)
+	js, err := jetstream.New(bustest.Connect(t, b))
+	require.NoError(t, err)
+	ctx := context.Background()
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "R", Subjects: []string{"r.>"}})
+	require.NoError(t, err)
+	var logs bytes.Buffer
+	// A durable name with a dot is refused.
+	p := &Pipeline[string]{cfg: Config{Name: "test", Stream: "R", Consumer: jetstream.ConsumerConfig{Durable: "r.x", AckPolicy: jetstream.AckAllPolicy}},
+		stream: stream, h: fixed{}, log: zerolog.New(&logs)}
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	_, err = p.createConsumer(cctx, true)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "consumer r.x")
+	assert.Contains(t, logs.String(), "recreate consumer")
 }

@@ -570,7 +570,15 @@ func (p *Pipeline[T]) shutdown(ctx context.Context) error {
 	if err := p.shutdownIntake(ctx); err != nil {
 		return err
 	}
-	return p.drain(ctx)
+	if err := p.drain(ctx); err != nil {
+		return err
+	}
+	// Acks are buffered publishes: flush them, so that Run returns with
+	// its acks at the server (a restart right after does not get the
+	// batches again). A failed flush only means redeliveries, which the
+	// watermark skips, so its error is not Run's.
+	_ = p.js.Conn().FlushWithContext(ctx)
+	return nil
 }
 
 func (p *Pipeline[T]) shutdownIntake(ctx context.Context) error {
