@@ -24,14 +24,21 @@ import (
 // key until the returned stop is called; it returns the NATS URL.
 func serveOn(t *testing.T, data, key string) (url string, stop func()) {
 	t.Helper()
+	ready, stop := serveWith(t, "--data", data, "--audit-key", key)
+	return ready["nats"].(string), stop
+}
+
+// serveWith runs `codi2 serve` in-process with args (on loopback ports of
+// its own, JSON logs) until the returned stop is called, which checks
+// that it exits 0; it returns the ready line's fields.
+func serveWith(t *testing.T, args ...string) (ready map[string]any, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var logs proctest.Buffer
 	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--data", data, "--audit-key", key, "--nats-listen", "127.0.0.1:-1",
-			"--http-listen", "127.0.0.1:0", "--log-format", "json"}, &proctest.Buffer{}, &logs)
-	}()
-	ready := readyLine(t, &logs, done)
+	args = append(append([]string{"serve"}, args...), "--nats-listen", "127.0.0.1:-1", "--http-listen", "127.0.0.1:0", "--log-format", "json")
+	go func() { done <- run(ctx, args, &proctest.Buffer{}, &logs) }()
+	ready = readyLine(t, &logs, done)
 	stopped := false
 	stop = func() {
 		if !stopped {
@@ -41,7 +48,7 @@ func serveOn(t *testing.T, data, key string) (url string, stop func()) {
 		}
 	}
 	t.Cleanup(stop)
-	return ready["nats"].(string), stop
+	return ready, stop
 }
 
 // rechainExport rewrites the data of the record on line i (0-based) of an

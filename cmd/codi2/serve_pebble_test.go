@@ -20,66 +20,37 @@ import (
 // cleanly.
 func TestRun_ServePebble(t *testing.T) {
 	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var logs proctest.Buffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--data", dir, "--store", "pebble", "--nats-listen", "127.0.0.1:-1", "--http-listen", "127.0.0.1:0", "--log-format", "json"}, &proctest.Buffer{}, &logs)
-	}()
-	ready := readyLine(t, &logs, done)
+	ready, stop := serveWith(t, "--data", dir, "--store", "pebble")
 	assert.Equal(t, "pebble", ready["store"])
-
-	nc, err := nats.Connect(ready["nats"].(string))
-	require.NoError(t, err)
-	defer nc.Close()
-	c, err := state.NewClient(nc, "agent-1")
-	require.NoError(t, err)
-	actx, acancel := context.WithTimeout(ctx, 10*time.Second)
-	defer acancel()
-	_, err = c.Apply(actx, "task", "T-1", state.Command{Op: state.OpPut, Fields: map[string]any{"n": 1}})
+	c := stateClient(t, ready)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := c.Apply(ctx, "task", "T-1", state.Command{Op: state.OpPut, Fields: map[string]any{"n": 1}})
 	require.NoError(t, err)
 	assert.DirExists(t, filepath.Join(dir, "pebble"))
 	assert.NoFileExists(t, filepath.Join(dir, "state.db"))
 	assert.NoFileExists(t, filepath.Join(dir, "audit.db"))
-
-	cancel()
-	select {
-	case code := <-done:
-		assert.Equal(t, 0, code, logs.String())
-	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not stop")
-	}
-	nc.Close()
+	stop() // exits 0
 
 	// Started again without --store, it takes the pebble store it finds
 	// and the record is there.
-	ctx2, cancel2 := context.WithCancel(context.Background())
-	defer cancel2()
-	var logs2 proctest.Buffer
-	done2 := make(chan int, 1)
-	go func() {
-		done2 <- run(ctx2, []string{"serve", "--data", dir, "--nats-listen", "127.0.0.1:-1", "--http-listen", "127.0.0.1:0", "--log-format", "json"}, &proctest.Buffer{}, &logs2)
-	}()
-	ready = readyLine(t, &logs2, done2)
+	ready, stop = serveWith(t, "--data", dir)
 	assert.Equal(t, "pebble", ready["store"])
-	nc2, err := nats.Connect(ready["nats"].(string))
-	require.NoError(t, err)
-	defer nc2.Close()
-	c2, err := state.NewClient(nc2, "agent-1")
-	require.NoError(t, err)
-	gctx, gcancel := context.WithTimeout(ctx2, 10*time.Second)
-	defer gcancel()
-	rec, err := c2.Get(gctx, "task", "T-1", 0)
+	rec, err := stateClient(t, ready).Get(ctx, "task", "T-1", 0)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1), rec.Rev)
-	cancel2()
-	select {
-	case code := <-done2:
-		assert.Equal(t, 0, code, logs2.String())
-	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not stop")
-	}
+	stop()
+}
+
+// stateClient is agent-1's state client on the server of ready.
+func stateClient(t *testing.T, ready map[string]any) *state.Client {
+	t.Helper()
+	nc, err := nats.Connect(ready["nats"].(string))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	c, err := state.NewClient(nc, "agent-1")
+	require.NoError(t, err)
+	return c
 }
 
 // A data directory of the bolt store refuses --store pebble in one line
