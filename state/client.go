@@ -34,8 +34,8 @@ type Client struct {
 	revs  revHints
 }
 
-// revHints remembers the revision at which this client last claimed or
-// released a record, so that its next claim of it (a renewal, a claim
+// revHints remembers the revision at which this client last claimed,
+// renewed or released a record, so that its next claim of it (a renewal, a claim
 // after its own release) is a merge at that revision rather than a create
 // that fails first. A hint is only a first guess: a stale one costs the
 // conflict that a create would have cost. Bounded by maxRevHints.

@@ -82,6 +82,7 @@ func (l *loop) expireDue(ctx context.Context, cutoff time.Time) error {
 	var res batchResult
 	err := l.update(ctx, func(tx kv.Txn) error {
 		res = batchResult{outcomes: res.outcomes[:0]}
+		ap := l.auditAppender(tx) // one for the sweep's expiries, as for a batch
 		applied, err := l.begin(tx, clears)
 		if err != nil {
 			return err
@@ -126,14 +127,16 @@ func (l *loop) expireDue(ctx context.Context, cutoff time.Time) error {
 				return err
 			}
 			pl := plan{writes: w, outcomes: o}
-			if err := l.applyPlan(tx, &pl, *st.ExpiresAt); err != nil {
+			if err := l.applyPlanWith(tx, ap, &pl, *st.ExpiresAt); err != nil {
 				return err
 			}
 			res.outcomes = append(res.outcomes, o...)
 		}
 		res.applied = applied
-		res.nextLease, err = firstLease(tx)
-		return err
+		if res.nextLease, err = firstLease(tx); err != nil {
+			return err
+		}
+		return flushAudit(ap)
 	})
 	if err != nil {
 		l.untakeDone(clears)
