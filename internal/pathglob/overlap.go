@@ -210,9 +210,14 @@ func overlap(a, b Pattern, budget *int) (witness string, ok bool, err error) {
 	return "", false, nil
 }
 
-// segWitness returns a non-empty segment (no '/') matched by both a and b,
-// if there is one, taking its steps from *budget. A globstar stands for any
-// segment.
+// segWitness returns a segment matched by both a and b, if there is one,
+// taking its steps from *budget. A globstar stands for any segment. The
+// segment is one a path can hold: non-empty, no '/', and neither "." nor
+// ".." (a cleaned path has no such segment, so "*.*" and "**/0" overlap on
+// "a.a/0", not on "./0", which is the path "0").
+//
+// The search tracks, beside the positions in both segments, what the
+// segment built so far is: empty, ".", "..", or anything else (real).
 func segWitness(a, b segment, budget *int) (string, bool, error) {
 	if a.globstar {
 		a = segment{toks: []token{{star: true}}}
@@ -221,8 +226,8 @@ func segWitness(a, b segment, budget *int) (string, bool, error) {
 		b = segment{toks: []token{{star: true}}}
 	}
 	type state struct {
-		x, y     int
-		nonEmpty bool
+		x, y int
+		kind segKind
 	}
 	type step struct {
 		from state
@@ -243,7 +248,7 @@ func segWitness(a, b segment, budget *int) (string, bool, error) {
 		}
 		s := queue[0]
 		queue = queue[1:]
-		if s.x == len(a.toks) && s.y == len(b.toks) && s.nonEmpty {
+		if s.x == len(a.toks) && s.y == len(b.toks) && s.kind == segReal {
 			var rs []rune
 			for cur := s; cur != start; cur = prev[cur].from {
 				if r := prev[cur].r; r >= 0 {
@@ -262,10 +267,10 @@ func segWitness(a, b segment, budget *int) (string, bool, error) {
 		}
 		// A star matches nothing more, or one more character.
 		if ta != nil && ta.star {
-			push(state{s.x + 1, s.y, s.nonEmpty}, s, -1)
+			push(state{s.x + 1, s.y, s.kind}, s, -1)
 		}
 		if tb != nil && tb.star {
-			push(state{s.x, s.y + 1, s.nonEmpty}, s, -1)
+			push(state{s.x, s.y + 1, s.kind}, s, -1)
 		}
 		if ta == nil || tb == nil {
 			continue
@@ -288,7 +293,48 @@ func segWitness(a, b segment, budget *int) (string, bool, error) {
 		if tb.star {
 			ny = s.y
 		}
-		push(state{nx, ny, true}, s, both.pick())
+		// A dot and any other character lead to different kinds of
+		// segment until it is real; try each the sets share.
+		if s.kind == segReal {
+			push(state{nx, ny, segReal}, s, both.pick())
+			continue
+		}
+		if both.has('.') {
+			push(state{nx, ny, s.kind.add('.')}, s, '.')
+		}
+		if other := both.intersect(notDot); len(other) > 0 {
+			push(state{nx, ny, segReal}, s, other.pick())
+		}
 	}
 	return "", false, nil
+}
+
+// segKind is what a segment built so far is, for segWitness.
+type segKind uint8
+
+const (
+	segEmpty  segKind = iota
+	segDot            // "."
+	segDotDot         // ".."
+	segReal           // anything a path can hold
+)
+
+// add is the kind after appending r.
+func (k segKind) add(r rune) segKind {
+	if r == '.' && k < segDotDot {
+		return k + 1
+	}
+	return segReal
+}
+
+// notDot is every rune but '/' and '.'.
+var notDot = notSlash.intersect(single('.').complement())
+
+func (s runeSet) has(r rune) bool {
+	for _, rg := range s {
+		if rg[0] <= r && r <= rg[1] {
+			return true
+		}
+	}
+	return false
 }

@@ -224,6 +224,7 @@ func FuzzOverlap(f *testing.F) {
 	f.Add("src/**/*.go", "src/main.go")
 	f.Add("[!a]x", "[a-c]?")
 	f.Add("a/**/b", "**/c/**")
+	f.Add("**/0", "**.***/")
 	f.Fuzz(func(t *testing.T, as, bs string) {
 		a, err1 := pathglob.Compile(as)
 		b, err2 := pathglob.Compile(bs)
@@ -237,7 +238,41 @@ func FuzzOverlap(f *testing.F) {
 		if ok && !(a.Match(w) && b.Match(w)) {
 			t.Fatalf("witness %q of %q ~ %q does not match both", w, as, bs)
 		}
+		if ok && path.Clean(w) != w {
+			t.Fatalf("witness %q of %q ~ %q is not a clean path", w, as, bs)
+		}
 	})
+}
+
+// A witness is a path a tree can hold: no "." or ".." segment, which a
+// cleaned path never has (found by FuzzOverlap: "**/0" and "**.***/"
+// overlapped on "./0", which is the path "0", matched by only one). Patterns
+// that match nothing but such segments overlap nothing.
+func TestOverlap_WitnessIsACleanPath(t *testing.T) {
+	for _, tc := range []struct {
+		a, b    string
+		overlap bool
+	}{
+		{"**/0", "**.***/", true},
+		{"*.*", "**", true},
+		{".*", "?", false},
+		{".*", "??", true},
+		{"*", "[.]*", true},
+		{"x/*/y", "x/[.]?/y", true},
+		{"x/*/y", "x/[.][.]/y", false},
+		{"[.]", "**", false},
+		{"[.][.]/a", "**/a", false},
+		{"?", "[.]", false},
+		{"a/[.]/b", "a/**", false},
+	} {
+		a, b := mustCompile(t, tc.a), mustCompile(t, tc.b)
+		w, ok := pathglob.Overlap(a, b)
+		require.Equal(t, tc.overlap, ok, "%q ~ %q: witness %q", tc.a, tc.b, w)
+		if ok {
+			assert.Equal(t, path.Clean(w), w, "%q ~ %q", tc.a, tc.b)
+			assert.True(t, a.Match(w) && b.Match(w), "%q ~ %q: witness %q", tc.a, tc.b, w)
+		}
+	}
 }
 
 // Patterns that mean the same have one spelling (a breaker's input: "src/**"
@@ -286,6 +321,6 @@ func TestOverlapWithin_Budget(t *testing.T) {
 		assert.Equal(t, ok1, ok2)
 		assert.Equal(t, w1, w2)
 		assert.Equal(t, b1, b2, "the count depends only on the patterns")
-		assert.Greater(t, b1, 900, "simple patterns take a few steps: %v", pair)
+		assert.Greater(t, b1, 850, "simple patterns take a few steps: %v", pair)
 	}
 }
