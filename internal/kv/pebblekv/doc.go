@@ -42,11 +42,14 @@ measured on codi2's v1 import (see README.md, "v1 import on pebble"):
   - a larger memtable (Options.MemTableSize): fewer flushes, fewer and
     smaller compactions, keys rewritten while in memory (an index's
     posting-list block, a watermark) written to a table once;
-  - a bloom filter in every table above the last level
-    (Options.FilterBitsPerKey): a Get of a missing key, such as the audit
-    log's Nats-Msg-Id dedupe lookups, skips a table on its filter instead
-    of reading the table's index and a data block; pebble's Get does not
-    read the last level's filters, so it has none;
+  - a bloom filter in every table (Options.FilterBitsPerKey): a Get of a
+    missing key, such as the audit log's Nats-Msg-Id dedupe lookups,
+    skips a table on its filter instead of reading the table's index and
+    a data block. pebble's own Get never reads the last level's filters,
+    where most keys of a large store live, so a transaction's Get of a key
+    it did not write is a prefix seek (the whole key is the prefix, see
+    comparer) of one iterator per transaction, opened with
+    IterOptions.UseL6Filters;
   - a block cache sized on top of the memtables, which pebble charges to
     it (Options.CacheSize);
   - up to memTableStopWrites memtables queued and l0StopWrites sublevels

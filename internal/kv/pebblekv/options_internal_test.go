@@ -14,8 +14,8 @@ import (
 )
 
 // Options' zero fields become the measured defaults, set ones reach pebble
-// as given; every level but the last gets a table-level bloom filter
-// unless filters are off.
+// as given; every level gets a table-level bloom filter unless filters are
+// off (a transaction's Get reads the last level's too).
 func TestOptions_PebbleOptions(t *testing.T) {
 	po := Options{}.withDefaults().pebbleOptions(nil, nil, pebbleLogger{})
 	assert.EqualValues(t, DefaultMemTableSize, po.MemTableSize)
@@ -23,12 +23,13 @@ func TestOptions_PebbleOptions(t *testing.T) {
 	assert.Equal(t, memTableStopWrites, po.MemTableStopWritesThreshold)
 	assert.Equal(t, l0StopWrites, po.L0StopWritesThreshold)
 	require.Len(t, po.Levels, numLevels)
-	for i, l := range po.Levels[:numLevels-1] {
+	for i, l := range po.Levels {
 		assert.Equal(t, bloom.FilterPolicy(DefaultFilterBitsPerKey), l.FilterPolicy, "level %d", i)
 		assert.Equal(t, pebble.TableFilter, l.FilterType, "level %d", i)
 		assert.EqualValues(t, targetFileSize<<i, l.TargetFileSize, "level %d", i)
 	}
-	assert.Nil(t, po.Levels[numLevels-1].FilterPolicy, "a Get never reads the last level's filter")
+	assert.Equal(t, pebble.DefaultComparer.Name, po.Comparer.Name, "a database written before opens")
+	assert.Equal(t, 5, po.Comparer.Split([]byte("abcde")), "the whole key is the prefix")
 	require.NoError(t, po.EnsureDefaults().Validate())
 
 	po = Options{MemTableSize: 1 << 20, FilterBitsPerKey: -1, CompactionConcurrency: 2}.withDefaults().pebbleOptions(nil, nil, pebbleLogger{})

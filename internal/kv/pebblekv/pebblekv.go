@@ -186,16 +186,29 @@ func (o Options) pebbleOptions(lock *pebble.Lock, cache *pebble.Cache, logger pe
 		l := &po.Levels[i]
 		l.TargetFileSize = targetFileSize << i
 		// A table-level filter is one lookup per table, no index block
-		// first (pebble's LevelOptions.FilterType). The last level gets
-		// none: a Get never reads its filter (pebble's getIter does not
-		// set IterOptions.UseL6Filters), so it would only cost compactions.
-		if o.FilterBitsPerKey > 0 && i < numLevels-1 {
+		// first (pebble's LevelOptions.FilterType). The last level has
+		// one too: a transaction's point reads seek with
+		// IterOptions.UseL6Filters (see txn.Get), which reads it.
+		if o.FilterBitsPerKey > 0 {
 			l.FilterPolicy = bloom.FilterPolicy(o.FilterBitsPerKey)
 			l.FilterType = pebble.TableFilter
 		}
 	}
+	po.Comparer = comparer
 	return po
 }
+
+// comparer is pebble's default byte-wise comparer with a Split that makes
+// the whole key its prefix, so that Iterator.SeekPrefixGE is a point
+// lookup that consults the tables' bloom filters (pebble requires a Split
+// for it). Filters are built on the whole key either way, and the name is
+// the default's, so a database written without it opens with it and the
+// reverse.
+var comparer = func() *pebble.Comparer {
+	c := *pebble.DefaultComparer
+	c.Split = func(key []byte) int { return len(key) }
+	return &c
+}()
 
 // Store is a kv.AsyncStore backed by one pebble database. It is safe for
 // concurrent use: Update and UpdateAsync run one at a time, in the order
@@ -369,10 +382,11 @@ func (s *Store) update(ctx context.Context, fn func(tx kv.Txn) error, sync bool)
 	defer s.gate.Release()
 
 	b := s.db.NewIndexedBatch()
-	t.r, t.b = b, b
+	t.r, t.b, t.db = b, b, s.db
 	keep := false // the batch outlives update, until its fsync
 	defer func() {
 		t.Done = true
+		t.close()
 		if !keep {
 			// Also runs when fn panics.
 			_ = b.Close()

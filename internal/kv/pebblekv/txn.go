@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 
 	"github.com/cockroachdb/pebble"
@@ -29,6 +30,52 @@ type txn struct {
 	writable    bool
 
 	writes kv.Writes // bytes against kv.MaxTxnWriteBytes; the first failed write fails the commit
+
+	// In an Update, Get reads a key the transaction has not written from
+	// point, an iterator over the database made at the first such Get
+	// (nothing else writes to the database while the transaction holds
+	// the writer slot), and one it may have written through the batch.
+	// own holds the maphash of every key Set or Cleared (a collision only
+	// sends a Get through the batch); ranged is set by a ClearRange, after
+	// which every Get goes through the batch.
+	db     *pebble.DB
+	point  *pebble.Iterator
+	own    map[uint64]struct{}
+	ranged bool
+}
+
+// pointOptions are the options of txn.point: every level's bloom filter
+// is read, the last level's included (pebble's own Get skips that one, so
+// a missing key cost a read of the last level's index and data block:
+// the audit log's Nats-Msg-Id dedupe lookup of every new id).
+var pointOptions = pebble.IterOptions{UseL6Filters: true}
+
+// ownSeed seeds the hashes of txn.own.
+var ownSeed = maphash.MakeSeed()
+
+// wrote records that the transaction wrote key.
+func (t *txn) wrote(key []byte) {
+	if t.own == nil {
+		t.own = make(map[uint64]struct{})
+	}
+	t.own[maphash.Bytes(ownSeed, key)] = struct{}{}
+}
+
+// mayHaveWritten reports whether the batch may hold a write of key.
+func (t *txn) mayHaveWritten(key []byte) bool {
+	if t.ranged {
+		return true
+	}
+	_, ok := t.own[maphash.Bytes(ownSeed, key)]
+	return ok
+}
+
+// close closes the transaction's iterator, if it made one.
+func (t *txn) close() {
+	if t.point != nil {
+		_ = t.point.Close()
+		t.point = nil
+	}
 }
 
 // Get implements kv.ReadTxn. A missing key returns kv.ErrNotFound itself,
@@ -39,6 +86,9 @@ func (t *txn) Get(key []byte) ([]byte, error) {
 	}
 	if err := kv.CheckKey(key); err != nil {
 		return nil, fmt.Errorf("pebblekv: get: %w", err)
+	}
+	if t.b != nil && !t.mayHaveWritten(key) {
+		return t.seek(key)
 	}
 	v, closer, err := t.r.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -52,6 +102,32 @@ func (t *txn) Get(key []byte) ([]byte, error) {
 	out := append(make([]byte, 0, len(v)), v...)
 	_ = closer.Close()
 	return out, nil
+}
+
+// seek is Get in an Update of a key the transaction did not write: a
+// prefix seek of t.point, whose prefix is the whole key (see comparer), so
+// that a table whose filter rules the key out is skipped on every level.
+func (t *txn) seek(key []byte) ([]byte, error) {
+	if t.point == nil {
+		it, err := t.db.NewIter(&pointOptions)
+		if err != nil {
+			return nil, wrap(t.dir, "get", err)
+		}
+		t.point = it
+	}
+	if !t.point.SeekPrefixGE(key) || !bytes.Equal(t.point.Key(), key) {
+		if err := t.point.Error(); err != nil {
+			return nil, wrap(t.dir, "get", err)
+		}
+		return nil, kv.ErrNotFound
+	}
+	v, err := t.point.ValueAndErr()
+	if err != nil {
+		return nil, wrap(t.dir, "get", err)
+	}
+	// The iterator's memory is valid until it moves; never nil, so that
+	// an empty value stays distinct from a missing key.
+	return append(make([]byte, 0, len(v)), v...), nil
 }
 
 // GetRange implements kv.ReadTxn.
@@ -131,6 +207,7 @@ func (t *txn) Set(key, value []byte) error {
 	if err := t.write("set", len(key)+len(value), check); err != nil {
 		return err
 	}
+	t.wrote(key)
 	return t.fail("set", t.b.Set(key, value, nil))
 }
 
@@ -139,6 +216,7 @@ func (t *txn) Clear(key []byte) error {
 	if err := t.write("clear", len(key), kv.CheckKey(key)); err != nil {
 		return err
 	}
+	t.wrote(key)
 	return t.fail("clear", t.b.Delete(key, nil))
 }
 
@@ -151,5 +229,6 @@ func (t *txn) ClearRange(begin, end []byte) error {
 	if bytes.Compare(begin, end) >= 0 {
 		return nil
 	}
+	t.ranged = true
 	return t.fail("clear range", t.b.DeleteRange(begin, end, nil))
 }
