@@ -143,9 +143,17 @@ func TestRun_ClaimRenewRelease(t *testing.T) {
 	r = run(t, url, "agent-2", "", "release", "task", "ADR-028", "--rev", "3")
 	assert.Equal(t, cli.ExitConflict, r.code)
 	assert.Contains(t, r.err, "no live lease on task/ADR-028 (rev 3): claim it first")
+	r = run(t, url, "agent-3", "", "release", "task", "ADR-028", "--rev", "3", "--delete")
+	assert.Equal(t, cli.ExitConflict, r.code, "a record without a lease is not deleted by release")
+	assert.Contains(t, r.err, "no live lease on task/ADR-028 (rev 3)")
 
 	r = run(t, url, "agent-3", "", "claim", "task", "ADR-028", "--fields", `{"assignee":"agent-3"}`)
 	require.Equal(t, cli.ExitOK, r.code, "a released record is free: %s", r.err)
+	// --delete is a release too: only the holder's (a breaker's input:
+	// another agent deleted a live claim, and a record with no lease).
+	r = run(t, url, "agent-2", "", "release", "task", "ADR-028", "--rev", "4", "--delete")
+	assert.Equal(t, cli.ExitConflict, r.code, "another agent's claim")
+	assert.Contains(t, r.err, "held by agent-3")
 	r = run(t, url, "agent-3", "", "release", "task", "ADR-028", "--rev", "4", "--delete")
 	require.Equal(t, cli.ExitOK, r.code, r.err)
 	r = run(t, url, "", "", "get", "task", "ADR-028")

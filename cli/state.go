@@ -205,7 +205,7 @@ has no lease; exit 4 when it does not exist.`,
 			}
 			return e.lease(cmd, args, func(ctx context.Context, c *state.Client, kind, id string) (any, string, error) {
 				if del {
-					err := c.Delete(ctx, kind, id, rev)
+					err := c.ReleaseDelete(ctx, kind, id, rev)
 					return map[string]any{"kind": kind, "id": id, "deleted": true}, "deleted " + kind + "/" + args[1], err
 				}
 				rec, err := c.Release(ctx, kind, id, rev)

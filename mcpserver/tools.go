@@ -141,7 +141,7 @@ func (s *Server) addTools() {
 		func(ctx context.Context, _ *mcp.CallToolRequest, in releaseIn) (*mcp.CallToolResult, any, error) {
 			return s.lease(ctx, in.Kind, in.ID, func(ctx context.Context, kind, id string) (string, error) {
 				if in.Delete {
-					return "deleted " + kind + "/" + in.ID, s.state.Delete(ctx, kind, id, in.Rev)
+					return "deleted " + kind + "/" + in.ID, s.state.ReleaseDelete(ctx, kind, id, in.Rev)
 				}
 				rec, err := s.state.Release(ctx, kind, id, in.Rev)
 				return "released " + cli.RecordText(rec), err

@@ -377,6 +377,18 @@ func (c *Client) Release(ctx context.Context, kind, id string, rev uint64) (Reco
 	return rec, err
 }
 
+// ReleaseDelete ends this agent's lease on kind/id by removing the record,
+// if it is still at rev (the caller's claim): Release's checks, Delete's
+// effect. It fails as Release does: ErrNotFound, ErrNoLease, a *HeldError
+// when another agent holds it, or ErrConflict when the record moved on.
+// Safe for concurrent use.
+func (c *Client) ReleaseDelete(ctx context.Context, kind, id string, rev uint64) error {
+	if _, err := c.mine(ctx, kind, id); err != nil {
+		return err
+	}
+	return c.Delete(ctx, kind, id, rev)
+}
+
 // Delete removes kind/id if it is still at rev (its tombstone keeps the
 // revision, so a re-created record goes on from it). It fails with
 // ErrConflict when the record moved on or is gone. Safe for concurrent use.

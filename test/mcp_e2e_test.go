@@ -182,6 +182,7 @@ func TestMCP_Stdio_EveryTool(t *testing.T) {
 		{a3, "claim", map[string]any{"kind": "task", "id": "T-1"}, false, "task/T-1 is held by agent-2 (rev 1) until "},
 		{a2, "renew", map[string]any{"kind": "task", "id": "T-1", "rev": 1}, true, "renewed task/T-1 rev 2"},
 		{a3, "renew", map[string]any{"kind": "task", "id": "T-1", "rev": 2}, false, "held by agent-2"},
+		{a3, "release", map[string]any{"kind": "task", "id": "T-1", "rev": 2, "delete": true}, false, "held by agent-2"},
 		{a2, "release", map[string]any{"kind": "task", "id": "T-1", "rev": 2}, true, "released task/T-1 rev 3"},
 		{a2, "release", map[string]any{"kind": "task", "id": "T-1", "rev": 2}, false, "retry with its rev"},
 		{a2, "reserve", map[string]any{"patterns": []string{"src/**"}}, true, "reserved src/** until "},
