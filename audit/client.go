@@ -174,8 +174,14 @@ func (c *Client) wait(ctx context.Context, streamSeq uint64) (Watermark, error) 
 		select {
 		case <-ch:
 		case <-poll.C:
-			if st, err := c.Status(ctx); err == nil {
+			st, err := c.Status(ctx)
+			if err == nil {
 				c.observe(Watermark{StreamSeq: st.StreamSeq, Seq: st.Seq})
+			} else if c.nc.IsClosed() {
+				// No watermark can come: the connection gave up
+				// reconnecting (or was closed), as when the server
+				// stopped for good.
+				return w, fmt.Errorf("audit: wait for stream_seq %d (committed %d): %w", streamSeq, w.StreamSeq, nats.ErrConnectionClosed)
 			}
 		case <-ctx.Done():
 			return w, fmt.Errorf("audit: wait for stream_seq %d (committed %d): %w", streamSeq, w.StreamSeq, ctx.Err())

@@ -5,9 +5,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codi2/codi2/bus/bustest"
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/codi2/codi2/bus/bustest"
 )
 
 func TestClient_LogAndWait_Committed(t *testing.T) {
@@ -45,6 +47,36 @@ func TestClient_WaitCommitted_PollsStatus(t *testing.T) {
 	defer cancel()
 	_, err = c.WaitCommitted(ctx, 100)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+// A wait whose connection closes ends with nats.ErrConnectionClosed, not
+// never (a breaker's input: `codi2 import v1` hung for good in its final
+// WaitCommitted once the server it imported into was stopped).
+func TestClient_WaitCommitted_ConnectionClosed(t *testing.T) {
+	h := newHarness(t, Config{})
+	nc := bustest.Connect(t, h.bus)
+	c, err := NewClient(nc)
+	require.NoError(t, err)
+	defer c.Close()
+	// Subscribed to the watermark first, so that the wait below is under
+	// way when the connection closes.
+	short, cancel := context.WithTimeout(context.Background(), statusPoll)
+	defer cancel()
+	_, err = c.WaitCommitted(short, 100)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.WaitCommitted(context.Background(), 100)
+		done <- err
+	}()
+	nc.Close()
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, nats.ErrConnectionClosed)
+		assert.ErrorContains(t, err, "wait for stream_seq 100")
+	case <-time.After(10 * time.Second):
+		t.Fatal("WaitCommitted did not return after its connection closed")
+	}
 }
 
 func TestClient_Log_Errors(t *testing.T) {

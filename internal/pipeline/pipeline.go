@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -249,6 +250,24 @@ func (p *Pipeline[T]) Run(ctx context.Context) error {
 		stopSyncer := p.startSyncer()
 		defer stopSyncer()
 	}
+	return p.cutShort(work, p.run(ctx, work))
+}
+
+// cutShort is Run's result for err: nil when err is the end of work, the
+// store work's context, which ends ShutdownTimeout after Run's: a commit
+// the shutdown's deadline cut short is rolled back, its batch is not
+// acked and comes again at the next start, which the watermark applies
+// once. Any other error is returned as it is.
+func (p *Pipeline[T]) cutShort(work context.Context, err error) error {
+	if err == nil || work.Err() == nil || !errors.Is(err, work.Err()) {
+		return err
+	}
+	p.log.Warn().Str("stream", p.cfg.Stream).Err(err).Msg("shutdown timeout: messages delivered and not committed are redelivered at the next start")
+	return nil
+}
+
+// run is Run's loop; ctx is Run's, work the store work's (see Run).
+func (p *Pipeline[T]) run(ctx, work context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
