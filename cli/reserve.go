@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -78,6 +80,42 @@ func (ws workspace) patterns(args []string) ([]string, error) {
 			return nil, usageError{fmt.Errorf("pattern %q: %w", a, err)}
 		}
 		out = append(out, p)
+	}
+	return out, nil
+}
+
+// HeldReadings is pats (the patterns of args, typed in directory cwd of
+// repository r) with each pattern c's agent does not hold in project
+// replaced by another reading of its arg that it holds
+// (repo.Repo.Readings): "newdir/[id]/x" reserved as a glob before the
+// file existed, or "later" as a file before the directory did, is released
+// by the same spelling after. A pattern with no held reading is left as
+// it is, for Unreserve to refuse. It costs one list of the agent's
+// reservations.
+func HeldReadings(ctx context.Context, c *state.Client, r repo.Repo, cwd, project string, args, pats []string) ([]string, error) {
+	held, err := c.Reservations(ctx, project, c.Agent(), "")
+	if err != nil {
+		return nil, err
+	}
+	mine := make(map[string]bool, len(held))
+	for _, h := range held {
+		mine[h.Pattern] = true
+	}
+	out := slices.Clone(pats)
+	for i, a := range args {
+		if mine[out[i]] {
+			continue
+		}
+		readings, err := r.Readings(cwd, a)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("pattern %q: %w", a, err)}
+		}
+		for _, p := range readings {
+			if mine[p] {
+				out[i] = p
+				break
+			}
+		}
 	}
 	return out, nil
 }
@@ -231,7 +269,10 @@ of one of them. --all releases every reservation you hold in the project.`,
 			if all {
 				pats, err = c.UnreserveAll(ctx, ws.project)
 			} else if pats, err = ws.patterns(args); err == nil {
-				if err = c.Unreserve(ctx, ws.project, pats); err != nil {
+				if pats, err = HeldReadings(ctx, c, ws.repo, ws.cwd, ws.project, args, pats); err == nil {
+					err = c.Unreserve(ctx, ws.project, pats)
+				}
+				if err != nil {
 					pats = nil
 				}
 			}
@@ -269,12 +310,12 @@ absolute), which is how to ask "may I edit this file?".`,
 					return err
 				}
 			}
-			if path != "" {
+			if cmd.Flags().Changed("path") {
 				if !ws.inRepo {
 					return ws.errNoRoot()
 				}
 				if path, err = ws.repo.Path(ws.cwd, path); err != nil {
-					return usageError{fmt.Errorf("--path: %w", err)}
+					return usageError{fmt.Errorf("--path takes a file's path (without --path every reservation is listed): %w", err)}
 				}
 			}
 			c, ctx, cancel, err := e.stateCtx(cmd, false)

@@ -156,6 +156,22 @@ func TestRun_Reserve_BreakerInputs(t *testing.T) {
 	r = run(t, url, "agent-3", "", "reserve", "../app/[id]/page.tsx")
 	assert.Equal(t, cli.ExitConflict, r.code, r.err)
 
+	// Unreserve of the same spelling finds the reservation whatever was
+	// created or removed since: a glob that became a file's name, a file
+	// name that became a directory (a breaker's input: exit 4 "holds no
+	// reservation of newdir/\\[id]/x").
+	r = run(t, url, "agent-5", "", "reserve", "../newdir/[id]/x", "../later", "--json")
+	require.Equal(t, cli.ExitOK, r.code, r.err)
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "newdir", "[id]"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "newdir", "[id]", "x"), nil, 0o644))
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "later"), 0o755))
+	r = run(t, url, "agent-5", "", "unreserve", "../newdir/[id]/x", "../later")
+	require.Equal(t, cli.ExitOK, r.code, r.err)
+	assert.Contains(t, r.out, " newdir/[id]/x\n")
+	assert.Contains(t, r.out, " later\n")
+	r = run(t, url, "", "", "reservations", "--agent", "agent-5")
+	assert.Contains(t, r.out, "no live reservations", "both released")
+
 	// A newline in a name or a reason cannot break or forge a line.
 	r = run(t, url, "agent-4", "", "reserve", "../nl\nx", "--reason", "a\nforged line")
 	require.Equal(t, cli.ExitOK, r.code, r.err)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -352,6 +353,11 @@ func (e *env) listQuery(since, until, held string, where []string) (state.ListQu
 		}
 		if q.Where == nil {
 			q.Where = map[string]json.RawMessage{}
+		}
+		if prev, ok := q.Where[k]; ok && !bytes.Equal(prev, raw) {
+			// The wire refuses a duplicate member; two values of one
+			// field could only match nothing.
+			return q, usageError{fmt.Errorf("--where gives field %s twice (%s and %s): a record's field has one value, nothing could match", k, prev, raw)}
 		}
 		q.Where[k] = raw
 	}

@@ -205,7 +205,7 @@ func TestTools_BadInput(t *testing.T) {
 		{"renew", map[string]any{"kind": "task", "id": "x", "rev": 1, "ttl": "-1s"}, "ttl"},
 		{"renew", map[string]any{"kind": "Task", "id": "x", "rev": 1}, "kind"},
 		{"release", map[string]any{"kind": "Task", "id": "x", "rev": 1}, "kind"},
-		{"release", map[string]any{"kind": "task", "id": "x", "rev": 1, "delete": true}, "conflict"},
+		{"release", map[string]any{"kind": "task", "id": "x", "rev": 1, "delete": true}, "not found"},
 		{"log", map[string]any{"category": "a.b", "data": "x"}, "invalid token"},
 		{"history", map[string]any{"since": "yesterday"}, "not a time"},
 		{"state", map[string]any{"kind": "Task"}, "kind"},

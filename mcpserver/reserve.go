@@ -155,6 +155,9 @@ func (s *Server) addReservationTools() {
 					return nil, nil, err
 				}
 			}
+			if pats, err = cli.HeldReadings(ctx, s.state, r, s.cfg.Dir, r.Project, in.Patterns, pats); err != nil {
+				return nil, nil, err
+			}
 			if err := s.state.Unreserve(ctx, r.Project, pats); err != nil {
 				return nil, nil, err
 			}

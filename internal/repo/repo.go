@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -121,6 +122,40 @@ func (r Repo) Pattern(cwd, p string) (string, error) {
 		rel += "/"
 	}
 	return pathglob.Normalize(rel)
+}
+
+// Readings is Pattern's pattern of p, then the other patterns p reads as
+// when what exists changes: a name with wildcard characters read as a glob
+// or as that file, a name read as a file or as a directory (and
+// everything under it). A reservation made of p when the tree was
+// otherwise has one of them: unreserve of the same spelling finds it. The
+// patterns are distinct; it fails as Pattern does.
+func (r Repo) Readings(cwd, p string) ([]string, error) {
+	first, err := r.Pattern(cwd, p)
+	if err != nil {
+		return nil, err
+	}
+	rel, _, err := r.rel(cwd, p)
+	if err != nil {
+		return nil, err
+	}
+	out := []string{first}
+	forms := []string{rel}
+	if pathglob.HasMeta(rel) {
+		forms = append(forms, pathglob.QuoteMeta(rel))
+	}
+	for _, f := range forms {
+		for _, alt := range []string{f, f + "/"} {
+			if rel == "." {
+				alt = f
+			}
+			n, err := pathglob.Normalize(alt)
+			if err == nil && !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	return out, nil
 }
 
 // Path turns a file path as an agent typed it in directory cwd into the

@@ -151,6 +151,22 @@ func TestRepo_Pattern(t *testing.T) {
 			}
 		})
 	}
+	// Readings: Pattern's first, then what the same spelling reads as when
+	// the tree is otherwise.
+	for in, want := range map[string][]string{
+		"app/[id]/page.tsx": {`app/\[id]/page.tsx`, "app/[id]/page.tsx", "app/[id]/page.tsx/**", `app/\[id]/page.tsx/**`},
+		"new/[x]":           {"new/[x]", "new/[x]/**", `new/\[x]`, `new/\[x]/**`},
+		"src":               {"src/**", "src"},
+		"later":             {"later", "later/**"},
+		".":                 {"**"},
+	} {
+		got, err := r.Readings(dir, in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	_, err = r.Readings(dir, "../x")
+	require.ErrorIs(t, err, repo.ErrOutside)
+
 	// Paths are paths: no wildcard is read, the file is matched as named.
 	for in, want := range map[string]string{"app/[id]/page.tsx": "app/[id]/page.tsx", "./src//x": "src/x", filepath.Join(src, "x"): "src/x"} {
 		got, err := r.Path(dir, in)
