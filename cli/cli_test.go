@@ -284,8 +284,17 @@ func TestRun_ExitCodes(t *testing.T) {
 		{"bad kind", "a", url, []string{"claim", "Task", "x"}, cli.ExitUsage, `kind "Task"`},
 		{"bad fields", "a", url, []string{"claim", "task", "x", "--fields", "[1]"}, cli.ExitUsage, "--fields"},
 		{"bad ttl", "a", url, []string{"claim", "task", "x", "--ttl", "0s"}, cli.ExitUsage, "--ttl"},
+		// A breaker's inputs: a lease under a millisecond was a 1 ms lease,
+		// lost when printed; one over the limit was the service's
+		// rejection in its units.
+		{"sub-ms ttl", "a", url, []string{"claim", "task", "x", "--ttl", "1ns"}, cli.ExitUsage, "--ttl 1ns: leases are whole milliseconds"},
+		{"fractional-ms ttl", "a", url, []string{"reserve", "x", "--ttl", "1500us"}, cli.ExitUsage, "--ttl 1.5ms: leases are whole milliseconds"},
+		{"huge ttl", "a", url, []string{"heartbeat", "--ttl", "2000000h"}, cli.ExitUsage, "--ttl 2000000h0m0s is above the longest lease, 876000h0m0s (100 years)"},
+		{"where twice", "a", url, []string{"list", "task", "--where", "c=red", "--where", "c=blue"}, cli.ExitUsage, `--where gives field c twice ("red" and "blue")`},
+		{"empty path", "a", url, []string{"reservations", "--path", ""}, cli.ExitUsage, "--path takes a file's path"},
 		{"renew without rev", "a", url, []string{"renew", "task", "x"}, cli.ExitUsage, "--rev is required"},
 		{"release without rev", "a", url, []string{"release", "task", "x"}, cli.ExitUsage, "--rev is required"},
+		{"rev 0", "a", url, []string{"renew", "task", "x", "--rev", "0"}, cli.ExitUsage, "--rev 0: revisions start at 1"},
 		{"bad since", "a", url, []string{"list", "task", "--since", "yesterday"}, cli.ExitUsage, "--since"},
 		{"bad where", "a", url, []string{"list", "task", "--where", "nope"}, cli.ExitUsage, "--where"},
 		{"bad until", "a", url, []string{"list", "task", "--until", "later"}, cli.ExitUsage, "--until"},

@@ -36,8 +36,8 @@ record, so a crashed agent's work frees itself. --stop ends the presence now
 (signing off), releasing the same way.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if ttl <= 0 {
-				return usageError{fmt.Errorf("--ttl must be positive, got %s", ttl)}
+			if err := state.CheckTTL(ttl); err != nil {
+				return usageError{fmt.Errorf("--%w", err)}
 			}
 			c, ctx, cancel, err := e.stateCtx(cmd, true)
 			if err != nil {

@@ -200,8 +200,8 @@ presence ends (see heartbeat) unless --bind=false. A path outside the
 repository is bad usage (exit 2).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if ttl <= 0 {
-				return usageError{fmt.Errorf("--ttl must be positive, got %s", ttl)}
+			if err := state.CheckTTL(ttl); err != nil {
+				return usageError{fmt.Errorf("--%w", err)}
 			}
 			ws, err := e.workspace(cmd)
 			if err != nil {

@@ -141,8 +141,8 @@ another agent holds it (the holder, its rev and expiry are printed).`,
 					return usageError{fmt.Errorf("--fields: want a JSON object, got %q", fields)}
 				}
 			}
-			if ttl <= 0 {
-				return usageError{fmt.Errorf("--ttl must be positive, got %s", ttl)}
+			if err := state.CheckTTL(ttl); err != nil {
+				return usageError{fmt.Errorf("--%w", err)}
 			}
 			return e.lease(cmd, args, func(ctx context.Context, c *state.Client, kind, id string) (any, string, error) {
 				rec, err := c.ClaimWith(ctx, kind, id, state.ClaimOptions{TTL: ttl, Fields: f, Bind: bind})
@@ -170,11 +170,11 @@ with its new rev. Exit 3 when another agent holds it, when it has no lease
 (claim it first) or moved on; exit 4 when it no longer exists (it expired).`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if rev == 0 {
-				return usageError{errors.New("--rev is required: the rev your claim printed")}
+			if err := revGiven(cmd, rev); err != nil {
+				return err
 			}
-			if ttl <= 0 {
-				return usageError{fmt.Errorf("--ttl must be positive, got %s", ttl)}
+			if err := state.CheckTTL(ttl); err != nil {
+				return usageError{fmt.Errorf("--%w", err)}
 			}
 			return e.lease(cmd, args, func(ctx context.Context, c *state.Client, kind, id string) (any, string, error) {
 				rec, err := c.Refresh(ctx, kind, id, rev, ttl)
@@ -185,6 +185,18 @@ with its new rev. Exit 3 when another agent holds it, when it has no lease
 	cmd.Flags().DurationVar(&ttl, "ttl", DefaultClaimTTL, "new lease length, from now")
 	cmd.Flags().Uint64Var(&rev, "rev", 0, "the record's revision, as your claim or last renew printed")
 	return cmd
+}
+
+// revGiven checks renew's and release's --rev: given, and a revision (they
+// start at 1).
+func revGiven(cmd *cobra.Command, rev uint64) error {
+	switch {
+	case !cmd.Flags().Changed("rev"):
+		return usageError{errors.New("--rev is required: the rev your claim printed")}
+	case rev == 0:
+		return usageError{errors.New("--rev 0: revisions start at 1; give the rev your claim printed")}
+	}
+	return nil
 }
 
 func (e *env) releaseCmd() *cobra.Command {
@@ -201,8 +213,8 @@ and the other fields (status, assignee) stay, so anyone may claim it again.
 has no lease; exit 4 when it does not exist.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if rev == 0 {
-				return usageError{errors.New("--rev is required: the rev your claim printed")}
+			if err := revGiven(cmd, rev); err != nil {
+				return err
 			}
 			return e.lease(cmd, args, func(ctx context.Context, c *state.Client, kind, id string) (any, string, error) {
 				if del {

@@ -278,10 +278,10 @@ func parseTTL(s string, def time.Duration) (time.Duration, error) {
 		return def, nil
 	}
 	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
+	if err != nil {
 		return 0, fmt.Errorf("ttl %q: want a positive duration such as 15m", s)
 	}
-	return d, nil
+	return d, state.CheckTTL(d)
 }
 
 func ids(kind, id string) (string, string, error) {
