@@ -195,7 +195,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (*Server, error)
 		return nil, fmt.Errorf("server: data directory: %w", err)
 	}
 	if err := os.MkdirAll(dataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("server: data directory: %w", err)
+		return nil, fmt.Errorf("server: data directory: %w", dataDirError(dataDir, err))
 	}
 	cfg.DataDir = dataDir
 	if cfg.NATSURL == "" {
@@ -467,4 +467,25 @@ func (s *Server) close() {
 		}
 	}
 	s.lock.release()
+}
+
+// dataDirError is err, the failure to create dataDir, said plainly where
+// the system's words mislead: a symbolic link to nothing fails with "file
+// exists", and so does a file of that name.
+func dataDirError(dataDir string, err error) error {
+	fi, lerr := os.Lstat(dataDir)
+	if lerr != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		if target, rerr := os.Readlink(dataDir); rerr == nil {
+			if _, serr := os.Stat(dataDir); serr != nil {
+				return fmt.Errorf("%s is a symbolic link to %s, which does not exist: create it, or give another --data", dataDir, target)
+			}
+		}
+	}
+	if st, serr := os.Stat(dataDir); serr == nil && !st.IsDir() {
+		return fmt.Errorf("%s is a file, not a directory: give another --data", dataDir)
+	}
+	return err
 }

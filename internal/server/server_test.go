@@ -162,6 +162,16 @@ func TestStart_Errors(t *testing.T) {
 	_, err := server.Start(context.Background(), server.Config{DataDir: filepath.Join(file, "data")}, bustest.Logger(t))
 	require.ErrorContains(t, err, "data directory")
 
+	// A breaker's input: --data on a symbolic link to nothing said
+	// "mkdir ...: file exists".
+	link := filepath.Join(t.TempDir(), "link")
+	require.NoError(t, os.Symlink(filepath.Join(t.TempDir(), "gone"), link))
+	_, err = server.Start(context.Background(), server.Config{DataDir: link}, bustest.Logger(t))
+	require.ErrorContains(t, err, "is a symbolic link to ")
+	require.ErrorContains(t, err, "which does not exist")
+	_, err = server.Start(context.Background(), server.Config{DataDir: file}, bustest.Logger(t))
+	require.ErrorContains(t, err, "is a file, not a directory")
+
 	_, err = server.Start(context.Background(), server.Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:nope"}, bustest.Logger(t))
 	require.ErrorIs(t, err, bus.ErrConfig)
 

@@ -28,11 +28,19 @@ var boltFiles = []string{"state.db", "audit.db", "store.db"}
 // prefixes). An embedded store refuses a data directory that holds the
 // other embedded engine's files, rather than starting empty beside them.
 func openStores(cfg Config, log zerolog.Logger) (st, au kv.Store, err error) {
+	if cfg.Store != StoreFDB {
+		if err := refuseBothEngines(cfg.DataDir); err != nil {
+			return nil, nil, err
+		}
+	}
 	switch cfg.Store {
 	case StoreFDB:
 		db, err := openFDB(cfg.FDBClusterFile)
 		return db, db, err
 	case StorePebble:
+		if fi, err := os.Stat(filepath.Join(cfg.DataDir, PebbleDir)); err == nil && !fi.IsDir() {
+			return nil, nil, fmt.Errorf("%w: %s is a file, not the pebble store's directory: move it out of %s", ErrOtherStore, filepath.Join(cfg.DataDir, PebbleDir), cfg.DataDir)
+		}
 		if err := refuseOtherEngine(cfg.DataDir, StorePebble, StoreBolt, boltFiles...); err != nil {
 			return nil, nil, err
 		}
@@ -46,8 +54,8 @@ func openStores(cfg Config, log zerolog.Logger) (st, au kv.Store, err error) {
 		}
 		return db, db, nil
 	}
-	if err := refuseOtherEngine(cfg.DataDir, StoreBolt, StorePebble, PebbleDir); err != nil {
-		return nil, nil, err
+	if hasPebbleDir(cfg.DataDir) {
+		return nil, nil, refuseOtherEngine(cfg.DataDir, StoreBolt, StorePebble, PebbleDir)
 	}
 	if err := refuseOtherBoltLayout(cfg.DataDir, cfg.InlineAudit); err != nil {
 		return nil, nil, err
@@ -97,6 +105,26 @@ func refuseOtherEngine(dataDir, store, other string, names ...string) error {
 	}
 	return fmt.Errorf("%w: %s holds %s, the %s store's data; --store %s would start empty beside it: run with --store %s, or use another --data directory",
 		ErrOtherStore, dataDir, strings.Join(found, ", "), other, store, other)
+}
+
+// hasPebbleDir reports whether dataDir holds the pebble store's directory
+// (a plain file of that name is not one).
+func hasPebbleDir(dataDir string) bool {
+	fi, err := os.Stat(filepath.Join(dataDir, PebbleDir))
+	return err == nil && fi.IsDir()
+}
+
+// refuseBothEngines returns an error matching ErrOtherStore when dataDir
+// holds both embedded engines' data: neither --store nor the detection of
+// the engine a directory holds can tell which one is the server's, and
+// each --store would only be refused for the other's files.
+func refuseBothEngines(dataDir string) error {
+	bolt := present(dataDir, boltFiles...)
+	if len(bolt) == 0 || !hasPebbleDir(dataDir) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s holds both the bolt store's data (%s) and the pebble store's (%s/): codi2 will not choose between them; move the one that is not this server's out of %s",
+		ErrOtherStore, dataDir, strings.Join(bolt, ", "), PebbleDir, dataDir)
 }
 
 // refuseOtherBoltLayout returns an error matching ErrOtherStore when

@@ -51,6 +51,13 @@ func TestStart_OtherEngineRefused(t *testing.T) {
 		{"two-file bolt over inline bolt", StoreBolt, false, []string{"store.db"}, []string{"holds store.db", "one file (store.db, InlineAudit)", "start empty"}},
 		{"inline bolt over two-file bolt", StoreBolt, true, []string{"state.db", "audit.db"}, []string{"holds state.db, audit.db", "two files (state.db, audit.db)"}},
 		{"inline bolt over a lone audit.db", StoreBolt, true, []string{"audit.db"}, []string{"holds audit.db"}},
+		// A breaker's inputs: with both engines' data every --store was
+		// sent to the other one, and a plain file named pebble was called
+		// the pebble store's data.
+		{"bolt over both", StoreBolt, false, []string{"state.db", "audit.db", PebbleDir + "/"}, []string{"holds both the bolt store's data (state.db, audit.db) and the pebble store's (pebble/)", "will not choose"}},
+		{"pebble over both", StorePebble, false, []string{"store.db", PebbleDir + "/"}, []string{"holds both the bolt store's data (store.db)"}},
+		{"detected over both", "", false, []string{"state.db", PebbleDir + "/"}, []string{"holds both"}},
+		{"pebble over a file named pebble", StorePebble, false, []string{PebbleDir}, []string{"is a file, not the pebble store's directory"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,6 +83,17 @@ func TestStart_OtherEngineRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A plain file named pebble is not the pebble store's data: bolt starts
+// beside it.
+func TestStart_BoltBesideAFileNamedPebble(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, PebbleDir), []byte("notes"), 0o600))
+	s, err := Start(context.Background(), Config{DataDir: dir, NATSListen: "127.0.0.1:-1"}, zerolog.Nop())
+	require.NoError(t, err)
+	assert.Equal(t, StoreBolt, s.Store())
+	require.NoError(t, s.Stop())
 }
 
 func contains(list []string, s string) bool {
