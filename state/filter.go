@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -56,6 +57,10 @@ type filter struct {
 	now      time.Time
 }
 
+// minNano and maxNano are the first and last times a Unix nanosecond count
+// holds.
+var minNano, maxNano = time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64)
+
 // parseFilter reads q's filters at now. The error names the member.
 func parseFilter(q ListQuery, now time.Time) (filter, error) {
 	f := filter{held: q.Held, now: now, where: map[string]string{}}
@@ -69,6 +74,21 @@ func parseFilter(q ListQuery, now time.Time) (filter, error) {
 		if f.to, err = timeparse.Parse(q.UpdatedBefore, now); err != nil {
 			return f, fmt.Errorf("updated_before: %w", err)
 		}
+	}
+	// The time index and match compare Unix nanoseconds, which hold the
+	// years 1678 to 2262 (time.Time.UnixNano): a bound beyond them is no
+	// bound on its side and excludes everything on the other.
+	switch {
+	case f.from.Before(minNano):
+		f.from = time.Time{}
+	case f.from.After(maxNano):
+		f.from = maxNano
+	}
+	switch {
+	case f.to.After(maxNano):
+		f.to = time.Time{}
+	case !f.to.IsZero() && f.to.Before(minNano):
+		f.to = minNano
 	}
 	for k, v := range q.Where {
 		if k == "" {

@@ -85,6 +85,13 @@ func TestClient_ListWhere_Filters(t *testing.T) {
 		{"updated in a range", state.ListQuery{UpdatedAfter: rfc(old.UpdatedAt.Add(time.Nanosecond)), UpdatedBefore: rfc(cut.Add(time.Nanosecond))}, []string{"T-2", "T-3"}},
 		{"updated in the last hour", state.ListQuery{UpdatedAfter: "1h", Where: map[string]json.RawMessage{"assignee": raw(`"agent-1"`)}}, []string{"T-2", "T-4"}},
 		{"updated in the future", state.ListQuery{UpdatedAfter: "+1h"}, nil},
+		// A breaker's inputs: bounds beyond the years Unix nanoseconds
+		// hold (1678-2262) overflowed and matched nothing.
+		{"updated before 3000", state.ListQuery{UpdatedBefore: "3000-01-01T00:00:00Z"}, []string{"T-1", "T-2", "T-3", "T-4", "T-6"}},
+		{"updated after 1600", state.ListQuery{UpdatedAfter: "1600-01-01T00:00:00Z", Held: &yes}, []string{"T-3", "T-4"}},
+		{"updated after 1600, before 2263", state.ListQuery{UpdatedAfter: "1600-01-01T00:00:00Z", UpdatedBefore: "2263-01-01T00:00:00Z", Prefix: "T-1"}, []string{"T-1"}},
+		{"updated before 1600", state.ListQuery{UpdatedBefore: "1600-01-01T00:00:00Z"}, nil},
+		{"updated after 3000", state.ListQuery{UpdatedAfter: "3000-01-01T00:00:00Z"}, nil},
 		{"held", state.ListQuery{Held: &yes}, []string{"T-3", "T-4"}},
 		{"not held", state.ListQuery{Held: &no}, []string{"T-1", "T-2", "T-6"}},
 		{"held, with prefix and a field", state.ListQuery{Held: &yes, Prefix: "T-", Where: map[string]json.RawMessage{"assignee": raw(`"agent-2"`)}}, []string{"T-3"}},
