@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -156,7 +157,7 @@ func (e *env) root() *cobra.Command {
 	pf.BoolVar(&e.g.json, "json", false, "print one compact JSON object per line (CODI2_JSON)")
 	pf.DurationVar(&e.g.timeout, "timeout", DefaultTimeout, "bound on each request to the server (CODI2_TIMEOUT)")
 	pf.StringVar(&e.project, "project", "", "reservations' project (CODI2_PROJECT; default: derived from the git repository)")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{plainFlagError(err)} })
 	root.AddCommand(e.sendCmd(), e.inboxCmd(), e.claimCmd(), e.renewCmd(), e.releaseCmd(),
 		e.reserveCmd(), e.unreserveCmd(), e.reservationsCmd(), e.heartbeatCmd(), e.whoCmd(),
 		e.logCmd(), e.historyCmd(), e.getCmd(), e.listCmd(), e.watchCmd(), e.statusCmd(), e.importCmd())
@@ -429,4 +430,22 @@ func (e *env) readData(args []string, i int) ([]byte, error) {
 		return b, nil
 	}
 	return []byte(args[i]), nil
+}
+
+// numParse matches what pflag says of a number flag it cannot read:
+// `invalid argument "abc" for "--rev" flag: strconv.ParseUint: parsing "abc": invalid syntax`.
+var numParse = regexp.MustCompile(`^invalid argument "(.*)" for "(.*)" flag: strconv\.Parse(Uint|Int|Float)[0-9]*: parsing ".*": (invalid syntax|value out of range)$`)
+
+// plainFlagError is err in the words of a user rather than of Go's strconv
+// ("--rev abc: want a whole number"), or err itself.
+func plainFlagError(err error) error {
+	m := numParse.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	want := map[string]string{"Uint": "a whole number, 0 or more", "Int": "a whole number", "Float": "a number"}[m[3]]
+	if m[4] == "value out of range" {
+		return fmt.Errorf("%s %s: out of range", m[2], m[1])
+	}
+	return fmt.Errorf("%s %s: want %s", m[2], m[1], want)
 }

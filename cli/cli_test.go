@@ -295,6 +295,8 @@ func TestRun_ExitCodes(t *testing.T) {
 		{"renew without rev", "a", url, []string{"renew", "task", "x"}, cli.ExitUsage, "--rev is required"},
 		{"release without rev", "a", url, []string{"release", "task", "x"}, cli.ExitUsage, "--rev is required"},
 		{"rev 0", "a", url, []string{"renew", "task", "x", "--rev", "0"}, cli.ExitUsage, "--rev 0: revisions start at 1"},
+		{"rev not a number", "a", url, []string{"renew", "task", "x", "--rev", "abc"}, cli.ExitUsage, "--rev abc: want a whole number, 0 or more"},
+		{"rev too big", "a", url, []string{"renew", "task", "x", "--rev", "99999999999999999999"}, cli.ExitUsage, "--rev 99999999999999999999: out of range"},
 		{"bad since", "a", url, []string{"list", "task", "--since", "yesterday"}, cli.ExitUsage, "--since"},
 		{"bad where", "a", url, []string{"list", "task", "--where", "nope"}, cli.ExitUsage, "--where"},
 		{"bad until", "a", url, []string{"list", "task", "--until", "later"}, cli.ExitUsage, "--until"},
