@@ -305,10 +305,17 @@ func (s *Service) verifyCheckpoints(ctx context.Context, r VerifyResult, from, t
 	if s.signer == nil || !r.OK || r.Count == 0 {
 		return r, nil
 	}
-	var cps []Checkpoint
+	var (
+		cps []Checkpoint
+		// forged is the first checkpoint record in from..to that does
+		// not open (malformed, unsigned, or signed by no known key): the
+		// log was rewritten there, or the record forged.
+		forged    uint64
+		forgedErr error
+	)
 	seqs := map[uint64]string{}
 	err := s.store.View(ctx, func(tx kv.ReadTxn) error {
-		cps = cps[:0]
+		cps, forged, forgedErr = cps[:0], 0, nil
 		m, err := readMeta(tx)
 		if err != nil {
 			return err
@@ -329,10 +336,14 @@ func (s *Service) verifyCheckpoints(ctx context.Context, r VerifyResult, from, t
 					return fmt.Errorf("audit: record %d: %w", seq, err)
 				}
 				cp, ok, err := recordCheckpoint(rec, s.verifiers)
-				if err != nil {
+				switch {
+				case errors.Is(err, ErrBadCheckpoint):
+					if forged == 0 && seq >= from && seq <= to {
+						forged, forgedErr = seq, err
+					}
+				case err != nil:
 					return err
-				}
-				if ok {
+				case ok:
 					cps = append(cps, cp)
 				}
 				q.afterSeq = seq
@@ -382,8 +393,12 @@ func (s *Service) verifyCheckpoints(ctx context.Context, r VerifyResult, from, t
 		return h, ok
 	})
 	r.Checkpoints = matched
-	if bad != nil {
+	switch {
+	case bad != nil && (forged == 0 || bad.Seq < forged):
 		return checkpointFailure(r, bad), nil
+	case forged != 0:
+		r.OK, r.BadSeq = false, forged
+		r.Reason = fmt.Sprintf("record %d is a checkpoint that does not open (%v): the log was rewritten there, or the record forged", forged, forgedErr)
 	}
 	return r, nil
 }

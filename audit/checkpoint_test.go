@@ -102,6 +102,31 @@ func TestCheckpoint_RewriteAndRechainCaught(t *testing.T) {
 	assert.GreaterOrEqual(t, res.BadSeq, uint64(3))
 }
 
+// A checkpoint record rewritten into one that does not open makes verify
+// not OK at that record, with the reason, rather than fail with an error
+// (found by TestCheckpoint_RewriteAndRechainCaught in a run where the
+// record it rewrote was a checkpoint: verify answered 500).
+func TestCheckpoint_ForgedCheckpointRecordCaught(t *testing.T) {
+	h, _ := checkpointHarness(t)
+	acks := h.logN(5, "agent-1", "x")
+	h.waitCommitted(acks[4].Sequence)
+	rec := h.waitCheckpoint(5)
+	acks = h.logN(3, "agent-1", "y")
+	h.waitCommitted(acks[2].Sequence)
+	require.NoError(t, h.stop())
+	rechain(t, h.store, rec.Seq, []byte(`{"note":"codi2 audit checkpoint\nforged\n"}`))
+	h.start()
+	res := h.verify(VerifyRequest{})
+	assert.False(t, res.OK)
+	assert.Equal(t, rec.Seq, res.BadSeq)
+	assert.Contains(t, res.Reason, "is a checkpoint that does not open")
+	assert.Contains(t, res.Reason, "bad checkpoint")
+
+	// A range that leaves the record out does not see it.
+	res = h.verify(VerifyRequest{ToSeq: rec.Seq - 1})
+	assert.True(t, res.OK, "%+v", res)
+}
+
 // TestCheckpoint_Offline is issue 11's input 8 offline: an export of the
 // rewritten log verifies as a chain, and fails against the checkpoints it
 // holds and against checkpoints exported before the rewrite.
