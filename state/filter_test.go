@@ -174,11 +174,46 @@ func TestService_Run_BuildsTheIndexes(t *testing.T) {
 				}
 			}
 		}
-		return tx.Clear(kv.Tuple{"meta", "index", "state-by-time,state-by-field", "1"}.Pack())
+		return tx.Clear(kv.Tuple{"meta", "index", "state-by-time,state-by-field", "2"}.Pack())
 	}))
 	e.start(fastConfig())
 	got, _ := listAll(t, c, "task", state.ListQuery{Where: map[string]json.RawMessage{"status": raw(`"open"`)}})
 	assert.Len(t, got, 5)
+}
+
+// Numbers are compared exactly, not as float64s (a breaker's inputs:
+// where uid=9007199254740993 also listed 9007199254740992, -0 did not match
+// 0, 1e-400 matched 0, and 1e400 could not be asked for). A store indexed
+// by the float64 forms (index version 1) is indexed again at the next
+// start.
+func TestClient_ListWhere_ExactNumbers(t *testing.T) {
+	e := newEnv(t)
+	r := e.start(fastConfig())
+	c := e.client("agent-1")
+	for id, n := range map[string]string{"a": "9007199254740992", "b": "9007199254740993", "z": "-0", "tiny": "1e-400", "huge": "1e400"} {
+		merge(t, c, id, map[string]any{"uid": json.Number(n)}, 0)
+	}
+	check := func() {
+		t.Helper()
+		for q, want := range map[string][]string{
+			"9007199254740993": {"b"}, "9007199254740992": {"a"}, "0": {"z"}, "-0.0": {"z"}, "1e-400": {"tiny"}, "1E+400": {"huge"},
+		} {
+			got, _ := listAll(t, c, "task", state.ListQuery{Where: map[string]json.RawMessage{"uid": raw(q)}})
+			assert.Equal(t, want, got, "where uid=%s", q)
+		}
+	}
+	check()
+
+	// As a store indexed by version 1 was left: its entries, its mark.
+	r.stop(t)
+	require.NoError(t, e.store.Update(context.Background(), func(tx kv.Txn) error {
+		if err := tx.Clear(kv.Tuple{"meta", "index", "state-by-time,state-by-field", "2"}.Pack()); err != nil {
+			return err
+		}
+		return tx.Set(kv.Tuple{"meta", "index", "state-by-time,state-by-field", "1"}.Pack(), []byte{})
+	}))
+	e.start(fastConfig())
+	check()
 }
 
 // A record with too many fields to index each is still found by a field

@@ -40,9 +40,36 @@ const (
 	indexBatch = 1000
 )
 
-// indexVersionKey marks a store whose records are all indexed.
+// indexVersionKey marks a store whose records are all indexed. Version 2
+// keys numbers by their exact canonical form (canonicalNumber); a store
+// marked with version 1 only is indexed again at the next start, which
+// replaces each record's entries.
 func indexVersionKey() []byte {
-	return kv.Tuple{prefixMeta, "index", "state-by-time,state-by-field", "1"}.Pack()
+	return kv.Tuple{prefixMeta, "index", "state-by-time,state-by-field", "2"}.Pack()
+}
+
+// exactNumbers is v, decoded with json.Decoder.UseNumber, with every
+// number replaced by its canonical form; ok is false for a number that is
+// not one.
+func exactNumbers(v any) (_ any, ok bool) {
+	switch x := v.(type) {
+	case json.Number:
+		c, ok := canonicalNumber(string(x))
+		return json.Number(c), ok
+	case map[string]any:
+		for k, e := range x {
+			if x[k], ok = exactNumbers(e); !ok {
+				return nil, false
+			}
+		}
+	case []any:
+		for i, e := range x {
+			if x[i], ok = exactNumbers(e); !ok {
+				return nil, false
+			}
+		}
+	}
+	return v, true
 }
 
 // The index keys are packed element by element (kv.AppendString), which
@@ -121,10 +148,18 @@ func isCanonicalScalar(raw []byte) bool {
 	return true
 }
 
-// canonicalSlow is canonical by a round trip through encoding/json.
+// canonicalSlow is canonical by a round trip through encoding/json, with
+// numbers kept exact (canonicalNumber): 9007199254740993 is not
+// 9007199254740992, -0 is 0, and 1e400 is a number.
 func canonicalSlow(raw json.RawMessage) (string, bool) {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
 	var v any
-	if json.Unmarshal(raw, &v) != nil {
+	if d.Decode(&v) != nil || d.More() {
+		return "", false
+	}
+	v, ok := exactNumbers(v)
+	if !ok {
 		return "", false
 	}
 	b, err := json.Marshal(v)

@@ -42,12 +42,18 @@ func FuzzCanonical(f *testing.F) {
 func TestCanonicalScalars(t *testing.T) {
 	for raw, want := range map[string]string{
 		`"open"`: `"open"`, `7`: `7`, `-12`: `-12`, `true`: `true`, `null`: `null`,
-		`1.0`: `1`, `-0`: `-0`, `"a<b"`: `"a\u003cb"`, `"\u0041"`: `"A"`, `1234567890123456789`: `1234567890123456800`,
+		`1.0`: `1`, `-0`: `0`, `"a<b"`: `"a\u003cb"`, `"\u0041"`: `"A"`, `1234567890123456789`: `1234567890123456789`,
+		`9007199254740993`: `9007199254740993`, `1e400`: `1e+400`, `1e-400`: `1e-400`,
 	} {
 		c, ok := canonical(json.RawMessage(raw))
 		require.Equal(t, want, c, raw)
 		require.True(t, ok, raw)
 	}
+	c, ok := canonical(json.RawMessage(`[1.0,{"b":2,"a":-0}]`))
+	assert.Equal(t, `[1,{"a":0,"b":2}]`, c, "numbers inside are exact too")
+	assert.False(t, ok, "not indexed")
+	_, ok = canonical(json.RawMessage(`1 2`))
+	assert.False(t, ok, "two values are not one")
 }
 
 // The index keys packed element by element are the keys kv.Tuple.Pack
