@@ -295,3 +295,37 @@ func appendTo(t *testing.T, path, s string) {
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
 }
+
+// Issue 18, B: the message limit is Config.MaxPayload (the connection's):
+// bulks of large lines split below it, a line above it is oversized.
+func TestImporter_Import_BulksBelowMaxPayload(t *testing.T) {
+	c := startClients(t)
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "codi.log")
+	var b strings.Builder
+	for range 6 {
+		b.WriteString(`{"action":"NOTE","pad":"` + strings.Repeat("q", 20_000) + `"}` + "\n")
+	}
+	b.WriteString(`{"action":"NOTE","pad":"` + strings.Repeat("q", 70_000) + `"}` + "\n")
+	require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o644))
+	const limit = 64 << 10
+	sum, err := c.importer(t, v1import.Config{MaxPayload: limit}).Import(ctx, path)
+	require.NoError(t, err)
+	assert.Equal(t, 1, sum.Oversized)
+	assert.Len(t, c.imported(t, 7), 7)
+	st, err := c.js.Stream(ctx, "CODI_AUDIT")
+	require.NoError(t, err)
+	info, err := st.Info(ctx)
+	require.NoError(t, err)
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		require.NoError(t, err)
+		hdr := 0
+		for k, vs := range m.Header {
+			for _, v := range vs {
+				hdr += len(k) + len(v) + 4
+			}
+		}
+		assert.LessOrEqual(t, len(m.Subject)+hdr+len(m.Data), limit, "message %d", seq)
+	}
+}
