@@ -266,6 +266,9 @@ type run struct {
 	opsFrom, opsLast int64
 	stateOffset      int64
 	large            bool // an update in ops may be refused (maxOpBytes)
+	// full holds the ids of the task records that were near the state
+	// service's size limit when the run started (fullTasks).
+	full map[string]bool
 	// cp is the checkpoint the run started from; cpWrites counts the
 	// commands of this run that write it (applied ones, for those whose
 	// outcome was awaited), so that the record's revision at the end
@@ -341,6 +344,9 @@ func (r *run) importFile(path string) (Summary, error) {
 		return r.sum, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if r.prefix, err = r.verify(f, fi.Size(), cp); err != nil {
+		return r.sum, err
+	}
+	if err := r.fullTasks(); err != nil {
 		return r.sum, err
 	}
 	if _, err := f.Seek(cp.Offset, io.SeekStart); err != nil {
@@ -622,6 +628,11 @@ const (
 	// subject token (audit.EntrySize: the subject's fixed tokens, the
 	// length, separators).
 	bulkEntryHeadroom = 64
+	// fullRecord is the size of a task record's fields above which an
+	// update of it may be refused however small: the limit less what
+	// an update of at most maxOpBytes of v1 strings can add, escaped
+	// (6 bytes a byte), twice (assignee and status), and the headroom.
+	fullRecord = kv.MaxValueSize - 2*6*maxOpBytes - recordHeadroom
 	// oversizedHead is how much of an oversized piece its audit event
 	// keeps.
 	oversizedHead = 1 << 10
@@ -702,7 +713,40 @@ func (r *run) update(task string, cmd state.Command, at int64) {
 	r.ops = append(r.ops, state.TxnOp{Kind: TaskKind, ID: id, Command: cmd})
 	r.opsAt, r.opsTask = append(r.opsAt, at), append(r.opsTask, task)
 	r.opsLast = at
-	r.large = r.large || large
+	r.large = r.large || large || r.full[id]
+}
+
+// fullTasks notes the task records whose fields pass fullRecord bytes
+// (others wrote them): an update of one may take it past the state
+// service's limit, so it goes in a command of its own line and its
+// outcome is awaited. A record filled later is found by applied.
+func (r *run) fullTasks() error {
+	if r.im.cfg.DryRun {
+		return nil
+	}
+	opts := state.ListOptions{Limit: 1000}
+	for {
+		res, err := r.im.state.List(r.ctx, TaskKind, opts)
+		if err != nil {
+			return fmt.Errorf("v1import: %s: list the tasks: %w", r.sum.File, err)
+		}
+		for _, rec := range res.Records {
+			n := 0
+			for k, v := range rec.Fields {
+				n += len(k) + len(v) + 4
+			}
+			if n > fullRecord {
+				if r.full == nil {
+					r.full = map[string]bool{}
+				}
+				r.full[rec.ID] = true
+			}
+		}
+		if res.NextAfter == "" || len(res.Records) == 0 {
+			return nil
+		}
+		opts.After = res.NextAfter
+	}
 }
 
 // refuse counts the update of task at file offset at as refused, with

@@ -84,19 +84,47 @@ func TestImporter_Import_LargeUpdateRefusedByTheService(t *testing.T) {
 	assert.JSONEq(t, `"done"`, string(rec.Fields["status"]))
 }
 
-// Issue 18, A: a small update the state service refuses (the record is
-// near its limit) aborts its command; the import finds it from the
-// checkpoint's revision and says so instead of moving past it silently.
-func TestImporter_Import_UnforeseenRefusalCounted(t *testing.T) {
+// Issue 18, A: a small update of a record others filled near the state
+// service's limit: when the import starts, it is sent alone and counted
+// as refused with its offset, the update before it applied; filled while
+// the import runs, it aborts its command, which the import finds from the
+// checkpoint's revision and counts instead of moving past it silently.
+func TestImporter_Import_SmallUpdateOfAFullRecord(t *testing.T) {
 	c := startClients(t)
 	ctx := context.Background()
-	_, err := c.sc.Apply(ctx, v1import.TaskKind, "FULL", state.Command{Op: state.OpMerge, Fields: map[string]any{"notes": strings.Repeat("n", 99_500)}})
-	require.NoError(t, err)
-	path := filepath.Join(t.TempDir(), "codi.log")
-	data := `{"action":"TASK_ASSIGN","task":"T-1","to":"a"}` + "\n" +
-		`{"action":"STATUS_UPDATE","task":"FULL","status":"` + strings.Repeat("s", 1000) + `"}` + "\n"
+	fill := func(id string) {
+		_, err := c.sc.Apply(ctx, v1import.TaskKind, id, state.Command{Op: state.OpMerge, Fields: map[string]any{"notes": strings.Repeat("n", 99_500)}})
+		require.NoError(t, err)
+	}
+	fill("FULL")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "codi.log")
+	first := `{"action":"TASK_ASSIGN","task":"T-1","to":"a"}` + "\n"
+	data := first + `{"action":"STATUS_UPDATE","task":"FULL","status":"` + strings.Repeat("s", 1000) + `"}` + "\n"
 	require.NoError(t, os.WriteFile(path, []byte(data), 0o644))
 	sum, err := c.importer(t, v1import.Config{}).Import(ctx, path)
+	require.NoError(t, err)
+	assert.Equal(t, 1, sum.Refused)
+	assert.Equal(t, 0, sum.RefusedCommands)
+	require.Len(t, sum.RefusedAt, 1)
+	assert.Equal(t, v1import.Refusal{Offset: int64(len(first)), Task: "FULL", Reason: sum.RefusedAt[0].Reason}, sum.RefusedAt[0])
+	assert.Contains(t, sum.RefusedAt[0].Reason, "above the limit of 100000")
+	_, err = c.sc.Get(ctx, v1import.TaskKind, "T-1", 0)
+	require.NoError(t, err)
+
+	// Filled after the import started (once it has read 64 KiB).
+	later := filepath.Join(dir, "later.log")
+	pad := `{"action":"NOTE","pad":"` + strings.Repeat("p", 70_000) + `"}` + "\n"
+	data = `{"action":"TASK_ASSIGN","task":"T-2","to":"a"}` + "\n" + pad +
+		`{"action":"STATUS_UPDATE","task":"LATER","status":"` + strings.Repeat("s", 1000) + `"}` + "\n"
+	require.NoError(t, os.WriteFile(later, []byte(data), 0o644))
+	filled := false
+	sum, err = c.importer(t, v1import.Config{Progress: func(read, _ int64) {
+		if !filled && read > 64<<10 {
+			fill("LATER")
+			filled = true
+		}
+	}}).Import(ctx, later)
 	require.NoError(t, err)
 	assert.Equal(t, 1, sum.RefusedCommands)
 	cp, err := c.sc.Get(ctx, v1import.CheckpointKind, sum.FileID, 0)
@@ -277,10 +305,11 @@ func TestImporter_Import_InterruptedSaysWhere(t *testing.T) {
 			cancel()
 		}
 	}})
-	_, err := im.Import(ctx, path)
+	stopped, err := im.Import(ctx, path)
 	require.ErrorIs(t, err, v1import.ErrInterrupted)
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Regexp(t, `stopped at byte \d+; the checkpoint is at byte [1-9]\d* \(\d+ lines\): run the import again to continue from there`, err.Error())
+	c.appliedAll(t, stopped.FileID) // the checkpoint was stored; a re-run reads it once applied
 	sum, err := c.importer(t, v1import.Config{}).Import(context.Background(), path)
 	require.NoError(t, err)
 	assert.Greater(t, sum.Skipped, 0)
