@@ -72,12 +72,15 @@ func hashID(b []byte) string {
 // when none) gave this file at some earlier size, besides id: its first
 // line with its newline, and, for a first line v1 appended to after an
 // import had seen only its first event, that event. A checkpoint under
-// one of them whose bytes match is this file's (see Import).
-func legacyIDs(f io.ReaderAt, id string) ([]string, error) {
+// one of them whose bytes match is this file's (see Import). blank says
+// the first line is blank: its legacy id is shared by every log starting
+// with a blank line, so a checkpoint under it whose bytes differ is
+// another log's.
+func legacyIDs(f io.ReaderAt, id string) (ids []string, blank bool, err error) {
 	buf := make([]byte, maxIDLine)
 	n, err := f.ReadAt(buf, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
+		return nil, false, err
 	}
 	buf = buf[:n]
 	var out []string
@@ -94,5 +97,5 @@ func legacyIDs(f io.ReaderAt, id string) ([]string, error) {
 	if n := objectPrefix(line); n > 0 {
 		add(line[:n])
 	}
-	return out, nil
+	return out, len(bytes.TrimSpace(line)) == 0, nil
 }

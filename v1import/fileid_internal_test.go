@@ -24,7 +24,7 @@ func FuzzFileID(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data, more []byte) {
 		id, ok, err := FileID(bytes.NewReader(data))
 		require.NoError(t, err)
-		_, err = legacyIDs(bytes.NewReader(data), id)
+		_, _, err = legacyIDs(bytes.NewReader(data), id)
 		require.NoError(t, err)
 		grown, gok, err := FileID(bytes.NewReader(append(bytes.Clone(data), more...)))
 		require.NoError(t, err)
@@ -51,10 +51,12 @@ func FuzzFileID(f *testing.F) {
 
 func TestLegacyIDs(t *testing.T) {
 	hash := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:8]) }
-	ids, err := legacyIDs(strings.NewReader(`{"a":1}{"b":2}`+"\n"), hash(`{"a":1}{"b":2}`))
+	ids, blank, err := legacyIDs(strings.NewReader(`{"a":1}{"b":2}`+"\n"), hash(`{"a":1}{"b":2}`))
 	require.NoError(t, err)
+	assert.False(t, blank)
 	assert.Equal(t, []string{hash(`{"a":1}{"b":2}` + "\n"), hash(`{"a":1}`)}, ids)
-	ids, err = legacyIDs(strings.NewReader("\n\n"), "")
+	ids, blank, err = legacyIDs(strings.NewReader("\n\n"), "")
 	require.NoError(t, err)
+	assert.True(t, blank)
 	assert.Equal(t, []string{hash("\n")}, ids)
 }

@@ -458,12 +458,15 @@ func (r *run) importFile(path string) (Summary, error) {
 // legacyCheckpoint looks for the file's checkpoint under the ids the rule
 // before FileID's gave it (legacyIDs) and returns the first whose bytes
 // are this file's (verify), adopting its id: the events it imported have
-// ids under it, and a re-run must find them. Else it returns cp.
+// ids under it, and a re-run must find them. One whose bytes differ is an
+// error, as it was under that rule, unless the first line is blank (every
+// log starting with a blank line had that id). Else it returns cp.
 func (r *run) legacyCheckpoint(f *os.File, size int64, cp Checkpoint) (Checkpoint, error) {
-	ids, err := legacyIDs(f, r.sum.FileID)
+	ids, blank, err := legacyIDs(f, r.sum.FileID)
 	if err != nil {
 		return cp, fmt.Errorf("v1import: %s: %w", r.sum.File, err)
 	}
+	var first error
 	for _, id := range ids {
 		old, err := r.im.checkpoint(r.ctx, r.sum.File, id)
 		if err != nil {
@@ -472,12 +475,16 @@ func (r *run) legacyCheckpoint(f *os.File, size int64, cp Checkpoint) (Checkpoin
 		if old.Rev == 0 {
 			continue
 		}
+		id0 := r.sum.FileID
+		r.sum.FileID = id
 		if _, err := r.verify(f, size, old); err == nil {
-			r.sum.FileID = id
 			return old, nil
+		} else if first == nil && !blank {
+			first = err
 		}
+		r.sum.FileID = id0
 	}
-	return cp, nil
+	return cp, first
 }
 
 // verify checks that the file's bytes before cp's offsets are the ones

@@ -282,13 +282,24 @@ func TestImporter_Import_OldIDRuleCheckpoint(t *testing.T) {
 	require.Len(t, recs, 1)
 	assert.Equal(t, "v1-"+oldID+"-"+strconv.Itoa(int(n)), recs[0].MsgID)
 
-	// Another log whose old id matches but whose bytes do not: a new id.
+	// Another log with that first line is refused, as under the old rule.
 	other := filepath.Join(t.TempDir(), "other.log")
-	require.NoError(t, os.WriteFile(other, []byte(l1+`{"action":"TASK_ACK","task":"X"}`+"\n"), 0o644))
-	sum, err = c.importer(t, v1import.Config{}).Import(ctx, other)
+	require.NoError(t, os.WriteFile(other, []byte(l1+`{"action":"TASK_ACK","task":"X"}`+"\n"+l2+l2), 0o644))
+	_, err = c.importer(t, v1import.Config{}).Import(ctx, other)
+	require.ErrorIs(t, err, v1import.ErrNotSameFile)
+	assert.Contains(t, err.Error(), "(id "+oldID+") starts like "+path)
+
+	// One starting with a blank line had the old id of every such log:
+	// a checkpoint under it whose bytes differ is another log's.
+	blankOld := sha256.Sum256([]byte("\n"))
+	_, err = c.sc.Apply(ctx, v1import.CheckpointKind, hex.EncodeToString(blankOld[:8]), state.Command{Op: state.OpMerge, Fields: map[string]any{
+		"file": "blank.jsonl", "offset": 3, "lines": 3, "prefix_sha256": "00"}})
 	require.NoError(t, err)
-	assert.NotEqual(t, oldID, sum.FileID)
-	assert.Equal(t, 2, sum.Imported)
+	blank := filepath.Join(t.TempDir(), "blank-first.log")
+	require.NoError(t, os.WriteFile(blank, []byte("\n"+l1), 0o644))
+	sum, err = c.importer(t, v1import.Config{}).Import(ctx, blank)
+	require.NoError(t, err)
+	assert.Equal(t, 1, sum.Imported)
 }
 
 // Issue 18, D: an interrupted import says so, how far it got and that a
