@@ -157,9 +157,8 @@ func TestCLI_ImportV1_Binary_IdentityAndInterrupt(t *testing.T) {
 	}, 60*time.Second, 20*time.Millisecond)
 	require.NoError(t, cmd.Process.Signal(os.Interrupt))
 	defer func() {
-		// What the import had sent is applied before the server stops
-		// (a stop under that load fails the state service's last commit:
-		// not this test's subject).
+		// What the import had sent is applied before the server stops,
+		// so that its stop is not under load.
 		st, err := js.Stream(context.Background(), "CODI_STATE")
 		require.NoError(t, err)
 		require.Eventually(t, func() bool {
