@@ -863,13 +863,18 @@ func (r *run) track(f jetstream.PubAckFuture) error {
 }
 
 // wait waits for the PubAcks of fs, noting the highest CODI_AUDIT
-// sequence.
+// sequence and the update commands JetStream dropped as repeats.
 func (r *run) wait(fs []jetstream.PubAckFuture) error {
 	for _, f := range fs {
 		select {
 		case ack := <-f.Ok():
-			if ack.Stream == bus.StreamAudit {
+			switch {
+			case ack.Stream == bus.StreamAudit:
 				r.auditSeq = max(r.auditSeq, ack.Sequence)
+			case ack.Duplicate:
+				// An update command an earlier run had stored (its txid):
+				// applied once, by that one.
+				r.cpWrites--
 			}
 		case err := <-f.Err():
 			return fmt.Errorf("%w: %s: %s: %w", ErrPublish, r.sum.File, f.Msg().Subject, err)
