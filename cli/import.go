@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -34,7 +35,15 @@ an audit event of source --agent (default v1-import), every fragment that
 is not an event as a non-JSON audit event, and every state update
 (TASK_ASSIGN, STATUS_UPDATE) as a command on task/<task>. A second import of
 a file imports nothing twice. Prints a summary per file; a progress bar on a
-terminal. --dry-run reads and counts the whole file, without a server.`,
+terminal. --dry-run reads and counts the whole file, without a server.
+
+A state update the state service would refuse (a record above its size
+limit, a task id no subject token holds) is counted as refused, with its
+byte offset and reason; a line too large for one message is kept as an
+audit event with its length, SHA-256 and first 1 KiB (oversized). A file's
+id comes from its first non-blank line once that line has its newline: a
+file without one imports nothing yet. Interrupted (Ctrl-C), it says how far
+it got; running it again continues from the last checkpoint.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			source := e.g.agent
@@ -64,6 +73,9 @@ terminal. --dry-run reads and counts the whole file, without a server.`,
 			}
 			for _, file := range args {
 				cfg := v1import.Config{DryRun: dryRun}
+				if e.nc != nil {
+					cfg.MaxPayload = e.nc.MaxPayload() // a bulk message stays below it
+				}
 				bar := e.progress(file)
 				if bar != nil {
 					cfg.Progress = func(read, size int64) {
@@ -107,10 +119,40 @@ func (e *env) progress(file string) *progressbar.ProgressBar {
 
 // summaryText is an import's summary on one line.
 func summaryText(s v1import.Summary) string {
+	if s.NoFirstLine {
+		return s.File + ": no first line yet (a non-blank line with its newline, which names the file): nothing imported; import it again once v1 has written one"
+	}
 	dry := ""
 	if s.DryRun {
 		dry = " (dry run: nothing published)"
 	}
-	return fmt.Sprintf("%s: %d lines (%d imported before), %d imported: %d events (%d recovered from torn lines), %d unparseable; %d state commands; %d partial line left%s",
-		s.File, s.Lines, s.Skipped, s.Imported, s.Events, s.Recovered, s.Unparseable, s.StateCommands, s.Partial, dry)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %d lines (%d imported before), %d imported: %d events (%d recovered from torn lines), %d unparseable",
+		s.File, s.Lines, s.Skipped, s.Imported, s.Events, s.Recovered, s.Unparseable)
+	if s.Oversized > 0 {
+		fmt.Fprintf(&b, ", %d oversized (too large for a message: kept as length, SHA-256 and first 1 KiB)", s.Oversized)
+	}
+	fmt.Fprintf(&b, "; %d state commands", s.StateCommands)
+	if s.Refused > 0 {
+		fmt.Fprintf(&b, "; %d state updates refused, not applied (", s.Refused)
+		for i, r := range s.RefusedAt {
+			if i > 0 {
+				b.WriteString("; ")
+			}
+			fmt.Fprintf(&b, "byte %d, task %q: %s", r.Offset, r.Task, r.Reason)
+		}
+		if s.Refused > len(s.RefusedAt) {
+			fmt.Fprintf(&b, "; %d more", s.Refused-len(s.RefusedAt))
+		}
+		b.WriteString(")")
+	}
+	if s.RefusedCommands > 0 {
+		fmt.Fprintf(&b, "; %d update commands refused by the state service, their updates not applied (see its audit records of source codi-state with txn v1-%s-…)",
+			s.RefusedCommands, s.FileID)
+	}
+	if s.RefusedBefore > 0 {
+		fmt.Fprintf(&b, "; %d state updates refused by earlier imports", s.RefusedBefore)
+	}
+	fmt.Fprintf(&b, "; %d partial line left%s", s.Partial, dry)
+	return b.String()
 }

@@ -1,9 +1,12 @@
 package cli_test
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/codi2/codi2/cli"
@@ -49,4 +52,42 @@ func TestRun_ImportV1(t *testing.T) {
 	}
 	r = run(t, url, "", "", "import", "v1", "/nonexistent")
 	assert.Equal(t, cli.ExitError, r.code, r.err)
+}
+
+// Issue 18: refused updates and oversized lines are in the summary (text
+// and --json), a file without a first line says so, an interrupted import
+// says how far it got (exit 1, CONTRACT's error).
+func TestRun_ImportV1_RefusedOversizedAndInterrupted(t *testing.T) {
+	url := startServer(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "codi.log")
+	require.NoError(t, os.WriteFile(file, []byte(`{"action":"TASK_ASSIGN","task":"A-1","to":"a"}`+"\n"+
+		`{"action":"STATUS_UPDATE","task":"M-0","status":"`+strings.Repeat("z", 600_000)+`"}`+"\n"+
+		`{"action":"TASK_ASSIGN","task":"`+strings.Repeat("x", 300)+`","to":"a"}`+"\n"+
+		`{"action":"NOTE","pad":"`+strings.Repeat("p", 1_500_000)+`"}`+"\n"), 0o644))
+	r := run(t, url, "", "", "import", "v1", file)
+	require.Equal(t, cli.ExitOK, r.code, r.err)
+	assert.Contains(t, r.out, "4 lines (0 imported before), 4 imported: 4 events (0 recovered from torn lines), 0 unparseable, "+
+		"1 oversized (too large for a message: kept as length, SHA-256 and first 1 KiB); 1 state commands; "+
+		`2 state updates refused, not applied (byte 47, task "M-0": a record of about 601064 bytes is above the state service's limit of 100000; `+
+		`byte 600099, task "`+strings.Repeat("x", 64)+`…": the task id is no state id: subjects: invalid token: 300 bytes, the limit is 256); 0 partial line left`)
+	r = run(t, url, "", "", "import", "v1", file, "--json")
+	require.Equal(t, cli.ExitOK, r.code, r.err)
+	sum := jsonLine[v1import.Summary](t, r.lines()[0])
+	assert.Equal(t, 2, sum.RefusedBefore)
+	assert.Contains(t, r.out, `"oversized":0,"refused":0,`)
+
+	empty := filepath.Join(dir, "blank.log")
+	require.NoError(t, os.WriteFile(empty, []byte("\n\n"), 0o644))
+	r = run(t, url, "", "", "import", "v1", empty)
+	require.Equal(t, cli.ExitOK, r.code, r.err)
+	assert.Contains(t, r.out, "no first line yet")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errb bytes.Buffer
+	code := cli.Run(ctx, []string{"import", "v1", file}, cli.IO{Out: &out, Err: &errb,
+		Getenv: func(k string) string { return map[string]string{"CODI2_NATS_URL": url}[k] }})
+	assert.Equal(t, cli.ExitError, code, errb.String())
+	assert.Contains(t, errb.String(), "import interrupted: "+file+": stopped at byte 0; the checkpoint is at byte 0 (0 lines): run the import again to continue from there")
 }

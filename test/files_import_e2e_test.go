@@ -1,18 +1,23 @@
 package test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/codi2/codi2/internal/proctest"
+	"github.com/codi2/codi2/state"
 	"github.com/codi2/codi2/subjects"
 	"github.com/codi2/codi2/v1import"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -94,6 +99,79 @@ func TestCLI_ImportV1_Binary(t *testing.T) {
 	out, errs, code = codi2(t, bin, srv.URL, "", "import", "v1", log)
 	require.Equal(t, 0, code, errs)
 	assert.Contains(t, out, "4 lines (4 imported before), 0 imported")
+}
+
+// Issue 18 with the built binary: a first line without its newline
+// imports nothing yet, and the file keeps its id as v1 ends the line and
+// appends (the old code imported PH-0 twice, under two ids); Ctrl-C says
+// how far the import got and that a re-run continues, exit 1.
+func TestCLI_ImportV1_Binary_IdentityAndInterrupt(t *testing.T) {
+	srv := startCodi2(t)
+	bin := proctest.Build(t)
+	ph := filepath.Join(t.TempDir(), "ph.jsonl")
+	require.NoError(t, os.WriteFile(ph, []byte(`{"ts":"2026-07-03T00:00:00Z","action":"TASK_ASSIGN","from":"o","to":"a","task":"PH-0"}`), 0o644))
+	out, errs, code := codi2(t, bin, srv.URL, "", "import", "v1", ph)
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, "no first line yet")
+	for _, imported := range []string{"1 imported", "0 imported"} {
+		f, err := os.OpenFile(ph, os.O_APPEND|os.O_WRONLY, 0)
+		require.NoError(t, err)
+		_, err = f.WriteString("\n")
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+		out, errs, code = codi2(t, bin, srv.URL, "", "import", "v1", ph)
+		require.Equal(t, 0, code, errs)
+		assert.Contains(t, out, imported+": ")
+	}
+	out, errs, code = codi2(t, bin, srv.URL, "", "get", "task", "PH-0", "--json")
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, `"rev":1,`)
+
+	// Ctrl-C once the import's first update command is applied (it
+	// creates the checkpoint record; 200,000 lines take seconds more).
+	big := filepath.Join(t.TempDir(), "big.jsonl")
+	var b strings.Builder
+	for i := range 200_000 {
+		fmt.Fprintf(&b, `{"ts":"2026-07-03T00:00:00Z","action":"TASK_ASSIGN","from":"o","to":"a","task":"T-%d"}`+"\n", i%1000)
+	}
+	require.NoError(t, os.WriteFile(big, []byte(b.String()), 0o644))
+	f, err := os.Open(big)
+	require.NoError(t, err)
+	id, ok, err := v1import.FileID(f)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.NoError(t, f.Close())
+	cmd := exec.Command(bin, "import", "v1", big)
+	cmd.Env = append(cmd.Environ(), "CODI2_NATS_URL="+srv.URL)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Start())
+	nc := connect(t, srv.URL, "e2e-probe")
+	sc, err := state.NewClient(nc, "e2e-probe")
+	require.NoError(t, err)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := sc.Get(context.Background(), v1import.CheckpointKind, id, 0)
+		return err == nil
+	}, 60*time.Second, 20*time.Millisecond)
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	defer func() {
+		// What the import had sent is applied before the server stops,
+		// so that its stop is not under load.
+		st, err := js.Stream(context.Background(), "CODI_STATE")
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			_, err := sc.Get(context.Background(), v1import.CheckpointKind, id, st.CachedInfo().State.LastSeq)
+			return err == nil
+		}, 120*time.Second, 10*time.Millisecond)
+	}()
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, "the import ended before the interrupt: %s", stdout.String())
+	assert.Equal(t, 1, ee.ExitCode())
+	assert.Regexp(t, `^codi2: v1import: import interrupted: `+regexp.QuoteMeta(big)+`: stopped at byte \d+; the checkpoint is at byte \d+ \(\d+ lines\): `+
+		`run the import again to continue from there: context canceled\n$`, stderr.String())
 }
 
 // waitServices waits until srv's state and audit services answer.

@@ -18,7 +18,8 @@ codi.audit.log.<source>.v1.unparseable with its file offset and its bytes
 kept exactly (base64), and every state update (TASK_ASSIGN, STATUS_UPDATE)
 as a merge operation on task/<task>. Each audit event carries the
 Nats-Msg-Id v1-<file id>-<offset>, where the file id is derived from the
-file's first line. Audit events travel up to 256 per bulk message
+file's first non-blank newline-terminated line (FileID; a file without
+one imports nothing yet). Audit events travel up to 256 per bulk message
 (audit.Bulk: one CODI_AUDIT message, one record per event) and state
 updates up to 63 per multi-record command (each operation its own event
 and audit record), whole lines at a time, so that the services handle a
@@ -33,6 +34,15 @@ of every update command, in that command's transaction, so a re-run after
 a crash sends none of them again, however late); the audit log drops a
 source's repeated ids for ever. Both offsets come with the SHA-256 of the
 file's bytes before them, checked on a re-run (ErrNotSameFile).
+
+No line stops an import: a piece whose audit event would not fit in a
+message (Config.MaxPayload, the connection's) is kept as its length,
+SHA-256 and head (Summary.Oversized). No update is dropped silently: one
+the state service would refuse (its id, its size) is counted as refused
+with its offset and reason; a large one is sent alone and its outcome
+awaited; a command refused unforeseen is found from the checkpoint's
+revision (Summary.Refused, RefusedAt, RefusedCommands). An interrupted
+import returns ErrInterrupted naming its checkpoint.
 
 # Caveats
 

@@ -16,4 +16,12 @@ var (
 	// another log, not that one grown, and importing it would reuse the
 	// other file's event ids (and be dropped as duplicates).
 	ErrNotSameFile = errors.New("v1import: not the file imported before under this id")
+	// ErrTruncated is returned by Import for a file shorter than what was
+	// imported from it before (its checkpoint): truncated or replaced by
+	// another log with the same first line.
+	ErrTruncated = errors.New("v1import: the file is shorter than what was imported from it")
+	// ErrInterrupted is returned by Import when its context ended (with
+	// the context's error): how far it read, and the checkpoint a re-run
+	// continues from.
+	ErrInterrupted = errors.New("v1import: import interrupted")
 )
