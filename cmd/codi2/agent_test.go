@@ -263,7 +263,12 @@ func TestRun_ServeExternalNATSWithAuth(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--data", data, "--nats-url", ext.ClientURL(), "--creds", filepath.Join(credsDir, "codi2-server.creds"),
-			"--http-listen", "127.0.0.1:0", "--log-format", "json"}, &proctest.Buffer{}, &logs)
+			"--http-listen", "127.0.0.1:0", "--log-format", "json",
+			// The streams' limits derived from the disk (10 GiB each here)
+			// need 30 GiB of the external server's store, which it sizes
+			// from the free disk: set them, so the test does not depend on
+			// how full the machine's disk is.
+			"--msg-max-bytes", "256MiB", "--state-max-bytes", "256MiB", "--audit-stream-max-bytes", "256MiB"}, &proctest.Buffer{}, &logs)
 	}()
 	readyLine(t, &logs, done)
 
