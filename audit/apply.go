@@ -323,7 +323,12 @@ func (s *Service) apply(chunk []*event, appliedTo uint64, rebase bool) (meta, er
 		var tt timeText
 		prev := []byte(m.head.Hash) // the last record's hash, as the chain goes
 		var lastAt int64            // stored time of the last event applied
-		for _, e := range expand(chunk) {
+		evs := expand(chunk)
+		dup, err := s.duplicates(tx, evs, m.applied)
+		if err != nil {
+			return err
+		}
+		for i, e := range evs {
 			if e.streamSeq <= m.applied && !e.force {
 				continue
 			}
@@ -332,22 +337,13 @@ func (s *Service) apply(chunk []*event, appliedTo uint64, rebase bool) (meta, er
 			}
 			seq := m.head.Seq + 1
 			if e.msgKey != nil {
-				v, err := getOptional(tx, e.msgKey)
-				if err != nil {
-					return err
-				}
-				if v == nil && s.legacyMsgIDs {
-					if v, err = legacyDuplicate(tx, e.source, e.msgID); err != nil {
-						return err
-					}
-				}
 				if e.msgID == pendingID && e.source == RetentionSource {
 					// The pending retention event is in the log now (or
 					// already was): the run is over.
 					w.clear(keyRetention)
 					res.recorded = true
 				}
-				if v != nil {
+				if dup[i] {
 					res.duplicates++
 					continue
 				}
