@@ -39,9 +39,15 @@ func newEvent(streamSeq uint64, t time.Time, subject string, hdr nats.Header, da
 	if hdr.Get(BulkHeader) != "" {
 		return newBulkEvent(streamSeq, t, subject, hdr, data)
 	}
+	return singleEvent(streamSeq, t, subject, hdr.Get(jetstream.MsgIDHeader), data)
+}
+
+// singleEvent is the event of a message that is not a bulk message, with
+// Nats-Msg-Id msgID ("" for none).
+func singleEvent(streamSeq uint64, t time.Time, subject, msgID string, data []byte) event {
 	source, category := splitSubject(subject)
 	flags, detail := subjectFlags(subject, source, category)
-	return messageEvent(streamSeq, t, subject, source, category, hdr.Get(jetstream.MsgIDHeader), flags, detail, data)
+	return messageEvent(streamSeq, t, subject, source, category, msgID, flags, detail, data)
 }
 
 // messageEvent is the event of one message kept as one record: its
