@@ -68,10 +68,13 @@ func (s *Service) duplicates(tx kv.ReadTxn, evs []*event, applied uint64) ([]boo
 	return dup, nil
 }
 
-// Range reads of existingKeys return minRangeRead to maxRangeRead pairs.
+// Range reads of existingKeys return minRangeRead to maxRangeRead pairs;
+// between them it reads one key at a time, trying a range read again every
+// pointReads keys.
 const (
-	minRangeRead = 1
+	minRangeRead = 4
 	maxRangeRead = 4096
+	pointReads   = 32
 )
 
 // existingKeys reports which of keys, sorted and distinct, tx holds. It
@@ -79,14 +82,27 @@ const (
 // key, a page at a time: one read answers every key up to the last pair it
 // returned. The page grows while the keys outnumber the pairs read (ids
 // counting up: a batch's keys and a few older ones between them) and
-// shrinks to one pair when the pairs are mostly other keys (random ids
-// among many), where a read costs what a Get does.
+// shrinks while the pairs are mostly other keys (random ids among many);
+// below minRangeRead pairs it looks keys up one by one with Get, which
+// costs a B-tree search on bbolt and may skip the read on pebble (its
+// filters), as a range read of one pair could not.
 func existingKeys(tx kv.ReadTxn, keys [][]byte) ([]bool, error) {
 	found := make([]bool, len(keys))
 	last := keys[len(keys)-1]
 	end := append(last[:len(last):len(last)], 0x00) // just after the last key
 	limit := 64
 	for i := 0; i < len(keys); {
+		if limit < minRangeRead {
+			v, err := getOptional(tx, keys[i])
+			if err != nil {
+				return nil, err
+			}
+			found[i] = v != nil
+			if i++; i%pointReads == 0 {
+				limit = minRangeRead
+			}
+			continue
+		}
 		kvs, err := tx.GetRange(keys[i], end, kv.RangeOptions{Limit: limit})
 		if err != nil {
 			return nil, err
@@ -108,7 +124,7 @@ func existingKeys(tx kv.ReadTxn, keys [][]byte) ([]bool, error) {
 		case resolved >= len(kvs):
 			limit = min(4*limit, maxRangeRead)
 		case 4*resolved <= len(kvs):
-			limit = max(limit/4, minRangeRead)
+			limit /= 4
 		}
 	}
 	return found, nil
