@@ -39,9 +39,15 @@ func newEvent(streamSeq uint64, t time.Time, subject string, hdr nats.Header, da
 	if hdr.Get(BulkHeader) != "" {
 		return newBulkEvent(streamSeq, t, subject, hdr, data)
 	}
+	return singleEvent(streamSeq, t, subject, hdr.Get(jetstream.MsgIDHeader), data)
+}
+
+// singleEvent is the event of a message that is not a bulk message, with
+// Nats-Msg-Id msgID ("" for none).
+func singleEvent(streamSeq uint64, t time.Time, subject, msgID string, data []byte) event {
 	source, category := splitSubject(subject)
 	flags, detail := subjectFlags(subject, source, category)
-	return messageEvent(streamSeq, t, subject, source, category, hdr.Get(jetstream.MsgIDHeader), flags, detail, data)
+	return messageEvent(streamSeq, t, subject, source, category, msgID, flags, detail, data)
 }
 
 // messageEvent is the event of one message kept as one record: its
@@ -323,7 +329,12 @@ func (s *Service) apply(chunk []*event, appliedTo uint64, rebase bool) (meta, er
 		var tt timeText
 		prev := []byte(m.head.Hash) // the last record's hash, as the chain goes
 		var lastAt int64            // stored time of the last event applied
-		for _, e := range expand(chunk) {
+		evs := expand(chunk)
+		dup, err := s.duplicates(tx, evs, m.applied)
+		if err != nil {
+			return err
+		}
+		for i, e := range evs {
 			if e.streamSeq <= m.applied && !e.force {
 				continue
 			}
@@ -332,22 +343,13 @@ func (s *Service) apply(chunk []*event, appliedTo uint64, rebase bool) (meta, er
 			}
 			seq := m.head.Seq + 1
 			if e.msgKey != nil {
-				v, err := getOptional(tx, e.msgKey)
-				if err != nil {
-					return err
-				}
-				if v == nil && s.legacyMsgIDs {
-					if v, err = legacyDuplicate(tx, e.source, e.msgID); err != nil {
-						return err
-					}
-				}
 				if e.msgID == pendingID && e.source == RetentionSource {
 					// The pending retention event is in the log now (or
 					// already was): the run is over.
 					w.clear(keyRetention)
 					res.recorded = true
 				}
-				if v != nil {
+				if dup[i] {
 					res.duplicates++
 					continue
 				}

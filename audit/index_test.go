@@ -193,15 +193,17 @@ func TestIndex_OneKeyPerEntry(t *testing.T) {
 	assert.Equal(t, blocks, scanAll(t, store, src, entry{0, 0}, nil, 10))
 }
 
-// countingTxn counts the index blocks a real read transaction returns.
+// countingTxn counts the range reads of a real read transaction and the
+// pairs (index blocks) they return.
 type countingTxn struct {
 	kv.ReadTxn
-	blocks int
+	blocks, reads int
 }
 
 func (c *countingTxn) GetRange(begin, end []byte, opts kv.RangeOptions) ([]kv.KeyValue, error) {
 	kvs, err := c.ReadTxn.GetRange(begin, end, opts)
 	c.blocks += len(kvs)
+	c.reads++
 	return kvs, err
 }
 

@@ -5,9 +5,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/codi2/codi2/internal/kv"
 )
 
@@ -45,11 +42,13 @@ func AppendInTxn(tx kv.Txn, subject, msgID string, data []byte, t time.Time) err
 type Appender struct {
 	tx     kv.Txn
 	w      writer
-	h      head
+	h      head   // the chain's head; its Hash is set from prev at Flush
+	prev   []byte // the last record's hash
 	loaded bool
 	ix     *indexer
 	tt     timeText
-	buf    []byte
+	buf    []byte // the record being appended (Set keeps no reference)
+	num    []byte // its seq in decimal, the dedupe key's value
 	dirty  bool
 }
 
@@ -70,13 +69,11 @@ func (a *Appender) Append(subject, msgID string, data []byte, t time.Time) error
 		if err := getJSON(a.tx, keyHead, &a.h); err != nil {
 			return err
 		}
-		a.loaded, a.ix = true, newIndexer()
+		a.loaded, a.ix, a.prev = true, newIndexer(), []byte(a.h.Hash)
 	}
-	hdr := nats.Header{}
-	if msgID != "" {
-		hdr.Set(jetstream.MsgIDHeader, msgID)
-	}
-	e := newEvent(0, t, subject, hdr, data)
+	// As newEvent makes it of a message without BulkHeader, without
+	// building the message's header.
+	e := singleEvent(0, t, subject, msgID, data)
 	if e.msgKey != nil {
 		v, err := getOptional(a.tx, e.msgKey)
 		if err != nil || v != nil {
@@ -85,13 +82,15 @@ func (a *Appender) Append(subject, msgID string, data []byte, t time.Time) error
 	}
 	seq := a.h.Seq + 1
 	if e.msgKey != nil {
-		a.w.set(e.msgKey, strconv.AppendUint(nil, seq, 10))
+		a.num = strconv.AppendUint(a.num[:0], seq, 10)
+		a.w.set(e.msgKey, a.num)
 	}
 	at := max(e.t, a.h.Time)
-	a.buf = appendRecord(a.buf[:0], seq, at, e.body, []byte(a.h.Hash), &a.tt)
+	a.buf = appendRecord(a.buf[:0], seq, at, e.body, a.prev, &a.tt)
 	putRecord(&a.w, seq, a.buf)
 	a.ix.add(&a.w, e.source, e.category, at, seq)
-	a.h = head{Seq: seq, Time: at, Bytes: a.h.Bytes + uint64(len(a.buf)), Flagged: a.h.Flagged, Hash: string(storedHash(a.buf))}
+	a.prev = append(a.prev[:0], storedHash(a.buf)...)
+	a.h.Seq, a.h.Time, a.h.Bytes = seq, at, a.h.Bytes+uint64(len(a.buf))
 	if e.flagged != "" {
 		a.h.Flagged++
 	}
@@ -106,6 +105,7 @@ func (a *Appender) Flush() error {
 		return a.w.err
 	}
 	a.ix.flush(&a.w)
+	a.h.Hash = string(a.prev)
 	a.w.setJSON(keyHead, a.h)
 	a.ix, a.dirty = newIndexer(), false
 	return a.w.err

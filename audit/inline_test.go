@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/codi2/codi2/internal/kv"
+	"github.com/codi2/codi2/internal/kv/kvtest"
 )
 
 // AppendInTxn chains a record after the log's head inside the caller's
@@ -136,4 +137,37 @@ func TestAppender_AsAppendInTxn(t *testing.T) {
 	res := many.verify(VerifyRequest{})
 	assert.True(t, res.OK, "%+v", res)
 	assert.Less(t, manyKeys, oneKeys-2*n, "index blocks and head written once per flush")
+}
+
+// An Appender's record costs the allocations of bbolt's two Puts (the
+// record and the dedupe key: bbolt copies each key and makes a cursor that
+// grows its stack) and one of its own, the record's body; the Nats-Msg-Id
+// no longer goes through a message header, and the chain's hash and the
+// seq are kept in the Appender's buffers.
+func TestAppender_Append_Allocs(t *testing.T) {
+	store := kvtest.NewBolt(t)
+	ids := make([]string, 300)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("state-%d", i)
+	}
+	payload := []byte(`{"seq":7,"status":"applied","kind":"task","id":"ADR-007"}`)
+	var perAppend, perPut float64
+	require.NoError(t, store.Update(context.Background(), func(tx kv.Txn) error {
+		ap := NewAppender(tx)
+		n := 0
+		perAppend = testing.AllocsPerRun(200, func() {
+			require.NoError(t, ap.Append("codi.audit.log.codi-state.task", ids[n], payload, time.Unix(1_700_000_000, 0)))
+			n++
+		})
+		prefix, key := kv.Tuple{"k"}.Pack(), []byte(nil)
+		i := int64(0)
+		perPut = testing.AllocsPerRun(200, func() {
+			i++
+			key = kv.AppendInt(append(key[:0], prefix...), i)
+			require.NoError(t, tx.Set(key, payload))
+		})
+		return ap.Flush()
+	}))
+	t.Logf("allocations per Append %.1f, per bbolt Set %.1f", perAppend, perPut)
+	assert.LessOrEqual(t, perAppend, 2*perPut+1)
 }
