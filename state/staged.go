@@ -27,23 +27,42 @@ import (
 //
 // The state service applies a batch through one (newStagedTxn over the
 // store's transaction: the batch layer), and a multi-record command
-// stages into its own over that one: its writes, with what they keep
-// decoded, are merged into the batch layer when it is applied (flush) and
-// dropped alone when it is rejected (discard). The batch layer is flushed
-// once, before the transaction commits; until then nothing reads the
-// store's transaction past it, and the records and index lists it keeps
-// decoded serve every later command of the batch.
+// stages through its own over that one (newStagedTxn over the batch
+// layer): a child layer. A child writes into its parent's map, and so
+// into the batch layer's, remembering what each write replaced (undo), so
+// that a rejected command (discard) puts back what was there, and an
+// applied one (flush) costs nothing: its writes, with what they keep
+// decoded, are in the batch layer already, and every read looks in one
+// map. The batch layer is flushed once, before the transaction commits;
+// until then nothing reads the store's transaction past it, and the
+// records and index lists it keeps decoded serve every later command of
+// the batch.
 type stagedTxn struct {
+	// tx is the store's transaction: what reads find past the staged
+	// writes, and what a batch layer's flush writes to.
 	tx kv.Txn
-	// parent is tx when tx is a stagedTxn (the batch layer under a
-	// multi-record command's): what it keeps decoded is read through, and
-	// flush merges into it.
+	// parent is the layer a child writes into (its writes map is
+	// parent's); nil for a batch layer.
 	parent *stagedTxn
 	writes map[string]stagedWrite
+	// undo is what a child's writes replaced, in the order they were
+	// made: discard puts it back, last first.
+	undo []undoWrite
+	// spare is an undo slice a flushed child left for the next one.
+	spare []undoWrite
 	// plain turns off what the staged writes keep decoded: every read
 	// decodes the value, and a fresh entry cleared is cleared in tx. The
-	// reference the differential tests compare against.
+	// reference the differential tests compare against. A child takes
+	// its parent's.
 	plain bool
+}
+
+// undoWrite is the write a child layer replaced at key: prev, or none
+// (had false).
+type undoWrite struct {
+	key  string
+	prev stagedWrite
+	had  bool
 }
 
 // stagedWrite is a value written at a key, or its removal.
@@ -65,18 +84,46 @@ type stagedWrite struct {
 	fresh bool
 }
 
+// newStagedTxn returns a layer over tx: a batch layer over the store's
+// transaction, or a child of tx when tx is a stagedTxn.
 func newStagedTxn(tx kv.Txn) *stagedTxn {
-	parent, _ := tx.(*stagedTxn)
-	return &stagedTxn{tx: tx, parent: parent, writes: make(map[string]stagedWrite)}
+	if parent, ok := tx.(*stagedTxn); ok {
+		c := &stagedTxn{tx: parent.tx, parent: parent, writes: parent.writes, undo: parent.spare[:0], plain: parent.plain}
+		parent.spare = nil
+		return c
+	}
+	return &stagedTxn{tx: tx, writes: make(map[string]stagedWrite)}
 }
 
 // reserve makes room for n staged writes at once, before the first is
 // staged: a multi-record command or a batch knows about how many it will
-// make.
+// make. A child makes room in its undo list (the map is its parent's).
 func (s *stagedTxn) reserve(n int) {
-	if len(s.writes) == 0 {
+	switch {
+	case s.parent != nil:
+		s.undo = slices.Grow(s.undo, n)
+	case len(s.writes) == 0:
 		s.writes = make(map[string]stagedWrite, n)
 	}
+}
+
+// put stages w at key (a string of its own, the map's key from now on),
+// remembering in a child what it replaces.
+func (s *stagedTxn) put(key string, w stagedWrite) {
+	if s.parent != nil {
+		prev, had := s.writes[key]
+		s.undo = append(s.undo, undoWrite{key: key, prev: prev, had: had})
+	}
+	s.writes[key] = w
+}
+
+// drop removes the staged write at key, which is old, remembering it in
+// a child.
+func (s *stagedTxn) drop(key string, old stagedWrite) {
+	if s.parent != nil {
+		s.undo = append(s.undo, undoWrite{key: key, prev: old, had: true})
+	}
+	delete(s.writes, key)
 }
 
 // Get returns the staged value at key, or tx's.
@@ -152,7 +199,7 @@ func (s *stagedTxn) Set(key, value []byte) error {
 	if err := kv.CheckValue(value); err != nil {
 		return err
 	}
-	s.writes[string(key)] = stagedWrite{value: append([]byte{}, value...)}
+	s.put(string(key), stagedWrite{value: append([]byte{}, value...)})
 	return nil
 }
 
@@ -163,10 +210,10 @@ func (s *stagedTxn) Clear(key []byte) error {
 		return err
 	}
 	if w, ok := s.writes[string(key)]; ok && w.fresh {
-		delete(s.writes, string(key))
+		s.drop(string(key), w)
 		return nil
 	}
-	s.writes[string(key)] = stagedWrite{clear: true}
+	s.put(string(key), stagedWrite{clear: true})
 	return nil
 }
 
@@ -183,40 +230,30 @@ func (s *stagedTxn) setOwned(key []byte, w stagedWrite) error {
 	if s.plain {
 		w = stagedWrite{value: w.value}
 	}
-	s.writes[string(key)] = w
+	s.put(string(key), w)
 	return nil
 }
 
-// setEntry stages the index entry key (an empty value), fresh when no
-// write is staged at it: the caller knows that the store does not hold
-// it unless one is (the record's list does not have it).
+// setEntry stages the index entry key (an empty value): the caller knows
+// that the store does not hold it unless a write is staged at it (the
+// record's list does not have it). So it is fresh when none is, and when
+// the one staged is fresh.
 func (s *stagedTxn) setEntry(key []byte) error {
-	_, staged := s.writes[string(key)]
-	return s.setOwned(key, stagedWrite{value: []byte{}, fresh: !staged})
+	old, staged := s.writes[string(key)]
+	return s.setOwned(key, stagedWrite{value: []byte{}, fresh: !staged || old.fresh})
 }
 
 // record returns the live record staged at key as planning built it, or
-// nil when it has to be read (and decoded) with Get. Without a write of
-// its own at key it asks the layer under it.
+// nil when it has to be read (and decoded) with Get.
 func (s *stagedTxn) record(key []byte) *Record {
-	for l := s; l != nil; l = l.parent {
-		if w, ok := l.writes[string(key)]; ok {
-			return w.rec
-		}
-	}
-	return nil
+	return s.writes[string(key)].rec
 }
 
 // entries returns the index entries staged at key (a "state-index-of"
 // key), and whether they are: when not, the list has to be read with Get.
-// Without a write of its own at key it asks the layer under it.
 func (s *stagedTxn) entries(key []byte) ([][]byte, bool) {
-	for l := s; l != nil; l = l.parent {
-		if w, ok := l.writes[string(key)]; ok {
-			return w.entries, w.entries != nil
-		}
-	}
-	return nil, false
+	es := s.writes[string(key)].entries
+	return es, es != nil
 }
 
 // ClearRange is not used by a batch transaction; it is refused rather
@@ -225,16 +262,37 @@ func (s *stagedTxn) ClearRange(begin, end []byte) error {
 	return errors.New("state: ClearRange in a staged transaction")
 }
 
-// discard drops every staged write.
-func (s *stagedTxn) discard() { clear(s.writes) }
+// discard drops every staged write: a child's, by putting back what
+// they replaced, last first.
+func (s *stagedTxn) discard() {
+	if s.parent == nil {
+		clear(s.writes)
+		return
+	}
+	for i := len(s.undo) - 1; i >= 0; i-- {
+		u := s.undo[i]
+		if u.had {
+			s.writes[u.key] = u.prev
+		} else {
+			delete(s.writes, u.key)
+		}
+	}
+	clear(s.undo) // the undo list holds values and records
+	s.undo = s.undo[:0]
+}
 
 // flush makes the staged writes in tx, in key order (a B-tree takes
-// sorted inserts best), and drops them. Over another layer (parent) it
-// merges them into it instead, with what they keep decoded.
+// sorted inserts best), and drops them. A child's writes are in its
+// parent already: it keeps them there (a parent that is a child itself
+// takes over what they replaced), and leaves its undo list for the next
+// child.
 func (s *stagedTxn) flush() error {
-	if s.parent != nil {
-		s.parent.merge(s.writes)
-		s.discard()
+	if p := s.parent; p != nil {
+		if p.parent != nil {
+			p.undo = append(p.undo, s.undo...)
+		}
+		clear(s.undo)
+		p.spare, s.undo = s.undo[:0], nil
 		return nil
 	}
 	keys := make([]string, 0, len(s.writes))
@@ -256,30 +314,6 @@ func (s *stagedTxn) flush() error {
 			return fmt.Errorf("state: write a staged transaction: %w", err)
 		}
 	}
-	s.discard()
+	clear(s.writes)
 	return nil
-}
-
-// merge stages ws, the writes of a layer over s (checked when that layer
-// staged them), as if they were made in s one by one: a removal drops a
-// fresh write of s, and a write stays fresh only when s has none at its
-// key (fresh in the layer over s means s does not show it; s's store may
-// still hold it under a staged removal; over a fresh write of s it stays
-// fresh). The values and what they keep
-// decoded are taken over, not copied.
-func (s *stagedTxn) merge(ws map[string]stagedWrite) {
-	for k, w := range ws {
-		old, had := s.writes[k]
-		if had {
-			if w.clear && old.fresh {
-				delete(s.writes, k)
-				continue
-			}
-			w.fresh = old.fresh // s's store holds k unless its write is fresh
-		}
-		if s.plain {
-			w = stagedWrite{value: w.value, clear: w.clear}
-		}
-		s.writes[k] = w
-	}
 }

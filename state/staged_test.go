@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
@@ -147,4 +148,59 @@ func TestStagedTxn_Refuses(t *testing.T) {
 		require.ErrorIs(t, s.Set([]byte("k"), make([]byte, kv.MaxValueSize+1)), kv.ErrTooLarge)
 		return nil
 	}))
+}
+
+// A child layer writes into its batch layer's map: discarding it puts
+// back exactly what the batch layer had staged (values, removals, fresh
+// entries and what they keep decoded), and a grandchild flushed into it
+// is discarded with it. Random writes of every kind over a batch layer
+// holding writes of every kind, checked against a copy of its map.
+func TestStagedTxn_DiscardPutsBackTheBatchLayer(t *testing.T) {
+	store, err := boltkv.Open(filepath.Join(t.TempDir(), "s.db"), boltkv.Options{NoSync: true})
+	require.NoError(t, err)
+	defer store.Close()
+	rec := &Record{Kind: "task", ID: "T"}
+	stage := func(r *rand.Rand, s *stagedTxn, n int) {
+		for step := range n {
+			k := fmt.Appendf(nil, "k%02d", r.IntN(20))
+			switch r.IntN(4) {
+			case 0:
+				require.NoError(t, s.Set(k, fmt.Appendf(nil, "v%d", step)))
+			case 1:
+				require.NoError(t, s.Clear(k))
+			case 2:
+				require.NoError(t, s.setEntry(k))
+			default:
+				require.NoError(t, s.setOwned(k, stagedWrite{value: []byte("r"), rec: rec, entries: [][]byte{k}}))
+			}
+		}
+	}
+	for round := range 30 {
+		r := rand.New(rand.NewPCG(uint64(round), 11))
+		require.NoError(t, store.Update(context.Background(), func(tx kv.Txn) error {
+			batch := newStagedTxn(tx)
+			stage(r, batch, 15)
+			before := maps.Clone(batch.writes)
+			child := newStagedTxn(batch)
+			stage(r, child, 30)
+			if round%2 == 0 {
+				grand := newStagedTxn(child)
+				stage(r, grand, 20)
+				require.NoError(t, grand.flush())
+				stage(r, child, 10)
+			}
+			child.discard()
+			require.Equal(t, before, batch.writes, "round %d", round)
+			// A child flushed keeps its writes in the batch layer, and
+			// leaves nothing to undo.
+			child = newStagedTxn(batch)
+			stage(r, child, 30)
+			after := maps.Clone(batch.writes)
+			require.NoError(t, child.flush())
+			child.discard()
+			require.Equal(t, after, batch.writes, "round %d: flushed", round)
+			batch.discard()
+			return nil
+		}))
+	}
 }
