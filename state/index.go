@@ -178,9 +178,33 @@ func canonicalSlow(raw json.RawMessage) (string, bool) {
 // at its end), packed from the fields' values without copying them into
 // strings.
 func indexKeys(r Record) [][]byte {
+	keys, _, _ := indexKeysOver(r, nil, nil, nil)
+	return keys
+}
+
+// entrySource is what an entry of an index list that planning built was
+// packed from: a field and its raw value (the by-time entry has none).
+// A staged list keeps them beside its entries (stagedWrite.sources), so
+// that the next write of the record takes the entry of a field whose
+// value did not change as it is, rather than packing it again.
+type entrySource struct {
+	field string
+	raw   []byte
+}
+
+// indexKeysOver is indexKeys of r over old, the entries of the record's
+// list, and src, what they were packed from (nil when the list was read
+// from the store): the entry of a field whose raw value is the one src
+// names is old's, shared. It also returns what the entries were packed
+// from (nil above maxIndexedFields) and, appended to shared, for each
+// entry the index in old of the one it shares, or -1.
+func indexKeysOver(r Record, old [][]byte, src []entrySource, shared []int) (keys [][]byte, from []entrySource, _ []int) {
 	if len(r.Fields) > maxIndexedFields {
 		// Too many to list: one entry that every field's range includes.
-		return [][]byte{byTimeKey(r.Kind, r.UpdatedAt.UnixNano(), r.ID), byFieldKey(r.Kind, "", "", r.ID)}
+		return [][]byte{byTimeKey(r.Kind, r.UpdatedAt.UnixNano(), r.ID), byFieldKey(r.Kind, "", "", r.ID)}, nil, append(shared, -1, -1)
+	}
+	if len(src) != len(old) {
+		src = nil
 	}
 	var names [16]string
 	fields := sortedKeys(names[:0], r.Fields)
@@ -192,17 +216,28 @@ func indexKeys(r Record) [][]byte {
 		n += len(prefixByField) + len(r.Kind) + len(f) + len(r.Fields[f]) + len(r.ID) + 10
 	}
 	b := make([]byte, 0, n)
-	keys := make([][]byte, 0, 1+len(fields))
+	keys = make([][]byte, 0, 1+len(fields))
+	from = make([]entrySource, 0, 1+len(fields))
 	b = kv.AppendString(b, prefixByTime)
 	b = kv.AppendString(b, r.Kind)
 	b = kv.AppendInt(b, r.UpdatedAt.UnixNano())
 	b = kv.AppendString(b, r.ID)
-	keys = append(keys, b[:len(b):len(b)])
+	keys, from, shared = append(keys, b[:len(b):len(b)]), append(from, entrySource{}), append(shared, -1)
+	j := 1 // src is in field order after its by-time entry, as fields are
 	for _, f := range fields {
 		if len(f) > maxIndexedValue {
 			continue
 		}
-		value := []byte(r.Fields[f])
+		raw := r.Fields[f]
+		for j < len(src) && src[j].field < f {
+			j++
+		}
+		if j < len(src) && src[j].field == f && bytes.Equal(src[j].raw, raw) {
+			// The same field and value of the same record: the same entry.
+			keys, from, shared = append(keys, old[j]), append(from, src[j]), append(shared, j)
+			continue
+		}
+		value := []byte(raw)
 		if !isCanonicalScalar(value) {
 			c, ok := canonicalSlow(value)
 			if !ok {
@@ -219,14 +254,16 @@ func indexKeys(r Record) [][]byte {
 		b = kv.AppendStringBytes(b, value)
 		b = kv.AppendString(b, r.ID)
 		keys = append(keys, b[start:len(b):len(b)])
+		from, shared = append(from, entrySource{field: f, raw: raw}), append(shared, -1)
 	}
-	return keys
+	return keys, from, shared
 }
 
 // indexWrite keeps the indexes in step with the record write w (a state
 // key): it removes the entries the record had (its "state-index-of" list)
 // and adds those of the value w writes (w.rec when w.known, else value
-// decoded). Called in the transaction that makes w.
+// decoded). An entry both have is left as it is. Called in the
+// transaction that makes w.
 func indexWrite(tx kv.Txn, w write) error {
 	var kind, id string
 	if w.known && w.rec != nil {
@@ -241,18 +278,21 @@ func indexWrite(tx kv.Txn, w write) error {
 	}
 	of := indexOfKey(kind, id)
 	u, _ := tx.(*stagedTxn)
-	old, err := indexEntries(tx, u, of)
+	old, src, err := indexEntries(tx, u, of)
 	if errors.Is(err, kv.ErrBadTuple) {
 		return fmt.Errorf("%w: index list of %s/%s: %v", ErrCorrupt, kind, id, err)
 	} else if err != nil {
 		return err
 	}
 	var next [][]byte
+	var from []entrySource
+	var sharedBuf [32]int
+	shared := sharedBuf[:0]
 	switch {
 	case w.clear:
 	case w.known:
 		if w.rec != nil {
-			next = indexKeys(*w.rec)
+			next, from, shared = indexKeysOver(*w.rec, old, src, shared)
 		}
 	default:
 		st, err := decodeStored(w.key, w.value)
@@ -263,10 +303,24 @@ func indexWrite(tx kv.Txn, w write) error {
 			next = indexKeys(st.Record)
 		}
 	}
-	// had[i]: next[i] is an entry the record has already.
-	had := make([]bool, len(next))
+	// had[i]: next[i] is an entry the record has already; kept[j]: old[j]
+	// is one of next.
+	var hadBuf, keptBuf [32]bool
+	had, kept := hadBuf[:0], keptBuf[:0]
+	if len(next) > len(hadBuf) || len(old) > len(keptBuf) {
+		had, kept = make([]bool, 0, len(next)), make([]bool, 0, len(old))
+	}
+	had, kept = had[:len(next)], kept[:len(old)]
+	for i, j := range shared {
+		if j >= 0 {
+			had[i], kept[j] = true, true
+		}
+	}
 	find := entryFinder(next)
-	for _, k := range old {
+	for j, k := range old {
+		if kept[j] {
+			continue
+		}
 		if i := find(k); i >= 0 {
 			had[i] = true // unchanged: already there
 			continue
@@ -298,29 +352,30 @@ func indexWrite(tx kv.Txn, w write) error {
 	}
 	list := packEntries(next)
 	if u != nil {
-		return u.setOwned(of, stagedWrite{value: list, entries: next})
+		return u.setOwned(of, stagedWrite{value: list, entries: next, sources: from})
 	}
 	return tx.Set(of, list)
 }
 
 // indexEntries reads the index list at of: from what u (when not nil)
-// has staged there already decoded, else from tx, unpacked (an error
-// matching kv.ErrBadTuple when it is not a tuple of byte strings). A
-// missing list is empty.
-func indexEntries(tx kv.ReadTxn, u *stagedTxn, of []byte) ([][]byte, error) {
+// has staged there already decoded, with what its entries were packed
+// from, else from tx, unpacked (an error matching kv.ErrBadTuple when it
+// is not a tuple of byte strings), without. A missing list is empty.
+func indexEntries(tx kv.ReadTxn, u *stagedTxn, of []byte) ([][]byte, []entrySource, error) {
 	if u != nil {
-		if es, ok := u.entries(of); ok {
-			return es, nil
+		if es, src, ok := u.entries(of); ok {
+			return es, src, nil
 		}
 	}
 	v, err := tx.Get(of)
 	if errors.Is(err, kv.ErrNotFound) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return kv.UnpackBytes(v)
+	es, err := kv.UnpackBytes(v)
+	return es, nil, err
 }
 
 // packEntries is kv.Tuple of the byte strings es, packed: an index list's

@@ -179,3 +179,59 @@ func TestIndexWrite_CorruptList(t *testing.T) {
 		}
 	}
 }
+
+// Staged, the entries of the fields a write leaves as they were are taken
+// from the record's list as it was, not packed again, and the lists and
+// entries the writes leave are those of writes made one by one in the
+// store: a record written through one batch layer again and again, some
+// fields changed (one to a value of the same canonical form, 1.0 after
+// 1), removed or added, the others untouched, against the same writes
+// made straight in a second store.
+func TestIndexWrite_StagedSharesUnchangedEntries(t *testing.T) {
+	staged, direct := kvtest.NewBolt(t), kvtest.NewBolt(t)
+	at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	fields := map[string]json.RawMessage{}
+	for i := range 20 {
+		fields[fmt.Sprintf("f%02d", i)] = json.RawMessage(strconv.Itoa(i))
+	}
+	changes := []func(){
+		func() { fields["f03"] = json.RawMessage(`"x"`) },
+		func() { fields["f04"] = json.RawMessage(`4.0`) }, // canonically 4: the same entry
+		func() { delete(fields, "f05") },
+		func() { fields["a-new"] = json.RawMessage(`true`) },
+		func() { fields["f06"] = json.RawMessage(`{"not":"indexed"}`) },
+		func() {},
+	}
+	require.NoError(t, staged.Update(context.Background(), func(stx kv.Txn) error {
+		return direct.Update(context.Background(), func(dtx kv.Txn) error {
+			batch := newStagedTxn(stx)
+			var prev [][]byte
+			for rev, change := range changes {
+				change()
+				rec := &Record{Kind: "task", ID: "T", Rev: uint64(rev + 1), Fields: maps.Clone(fields), UpdatedAt: at.Add(time.Duration(rev) * time.Second)}
+				w := write{key: stateKey("task", "T"), known: true, rec: rec}
+				require.NoError(t, indexWrite(batch, w))
+				require.NoError(t, indexWrite(dtx, w))
+				next, src, ok := batch.entries(indexOfKey("task", "T"))
+				require.True(t, ok)
+				require.Len(t, src, len(next))
+				if prev != nil {
+					shared := 0
+					for _, e := range next {
+						for _, p := range prev {
+							if &e[0] == &p[0] {
+								shared++
+							}
+						}
+					}
+					// Every field entry but the one changed (or the
+					// none) is shared; the by-time entry never is.
+					assert.GreaterOrEqual(t, shared, len(next)-3, "rev %d", rev+1)
+				}
+				prev = next
+			}
+			return batch.flush()
+		})
+	}))
+	require.Equal(t, dumpStore(t, direct), dumpStore(t, staged))
+}

@@ -77,6 +77,9 @@ type stagedWrite struct {
 	// "state-index-of" key's value), for indexWrite to take instead of
 	// unpacking value. Shared: nobody modifies it.
 	entries [][]byte
+	// sources, when set, is what entries were packed from (see
+	// indexKeysOver), one for each. Shared: nobody modifies it.
+	sources []entrySource
 	// fresh marks an index entry that the store did not hold before this
 	// layer staged it (no write was staged at its key, and its record
 	// did not list it: see index.go): clearing it drops the write rather
@@ -250,10 +253,11 @@ func (s *stagedTxn) record(key []byte) *Record {
 }
 
 // entries returns the index entries staged at key (a "state-index-of"
-// key), and whether they are: when not, the list has to be read with Get.
-func (s *stagedTxn) entries(key []byte) ([][]byte, bool) {
-	es := s.writes[string(key)].entries
-	return es, es != nil
+// key) and what they were packed from (nil when not known), and whether
+// they are: when not, the list has to be read with Get.
+func (s *stagedTxn) entries(key []byte) ([][]byte, []entrySource, bool) {
+	w := s.writes[string(key)]
+	return w.entries, w.sources, w.entries != nil
 }
 
 // ClearRange is not used by a batch transaction; it is refused rather
