@@ -170,6 +170,11 @@ type opInput struct {
 	// msgID is the Nats-Msg-Id of the operation's audit record.
 	msgID string
 	txn   string
+	// evtSubject and auditSubject, when set, are the subjects of the
+	// operation's event and audit record, built already (a multi-record
+	// command builds them once for the operations on one kind or
+	// record: see opSubjects).
+	evtSubject, auditSubject string
 	// budget is what is left of the command's MaxCheckSteps; nil for a
 	// fresh one.
 	budget *int
@@ -452,7 +457,10 @@ func newOpOutcome(seq uint64, in opInput, ev Event) outcome {
 	if ev.Status == StatusApplied {
 		txn = in.txn
 	}
-	return newTxnOutcome(seq, in.kind, in.id, ev, in.msgID, txn)
+	if in.evtSubject == "" || in.auditSubject == "" {
+		return newTxnOutcome(seq, in.kind, in.id, ev, in.msgID, txn)
+	}
+	return outcomeOf(seq, in.kind, in.id, ev, in.msgID, txn, in.evtSubject, in.auditSubject)
 }
 
 // lostOutcome is the outcome recording stream seqs first..last of stream
@@ -480,14 +488,36 @@ func newOutcome(seq uint64, kind, id string, ev Event, msgID string) outcome {
 // newTxnOutcome is newOutcome with the audit record naming the
 // multi-record command txn ("": none).
 func newTxnOutcome(seq uint64, kind, id string, ev Event, msgID, txn string) outcome {
-	o := outcome{seq: seq, status: ev.Status, reason: ev.Reason, actor: ev.Actor, kind: kind, id: id, op: ev.Op}
-	if s, err := subjects.StateEvt(kind, id); err == nil {
-		o.evtSubject = s
-		o.evt = eventJSON(ev)
-	}
-	auditSubj, err := subjects.AuditLog(Actor, auditCategory, kind)
+	evtSubj, auditSubj := eventSubject(kind, id), auditSubject(kind)
+	return outcomeOf(seq, kind, id, ev, msgID, txn, evtSubj, auditSubj)
+}
+
+// eventSubject is the subject of kind/id's events,
+// codi.state.evt.<kind>.<id>, or "" when kind or id is not a valid token
+// (the event is not published).
+func eventSubject(kind, id string) string {
+	s, _ := subjects.StateEvt(kind, id)
+	return s
+}
+
+// auditSubject is the subject of the audit records of kind's commands,
+// codi.audit.log.codi-state.state.<kind> (without the kind when it is not
+// a valid token).
+func auditSubject(kind string) string {
+	s, err := subjects.AuditLog(Actor, auditCategory, kind)
 	if err != nil {
-		auditSubj, _ = subjects.AuditLog(Actor, auditCategory)
+		s, _ = subjects.AuditLog(Actor, auditCategory)
+	}
+	return s
+}
+
+// outcomeOf is newTxnOutcome with the subjects built: evtSubj ("": no
+// event) and auditSubj.
+func outcomeOf(seq uint64, kind, id string, ev Event, msgID, txn, evtSubj, auditSubj string) outcome {
+	o := outcome{seq: seq, status: ev.Status, reason: ev.Reason, actor: ev.Actor, kind: kind, id: id, op: ev.Op}
+	if evtSubj != "" {
+		o.evtSubject = evtSubj
+		o.evt = eventJSON(ev)
 	}
 	rev := ev.Rev
 	if ev.Status == StatusRejected {

@@ -104,7 +104,11 @@ func decodeTxn(data []byte) ([]opInput, error) {
 	}
 	ops := make([]opInput, len(parsed))
 	for i, p := range parsed {
-		in, err := p.wire.input(i, p.fields)
+		valid := "" // a kind found valid already: the one before
+		if i > 0 {
+			valid = ops[i-1].kind
+		}
+		in, err := p.wire.input(i, p.fields, valid)
 		if err != nil {
 			return nil, err
 		}
@@ -136,7 +140,7 @@ func decodeTxnReflect(data []byte) ([]opInput, error) {
 		if err := strictjson.Decode(raw, &ow); err != nil {
 			return nil, fmt.Errorf("op %d: %w", i+1, err)
 		}
-		in, err := ow.input(i, nil)
+		in, err := ow.input(i, nil, "")
 		if err != nil {
 			return nil, err
 		}
@@ -147,13 +151,16 @@ func decodeTxnReflect(data []byte) ([]opInput, error) {
 
 // input validates ow, operation i (from 0) of a multi-record command.
 // fields, when not nil, is ow.Fields decoded already (see
-// commandWire.validate).
-func (ow txnOpWire) input(i int, fields map[string]json.RawMessage) (opInput, error) {
+// commandWire.validate). A kind equal to valid (not "") is not checked
+// again.
+func (ow txnOpWire) input(i int, fields map[string]json.RawMessage, valid string) (opInput, error) {
 	if ow.Kind == nil || ow.ID == nil {
 		return opInput{}, fmt.Errorf("op %d: kind and id are required", i+1)
 	}
-	if err := subjects.ValidKind(*ow.Kind); err != nil {
-		return opInput{}, fmt.Errorf("op %d: %w", i+1, err)
+	if valid == "" || *ow.Kind != valid {
+		if err := subjects.ValidKind(*ow.Kind); err != nil {
+			return opInput{}, fmt.Errorf("op %d: %w", i+1, err)
+		}
 	}
 	if *ow.Kind == KindTxn {
 		return opInput{}, fmt.Errorf("op %d: kind txn is reserved for multi-record commands themselves", i+1)
@@ -171,7 +178,13 @@ func (ow txnOpWire) input(i int, fields map[string]json.RawMessage) (opInput, er
 // txnMsgID is the audit Nats-Msg-Id of operation i (from 0) of the
 // multi-record command at seq.
 func txnMsgID(gen string, seq uint64, i int) string {
-	return commandMsgID(gen, seq) + "-" + strconv.Itoa(i+1)
+	return opMsgID(commandMsgID(gen, seq), i)
+}
+
+// opMsgID is txnMsgID of the command whose own id is msgID
+// (commandMsgID), built once for all its operations.
+func opMsgID(msgID string, i int) string {
+	return msgID + "-" + strconv.Itoa(i+1)
 }
 
 // planTxn decides the multi-record command im (codi.state.cmd.txn.<txid>.
@@ -199,8 +212,10 @@ func planStaged(u *stagedTxn, im *inMsg, txid, actor string, watermark uint64, g
 	// entries.
 	u.reserve(8 * len(ops))
 	budget := MaxCheckSteps
+	msgID := commandMsgID(gen, im.seq)
 	for i := range ops {
-		ops[i].actor, ops[i].msgID, ops[i].txn, ops[i].budget = actor, txnMsgID(gen, im.seq, i), txid, &budget
+		ops[i].actor, ops[i].msgID, ops[i].txn, ops[i].budget = actor, opMsgID(msgID, i), txid, &budget
+		opSubjects(ops[:i+1])
 	}
 	own := make([]int, len(ops))
 	for i, in := range ops {
@@ -228,6 +243,26 @@ func planStaged(u *stagedTxn, im *inMsg, txid, actor string, watermark uint64, g
 	}
 	p.outcomes = append(p.outcomes, txnSummary(im, txid, actor, StatusApplied, mine))
 	return p, nil
+}
+
+// opSubjects builds the subjects of the last of ops, an operation of a
+// multi-record command, taking those of the one before it when it is on
+// the same kind or record: operations come in runs on one kind, and often
+// two or more on one record (the subjects are validated again each time
+// they are built).
+func opSubjects(ops []opInput) {
+	in := &ops[len(ops)-1]
+	if n := len(ops); n > 1 && ops[n-2].kind == in.kind {
+		prev := ops[n-2]
+		in.auditSubject = prev.auditSubject
+		if prev.id == in.id {
+			in.evtSubject = prev.evtSubject
+			return
+		}
+	} else {
+		in.auditSubject = auditSubject(in.kind)
+	}
+	in.evtSubject = eventSubject(in.kind, in.id)
 }
 
 // abortTxn is the outcomes of a multi-record command whose operation i was

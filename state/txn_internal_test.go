@@ -210,3 +210,29 @@ func TestNewOpOutcome_AuditRecord(t *testing.T) {
 	assert.Equal(t, string(mustJSON(auditRecord{Seq: 7, Status: StatusRejected, Kind: "task", ID: "T-1", Actor: "agent-1", Op: OpMerge, Rev: 2, Reason: ReasonConflict})),
 		string(newOpOutcome(7, in, rejected).audit.data))
 }
+
+// The operations of a multi-record command, applied or aborted, have the
+// event and audit subjects a command on their record has, though a run
+// of operations on one kind or record builds them once.
+func TestPlanTxn_OperationSubjects(t *testing.T) {
+	store := kvtest.NewBolt(t)
+	for _, last := range []string{`{"kind":"task","id":"B","op":"merge","fields":{"n":5}}`, `{"kind":"task","id":"B","op":"delete","expect_rev":9}`} {
+		data := `{"ops":[{"kind":"task","id":"A","op":"merge","fields":{"n":1}},{"kind":"task","id":"A","op":"merge","fields":{"n":2}},` +
+			`{"kind":"task","id":"B","op":"merge","fields":{"n":3}},{"kind":"cp","id":"B","op":"merge","fields":{"n":4}},` + last + `]}`
+		subj, err := subjects.StateCmd(KindTxn, "X", "agent-1")
+		require.NoError(t, err)
+		require.NoError(t, store.Update(context.Background(), func(tx kv.Txn) error {
+			p, err := planCommand(tx, &inMsg{seq: 3, time: time.Now().UTC(), subject: subj, data: []byte(data)}, 2, "g1")
+			require.NoError(t, err)
+			require.Len(t, p.outcomes, 6)
+			for i, o := range p.outcomes[:5] {
+				want := newTxnOutcome(3, o.kind, o.id, Event{}, "id", "")
+				assert.Equal(t, want.evtSubject, o.evtSubject, "op %d", i+1)
+				assert.Equal(t, want.audit.subject, o.audit.subject, "op %d", i+1)
+				assert.Equal(t, txnMsgID("g1", 3, i), o.audit.msgID, "op %d", i+1)
+			}
+			p.discard()
+			return nil
+		}))
+	}
+}
