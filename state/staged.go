@@ -110,11 +110,21 @@ func (s *stagedTxn) reserve(n int) {
 	}
 }
 
-// put stages w at key (a string of its own, the map's key from now on),
-// remembering in a child what it replaces.
-func (s *stagedTxn) put(key string, w stagedWrite) {
+// put stages w at key, remembering in a child what it replaces.
+func (s *stagedTxn) put(key []byte, w stagedWrite) {
 	if s.parent != nil {
-		prev, had := s.writes[key]
+		prev, had := s.writes[string(key)]
+		s.replace(string(key), w, prev, had)
+		return
+	}
+	s.writes[string(key)] = w
+}
+
+// replace stages w at key (a string of its own, the map's key from now
+// on) over prev, the write staged there (had) that the caller looked up
+// already, remembering it in a child.
+func (s *stagedTxn) replace(key string, w, prev stagedWrite, had bool) {
+	if s.parent != nil {
 		s.undo = append(s.undo, undoWrite{key: key, prev: prev, had: had})
 	}
 	s.writes[key] = w
@@ -122,11 +132,11 @@ func (s *stagedTxn) put(key string, w stagedWrite) {
 
 // drop removes the staged write at key, which is old, remembering it in
 // a child.
-func (s *stagedTxn) drop(key string, old stagedWrite) {
+func (s *stagedTxn) drop(key []byte, old stagedWrite) {
 	if s.parent != nil {
-		s.undo = append(s.undo, undoWrite{key: key, prev: old, had: true})
+		s.undo = append(s.undo, undoWrite{key: string(key), prev: old, had: true})
 	}
-	delete(s.writes, key)
+	delete(s.writes, string(key))
 }
 
 // Get returns the staged value at key, or tx's.
@@ -202,7 +212,7 @@ func (s *stagedTxn) Set(key, value []byte) error {
 	if err := kv.CheckValue(value); err != nil {
 		return err
 	}
-	s.put(string(key), stagedWrite{value: append([]byte{}, value...)})
+	s.put(key, stagedWrite{value: append([]byte{}, value...)})
 	return nil
 }
 
@@ -212,11 +222,12 @@ func (s *stagedTxn) Clear(key []byte) error {
 	if err := kv.CheckKey(key); err != nil {
 		return err
 	}
-	if w, ok := s.writes[string(key)]; ok && w.fresh {
-		s.drop(string(key), w)
+	w, ok := s.writes[string(key)]
+	if ok && w.fresh {
+		s.drop(key, w)
 		return nil
 	}
-	s.put(string(key), stagedWrite{clear: true})
+	s.replace(string(key), stagedWrite{clear: true}, w, ok)
 	return nil
 }
 
@@ -233,7 +244,7 @@ func (s *stagedTxn) setOwned(key []byte, w stagedWrite) error {
 	if s.plain {
 		w = stagedWrite{value: w.value}
 	}
-	s.put(string(key), w)
+	s.put(key, w)
 	return nil
 }
 
@@ -242,8 +253,13 @@ func (s *stagedTxn) setOwned(key []byte, w stagedWrite) error {
 // record's list does not have it). So it is fresh when none is, and when
 // the one staged is fresh.
 func (s *stagedTxn) setEntry(key []byte) error {
+	if err := kv.CheckKey(key); err != nil {
+		return err
+	}
 	old, staged := s.writes[string(key)]
-	return s.setOwned(key, stagedWrite{value: []byte{}, fresh: !staged || old.fresh})
+	w := stagedWrite{value: []byte{}, fresh: !s.plain && (!staged || old.fresh)}
+	s.replace(string(key), w, old, staged)
+	return nil
 }
 
 // record returns the live record staged at key as planning built it, or

@@ -218,6 +218,10 @@ func planStaged(u *stagedTxn, im *inMsg, txid, actor string, watermark uint64, g
 		opSubjects(ops[:i+1])
 	}
 	own := make([]int, len(ops))
+	// Room for an operation's write and outcome each, and the summary:
+	// more when leases expire or presences release records.
+	p.writes = make([]write, 0, len(ops))
+	p.outcomes = make([]outcome, 0, len(ops)+1)
 	for i, in := range ops {
 		op, err := planOp(u, im, in, watermark, gen)
 		if err != nil {
@@ -237,9 +241,12 @@ func planStaged(u *stagedTxn, im *inMsg, txid, actor string, watermark uint64, g
 		own[i] = len(p.outcomes) + op.own
 		p.outcomes = append(p.outcomes, op.outcomes...)
 	}
-	mine := make([]outcome, len(own))
-	for i, j := range own {
-		mine[i] = p.outcomes[j]
+	mine := p.outcomes // the operations' own, unless others came between
+	if len(p.outcomes) != len(ops) {
+		mine = make([]outcome, len(own))
+		for i, j := range own {
+			mine[i] = p.outcomes[j]
+		}
 	}
 	p.outcomes = append(p.outcomes, txnSummary(im, txid, actor, StatusApplied, mine))
 	return p, nil
