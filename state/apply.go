@@ -193,7 +193,8 @@ func planOp(tx kv.ReadTxn, im *inMsg, in opInput, watermark uint64, gen string) 
 	if detail := checkOp(in); detail != "" {
 		return rejectWith(ReasonBadRequest, 0, detail)
 	}
-	st, exists, err := getStored(tx, kind, id)
+	key := stateKey(kind, id)
+	st, exists, err := getStoredAt(tx, key)
 	if errors.Is(err, ErrCorrupt) || errors.Is(err, kv.ErrCorrupt) {
 		// The command cannot be decided on a record that is not what was
 		// written; other records carry on.
@@ -301,7 +302,7 @@ func planOp(tx kv.ReadTxn, im *inMsg, in opInput, watermark uint64, gen string) 
 			return p, nil
 		}
 	}
-	val, body, err := encodeStoredBody(rec, tombstone)
+	val, body, err := encodeStoredAt(key, rec, tombstone)
 	if err != nil {
 		return rejectWith(ReasonBadRequest, 0, "fields: "+err.Error())
 	}
@@ -318,7 +319,7 @@ func planOp(tx kv.ReadTxn, im *inMsg, in opInput, watermark uint64, gen string) 
 	if !tombstone {
 		next = &rec
 	}
-	p.writes = append(p.writes, write{key: stateKey(kind, id), value: val, known: true, rec: next})
+	p.writes = append(p.writes, write{key: key, value: val, known: true, rec: next})
 	if rec.ExpiresAt != nil && !tombstone {
 		p.writes = append(p.writes, write{key: leaseKey(*rec.ExpiresAt, kind, id), value: []byte{}})
 	}
@@ -527,8 +528,7 @@ func outcomeOf(seq uint64, kind, id string, ev Event, msgID, txn, evtSubj, audit
 		key:     outboxKey(seq, msgID),
 		subject: auditSubj,
 		msgID:   msgID,
-		data: mustJSON(auditRecord{Seq: seq, Status: ev.Status, Kind: kind, ID: id, Actor: ev.Actor, Op: ev.Op,
-			Rev: rev, Reason: ev.Reason, Detail: ev.Detail, Txn: txn}),
+		data:    auditJSON(&auditRecord{Seq: seq, Status: ev.Status, Kind: kind, ID: id, Actor: ev.Actor, Op: ev.Op, Rev: rev, Reason: ev.Reason, Detail: ev.Detail, Txn: txn}),
 	}
 	return o
 }
@@ -600,6 +600,11 @@ func withRecord(evt, record []byte) []byte {
 	return append(b, '}')
 }
 
+// auditJSON is mustJSON(*r), without boxing r.
+func auditJSON(r *auditRecord) []byte {
+	return appendAudit(make([]byte, 0, 128+len(r.Kind)+len(r.ID)+len(r.Detail)+len(r.Subject)+len(r.Txn)), r)
+}
+
 // eventJSON encodes ev as json.Marshal does, without the pass over the
 // result that json.Marshal makes for a json.Marshaler (Event.MarshalJSON
 // gives compact, escaped JSON already).
@@ -619,7 +624,7 @@ func eventJSON(ev Event) []byte {
 func mustJSON(v any) []byte {
 	switch v := v.(type) {
 	case auditRecord:
-		return appendAudit(make([]byte, 0, 128+len(v.Kind)+len(v.ID)+len(v.Detail)+len(v.Subject)+len(v.Txn)), &v)
+		return auditJSON(&v)
 	case Event:
 		if b, ok := appendEvent(make([]byte, 0, eventSizeHint(&v)), &v); ok {
 			return b

@@ -235,3 +235,19 @@ func TestIndexWrite_StagedSharesUnchangedEntries(t *testing.T) {
 	}))
 	require.Equal(t, dumpStore(t, direct), dumpStore(t, staged))
 }
+
+// encodeOutbox packs what kv.Tuple packs, 0x00s and all, and
+// decodeOutbox reads it back.
+func TestEncodeOutbox_AsTuple(t *testing.T) {
+	for _, e := range []outboxEntry{
+		{key: []byte("k"), subject: "codi.audit.log.codi-state.state.task", msgID: "state-g1-7-2", data: []byte(`{"seq":7}`)},
+		{key: []byte("k"), subject: "a\x00b", msgID: "", data: []byte{0x00, 0xff, 0x00}},
+		{key: []byte("k"), data: []byte{}},
+	} {
+		v := encodeOutbox(e)
+		assert.Equal(t, kv.Tuple{e.subject, e.msgID, e.data}.Pack(), v)
+		back, err := decodeOutbox(e.key, v)
+		require.NoError(t, err)
+		assert.Equal(t, e, back)
+	}
+}

@@ -134,10 +134,15 @@ func encodeStored(r Record, tombstone bool) ([]byte, error) {
 // (body, without Fields for a tombstone): what json.Marshal(r) gives, for
 // an event to carry without encoding r again.
 func encodeStoredBody(r Record, tombstone bool) (v, body []byte, err error) {
+	return encodeStoredAt(stateKey(r.Kind, r.ID), r, tombstone)
+}
+
+// encodeStoredAt is encodeStoredBody with key, r's state key, built
+// already.
+func encodeStoredAt(key []byte, r Record, tombstone bool) (v, body []byte, err error) {
 	if tombstone {
 		r.Fields = nil
 	}
-	key := stateKey(r.Kind, r.ID)
 	if v, ok := appendRecord(make([]byte, 5, 5+recordSizeHint(&r)), &r); ok {
 		// The value is sealed in place: body is its tail.
 		body = v[5:len(v):len(v)]
@@ -161,7 +166,11 @@ func encodeStoredBody(r Record, tombstone bool) (v, body []byte, err error) {
 // Through a stagedTxn, a live record an operation before staged is taken
 // as planning built it, not decoded again.
 func getStored(tx kv.ReadTxn, kind, id string) (st stored, ok bool, err error) {
-	key := stateKey(kind, id)
+	return getStoredAt(tx, stateKey(kind, id))
+}
+
+// getStoredAt is getStored of key, the record's state key.
+func getStoredAt(tx kv.ReadTxn, key []byte) (st stored, ok bool, err error) {
 	if u, staged := tx.(*stagedTxn); staged {
 		if r := u.record(key); r != nil {
 			return stored{Record: *r}, true, nil

@@ -24,8 +24,14 @@ import (
 // auditRetryDelay is the pause after a failed audit publish.
 const auditRetryDelay = time.Second
 
+// encodeOutbox is the value of e's outbox key: kv.Tuple{subject, msgID,
+// data}, packed element by element (no boxing).
 func encodeOutbox(e outboxEntry) []byte {
-	return kv.Tuple{e.subject, e.msgID, e.data}.Pack()
+	// Three codes and terminators; escapes (0x00s) grow the buffer.
+	b := make([]byte, 0, len(e.subject)+len(e.msgID)+len(e.data)+8)
+	b = kv.AppendString(b, e.subject)
+	b = kv.AppendString(b, e.msgID)
+	return kv.AppendBytes(b, e.data)
 }
 
 func decodeOutbox(key, value []byte) (outboxEntry, error) {
