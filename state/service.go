@@ -577,6 +577,25 @@ const maxBatchWork = 2 * MaxCheckSteps
 // layer makes room for per command before the first is planned.
 const batchWrites = 8
 
+// payloadPerWrite is about how many bytes of a multi-record command's
+// payload one key it writes takes (an operation of ~130 bytes writes its
+// outbox entry and, with its record's other operations in the batch, one
+// or two of the record's keys): room for a command's writes is
+// batchWrites, or its payload's length over payloadPerWrite when that is
+// more, so that the batch layer is not grown (rehashed) several times
+// over by a batch of imports.
+const payloadPerWrite = 64
+
+// batchRoom is how many writes the batch layer makes room for: see
+// payloadPerWrite.
+func batchRoom(batch []*inMsg) int {
+	n := 0
+	for _, im := range batch {
+		n += max(batchWrites, len(im.data)/payloadPerWrite)
+	}
+	return n
+}
+
 // commit applies a prefix of batch (all of it unless MaxBatchBytes or
 // maxBatchWork cuts it)
 // and the watermark in one transaction, together with clearing the outbox
@@ -589,7 +608,7 @@ func (l *loop) commit(ctx context.Context, batch []*inMsg, clears []*auditItem) 
 		// The batch layer: every read and write below goes through it,
 		// and it is written to the store once, at the end.
 		tx := newStagedTxn(store)
-		tx.reserve(batchWrites * len(batch))
+		tx.reserve(batchRoom(batch))
 		ap := l.auditAppender(tx)
 		applied, err := l.begin(tx, clears)
 		if err != nil {
