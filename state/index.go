@@ -187,9 +187,16 @@ func indexKeys(r Record) [][]byte {
 // A staged list keeps them beside its entries (stagedWrite.sources), so
 // that the next write of the record takes the entry of a field whose
 // value did not change as it is, rather than packing it again.
+//
+// fresh records that the entry's staged write is a fresh one (see
+// stagedWrite.fresh), as setEntry staged it: nothing but the record's
+// index upkeep writes its entries' keys, so it stays so until the list
+// is written again, and clearing the entry is dropping that write, with
+// no lookup (stagedTxn.dropFresh).
 type entrySource struct {
 	field string
 	raw   []byte
+	fresh bool
 }
 
 // indexKeysOver is indexKeys of r over old, the entries of the record's
@@ -325,6 +332,10 @@ func indexWrite(tx kv.Txn, w write) error {
 			had[i] = true // unchanged: already there
 			continue
 		}
+		if u != nil && src != nil && src[j].fresh {
+			u.dropFresh(k)
+			continue
+		}
 		if err := tx.Clear(k); err != nil {
 			return err
 		}
@@ -342,7 +353,11 @@ func indexWrite(tx kv.Txn, w write) error {
 		// Not in the record's list: the store does not hold it (a staged
 		// removal aside), so that staged, it is fresh.
 		if u != nil {
-			err = u.setEntry(k)
+			var fresh bool
+			fresh, err = u.setEntry(k)
+			if from != nil {
+				from[i].fresh = fresh
+			}
 		} else {
 			err = tx.Set(k, []byte{})
 		}

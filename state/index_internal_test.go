@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -249,5 +250,46 @@ func TestEncodeOutbox_AsTuple(t *testing.T) {
 		back, err := decodeOutbox(e.key, v)
 		require.NoError(t, err)
 		assert.Equal(t, e, back)
+	}
+}
+
+// An index entry a staged list marks fresh (entrySource.fresh) has the
+// fresh write setEntry staged at its key, whatever the commands did
+// before (puts, merges and deletes, leases that end, presences that
+// release, rejected and aborted commands, whose writes are put back):
+// that is what lets indexWrite drop it without looking it up. Random
+// commands through one batch layer, the layer's map checked after each.
+func TestIndexWrite_FreshSourcesAreFreshWrites(t *testing.T) {
+	for round := range 10 {
+		r := rand.New(rand.NewPCG(uint64(round), 13))
+		store := kvtest.NewBolt(t)
+		t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+		checked, seq := 0, uint64(0)
+		for range 4 { // batches: the later ones over entries the store holds
+			require.NoError(t, store.Update(context.Background(), func(stx kv.Txn) error {
+				batch := newStagedTxn(stx)
+				for range 40 {
+					seq++
+					subj, data := randomBatchCommand(t, r, seq)
+					im := &inMsg{seq: seq, time: t0.Add(time.Duration(seq) * 700 * time.Millisecond), subject: subj, data: data}
+					p, err := planCommand(batch, im, seq-1, "g1")
+					require.NoError(t, err)
+					require.NoError(t, applyPlan(batch, &p))
+					for k, w := range batch.writes {
+						for i, src := range w.sources {
+							if !src.fresh {
+								continue
+							}
+							e, ok := batch.writes[string(w.entries[i])]
+							require.True(t, ok, "round %d seq %d: %x lists %x, not staged", round, seq, k, w.entries[i])
+							require.True(t, e.fresh && !e.clear, "round %d seq %d: %x lists %x as fresh", round, seq, k, w.entries[i])
+							checked++
+						}
+					}
+				}
+				return batch.flush()
+			}))
+		}
+		require.Positive(t, checked)
 	}
 }

@@ -251,15 +251,25 @@ func (s *stagedTxn) setOwned(key []byte, w stagedWrite) error {
 // setEntry stages the index entry key (an empty value): the caller knows
 // that the store does not hold it unless a write is staged at it (the
 // record's list does not have it). So it is fresh when none is, and when
-// the one staged is fresh.
-func (s *stagedTxn) setEntry(key []byte) error {
+// the one staged is fresh; it returns which.
+func (s *stagedTxn) setEntry(key []byte) (fresh bool, err error) {
 	if err := kv.CheckKey(key); err != nil {
-		return err
+		return false, err
 	}
 	old, staged := s.writes[string(key)]
 	w := stagedWrite{value: []byte{}, fresh: !s.plain && (!staged || old.fresh)}
 	s.replace(string(key), w, old, staged)
-	return nil
+	return w.fresh, nil
+}
+
+// dropFresh clears the index entry key whose staged write the caller
+// knows to be the fresh one setEntry made: it drops the write, without
+// looking it up.
+func (s *stagedTxn) dropFresh(key []byte) {
+	if s.parent != nil {
+		s.undo = append(s.undo, undoWrite{key: string(key), prev: stagedWrite{value: []byte{}, fresh: true}, had: true})
+	}
+	delete(s.writes, string(key))
 }
 
 // record returns the live record staged at key as planning built it, or

@@ -169,7 +169,8 @@ func TestStagedTxn_DiscardPutsBackTheBatchLayer(t *testing.T) {
 			case 1:
 				require.NoError(t, s.Clear(k))
 			case 2:
-				require.NoError(t, s.setEntry(k))
+				_, err := s.setEntry(k)
+				require.NoError(t, err)
 			default:
 				require.NoError(t, s.setOwned(k, stagedWrite{value: []byte("r"), rec: rec, entries: [][]byte{k}}))
 			}
