@@ -306,11 +306,19 @@ func TestImporter_Import_LongLinesAndAClosedConnection(t *testing.T) {
 	require.ErrorIs(t, err, nats.ErrConnectionClosed)
 }
 
-func TestImporter_Import_CancelledMidway(t *testing.T) {
-	c := startClients(t)
+// updatesLog writes a v1 log of 300 STATUS_UPDATEs of task T-1, each
+// about 1 KB, and returns its path.
+func updatesLog(t *testing.T) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "codi.log")
 	line := `{"action":"STATUS_UPDATE","task":"T-1","status":"` + strings.Repeat("s", 1000) + `"}` + "\n"
 	require.NoError(t, os.WriteFile(path, []byte(strings.Repeat(line, 300)), 0o644))
+	return path
+}
+
+func TestImporter_Import_CancelledMidway(t *testing.T) {
+	c := startClients(t)
+	path := updatesLog(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	im := c.importer(t, v1import.Config{Window: 4, Progress: func(int64, int64) { cancel() }})

@@ -306,9 +306,7 @@ func TestImporter_Import_OldIDRuleCheckpoint(t *testing.T) {
 // re-run continues; the error still matches the context's.
 func TestImporter_Import_InterruptedSaysWhere(t *testing.T) {
 	c := startClients(t)
-	path := filepath.Join(t.TempDir(), "codi.log")
-	line := `{"action":"STATUS_UPDATE","task":"T-1","status":"` + strings.Repeat("s", 1000) + `"}` + "\n"
-	require.NoError(t, os.WriteFile(path, []byte(strings.Repeat(line, 300)), 0o644))
+	path := updatesLog(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	im := c.importer(t, v1import.Config{CheckpointLines: 10, Progress: func(read, _ int64) {
