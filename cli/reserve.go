@@ -84,15 +84,32 @@ func (ws workspace) patterns(args []string) ([]string, error) {
 	return out, nil
 }
 
-// HeldReadings is pats (the patterns of args, typed in directory cwd of
-// repository r) with each pattern c's agent does not hold in project
-// replaced by another reading of its arg that it holds
-// (repo.Repo.Readings): "newdir/[id]/x" reserved as a glob before the
-// file existed, or "later" as a file before the directory did, is released
-// by the same spelling after. A pattern with no held reading is left as
-// it is, for Unreserve to refuse. It costs one list of the agent's
+// UnreserveAsTyped releases c's agent's reservations in project of args
+// (typed in directory cwd of repository r), whose patterns are pats, and
+// returns the patterns released. When the agent holds no reservation of
+// one of them, each such pattern is replaced by another reading of its arg
+// that the agent holds (repo.Repo.Readings), and the release is tried
+// again: "newdir/[id]/x" reserved as a glob before the file existed, or
+// "later" as a file before the directory did, is released by the same
+// spelling after. Unreserve is all or none, so the first try changes
+// nothing when it fails; the common case costs one request.
+func UnreserveAsTyped(ctx context.Context, c *state.Client, r repo.Repo, cwd, project string, args, pats []string) ([]string, error) {
+	err := c.Unreserve(ctx, project, pats)
+	if !errors.Is(err, state.ErrNotFound) {
+		return pats, err
+	}
+	alt, aerr := heldReadings(ctx, c, r, cwd, project, args, pats)
+	if aerr != nil || slices.Equal(alt, pats) {
+		return pats, err
+	}
+	return alt, c.Unreserve(ctx, project, alt)
+}
+
+// heldReadings is pats with each pattern c's agent does not hold in
+// project replaced by another reading of its arg that it holds; a pattern
+// with no held reading is left as it is. It costs one list of the agent's
 // reservations.
-func HeldReadings(ctx context.Context, c *state.Client, r repo.Repo, cwd, project string, args, pats []string) ([]string, error) {
+func heldReadings(ctx context.Context, c *state.Client, r repo.Repo, cwd, project string, args, pats []string) ([]string, error) {
 	held, err := c.Reservations(ctx, project, c.Agent(), "")
 	if err != nil {
 		return nil, err
@@ -269,10 +286,7 @@ of one of them. --all releases every reservation you hold in the project.`,
 			if all {
 				pats, err = c.UnreserveAll(ctx, ws.project)
 			} else if pats, err = ws.patterns(args); err == nil {
-				if pats, err = HeldReadings(ctx, c, ws.repo, ws.cwd, ws.project, args, pats); err == nil {
-					err = c.Unreserve(ctx, ws.project, pats)
-				}
-				if err != nil {
+				if pats, err = UnreserveAsTyped(ctx, c, ws.repo, ws.cwd, ws.project, args, pats); err != nil {
 					pats = nil
 				}
 			}

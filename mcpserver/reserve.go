@@ -155,10 +155,7 @@ func (s *Server) addReservationTools() {
 					return nil, nil, err
 				}
 			}
-			if pats, err = cli.HeldReadings(ctx, s.state, r, s.cfg.Dir, r.Project, in.Patterns, pats); err != nil {
-				return nil, nil, err
-			}
-			if err := s.state.Unreserve(ctx, r.Project, pats); err != nil {
+			if pats, err = cli.UnreserveAsTyped(ctx, s.state, r, s.cfg.Dir, r.Project, in.Patterns, pats); err != nil {
 				return nil, nil, err
 			}
 			return text("released " + strings.Join(dedupe(pats), ", ")), nil, nil
