@@ -473,19 +473,15 @@ func (s *Server) close() {
 // the system's words mislead: a symbolic link to nothing fails with "file
 // exists", and so does a file of that name.
 func dataDirError(dataDir string, err error) error {
-	fi, lerr := os.Lstat(dataDir)
-	if lerr != nil {
-		return err
-	}
-	if fi.Mode()&os.ModeSymlink != 0 {
-		if target, rerr := os.Readlink(dataDir); rerr == nil {
-			if _, serr := os.Stat(dataDir); serr != nil {
-				return fmt.Errorf("%s is a symbolic link to %s, which does not exist: create it, or give another --data", dataDir, target)
-			}
-		}
-	}
-	if st, serr := os.Stat(dataDir); serr == nil && !st.IsDir() {
+	st, serr := os.Stat(dataDir)
+	switch {
+	case serr == nil && !st.IsDir():
 		return fmt.Errorf("%s is a file, not a directory: give another --data", dataDir)
+	case serr != nil:
+		// Readlink succeeds only on a symbolic link: one to nothing.
+		if target, rerr := os.Readlink(dataDir); rerr == nil {
+			return fmt.Errorf("%s is a symbolic link to %s, which does not exist: create it, or give another --data", dataDir, target)
+		}
 	}
 	return err
 }
