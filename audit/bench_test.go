@@ -78,8 +78,9 @@ func startService(b *testing.B, bs *bus.Bus, store kv.Store, cfg Config) (svc *S
 }
 
 // serverBoltOptions are the options internal/server opens audit.db with
-// (its page fill, boltkv.AppendFillPercent), with a smaller memory map.
-var serverBoltOptions = boltkv.Options{InitialMmapSize: 1 << 30, FillPercent: boltkv.AppendFillPercent}
+// (its page fill and size, boltkv.AppendFillPercent and AppendPageSize),
+// with a smaller memory map.
+var serverBoltOptions = boltkv.Options{InitialMmapSize: 1 << 30, FillPercent: boltkv.AppendFillPercent, PageSize: boltkv.AppendPageSize}
 
 func openBolt(b *testing.B, path string, opts boltkv.Options) *boltkv.Store {
 	b.Helper()
@@ -528,7 +529,7 @@ func benchTime(seq uint64) int64 { return benchT0 + int64(seq)*int64(time.Millis
 // the service: record seq has source seq%10 and category seq%5.
 func buildLog(b *testing.B, path string, n int) {
 	b.Helper()
-	store := openBolt(b, path, boltkv.Options{NoSync: true, InitialMmapSize: 4 << 30, FillPercent: serverBoltOptions.FillPercent})
+	store := openBolt(b, path, boltkv.Options{NoSync: true, InitialMmapSize: 4 << 30, FillPercent: serverBoltOptions.FillPercent, PageSize: serverBoltOptions.PageSize})
 	defer store.Close()
 	h := head{Hash: GenesisPrev}
 	const per = 1000 // bbolt grows a node within a transaction: keep them small
@@ -701,13 +702,20 @@ func BenchmarkVerify(b *testing.B) {
 // prepared events (distinct Nats-Msg-Ids, counting up, or random as UUIDs
 // would be) appended in one transaction each, on the store options of the
 // service (serverBoltOptions), with bbolt's default fill and with full
-// pages (see boltkv.AppendFillPercent).
+// pages (see boltkv.AppendFillPercent), and with the OS page size and
+// larger pages than the service's (see boltkv.AppendPageSize).
 func BenchmarkApply(b *testing.B) {
 	for _, ids := range []string{"seq", "random"} {
-		for _, fill := range []float64{0, serverBoltOptions.FillPercent, 1} {
-			b.Run(fmt.Sprintf("ids=%s/fill=%v", ids, fill), func(b *testing.B) {
+		for _, o := range []struct {
+			fill float64
+			page int
+		}{
+			{0, 4096}, {boltkv.AppendFillPercent, 4096}, {1, 4096},
+			{boltkv.AppendFillPercent, boltkv.AppendPageSize}, {boltkv.AppendFillPercent, 65536},
+		} {
+			b.Run(fmt.Sprintf("ids=%s/fill=%v/page=%d", ids, o.fill, o.page), func(b *testing.B) {
 				opts := serverBoltOptions
-				opts.FillPercent = fill
+				opts.FillPercent, opts.PageSize = o.fill, o.page
 				benchApply(b, opts, ids == "random")
 			})
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/bus/bustest"
+	"github.com/codi2/codi2/internal/kv/boltkv"
 	"github.com/codi2/codi2/internal/server"
 	"github.com/codi2/codi2/state"
 	"github.com/nats-io/nats.go"
@@ -122,6 +123,14 @@ func TestServer_StartStop(t *testing.T) {
 	require.NoError(t, s.Stop(), "Stop is idempotent")
 	for _, f := range []string{"state.db", "audit.db"} {
 		assert.FileExists(t, filepath.Join(dir, "new", f))
+	}
+	// The audit log is made with the larger pages of appended files, the
+	// state store with the OS page.
+	for f, want := range map[string]int{"audit.db": boltkv.AppendPageSize, "state.db": os.Getpagesize()} {
+		db, err := boltkv.Open(filepath.Join(dir, "new", f), boltkv.Options{})
+		require.NoError(t, err)
+		assert.Equal(t, want, db.PageSize(), f)
+		require.NoError(t, db.Close())
 	}
 	select {
 	case <-s.Failed():

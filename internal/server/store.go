@@ -76,8 +76,9 @@ func openStores(cfg Config, log zerolog.Logger) (st, au kv.Store, err error) {
 		return nil, nil, fmt.Errorf("state store: %w", err)
 	}
 	// The audit log's keys are mostly appended: pages split fuller than
-	// bbolt's default cost its commits fewer page writes.
-	au, err = boltkv.Open(filepath.Join(cfg.DataDir, "audit.db"), boltkv.Options{InitialMmapSize: 8 << 30, FillPercent: boltkv.AppendFillPercent})
+	// bbolt's default, and larger than the OS page, cost its commits fewer
+	// page writes (a file made before keeps the page size it has).
+	au, err = boltkv.Open(filepath.Join(cfg.DataDir, "audit.db"), boltkv.Options{InitialMmapSize: 8 << 30, FillPercent: boltkv.AppendFillPercent, PageSize: boltkv.AppendPageSize})
 	if err != nil {
 		_ = st.Close()
 		return nil, nil, fmt.Errorf("audit store: %w", err)

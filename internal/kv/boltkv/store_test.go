@@ -38,6 +38,13 @@ func TestOptions_Validate(t *testing.T) {
 		{"fill too low", boltkv.Options{FillPercent: 0.05}, "FillPercent 0.05 is outside 0.1 to 1.0"},
 		{"fill too high", boltkv.Options{FillPercent: 1.5}, "FillPercent 1.5 is outside"},
 		{"negative fill", boltkv.Options{FillPercent: -1}, "FillPercent"},
+		{"audit pages", boltkv.Options{PageSize: boltkv.AppendPageSize}, ""},
+		{"smallest page", boltkv.Options{PageSize: 4096}, ""},
+		{"largest page", boltkv.Options{PageSize: 65536}, ""},
+		{"page too small", boltkv.Options{PageSize: 2048}, "PageSize 2048 is not a power of two from 4096 to 65536"},
+		{"page too large", boltkv.Options{PageSize: 1 << 17}, "PageSize 131072"},
+		{"page not a power of two", boltkv.Options{PageSize: 12288}, "PageSize 12288"},
+		{"negative page", boltkv.Options{PageSize: -4096}, "PageSize -4096"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -169,4 +176,37 @@ func TestOptions_FillPercent_AppendWritesFewerPages(t *testing.T) {
 		return nil
 	}))
 	assert.Zero(t, s.Stats().Commits, "counted since Open")
+}
+
+// A file created with AppendPageSize keeps it: appending the same keys
+// takes about a quarter of the page writes of the OS page size, and an Open
+// with another PageSize, or none, reads the file's own size from its meta
+// page and finds every key (bbolt's Options.PageSize applies at creation
+// only).
+func TestOptions_PageSize_FixedAtCreation(t *testing.T) {
+	small := appendCommits(t, openTemp(t, boltkv.Options{NoSync: true, FillPercent: boltkv.AppendFillPercent, PageSize: 4096}), 20)
+	path := filepath.Join(t.TempDir(), "kv.db")
+	s, err := boltkv.Open(path, boltkv.Options{NoSync: true, FillPercent: boltkv.AppendFillPercent, PageSize: boltkv.AppendPageSize})
+	require.NoError(t, err)
+	large := appendCommits(t, s, 20)
+	t.Logf("page writes per commit of 100 appended keys: %.1f with 4 KiB pages, %.1f with %d-byte pages", small, large, boltkv.AppendPageSize)
+	assert.Less(t, large, 0.5*small)
+	require.NoError(t, s.Close())
+
+	for _, reopen := range []int{0, 4096, 65536} {
+		s, err = boltkv.Open(path, boltkv.Options{PageSize: reopen})
+		require.NoError(t, err, "reopened with PageSize %d", reopen)
+		assert.Equal(t, boltkv.AppendPageSize, s.PageSize(), "the page size the file was created with")
+		require.NoError(t, s.Update(t.Context(), func(tx kv.Txn) error {
+			return tx.Set(kv.Tuple{"log", "after", int64(reopen)}.Pack(), []byte("v"))
+		}))
+		require.NoError(t, s.View(t.Context(), func(tx kv.ReadTxn) error {
+			begin, end := kv.Tuple{"log"}.Range()
+			kvs, err := tx.GetRange(begin, end, kv.RangeOptions{})
+			require.NoError(t, err)
+			assert.GreaterOrEqual(t, len(kvs), 2001)
+			return nil
+		}))
+		require.NoError(t, s.Close())
+	}
 }
