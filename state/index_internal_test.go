@@ -258,7 +258,9 @@ func TestEncodeOutbox_AsTuple(t *testing.T) {
 // before (puts, merges and deletes, leases that end, presences that
 // release, rejected and aborted commands, whose writes are put back):
 // that is what lets indexWrite drop it without looking it up. Random
-// commands through one batch layer, the layer's map checked after each.
+// commands through one batch layer, the layer's map checked after each,
+// once the upkeep they defer is settled (as a read of an index key
+// settles it).
 func TestIndexWrite_FreshSourcesAreFreshWrites(t *testing.T) {
 	for round := range 10 {
 		r := rand.New(rand.NewPCG(uint64(round), 13))
@@ -275,6 +277,7 @@ func TestIndexWrite_FreshSourcesAreFreshWrites(t *testing.T) {
 					p, err := planCommand(batch, im, seq-1, "g1")
 					require.NoError(t, err)
 					require.NoError(t, applyPlan(batch, &p))
+					require.NoError(t, batch.settleIndex())
 					for k, w := range batch.writes {
 						for i, src := range w.sources {
 							if !src.fresh {
