@@ -26,7 +26,9 @@ import (
 // indexWrite), and the record's list of entries with them, so that the
 // entries of the value it replaces are removed exactly, even when that
 // value is damaged: a live record has exactly its entries, and nothing
-// else is indexed.
+// else is indexed. Through a batch layer (stagedTxn) the upkeep is done
+// once per record, at the layer's flush, from the record's last write:
+// in the same transaction all the same.
 const (
 	prefixByTime  = "state-by-time"
 	prefixByField = "state-by-field"
@@ -111,11 +113,18 @@ func isIndexKey(key []byte) bool {
 	return false
 }
 
+// indexPrefixEnds are the ends of the ranges of indexPrefixes.
+var indexPrefixEnds = [][]byte{
+	kv.PrefixEnd(indexPrefixes[0]),
+	kv.PrefixEnd(indexPrefixes[1]),
+	kv.PrefixEnd(indexPrefixes[2]),
+}
+
 // overlapsIndex reports whether the range [begin, end) may hold an index
 // entry or list.
 func overlapsIndex(begin, end []byte) bool {
-	for _, p := range indexPrefixes {
-		if bytes.Compare(begin, kv.PrefixEnd(p)) < 0 && bytes.Compare(p, end) < 0 {
+	for i, p := range indexPrefixes {
+		if bytes.Compare(begin, indexPrefixEnds[i]) < 0 && bytes.Compare(p, end) < 0 {
 			return true
 		}
 	}

@@ -161,7 +161,7 @@ func (s *stagedTxn) drop(key []byte, old stagedWrite) {
 // Get returns the staged value at key, or tx's. An index key is read
 // once the deferred index upkeep is done.
 func (s *stagedTxn) Get(key []byte) ([]byte, error) {
-	if isIndexKey(key) && s.base().pending {
+	if s.base().pending && isIndexKey(key) {
 		if err := s.settleIndex(); err != nil {
 			return nil, err
 		}
