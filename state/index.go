@@ -26,7 +26,9 @@ import (
 // indexWrite), and the record's list of entries with them, so that the
 // entries of the value it replaces are removed exactly, even when that
 // value is damaged: a live record has exactly its entries, and nothing
-// else is indexed.
+// else is indexed. Through a batch layer (stagedTxn) the upkeep is done
+// once per record, at the layer's flush, from the record's last write:
+// in the same transaction all the same.
 const (
 	prefixByTime  = "state-by-time"
 	prefixByField = "state-by-field"
@@ -91,6 +93,55 @@ func byFieldKey(kind, field, value, id string) []byte {
 	b = kv.AppendString(b, field)
 	b = kv.AppendString(b, value)
 	return kv.AppendString(b, id)
+}
+
+// indexPrefixes are the packed first elements of the index keys: every
+// index key starts with one of them.
+var indexPrefixes = [][]byte{
+	kv.AppendString(nil, prefixByTime),
+	kv.AppendString(nil, prefixByField),
+	kv.AppendString(nil, prefixIndexOf),
+}
+
+// isIndexKey reports whether key is an index entry or list.
+func isIndexKey(key []byte) bool {
+	for _, p := range indexPrefixes {
+		if bytes.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// indexPrefixEnds are the ends of the ranges of indexPrefixes.
+var indexPrefixEnds = [][]byte{
+	kv.PrefixEnd(indexPrefixes[0]),
+	kv.PrefixEnd(indexPrefixes[1]),
+	kv.PrefixEnd(indexPrefixes[2]),
+}
+
+// overlapsIndex reports whether the range [begin, end) may hold an index
+// entry or list.
+func overlapsIndex(begin, end []byte) bool {
+	for i, p := range indexPrefixes {
+		if bytes.Compare(begin, indexPrefixEnds[i]) < 0 && bytes.Compare(p, end) < 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// statePrefix is the packed first element of a record's key.
+var statePrefix = kv.AppendString(nil, prefixState)
+
+// isRecordKey reports whether key is a record's, one whose writes
+// indexWrite keeps the indexes in step with.
+func isRecordKey(key []byte) bool {
+	if !bytes.HasPrefix(key, statePrefix) {
+		return false
+	}
+	t, err := kv.Unpack(key)
+	return err == nil && len(t) == 3 && t[0] == prefixState
 }
 
 func indexOfKey(kind, id string) []byte {
@@ -270,7 +321,8 @@ func indexKeysOver(r Record, old [][]byte, src []entrySource, shared []int) (key
 // key): it removes the entries the record had (its "state-index-of" list)
 // and adds those of the value w writes (w.rec when w.known, else value
 // decoded). An entry both have is left as it is. Called in the
-// transaction that makes w.
+// transaction that makes w; through a layer that defers the upkeep
+// (stagedTxn), once per record, from its last write (settleIndex).
 func indexWrite(tx kv.Txn, w write) error {
 	var kind, id string
 	if w.known && w.rec != nil {
@@ -375,14 +427,18 @@ func indexWrite(tx kv.Txn, w write) error {
 // indexEntries reads the index list at of: from what u (when not nil)
 // has staged there already decoded, with what its entries were packed
 // from, else from tx, unpacked (an error matching kv.ErrBadTuple when it
-// is not a tuple of byte strings), without. A missing list is empty.
+// is not a tuple of byte strings), without. A missing list is empty. It
+// reads u without settling its deferred upkeep (indexWrite is that
+// upkeep).
 func indexEntries(tx kv.ReadTxn, u *stagedTxn, of []byte) ([][]byte, []entrySource, error) {
+	get := tx.Get
 	if u != nil {
 		if es, src, ok := u.entries(of); ok {
 			return es, src, nil
 		}
+		get = u.get
 	}
-	v, err := tx.Get(of)
+	v, err := get(of)
 	if errors.Is(err, kv.ErrNotFound) {
 		return nil, nil, nil
 	}

@@ -258,7 +258,9 @@ func TestEncodeOutbox_AsTuple(t *testing.T) {
 // before (puts, merges and deletes, leases that end, presences that
 // release, rejected and aborted commands, whose writes are put back):
 // that is what lets indexWrite drop it without looking it up. Random
-// commands through one batch layer, the layer's map checked after each.
+// commands through one batch layer, the layer's map checked after each,
+// once the upkeep they defer is settled (as a read of an index key
+// settles it).
 func TestIndexWrite_FreshSourcesAreFreshWrites(t *testing.T) {
 	for round := range 10 {
 		r := rand.New(rand.NewPCG(uint64(round), 13))
@@ -275,6 +277,7 @@ func TestIndexWrite_FreshSourcesAreFreshWrites(t *testing.T) {
 					p, err := planCommand(batch, im, seq-1, "g1")
 					require.NoError(t, err)
 					require.NoError(t, applyPlan(batch, &p))
+					require.NoError(t, batch.settleIndex())
 					for k, w := range batch.writes {
 						for i, src := range w.sources {
 							if !src.fresh {
@@ -292,4 +295,49 @@ func TestIndexWrite_FreshSourcesAreFreshWrites(t *testing.T) {
 		}
 		require.Positive(t, checked)
 	}
+}
+
+// A damaged index list met by the upkeep a batch layer defers fails
+// where the upkeep is done: at the layer's flush, or at a read of an
+// index key through it (Get, GetRange), so the transaction fails as it
+// did when the upkeep ran at the write. A record write the store would
+// refuse fails where it is staged.
+func TestBatchLayer_DeferredUpkeepErrors(t *testing.T) {
+	rec := &Record{Kind: "task", ID: "T", Rev: 1, Fields: map[string]json.RawMessage{"a": json.RawMessage(`1`)}}
+	w := write{key: stateKey("task", "T"), value: []byte("v"), known: true, rec: rec}
+	store := kvtest.NewBolt(t)
+	require.NoError(t, store.Update(context.Background(), func(tx kv.Txn) error { return tx.Set(indexOfKey("task", "T"), []byte{0xff}) }))
+	begin, end := kv.Tuple{prefixByField}.Range()
+	for name, settle := range map[string]func(*stagedTxn) error{
+		"flush": func(u *stagedTxn) error { return u.flush() },
+		"get": func(u *stagedTxn) error {
+			_, err := u.Get(byTimeKey("task", 1, "T"))
+			return err
+		},
+		"range": func(u *stagedTxn) error {
+			_, err := u.GetRange(begin, end, kv.RangeOptions{})
+			return err
+		},
+	} {
+		err := store.Update(context.Background(), func(tx kv.Txn) error {
+			batch := newStagedTxn(tx)
+			child := newStagedTxn(batch)
+			require.NoError(t, applyWrites(child, []write{w}))
+			require.NoError(t, child.flush())
+			_, err := batch.Get(leaseKey(time.Unix(1, 0), "task", "T")) // not an index key: nothing settled
+			require.ErrorIs(t, err, kv.ErrNotFound)
+			return settle(batch)
+		})
+		require.ErrorIs(t, err, ErrCorrupt, name)
+	}
+	require.NoError(t, store.Update(context.Background(), func(tx kv.Txn) error {
+		batch := newStagedTxn(tx)
+		require.Error(t, applyWrites(batch, []write{{key: stateKey("task", "T"), value: make([]byte, kv.MaxValueSize+1)}}))
+		require.Error(t, applyWrites(batch, []write{{key: nil, value: []byte("v"), known: true, rec: rec}}))
+		require.NoError(t, applyWrites(batch, []write{{key: stateKey("task", "T"), clear: true}}))
+		require.True(t, batch.pending)
+		batch.discard()
+		require.False(t, batch.pending)
+		return nil
+	}))
 }

@@ -296,3 +296,227 @@ func randomBatchCommand(t *testing.T, r *rand.Rand, seq uint64) (string, []byte)
 	}
 	return randomCommand(t, r, seq)
 }
+
+// The index upkeep a batch layer defers to its flush (stagedWrite.index,
+// stagedTxn.settleIndex) leaves the store as the upkeep done at every
+// write does, key for key, and reads of index keys between commands see
+// the same: random batches of up to 30 commands over three records, most
+// of them multi-record commands of up to 63 operations (so a record is
+// written many times in one command and in one batch), with field values
+// from a few (a field changes and changes back), removals (null), puts,
+// deletes (of a record that is not there: a rejection in the middle of the
+// command, which takes its writes back), wrong expected revisions, leases
+// that end in the batch, records of more fields than the index lists, and
+// plans discarded as a batch cut discards them. The reference is a plain
+// batch layer: every write's upkeep done as it is made.
+func TestBatchLayer_DeferredIndexSameAsEager(t *testing.T) {
+	ctx := context.Background()
+	seen := map[string]int{}
+	for round := range 12 {
+		r := rand.New(rand.NewPCG(uint64(round), 29))
+		deferred, eager := kvtest.NewBolt(t), kvtest.NewBolt(t)
+		t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+		seq := uint64(0)
+		for batch := range 6 {
+			msgs := make([]*inMsg, 1+r.IntN(30))
+			for i := range msgs {
+				seq++
+				subj, data := denseCommand(t, r, seq)
+				msgs[i] = &inMsg{seq: seq, time: t0.Add(time.Duration(seq) * 300 * time.Millisecond), subject: subj, data: data}
+			}
+			cut := map[int]bool{r.IntN(len(msgs) + 2): true}
+			// An index read after these, of one record.
+			reads := map[int]string{r.IntN(len(msgs)): fmt.Sprintf("T-%d", r.IntN(3)), r.IntN(len(msgs)): fmt.Sprintf("T-%d", r.IntN(3))}
+			var got, want [][]string
+			for _, run := range []struct {
+				store kv.Store
+				plain bool
+				out   *[][]string
+			}{{deferred, false, &got}, {eager, true, &want}} {
+				require.NoError(t, run.store.Update(ctx, func(stx kv.Txn) error {
+					*run.out = nil
+					tx := newStagedTxn(stx)
+					tx.plain = run.plain
+					for i, im := range msgs {
+						p, err := planCommand(tx, im, im.seq-1, "g1")
+						if err != nil {
+							return err
+						}
+						*run.out = append(*run.out, outcomeBytes(p.outcomes))
+						for _, o := range p.outcomes {
+							seen[string(o.status)+" "+string(o.op)+" "+string(o.reason)]++
+						}
+						if cut[i] {
+							p.discard()
+							continue
+						}
+						if err := applyPlan(tx, &p); err != nil {
+							return err
+						}
+						if id, ok := reads[i]; ok {
+							*run.out = append(*run.out, readIndex(t, tx, id))
+						}
+					}
+					return tx.flush()
+				}))
+			}
+			require.Equal(t, want, got, "round %d batch %d: outcomes and reads", round, batch)
+			require.Equal(t, dumpStore(t, eager), dumpStore(t, deferred), "round %d batch %d: store", round, batch)
+		}
+	}
+	for _, what := range []string{
+		"applied txn ", "rejected txn conflict", "applied merge ", "applied put ", "applied delete ", "applied expire ",
+		"rejected delete conflict", "rejected merge aborted", "applied merge ",
+	} {
+		assert.Positive(t, seen[what], what)
+	}
+}
+
+// readIndex reads through tx what the indexes hold of task/id: its list
+// and its by-time and by-field entries, as text.
+func readIndex(t *testing.T, tx kv.ReadTxn, id string) []string {
+	var out []string
+	v, err := tx.Get(indexOfKey("task", id))
+	if err != nil {
+		require.ErrorIs(t, err, kv.ErrNotFound)
+	}
+	out = append(out, fmt.Sprintf("list %x", v))
+	for _, prefix := range []string{prefixByTime, prefixByField} {
+		begin, end := kv.Tuple{prefix, "task"}.Range()
+		kvs, err := tx.GetRange(begin, end, kv.RangeOptions{Limit: 50})
+		require.NoError(t, err)
+		for _, p := range kvs {
+			out = append(out, fmt.Sprintf("%x=%x", p.Key, p.Value))
+		}
+	}
+	return out
+}
+
+// denseCommand is a multi-record command of 1 to 63 operations over
+// task/T-0..T-2 (mostly merges), or now and then a single merge or put.
+func denseCommand(t *testing.T, r *rand.Rand, seq uint64) (string, []byte) {
+	values := []string{`"a"`, `"b"`, `1`, `1.0`, `{"o":1}`, `null`}
+	fields := func(merge bool) string {
+		if r.IntN(40) == 0 { // more than the index lists
+			parts := make([]string, maxIndexedFields+1)
+			for i := range parts {
+				parts[i] = fmt.Sprintf(`"w%03d":%d`, i, r.IntN(2))
+			}
+			return "{" + strings.Join(parts, ",") + "}"
+		}
+		var parts []string
+		for _, name := range []string{"status", "assignee", "n"} {
+			if r.IntN(2) == 0 {
+				continue
+			}
+			v := values[r.IntN(len(values))]
+			if !merge && v == `null` {
+				v = `"a"`
+			}
+			parts = append(parts, fmt.Sprintf("%q:%s", name, v))
+		}
+		return "{" + strings.Join(parts, ",") + "}"
+	}
+	op := func() string {
+		var b strings.Builder
+		fmt.Fprintf(&b, `{"kind":"task","id":"T-%d",`, r.IntN(3))
+		switch n := r.IntN(100); {
+		case n < 2:
+			b.WriteString(`"op":"delete"`)
+		case n < 6:
+			b.WriteString(`"op":"put","fields":` + fields(false))
+		default:
+			b.WriteString(`"op":"merge","fields":` + fields(true))
+		}
+		switch r.IntN(30) {
+		case 0:
+			fmt.Fprintf(&b, `,"ttl_ms":%d`, 200+r.IntN(1500))
+		case 1:
+			b.WriteString(`,"ttl_ms":0`)
+		}
+		if r.IntN(150) == 0 {
+			fmt.Fprintf(&b, `,"expect_rev":%d`, r.IntN(4))
+		}
+		return b.String() + "}"
+	}
+	if r.IntN(5) == 0 {
+		subj, err := subjects.StateCmd("task", fmt.Sprintf("T-%d", r.IntN(3)), "agent-1")
+		require.NoError(t, err)
+		if r.IntN(3) == 0 {
+			return subj, []byte(`{"op":"put","fields":` + fields(false) + `,"ttl_ms":800}`)
+		}
+		return subj, []byte(`{"op":"merge","fields":` + fields(true) + "}")
+	}
+	ops := make([]string, 1+r.IntN(63))
+	for i := range ops {
+		ops[i] = op()
+	}
+	subj, err := subjects.StateCmd(KindTxn, fmt.Sprintf("X-%d", seq), "agent-1")
+	require.NoError(t, err)
+	return subj, []byte(`{"ops":[` + strings.Join(ops, ",") + `]}`)
+}
+
+// Planning through a batch layer stages no index key: a record's entries
+// and list are staged once, when the layer is flushed or an index key is
+// read through it, from the record's last write. A child layer's upkeep,
+// settled by a read through it, goes with its writes when it is
+// discarded.
+func TestBatchLayer_DefersIndexUpkeep(t *testing.T) {
+	ctx := context.Background()
+	store := kvtest.NewBolt(t)
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	txn := func(seq uint64, ops ...string) *inMsg {
+		subj, err := subjects.StateCmd(KindTxn, fmt.Sprintf("X-%d", seq), "agent-1")
+		require.NoError(t, err)
+		return &inMsg{seq: seq, time: t0.Add(time.Duration(seq) * time.Second), subject: subj, data: []byte(`{"ops":[` + strings.Join(ops, ",") + `]}`)}
+	}
+	merge := func(id, fields string) string {
+		return fmt.Sprintf(`{"kind":"task","id":%q,"op":"merge","fields":%s}`, id, fields)
+	}
+	listOf := func(tx kv.ReadTxn, id string) []byte {
+		v, err := tx.Get(indexOfKey("task", id))
+		require.NoError(t, err)
+		return v
+	}
+	var stored []byte // T-1's list as the first batch leaves it
+	require.NoError(t, store.Update(ctx, func(stx kv.Txn) error {
+		batch := newStagedTxn(stx)
+		for seq, im := range []*inMsg{
+			txn(1, merge("T-1", `{"s":"a"}`), merge("T-2", `{"s":"b"}`), merge("T-1", `{"s":"b","n":1}`)),
+			txn(2, merge("T-2", `{"s":null}`), merge("T-1", `{"s":"a"}`)),
+		} {
+			p, err := planCommand(batch, im, uint64(seq), "g1")
+			require.NoError(t, err)
+			require.NoError(t, applyPlan(batch, &p))
+		}
+		for k := range batch.writes {
+			require.False(t, isIndexKey([]byte(k)), "staged while planning: %x", k)
+		}
+		require.True(t, batch.pending)
+		rec, ok, err := getStored(batch, "task", "T-1")
+		require.NoError(t, err)
+		require.True(t, ok)
+		stored = packEntries(indexKeys(rec.Record))
+		require.Equal(t, stored, listOf(batch, "T-1"), "read through the layer: settled first")
+		require.NoError(t, batch.flush())
+		require.False(t, batch.pending)
+		return nil
+	}))
+	require.NoError(t, store.Update(ctx, func(stx kv.Txn) error {
+		require.Equal(t, stored, listOf(stx, "T-1"))
+		batch := newStagedTxn(stx)
+		child := newStagedTxn(batch)
+		p, err := planStaged(child, txn(3, merge("T-1", `{"s":"c"}`), merge("T-1", `{"n":2}`)), "X-3", "agent-1", 2, "g1")
+		require.NoError(t, err)
+		require.Equal(t, StatusApplied, p.outcomes[len(p.outcomes)-1].status)
+		require.NotEqual(t, stored, listOf(child, "T-1"), "the child's writes, settled")
+		child.discard() // as a batch cut discards it
+		require.Equal(t, stored, listOf(batch, "T-1"), "discarded with them")
+		require.NoError(t, batch.flush())
+		return nil
+	}))
+	require.NoError(t, store.View(ctx, func(tx kv.ReadTxn) error {
+		require.Equal(t, stored, listOf(tx, "T-1"))
+		return nil
+	}))
+}

@@ -37,6 +37,16 @@ import (
 // until then nothing reads the store's transaction past it, and the
 // records and index lists it keeps decoded serve every later command of
 // the batch.
+//
+// A layer that is not plain defers a record's index upkeep (index.go):
+// a record write is staged marked (stagedWrite.index), and the record's
+// entries and list are worked out once, from the last write marked at its
+// key, when the batch layer is flushed, rather than once per operation
+// (a multi-record command writes a record two or three times, a batch
+// several such commands). Since the mark is part of the staged write, a
+// rejected command's discard takes it back with the write. Planning reads
+// no index key; should anything read one through a layer before the
+// flush, the upkeep is done first, through that layer (settleIndex).
 type stagedTxn struct {
 	// tx is the store's transaction: what reads find past the staged
 	// writes, and what a batch layer's flush writes to.
@@ -55,6 +65,11 @@ type stagedTxn struct {
 	// reference the differential tests compare against. A child takes
 	// its parent's.
 	plain bool
+	// pending is set in a batch layer once a record write whose index
+	// upkeep is deferred is staged (stagedWrite.index), by it or a
+	// child: until its flush, a read of an index key settles them
+	// first.
+	pending bool
 }
 
 // undoWrite is the write a child layer replaced at key: prev, or none
@@ -85,6 +100,10 @@ type stagedWrite struct {
 	// did not list it: see index.go): clearing it drops the write rather
 	// than staging a removal of a key tx does not have.
 	fresh bool
+	// index marks a record write (a state key) whose index upkeep is
+	// deferred: settleIndex does it, from this write, before the batch
+	// layer is flushed.
+	index bool
 }
 
 // newStagedTxn returns a layer over tx: a batch layer over the store's
@@ -139,8 +158,19 @@ func (s *stagedTxn) drop(key []byte, old stagedWrite) {
 	delete(s.writes, string(key))
 }
 
-// Get returns the staged value at key, or tx's.
+// Get returns the staged value at key, or tx's. An index key is read
+// once the deferred index upkeep is done.
 func (s *stagedTxn) Get(key []byte) ([]byte, error) {
+	if s.base().pending && isIndexKey(key) {
+		if err := s.settleIndex(); err != nil {
+			return nil, err
+		}
+	}
+	return s.get(key)
+}
+
+// get is Get without settling the index upkeep first.
+func (s *stagedTxn) get(key []byte) ([]byte, error) {
 	if w, ok := s.writes[string(key)]; ok {
 		if w.clear {
 			return nil, kv.ErrNotFound
@@ -156,6 +186,11 @@ func (s *stagedTxn) Get(key []byte) ([]byte, error) {
 // tx's pairs can be hidden, so the first limit pairs of the result are
 // among them and the staged values.
 func (s *stagedTxn) GetRange(begin, end []byte, opts kv.RangeOptions) ([]kv.KeyValue, error) {
+	if s.base().pending && overlapsIndex(begin, end) {
+		if err := s.settleIndex(); err != nil {
+			return nil, err
+		}
+	}
 	var staged []string
 	clears := 0
 	if bytes.Compare(begin, end) < 0 {
@@ -248,6 +283,57 @@ func (s *stagedTxn) setOwned(key []byte, w stagedWrite) error {
 	return nil
 }
 
+// setRecord stages w, a record write (a state key) whose index upkeep is
+// deferred, checked as Set checks them: w.value is not copied (see
+// setOwned), and the batch layer has an upkeep pending from now on.
+func (s *stagedTxn) setRecord(key []byte, w stagedWrite) error {
+	if err := kv.CheckKey(key); err != nil {
+		return err
+	}
+	if !w.clear {
+		if err := kv.CheckValue(w.value); err != nil {
+			return err
+		}
+	}
+	w.index = true
+	s.put(key, w)
+	s.base().pending = true
+	return nil
+}
+
+// base is the batch layer s is a child of, or s.
+func (s *stagedTxn) base() *stagedTxn {
+	for s.parent != nil {
+		s = s.parent
+	}
+	return s
+}
+
+// settleIndex does the deferred index upkeep of every record write
+// staged (stagedWrite.index), through s: a child's upkeep goes with its
+// writes when it is discarded. The writes stay marked (a later discard
+// may take back a write this one replaced, whose upkeep is then to do
+// again), and settling a record again is idempotent: its list is the
+// one its entries were settled with, and nothing changes but the list
+// being staged again. Records are settled in key order.
+func (s *stagedTxn) settleIndex() error {
+	var keys []string
+	for k, w := range s.writes {
+		if w.index {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		w := s.writes[k]
+		err := indexWrite(s, write{key: []byte(k), value: w.value, clear: w.clear, known: w.rec != nil, rec: w.rec})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // setEntry stages the index entry key (an empty value): the caller knows
 // that the store does not hold it unless a write is staged at it (the
 // record's list does not have it). So it is fresh when none is, and when
@@ -297,6 +383,7 @@ func (s *stagedTxn) ClearRange(begin, end []byte) error {
 func (s *stagedTxn) discard() {
 	if s.parent == nil {
 		clear(s.writes)
+		s.pending = false
 		return
 	}
 	for i := len(s.undo) - 1; i >= 0; i-- {
@@ -312,7 +399,8 @@ func (s *stagedTxn) discard() {
 }
 
 // flush makes the staged writes in tx, in key order (a B-tree takes
-// sorted inserts best), and drops them. A child's writes are in its
+// sorted inserts best), with the index upkeep they defer, and drops
+// them. A child's writes are in its
 // parent already: it keeps them there (a parent that is a child itself
 // takes over what they replaced), and leaves its undo list for the next
 // child.
@@ -324,6 +412,11 @@ func (s *stagedTxn) flush() error {
 		clear(s.undo)
 		p.spare, s.undo = s.undo[:0], nil
 		return nil
+	}
+	if s.pending {
+		if err := s.settleIndex(); err != nil {
+			return err
+		}
 	}
 	keys := make([]string, 0, len(s.writes))
 	for k := range s.writes {
@@ -345,5 +438,6 @@ func (s *stagedTxn) flush() error {
 		}
 	}
 	clear(s.writes)
+	s.pending = false
 	return nil
 }

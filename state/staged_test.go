@@ -163,7 +163,9 @@ func TestStagedTxn_DiscardPutsBackTheBatchLayer(t *testing.T) {
 	stage := func(r *rand.Rand, s *stagedTxn, n int) {
 		for step := range n {
 			k := fmt.Appendf(nil, "k%02d", r.IntN(20))
-			switch r.IntN(4) {
+			switch r.IntN(5) {
+			case 4:
+				require.NoError(t, s.setRecord(k, stagedWrite{value: []byte("d"), rec: rec}))
 			case 0:
 				require.NoError(t, s.Set(k, fmt.Appendf(nil, "v%d", step)))
 			case 1:

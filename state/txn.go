@@ -384,10 +384,22 @@ func (p *plan) write(tx kv.Txn) error {
 
 // applyWrites makes ws in tx. Staged (tx a *stagedTxn), a record write
 // keeps the record planning built beside its value, for the operations
-// after it to read (getStored).
+// after it to read (getStored), and, unless the layer is plain, leaves
+// its index upkeep to the batch layer's flush (stagedTxn.settleIndex):
+// a record written several times in a batch has it done once.
 func applyWrites(tx kv.Txn, ws []write) error {
 	u, _ := tx.(*stagedTxn)
 	for _, w := range ws {
+		if u != nil && !u.plain && (w.known || isRecordKey(w.key)) {
+			sw := stagedWrite{value: w.value, clear: w.clear, rec: w.rec}
+			if !w.known && !w.clear {
+				sw.value = append([]byte{}, w.value...)
+			}
+			if err := u.setRecord(w.key, sw); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := indexWrite(tx, w); err != nil { // the list indexes (index.go)
 			return err
 		}
