@@ -216,7 +216,11 @@ func (w *Watcher) note(ev fsnotify.Event, now time.Time) {
 		return // permissions and times only: the content is unchanged
 	}
 	rel, ok := w.rel(ev.Name)
-	if !ok || w.ign.ignored(rel, false) {
+	if !ok {
+		return
+	}
+	w.ign.forgetDataDir(rel)
+	if w.ign.ignored(rel, false) {
 		return
 	}
 	p := w.pending[rel]
@@ -282,6 +286,11 @@ func (w *Watcher) busy(rel string, _ *pend, now time.Time) bool {
 func (w *Watcher) decide(rel string, p *pend) {
 	abs := w.abs(rel)
 	fi, err := os.Lstat(abs)
+	if rel != w.dirRel && w.ign.ignored(rel, err == nil && fi.IsDir()) {
+		// Ignored since its event: a codi2 data directory made around it
+		// (its lock file came before the rest), or a .gitignore changed.
+		return
+	}
 	if err == nil && fi.IsDir() {
 		if w.dirs[rel] && p.ops&(fsnotify.Remove|fsnotify.Rename) != 0 {
 			// Removed (or moved away) and made again within the window:
@@ -372,11 +381,18 @@ func (w *Watcher) forget(rel string) {
 	delete(w.files, rel)
 }
 
-// movedFrom is the known path of the file now at rel when that path no
-// longer holds it (the file was moved to rel), else "".
+// movedFrom is the known path of the file now at rel when the kernel said
+// that path was moved away (fsnotify.Rename) and it no longer holds the
+// file (the file was moved to rel), else "": the same inode number alone
+// is not a move, the kernel hands a removed file's number out again.
 func (w *Watcher) movedFrom(rel string, info fileInfo) string {
 	from, ok := w.inodes[info.ino]
 	if info.ino == 0 || !ok || from == rel {
+		return ""
+	}
+	if p := w.pending[from]; p == nil || p.ops&fsnotify.Rename == 0 {
+		// The kernel did not say it was moved away: a file removed, and
+		// its inode number reused by the new one (rm a; echo > b).
 		return ""
 	}
 	if fi, err := os.Lstat(w.abs(from)); err == nil && inodeOf(fi) == info.ino {
