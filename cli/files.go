@@ -52,6 +52,11 @@ func (e *env) watchFiles(cmd *cobra.Command, args []string, fo filesOptions) err
 		} else {
 			cfg.Dir = dir
 		}
+	case len(args) == 0:
+		// Not a repository and no DIR: the current directory may be
+		// anything (a home directory, /tmp), and watching it all
+		// recursively would record other programs' files.
+		return usageError{fmt.Errorf("watch --files: %s is not in a git repository: name the directory to watch (codi2 watch --files DIR)", dir)}
 	default:
 		// Not a repository: paths are relative to DIR.
 		cfg.Dir = dir

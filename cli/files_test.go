@@ -66,6 +66,22 @@ func TestRun_WatchFiles_BadUsage(t *testing.T) {
 	}
 }
 
+// watch --files with no DIR outside a git repository is bad usage, not a
+// recursive watch of whatever the current directory is (a new user's
+// `cd /tmp && codi2 watch --files` recorded other programs' files); with
+// DIR named it watches DIR, paths relative to it.
+func TestRun_WatchFiles_NoDIROutsideARepository(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	r := run(t, "nats://127.0.0.1:1", "", "", "watch", "--files")
+	assert.Equal(t, cli.ExitUsage, r.code, r.err)
+	assert.Contains(t, r.err, "is not in a git repository: name the directory to watch (codi2 watch --files DIR)")
+
+	// Named, it gets as far as the server (none here: exit 5).
+	r = run(t, "nats://127.0.0.1:1", "", "", "watch", "--files", dir, "--timeout", "1s")
+	assert.Equal(t, cli.ExitUnreachable, r.code, r.err)
+}
+
 // watch --files against a server that does not answer says so and exits
 // 5 (CONTRACT.md §5), like every verb, instead of watching and logging
 // "headers not supported" for each change it cannot publish.
