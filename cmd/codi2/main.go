@@ -46,7 +46,7 @@ Usage:
   codi2 hook claude EVENT a Claude Code hook (JSON on stdin and stdout)
   codi2 hook git-pre-commit  refuse a commit of files another agent reserved (git's pre-commit hook)
   codi2 hooks install     wire the hooks and the MCP server into .claude/settings.json and .mcp.json
-  codi2 hooks uninstall   remove exactly what install added (--git for the pre-commit hook) (--git: the pre-commit hook)
+  codi2 hooks uninstall   remove exactly what install added (--git: the pre-commit hook)
   codi2 agent add|ls|revoke  issue, list and revoke credentials (codi2 agent for flags)
   codi2 version           print the version
 
