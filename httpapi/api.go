@@ -1,14 +1,17 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +24,7 @@ import (
 
 	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/bus"
+	"github.com/codi2/codi2/internal/strictjson"
 	"github.com/codi2/codi2/state"
 	"github.com/codi2/codi2/subjects"
 )
@@ -296,17 +300,67 @@ func auditQueryBody(q url.Values) (map[string]any, error) {
 }
 
 // listBody turns a list's parameters into the body of a codi.state.list
-// request: limit a number, every other parameter a string member.
+// request: limit a number, held a boolean, where (a JSON object) and
+// where.FIELD (one member each) the where object, every other parameter
+// a string member.
 func listBody(q url.Values) (map[string]any, error) {
 	p := &params{q: q, body: map[string]any{}}
-	for name := range p.q {
-		if name == "limit" {
+	for _, name := range slices.Sorted(maps.Keys(p.q)) {
+		switch {
+		case name == "limit":
 			p.uint(name)
-		} else {
+		case name == "held":
+			p.bool(name)
+		case name == "where" || strings.HasPrefix(name, "where."):
+			p.where(name)
+		default:
 			p.str(name)
 		}
 	}
 	return p.body, p.err
+}
+
+// where adds to the list request's where filter: where={"status":"open"}
+// (a JSON object, each member a field's value) or where.status=open (the
+// value JSON when it is JSON, else a string, as the CLI's --where k=v),
+// which may be combined; one field given two values fails, as it could
+// match nothing.
+func (p *params) where(name string) {
+	v, ok := p.one(name)
+	if !ok || p.err != nil {
+		return
+	}
+	members := map[string]json.RawMessage{}
+	if name == "where" {
+		if err := strictjson.Decode([]byte(v), &members); err != nil || len(members) == 0 && strings.TrimSpace(v) != "{}" {
+			p.err = fmt.Errorf("%w: where=%q: want a JSON object such as {\"status\":\"open\"}, or where.FIELD=VALUE", ErrBadParam, v)
+			return
+		}
+	} else {
+		field := strings.TrimPrefix(name, "where.")
+		if field == "" {
+			p.err = fmt.Errorf("%w: %s: want where.FIELD=VALUE", ErrBadParam, name)
+			return
+		}
+		raw := json.RawMessage(v)
+		if !json.Valid(raw) {
+			raw, _ = json.Marshal(v)
+		}
+		members[field] = raw
+	}
+	w, _ := p.body["where"].(map[string]json.RawMessage)
+	if w == nil {
+		w = map[string]json.RawMessage{}
+	}
+	for _, field := range slices.Sorted(maps.Keys(members)) {
+		raw := members[field]
+		if prev, ok := w[field]; ok && !bytes.Equal(prev, raw) {
+			p.err = fmt.Errorf("%w: where gives field %s twice (%s and %s): a record's field has one value, nothing could match", ErrBadParam, field, prev, raw)
+			return
+		}
+		w[field] = raw
+	}
+	p.body["where"] = w
 }
 
 // one returns the single value of name, and whether it was given.

@@ -174,6 +174,43 @@ func TestAPI_State_ListAndReservations(t *testing.T) {
 	assert.NotNil(t, page.Records[0].ExpiresAt)
 }
 
+// The list's filters over HTTP: where as a JSON object or as
+// where.FIELD=VALUE, held as a boolean (both were sent as strings, which
+// the service refused, so only the time filters worked).
+func TestAPI_State_ListFilters(t *testing.T) {
+	e := start(t)
+	e.putRaw(t, "task", "t-1", map[string]any{"status": "open", "n": 1}, 0)
+	e.putRaw(t, "task", "t-2", map[string]any{"status": "done", "n": 2}, 0)
+	last := e.putRaw(t, "task", "t-3", map[string]any{"status": "open", "n": 2}, time.Minute)
+	_, err := e.sc.Get(ctxT(t), "task", "t-3", last)
+	require.NoError(t, err)
+	ids := func(query string) []string {
+		t.Helper()
+		var page state.ListResult
+		e.getJSON(t, "/v1/state/task?"+query, http.StatusOK, &page)
+		var out []string
+		for _, r := range page.Records {
+			out = append(out, r.ID)
+		}
+		return out
+	}
+	assert.Equal(t, []string{"t-1", "t-3"}, ids("where.status=open"))
+	assert.Equal(t, []string{"t-1", "t-3"}, ids("where="+url.QueryEscape(`{"status":"open"}`)))
+	assert.Equal(t, []string{"t-3"}, ids("where.status=open&where.n=2"))
+	assert.Equal(t, []string{"t-3"}, ids("where.n=2&where="+url.QueryEscape(`{"status":"open"}`)))
+	assert.Equal(t, []string{"t-2"}, ids("where.n=2.0&where.status=%22done%22"))
+	assert.Equal(t, []string{"t-3"}, ids("held=true"))
+	assert.Equal(t, []string{"t-1", "t-2"}, ids("held=false"))
+	assert.Equal(t, []string{"t-3"}, ids("held=true&where.status=open&updated_after=1h"))
+
+	e.wantError(t, "/v1/state/task?held=maybe", http.StatusBadRequest, "held")
+	e.wantError(t, "/v1/state/task?where=x", http.StatusBadRequest, "want a JSON object")
+	e.wantError(t, "/v1/state/task?where=%5B1%5D", http.StatusBadRequest, "want a JSON object")
+	e.wantError(t, "/v1/state/task?where.=1", http.StatusBadRequest, "where.FIELD=VALUE")
+	e.wantError(t, "/v1/state/task?where.n=1&where="+url.QueryEscape(`{"n":2}`), http.StatusBadRequest, "twice")
+	e.wantError(t, "/v1/state/task?where="+url.QueryEscape(`{"n":1,"n":2}`), http.StatusBadRequest, "want a JSON object")
+}
+
 func TestAPI_Agents_PresenceAndHolds(t *testing.T) {
 	e := start(t)
 	_, err := e.sc.Heartbeat(ctxT(t), time.Minute, map[string]any{"task": "T-1"})

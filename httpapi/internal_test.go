@@ -151,7 +151,7 @@ func oddWildcard(subject string) bool {
 // gives a JSON object of known members and types, taken from the
 // parameters as given; a refused one wraps ErrBadParam.
 func FuzzQueryBodies(f *testing.F) {
-	for _, s := range []string{"", "from=-1h&to=now", "limit=10&after_seq=3", "newest_first=true", "limit=-1", "limit=1&limit=2", "x=1", "source=a%20b", "prefix=a&after=b&limit=5", "limit=99999999999999999999"} {
+	for _, s := range []string{"", "from=-1h&to=now", "limit=10&after_seq=3", "newest_first=true", "limit=-1", "limit=1&limit=2", "x=1", "source=a%20b", "prefix=a&after=b&limit=5", "limit=99999999999999999999", "held=true", "where=%7B%22a%22%3A1%7D", "where.status=open&where.n=1", "where.a=1&where=%7B%22a%22%3A2%7D", "where=x", "where.=1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -172,6 +172,18 @@ func FuzzQueryBodies(f *testing.F) {
 			for k, v := range body {
 				if known != nil && !slices.Contains(known, k) {
 					t.Fatalf("%q: unknown member %q accepted", raw, k)
+				}
+				if w, ok := v.(map[string]json.RawMessage); ok && k == "where" {
+					// From where={…} and where.FIELD=VALUE, one value each.
+					for f, fv := range w {
+						if !json.Valid(fv) {
+							t.Fatalf("%q: where member %q is not JSON: %s", raw, f, fv)
+						}
+						if len(q["where."+f]) != 1 && len(q["where"]) != 1 {
+							t.Fatalf("%q: where member %q from no parameter", raw, f)
+						}
+					}
+					continue
 				}
 				if len(q[k]) != 1 {
 					t.Fatalf("%q: member %q from %d values", raw, k, len(q[k]))

@@ -41,7 +41,7 @@ func TestOpenAPI_MatchesRoutes(t *testing.T) {
 	wantParams := map[string][]string{
 		"GET /v1/state/{kind}/{id}": getParams, "GET /v1/audit": auditQueryParams, "GET /v1/audit/verify": verifyParams,
 		"GET /v1/agents": agentsParams, "GET /v1/events": eventsParams, "GET /v1/status": nil, "GET /v1/audit/status": nil,
-		"GET /v1/state/{kind}": {"prefix", "after", "limit"}, "GET /v1/reservations": {"prefix", "after", "limit"},
+		"GET /v1/state/{kind}": {"prefix", "after", "limit", "updated_after", "updated_before", "held", "where"}, "GET /v1/reservations": {"prefix", "after", "limit"},
 	}
 	for route, want := range wantParams {
 		method, path, _ := strings.Cut(route, " ")
