@@ -242,8 +242,10 @@ func recordCheckpoint(rec Record, known note.Verifiers) (Checkpoint, bool, error
 }
 
 // checkAgainst checks the hashes seen for checkpointed seqs: it returns
-// the first checkpoint whose seq has another hash, and how many matched.
+// the first checkpoint whose seq has another hash, and how many distinct
+// checkpointed seqs matched.
 func checkAgainst(cps []Checkpoint, hashOf func(seq uint64) (string, bool)) (bad *Checkpoint, matched int) {
+	counted := make(map[uint64]bool, len(cps))
 	for i := range cps {
 		h, ok := hashOf(cps[i].Seq)
 		if !ok {
@@ -252,7 +254,12 @@ func checkAgainst(cps []Checkpoint, hashOf func(seq uint64) (string, bool)) (bad
 		if h != cps[i].Hash {
 			return &cps[i], matched
 		}
-		matched++
+		// One checkpoint may come twice (the log's record and the
+		// stream's newest; an export's own and the outside file's).
+		if !counted[cps[i].Seq] {
+			counted[cps[i].Seq] = true
+			matched++
+		}
 	}
 	return nil, matched
 }

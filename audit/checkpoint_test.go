@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +154,12 @@ func TestCheckpoint_Offline(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, res.OK, "%+v", res)
 	assert.Equal(t, len(cps), res.Checkpoints)
+	// A checkpoint given twice (an export's own and an outside copy) is
+	// one checkpoint; so is the log's record and the stream's newest.
+	res, err = VerifyExportCheckpoints(bytes.NewReader(before), append(slices.Clone(cps), cps...))
+	require.NoError(t, err)
+	assert.Equal(t, len(cps), res.Checkpoints, "each counted once")
+	assert.Equal(t, len(cps), h.verify(VerifyRequest{}).Checkpoints, "online: the log's checkpoints, each once")
 
 	require.NoError(t, h.stop())
 	rechain(t, h.store, 3, []byte(`{"i":"rewritten"}`))

@@ -126,6 +126,12 @@ func verifyOnlineCheckpoints(ctx context.Context, url, creds string, req audit.V
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// The server counted the checkpoints in its log: count those of the
+	// file it did not, each once.
+	counted, err := logCheckpointSeqs(ctx, client)
+	if err != nil {
+		return res, err
+	}
 	checked := 0
 	for _, cp := range cps {
 		if cp.Seq < res.FromSeq || cp.Seq > res.ToSeq {
@@ -141,11 +147,39 @@ func verifyOnlineCheckpoints(ctx context.Context, url, creds string, req audit.V
 				cp.Seq, cp.Time.Format(time.RFC3339), cp.Hash)
 			return res, nil
 		}
-		checked++
+		if !counted[cp.Seq] {
+			counted[cp.Seq] = true
+			checked++
+		}
 	}
 	res.Checkpoints += checked
 	if res.Checkpoints == 0 {
 		res.OK, res.Reason = false, "no signed checkpoint covers the log"
 	}
 	return res, nil
+}
+
+// logCheckpointSeqs returns the seqs the checkpoint records in the
+// server's log sign (their payload's seq), which its verify counts.
+func logCheckpointSeqs(ctx context.Context, client *audit.Client) (map[uint64]bool, error) {
+	seqs := map[uint64]bool{}
+	q := audit.Query{Source: audit.CheckpointSource, Category: audit.CheckpointCategory, Limit: audit.MaxQueryLimit}
+	for {
+		page, err := client.Query(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("audit verify: read the log's checkpoints: %w", err)
+		}
+		for _, rec := range page.Records {
+			var cp struct {
+				Seq uint64 `json:"seq"`
+			}
+			if json.Unmarshal(rec.Data, &cp) == nil {
+				seqs[cp.Seq] = true
+			}
+		}
+		if page.NextAfterSeq == 0 || len(page.Records) == 0 {
+			return seqs, nil
+		}
+		q.AfterSeq = page.NextAfterSeq
+	}
 }
