@@ -48,8 +48,13 @@ func (e *env) workspace(cmd *cobra.Command) (workspace, error) {
 	if ws.project == "" {
 		ws.project = ws.repo.Project
 	}
-	if ws.project == "" {
-		return workspace{}, usageError{fmt.Errorf("no project: %s is not in a git repository with commits; pass --project NAME or set CODI2_PROJECT", cwd)}
+	switch {
+	case ws.project == "" && !ws.inRepo:
+		// --project would not help a pattern (no root to be relative
+		// to): say what does.
+		return workspace{}, usageError{fmt.Errorf("%s is not in a git repository: run this inside one (reservations --project NAME lists a project's reservations from anywhere)", cwd)}
+	case ws.project == "":
+		return workspace{}, usageError{fmt.Errorf("no project: the repository at %s has no commits yet; pass --project NAME or set CODI2_PROJECT", ws.repo.Root)}
 	}
 	if err := state.ValidProject(ws.project); err != nil {
 		return workspace{}, usageError{fmt.Errorf("--project: %w", err)}

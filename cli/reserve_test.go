@@ -209,10 +209,22 @@ func TestRun_Reserve_OutsideRepository(t *testing.T) {
 		assert.Equal(t, cli.ExitUsage, r.code, "%v: %s", args, r.err)
 		assert.Contains(t, r.err, "is not in a git repository: patterns and paths are relative to a repository root")
 	}
+	// Without --project it says what helps: not --project, which the
+	// lines above refuse (it said "pass --project NAME" before).
 	r := run(t, url, "agent-2", "", "reserve", "x")
 	assert.Equal(t, cli.ExitUsage, r.code)
-	assert.Contains(t, r.err, "pass --project NAME or set CODI2_PROJECT")
+	assert.Contains(t, r.err, "is not in a git repository: run this inside one (reservations --project NAME lists")
+	assert.NotContains(t, r.err, "pass --project")
 	r = run(t, url, "agent-2", "", "reservations", "--project", "qq")
 	require.Equal(t, cli.ExitOK, r.code, r.err)
 	assert.Equal(t, "no live reservations in qq\n", r.out)
+
+	// In a repository without commits the project is what is missing.
+	root := gittest.Init(t)
+	t.Chdir(root)
+	r = run(t, url, "agent-2", "", "reserve", "x")
+	assert.Equal(t, cli.ExitUsage, r.code)
+	assert.Contains(t, r.err, "has no commits yet; pass --project NAME or set CODI2_PROJECT")
+	r = run(t, url, "agent-2", "", "reserve", "x", "--project", "qq")
+	assert.Equal(t, cli.ExitOK, r.code, r.err)
 }

@@ -232,7 +232,7 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 // credsFlag defines --creds (CODI2_CREDS) on a verb that talks to a
 // running server.
 func credsFlag(fs *flag.FlagSet, creds *string) {
-	fs.StringVar(creds, "creds", "", "credentials file from `codi2 agent add`, for a server with auth")
+	fs.StringVar(creds, "creds", "", "credentials `FILE` from codi2 agent add, for a server with auth")
 }
 
 // clientOptions are the connection options of a verb: its name and, with

@@ -42,6 +42,10 @@ func TestRun_Commands(t *testing.T) {
 		{"hook help", []string{"hook", "claude", "-h"}, 0, "", "usage: codi2 hook claude EVENT [flags] (EVENT: SessionStart,"},
 		{"hook help short", []string{"hook", "-h"}, 0, "", "codi2 hook git-pre-commit"},
 		{"serve help", []string{"serve", "-h"}, 0, "", "-nats-listen"},
+		// A backquoted word in a flag's usage is its argument's name to
+		// the flag package: "-creds codi2 agent add" before.
+		{"creds usage", []string{"audit", "export", "-h"}, 0, "", "-creds FILE\n"},
+		{"auth usage", []string{"serve", "-h"}, 0, "", "  -auth\n"},
 		{"bad flag", []string{"serve", "--no-such-flag"}, 1, "", "flag provided but not defined"},
 		{"extra args", []string{"serve", "now"}, 1, "", "unexpected arguments: now"},
 		{"bad store", []string{"serve", "--store", "mysql"}, 1, "", `--store "mysql": want bolt, pebble or fdb`},

@@ -64,7 +64,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.BoolVar(&c.SyncAlways, "nats-sync-always", false, "fsync every JetStream write before its PubAck (about 20x slower)")
 	fs.DurationVar(&c.AuditMaxAge, "audit-max-age", 0, "remove audit records older than this, e.g. 720h (0: keep every age)")
 	fs.Uint64Var(&c.AuditMaxCount, "audit-max-count", 0, "keep at most this many audit records (0: any number)")
-	fs.BoolVar(&c.Auth, "auth", false, "require credentials made by `codi2 agent add` (always on for a non-loopback --nats-listen)")
+	fs.BoolVar(&c.Auth, "auth", false, "require credentials made by codi2 agent add (always on for a non-loopback --nats-listen)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate (PEM) of the NATS listener")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key (PEM) of the NATS listener")
 	fs.StringVar(&c.Creds, "creds", "", "credentials file of the server's own connections to --nats-url")
