@@ -484,6 +484,12 @@ func (c *Client) request(ctx context.Context, subj string, body []byte, v any) e
 		case codeUnavailable:
 			sentinel = ErrUnavailable
 		}
+		if sentinel == ErrNotFound && msg != "" {
+			// The service names what it did not find ("task NOPE not
+			// found"): the request's subject and code add nothing a
+			// user of the CLI or MCP tools can act on.
+			return fmt.Errorf("%w: %s", sentinel, msg)
+		}
 		return fmt.Errorf("%w: %s: %s %s", sentinel, subj, code, msg)
 	}
 	if err := json.Unmarshal(resp.Data, v); err != nil {

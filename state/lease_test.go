@@ -143,6 +143,10 @@ func TestClient_Refresh_KeepsLease(t *testing.T) {
 	require.NoError(t, other.Delete(ctx, "task", "held", reclaimed.Rev))
 	_, err = c.Get(ctx, "task", "held", 0)
 	require.ErrorIs(t, err, state.ErrNotFound)
+	// What a user reads: what was not found, not the request behind it
+	// ("state: not found: codi.state.get.task.held: 404 task held not
+	// found" before).
+	assert.Equal(t, "state: not found: task held not found", err.Error())
 }
 
 func TestClient_Apply_RevGrowsAcrossDeleteAndRecreate(t *testing.T) {
