@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,7 +34,7 @@ const agentUsage = `Usage:
 // data directory (DIR/auth) directly, beside a running server or not.
 func runAgent(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("agent: missing subcommand\n\n%s", agentUsage)
+		return usagef("agent: missing subcommand\n\n%s", agentUsage)
 	}
 	switch args[0] {
 	case "add":
@@ -45,7 +46,7 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 	case "server-config":
 		return runAgentServerConfig(args[1:], stdout, stderr)
 	default:
-		return fmt.Errorf("agent: unknown subcommand %q\n\n%s", args[0], agentUsage)
+		return usagef("agent: unknown subcommand %q\n\n%s", args[0], agentUsage)
 	}
 }
 
@@ -66,12 +67,12 @@ func runAgentAdd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if len(pos) != 1 {
-		return fmt.Errorf("agent add: want one agent id\n\n%s", agentUsage)
+		return usagef("agent add: want one agent id\n\n%s", agentUsage)
 	}
 	id := pos[0]
 	role, err := auth.ParseRole(roleName)
 	if err != nil {
-		return fmt.Errorf("agent add: --role: %w", err)
+		return usagef("agent add: --role: %w", err)
 	}
 	if out == "" {
 		out = id + ".creds"
@@ -95,6 +96,9 @@ func runAgentAdd(args []string, stdout, stderr io.Writer) error {
 	}
 	if err != nil {
 		_ = os.Remove(out)
+		if errors.Is(err, auth.ErrBadID) {
+			return usagef("agent add: %w", err)
+		}
 		return fmt.Errorf("agent add: %w", err)
 	}
 	path, _ := filepath.Abs(out)
@@ -116,7 +120,7 @@ func runAgentLs(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if len(pos) != 0 {
-		return fmt.Errorf("agent ls: unexpected arguments %q", pos)
+		return usagef("agent ls: unexpected arguments %q", pos)
 	}
 	a, err := openAuthority(dataDir)
 	if err != nil {
@@ -156,7 +160,7 @@ func runAgentRevoke(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if len(pos) != 1 {
-		return fmt.Errorf("agent revoke: want one agent id\n\n%s", agentUsage)
+		return usagef("agent revoke: want one agent id\n\n%s", agentUsage)
 	}
 	a, err := openAuthority(dataDir)
 	if err != nil {
@@ -215,7 +219,9 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 			env = false
 		}
 		if err == nil {
-			err = fs.Parse(rest)
+			if err = fs.Parse(rest); err != nil && !errors.Is(err, flag.ErrHelp) {
+				err = usageError{err}
+			}
 		}
 		if err != nil {
 			return nil, err

@@ -74,27 +74,28 @@ func TestRun_Agent(t *testing.T) {
 	assert.NotNil(t, first["revoked_at"])
 
 	for _, tc := range []struct {
-		name    string
-		args    []string
-		wantErr string
+		name     string
+		args     []string
+		wantCode int // 2 bad usage, 1 an error of what it does
+		wantErr  string
 	}{
-		{"no subcommand", []string{"agent"}, "missing subcommand"},
-		{"unknown subcommand", []string{"agent", "promote"}, `unknown subcommand "promote"`},
-		{"add without id", []string{"agent", "add", "--data", dir}, "want one agent id"},
-		{"add two ids", []string{"agent", "add", "a", "b", "--data", dir}, "want one agent id"},
-		{"bad role", []string{"agent", "add", "x", "--role", "root", "--data", dir}, `--role: auth: unknown role "root"`},
-		{"bad id", []string{"agent", "add", "a.b", "--data", dir}, "invalid agent id"},
-		{"reserved id", []string{"agent", "add", "all", "--out", "all.creds", "--data", dir}, "broadcast target"},
-		{"file exists", []string{"agent", "add", "agent-1", "--data", dir}, "file exists"},
-		{"bad flag", []string{"agent", "add", "x", "--nope"}, "flag provided but not defined"},
-		{"revoke unknown", []string{"agent", "revoke", "nobody", "--data", dir}, `unknown agent "nobody"`},
-		{"revoke without id", []string{"agent", "revoke", "--data", dir}, "want one agent id"},
-		{"ls extra", []string{"agent", "ls", "x", "--data", dir}, "unexpected arguments"},
-		{"unreadable data", []string{"agent", "ls", "--data", "/proc/no/such"}, "auth: key store"},
+		{"no subcommand", []string{"agent"}, 2, "missing subcommand"},
+		{"unknown subcommand", []string{"agent", "promote"}, 2, `unknown subcommand "promote"`},
+		{"add without id", []string{"agent", "add", "--data", dir}, 2, "want one agent id"},
+		{"add two ids", []string{"agent", "add", "a", "b", "--data", dir}, 2, "want one agent id"},
+		{"bad role", []string{"agent", "add", "x", "--role", "root", "--data", dir}, 2, `--role: auth: unknown role "root"`},
+		{"bad id", []string{"agent", "add", "a.b", "--data", dir}, 2, "invalid agent id"},
+		{"reserved id", []string{"agent", "add", "all", "--out", "all.creds", "--data", dir}, 2, "broadcast target"},
+		{"file exists", []string{"agent", "add", "agent-1", "--data", dir}, 1, "file exists"},
+		{"bad flag", []string{"agent", "add", "x", "--nope"}, 2, "flag provided but not defined"},
+		{"revoke unknown", []string{"agent", "revoke", "nobody", "--data", dir}, 1, `unknown agent "nobody"`},
+		{"revoke without id", []string{"agent", "revoke", "--data", dir}, 2, "want one agent id"},
+		{"ls extra", []string{"agent", "ls", "x", "--data", dir}, 2, "unexpected arguments"},
+		{"unreadable data", []string{"agent", "ls", "--data", "/proc/no/such"}, 1, "auth: key store"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, errOut := runCmd(context.Background(), tc.args...)
-			assert.Equal(t, 1, code)
+			assert.Equal(t, tc.wantCode, code)
 			assert.Contains(t, errOut, tc.wantErr)
 			if tc.name != "bad flag" { // the flag package prints the usage
 				assert.Equal(t, 1, strings.Count(strings.TrimSpace(strings.Split(errOut, "\n\n")[0]), "\n")+1, "one line: %s", errOut)
@@ -112,16 +113,16 @@ func TestRun_ServeRefusesOpenNonLoopback(t *testing.T) {
 		t.Run(listen, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "data")
 			code, _, errOut := runCmd(context.Background(), "serve", "--data", dir, "--nats-listen", listen, "--http-listen", "127.0.0.1:0")
-			assert.Equal(t, 1, code)
+			assert.Equal(t, 2, code, "bad usage")
 			assert.Equal(t, "codi2: --nats-listen "+listen+" is not a loopback address: add --auth (credentials from `codi2 agent add`) or listen on 127.0.0.1\n", errOut)
 			assert.NoDirExists(t, dir, "nothing started")
 		})
 	}
 	code, _, errOut := runCmd(context.Background(), "serve", "--ws-listen", "0.0.0.0:4998", "--http-listen", "127.0.0.1:0")
-	assert.Equal(t, 1, code)
+	assert.Equal(t, 2, code, "bad usage")
 	assert.Contains(t, errOut, "--ws-listen 0.0.0.0:4998 is not a loopback address")
 	code, _, errOut = runCmd(context.Background(), "serve", "--tls-cert", "c.pem", "--http-listen", "127.0.0.1:0")
-	assert.Equal(t, 1, code)
+	assert.Equal(t, 2, code, "bad usage")
 	assert.Contains(t, errOut, "--tls-cert and --tls-key go together")
 	assert.True(t, bus.IsLoopback("localhost:1"))
 	assert.True(t, bus.IsLoopback("[::1]:1"))

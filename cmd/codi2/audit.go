@@ -33,7 +33,7 @@ codi2 audit export -h and codi2 audit verify -h list every flag.
 // runAudit runs `codi2 audit export|verify`.
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("audit: missing subcommand\n\n%s", auditUsage)
+		return usagef("audit: missing subcommand\n\n%s", auditUsage)
 	}
 	switch args[0] {
 	case "-h", "--help", "help":
@@ -44,7 +44,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "verify":
 		return runAuditVerify(ctx, args[1:], stdout, stderr)
 	default:
-		return fmt.Errorf("audit: unknown subcommand %q\n\n%s", args[0], auditUsage)
+		return usagef("audit: unknown subcommand %q\n\n%s", args[0], auditUsage)
 	}
 }
 
@@ -112,7 +112,7 @@ func parseTime(flag, v string, now time.Time) (time.Time, error) {
 	}
 	t, err := timeparse.Parse(v, now)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%s %q: want %s", flag, v, timeparse.Example)
+		return time.Time{}, usagef("%s %q: want %s", flag, v, timeparse.Example)
 	}
 	return t, nil
 }
@@ -147,7 +147,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	if expectHead != "" && !isHash(expectHead) {
-		return fmt.Errorf("--expect-head %q: want a record hash, 64 lower-case hex digits", expectHead)
+		return usagef("--expect-head %q: want a record hash, 64 lower-case hex digits", expectHead)
 	}
 	if cps.set() {
 		return verifyWithCheckpoints(ctx, cps, file, url, creds, req, timeout, expectHead, stdout)

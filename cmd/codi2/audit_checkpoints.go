@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,7 +32,7 @@ func (c *checkpointFlags) set() bool { return c.file != "" || c.key != "" }
 // verifiers parses --key.
 func (c *checkpointFlags) verifiers() (note.Verifiers, error) {
 	if c.key == "" {
-		return nil, errors.New("audit verify: --checkpoints needs --key (the server's audit.key.pub)")
+		return nil, usagef("audit verify: --checkpoints needs --key (the server's audit.key.pub)")
 	}
 	text := c.key
 	if b, err := os.ReadFile(c.key); err == nil {
@@ -79,7 +78,7 @@ func verifyWithCheckpoints(ctx context.Context, c checkpointFlags, file, url, cr
 	var res audit.VerifyResult
 	if file != "" {
 		if file == "-" {
-			return errors.New("audit verify: --key with --file needs a file, not standard input")
+			return usagef("audit verify: --key with --file needs a file, not standard input")
 		}
 		own, err := readCheckpointFile(file, v)
 		if err != nil {

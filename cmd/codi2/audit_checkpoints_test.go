@@ -179,8 +179,12 @@ func TestRun_AuditVerifyCheckpointErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			want := 1
+			if tt.name == "no key" || tt.name == "stdin" {
+				want = 2 // flags that do not go together: bad usage
+			}
 			var stderr proctest.Buffer
-			assert.Equal(t, 1, run(context.Background(), tt.args, &proctest.Buffer{}, &stderr))
+			assert.Equal(t, want, run(context.Background(), tt.args, &proctest.Buffer{}, &stderr))
 			assert.Contains(t, stderr.String(), tt.wantStderr)
 		})
 	}

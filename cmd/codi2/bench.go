@@ -45,7 +45,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log, err := newLogger(stderr, level, format)
 	if err != nil {
-		return err
+		return usageError{err}
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageError{err} // before bench.Run starts a server
 	}
 	cfg.Progress = stderr
 	rep, err := bench.Run(ctx, cfg, log)

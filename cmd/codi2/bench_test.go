@@ -51,7 +51,7 @@ func TestRun_BenchErrors(t *testing.T) {
 		{"bench", "--writers", "-1"},
 	} {
 		var stderr proctest.Buffer
-		assert.Equal(t, 1, run(context.Background(), args, &proctest.Buffer{}, &stderr), args)
+		assert.Equal(t, 2, run(context.Background(), args, &proctest.Buffer{}, &stderr), "bad usage: %v", args)
 		assert.NotEmpty(t, stderr.String())
 	}
 }
@@ -61,7 +61,7 @@ func TestRun_BenchErrors(t *testing.T) {
 func TestRun_BenchExternalNeedsAllowWrites(t *testing.T) {
 	var stderr proctest.Buffer
 	code := run(context.Background(), []string{"bench", "--nats-url", "nats://127.0.0.1:1"}, &proctest.Buffer{}, &stderr)
-	assert.Equal(t, 1, code)
+	assert.Equal(t, 2, code, "bad usage")
 	assert.Contains(t, stderr.String(), "--allow-writes")
 	assert.Contains(t, stderr.String(), "append-only audit log")
 	assert.NotContains(t, stderr.String(), "connect", "refused before connecting")

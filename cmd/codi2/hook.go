@@ -63,7 +63,7 @@ func runGitPreCommit(ctx context.Context, args []string, stderr io.Writer) error
 // entries and the MCP server, merged into the project's settings.
 func runHooks(args []string, stdout, stderr io.Writer) error {
 	if len(args) < 1 || (args[0] != "install" && args[0] != "uninstall") {
-		return fmt.Errorf("usage: codi2 hooks install|uninstall [--dir DIR] [--bin PATH] [--dry-run] [--git]")
+		return usagef("usage: codi2 hooks install|uninstall [--dir DIR] [--bin PATH] [--dry-run] [--git]")
 	}
 	fs := newFlagSet("hooks "+args[0], stderr)
 	dir := fs.String("dir", ".", "the project directory (where .claude/ and .mcp.json live)")

@@ -75,7 +75,9 @@ the holder is printed), 4 not found, 5 server unreachable or timed out.
 `
 
 // run dispatches a command line and returns the process exit code: 0 on
-// success, 1 on any error (a bad flag included), 2 for a bare usage request.
+// success, 2 for bad usage (no command, an unknown one, a bad flag or
+// subcommand: a usageError), 1 on any other error. codi2 hook exits 1 on
+// bad usage too, since Claude Code takes a hook's exit 2 as a block.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return runWith(ctx, args, os.Stdin, stdout, stderr)
 }
@@ -119,6 +121,9 @@ func runWith(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "codi2:", err)
+		if errors.As(err, new(usageError)) && args[0] != "hook" {
+			return 2
+		}
 		return 1
 	}
 	return 0

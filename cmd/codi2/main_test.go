@@ -46,15 +46,22 @@ func TestRun_Commands(t *testing.T) {
 		// the flag package: "-creds codi2 agent add" before.
 		{"creds usage", []string{"audit", "export", "-h"}, 0, "", "-creds FILE\n"},
 		{"auth usage", []string{"serve", "-h"}, 0, "", "  -auth\n"},
-		{"bad flag", []string{"serve", "--no-such-flag"}, 1, "", "flag provided but not defined"},
-		{"extra args", []string{"serve", "now"}, 1, "", "unexpected arguments: now"},
-		{"bad store", []string{"serve", "--store", "mysql"}, 1, "", `--store "mysql": want bolt, pebble or fdb`},
-		{"bad http", []string{"serve", "--http-listen", "nope"}, 1, "", "--http-listen"},
-		{"bad level", []string{"serve", "--log-level", "loud"}, 1, "", "--log-level"},
-		{"bad format", []string{"serve", "--log-format", "xml"}, 1, "", "--log-format"},
+		{"bad flag", []string{"serve", "--no-such-flag"}, 2, "", "flag provided but not defined"},
+		{"extra args", []string{"serve", "now"}, 2, "", "unexpected arguments: now"},
+		{"bad store", []string{"serve", "--store", "mysql"}, 2, "", `--store "mysql": want bolt, pebble or fdb`},
+		{"bad http", []string{"serve", "--http-listen", "nope"}, 2, "", "--http-listen"},
+		{"bad level", []string{"serve", "--log-level", "loud"}, 2, "", "--log-level"},
+		{"bad format", []string{"serve", "--log-format", "xml"}, 2, "", "--log-format"},
 		{"bad nats listen", []string{"serve", "--data", "DIR", "--nats-listen", "127.0.0.1:x", "--http-listen", "127.0.0.1:0"}, 1, "", "listen"},
-		{"bad size", []string{"serve", "--msg-max-bytes", "lots"}, 1, "", `invalid value "lots" for flag -msg-max-bytes`},
-		{"bad lag", []string{"serve", "--ready-max-lag", "0s"}, 1, "", "--ready-max-lag 0s: want a positive duration"},
+		{"bad size", []string{"serve", "--msg-max-bytes", "lots"}, 2, "", `invalid value "lots" for flag -msg-max-bytes`},
+		{"bad lag", []string{"serve", "--ready-max-lag", "0s"}, 2, "", "--ready-max-lag 0s: want a positive duration"},
+		// Bad usage of the admin commands is exit 2, as for the verbs
+		// (exit 1 before); a failure of what they do stays 1.
+		// A hook's exit 2 is a block to Claude Code (its hooks
+		// reference, "Exit code 2"): a hook's bad usage stays 1.
+		{"hook bad flag", []string{"hook", "claude", "PreToolUse", "--nope"}, 1, "", "flag provided but not defined: -nope"},
+		{"hook no event", []string{"hook", "claude"}, 1, "", "usage: codi2 hook claude EVENT"},
+		{"git hook bad flag", []string{"hook", "git-pre-commit", "--nope"}, 1, "", "flag provided but not defined: -nope"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,7 +94,7 @@ func TestRun_HelpListsEveryVerb(t *testing.T) {
 func TestRun_ServeEnvError(t *testing.T) {
 	t.Setenv("CODI2_NATS_SYNC_ALWAYS", "maybe")
 	var stderr proctest.Buffer
-	assert.Equal(t, 1, run(context.Background(), []string{"serve"}, &proctest.Buffer{}, &stderr))
+	assert.Equal(t, 2, run(context.Background(), []string{"serve"}, &proctest.Buffer{}, &stderr))
 	assert.Contains(t, stderr.String(), "CODI2_NATS_SYNC_ALWAYS")
 }
 

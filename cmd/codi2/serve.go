@@ -78,21 +78,21 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	c.NATSURLFromEnv = c.NATSURL != "" && !flagGiven(args, "nats-url")
 	if err := checkExposure(c); err != nil {
-		return c, err
+		return c, usageError{err}
 	}
 	if c.AuditMaxAge < 0 {
-		return c, fmt.Errorf("--audit-max-age %v: want a positive duration, or 0 to keep every age", c.AuditMaxAge)
+		return c, usagef("--audit-max-age %v: want a positive duration, or 0 to keep every age", c.AuditMaxAge)
 	}
 	switch c.Store {
 	case "", server.StoreBolt, server.StorePebble, server.StoreFDB:
 	default:
-		return c, fmt.Errorf("--store %q: want bolt, pebble or fdb", c.Store)
+		return c, usagef("--store %q: want bolt, pebble or fdb", c.Store)
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPListen); err != nil {
-		return c, fmt.Errorf("--http-listen %q: %v", c.HTTPListen, err)
+		return c, usagef("--http-listen %q: %v", c.HTTPListen, err)
 	}
 	if c.ReadyMaxLag <= 0 {
-		return c, fmt.Errorf("--ready-max-lag %s: want a positive duration", c.ReadyMaxLag)
+		return c, usagef("--ready-max-lag %s: want a positive duration", c.ReadyMaxLag)
 	}
 	return c, nil
 }
@@ -131,7 +131,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
-		return err
+		return usageError{err}
 	}
 	return serve(ctx, cfg, log)
 }
