@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -122,17 +123,17 @@ func summaryText(s v1import.Summary) string {
 	if s.NoFirstLine {
 		return s.File + ": no first line yet (a non-blank line with its newline, which names the file): nothing imported; import it again once v1 has written one"
 	}
-	dry := ""
+	dry, did := "", "imported"
 	if s.DryRun {
-		dry = " (dry run: nothing published)"
+		dry, did = " (dry run: nothing published)", "to import"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %d lines (%d imported before), %d imported: %d events (%d recovered from torn lines), %d unparseable",
-		s.File, s.Lines, s.Skipped, s.Imported, s.Events, s.Recovered, s.Unparseable)
+	fmt.Fprintf(&b, "%s: %s (%d imported before), %d %s: %s (%d recovered from torn lines), %d unparseable",
+		s.File, plural(s.Lines, "line"), s.Skipped, s.Imported, did, plural(s.Events, "event"), s.Recovered, s.Unparseable)
 	if s.Oversized > 0 {
 		fmt.Fprintf(&b, ", %d oversized (too large for a message: kept as length, SHA-256 and first 1 KiB)", s.Oversized)
 	}
-	fmt.Fprintf(&b, "; %d state commands", s.StateCommands)
+	fmt.Fprintf(&b, "; %s", plural(s.StateCommands, "state command"))
 	if s.Refused > 0 {
 		fmt.Fprintf(&b, "; %d state updates refused, not applied (", s.Refused)
 		for i, r := range s.RefusedAt {
@@ -153,6 +154,14 @@ func summaryText(s v1import.Summary) string {
 	if s.RefusedBefore > 0 {
 		fmt.Fprintf(&b, "; %d state updates refused by earlier imports", s.RefusedBefore)
 	}
-	fmt.Fprintf(&b, "; %d partial line left%s", s.Partial, dry)
+	fmt.Fprintf(&b, "; %s left%s", plural(s.Partial, "partial line"), dry)
 	return b.String()
+}
+
+// plural is n and noun, with an s unless n is 1: "1 line", "0 lines".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }

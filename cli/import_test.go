@@ -25,7 +25,7 @@ func TestRun_ImportV1(t *testing.T) {
 
 	r := run(t, url, "", "", "import", "v1", file, "--dry-run")
 	require.Equal(t, cli.ExitOK, r.code, r.err)
-	assert.Contains(t, r.out, "3 lines (0 imported before), 4 imported: 3 events (2 recovered from torn lines), 1 unparseable; 2 state commands; 0 partial line left (dry run: nothing published)")
+	assert.Contains(t, r.out, "3 lines (0 imported before), 4 to import: 3 events (2 recovered from torn lines), 1 unparseable; 2 state commands; 0 partial lines left (dry run: nothing published)")
 
 	r = run(t, url, "", "", "import", "v1", file, "--json")
 	require.Equal(t, cli.ExitOK, r.code, r.err)
@@ -37,12 +37,17 @@ func TestRun_ImportV1(t *testing.T) {
 	r = run(t, url, "", "", "import", "v1", file)
 	require.Equal(t, cli.ExitOK, r.code, r.err)
 	assert.Contains(t, r.out, "3 lines (3 imported before), 0 imported")
+	one := filepath.Join(t.TempDir(), "one.log")
+	require.NoError(t, os.WriteFile(one, []byte(`{"action":"TASK_ASSIGN","from":"o","to":"agent-1","task":"ADR-2"}`+"\n"), 0o644))
+	r = run(t, url, "", "", "import", "v1", one)
+	require.Equal(t, cli.ExitOK, r.code, r.err)
+	assert.Contains(t, r.out, "1 line (0 imported before), 1 imported: 1 event (0 recovered from torn lines), 0 unparseable; 1 state command; 0 partial lines left")
 
 	// A dry run needs no server: it reads and counts the whole file.
 	dead := "nats://127.0.0.1:" + strconv.Itoa(proctest.FreePort(t))
 	r = run(t, dead, "", "", "import", "v1", file, "--dry-run", "--timeout", "1s")
 	require.Equal(t, cli.ExitOK, r.code, r.err)
-	assert.Contains(t, r.out, "3 lines (0 imported before), 4 imported: 3 events (2 recovered from torn lines), 1 unparseable; 2 state commands; 0 partial line left (dry run: nothing published)")
+	assert.Contains(t, r.out, "3 lines (0 imported before), 4 to import: 3 events (2 recovered from torn lines), 1 unparseable; 2 state commands; 0 partial lines left (dry run: nothing published)")
 	r = run(t, dead, "", "", "import", "v1", file, "--timeout", "1s")
 	assert.Equal(t, cli.ExitUnreachable, r.code, r.err)
 
@@ -68,9 +73,9 @@ func TestRun_ImportV1_RefusedOversizedAndInterrupted(t *testing.T) {
 	r := run(t, url, "", "", "import", "v1", file)
 	require.Equal(t, cli.ExitOK, r.code, r.err)
 	assert.Contains(t, r.out, "4 lines (0 imported before), 4 imported: 4 events (0 recovered from torn lines), 0 unparseable, "+
-		"1 oversized (too large for a message: kept as length, SHA-256 and first 1 KiB); 1 state commands; "+
+		"1 oversized (too large for a message: kept as length, SHA-256 and first 1 KiB); 1 state command; "+
 		`2 state updates refused, not applied (byte 47, task "M-0": a record of about 601064 bytes is above the state service's limit of 100000; `+
-		`byte 600099, task "`+strings.Repeat("x", 64)+`…": the task id is no state id: subjects: invalid token: 300 bytes, the limit is 256); 0 partial line left`)
+		`byte 600099, task "`+strings.Repeat("x", 64)+`…": the task id is no state id: subjects: invalid token: 300 bytes, the limit is 256); 0 partial lines left`)
 	r = run(t, url, "", "", "import", "v1", file, "--json")
 	require.Equal(t, cli.ExitOK, r.code, r.err)
 	sum := jsonLine[v1import.Summary](t, r.lines()[0])
