@@ -183,6 +183,7 @@ func TestRun_ServeAndShutdown(t *testing.T) {
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&readiness))
 	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode, readiness)
+	assert.Equal(t, []any{}, readiness["problems"], "ready: an empty list, not null")
 	assert.Equal(t, true, readiness["ready"])
 	assert.Equal(t, "running", readiness["phase"])
 

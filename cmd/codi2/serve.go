@@ -284,7 +284,11 @@ func (h *health) handler() http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
 		rd := srv.Readiness(ctx)
-		write(w, rd.Ready, map[string]any{"ready": rd.Ready, "phase": rd.Phase, "problems": rd.Problems})
+		problems := rd.Problems
+		if problems == nil {
+			problems = []string{} // [] when ready, not null: a list either way
+		}
+		write(w, rd.Ready, map[string]any{"ready": rd.Ready, "phase": rd.Phase, "problems": problems})
 	})
 	// The API, the feed, /metrics and the dashboard.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
