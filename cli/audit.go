@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/codi2/codi2/audit"
 	"github.com/codi2/codi2/internal/timeparse"
@@ -143,11 +146,20 @@ exact tokens; --limit stops after N records (default 100).`,
 	return cmd
 }
 
-// HistoryText is an audit record in one line.
+// HistoryText is an audit record in one line: seq, time, source, category
+// and the payload: JSON as it is, a payload that is not JSON (stored
+// base64, the record's "encoding") as a quoted string when it is UTF-8
+// text, else as base64:"...".
 func HistoryText(r audit.Record) string {
 	data := string(r.Data)
 	if r.Encoding != "" {
 		data = r.Encoding + ":" + data
+		var b64 string
+		if r.Encoding == "base64" && json.Unmarshal(r.Data, &b64) == nil {
+			if raw, err := base64.StdEncoding.DecodeString(b64); err == nil && utf8.Valid(raw) {
+				data = strconv.Quote(string(raw))
+			}
+		}
 	}
 	return fmt.Sprintf("#%d %s %s %s %s", r.Seq, r.Time.UTC().Format(time.RFC3339Nano), r.Source, r.Category, data)
 }

@@ -245,7 +245,11 @@ func TestRun_LogHistoryStatus(t *testing.T) {
 	assert.NotEmpty(t, first["hash"], "records as stored")
 	r = run(t, url, "", "", "history", "--source", "agent-2", "--category", "note")
 	require.Len(t, r.lines(), 1, r.out)
-	assert.Contains(t, r.out, "agent-2 note base64:")
+	assert.Contains(t, r.out, `agent-2 note "note from stdin"`, "text that is not JSON shows as text (base64:\"bm90ZS...\" before)")
+	r = run(t, url, "agent-2", "\xff\x00\n", "log", "blob", "-", "--wait")
+	require.Equal(t, cli.ExitOK, r.code, r.err)
+	r = run(t, url, "", "", "history", "--source", "agent-2", "--category", "blob")
+	assert.Contains(t, r.out, `agent-2 blob base64:"/wAK"`, "bytes that are not text stay base64")
 	r = run(t, url, "", "", "history", "--limit", "1", "--from", "2000-01-01T00:00:00Z", "--to", "now")
 	assert.Len(t, r.lines(), 1)
 	assert.Equal(t, "codi2: stopped at --limit 1; more records follow (raise --limit, or --from a later time)\n", r.err,
