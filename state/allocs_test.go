@@ -23,23 +23,12 @@ import (
 // its flush is counted by TestApplyAllocs_ImportBatch.
 func TestApplyAllocs_ImportCommand(t *testing.T) {
 	store := kvtest.NewBolt(t)
-	subj, err := subjects.StateCmd(KindTxn, "v1-f-1", "codi-import")
-	require.NoError(t, err)
-	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
-	msgs := make([]inMsg, 30)
-	for i := range msgs {
-		msgs[i] = inMsg{seq: uint64(i + 1), time: t0.Add(time.Duration(i) * time.Millisecond), subject: subj, data: benchImportTxn(i)}
-	}
+	msgs := importCommands(t, 30)
 	seq := 0
 	require.NoError(t, store.Update(context.Background(), func(stx kv.Txn) error {
 		tx := newStagedTxn(stx)
 		apply := func() {
-			im := &msgs[seq]
-			seq++
-			p, err := planCommand(tx, im, im.seq-1, "g1")
-			require.NoError(t, err)
-			require.Equal(t, StatusApplied, p.outcomes[p.own].status)
-			require.NoError(t, applyPlan(tx, &p))
+			applyNext(t, tx, msgs, &seq)
 		}
 		for range 5 {
 			apply() // the records exist and are staged: the import's steady state
@@ -61,25 +50,14 @@ func TestApplyAllocs_ImportCommand(t *testing.T) {
 func TestApplyAllocs_ImportBatch(t *testing.T) {
 	const perBatch, runs = 10, 10
 	store := kvtest.NewBolt(t)
-	subj, err := subjects.StateCmd(KindTxn, "v1-f-1", "codi-import")
-	require.NoError(t, err)
-	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
-	msgs := make([]inMsg, perBatch*(runs+2))
-	for i := range msgs {
-		msgs[i] = inMsg{seq: uint64(i + 1), time: t0.Add(time.Duration(i) * time.Millisecond), subject: subj, data: benchImportTxn(i)}
-	}
+	msgs := importCommands(t, perBatch*(runs+2))
 	seq := 0
 	require.NoError(t, store.Update(context.Background(), func(stx kv.Txn) error {
 		batch := func() {
 			tx := newStagedTxn(stx)
 			tx.reserve(batchWrites * perBatch)
 			for range perBatch {
-				im := &msgs[seq]
-				seq++
-				p, err := planCommand(tx, im, im.seq-1, "g1")
-				require.NoError(t, err)
-				require.Equal(t, StatusApplied, p.outcomes[p.own].status)
-				require.NoError(t, applyPlan(tx, &p))
+				applyNext(t, tx, msgs, &seq)
 			}
 			require.NoError(t, tx.flush())
 		}
@@ -89,4 +67,28 @@ func TestApplyAllocs_ImportBatch(t *testing.T) {
 		require.Less(t, allocs, 2900.0)
 		return nil
 	}))
+}
+
+// importCommands is n multi-record commands shaped as the v1 import's
+// (benchImportTxn), in stream order from seq 1, a millisecond apart.
+func importCommands(t *testing.T, n int) []inMsg {
+	subj, err := subjects.StateCmd(KindTxn, "v1-f-1", "codi-import")
+	require.NoError(t, err)
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	msgs := make([]inMsg, n)
+	for i := range msgs {
+		msgs[i] = inMsg{seq: uint64(i + 1), time: t0.Add(time.Duration(i) * time.Millisecond), subject: subj, data: benchImportTxn(i)}
+	}
+	return msgs
+}
+
+// applyNext plans and applies msgs[*next] in tx, as loop.commit does, and
+// moves *next on; the command must apply.
+func applyNext(t *testing.T, tx *stagedTxn, msgs []inMsg, next *int) {
+	im := &msgs[*next]
+	*next++
+	p, err := planCommand(tx, im, im.seq-1, "g1")
+	require.NoError(t, err)
+	require.Equal(t, StatusApplied, p.outcomes[p.own].status)
+	require.NoError(t, applyPlan(tx, &p))
 }
