@@ -492,8 +492,17 @@ func (c *Client) request(ctx context.Context, subj string, body []byte, v any) e
 		}
 		return fmt.Errorf("%w: %s: %s %s", sentinel, subj, code, msg)
 	}
-	if err := json.Unmarshal(resp.Data, v); err != nil {
-		return fmt.Errorf("%w: %s: bad reply: %w", ErrRemote, subj, err)
+	var err2 error
+	if u, ok := v.(json.Unmarshaler); ok {
+		// Straight to the type's decoder (ListResult's one pass):
+		// json.Unmarshal would first scan the whole reply twice, to
+		// check it and to find its end.
+		err2 = u.UnmarshalJSON(resp.Data)
+	} else {
+		err2 = json.Unmarshal(resp.Data, v)
+	}
+	if err2 != nil {
+		return fmt.Errorf("%w: %s: bad reply: %w", ErrRemote, subj, err2)
 	}
 	return nil
 }

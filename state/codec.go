@@ -788,26 +788,33 @@ func parseRecord(body []byte) (r Record, ok bool) {
 		return Record{}, false
 	}
 	s := newScan(body, false)
-	i := s.Space(0)
+	r, end, ok := s.record(s.Space(0))
+	return r, ok && s.Space(end) == len(body)
+}
+
+// record scans the record object at i (parseRecord's rules; the data is
+// valid UTF-8) and returns the index after it.
+func (s *jsonScan) record(i int) (r Record, end int, ok bool) {
+	body := s.Data
 	if !s.At(i, '{') {
-		return Record{}, false
+		return Record{}, 0, false
 	}
 	seen := 0
 	if i = s.Space(i + 1); s.At(i, '}') {
-		return r, s.Space(i+1) == len(body)
+		return r, i + 1, true
 	}
 	for {
-		name, end, ok := s.PlainStr(i)
-		if !ok {
-			return Record{}, false
+		var name []byte
+		if name, end, ok = s.PlainStr(i); !ok {
+			return Record{}, 0, false
 		}
 		member := recordMember(name)
 		if member == 0 || seen&member != 0 {
-			return Record{}, false
+			return Record{}, 0, false
 		}
 		seen |= member
 		if i = s.Space(end); !s.At(i, ':') {
-			return Record{}, false
+			return Record{}, 0, false
 		}
 		i = s.Space(i + 1)
 		switch member {
@@ -839,13 +846,102 @@ func parseRecord(body []byte) (r Record, ok bool) {
 			}
 		}
 		if !ok {
-			return Record{}, false
+			return Record{}, 0, false
 		}
 		switch i = s.Space(end); {
 		case s.At(i, '}'):
-			return r, s.Space(i+1) == len(body)
+			return r, i + 1, true
 		case !s.At(i, ','):
-			return Record{}, false
+			return Record{}, 0, false
+		}
+		i = s.Space(i + 1)
+	}
+}
+
+// parseListResult is the fast path of ListResult.UnmarshalJSON: ok is true
+// when data is an object of the members records (an array of objects
+// parseRecord takes, or null) and next_after (a string without escapes),
+// each at most once, and valid UTF-8; res is then what json.Unmarshal into
+// a zero ListResult gives.
+func parseListResult(data []byte) (res ListResult, ok bool) {
+	if !utf8.Valid(data) {
+		return ListResult{}, false
+	}
+	s := newScan(data, false)
+	i := s.Space(0)
+	if !s.At(i, '{') {
+		return ListResult{}, false
+	}
+	var seenRecords, seenNext bool
+	if i = s.Space(i + 1); s.At(i, '}') {
+		return res, s.Space(i+1) == len(data)
+	}
+	for {
+		name, end, ok := s.PlainStr(i)
+		if !ok {
+			return ListResult{}, false
+		}
+		if i = s.Space(end); !s.At(i, ':') {
+			return ListResult{}, false
+		}
+		i = s.Space(i + 1)
+		switch string(name) {
+		case "records":
+			if seenRecords {
+				return ListResult{}, false
+			}
+			seenRecords = true
+			if res.Records, end, ok = s.records(i); !ok {
+				return ListResult{}, false
+			}
+		case "next_after":
+			if seenNext {
+				return ListResult{}, false
+			}
+			seenNext = true
+			var v []byte
+			if v, end, ok = s.PlainStr(i); !ok {
+				return ListResult{}, false
+			}
+			res.NextAfter = string(v)
+		default:
+			return ListResult{}, false
+		}
+		switch i = s.Space(end); {
+		case s.At(i, '}'):
+			return res, s.Space(i+1) == len(data)
+		case !s.At(i, ','):
+			return ListResult{}, false
+		}
+		i = s.Space(i + 1)
+	}
+}
+
+// records scans the array of records (or null) at i, each element decoded
+// by parseRecord.
+func (s *jsonScan) records(i int) ([]Record, int, bool) {
+	if s.At(i, 'n') {
+		end, ok := s.Literal(i, "null")
+		return nil, end, ok
+	}
+	if !s.At(i, '[') {
+		return nil, 0, false
+	}
+	recs := make([]Record, 0, bytes.Count(s.Data[i:], []byte(`{"kind":`)))
+	if i = s.Space(i + 1); s.At(i, ']') {
+		return recs, i + 1, true
+	}
+	for {
+		r, end, ok := s.record(i)
+		if !ok {
+			return nil, 0, false
+		}
+		recs = append(recs, r)
+		switch i = s.Space(end); {
+		case s.At(i, ']'):
+			return recs, i + 1, true
+		case !s.At(i, ','):
+			return nil, 0, false
 		}
 		i = s.Space(i + 1)
 	}

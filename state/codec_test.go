@@ -3,6 +3,7 @@ package state
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +70,64 @@ func FuzzCodecDecodeStored(f *testing.F) {
 		require.NoError(t, err)
 		require.Equal(t, stored{Record: want}, st)
 	})
+}
+
+// FuzzCodecListResult: ListResult.UnmarshalJSON decodes a page as
+// encoding/json decodes it into the plain struct, and fails where it
+// fails; its fast path, when it takes a body, gives the same value.
+func FuzzCodecListResult(f *testing.F) {
+	f.Add([]byte(`{"records":[{"kind":"task","id":"T-1","rev":1,"fields":{"a":1},"updated_by":"a","updated_at":"2026-01-02T03:04:05.5Z","expires_at":null,"seq":7}],"next_after":"T-1"}`))
+	f.Add([]byte(`{"records":[],"next_after":""}`))
+	f.Add([]byte(`{"records":null}`))
+	f.Add([]byte(` { "next_after" : "T-2" , "records" : [ {"kind":"task"} , {"id":"x","fields":null} ] } `))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		type plain ListResult
+		var want plain
+		wantErr := json.Unmarshal(body, &want)
+		if got, ok := parseListResult(body); ok {
+			require.NoError(t, wantErr, "body %q", body)
+			require.Equal(t, ListResult(want), got, "body %q", body)
+		}
+		var got ListResult
+		err := json.Unmarshal(body, &got)
+		if wantErr != nil {
+			require.Error(t, err, "body %q", body)
+			return
+		}
+		require.NoError(t, err, "body %q", body)
+		require.Equal(t, ListResult(want), got, "body %q", body)
+	})
+}
+
+// The fast path takes the service's pages, and what it leaves to
+// encoding/json still decodes the same.
+func TestListResult_UnmarshalJSON(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	page := ListResult{NextAfter: "T-2", Records: []Record{
+		{Kind: "task", ID: "T-1", Rev: 3, Fields: map[string]json.RawMessage{"status": json.RawMessage(`"open"`)}, UpdatedBy: "a", UpdatedAt: at, Seq: 9},
+		{Kind: "task", ID: "T-2", Rev: 1, UpdatedBy: "b", UpdatedAt: at, ExpiresAt: &at, Seq: 10, BoundTo: "b"},
+	}}
+	body, err := json.Marshal(page)
+	require.NoError(t, err)
+	fast, ok := parseListResult(body)
+	require.True(t, ok, "a page as the service encodes it is on the fast path: %s", body)
+	assert.Equal(t, page, fast)
+	for _, tc := range []struct {
+		body string
+		want ListResult
+	}{
+		{`{"records":[]}`, ListResult{Records: []Record{}}},
+		{`{"Records":[{"kind":"k"}],"extra":1}`, ListResult{Records: []Record{{Kind: "k"}}}}, // fallback: a name in other case, an unknown member
+		{`{"records":[{"kind":"k\u0041"}],"next_after":"a\"b"}`, ListResult{Records: []Record{{Kind: "kA"}}, NextAfter: `a"b`}},
+		{`{"records":[null]}`, ListResult{Records: []Record{{}}}},
+	} {
+		var got ListResult
+		require.NoError(t, json.Unmarshal([]byte(tc.body), &got), tc.body)
+		assert.Equal(t, tc.want, got, tc.body)
+	}
+	var got ListResult
+	assert.Error(t, json.Unmarshal([]byte(`{"records":[{"rev":"x"}]}`), &got))
+	assert.Error(t, json.Unmarshal([]byte(`{"records":[`), &got))
 }
 
 // FuzzCodecRawJSON: appendRawJSON encodes a json.RawMessage as json.Marshal
@@ -455,6 +514,15 @@ func BenchmarkCodec(b *testing.B) {
 	ev := Event{Seq: 42, Status: StatusApplied, Rev: 7, Actor: "agent-1", Op: OpMerge, Record: &r}
 	client := Command{Op: OpMerge, Fields: map[string]any{"v1_ts": "2026-01-02T03:04:05Z", "v1_from": "agent-1", "status": "done"}}
 	op := TxnOp{Kind: "task", ID: "T-1", Command: client}
+	// A filtered list's page of 1,000 records (BenchmarkListWhere's).
+	recs := make([]Record, 1000)
+	for i := range recs {
+		recs[i] = r
+		recs[i].ID = fmt.Sprintf("T-%07d", i)
+	}
+	page, err := json.Marshal(ListResult{Records: recs, NextAfter: "T-0000999"})
+	require.NoError(b, err)
+	type plainPage ListResult
 	for _, bc := range []struct {
 		name       string
 		fast, json func() error
@@ -465,6 +533,8 @@ func BenchmarkCodec(b *testing.B) {
 			func() error { _, err := decodeTxnReflect(txn); return err }},
 		{"decode_record", func() error { _, _ = parseRecord(body); return nil },
 			func() error { var r Record; return json.Unmarshal(body, &r) }},
+		{"decode_page1000", func() error { var p ListResult; return p.UnmarshalJSON(page) }, // as Client.List does
+			func() error { var p plainPage; return json.Unmarshal(page, &p) }},
 		{"encode_record", func() error { _, _, err := encodeStoredBody(r, false); return err },
 			func() error { _, err := json.Marshal(r); return err }},
 		{"encode_event", func() error { _, err := ev.MarshalJSON(); return err },
