@@ -15,7 +15,8 @@ import (
 
 // The JSON of the apply's hot path, written by hand: a stored record, an
 // event, an audit record, a command and a multi-record command's payload,
-// encoded and decoded in one pass over the bytes and without reflection.
+// encoded and decoded in one pass over the bytes and without reflection;
+// and, for the client, a list page's records decoded.
 //
 // Every function here is a fast path for one shape that encoding/json (or
 // strictjson) handled before, and gives exactly what that gave: the same
