@@ -123,7 +123,9 @@ func (e *env) whoCmd() *cobra.Command {
 		Long: `List the agents whose presence is live (see heartbeat): when each last beat,
 until when it stays, its host, branch and task, the records of --kind (task by
 default) whose holder it is, and its reservations in this project (when the
-working directory is in a repository, or --project is given).`,
+working directory is in a repository, or --project is given). --agent given on
+the command line lists only that agent (CODI2_AGENT does not filter), as for
+reservations.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel, err := e.stateCtx(cmd, false)
@@ -158,9 +160,15 @@ working directory is in a repository, or --project is given).`,
 					reserved[h.Holder] = append(reserved[h.Holder], heldJSON(h))
 				}
 			}
+			only := ""
+			if e.agentFlag {
+				if only, err = e.me(); err != nil {
+					return err
+				}
+			}
 			n := 0
 			for _, a := range agents {
-				if a.ExpiresAt != nil && !a.ExpiresAt.After(now) {
+				if a.ExpiresAt != nil && !a.ExpiresAt.After(now) || only != "" && a.ID != only {
 					continue
 				}
 				n++
@@ -175,7 +183,11 @@ working directory is in a repository, or --project is given).`,
 					return err
 				}
 			}
-			if n == 0 && !e.g.json {
+			switch {
+			case n > 0 || e.g.json:
+			case only != "":
+				_, err = fmt.Fprintf(e.io.Out, "%s is not live (no presence: codi2 heartbeat starts one)\n", only)
+			default:
 				_, err = fmt.Fprintln(e.io.Out, "no live agents")
 			}
 			return err

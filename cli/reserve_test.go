@@ -116,6 +116,21 @@ func TestRun_HeartbeatWho(t *testing.T) {
 	assert.Equal(t, "agent-2", who["agent"])
 	assert.Len(t, who["claims"], 1)
 	assert.Len(t, who["reservations"], 1)
+	// --agent on the command line lists that agent only, as for
+	// reservations (it was ignored: every agent listed).
+	r = run(t, url, "agent-5", "", "heartbeat")
+	require.Equal(t, cli.ExitOK, r.code, r.err)
+	r = run(t, url, "agent-5", "", "who")
+	require.Equal(t, cli.ExitOK, r.code, r.err)
+	assert.Contains(t, r.out, "agent-2 last heartbeat ", "CODI2_AGENT does not filter")
+	assert.Contains(t, r.out, "agent-5 last heartbeat ")
+	r = run(t, url, "", "", "who", "--agent", "agent-5")
+	require.Equal(t, cli.ExitOK, r.code, r.err)
+	assert.Contains(t, r.out, "agent-5 last heartbeat ")
+	assert.NotContains(t, r.out, "agent-2")
+	r = run(t, url, "", "", "who", "--agent", "agent-7")
+	require.Equal(t, cli.ExitOK, r.code, r.err)
+	assert.Equal(t, "agent-7 is not live (no presence: codi2 heartbeat starts one)\n", r.out)
 
 	// Signing off releases what the CLI bound to the presence.
 	r = run(t, url, "agent-2", "", "heartbeat", "--stop")
