@@ -72,6 +72,10 @@ type Watcher struct {
 	pending map[string]*pend
 	n       uint64
 	flushed time.Time // the last flush
+	// dirIno is the watched directory's inode number, rootChecked when
+	// checkRoot last looked at it.
+	dirIno      uint64
+	rootChecked time.Time
 
 	// The queue between the loop and the sender.
 	mu       sync.Mutex
@@ -199,14 +203,39 @@ func (w *Watcher) loop(ctx context.Context) error {
 			w.log.Warn().Err(err).Msg("watch error")
 		case now := <-tick.C:
 			w.flush(now, false)
-			if !w.dirs[w.dirRel] {
-				// The watched directory was removed: watch it again once
-				// it is back, its files as created.
-				if fi, err := os.Stat(w.cfg.Dir); err == nil && fi.IsDir() {
-					w.watchNew(w.dirRel)
-				}
-			}
+			w.checkRoot(now)
 		}
+	}
+}
+
+// rootCheckEvery is how often checkRoot looks at a watched directory the
+// kernel has not said is gone.
+const rootCheckEvery = time.Second
+
+// checkRoot watches the watched directory again once it is back after a
+// removal, its files as created; and notices a removal the kernel does not
+// report. A directory's watch reports its removal (IN_DELETE_SELF,
+// inotify(7)) only once the directory is freed, which a process whose
+// working directory it is (the watcher's own, started in it, or an
+// agent's shell) puts off for as long as that process runs; its parent,
+// which would report the unlink, is not watched. So checkRoot compares the
+// path's inode number with the watched one every rootCheckEvery, and
+// takes a difference, or the path gone, as the removal.
+func (w *Watcher) checkRoot(now time.Time) {
+	if w.dirs[w.dirRel] {
+		if now.Sub(w.rootChecked) < rootCheckEvery {
+			return
+		}
+		w.rootChecked = now
+		fi, err := os.Stat(w.cfg.Dir)
+		if err == nil && fi.IsDir() && (w.dirIno == 0 || inodeOf(fi) == w.dirIno) {
+			return
+		}
+		w.log.Debug().Str("dir", w.cfg.Dir).Msg("the watched directory was removed; its watch did not say")
+		w.dropTree(w.dirRel, OpRemove, now)
+	}
+	if fi, err := os.Stat(w.cfg.Dir); err == nil && fi.IsDir() {
+		w.watchNew(w.dirRel)
 	}
 }
 
@@ -455,6 +484,11 @@ func (w *Watcher) addTree(rel string, report bool) error {
 				return fmt.Errorf("%w: %s: %v (raise /proc/sys/fs/inotify/max_user_watches?)", ErrWatch, p, err)
 			}
 			w.dirs[r] = true
+			if r == w.dirRel {
+				if fi, err := d.Info(); err == nil {
+					w.dirIno = inodeOf(fi)
+				}
+			}
 			return nil
 		}
 		if !d.Type().IsRegular() || w.ign.ignored(r, false) {

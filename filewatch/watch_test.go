@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -236,6 +237,33 @@ func TestWatcher_Run_WatchedDirectoryRecreated(t *testing.T) {
 	write(t, filepath.Join(dir, "b.txt"), "b")
 	eventually(t, func() bool { return len(r.ops("work/b.txt")) == 1 }, "watched again: %v", r.all())
 	assert.Empty(t, r.ops("outside.txt"))
+}
+
+// The watched directory removed and made again while a process has its
+// working directory in it (the watcher's own, started in it, is the usual
+// case): the kernel keeps the old directory alive and its watch silent, so
+// nothing after the recreation was recorded (a new user's input: cd repo;
+// codi2 watch --files; rm -rf and mkdir of the repository). A child
+// process holds it here, so that the test's own directory stays put.
+func TestWatcher_Run_WatchedDirectoryRecreatedWhileInUse(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "work")
+	write(t, filepath.Join(dir, "a.txt"), "a")
+	hold := exec.Command("sleep", "60")
+	hold.Dir = dir
+	require.NoError(t, hold.Start())
+	t.Cleanup(func() { _ = hold.Process.Kill(); _ = hold.Wait() })
+	r := &recorder{}
+	start(t, filewatch.Config{Root: root, Dir: dir, Settle: 50 * time.Millisecond}, r.sink)
+
+	require.NoError(t, os.RemoveAll(dir))
+	eventually(t, func() bool { return len(r.ops("work/a.txt")) == 1 }, "removed: %v", r.all())
+	write(t, filepath.Join(dir, "b.txt"), "b")
+	eventually(t, func() bool { return len(r.ops("work/b.txt")) == 1 }, "found again: %v", r.all())
+	write(t, filepath.Join(dir, "sub", "c.txt"), "c")
+	eventually(t, func() bool { return len(r.ops("work/sub/c.txt")) == 1 }, "watched again: %v", r.all())
+	assert.Equal(t, []string{"remove"}, r.ops("work/a.txt"))
+	assert.Equal(t, []string{"create"}, r.ops("work/b.txt"))
 }
 
 func TestWatcher_Run_TenThousandFiles(t *testing.T) {
