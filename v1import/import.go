@@ -544,28 +544,45 @@ func (r *run) line(off int64, line []byte) error {
 		if err := r.publishAudit(tok, at, p.Raw, true, id); err != nil {
 			return err
 		}
-		if cmd, ok := command(ev); ok && at >= r.stateOffset {
-			r.update(ev.Task, cmd, at)
+		if at >= r.stateOffset {
+			switch cmd, why := command(ev); {
+			case why != "":
+				r.refuse(at, ev.Task, why)
+			case cmd.Op != "":
+				r.update(ev.Task, cmd, at)
+			}
 		}
 	}
 	return nil
 }
 
-// command is the state command of a v1 state update.
-func command(ev Event) (state.Command, bool) {
-	if ev.Task == "" {
-		return state.Command{}, false
-	}
-	fields := map[string]any{"v1_ts": ev.TS, "v1_from": ev.From}
-	switch {
-	case ev.Action == "TASK_ASSIGN" && ev.To != "":
-		fields["assignee"] = ev.To
-	case ev.Action == "STATUS_UPDATE" && ev.Status != "":
-		fields["status"] = ev.Status
+// command is the state command of a v1 state update (TASK_ASSIGN,
+// STATUS_UPDATE), or why the update cannot be applied (no task, or no
+// assignee or status: each must be a non-empty string); a zero Command and
+// no reason for any other action.
+func command(ev Event) (cmd state.Command, why string) {
+	var field, value string
+	switch ev.Action {
+	case "TASK_ASSIGN":
+		field, value = "assignee", ev.To
+		if value == "" {
+			why = "TASK_ASSIGN without an assignee: to is missing, empty or not a string"
+		}
+	case "STATUS_UPDATE":
+		field, value = "status", ev.Status
+		if value == "" {
+			why = "STATUS_UPDATE without a status: status is missing, empty or not a string"
+		}
 	default:
-		return state.Command{}, false
+		return state.Command{}, ""
 	}
-	return state.Command{Op: state.OpMerge, Fields: fields}, true
+	if ev.Task == "" {
+		why = ev.Action + " without a task: task is missing, empty or not a string"
+	}
+	if why != "" {
+		return state.Command{}, why
+	}
+	return state.Command{Op: state.OpMerge, Fields: map[string]any{"v1_ts": ev.TS, "v1_from": ev.From, field: value}}, ""
 }
 
 // payload is the audit event of a piece of a line: the file, its id, the

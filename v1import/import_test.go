@@ -262,6 +262,7 @@ func TestImporter_Import_OddEvents(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 5, sum.Events)
 	assert.Equal(t, 1, sum.StateCommands, "only T-\\ufffd: the long id has no subject, the others no state update")
+	assert.Equal(t, 2, sum.Refused, "the long id, and the update without a task")
 	recs := c.imported(t, 5)
 	subjects := map[string]bool{}
 	for _, r := range recs {

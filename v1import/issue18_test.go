@@ -56,6 +56,60 @@ func TestImporter_Import_RefusedUpdatesCounted(t *testing.T) {
 	assert.Equal(t, 2, again.RefusedBefore)
 }
 
+// A state update without what it sets (TASK_ASSIGN without a string to,
+// STATUS_UPDATE without a string status) or without a task (missing,
+// empty, not a string) is counted as refused with its offset and reason,
+// as the README promises of every update not applied; the old code
+// skipped it without a word (a new user's inputs). Its audit event is
+// kept, and the good updates around it are applied.
+func TestImporter_Import_UpdatesWithoutTaskOrValueRefused(t *testing.T) {
+	c := startClients(t)
+	path := filepath.Join(t.TempDir(), "codi.log")
+	bad := []struct{ line, task, why string }{
+		{`{"action":"TASK_ASSIGN","task":"Q-1","from":"o"}`, "Q-1", "TASK_ASSIGN without an assignee"},
+		{`{"action":"TASK_ASSIGN","task":"Q-2","to":7,"from":"o"}`, "Q-2", "TASK_ASSIGN without an assignee"},
+		{`{"action":"STATUS_UPDATE","task":"Q-3","status":{"a":1}}`, "Q-3", "STATUS_UPDATE without a status"},
+		{`{"action":"STATUS_UPDATE","task":"Q-4"}`, "Q-4", "STATUS_UPDATE without a status"},
+		{`{"action":"TASK_ASSIGN","task":"","to":"a"}`, "", "TASK_ASSIGN without a task"},
+		{`{"action":"TASK_ASSIGN","task":5,"to":"a"}`, "", "TASK_ASSIGN without a task"},
+	}
+	good := `{"action":"TASK_ASSIGN","task":"G-1","to":"a"}` + "\n"
+	var data strings.Builder
+	data.WriteString(good)
+	offsets := make([]int64, len(bad))
+	for i, b := range bad {
+		offsets[i] = int64(data.Len())
+		data.WriteString(b.line + "\n")
+	}
+	data.WriteString(`{"action":"TASK_ACK","task":"G-1"}` + "\n" + `{"action":"STATUS_UPDATE","task":"G-1","status":"done"}` + "\n")
+	require.NoError(t, os.WriteFile(path, []byte(data.String()), 0o644))
+
+	dry, err := c.importer(t, v1import.Config{DryRun: true}).Import(context.Background(), path)
+	require.NoError(t, err)
+	assert.Equal(t, len(bad), dry.Refused, "a dry run counts them too")
+	sum, err := c.importer(t, v1import.Config{}).Import(context.Background(), path)
+	require.NoError(t, err)
+	assert.Equal(t, len(bad)+3, sum.Events, "every line's audit event")
+	assert.Equal(t, 2, sum.StateCommands)
+	assert.Equal(t, len(bad), sum.Refused)
+	require.Len(t, sum.RefusedAt, v1import.MaxRefusals, "the first MaxRefusals listed")
+	for i, b := range bad[:v1import.MaxRefusals] {
+		assert.Equal(t, offsets[i], sum.RefusedAt[i].Offset, b.line)
+		assert.Equal(t, b.task, sum.RefusedAt[i].Task, b.line)
+		assert.Contains(t, sum.RefusedAt[i].Reason, b.why, b.line)
+	}
+	for _, id := range []string{"Q-1", "Q-2", "Q-3", "Q-4"} {
+		_, err := c.sc.Get(context.Background(), v1import.TaskKind, id, 0)
+		require.ErrorIs(t, err, state.ErrNotFound, id)
+	}
+	rec, err := c.sc.Get(context.Background(), v1import.TaskKind, "G-1", 0)
+	require.NoError(t, err)
+	assert.JSONEq(t, `"done"`, string(rec.Fields["status"]))
+	again, err := c.importer(t, v1import.Config{}).Import(context.Background(), path)
+	require.NoError(t, err)
+	assert.Equal(t, len(bad), again.RefusedBefore)
+}
+
 // Issue 18, A: an update the import cannot foresee as refused (the record
 // holds large fields others wrote) is sent alone, its outcome awaited and
 // counted; the update in the same line and those around it are applied.
