@@ -180,6 +180,15 @@ func (c *Client) publish(ctx context.Context, subj, evtSubj, msgID string, data 
 	}
 }
 
+// notFoundError is ErrNotFound as the service words it: "state: task
+// NOPE not found".
+type notFoundError string
+
+func (e notFoundError) Error() string { return "state: " + string(e) }
+
+// Unwrap makes errors.Is(err, ErrNotFound) true.
+func (e notFoundError) Unwrap() error { return ErrNotFound }
+
 // outcomeBuffer is how many events of the record a command waits on are
 // held for it: those of other commands on the same record that arrive
 // before its own, while it waits for its PubAck. nats.go drops what does
@@ -487,8 +496,9 @@ func (c *Client) request(ctx context.Context, subj string, body []byte, v any) e
 		if sentinel == ErrNotFound && msg != "" {
 			// The service names what it did not find ("task NOPE not
 			// found"): the request's subject and code add nothing a
-			// user of the CLI or MCP tools can act on.
-			return fmt.Errorf("%w: %s", sentinel, msg)
+			// user of the CLI or MCP tools can act on, and "not found"
+			// twice reads badly.
+			return notFoundError(msg)
 		}
 		return fmt.Errorf("%w: %s: %s %s", sentinel, subj, code, msg)
 	}

@@ -146,7 +146,7 @@ func TestClient_Refresh_KeepsLease(t *testing.T) {
 	// What a user reads: what was not found, not the request behind it
 	// ("state: not found: codi.state.get.task.held: 404 task held not
 	// found" before).
-	assert.Equal(t, "state: not found: task held not found", err.Error())
+	assert.Equal(t, "state: task held not found", err.Error())
 }
 
 func TestClient_Apply_RevGrowsAcrossDeleteAndRecreate(t *testing.T) {
