@@ -299,11 +299,15 @@ reads only those tasks).`,
 				if err != nil {
 					return err
 				}
-				for _, rec := range page.Records {
+				for i, rec := range page.Records {
 					if err := e.out.emit(rec, RecordText(rec)); err != nil {
 						return err
 					}
 					if n++; limit > 0 && n >= limit {
+						if i < len(page.Records)-1 || page.NextAfter != "" {
+							// As history says it: a cut list says so.
+							fmt.Fprintf(e.io.Err, "codi2: stopped at --limit %d; more records follow (raise --limit, or 0 for all)\n", limit)
+						}
 						return nil
 					}
 				}
