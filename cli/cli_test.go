@@ -310,6 +310,8 @@ func TestRun_ExitCodes(t *testing.T) {
 		{"rev not a number", "a", url, []string{"renew", "task", "x", "--rev", "abc"}, cli.ExitUsage, "--rev abc: want a whole number, 0 or more"},
 		{"rev too big", "a", url, []string{"renew", "task", "x", "--rev", "99999999999999999999"}, cli.ExitUsage, "--rev 99999999999999999999: out of range"},
 		{"bad since", "a", url, []string{"list", "task", "--since", "yesterday"}, cli.ExitUsage, "--since"},
+		{"settle without files", "a", url, []string{"watch", "task", "--settle", "1s"}, cli.ExitUsage, "--settle goes with --files"},
+		{"no-hash without files", "a", url, []string{"watch", "task", "--no-hash"}, cli.ExitUsage, "--no-hash goes with --files"},
 		{"bad where", "a", url, []string{"list", "task", "--where", "nope"}, cli.ExitUsage, "--where"},
 		{"bad until", "a", url, []string{"list", "task", "--until", "later"}, cli.ExitUsage, "--until"},
 		{"bad held", "a", url, []string{"list", "task", "--held", "maybe"}, cli.ExitUsage, "--held"},

@@ -54,6 +54,13 @@ it got; running it again continues from the last checkpoint.`,
 			if err := subjects.ValidAgent(source); err != nil {
 				return usageError{fmt.Errorf("agent id %q: %w", source, err)}
 			}
+			// Every file readable before any is imported: a name mistyped
+			// last is not found after the others went in.
+			for _, file := range args {
+				if err := readable(file); err != nil {
+					return fmt.Errorf("import v1: %w (nothing imported)", err)
+				}
+			}
 			// A dry run reads and counts only: it needs no server.
 			var (
 				sc *state.Client
@@ -106,6 +113,20 @@ it got; running it again continues from the last checkpoint.`,
 	v1.Args = wrapArgs(v1.Args)
 	cmd.AddCommand(v1)
 	return cmd
+}
+
+// readable checks that file opens for reading and is not a directory.
+func readable(file string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err == nil && fi.IsDir() {
+		err = fmt.Errorf("%s is a directory, not a v1 log", file)
+	}
+	return err
 }
 
 // progress is a progress bar on standard error when it is a terminal.

@@ -57,6 +57,19 @@ func TestRun_ImportV1(t *testing.T) {
 	}
 	r = run(t, url, "", "", "import", "v1", "/nonexistent")
 	assert.Equal(t, cli.ExitError, r.code, r.err)
+	// Every file is checked before any is imported (a new user's input:
+	// the files before a mistyped name were imported, then it failed).
+	fresh := filepath.Join(t.TempDir(), "fresh.log")
+	require.NoError(t, os.WriteFile(fresh, []byte(`{"action":"TASK_ASSIGN","from":"o","to":"agent-1","task":"F-1"}`+"\n"), 0o644))
+	for _, bad := range []string{"/nonexistent", t.TempDir()} {
+		r = run(t, url, "", "", "import", "v1", fresh, bad)
+		assert.Equal(t, cli.ExitError, r.code, r.err)
+		assert.Contains(t, r.err, bad)
+		assert.Contains(t, r.err, "(nothing imported)")
+		assert.Empty(t, r.out, "no summary: nothing was read")
+	}
+	r = run(t, url, "", "", "get", "task", "F-1")
+	assert.Equal(t, cli.ExitNotFound, r.code, "fresh.log was not imported: %s", r.out)
 }
 
 // Issue 18: refused updates and oversized lines are in the summary (text

@@ -405,6 +405,11 @@ changes").`,
 			if fo.files {
 				return e.watchFiles(cmd, args, fo)
 			}
+			for _, name := range []string{"settle", "no-hash"} {
+				if cmd.Flags().Changed(name) {
+					return usageError{fmt.Errorf("--%s goes with --files (watch KIND follows state events)", name)}
+				}
+			}
 			kind := args[0]
 			if err := subjects.ValidKind(kind); err != nil {
 				return usageError{fmt.Errorf("kind %q: %w", kind, err)}
