@@ -231,8 +231,22 @@ func (w *Watcher) checkRoot(now time.Time) {
 		if err == nil && fi.IsDir() && (w.dirIno == 0 || inodeOf(fi) == w.dirIno) {
 			return
 		}
-		w.log.Debug().Str("dir", w.cfg.Dir).Msg("the watched directory was removed; its watch did not say")
-		w.dropTree(w.dirRel, OpRemove, now)
+		w.log.Debug().Str("dir", w.cfg.Dir).Msg("the watched directory was removed or replaced; its watch did not say")
+		// The old tree's watches are on directories that are gone: watch
+		// what is there now, from scratch.
+		for d := range w.dirs {
+			delete(w.dirs, d)
+			_ = w.fw.Remove(w.abs(d))
+		}
+		if err == nil && fi.IsDir() {
+			// Back already: compared file by file, so that a file as it
+			// was is no change (and a file system whose inode numbers
+			// are not stable costs a walk, not false changes).
+			w.rescan()
+		} else {
+			w.dropTree(w.dirRel, OpRemove, now)
+		}
+		return
 	}
 	if fi, err := os.Stat(w.cfg.Dir); err == nil && fi.IsDir() {
 		w.watchNew(w.dirRel)

@@ -256,14 +256,31 @@ func TestWatcher_Run_WatchedDirectoryRecreatedWhileInUse(t *testing.T) {
 	r := &recorder{}
 	start(t, filewatch.Config{Root: root, Dir: dir, Settle: 50 * time.Millisecond}, r.sink)
 
+	// Made again at once, a check (rootCheckEvery) after the first: the
+	// next check finds another directory there.
+	time.Sleep(1100 * time.Millisecond)
 	require.NoError(t, os.RemoveAll(dir))
-	eventually(t, func() bool { return len(r.ops("work/a.txt")) == 1 }, "removed: %v", r.all())
 	write(t, filepath.Join(dir, "b.txt"), "b")
+	eventually(t, func() bool { return len(r.ops("work/a.txt")) == 1 }, "removed: %v", r.all())
 	eventually(t, func() bool { return len(r.ops("work/b.txt")) == 1 }, "found again: %v", r.all())
 	write(t, filepath.Join(dir, "sub", "c.txt"), "c")
 	eventually(t, func() bool { return len(r.ops("work/sub/c.txt")) == 1 }, "watched again: %v", r.all())
 	assert.Equal(t, []string{"remove"}, r.ops("work/a.txt"))
 	assert.Equal(t, []string{"create"}, r.ops("work/b.txt"))
+
+	// Removed again while in use, and left gone for longer than a check
+	// (rootCheckEvery) before it comes back: the same outcome.
+	hold2 := exec.Command("sleep", "60")
+	hold2.Dir = dir
+	require.NoError(t, hold2.Start())
+	t.Cleanup(func() { _ = hold2.Process.Kill(); _ = hold2.Wait() })
+	require.NoError(t, os.RemoveAll(dir))
+	eventually(t, func() bool { return len(r.ops("work/b.txt")) == 2 }, "removed: %v", r.all())
+	time.Sleep(1500 * time.Millisecond)
+	write(t, filepath.Join(dir, "e.txt"), "e")
+	eventually(t, func() bool { return len(r.ops("work/e.txt")) == 1 }, "found again: %v", r.all())
+	assert.Equal(t, []string{"create", "remove"}, r.ops("work/b.txt"))
+	assert.Equal(t, []string{"create", "remove"}, r.ops("work/sub/c.txt"))
 }
 
 func TestWatcher_Run_TenThousandFiles(t *testing.T) {
