@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	gitignore "github.com/sabhiram/go-gitignore"
+	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
 )
 
 // ignorer holds the .gitignore files of the tree, one per directory that
@@ -15,7 +15,7 @@ import (
 // root). Used by the watcher's loop only: not safe for concurrent use.
 type ignorer struct {
 	root  string
-	files map[string]*gitignore.GitIgnore
+	files map[string][]gitignore.Pattern
 	// dataDirs caches, per directory below the root, whether it is a
 	// codi2 data directory (isDataDir); forgetDataDir drops an answer
 	// when the directory's content changes.
@@ -23,7 +23,7 @@ type ignorer struct {
 }
 
 func newIgnorer(root string) *ignorer {
-	return &ignorer{root: root, files: map[string]*gitignore.GitIgnore{}, dataDirs: map[string]bool{}}
+	return &ignorer{root: root, files: map[string][]gitignore.Pattern{}, dataDirs: map[string]bool{}}
 }
 
 // dataDirLock is the lock file a codi2 server keeps in its data directory
@@ -72,21 +72,36 @@ func (ig *ignorer) forgetDataDir(rel string) {
 }
 
 // load (re)reads dir's .gitignore (dir relative to the root), or forgets it
-// when it is gone.
+// when it is gone. Its patterns are parsed as git parses them (go-git's
+// plumbing/format/gitignore: gitignore(5)), scoped to dir.
 func (ig *ignorer) load(dir string) {
-	gi, err := gitignore.CompileIgnoreFile(filepath.Join(ig.root, filepath.FromSlash(dir), ".gitignore"))
+	data, err := os.ReadFile(filepath.Join(ig.root, filepath.FromSlash(dir), ".gitignore"))
 	if err != nil {
 		delete(ig.files, dir)
 		return
 	}
-	ig.files[dir] = gi
+	var domain []string
+	if dir != "" {
+		domain = strings.Split(dir, "/")
+	}
+	var ps []gitignore.Pattern
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSuffix(line, "\r")
+		if line == "" || strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
+			continue
+		}
+		ps = append(ps, gitignore.ParsePattern(line, domain))
+	}
+	ig.files[dir] = ps
 }
 
 // ignored reports whether rel (relative to the root, slashes) is skipped:
 // anything in .git, a codi2 data directory and anything in one
-// (isDataDir), or what the .gitignore of an enclosing directory matches
-// (rel taken relative to that directory; dir says rel is a directory,
-// which patterns ending in / match).
+// (isDataDir), or what git ignores (gitignore(5)): the patterns of the
+// .gitignore files from the root down to rel's directory, the last one
+// that matches deciding (a deeper file's negation overrides), and nothing
+// below an ignored directory re-included. dir says rel is a directory,
+// which patterns ending in / match.
 func (ig *ignorer) ignored(rel string, dir bool) bool {
 	if rel == ".git" || strings.HasPrefix(rel, ".git/") || strings.Contains(rel, "/.git/") || strings.HasSuffix(rel, "/.git") {
 		return true
@@ -99,25 +114,34 @@ func (ig *ignorer) ignored(rel string, dir bool) bool {
 			return true
 		}
 	}
-	if dir {
-		rel += "/"
+	if rel == "" {
+		return false
 	}
-	for d := path.Dir(strings.TrimSuffix(rel, "/")); ; d = path.Dir(d) {
-		key := d
-		if d == "." {
-			key = ""
+	parts := strings.Split(rel, "/")
+	// Each enclosing directory first: git does not look into one it
+	// ignores, so no pattern can re-include what is below it.
+	for i := 1; i <= len(parts); i++ {
+		if ig.matches(parts[:i], i < len(parts) || dir) {
+			return true
 		}
-		if gi := ig.files[key]; gi != nil {
-			sub := rel
-			if key != "" {
-				sub = strings.TrimPrefix(rel, key+"/")
-			}
-			if gi.MatchesPath(sub) {
+	}
+	return false
+}
+
+// matches reports whether the .gitignore patterns that apply to the path
+// parts (those of the files in its enclosing directories) exclude it: the
+// last pattern that matches decides.
+func (ig *ignorer) matches(parts []string, dir bool) bool {
+	for i := len(parts) - 1; i >= 0; i-- {
+		ps := ig.files[strings.Join(parts[:i], "/")]
+		for j := len(ps) - 1; j >= 0; j-- {
+			switch ps[j].Match(parts, dir) {
+			case gitignore.Exclude:
 				return true
+			case gitignore.Include:
+				return false
 			}
 		}
-		if d == "." || d == "/" {
-			return false
-		}
 	}
+	return false
 }
