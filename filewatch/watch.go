@@ -334,6 +334,11 @@ func (w *Watcher) decide(rel string, p *pend) {
 		// (its lock file came before the rest), or a .gitignore changed.
 		return
 	}
+	if err == nil && !fi.Mode().IsRegular() {
+		// Not a file now: a known file replaced by a directory, a
+		// symbolic link or a FIFO is gone (rm f; mkdir f).
+		w.removedFile(rel, p)
+	}
 	if err == nil && fi.IsDir() {
 		if w.dirs[rel] && p.ops&(fsnotify.Remove|fsnotify.Rename) != 0 {
 			// Removed (or moved away) and made again within the window:
@@ -368,10 +373,21 @@ func (w *Watcher) decide(rel string, p *pend) {
 	if w.dirs[rel] || rel == w.dirRel {
 		w.dropTree(rel, op, p.seen)
 	}
-	if _, known := w.files[rel]; known {
-		w.forget(rel)
-		w.emit(Change{Op: op, Path: rel}, p.seen)
+	w.removedFile(rel, p)
+}
+
+// removedFile records that the known file rel is gone (moved away when
+// the kernel said so): a rename without a destination, or a remove.
+func (w *Watcher) removedFile(rel string, p *pend) {
+	if _, known := w.files[rel]; !known {
+		return
 	}
+	op := OpRemove
+	if p.ops&fsnotify.Rename != 0 {
+		op = OpRename
+	}
+	w.forget(rel)
+	w.emit(Change{Op: op, Path: rel}, p.seen)
 }
 
 // present records that rel exists with info: a create when unknown, a
@@ -394,7 +410,10 @@ func (w *Watcher) present(rel string, info fileInfo, seen time.Time) {
 		// A known file gone from its path, under this one: a move (onto
 		// rel's old file, when rel was known: its content is replaced).
 		w.forget(from)
-		delete(w.pending, from)
+		if _, err := os.Lstat(w.abs(from)); err != nil {
+			delete(w.pending, from) // gone: nothing left to decide there
+		} // else another file took its place (a swap through a temporary
+		// name, mv a t; mv b a; mv t b): decided on its own
 		c.Op, c.Path, c.To = OpRename, from, rel
 	case !known:
 		c.Op = OpCreate

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -281,6 +282,73 @@ func TestWatcher_Run_WatchedDirectoryRecreatedWhileInUse(t *testing.T) {
 	eventually(t, func() bool { return len(r.ops("work/e.txt")) == 1 }, "found again: %v", r.all())
 	assert.Equal(t, []string{"create", "remove"}, r.ops("work/b.txt"))
 	assert.Equal(t, []string{"create", "remove"}, r.ops("work/sub/c.txt"))
+}
+
+// A known file replaced by a directory, a symbolic link or a FIFO is
+// removed, and a file at that path again is created (a breaker's inputs:
+// nothing was recorded, and the file back was a write).
+func TestWatcher_Run_FileReplacedByADirectoryOrALink(t *testing.T) {
+	root := t.TempDir()
+	for _, name := range []string{"fx", "sl", "fifo"} {
+		write(t, filepath.Join(root, name), "F")
+	}
+	r := &recorder{}
+	start(t, filewatch.Config{Root: root, Dir: root, Settle: 50 * time.Millisecond}, r.sink)
+	for _, name := range []string{"fx", "sl", "fifo"} {
+		require.NoError(t, os.Remove(filepath.Join(root, name)))
+	}
+	require.NoError(t, os.Mkdir(filepath.Join(root, "fx"), 0o755))
+	require.NoError(t, os.Symlink("elsewhere", filepath.Join(root, "sl")))
+	require.NoError(t, syscall.Mkfifo(filepath.Join(root, "fifo"), 0o644))
+	eventually(t, func() bool {
+		return len(r.ops("fx")) == 1 && len(r.ops("sl")) == 1 && len(r.ops("fifo")) == 1
+	}, "removed: %v", r.all())
+	write(t, filepath.Join(root, "fx", "inner"), "i")
+	eventually(t, func() bool { return len(r.ops("fx/inner")) == 1 }, "inside the directory: %v", r.all())
+	require.NoError(t, os.Remove(filepath.Join(root, "sl")))
+	write(t, filepath.Join(root, "sl"), "back")
+	eventually(t, func() bool { return len(r.ops("sl")) == 2 }, "back: %v", r.all())
+	assert.Equal(t, []string{"remove"}, r.ops("fx"))
+	assert.Equal(t, []string{"remove", "create"}, r.ops("sl"))
+	assert.Equal(t, []string{"remove"}, r.ops("fifo"))
+	assert.Equal(t, []string{"create"}, r.ops("fx/inner"))
+}
+
+// Two files swapped through a temporary name within one window (mv p1 t;
+// mv p2 p1; mv t p2): both paths hold a file afterwards and both are in
+// the log with their new content; the watcher knows both (a breaker's
+// input: p2 was lost, and its next write was a create).
+func TestWatcher_Run_SwapThroughATemporaryName(t *testing.T) {
+	root := t.TempDir()
+	write(t, filepath.Join(root, "p1"), "P")
+	write(t, filepath.Join(root, "p2"), "QQ")
+	r := &recorder{}
+	start(t, filewatch.Config{Root: root, Dir: root, Settle: 100 * time.Millisecond}, r.sink)
+	require.NoError(t, os.Rename(filepath.Join(root, "p1"), filepath.Join(root, "t")))
+	require.NoError(t, os.Rename(filepath.Join(root, "p2"), filepath.Join(root, "p1")))
+	require.NoError(t, os.Rename(filepath.Join(root, "t"), filepath.Join(root, "p2")))
+	content := func() map[string]string {
+		m := map[string]string{}
+		for _, c := range r.all() {
+			to := c.Path
+			if c.Op == "rename" {
+				to = c.To
+			}
+			if c.SHA256 != "" {
+				m[to] = c.SHA256
+			}
+		}
+		return m
+	}
+	eventually(t, func() bool {
+		m := content()
+		return m["p1"] == sum("QQ") && m["p2"] == sum("P")
+	}, "both paths with their new content: %v", r.all())
+	write(t, filepath.Join(root, "p2"), "P2")
+	eventually(t, func() bool { return content()["p2"] == sum("P2") }, "written: %v", r.all())
+	last := r.all()[len(r.all())-1]
+	assert.Equal(t, "write", last.Op, "p2 is known: %v", r.all())
+	assert.Empty(t, r.ops("t"), "the temporary name held nothing that stayed")
 }
 
 func TestWatcher_Run_TenThousandFiles(t *testing.T) {
