@@ -21,8 +21,15 @@ const maxIDLine = 4096
 // whose first events differ, whatever blank lines precede them. ok is
 // false while the file has no such line (empty, blank lines only, or a
 // first line still without its newline): it has no id yet.
+//
+// A UTF-8 byte-order mark at the start of the file is not part of the
+// line: a copy saved with one (by an editor) has the file's id, so that it
+// is recognised, and refused, rather than imported a second time.
 func FileID(f io.ReaderAt) (id string, ok bool, err error) {
 	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, math.MaxInt64), 64<<10)
+	if start, _ := br.Peek(len(utf8BOM)); bytes.Equal(start, utf8BOM) {
+		_, _ = br.Discard(len(utf8BOM))
+	}
 	for {
 		head, blank, complete, err := lineHead(br)
 		if err != nil {
@@ -36,6 +43,10 @@ func FileID(f io.ReaderAt) (id string, ok bool, err error) {
 		}
 	}
 }
+
+// utf8BOM is the byte-order mark some editors write at the start of a
+// UTF-8 file (U+FEFF encoded).
+var utf8BOM = []byte{0xef, 0xbb, 0xbf}
 
 // lineHead reads one line of br and returns its first maxIDLine bytes
 // (without the newline), whether those are blank, and whether they are

@@ -18,6 +18,7 @@ func FuzzFileID(f *testing.F) {
 	for _, s := range []string{
 		"", "\n", "\n\n\n", " \t\n{\"a\":1}\n", `{"action":"TASK_ASSIGN","task":"PH-0"}`, `{"a":1}` + "\n" + `{"b":2}`,
 		"\r\n{\"a\":1}\r\n", strings.Repeat(" ", 5000) + "x\n", strings.Repeat("y", 5000), "\xff\xfe\n",
+		"\xef\xbb\xbf{\"a\":1}\n", "\xef\xbb\xbf" + strings.Repeat(" ", 5000) + "x\n", "\xef\xbb\xbf\n{\"b\":1}\n", "\xef\xbb",
 	} {
 		f.Add([]byte(s), []byte("{\"more\":1}\n"))
 	}
@@ -35,8 +36,9 @@ func FuzzFileID(f *testing.F) {
 		if !ok {
 			return
 		}
-		// The reference: the first non-blank line, cut to 4 KiB.
-		for _, line := range bytes.SplitAfter(data, []byte{'\n'}) {
+		// The reference: the first non-blank line, cut to 4 KiB, after a
+		// byte-order mark at the start.
+		for _, line := range bytes.SplitAfter(bytes.TrimPrefix(data, utf8BOM), []byte{'\n'}) {
 			head := bytes.TrimSuffix(line, []byte{'\n'})
 			head = head[:min(len(head), maxIDLine)]
 			if len(bytes.TrimSpace(head)) > 0 {
@@ -47,6 +49,22 @@ func FuzzFileID(f *testing.F) {
 		}
 		t.Fatalf("an id for %q, which has no non-blank line", data)
 	})
+}
+
+// A copy saved with a byte-order mark has the file's id (a breaker's
+// input: it got another id and was imported a second time).
+func TestFileID_ByteOrderMark(t *testing.T) {
+	log := `{"action":"TASK_ASSIGN","task":"CR1","to":"old"}` + "\n"
+	id, ok, err := FileID(strings.NewReader(log))
+	require.NoError(t, err)
+	require.True(t, ok)
+	bom, ok, err := FileID(strings.NewReader("\xef\xbb\xbf" + log))
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, id, bom)
+	_, ok, err = FileID(strings.NewReader("\xef\xbb\xbf"))
+	require.NoError(t, err)
+	assert.False(t, ok, "a mark alone is no first line")
 }
 
 func TestLegacyIDs(t *testing.T) {

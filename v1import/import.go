@@ -516,8 +516,10 @@ func (r *run) verify(f *os.File, size int64, cp Checkpoint) (hash.Hash, error) {
 		same = hex.EncodeToString(sh.Sum(nil)) == cp.StatePrefixSHA256
 	}
 	if !same {
-		return nil, fmt.Errorf("%w: %s (id %s) starts like %s, imported before up to byte %d, but its content differs there; "+
-			"it is another log with the same first line: import it from a copy with a distinct first line", ErrNotSameFile, path, r.sum.FileID,
+		return nil, fmt.Errorf("%w: %s (id %s) starts like %s, imported before up to byte %d, but its content differs there: "+
+			"if it is that log rewritten (a byte-order mark, blank lines or other line endings added), it is imported already, and "+
+			"importing it again would import every event twice; if it is another log whose first event is the same, "+
+			"import it from a copy with a distinct first line", ErrNotSameFile, path, r.sum.FileID,
 			cp.File, max(cp.Offset, cp.StateOffset))
 	}
 	return prefix, nil

@@ -110,6 +110,26 @@ func TestImporter_Import_UpdatesWithoutTaskOrValueRefused(t *testing.T) {
 	assert.Equal(t, len(bad), again.RefusedBefore)
 }
 
+// A copy of an imported log saved with a byte-order mark is the same log
+// and is refused (a breaker's input: it was imported again, every event
+// twice, and rolled a task back to the log's value); the refusal says
+// that importing it anyway would import everything twice.
+func TestImporter_Import_CopyWithAByteOrderMarkRefused(t *testing.T) {
+	c := startClients(t)
+	dir := t.TempDir()
+	log := `{"action":"TASK_ASSIGN","task":"CR1","to":"old"}` + "\n" + `{"action":"TASK_ACK","task":"CR1"}` + "\n"
+	plain, bom := filepath.Join(dir, "lf.log"), filepath.Join(dir, "bom.log")
+	require.NoError(t, os.WriteFile(plain, []byte(log), 0o644))
+	require.NoError(t, os.WriteFile(bom, []byte("\xef\xbb\xbf"+log), 0o644))
+	first, err := c.importer(t, v1import.Config{}).Import(context.Background(), plain)
+	require.NoError(t, err)
+	_, err = c.importer(t, v1import.Config{}).Import(context.Background(), bom)
+	require.ErrorIs(t, err, v1import.ErrNotSameFile)
+	assert.Contains(t, err.Error(), "(id "+first.FileID+")")
+	assert.Contains(t, err.Error(), "a byte-order mark, blank lines or other line endings added), it is imported already")
+	assert.Len(t, c.imported(t, first.Imported), first.Imported, "the first import's events only")
+}
+
 // Issue 18, A: an update the import cannot foresee as refused (the record
 // holds large fields others wrote) is sent alone, its outcome awaited and
 // counted; the update in the same line and those around it are applied.
