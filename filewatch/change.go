@@ -1,6 +1,10 @@
 package filewatch
 
-import "time"
+import (
+	"encoding/base64"
+	"time"
+	"unicode/utf8"
+)
 
 // The kinds of Change, and the audit event category token after "file.".
 const (
@@ -22,6 +26,12 @@ type Change struct {
 	// To is a rename's new path, when the watcher saw the file arrive
 	// there (a move within the tree); empty when it left the tree.
 	To string `json:"to,omitempty"`
+	// PathBase64 and ToBase64 are Path and To exactly (RFC 4648 base64)
+	// when they are not valid UTF-8: JSON carries text only, and
+	// encoding/json writes such bytes as U+FFFD, which would give two
+	// files one path in the log. Set by the Watcher.
+	PathBase64 string `json:"path_base64,omitempty"`
+	ToBase64   string `json:"to_base64,omitempty"`
 	// Agent is the agent the watcher records for.
 	Agent string `json:"agent"`
 	// Project is the repository's project name, when known.
@@ -46,4 +56,15 @@ type Change struct {
 	// Seen is when the watcher read the first kernel event of the change
 	// (zero for a change found by a scan); for latency measurements.
 	Seen time.Time `json:"-"`
+}
+
+// exactBytes sets PathBase64 and ToBase64 for a Path or To that is not
+// valid UTF-8.
+func (c *Change) exactBytes() {
+	if !utf8.ValidString(c.Path) {
+		c.PathBase64 = base64.StdEncoding.EncodeToString([]byte(c.Path))
+	}
+	if !utf8.ValidString(c.To) {
+		c.ToBase64 = base64.StdEncoding.EncodeToString([]byte(c.To))
+	}
 }

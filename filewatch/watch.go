@@ -619,6 +619,7 @@ func (w *Watcher) emit(c Change, seen time.Time) {
 	c.ID = w.runID + "-" + strconv.FormatUint(w.n, 10)
 	c.Agent, c.Project, c.Seen = w.cfg.Agent, w.cfg.Project, seen
 	c.Time = time.Now().UTC()
+	c.exactBytes()
 	w.mu.Lock()
 	if len(w.queue) >= w.cfg.MaxQueue {
 		if w.dropped == 0 {

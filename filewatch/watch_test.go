@@ -3,6 +3,7 @@ package filewatch_test
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -481,6 +482,37 @@ func TestWatcher_Run_AuditEventsInTheLog(t *testing.T) {
 	assert.Equal(t, "agent-1", rec.Source)
 	assert.Equal(t, "file", rec.Category)
 	assert.Contains(t, string(rec.Data), `"sha256":"`+sum("package a")+`"`)
+}
+
+// File names that are not UTF-8 keep their bytes in the log
+// (path_base64, to_base64): x\xff.txt and x\xfe.txt were both "x\ufffd.txt"
+// (a breaker's input), one path for two files.
+func TestWatcher_Run_NamesThatAreNotUTF8(t *testing.T) {
+	s := servertest.Start(t, false)
+	ac, err := audit.NewClient(connect(t, s.Bus().ClientURL()))
+	require.NoError(t, err)
+	root := t.TempDir()
+	start(t, filewatch.Config{Root: root, Settle: 50 * time.Millisecond}, filewatch.AuditSink(ac, true))
+	write(t, filepath.Join(root, "x\xff.txt"), "ff")
+	write(t, filepath.Join(root, "x\xfe.txt"), "fe")
+	eventually(t, func() bool { return len(logged(t, ac)) == 2 }, "logged")
+	require.NoError(t, os.Rename(filepath.Join(root, "x\xff.txt"), filepath.Join(root, "ok.txt")))
+	eventually(t, func() bool { return len(logged(t, ac)) == 3 }, "renamed")
+	names := map[string]string{} // the exact name, by content
+	for _, rec := range logged(t, ac)[:2] {
+		var c filewatch.Change
+		require.NoError(t, json.Unmarshal(rec.Data, &c))
+		raw, err := base64.StdEncoding.DecodeString(c.PathBase64)
+		require.NoError(t, err)
+		names[c.SHA256] = string(raw)
+	}
+	assert.Equal(t, map[string]string{sum("ff"): "x\xff.txt", sum("fe"): "x\xfe.txt"}, names)
+	var mv filewatch.Change
+	require.NoError(t, json.Unmarshal(logged(t, ac)[2].Data, &mv))
+	assert.Equal(t, "rename", mv.Op)
+	assert.Equal(t, base64.StdEncoding.EncodeToString([]byte("x\xff.txt")), mv.PathBase64)
+	assert.Equal(t, "ok.txt", mv.To)
+	assert.Empty(t, mv.ToBase64, "a UTF-8 name needs none")
 }
 
 func connect(t testing.TB, url string) *natsConn {
