@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -154,11 +153,8 @@ func HistoryText(r audit.Record) string {
 	data := string(r.Data)
 	if r.Encoding != "" {
 		data = r.Encoding + ":" + data
-		var b64 string
-		if r.Encoding == "base64" && json.Unmarshal(r.Data, &b64) == nil {
-			if raw, err := base64.StdEncoding.DecodeString(b64); err == nil && utf8.Valid(raw) {
-				data = strconv.Quote(string(raw))
-			}
+		if raw, err := r.Payload(); err == nil && r.Encoding == audit.EncodingBase64 && utf8.Valid(raw) {
+			data = strconv.Quote(string(raw))
 		}
 	}
 	return fmt.Sprintf("#%d %s %s %s %s", r.Seq, r.Time.UTC().Format(time.RFC3339Nano), r.Source, r.Category, data)
