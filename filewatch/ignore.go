@@ -87,7 +87,7 @@ func (ig *ignorer) load(dir string) {
 	var ps []gitignore.Pattern
 	for _, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSuffix(line, "\r")
-		if line == "" || strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
+		if strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
 			continue
 		}
 		ps = append(ps, gitignore.ParsePattern(line, domain))
@@ -118,10 +118,20 @@ func (ig *ignorer) ignored(rel string, dir bool) bool {
 		return false
 	}
 	parts := strings.Split(rel, "/")
+	// dirs[i] is the directory holding parts[i], a prefix of rel ("" for
+	// the root): the key of its .gitignore, without joining the parts
+	// again for every pattern file on every event.
+	dirs := make([]string, len(parts))
+	for i, n := 0, -1; i < len(parts); i++ {
+		if i > 0 {
+			dirs[i] = rel[:n]
+		}
+		n += len(parts[i]) + 1
+	}
 	// Each enclosing directory first: git does not look into one it
 	// ignores, so no pattern can re-include what is below it.
 	for i := 1; i <= len(parts); i++ {
-		if ig.matches(parts[:i], i < len(parts) || dir) {
+		if ig.matches(parts[:i], dirs[:i], i < len(parts) || dir) {
 			return true
 		}
 	}
@@ -129,11 +139,11 @@ func (ig *ignorer) ignored(rel string, dir bool) bool {
 }
 
 // matches reports whether the .gitignore patterns that apply to the path
-// parts (those of the files in its enclosing directories) exclude it: the
-// last pattern that matches decides.
-func (ig *ignorer) matches(parts []string, dir bool) bool {
+// parts (those of the files in its enclosing directories dirs, dirs[i]
+// holding parts[i]) exclude it: the last pattern that matches decides.
+func (ig *ignorer) matches(parts, dirs []string, dir bool) bool {
 	for i := len(parts) - 1; i >= 0; i-- {
-		ps := ig.files[strings.Join(parts[:i], "/")]
+		ps := ig.files[dirs[i]]
 		for j := len(ps) - 1; j >= 0; j-- {
 			switch ps[j].Match(parts, dir) {
 			case gitignore.Exclude:

@@ -219,8 +219,9 @@ const rootCheckEvery = time.Second
 // working directory it is (the watcher's own, started in it, or an
 // agent's shell) puts off for as long as that process runs; its parent,
 // which would report the unlink, is not watched. So checkRoot compares the
-// path's inode number with the watched one every rootCheckEvery, and
-// takes a difference, or the path gone, as the removal.
+// path's inode number with the watched one every rootCheckEvery: another
+// directory there is watched afresh and rescanned, the path gone is the
+// removal.
 func (w *Watcher) checkRoot(now time.Time) {
 	if w.dirs[w.dirRel] {
 		if now.Sub(w.rootChecked) < rootCheckEvery {
@@ -366,14 +367,19 @@ func (w *Watcher) decide(rel string, p *pend) {
 	if path.Base(rel) == ".gitignore" {
 		w.ign.load(parent(rel))
 	}
-	op := OpRemove
-	if p.ops&fsnotify.Rename != 0 {
-		op = OpRename
-	}
 	if w.dirs[rel] || rel == w.dirRel {
-		w.dropTree(rel, op, p.seen)
+		w.dropTree(rel, p.goneOp(), p.seen)
 	}
 	w.removedFile(rel, p)
+}
+
+// goneOp is the op of a path that is gone: OpRename when the kernel said
+// it was moved away, else OpRemove.
+func (p *pend) goneOp() string {
+	if p.ops&fsnotify.Rename != 0 {
+		return OpRename
+	}
+	return OpRemove
 }
 
 // removedFile records that the known file rel is gone (moved away when
@@ -382,23 +388,19 @@ func (w *Watcher) removedFile(rel string, p *pend) {
 	if _, known := w.files[rel]; !known {
 		return
 	}
-	op := OpRemove
-	if p.ops&fsnotify.Rename != 0 {
-		op = OpRename
-	}
 	w.forget(rel)
-	w.emit(Change{Op: op, Path: rel}, p.seen)
+	w.emit(Change{Op: p.goneOp(), Path: rel}, p.seen)
 }
 
 // present records that rel exists with info: a create when unknown, a
 // write when its content changed.
 func (w *Watcher) present(rel string, info fileInfo, seen time.Time) {
 	old, known := w.files[rel]
-	from := ""
+	from, taken := "", false
 	if !known || old.ino != info.ino {
 		// Unknown, or another file now (moved onto a known one: mv a b
 		// replaces b): a known file gone from its path makes it a move.
-		from = w.movedFrom(rel, info)
+		from, taken = w.movedFrom(rel, info)
 	}
 	w.remember(rel, info)
 	if known && from == "" && unchanged(old, info) {
@@ -410,10 +412,9 @@ func (w *Watcher) present(rel string, info fileInfo, seen time.Time) {
 		// A known file gone from its path, under this one: a move (onto
 		// rel's old file, when rel was known: its content is replaced).
 		w.forget(from)
-		if _, err := os.Lstat(w.abs(from)); err != nil {
+		if !taken {
 			delete(w.pending, from) // gone: nothing left to decide there
-		} // else another file took its place (a swap through a temporary
-		// name, mv a t; mv b a; mv t b): decided on its own
+		} // else another file is there now, decided on its own
 		c.Op, c.Path, c.To = OpRename, from, rel
 	case !known:
 		c.Op = OpCreate
@@ -447,20 +448,23 @@ func (w *Watcher) forget(rel string) {
 // that path was moved away (fsnotify.Rename) and it no longer holds the
 // file (the file was moved to rel), else "": the same inode number alone
 // is not a move, the kernel hands a removed file's number out again.
-func (w *Watcher) movedFrom(rel string, info fileInfo) string {
+// taken says another file is at that path now (a swap through a temporary
+// name: mv a t; mv b a; mv t b).
+func (w *Watcher) movedFrom(rel string, info fileInfo) (from string, taken bool) {
 	from, ok := w.inodes[info.ino]
 	if info.ino == 0 || !ok || from == rel {
-		return ""
+		return "", false
 	}
 	if p := w.pending[from]; p == nil || p.ops&fsnotify.Rename == 0 {
 		// The kernel did not say it was moved away: a file removed, and
 		// its inode number reused by the new one (rm a; echo > b).
-		return ""
+		return "", false
 	}
-	if fi, err := os.Lstat(w.abs(from)); err == nil && inodeOf(fi) == info.ino {
-		return "" // still there: a hard link
+	fi, err := os.Lstat(w.abs(from))
+	if err == nil && inodeOf(fi) == info.ino {
+		return "", false // still there: a hard link
 	}
-	return from
+	return from, err == nil
 }
 
 // unchanged: the same content, by hash when both are known, else by size
