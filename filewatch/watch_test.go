@@ -471,11 +471,7 @@ func TestWatcher_Run_KeepsGoingAcrossAServerRestart(t *testing.T) {
 }
 
 func TestWatcher_Run_AuditEventsInTheLog(t *testing.T) {
-	s := servertest.Start(t, false)
-	ac, err := audit.NewClient(connect(t, s.Bus().ClientURL()))
-	require.NoError(t, err)
-	root := t.TempDir()
-	start(t, filewatch.Config{Root: root, Settle: 100 * time.Millisecond}, filewatch.AuditSink(ac, true))
+	ac, root := startAudited(t, 100*time.Millisecond)
 	write(t, filepath.Join(root, "a.go"), "package a")
 	eventually(t, func() bool { return len(logged(t, ac)) == 1 }, "logged")
 	rec := logged(t, ac)[0]
@@ -488,11 +484,7 @@ func TestWatcher_Run_AuditEventsInTheLog(t *testing.T) {
 // (path_base64, to_base64): x\xff.txt and x\xfe.txt were both "x\ufffd.txt"
 // (a breaker's input), one path for two files.
 func TestWatcher_Run_NamesThatAreNotUTF8(t *testing.T) {
-	s := servertest.Start(t, false)
-	ac, err := audit.NewClient(connect(t, s.Bus().ClientURL()))
-	require.NoError(t, err)
-	root := t.TempDir()
-	start(t, filewatch.Config{Root: root, Settle: 50 * time.Millisecond}, filewatch.AuditSink(ac, true))
+	ac, root := startAudited(t, 50*time.Millisecond)
 	write(t, filepath.Join(root, "x\xff.txt"), "ff")
 	write(t, filepath.Join(root, "x\xfe.txt"), "fe")
 	eventually(t, func() bool { return len(logged(t, ac)) == 2 }, "logged")
@@ -513,6 +505,19 @@ func TestWatcher_Run_NamesThatAreNotUTF8(t *testing.T) {
 	assert.Equal(t, base64.StdEncoding.EncodeToString([]byte("x\xff.txt")), mv.PathBase64)
 	assert.Equal(t, "ok.txt", mv.To)
 	assert.Empty(t, mv.ToBase64, "a UTF-8 name needs none")
+}
+
+// startAudited runs a Watcher on a new temporary tree with settle, its
+// changes recorded in a real server's audit log; it returns a client of
+// that log and the tree's root.
+func startAudited(t *testing.T, settle time.Duration) (*audit.Client, string) {
+	t.Helper()
+	s := servertest.Start(t, false)
+	ac, err := audit.NewClient(connect(t, s.Bus().ClientURL()))
+	require.NoError(t, err)
+	root := t.TempDir()
+	start(t, filewatch.Config{Root: root, Settle: settle}, filewatch.AuditSink(ac, true))
+	return ac, root
 }
 
 func connect(t testing.TB, url string) *natsConn {
