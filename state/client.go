@@ -502,17 +502,19 @@ func (c *Client) request(ctx context.Context, subj string, body []byte, v any) e
 		}
 		return fmt.Errorf("%w: %s: %s %s", sentinel, subj, code, msg)
 	}
-	var err2 error
-	if u, ok := v.(json.Unmarshaler); ok {
-		// Straight to the type's decoder (ListResult's one pass):
-		// json.Unmarshal would first scan the whole reply twice, to
-		// check it and to find its end.
-		err2 = u.UnmarshalJSON(resp.Data)
-	} else {
-		err2 = json.Unmarshal(resp.Data, v)
-	}
-	if err2 != nil {
-		return fmt.Errorf("%w: %s: bad reply: %w", ErrRemote, subj, err2)
+	if err := decodeReply(resp.Data, v); err != nil {
+		return fmt.Errorf("%w: %s: bad reply: %w", ErrRemote, subj, err)
 	}
 	return nil
+}
+
+// decodeReply decodes a reply into v: straight through v's own decoder when
+// it has one (ListResult's one pass, which falls back to encoding/json and
+// its checks), since json.Unmarshal would first scan the whole reply twice,
+// to check it and to find its end.
+func decodeReply(data []byte, v any) error {
+	if u, ok := v.(json.Unmarshaler); ok {
+		return u.UnmarshalJSON(data)
+	}
+	return json.Unmarshal(data, v)
 }
