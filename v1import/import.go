@@ -527,6 +527,11 @@ func (r *run) verify(f *os.File, size int64, cp Checkpoint) (hash.Hash, error) {
 
 // line imports the pieces of the line at file offset off.
 func (r *run) line(off int64, line []byte) error {
+	if off == 0 && bytes.HasPrefix(line, utf8BOM) {
+		// A byte-order mark is no part of the first event (nor of the
+		// file's id): not a torn fragment.
+		off, line = int64(len(utf8BOM)), line[len(utf8BOM):]
+	}
 	pieces := Split(line)
 	for _, p := range pieces {
 		at := off + int64(p.Off)

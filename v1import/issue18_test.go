@@ -128,6 +128,19 @@ func TestImporter_Import_CopyWithAByteOrderMarkRefused(t *testing.T) {
 	assert.Contains(t, err.Error(), "(id "+first.FileID+")")
 	assert.Contains(t, err.Error(), "a byte-order mark, blank lines or other line endings added), it is imported already")
 	assert.Len(t, c.imported(t, first.Imported), first.Imported, "the first import's events only")
+
+	// A log that starts with a mark, imported first: the mark is no torn
+	// fragment (it was counted unparseable, its event "recovered"), and the
+	// first event is at its byte offset, 3.
+	fresh := filepath.Join(dir, "fresh.log")
+	require.NoError(t, os.WriteFile(fresh, []byte("\xef\xbb\xbf"+`{"action":"TASK_ASSIGN","task":"BOM-1","to":"a"}`+"\n"), 0o644))
+	sum, err := c.importer(t, v1import.Config{}).Import(context.Background(), fresh)
+	require.NoError(t, err)
+	assert.Equal(t, 1, sum.Events)
+	assert.Zero(t, sum.Unparseable)
+	assert.Zero(t, sum.Recovered)
+	recs := c.imported(t, first.Imported+1)
+	assert.Contains(t, string(recs[len(recs)-1].Data), `"offset":3,`)
 }
 
 // Issue 18, A: an update the import cannot foresee as refused (the record
