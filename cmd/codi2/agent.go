@@ -13,6 +13,7 @@ import (
 
 	"github.com/codi2/codi2/bus"
 	"github.com/codi2/codi2/internal/auth"
+	"github.com/codi2/codi2/subjects"
 	"github.com/nats-io/nats.go"
 )
 
@@ -74,6 +75,11 @@ func runAgentAdd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usagef("agent add: --role: %w", err)
 	}
+	if err := subjects.ValidAgent(id); err != nil {
+		// Before the authority is opened, which makes its keys on first
+		// use: a mistyped id leaves nothing behind.
+		return usagef("agent add: %w: %v", auth.ErrBadID, err)
+	}
 	if out == "" {
 		out = id + ".creds"
 	}
@@ -96,9 +102,6 @@ func runAgentAdd(args []string, stdout, stderr io.Writer) error {
 	}
 	if err != nil {
 		_ = os.Remove(out)
-		if errors.Is(err, auth.ErrBadID) {
-			return usagef("agent add: %w", err)
-		}
 		return fmt.Errorf("agent add: %w", err)
 	}
 	path, _ := filepath.Abs(out)

@@ -104,6 +104,12 @@ func TestRun_Agent(t *testing.T) {
 	}
 	_, err = os.Stat("all.creds")
 	assert.ErrorIs(t, err, os.ErrNotExist, "no file left for a refused id")
+	// Nor an authority made for it (a new user's input: the keys were
+	// made in a new data directory before the id was refused).
+	fresh := filepath.Join(t.TempDir(), "data")
+	code, _, _ = runCmd(context.Background(), "agent", "add", "bad id!", "--data", fresh)
+	assert.Equal(t, 2, code)
+	assert.NoDirExists(t, fresh)
 }
 
 // A NATS listener other machines can reach is refused without --auth, in
