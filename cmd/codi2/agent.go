@@ -38,6 +38,9 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 		return usagef("agent: missing subcommand\n\n%s", agentUsage)
 	}
 	switch args[0] {
+	case "-h", "--help", "help":
+		_, err := io.WriteString(stdout, agentUsage)
+		return err
 	case "add":
 		return runAgentAdd(args[1:], stdout, stderr)
 	case "ls", "list":

@@ -62,8 +62,13 @@ func runGitPreCommit(ctx context.Context, args []string, stderr io.Writer) error
 // runHooks runs `codi2 hooks install|uninstall`: the Claude Code hook
 // entries and the MCP server, merged into the project's settings.
 func runHooks(args []string, stdout, stderr io.Writer) error {
+	const usage = "usage: codi2 hooks install|uninstall [--dir DIR] [--bin PATH] [--dry-run] [--git]"
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
 	if len(args) < 1 || (args[0] != "install" && args[0] != "uninstall") {
-		return usagef("usage: codi2 hooks install|uninstall [--dir DIR] [--bin PATH] [--dry-run] [--git]")
+		return usagef(usage)
 	}
 	fs := newFlagSet("hooks "+args[0], stderr)
 	dir := fs.String("dir", ".", "the project directory (where .claude/ and .mcp.json live)")

@@ -111,6 +111,14 @@ func runWith(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "--help":
+		if len(args) > 1 && args[1] != "help" {
+			// help VERB is VERB -h (verbs went to cli.Run above).
+			if !adminCommands[args[1]] {
+				fmt.Fprintf(stderr, "codi2: unknown command %q (codi2 help lists them)\n", args[1])
+				return 2
+			}
+			return runWith(ctx, []string{args[1], "-h"}, stdin, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 	default:
 		fmt.Fprintf(stderr, "codi2: unknown command %q (codi2 help lists them)\n", args[0])
@@ -128,6 +136,10 @@ func runWith(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	return 0
 }
+
+// adminCommands are the commands run dispatches itself (not cli verbs)
+// that take -h.
+var adminCommands = map[string]bool{"serve": true, "bench": true, "audit": true, "mcp": true, "hook": true, "hooks": true, "agent": true, "version": true}
 
 // firstWord is the first argument that is not a flag or a flag's value:
 // the verb of `codi2 --json --agent a1 status`.

@@ -38,6 +38,11 @@ func TestRun_Commands(t *testing.T) {
 		{"unknown", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
 		{"flags before a verb", []string{"--json", "--nats-url", "nats://127.0.0.1:1", "--timeout", "1s", "status"}, 5, "", "cannot reach"},
 		{"help verb", []string{"help", "claim"}, 0, "Claim KIND/ID", ""},
+		{"help admin command", []string{"help", "serve"}, 0, "", "-nats-listen"},
+		{"help agent", []string{"help", "agent"}, 0, "codi2 agent add", ""},
+		{"agent help", []string{"agent", "-h"}, 0, "codi2 agent add", ""},
+		{"hooks help", []string{"hooks", "--help"}, 0, "usage: codi2 hooks install|uninstall", ""},
+		{"help unknown", []string{"help", "nope"}, 2, "", `unknown command "nope"`}, // a new user's input: it printed the overview, exit 0
 		{"mcp without agent", []string{"mcp"}, 1, "", "no agent id: set CODI2_AGENT in the environment Claude Code starts with"},
 		{"hook help", []string{"hook", "claude", "-h"}, 0, "", "usage: codi2 hook claude EVENT [flags] (EVENT: SessionStart,"},
 		{"hook help short", []string{"hook", "-h"}, 0, "", "codi2 hook git-pre-commit"},
