@@ -79,8 +79,11 @@ func TestHooks_Scenario_ReservationEnforcedUntilPresenceLapses(t *testing.T) {
 	srv := startCodi2(t)
 	bin := proctest.Build(t)
 	root, project := projectRepo(t)
-	env2 := []string{"CODI2_NATS_URL=" + srv.URL, "CODI2_AGENT=agent-2"}
-	env3 := []string{"CODI2_NATS_URL=" + srv.URL, "CODI2_AGENT=agent-3"}
+	// A budget past the machine's load: this test is about what the hooks
+	// decide, not how fast (a SessionStart past the default 300 ms on a
+	// loaded CI machine failed open, and the output differed).
+	env2 := []string{"CODI2_NATS_URL=" + srv.URL, "CODI2_AGENT=agent-2", "CODI2_BUDGET=10s"}
+	env3 := []string{"CODI2_NATS_URL=" + srv.URL, "CODI2_AGENT=agent-3", "CODI2_BUDGET=10s"}
 	main := filepath.Join(root, "src", "main.go")
 	require.NoError(t, os.MkdirAll(filepath.Dir(main), 0o755))
 	require.NoError(t, os.WriteFile(main, []byte("package main\n"), 0o644))
